@@ -1,0 +1,1 @@
+"""ecgtransfer.imaging"""

@@ -1,0 +1,341 @@
+"""The segment store: labelled 1-D ECG segments on disk, memory-mapped.
+
+A store is a directory::
+
+    STORE/
+      manifest.json      written last: its presence marks a complete store
+      segments.npy       [N, C, L] float32 or float16 (np.load(..., mmap_mode="r") works)
+      labels.npy         [N] int64, index into manifest["class_names"]
+      record_ids.npy     [N] str, the source record of each segment
+      patient_ids.npy    [N] str, the patient of each segment (splits group by it)
+      positions.npy      [N] int64, sample index in the source record (at the source rate) of the
+                         segment's anchor: the R peak for beats, the window start for windows
+      extra_<name>.npy   optional per-segment arrays [N, ...] (for example RR-interval context)
+
+The manifest (JSON) holds ``format``, ``format_version``, ``database``, ``version``, ``task``, ``fs``
+(rate of the stored segments), ``lead_names``, ``shape``, ``dtype``, ``class_names``,
+``source_files`` (relative path -> SHA256 of every source file used), ``parameters`` (every conversion
+parameter), ``extras`` and ``package_version``.
+
+Stores are written by :class:`StoreWriter`, streaming: segments are appended record by record into a
+temporary sibling directory, which is renamed to its final name only once complete and fsynced.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ecgtransfer import __version__
+from ecgtransfer._atomic import _fsync_dir, atomic_save_npy, atomic_write_json
+from ecgtransfer.errors import StoreError
+
+STORE_FORMAT = "ecgtransfer-store"
+STORE_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_NPY_HEADER_BYTES = 128  # fixed .npy header so segments can be streamed before N is known
+_ARRAYS = ("labels", "record_ids", "patient_ids", "positions")
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """A .npy v1.0 header padded to exactly ``_NPY_HEADER_BYTES`` bytes."""
+    d = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    text = repr(d)
+    body_len = _NPY_HEADER_BYTES - 10
+    if len(text) + 1 > body_len:
+        raise StoreError(f"segment array shape {shape} too large for the .npy header")
+    text = text + " " * (body_len - len(text) - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + text.encode("latin1")
+
+
+class StoreWriter:
+    """Stream segments into a new store at ``path``; :meth:`close` makes it appear atomically.
+
+    Use as a context manager; an exception inside the block removes the partial store and leaves any
+    existing store at ``path`` untouched.
+
+    Args:
+        path: final store directory.
+        channels: number of leads ``C``.
+        length: samples per segment ``L``.
+        dtype: ``float32`` or ``float16``.
+        overwrite: replace an existing store at ``path`` on success.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, channels: int, length: int, dtype: str = "float32",
+                 overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.channels = int(channels)
+        self.length = int(length)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype("float32"), np.dtype("float16")):
+            raise StoreError(f"store dtype must be float32 or float16, got {dtype}")
+        if self.path.exists() and not overwrite:
+            raise StoreError(f"{self.path} already exists (pass overwrite=True to replace it)")
+        self.overwrite = overwrite
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+        self._seg = open(self._tmp / "segments.npy", "wb")
+        self._seg.write(b"\0" * _NPY_HEADER_BYTES)
+        self._n = 0
+        self._cols: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
+        self._extras: dict[str, list[np.ndarray]] = {}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, segments: np.ndarray, labels: Sequence[int] | np.ndarray, *, record_id: str | Sequence[str],
+               patient_id: str | Sequence[str], positions: Sequence[int] | np.ndarray,
+               extras: Mapping[str, np.ndarray] | None = None) -> None:
+        """Append a chunk (usually one record) of segments ``[n, C, L]`` with their metadata."""
+        segments = np.asarray(segments)
+        if segments.ndim != 3 or segments.shape[1:] != (self.channels, self.length):
+            raise StoreError(f"expected segments of shape [n, {self.channels}, {self.length}], got {segments.shape}")
+        n = segments.shape[0]
+        if not np.all(np.isfinite(segments)):
+            raise StoreError(f"segments of record {record_id!r} contain NaN or infinite values")
+        labels = np.asarray(labels, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        if labels.shape != (n,) or positions.shape != (n,):
+            raise StoreError(f"expected {n} labels and positions, got {labels.shape} and {positions.shape}")
+        rec = np.asarray([record_id] * n if isinstance(record_id, str) else record_id, dtype=str)
+        pat = np.asarray([patient_id] * n if isinstance(patient_id, str) else patient_id, dtype=str)
+        self._seg.write(np.ascontiguousarray(segments, dtype=self.dtype).tobytes())
+        self._cols["labels"].append(labels)
+        self._cols["positions"].append(positions)
+        self._cols["record_ids"].append(rec.reshape(n))
+        self._cols["patient_ids"].append(pat.reshape(n))
+        extras = dict(extras or {})
+        if self._n and set(extras) != set(self._extras):
+            raise StoreError(f"extras {sorted(extras)} differ from earlier chunks {sorted(self._extras)}")
+        for name, arr in extras.items():
+            arr = np.asarray(arr)
+            if arr.shape[0] != n:
+                raise StoreError(f"extra {name!r} has {arr.shape[0]} rows, expected {n}")
+            self._extras.setdefault(name, []).append(arr)
+        self._n += n
+
+    def close(self, *, database: str, version: str, task: str, fs: float, lead_names: Sequence[str],
+              class_names: Sequence[str], source_files: Mapping[str, str] | None = None,
+              parameters: Mapping[str, Any] | None = None, **manifest_extra: Any) -> "SegmentStore":
+        """Finish the store: write the arrays and the manifest, then rename into place."""
+        if self._closed:
+            raise StoreError("store writer already closed")
+        if self._n == 0:
+            self.abort()
+            raise StoreError(f"no segments were produced for {self.path}; nothing written")
+        shape = (self._n, self.channels, self.length)
+        self._seg.seek(0)
+        self._seg.write(_npy_header(shape, self.dtype))
+        self._seg.flush()
+        os.fsync(self._seg.fileno())
+        self._seg.close()
+        for key in _ARRAYS:
+            arr = np.concatenate(self._cols[key])
+            if arr.dtype.kind == "U":
+                arr = arr.astype(str)
+            atomic_save_npy(self._tmp / f"{key}.npy", arr)
+        for name, chunks in self._extras.items():
+            atomic_save_npy(self._tmp / f"extra_{name}.npy", np.concatenate(chunks))
+        labels = np.concatenate(self._cols["labels"])
+        if labels.min() < 0 or labels.max() >= len(class_names):
+            raise StoreError(f"labels out of range for {len(class_names)} classes")
+        manifest = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_FORMAT_VERSION,
+            "database": database,
+            "version": version,
+            "task": task,
+            "fs": float(fs),
+            "lead_names": list(lead_names),
+            "shape": list(shape),
+            "dtype": self.dtype.name,
+            "class_names": list(class_names),
+            "source_files": dict(source_files or {}),
+            "parameters": dict(parameters or {}),
+            "extras": sorted(self._extras),
+            "package_version": __version__,
+            **manifest_extra,
+        }
+        atomic_write_json(self._tmp / MANIFEST, manifest)
+        _fsync_dir(self._tmp)
+        if self.path.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
+            os.replace(self.path, trash / "store")
+            os.replace(self._tmp, self.path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self._tmp, self.path)
+        _fsync_dir(self.path.parent)
+        self._closed = True
+        return SegmentStore(self.path)
+
+    def abort(self) -> None:
+        """Remove the partial store; an existing store at the final path is untouched."""
+        if not self._seg.closed:
+            self._seg.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self._closed:
+            self.abort()
+
+
+def write_store(path: str | os.PathLike, segments: np.ndarray, labels: Sequence[int] | np.ndarray, *,
+                record_ids: Sequence[str], patient_ids: Sequence[str], positions: Sequence[int] | np.ndarray,
+                class_names: Sequence[str], fs: float, lead_names: Sequence[str], database: str = "custom",
+                version: str = "0", task: str = "custom", dtype: str = "float32", overwrite: bool = False,
+                extras: Mapping[str, np.ndarray] | None = None, **manifest: Any) -> "SegmentStore":
+    """Write in-memory segments ``[N, C, L]`` as a store in one call (small data, tests, notebooks)."""
+    segments = np.asarray(segments)
+    if segments.ndim != 3:
+        raise StoreError(f"expected segments of shape [N, C, L], got {segments.shape}")
+    with StoreWriter(path, channels=segments.shape[1], length=segments.shape[2], dtype=dtype,
+                     overwrite=overwrite) as w:
+        w.append(segments, labels, record_id=list(record_ids), patient_id=list(patient_ids), positions=positions,
+                 extras=extras)
+        return w.close(database=database, version=version, task=task, fs=fs, lead_names=lead_names,
+                       class_names=class_names, **manifest)
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """Counts of a store, as ``ecgtransfer info`` prints them."""
+
+    n_segments: int
+    shape: tuple[int, int, int]
+    fs: float
+    classes: dict[str, int]
+    records: dict[str, dict[str, int]]
+    patients: dict[str, dict[str, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_segments": self.n_segments, "shape": list(self.shape), "fs": self.fs, "classes": self.classes,
+                "records": self.records, "patients": self.patients}
+
+
+class SegmentStore:
+    """Read a store: memory-mapped segments ``[N, C, L]`` and their labels and ids.
+
+    Raises :class:`StoreError` naming the path when the directory is not a complete store.
+    Indexing returns ``(segment [C, L] float32, label)``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not mpath.is_file():
+            if self.path.is_dir():
+                raise StoreError(f"{self.path} is not a complete segment store: no {MANIFEST} "
+                                 "(an interrupted conversion? run convert again)")
+            raise StoreError(f"segment store {self.path} does not exist")
+        raw = mpath.read_bytes()
+        try:
+            self.manifest: dict[str, Any] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{mpath} is not valid JSON: {exc}") from exc
+        if self.manifest.get("format") != STORE_FORMAT:
+            raise StoreError(f"{mpath}: expected format {STORE_FORMAT!r}, found {self.manifest.get('format')!r}")
+        if int(self.manifest.get("format_version", 0)) > STORE_FORMAT_VERSION:
+            raise StoreError(f"{mpath}: store format version {self.manifest['format_version']} is newer than "
+                             f"this ecgtransfer supports ({STORE_FORMAT_VERSION}); upgrade ecgtransfer")
+        #: SHA256 of manifest.json: identifies the store's content and parameters
+        self.manifest_hash: str = hashlib.sha256(raw).hexdigest()
+        try:
+            self.segments: np.ndarray = np.load(self.path / "segments.npy", mmap_mode="r")
+            self.labels: np.ndarray = np.load(self.path / "labels.npy")
+            self.record_ids: np.ndarray = np.load(self.path / "record_ids.npy")
+            self.patient_ids: np.ndarray = np.load(self.path / "patient_ids.npy")
+            self.positions: np.ndarray = np.load(self.path / "positions.npy")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"store {self.path} is damaged: {exc}") from exc
+        expected = tuple(self.manifest["shape"])
+        if tuple(self.segments.shape) != expected:
+            raise StoreError(f"store {self.path}: segments.npy has shape {self.segments.shape}, manifest says {expected}")
+        n = expected[0]
+        for name in _ARRAYS:
+            if getattr(self, name).shape[0] != n:
+                raise StoreError(f"store {self.path}: {name}.npy has {getattr(self, name).shape[0]} rows, expected {n}")
+
+    # -- metadata -------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["class_names"])
+
+    @property
+    def fs(self) -> float:
+        return float(self.manifest["fs"])
+
+    @property
+    def lead_names(self) -> list[str]:
+        return list(self.manifest["lead_names"])
+
+    @property
+    def database(self) -> str:
+        return str(self.manifest["database"])
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.manifest["shape"])  # type: ignore[return-value]
+
+    def extra(self, name: str) -> np.ndarray:
+        """A per-segment extra array ``[N, ...]`` (for example ``"rr"``), memory-mapped."""
+        if name not in self.manifest.get("extras", []):
+            raise StoreError(f"store {self.path} has no extra {name!r}; it has {self.manifest.get('extras', [])}")
+        return np.load(self.path / f"extra_{name}.npy", mmap_mode="r")
+
+    # -- access ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return np.asarray(self.segments[i], dtype=np.float32), int(self.labels[i])
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Segments ``[len(indices), C, L]`` as float32 (sorted reads from the memory map)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        out = np.empty((len(idx), *self.shape[1:]), dtype=np.float32)
+        out[order] = self.segments[idx[order]]
+        return out
+
+    def info(self) -> StoreInfo:
+        """Counts per class, per record and per patient."""
+        names = self.class_names
+
+        def per(ids: np.ndarray) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for key, lab in zip(ids.tolist(), self.labels.tolist()):
+                d = out.setdefault(str(key), {})
+                d[names[lab]] = d.get(names[lab], 0) + 1
+            return dict(sorted(out.items()))
+
+        counts = Counter(self.labels.tolist())
+        return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs,
+                         classes={c: int(counts.get(i, 0)) for i, c in enumerate(names)},
+                         records=per(self.record_ids), patients=per(self.patient_ids))
+
+    def __repr__(self) -> str:
+        return (f"SegmentStore({str(self.path)!r}, database={self.database!r}, task={self.task!r}, "
+                f"shape={self.shape}, classes={self.class_names})")

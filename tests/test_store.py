@@ -1,0 +1,72 @@
+"""The segment store: round trip, atomicity, clear errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ecgtransfer.errors import StoreError
+from ecgtransfer.store import SegmentStore, StoreWriter, write_store
+
+
+def _write(path, n=10, c=2, length=32, dtype="float32", **kw):
+    rng = np.random.default_rng(0)
+    seg = rng.standard_normal((n, c, length)).astype(np.float32)
+    labels = rng.integers(0, 3, n)
+    store = write_store(path, seg, labels, record_ids=[f"r{i % 3}" for i in range(n)],
+                        patient_ids=[f"p{i % 3}" for i in range(n)], positions=np.arange(n) * 100,
+                        class_names=["N", "S", "V"], fs=360, lead_names=["MLII", "V1"][:c], dtype=dtype, **kw)
+    return store, seg, labels
+
+
+def test_round_trip_is_memory_mapped_and_exact(tmp_path):
+    store, seg, labels = _write(tmp_path / "s")
+    again = SegmentStore(tmp_path / "s")
+    assert isinstance(again.segments, np.memmap)
+    np.testing.assert_array_equal(again.segments, seg)
+    np.testing.assert_array_equal(again.labels, labels)
+    np.testing.assert_array_equal(np.load(tmp_path / "s" / "segments.npy"), seg)  # plain numpy reads it
+    assert again.record_ids.tolist()[:4] == ["r0", "r1", "r2", "r0"]
+    np.testing.assert_array_equal(again.batch([5, 1, 3]), seg[[5, 1, 3]])
+    info = again.info()
+    assert info.n_segments == 10 and sum(info.classes.values()) == 10
+    assert sum(sum(d.values()) for d in info.records.values()) == 10
+    assert again.manifest_hash == store.manifest_hash
+
+
+def test_float16_store(tmp_path):
+    store, seg, _ = _write(tmp_path / "s", dtype="float16")
+    assert store.segments.dtype == np.float16
+    np.testing.assert_allclose(store.batch(range(10)), seg, atol=1e-2)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with StoreWriter(tmp_path / "s", channels=1, length=4) as w:
+            w.append(np.zeros((2, 1, 4)), [0, 0], record_id="a", patient_id="a", positions=[0, 1])
+            raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_incomplete_store_and_bad_input_are_named(tmp_path):
+    (tmp_path / "half").mkdir()
+    with pytest.raises(StoreError, match="not a complete segment store"):
+        SegmentStore(tmp_path / "half")
+    with pytest.raises(StoreError, match="does not exist"):
+        SegmentStore(tmp_path / "nope")
+    with StoreWriter(tmp_path / "s", channels=1, length=4) as w:
+        with pytest.raises(StoreError, match=r"shape \[n, 1, 4\]"):
+            w.append(np.zeros((2, 2, 4)), [0, 0], record_id="a", patient_id="a", positions=[0, 1])
+        with pytest.raises(StoreError, match="NaN"):
+            w.append(np.full((1, 1, 4), np.nan), [0], record_id="bad", patient_id="a", positions=[0])
+
+
+def test_overwrite_replaces_only_on_success(tmp_path):
+    _write(tmp_path / "s")
+    with pytest.raises(StoreError, match="already exists"):
+        _write(tmp_path / "s")
+    store, _, _ = _write(tmp_path / "s", n=4, overwrite=True)
+    assert len(SegmentStore(tmp_path / "s")) == 4
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["shape"] == [4, 2, 32] and manifest["package_version"]
