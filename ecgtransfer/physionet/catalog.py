@@ -1,0 +1,145 @@
+"""Catalog of the PhysioNet databases ecgtransfer knows.
+
+Each :class:`Database` says where its files are (relative to ``<mirror>/<name>/<version>/``), which
+records it has (the ``RECORDS`` listing), where its labels come from and which task it serves by default.
+Paths follow PhysioNet's layout exactly, so a download lands in ``OUT/<name>/<version>/...``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ecgtransfer.errors import CatalogError
+
+
+@dataclass(frozen=True)
+class Database:
+    """One PhysioNet database version.
+
+    Attributes:
+        name: PhysioNet slug (``mitdb``), also the folder name.
+        title: human-readable name.
+        versions: published versions known to work, newest last; ``version`` is the default.
+        fs: sampling rate in Hz of the records.
+        leads: lead names as the headers spell them (the first is the default for one-lead tasks).
+        records_file: path of the ``RECORDS`` listing, relative to the version folder.
+        record_dir: folder the names in ``records_file`` are relative to ("" = the version folder).
+        metadata_files: label/metadata files that every conversion needs (relative to the version folder).
+        annotation: WFDB annotation extension holding labels (``atr``), or None.
+        label_source: where labels come from, in words.
+        tasks: tasks ``convert`` supports; ``default_task`` is the first.
+        patients: record -> patient where several records share a patient (default: one patient per record).
+        citation: what to cite.
+        tested: whether the shared test mirror holds this database (the others are described, not tested here).
+    """
+
+    name: str
+    title: str
+    versions: tuple[str, ...]
+    fs: float
+    leads: tuple[str, ...]
+    records_file: str
+    record_dir: str
+    metadata_files: tuple[str, ...]
+    annotation: str | None
+    label_source: str
+    tasks: tuple[str, ...]
+    patients: dict[str, str] = field(default_factory=dict)
+    citation: str = ""
+    tested: bool = False
+
+    @property
+    def version(self) -> str:
+        """The default (newest known) version."""
+        return self.versions[-1]
+
+    @property
+    def default_task(self) -> str:
+        return self.tasks[0]
+
+    def patient_of(self, record: str) -> str:
+        """The patient id of ``record`` (records from one patient share it)."""
+        return self.patients.get(record, record)
+
+    def check_version(self, version: str | None) -> str:
+        """Return ``version`` (or the default) after checking the catalog knows it."""
+        if version is None:
+            return self.version
+        if version not in self.versions:
+            raise CatalogError(f"unknown version {version!r} of {self.name}; known: {', '.join(self.versions)}")
+        return version
+
+
+_PHYSIONET = "Goldberger et al., PhysioBank, PhysioToolkit, and PhysioNet, Circulation 101(23), 2000."
+
+DATABASES: dict[str, Database] = {
+    db.name: db
+    for db in [
+        Database(
+            name="mitdb", title="MIT-BIH Arrhythmia Database", versions=("1.0.0",), fs=360.0,
+            leads=("MLII", "V1", "V2", "V4", "V5"), records_file="RECORDS", record_dir="",
+            metadata_files=(), annotation="atr",
+            label_source="beat annotations in <record>.atr (reference R-peak positions and beat symbols)",
+            tasks=("beats",),
+            # records 201 and 202 were recorded from the same subject (MIT-BIH directory of records)
+            patients={"202": "201"},
+            citation="Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. IEEE EMB 20(3), 2001. "
+            + _PHYSIONET,
+            tested=True,
+        ),
+        Database(
+            name="challenge-2017", title="AF Classification from a Short Single Lead ECG Recording: "
+            "PhysioNet/Computing in Cardiology Challenge 2017", versions=("1.0.0",), fs=300.0, leads=("ECG",),
+            records_file="training2017/RECORDS", record_dir="training2017",
+            metadata_files=("training2017/REFERENCE.csv", "training2017/REFERENCE-v3.csv"), annotation=None,
+            label_source="one rhythm label per record in training2017/REFERENCE.csv "
+            "(N normal, A atrial fibrillation, O other rhythm, ~ noisy)",
+            tasks=("rhythm",),
+            citation="Clifford GD et al. AF Classification from a Short Single Lead ECG Recording: the "
+            "PhysioNet/Computing in Cardiology Challenge 2017. CinC 44, 2017. " + _PHYSIONET,
+            tested=True,
+        ),
+        Database(
+            name="ludb", title="Lobachevsky University Electrocardiography Database", versions=("1.0.0", "1.0.1"),
+            fs=500.0, leads=("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"),
+            records_file="RECORDS", record_dir="", metadata_files=("ludb.csv",), annotation=None,
+            label_source="rhythm per record in ludb.csv (column 'Rhythms')", tasks=("rhythm",),
+            citation="Kalyakulina AI et al. LUDB: a new open-access validation tool for electrocardiogram "
+            "delineation algorithms. IEEE Access 8, 2020. " + _PHYSIONET,
+            tested=True,
+        ),
+        Database(
+            name="incartdb", title="St Petersburg INCART 12-lead Arrhythmia Database", versions=("1.0.0",),
+            fs=257.0, leads=("II", "I", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+            records_file="RECORDS", record_dir="", metadata_files=(), annotation="atr",
+            label_source="beat annotations in <record>.atr", tasks=("beats",),
+            citation="Tihonenko V et al. St Petersburg INCART 12-lead Arrhythmia Database. " + _PHYSIONET,
+        ),
+        Database(
+            name="svdb", title="MIT-BIH Supraventricular Arrhythmia Database", versions=("1.0.0",), fs=128.0,
+            leads=("ECG1", "ECG2"), records_file="RECORDS", record_dir="", metadata_files=(), annotation="atr",
+            label_source="beat annotations in <record>.atr", tasks=("beats",),
+            citation="Greenwald SD. Improved detection and classification of arrhythmias in noise-stressed ECGs. "
+            "MIT thesis, 1990. " + _PHYSIONET,
+        ),
+        Database(
+            name="ptb-xl", title="PTB-XL, a large publicly available electrocardiography dataset",
+            versions=("1.0.1", "1.0.2", "1.0.3"), fs=500.0,
+            leads=("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+            records_file="RECORDS", record_dir="", metadata_files=("ptbxl_database.csv", "scp_statements.csv"),
+            annotation=None,
+            label_source="SCP-ECG statements per record in ptbxl_database.csv (scp_codes), aggregated to the "
+            "diagnostic superclasses of scp_statements.csv; patient_id column gives patients",
+            tasks=("rhythm",),
+            citation="Wagner P et al. PTB-XL, a large publicly available electrocardiography dataset. "
+            "Scientific Data 7, 2020. " + _PHYSIONET,
+        ),
+    ]
+}
+
+
+def get_database(name: str) -> Database:
+    """Look up a database by its PhysioNet slug; raises :class:`CatalogError` naming the known ones."""
+    try:
+        return DATABASES[name]
+    except KeyError:
+        raise CatalogError(f"unknown database {name!r}; known: {', '.join(sorted(DATABASES))}") from None
