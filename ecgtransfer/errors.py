@@ -43,3 +43,7 @@ class WeightsError(EcgTransferError):
 
 class TrainingError(EcgTransferError):
     """Training cannot proceed (empty split, single class, NaN loss, incompatible checkpoint)."""
+
+
+class WeightsUnavailableError(WeightsError):
+    """Pretrained weights cannot be obtained here (offline machine, no cached file)."""
