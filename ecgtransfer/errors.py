@@ -47,3 +47,7 @@ class TrainingError(EcgTransferError):
 
 class WeightsUnavailableError(WeightsError):
     """Pretrained weights cannot be obtained here (offline machine, no cached file)."""
+
+
+class SignalError(EcgTransferError, ValueError):
+    """Signal values cannot be used as given (NaN or infinite samples, a wrong shape)."""
