@@ -1,0 +1,291 @@
+"""The fine-tuning configuration: one dataclass, loadable from TOML, written to every run directory.
+
+Example TOML (keys may sit at the top level or under a ``[train]`` table)::
+
+    [train]
+    init = "imagenet"
+    encoding = "spectrogram"
+    image_size = 224
+    split = "patient"
+    epochs = 20
+    batch_size = 64
+    tiers = [1e-5, 1e-4, 1e-3]
+    scheduler = "cosine"
+    warmup_steps = 200
+    imbalance = "weighted"
+
+    [train.encoding_params]
+    nperseg = 64
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ecgtransfer.errors import ConfigError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+INIT_CHOICES = ("imagenet", "imagenet-v1", "imagenet-v2", "scratch")
+SPLIT_METHODS = ("patient", "kfold", "dechazal", "random")
+SCHEDULERS = ("cosine", "onecycle", "constant")
+IMBALANCE = ("weighted", "sampler", "none")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
+
+#: fields that may differ between a checkpoint and the configuration that resumes it
+RESUME_MUTABLE = frozenset({"device", "num_workers", "checkpoint_every", "progress", "compile", "num_threads",
+                            "log_every"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a fine-tuning run.
+
+    Model and input
+        init: ``"imagenet"`` (torchvision's current ImageNet weights), ``"imagenet-v1"``, ``"imagenet-v2"``,
+            ``"scratch"`` (random init) or a path to a weights file (``.pt``/``.pth``, loaded weights-only).
+        encoding: image encoding of the signals (``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"``,
+            ``"stack"``); images are rendered per batch on the training device.
+        encoding_params: extra keyword arguments of the encoder (for example ``nperseg``).
+        image_size: side of the square images ``[B, 3, image_size, image_size]``.
+
+    Data
+        split: split method (``"patient"``, ``"kfold"``, ``"dechazal"``, ``"random"``), see
+            :func:`ecgtransfer.signals.split.split`.
+        split_seed: seed of the split; ``None`` uses ``seed``.
+        val_fraction, test_fraction, n_folds, fold: split parameters.
+        train_fraction: fraction (0, 1] of the training segments used (class-stratified, seeded); for
+            data-efficiency curves.
+        imbalance: ``"weighted"`` (default: cross-entropy with inverse-frequency class weights
+            ``w_c = n / (K * n_c)`` over the K classes present in the training split), ``"sampler"``
+            (plain cross-entropy, batches drawn with replacement with probability proportional to
+            ``1 / n_c``, so classes are seen equally often) or ``"none"``.
+        augment: apply signal augmentation to training batches ``[B, C, L]``.
+        aug_scale: amplitude scaling, factor uniform in ``[1 - aug_scale, 1 + aug_scale]`` per sample and lead.
+        aug_wander: baseline wander amplitude, relative to each segment's standard deviation.
+        aug_noise: Gaussian noise standard deviation, relative to each segment's standard deviation.
+        aug_shift: largest time shift as a fraction of the segment length (edges replicated).
+
+    Optimisation
+        epochs: number of passes over the training split.
+        max_steps: stop after this many optimizer steps in total (``None``: no limit).
+        batch_size: training batch size per process.
+        eval_batch_size: evaluation batch size (``None``: ``2 * batch_size``).
+        tiers: learning rates of the three tiers (stem+layer1-3, layer4, head).
+        optimizer, momentum, weight_decay: see :class:`ecgtransfer.models.tiers.TierConfig`.
+        freeze: tier names whose parameters are frozen.
+        scheduler: ``"cosine"`` (linear warmup then cosine decay), ``"onecycle"`` or ``"constant"``.
+        warmup_steps: linear warmup steps (``None``: 5% of the total steps).
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        label_smoothing: cross-entropy label smoothing.
+        early_stopping: stop after this many epochs without a better validation macro-F1 (``None``: never).
+
+    Execution
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        amp: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"``, ``"fp16"`` (CUDA, with a grad
+            scaler) or ``"off"``.
+        channels_last: use the channels-last memory format (``None``: on CUDA only).
+        compile: wrap the model in ``torch.compile``.
+        deterministic: ``torch.use_deterministic_algorithms`` (warn-only) and cuDNN determinism.
+        seed: seeds Python, NumPy and torch; the data order and augmentation are pure functions of
+            ``(seed, epoch, step)``.
+        num_workers: DataLoader worker processes reading the store.
+        num_threads: ``torch.set_num_threads`` for the run (``None``: leave torch's default).
+        checkpoint_every: also write ``last.pt`` every this many optimizer steps (``None``: per epoch only).
+        log_every: refresh the progress bar's loss every this many steps.
+        progress: show a tqdm progress bar (rank 0 only).
+    """
+
+    init: str = "imagenet"
+    encoding: str = "spectrogram"
+    encoding_params: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 224
+
+    split: str = "patient"
+    split_seed: int | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    n_folds: int = 5
+    fold: int = 0
+    train_fraction: float = 1.0
+    imbalance: str = "weighted"
+    augment: bool = False
+    aug_scale: float = 0.1
+    aug_wander: float = 0.1
+    aug_noise: float = 0.02
+    aug_shift: float = 0.05
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    tiers: tuple[float, float, float] = (1e-5, 1e-4, 1e-3)
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    freeze: tuple[str, ...] = ()
+    scheduler: str = "cosine"
+    warmup_steps: int | None = None
+    grad_clip: float | None = 1.0
+    label_smoothing: float = 0.0
+    early_stopping: int | None = 5
+
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    deterministic: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    num_threads: int | None = None
+    checkpoint_every: int | None = None
+    log_every: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.tiers = tuple(float(v) for v in self.tiers)  # type: ignore[assignment]
+        self.freeze = tuple(str(v) for v in self.freeze)
+        self.encoding_params = dict(self.encoding_params)
+        self.validate()
+
+    # -- validation -------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field and what it expects."""
+
+        def bad(name: str, expected: str) -> ConfigError:
+            return ConfigError(f"train config: {name} must be {expected}, got {getattr(self, name)!r}")
+
+        if self.init not in INIT_CHOICES and not str(self.init).strip():
+            raise bad("init", f"one of {INIT_CHOICES} or a weights file path")
+        if self.split not in SPLIT_METHODS:
+            raise bad("split", f"one of {SPLIT_METHODS}")
+        if self.scheduler not in SCHEDULERS:
+            raise bad("scheduler", f"one of {SCHEDULERS}")
+        if self.imbalance not in IMBALANCE:
+            raise bad("imbalance", f"one of {IMBALANCE}")
+        if self.amp not in AMP_CHOICES:
+            raise bad("amp", f"one of {AMP_CHOICES}")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise bad("device", f"one of {DEVICES} or 'cuda:N'")
+        if len(self.tiers) != 3 or any(not (lr >= 0) for lr in self.tiers):
+            raise bad("tiers", "three non-negative learning rates (features_1, features_2, classifier)")
+        for name in ("epochs", "batch_size", "image_size", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "a positive integer")
+        for name in ("max_steps", "eval_batch_size", "checkpoint_every", "early_stopping", "num_threads"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise bad(name, "a positive integer or None")
+        if self.warmup_steps is not None and int(self.warmup_steps) < 0:
+            raise bad("warmup_steps", "a non-negative integer or None")
+        if self.num_workers < 0:
+            raise bad("num_workers", "a non-negative integer")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise bad("train_fraction", "in (0, 1]")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad("label_smoothing", "in [0, 1)")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise bad("grad_clip", "positive or None")
+        for name in ("aug_scale", "aug_wander", "aug_noise", "aug_shift"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise bad(name, "in [0, 1)")
+        bad_tiers = [t for t in self.freeze if t not in ("features_1", "features_2", "classifier")]
+        if bad_tiers:
+            raise bad("freeze", "tier names among features_1, features_2, classifier")
+
+    # -- conversion -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/TOML-friendly dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["tiers"] = list(self.tiers)
+        out["freeze"] = list(self.freeze)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a mapping; unknown keys raise :class:`ConfigError` listing the valid ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"train config: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+        try:
+            return cls(**dict(data))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"train config: {exc}") from exc
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "TrainConfig":
+        """Load from a TOML file (top-level keys, or a ``[train]`` table)."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        if "train" in data and isinstance(data["train"], dict):
+            data = data["train"]
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        """A copy with ``overrides`` applied (``None`` values are ignored only for unknown-free keys)."""
+        merged = self.to_dict()
+        merged.update(overrides)
+        return TrainConfig.from_dict(merged)
+
+    def incompatible_with(self, other: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Fields (other than :data:`RESUME_MUTABLE`) whose value differs from ``other`` (a config dict).
+
+        Returns ``{name: (other's value, this value)}``; empty when a checkpoint with ``other`` may be resumed.
+        """
+        mine = self.to_dict()
+        diff = {}
+        for key, value in mine.items():
+            if key in RESUME_MUTABLE:
+                continue
+            theirs = other.get(key, _MISSING)
+            if _normalise(theirs) != _normalise(value):
+                diff[key] = (theirs if theirs is not _MISSING else "<absent>", value)
+        return diff
+
+
+_MISSING = object()
+
+
+def _normalise(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_normalise(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _normalise(x) for k, x in sorted(v.items())}
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    return v
+
+
+def resolve_config(config: TrainConfig | Mapping[str, Any] | str | os.PathLike | None = None,
+                   **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a config object, a dict, a TOML path or ``None`` (defaults), plus overrides."""
+    if config is None:
+        base = TrainConfig()
+    elif isinstance(config, TrainConfig):
+        base = config
+    elif isinstance(config, Mapping):
+        base = TrainConfig.from_dict(config)
+    else:
+        base = TrainConfig.from_toml(config)
+    return base.replace(**overrides) if overrides else base

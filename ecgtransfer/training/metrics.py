@@ -1,0 +1,185 @@
+"""Classification metrics for arrhythmia work: per-class Se, +P, specificity, F1, one-vs-rest AUROC.
+
+Definitions (for class ``k``, from the confusion matrix ``cm[true, pred]`` over ``n`` segments):
+
+- ``TP = cm[k, k]``, ``FN = row k - TP``, ``FP = column k - TP``, ``TN = n - TP - FN - FP``
+- sensitivity ``Se = TP / (TP + FN)`` (recall), positive predictivity ``+P = TP / (TP + FP)`` (precision),
+  specificity ``Sp = TN / (TN + FP)``, ``F1 = 2 TP / (2 TP + FP + FN)``; a ratio with a zero denominator is 0
+  (scikit-learn's ``zero_division=0``).
+- accuracy ``= trace(cm) / n``.
+- macro-F1: the mean F1 over the classes that occur in the true labels or in the predictions (scikit-learn's
+  ``f1_score(average="macro")`` with its default label set); a class absent from both is not counted.
+- one-vs-rest AUROC of class ``k``: the Mann-Whitney statistic of the scores ``p[:, k]`` of the positives
+  against the negatives (ties count one half), computed from mid-ranks. It is undefined (NaN, with a note)
+  when the split has no positive or no negative of the class. ``macro_auroc`` is the mean over the defined ones.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+AAMI_CLASSES = ("N", "S", "V", "F")
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``[K, K]`` int64, rows = true class, columns = predicted class."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes).astype(np.int64)
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+
+def auroc_ovr(y_true: np.ndarray, scores: np.ndarray, num_classes: int) -> np.ndarray:
+    """One-vs-rest AUROC per class ``[K]`` from scores ``[n, K]``; NaN where a class has no positive or no negative."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.full(num_classes, np.nan)
+    n = y_true.shape[0]
+    for k in range(num_classes):
+        pos = y_true == k
+        n_pos = int(pos.sum())
+        n_neg = n - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = rankdata(scores[:, k])  # mid-ranks: ties count one half
+        out[k] = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return out
+
+
+def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str],
+                           *, loss: float | None = None) -> dict[str, Any]:
+    """All metrics of one evaluation.
+
+    Args:
+        y_true: true labels ``[n]``.
+        probs: class probabilities (or any scores) ``[n, K]``; the prediction is the arg-max.
+        class_names: the ``K`` class names.
+        loss: mean loss, copied into the result.
+
+    Returns:
+        ``{"n", "loss", "accuracy", "macro_f1", "macro_auroc", "per_class": {name: {"support", "se", "ppv",
+        "specificity", "f1", "auroc"}}, "confusion_matrix": [[...]], "class_names", "notes": [...]}``.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(class_names)
+    if probs.ndim != 2 or probs.shape != (y_true.shape[0], k):
+        raise ValueError(f"expected probs of shape [{y_true.shape[0]}, {k}], got {probs.shape}")
+    y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
+    cm = confusion_matrix(y_true, y_pred, k)
+    n = int(cm.sum())
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    fn = support - tp
+    fp = predicted - tp
+    tn = n - tp - fn - fp
+    se = _div(tp, tp + fn)
+    ppv = _div(tp, tp + fp)
+    spec = _div(tn, tn + fp)
+    f1 = _div(2 * tp, 2 * tp + fp + fn)
+    auc = auroc_ovr(y_true, probs, k)
+    present = (support > 0) | (predicted > 0)
+    notes = []
+    for i, name in enumerate(class_names):
+        if math.isnan(auc[i]):
+            why = "no segment of the class" if support[i] == 0 else "only segments of the class"
+            notes.append(f"AUROC of class {name!r} is undefined (NaN): the split has {why}")
+    defined = auc[~np.isnan(auc)]
+    return {
+        "n": n,
+        "loss": None if loss is None else float(loss),
+        "accuracy": float(tp.sum() / n) if n else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "macro_auroc": float(defined.mean()) if defined.size else float("nan"),
+        "per_class": {
+            name: {"support": int(support[i]), "se": float(se[i]), "ppv": float(ppv[i]),
+                   "specificity": float(spec[i]), "f1": float(f1[i]), "auroc": float(auc[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.tolist(),
+        "class_names": list(class_names),
+        "notes": notes,
+    }
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Scalar columns of a metrics dict for CSV: ``{prefix}_loss``, ``{prefix}_se_N``, ..."""
+    out: dict[str, Any] = {}
+    for key in ("loss", "accuracy", "macro_f1", "macro_auroc"):
+        if key in metrics:
+            out[f"{prefix}_{key}"] = metrics[key]
+    for name, row in metrics.get("per_class", {}).items():
+        for key in ("se", "ppv", "specificity", "f1", "auroc"):
+            out[f"{prefix}_{key}_{name}"] = row[key]
+    return out
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def aami_table(metrics: dict[str, Any]) -> str:
+    """The AAMI-style table (Se and +P of N, S, V, F, in %) as Markdown; classes missing from the store show n/a."""
+    pc = metrics.get("per_class", {})
+    lines = ["| class | support | Se (%) | +P (%) | Sp (%) | F1 (%) |", "|---|---:|---:|---:|---:|---:|"]
+    for name in AAMI_CLASSES:
+        row = pc.get(name)
+        if row is None:
+            lines.append(f"| {name} | 0 | n/a | n/a | n/a | n/a |")
+        else:
+            lines.append(f"| {name} | {row['support']} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
+                         f"{_fmt(row['specificity'])} | {_fmt(row['f1'])} |")
+    return "\n".join(lines)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Per-class table (all classes) as Markdown."""
+    lines = ["| class | support | Se (%) | +P (%) | Sp (%) | F1 (%) | AUROC |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in metrics.get("per_class", {}).items():
+        auc = "n/a" if math.isnan(row["auroc"]) else f"{row['auroc']:.3f}"
+        lines.append(f"| {name} | {row['support']} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
+                     f"{_fmt(row['specificity'])} | {_fmt(row['f1'])} | {auc} |")
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(metrics: dict[str, Any], path: Any, *, title: str = "") -> None:
+    """Write the confusion matrix (counts, rows normalised for colour) as a PNG, atomically, with matplotlib Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from ecgtransfer._atomic import atomic_open
+
+    cm = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
+    names = metrics["class_names"]
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig = Figure(figsize=(1.2 + 0.8 * len(names), 1.0 + 0.8 * len(names)))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
