@@ -1,0 +1,470 @@
+"""Benchmark configuration: dataclasses, TOML loading and validation.
+
+A benchmark config names the target task (a segment store and how to split it), the arms to compare,
+the seeds, the fractions of the training data, the budget every arm gets (epochs, steps, batch size,
+schedule family), the image size and the encodings. See ``docs/bench.md`` for every key.
+
+Example (``benchmarks/smoke.toml``)::
+
+    [bench]
+    name = "smoke"
+    seeds = [0, 1]
+    fractions = [0.2, 1.0]
+    encodings = ["spectrogram"]
+    image_size = 64
+    epochs = 2
+
+    [task]
+    store = "../stores/mitdb-beats"     # relative to this file
+    split = "patient"
+
+    [[arms]]
+    name = "scratch"
+
+    [[arms]]
+    name = "imagenet"
+
+Arms may also be given as plain strings (``arms = ["scratch", "imagenet"]``), which picks the preset of
+that name (:data:`ARM_PRESETS`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from ecgtransfer.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: How the pretrained backbone is adapted.
+#: ``tiered``: three learning rates (features_1 < features_2 < classifier);
+#: ``uniform``: one learning rate for every parameter;
+#: ``linear-probe``: backbone frozen, only the classifier head trains.
+OPTIM_MODES = ("tiered", "uniform", "linear-probe")
+#: Initialisations an arm can start from (a path to a checkpoint or state_dict is accepted too).
+INITS = ("scratch", "imagenet", "imagenet-v1", "imagenet-v2", "ecg")
+ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "stack")
+SPLITS = ("patient", "kfold", "dechazal", "random")
+FRACTION_MODES = ("per-class", "per-patient")
+DEFAULT_TIER_LRS = (1e-5, 1e-4, 1e-3)
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One arm of the comparison: where the weights start and how they are trained.
+
+    Attributes:
+        name: unique label used in tables and file names (``[A-Za-z0-9_.-]+``).
+        init: ``scratch`` (random init), ``imagenet`` (torchvision V2 weights), ``imagenet-v1``,
+            ``imagenet-v2``, ``ecg`` (a source model the bench trains first on ``[source].store``), or a path
+            to an ecgtransfer checkpoint / torchvision state_dict.
+        optim: ``tiered``, ``uniform`` or ``linear-probe`` (see :data:`OPTIM_MODES`).
+        encodings: encodings this arm runs; ``None`` means every encoding of the bench.
+        lrs: the three tier learning rates (tiered), default ``[bench].lrs``.
+        lr: the single learning rate (uniform, and the head's LR for linear-probe); default the largest tier LR.
+        description: free text shown in the report.
+    """
+
+    name: str
+    init: str = "scratch"
+    optim: str = "tiered"
+    encodings: tuple[str, ...] | None = None
+    lrs: tuple[float, float, float] | None = None
+    lr: float | None = None
+    description: str = ""
+
+    @property
+    def pretrained(self) -> bool:
+        return self.init != "scratch"
+
+
+#: Named arms: ``arms = ["scratch", "imagenet"]`` in a config picks these.
+ARM_PRESETS: dict[str, ArmConfig] = {
+    # From scratch there are no pretrained features to protect: one learning rate (the head's) for all.
+    "scratch": ArmConfig("scratch", init="scratch", optim="uniform",
+                         description="random initialisation, one learning rate (the head's) for every layer"),
+    "imagenet": ArmConfig("imagenet", init="imagenet", optim="tiered",
+                          description="ImageNet (torchvision V2) weights, tiered learning rates"),
+    "imagenet-v1": ArmConfig("imagenet-v1", init="imagenet-v1", optim="tiered",
+                             description="ImageNet (torchvision V1) weights, tiered learning rates"),
+    "imagenet-uniform": ArmConfig("imagenet-uniform", init="imagenet", optim="uniform",
+                                  description="ImageNet V2 weights, one learning rate for every layer (ablation)"),
+    "imagenet-linear-probe": ArmConfig("imagenet-linear-probe", init="imagenet", optim="linear-probe",
+                                       description="ImageNet V2 weights, backbone frozen, head only (ablation)"),
+    "ecg-pretrained": ArmConfig("ecg-pretrained", init="ecg", optim="tiered",
+                                description="backbone pretrained by the bench on the [source] ECG store, "
+                                            "tiered learning rates"),
+}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The target task: a segment store and its patient-wise split.
+
+    Attributes:
+        store: path of the segment store (relative paths are relative to the config file).
+        split: ``patient`` | ``kfold`` | ``dechazal`` | ``random`` (see ``ecgtransfer.signals.split``).
+        split_seed: seed of the split (fixed across arms and bench seeds: every cell sees the same patients).
+        val_fraction, test_fraction: shares of patients for validation and test (``patient`` split).
+        n_folds, fold: for ``kfold``.
+        eval_split: the split whose metrics the report's tables use (``test``; ``val`` when there is no test).
+    """
+
+    store: str
+    split: str = "patient"
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    n_folds: int = 5
+    fold: int = 0
+    eval_split: str = "test"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The source task of the ``ecg`` init: the bench trains a model on it first (once per encoding).
+
+    Attributes:
+        store: path of the source segment store (e.g. challenge-2017 rhythm windows, or mitdb beats).
+        split: how to split it (validation picks the best source epoch).
+        init: initialisation of the source model (``scratch`` or an ImageNet variant).
+        optim: optimiser mode of the source training.
+        epochs, max_steps: budget of the source training (default: the bench's).
+        seed: seed of the source training.
+    """
+
+    store: str
+    split: str = "patient"
+    init: str = "scratch"
+    optim: str = "uniform"
+    epochs: int | None = None
+    max_steps: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A whole benchmark. Every arm gets the same budget, schedule family, data and image size.
+
+    Attributes:
+        name: label of the benchmark (report title).
+        task: the target task.
+        arms: the arms compared (at least one; ``scratch`` is the baseline of the paired differences).
+        seeds: training seeds; each seed also draws its own data subsample (shared by all arms: paired).
+        fractions: fractions of the training data, each in (0, 1]; smaller fractions are subsets of larger ones.
+        fraction_mode: ``per-class`` (that share of each class's training segments, at least one per class)
+            or ``per-patient`` (that share of the training patients, all their segments).
+        encodings: the encodings (every arm runs each unless it names its own).
+        image_size: side of the square images.
+        epochs: epochs per cell (same for every arm).
+        max_steps: optional cap on the optimisation steps of a cell (same for every arm).
+        batch_size: batch size.
+        scheduler: schedule family for every arm (``cosine``, ``onecycle``, ``constant``).
+        warmup_steps: warmup steps of the schedule.
+        lrs: default tier learning rates (features_1, features_2, classifier).
+        optimizer: ``sgd`` or ``adamw``.
+        target_f1: the validation macro-F1 whose first crossing gives "epochs/seconds to target".
+        device: ``auto``, ``cpu``, ``cuda``...
+        threads: torch CPU threads (None: torch's default).
+        keep_checkpoints: keep each cell's checkpoints (off: a bench directory stays small).
+        train: extra ``TrainConfig`` fields applied to every cell (e.g. ``num_workers``, ``amp``, augmentation).
+        source: the source task of ``ecg`` arms.
+        notes: free text printed near the top of the report (e.g. why the image size is reduced).
+        config_dir: directory that relative paths are resolved against (set by :func:`load_config`).
+    """
+
+    task: TaskConfig
+    arms: tuple[ArmConfig, ...]
+    name: str = "bench"
+    seeds: tuple[int, ...] = (0,)
+    fractions: tuple[float, ...] = (1.0,)
+    fraction_mode: str = "per-class"
+    encodings: tuple[str, ...] = ("spectrogram",)
+    image_size: int = 224
+    epochs: int = 5
+    max_steps: int | None = None
+    batch_size: int = 64
+    scheduler: str = "cosine"
+    warmup_steps: int = 0
+    lrs: tuple[float, float, float] = DEFAULT_TIER_LRS
+    optimizer: str = "sgd"
+    target_f1: float = 0.5
+    device: str = "auto"
+    threads: int | None = None
+    keep_checkpoints: bool = False
+    train: Mapping[str, Any] = field(default_factory=dict)
+    source: SourceConfig | None = None
+    notes: str = ""
+    config_dir: str | None = None
+
+    # -- derived ----------------------------------------------------------------------------------
+    def arm(self, name: str) -> ArmConfig:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise ConfigError(f"no arm named {name!r}; arms are {[a.name for a in self.arms]}")
+
+    def arm_encodings(self, arm: ArmConfig) -> tuple[str, ...]:
+        return arm.encodings if arm.encodings is not None else self.encodings
+
+    def resolve_path(self, path: str) -> Path:
+        """``path`` as given, or relative to the config file's directory."""
+        p = Path(os.path.expanduser(path))
+        if not p.is_absolute() and self.config_dir is not None:
+            p = Path(self.config_dir) / p
+        return p
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve_path(self.task.store)
+
+    @property
+    def source_store_path(self) -> Path | None:
+        return self.resolve_path(self.source.store) if self.source is not None else None
+
+    def arm_lrs(self, arm: ArmConfig) -> tuple[float, float, float]:
+        return tuple(arm.lrs) if arm.lrs is not None else tuple(self.lrs)  # type: ignore[return-value]
+
+    def arm_lr(self, arm: ArmConfig) -> float:
+        return float(arm.lr) if arm.lr is not None else float(max(self.arm_lrs(arm)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists), as recorded in results.json."""
+        d = asdict(self)
+        d["train"] = dict(self.train)
+        return json.loads(json.dumps(d))
+
+    def budget_fingerprint(self) -> str:
+        """Hash of everything that changes a cell's result except the cell's own coordinates.
+
+        Finished cells whose fingerprint differs from the current config are recomputed.
+        """
+        keys = ("task", "fraction_mode", "image_size", "epochs", "max_steps", "batch_size", "scheduler",
+                "warmup_steps", "optimizer", "train", "source")
+        d = self.to_dict()
+        d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
+        if d.get("source"):
+            d["source"] = {k: v for k, v in d["source"].items() if k != "store"}
+        sub = {k: d[k] for k in keys}
+        return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- loading and validation ---------------------------------------------------------------------
+
+_SECTION_KEYS = {"bench", "task", "arms", "train", "source"}
+
+
+def _err(where: str, msg: str) -> ConfigError:
+    return ConfigError(f"{where}: {msg}")
+
+
+def _check_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _err(where, f"unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+
+
+def _tuple_of(where: str, key: str, value: Any, kind: type) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        value = [value]
+    out = []
+    for v in value:
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise _err(where, f"{key} must be a list of {kind.__name__}, found {v!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def _arm_from(where: str, raw: Any) -> ArmConfig:
+    if isinstance(raw, str):
+        if raw not in ARM_PRESETS:
+            raise _err(where, f"unknown arm preset {raw!r}; presets are {sorted(ARM_PRESETS)} "
+                              "(or give a table with name/init/optim)")
+        return ARM_PRESETS[raw]
+    if not isinstance(raw, Mapping):
+        raise _err(where, f"an arm must be a preset name or a table, found {raw!r}")
+    allowed = {f.name for f in fields(ArmConfig)}
+    _check_keys(where, raw, allowed)
+    if "name" not in raw:
+        raise _err(where, "an arm table needs a 'name'")
+    base = ARM_PRESETS.get(raw["name"], ArmConfig(str(raw["name"])))
+    kw = dict(raw)
+    if "encodings" in kw:
+        kw["encodings"] = _tuple_of(where, "encodings", kw["encodings"], str)
+    if "lrs" in kw:
+        kw["lrs"] = _tuple_of(where, "lrs", kw["lrs"], float)
+    if "lr" in kw and kw["lr"] is not None:
+        kw["lr"] = float(kw["lr"])
+    return replace(base, **kw)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | None = None,
+                     where: str = "bench config") -> BenchConfig:
+    """Build and validate a :class:`BenchConfig` from a parsed TOML document (see the module docstring)."""
+    raw = copy.deepcopy(dict(raw))
+    _check_keys(where, raw, _SECTION_KEYS)
+    bench = dict(raw.get("bench", {}))
+    bench_fields = {f.name for f in fields(BenchConfig)} - {"task", "arms", "train", "source", "config_dir"}
+    _check_keys(f"{where} [bench]", bench, bench_fields)
+    if "task" not in raw:
+        raise _err(where, "missing [task] table (at least task.store)")
+    task_raw = raw["task"]
+    _check_keys(f"{where} [task]", task_raw, {f.name for f in fields(TaskConfig)})
+    if "store" not in task_raw:
+        raise _err(f"{where} [task]", "missing 'store' (path of the target segment store)")
+    task = TaskConfig(**task_raw)
+    arms_raw = raw.get("arms")
+    if not arms_raw:
+        raise _err(where, "no arms: add arms = [\"scratch\", \"imagenet\"] or [[arms]] tables")
+    arms = tuple(_arm_from(f"{where} arms[{i}]", a) for i, a in enumerate(arms_raw))
+    source = None
+    if "source" in raw:
+        _check_keys(f"{where} [source]", raw["source"], {f.name for f in fields(SourceConfig)})
+        if "store" not in raw["source"]:
+            raise _err(f"{where} [source]", "missing 'store' (path of the source segment store)")
+        source = SourceConfig(**raw["source"])
+    kw: dict[str, Any] = dict(bench)
+    for key, kind in (("seeds", int), ("fractions", float), ("encodings", str), ("lrs", float)):
+        if key in kw:
+            kw[key] = _tuple_of(f"{where} [bench]", key, kw[key], kind)
+    if "target_f1" in kw:
+        kw["target_f1"] = float(kw["target_f1"])
+    cfg = BenchConfig(task=task, arms=arms, train=dict(raw.get("train", {})), source=source,
+                      config_dir=str(config_dir) if config_dir is not None else None, **kw)
+    validate(cfg, where=where)
+    return cfg
+
+
+def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
+    """Raise :class:`ConfigError` naming the key when ``cfg`` is inconsistent."""
+    def pos_int(key: str, v: Any, allow_none: bool = False) -> None:
+        if v is None and allow_none:
+            return
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise _err(where, f"{key} must be a positive integer, found {v!r}")
+
+    pos_int("epochs", cfg.epochs)
+    pos_int("batch_size", cfg.batch_size)
+    pos_int("image_size", cfg.image_size)
+    pos_int("max_steps", cfg.max_steps, allow_none=True)
+    pos_int("threads", cfg.threads, allow_none=True)
+    if not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0:
+        raise _err(where, f"warmup_steps must be an integer >= 0, found {cfg.warmup_steps!r}")
+    if not cfg.seeds:
+        raise _err(where, "seeds is empty")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise _err(where, f"seeds contain duplicates: {list(cfg.seeds)}")
+    if not cfg.fractions:
+        raise _err(where, "fractions is empty")
+    for f in cfg.fractions:
+        if not (0.0 < f <= 1.0) or math.isnan(f):
+            raise _err(where, f"each fraction must be in (0, 1], found {f}")
+    if len(set(cfg.fractions)) != len(cfg.fractions):
+        raise _err(where, f"fractions contain duplicates: {list(cfg.fractions)}")
+    if cfg.fraction_mode not in FRACTION_MODES:
+        raise _err(where, f"fraction_mode must be one of {FRACTION_MODES}, found {cfg.fraction_mode!r}")
+    for enc in cfg.encodings:
+        if enc not in ENCODINGS:
+            raise _err(where, f"unknown encoding {enc!r}; expected one of {ENCODINGS}")
+    if len(cfg.lrs) != 3 or any(not (lr > 0) for lr in cfg.lrs):
+        raise _err(where, f"lrs must be three positive learning rates, found {list(cfg.lrs)}")
+    if cfg.scheduler not in ("cosine", "onecycle", "constant"):
+        raise _err(where, f"scheduler must be cosine, onecycle or constant, found {cfg.scheduler!r}")
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise _err(where, f"optimizer must be sgd or adamw, found {cfg.optimizer!r}")
+    if not (0.0 < cfg.target_f1 <= 1.0):
+        raise _err(where, f"target_f1 must be in (0, 1], found {cfg.target_f1}")
+    if cfg.task.split not in SPLITS:
+        raise _err(where, f"task.split must be one of {SPLITS}, found {cfg.task.split!r}")
+    if cfg.task.eval_split not in ("test", "val"):
+        raise _err(where, f"task.eval_split must be 'test' or 'val', found {cfg.task.eval_split!r}")
+    names = [a.name for a in cfg.arms]
+    if len(set(names)) != len(names):
+        raise _err(where, f"arm names must be unique, found {names}")
+    for a in cfg.arms:
+        aw = f"{where} arm {a.name!r}"
+        if not a.name or any(not (c.isalnum() or c in "_.-") for c in a.name):
+            raise _err(aw, "name may only hold letters, digits, '_', '.', '-'")
+        if a.optim not in OPTIM_MODES:
+            raise _err(aw, f"optim must be one of {OPTIM_MODES}, found {a.optim!r}")
+        if a.init not in INITS and not (os.sep in a.init or a.init.endswith((".pt", ".pth", ".ckpt"))):
+            raise _err(aw, f"init must be one of {INITS} or a checkpoint path, found {a.init!r}")
+        if a.init == "ecg" and cfg.source is None:
+            raise _err(aw, "init = 'ecg' needs a [source] table naming the source store")
+        if a.lrs is not None and (len(a.lrs) != 3 or any(not (lr > 0) for lr in a.lrs)):
+            raise _err(aw, f"lrs must be three positive learning rates, found {list(a.lrs)}")
+        if a.lr is not None and not a.lr > 0:
+            raise _err(aw, f"lr must be positive, found {a.lr}")
+        for enc in cfg.arm_encodings(a):
+            if enc not in ENCODINGS:
+                raise _err(aw, f"unknown encoding {enc!r}; expected one of {ENCODINGS}")
+    if cfg.source is not None:
+        if cfg.source.optim not in OPTIM_MODES:
+            raise _err(f"{where} [source]", f"optim must be one of {OPTIM_MODES}, found {cfg.source.optim!r}")
+        if cfg.source.init == "ecg":
+            raise _err(f"{where} [source]", "the source model cannot itself start from 'ecg'")
+    forbidden = {"epochs", "max_steps", "batch_size", "image_size", "encoding", "seed", "init", "weights",
+                 "scheduler", "out", "out_dir", "run_dir", "device", "split"}
+    clash = sorted(forbidden & set(cfg.train))
+    if clash:
+        raise _err(f"{where} [train]", f"{clash} are set by the bench itself ([bench]/[task] keys or per cell); "
+                                       "remove them from [train]")
+
+
+def load_config(path: str | os.PathLike, *, overrides: Mapping[str, Any] | None = None) -> BenchConfig:
+    """Read and validate a bench config TOML file.
+
+    Args:
+        path: the TOML file; relative store paths inside it are resolved against its directory.
+        overrides: dotted keys replacing values after loading, e.g. ``{"task.store": "stores/x",
+            "bench.seeds": [0]}`` (what the CLI's ``--set`` and ``--store`` do).
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"bench config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"bench config {path} is not valid TOML: {exc}") from exc
+    for key, value in (overrides or {}).items():
+        apply_override(raw, key, value, where=str(path))
+    return config_from_dict(raw, config_dir=path.resolve().parent, where=str(path))
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any, *, where: str = "override") -> None:
+    """Set dotted ``key`` (``section.name``) in a raw config dict; a bare name goes to ``[bench]``."""
+    parts = key.split(".")
+    if len(parts) == 1:
+        parts = ["bench", parts[0]]
+    if parts[0] not in _SECTION_KEYS or parts[0] == "arms":
+        raise ConfigError(f"{where}: cannot override {key!r}; use bench.*, task.*, train.* or source.*")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: cannot override {key!r}: {p} is not a table")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"bench.seeds=[0,1]"`` -> ``("bench.seeds", [0, 1])`` (the value is parsed as a TOML value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, found {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()  # a bare string
+    return key.strip(), parsed

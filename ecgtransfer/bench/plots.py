@@ -1,0 +1,90 @@
+"""The report's figures, rendered with matplotlib (Agg) to PNG bytes."""
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def learning_curves_png(curves: Mapping[tuple[str, str, float], Mapping[str, list]], *, fraction: float,
+                        encoding: str, target: float | None = None, ylabel: str = "validation macro-F1") -> bytes:
+    """Validation macro-F1 per epoch, one line per arm (mean over seeds, band = min..max over seeds)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (arm, enc, frac), c in sorted(curves.items()):
+        if enc != encoding or frac != fraction:
+            continue
+        line, = ax.plot(c["epoch"], c["mean"], marker="o", label=arm)
+        if len(c["epoch"]) and any(lo != hi for lo, hi in zip(c["min"], c["max"])):
+            ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.2)
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Learning curves ({encoding}, {fraction * 100:.3g}% of training data)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: str = "macro_f1",
+                        ylabel: str = "test macro-F1") -> bytes:
+    """Mean metric vs fraction of training data (log x), one line per arm, band = 95% CI over seeds."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for arm, per_enc in summary.items():
+        rows = sorted(per_enc.get(encoding, {}).values(), key=lambda e: e["fraction"])
+        rows = [e for e in rows if e[metric]["mean"] is not None]
+        if not rows:
+            continue
+        x = [e["fraction"] * 100 for e in rows]
+        y = [e[metric]["mean"] for e in rows]
+        line, = ax.plot(x, y, marker="o", label=arm)
+        if all(e[metric]["lo"] is not None for e in rows):
+            ax.fill_between(x, [e[metric]["lo"] for e in rows], [e[metric]["hi"] for e in rows],
+                            color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training data used (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Data efficiency ({encoding}); bands: 95% CI over seeds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def confusion_png(cm: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str) -> bytes:
+    """Row-normalised confusion matrix (true rows, predicted columns) with the counts written in."""
+    plt = _plt()
+    m = np.asarray(cm, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), class_names)
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)

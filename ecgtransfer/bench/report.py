@@ -1,0 +1,379 @@
+"""``report.md`` and a self-contained ``report.html`` from a bench's results.
+
+Both documents carry the same content, in this order: the headline ("did transfer help?"), the setup
+(task, split, budget, image size, hardware), the arms (with skipped arms and their reasons), the main
+table (macro-F1 with 95% CI per arm and fraction, paired difference against the baseline), the
+data-efficiency curve, learning curves, per-class Se/+P with their spread over seeds, confusion matrices,
+time to the target validation macro-F1, throughput and hardware, every cell, the exact config and the
+store manifests. The HTML embeds its figures as base64 PNGs; the Markdown links the same PNGs written
+to ``figures/``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ecgtransfer._atomic import atomic_write_bytes, atomic_write_text
+from ecgtransfer.bench import plots
+from ecgtransfer.bench.aggregate import learning_curves, verdict
+from ecgtransfer.bench.grid import fraction_label
+
+AAMI = ("N", "S", "V", "F", "Q")
+
+
+# -- a tiny two-format document ------------------------------------------------------------------
+class _Doc:
+    def __init__(self) -> None:
+        self.md: list[str] = []
+        self.html: list[str] = []
+        self.figures: dict[str, bytes] = {}
+
+    def h(self, level: int, text: str, anchor: str | None = None) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        a = f' id="{anchor}"' if anchor else ""
+        self.html.append(f"<h{level}{a}>{html.escape(text)}</h{level}>")
+
+    def p(self, text: str, *, strong: bool = False, cls: str | None = None) -> None:
+        self.md.append((f"**{text}**" if strong else text) + "\n")
+        body = html.escape(text)
+        if strong:
+            body = f"<strong>{body}</strong>"
+        c = f' class="{cls}"' if cls else ""
+        self.html.append(f"<p{c}>{body}</p>")
+
+    def bullets(self, items: Sequence[str]) -> None:
+        self.md.append("\n".join(f"- {i}" for i in items) + "\n")
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        def cell(v: Any) -> str:
+            return str(v).replace("|", "\\|").replace("\n", " ")
+
+        self.md.append("| " + " | ".join(cell(h) for h in header) + " |")
+        self.md.append("|" + "|".join("---" for _ in header) + "|")
+        for r in rows:
+            self.md.append("| " + " | ".join(cell(v) for v in r) + " |")
+        self.md.append("")
+        th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+        self.html.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
+
+    def figure(self, name: str, png: bytes, caption: str) -> None:
+        self.figures[name] = png
+        self.md.append(f"![{caption}](figures/{name})\n")
+        b64 = base64.b64encode(png).decode("ascii")
+        self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def code(self, text: str, summary: str, lang: str = "") -> None:
+        self.md.append(f"<details><summary>{summary}</summary>\n\n```{lang}\n{text}\n```\n\n</details>\n")
+        self.html.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+.headline{font-size:1.15em;background:#eef6ee;border-left:5px solid #3a3;padding:.6em 1em}
+.warn{background:#fff4e0;border-left:5px solid #e90;padding:.5em 1em}figure{margin:1em 0}
+figcaption{font-size:.85em;color:#555}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
+img{max-width:100%}"""
+
+
+# -- formatting helpers -----------------------------------------------------------------------------
+def _f(x: Any, digits: int = 3, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def fmt_summary(s: Mapping[str, Any] | None, digits: int = 3, signed: bool = False) -> str:
+    """``0.812 [0.790, 0.834]`` from a Summary dict; ``0.812 (1 seed)`` without CI; ``n/a`` when empty."""
+    if not s or s.get("mean") is None:
+        return "n/a"
+    if s.get("lo") is None:
+        return f"{_f(s['mean'], digits, signed)} (1 seed, no CI)"
+    return f"{_f(s['mean'], digits, signed)} [{_f(s['lo'], digits, signed)}, {_f(s['hi'], digits, signed)}]"
+
+
+def fmt_spread(s: Mapping[str, Any] | None) -> str:
+    """Per-class value over seeds: ``0.91 ± 0.03 (0.88–0.94)``, or the single value."""
+    if not s or s.get("mean") is None:
+        return "n/a"
+    if s.get("n", 0) < 2:
+        return _f(s["mean"], 3)
+    return f"{_f(s['mean'], 3)} ± {_f(s['sd'], 3)} ({_f(s['min'], 3)}–{_f(s['max'], 3)})"
+
+
+def _bytes(n: Any) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n / 2**20:.0f} MiB"
+
+
+def _ordered_classes(class_names: Sequence[str]) -> list[str]:
+    if set(class_names) <= set(AAMI):
+        return [c for c in AAMI if c in class_names]
+    return list(class_names)
+
+
+# -- the headline -------------------------------------------------------------------------------------
+def headline(results: Mapping[str, Any]) -> list[str]:
+    """Sentences answering "did transfer help?" from the paired differences against the baseline."""
+    summary = results.get("summary") or {}
+    base = results.get("baseline")
+    cfg = results["config"]
+    split = results.get("eval_split", "test")
+    out: list[str] = []
+    if base is None:
+        return ["No arm trains from scratch, so there is no baseline to tell whether transfer helped."]
+    encodings = list(cfg["encodings"])
+    seeds = len(cfg["seeds"])
+    for arm in results.get("arms", []):
+        name = arm["name"]
+        if name == base:
+            continue
+        if arm.get("status") == "skipped":
+            out.append(f"{name}: skipped ({arm.get('reason')}), so it was not compared with {base}.")
+            continue
+        for enc in encodings:
+            per_frac = (summary.get(name) or {}).get(enc) or {}
+            if not per_frac:
+                continue
+            largest = max(per_frac.values(), key=lambda e: e["fraction"])
+            d = largest.get("diff_vs_baseline")
+            b = ((summary.get(base) or {}).get(enc) or {}).get(fraction_label(largest["fraction"]))
+            if d is None or b is None:
+                continue
+            v = verdict(d)
+            counts = {"helped": 0, "hurt": 0}
+            for e in per_frac.values():
+                vv = verdict(e.get("diff_vs_baseline"))
+                if vv in counts:
+                    counts[vv] += 1
+            word = {"helped": "transfer helped", "hurt": "transfer hurt",
+                    "no clear difference": "no clear difference (the 95% CI includes 0)",
+                    "single seed, no CI": "one seed only, so no confidence interval: not conclusive"}.get(v, v)
+            out.append(
+                f"{name} vs {base} ({enc}, {fraction_label(largest['fraction'])} of the training data, "
+                f"{len(largest['seeds'])} seed{'s' if len(largest['seeds']) != 1 else ''}): {split} macro-F1 "
+                f"{_f(largest['macro_f1']['mean'])} vs {_f(b['macro_f1']['mean'])}, paired difference "
+                f"{fmt_summary(d, signed=True)}: {word}."
+                + (f" Across the {len(per_frac)} fractions its CI lies above 0 at {counts['helped']} and below 0 "
+                   f"at {counts['hurt']}." if len(per_frac) > 1 and seeds > 1 else ""))
+    if not out:
+        out.append("No comparison is available yet (no finished cells of a transfer arm and the baseline).")
+    return out
+
+
+# -- the document -------------------------------------------------------------------------------------
+def build(results: Mapping[str, Any]) -> _Doc:
+    cfg = results["config"]
+    summary = results.get("summary") or {}
+    class_names = _ordered_classes(results["store"]["class_names"])
+    split = results.get("eval_split", "test")
+    records = results.get("cells", [])
+    base = results.get("baseline")
+    doc = _Doc()
+
+    doc.h(1, f"ecgtransfer bench: {cfg['name']}")
+    doc.h(2, "Did transfer help?", "headline")
+    for s in headline(results):
+        doc.p(s, cls="headline")
+    if not results.get("complete", True):
+        doc.p(f"This bench is incomplete: {results['progress']['done']} of {results['progress']['total']} cells "
+              "are finished. Re-run the same command to finish it (finished cells are kept).", cls="warn")
+
+    # setup
+    doc.h(2, "Setup")
+    st = results["store"]
+    sp = results.get("split") or {}
+    setup = [
+        f"Target task: store {st.get('path')} ({st['manifest'].get('database')} {st['manifest'].get('version')}, "
+        f"task {st['manifest'].get('task')}, {st.get('n_segments')} segments, classes {', '.join(st['class_names'])}, "
+        f"manifest sha256 {st.get('manifest_hash', '')[:12]}).",
+        f"Split: {sp.get('method')} (seed {cfg['task']['split_seed']}): {sp.get('n_train')} train / {sp.get('n_val')} "
+        f"val / {sp.get('n_test')} test segments from {sp.get('patients_train')} / {sp.get('patients_val')} / "
+        f"{sp.get('patients_test')} patients. Metrics in the tables are on the {split} split; no patient is in two "
+        "parts.",
+        f"Seeds: {list(cfg['seeds'])}. Fractions of the training data: "
+        f"{', '.join(fraction_label(f) for f in sorted(cfg['fractions']))}, drawn {cfg['fraction_mode']} "
+        "(seeded by the cell's seed, nested: smaller fractions are subsets of larger ones; every arm of a seed "
+        "sees the same subsample).",
+        f"Budget, identical for every arm: {cfg['epochs']} epochs"
+        + (f", at most {cfg['max_steps']} steps" if cfg.get("max_steps") else "")
+        + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule "
+        f"(warmup {cfg['warmup_steps']} steps); best epoch chosen on validation macro-F1.",
+        f"Images: {cfg['image_size']}x{cfg['image_size']}"
+        + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
+        + f", encodings {', '.join(cfg['encodings'])}.",
+        f"Hardware: {results['hardware_line']}.",
+        f"Statistics: mean over seeds with a 95% Student-t confidence interval (t with n-1 degrees of freedom); "
+        f"differences against {base} are paired by seed.",
+    ]
+    if sp.get("notes"):
+        setup.extend(sp["notes"])
+    doc.bullets(setup)
+    if cfg.get("notes"):
+        doc.p(cfg["notes"], cls="warn")
+
+    # arms
+    doc.h(2, "Arms")
+    arm_rows = []
+    for a in results.get("arms", []):
+        lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
+        status = "ran" if a.get("status") != "skipped" else f"SKIPPED: {a.get('reason')}"
+        arm_rows.append([a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])),
+                         a.get("description", ""), status])
+    doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "what", "status"],
+              arm_rows)
+
+    # main table
+    fractions = sorted(cfg["fractions"])
+    for enc in cfg["encodings"]:
+        doc.h(2, f"{split.capitalize()} macro-F1 by fraction of training data ({enc})")
+        rows = []
+        for a in results.get("arms", []):
+            per = (summary.get(a["name"]) or {}).get(enc) or {}
+            if a.get("status") == "skipped":
+                rows.append([a["name"]] + ["skipped"] * len(fractions))
+                continue
+            if not per:
+                continue
+            row = [a["name"]]
+            for f in fractions:
+                e = per.get(fraction_label(f))
+                if e is None:
+                    row.append("not run")
+                    continue
+                txt = fmt_summary(e["macro_f1"])
+                if e.get("diff_vs_baseline"):
+                    txt += f"; Δ vs {base} {fmt_summary(e['diff_vs_baseline'], signed=True)} ({verdict(e['diff_vs_baseline'])})"
+                row.append(txt)
+            rows.append(row)
+        doc.table(["arm"] + [fraction_label(f) for f in fractions], rows)
+
+    # figures
+    curves = learning_curves(records)
+    for enc in cfg["encodings"]:
+        if any(enc in per for per in summary.values()):
+            if len(fractions) > 1:
+                doc.figure(f"data_efficiency_{enc}.png",
+                           plots.data_efficiency_png(summary, encoding=enc, ylabel=f"{split} macro-F1"),
+                           f"Data efficiency ({enc}): {split} macro-F1 vs training data used; bands are 95% CIs.")
+            top = max(fractions)
+            if any(k[1] == enc and k[2] == top for k in curves):
+                doc.figure(f"learning_curves_{enc}.png",
+                           plots.learning_curves_png(curves, fraction=top, encoding=enc, target=cfg["target_f1"]),
+                           f"Learning curves ({enc}, {fraction_label(top)}): validation macro-F1 per epoch, mean "
+                           "over seeds, band = min..max.")
+
+    # per-class
+    doc.h(2, "Per-class sensitivity (Se) and positive predictivity (+P)")
+    aami = set(results["store"]["class_names"]) <= set(AAMI)
+    doc.p(("AAMI beat classes (N normal, S supraventricular ectopic, V ventricular ectopic, F fusion, Q unknown). "
+           if aami else "") + f"On the {split} split at the largest fraction; mean ± sd over seeds (min–max).")
+    top = fraction_label(max(fractions))
+    for enc in cfg["encodings"]:
+        rows = []
+        for a in results.get("arms", []):
+            e = ((summary.get(a["name"]) or {}).get(enc) or {}).get(top)
+            if e is None:
+                continue
+            for c in class_names:
+                pc = e["per_class"].get(c)
+                if pc is None:
+                    continue
+                rows.append([a["name"], c, pc.get("support", ""), fmt_spread(pc["se"]), fmt_spread(pc["ppv"]),
+                             fmt_spread(pc["f1"])])
+        if rows:
+            doc.h(3, f"{enc}, {top} of the training data")
+            doc.table(["arm", "class", "support", "Se", "+P", "F1"], rows)
+
+    # confusion matrices
+    doc.h(2, "Confusion matrices")
+    doc.p(f"{split.capitalize()} split, largest fraction, summed over seeds; rows true class, columns predicted, "
+          "colour = row-normalised share.")
+    for enc in cfg["encodings"]:
+        for a in results.get("arms", []):
+            e = ((summary.get(a["name"]) or {}).get(enc) or {}).get(top)
+            if e is None or e.get("confusion") is None:
+                continue
+            names = results["store"]["class_names"]
+            doc.figure(f"confusion_{a['name']}_{enc}.png",
+                       plots.confusion_png(e["confusion"], names, title=f"{a['name']} ({enc}, {top})"),
+                       f"Confusion matrix: {a['name']}, {enc}, {top}, summed over {len(e['seeds'])} seed(s).")
+
+    # time to target
+    doc.h(2, f"Time to reach validation macro-F1 ≥ {cfg['target_f1']:g}")
+    rows = []
+    for a in results.get("arms", []):
+        for enc, per in (summary.get(a["name"]) or {}).items():
+            for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
+                t = e["time_to_target"]
+                rows.append([a["name"], enc, flabel, f"{t['reached']}/{t['of']}", fmt_summary(t["epochs"], 1),
+                             fmt_summary(t["seconds"], 1)])
+    doc.table(["arm", "encoding", "fraction", "seeds reaching it", "epochs", "seconds"], rows)
+
+    # throughput and hardware
+    doc.h(2, "Throughput and hardware")
+    rows = []
+    for a in results.get("arms", []):
+        for enc, per in (summary.get(a["name"]) or {}).items():
+            for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
+                rows.append([a["name"], enc, flabel, fmt_summary(e["images_per_s"], 1), _bytes(e["peak_memory_bytes"]),
+                             fmt_summary(e["wall_s"], 1)])
+    doc.table(["arm", "encoding", "fraction", "train images/s", "peak memory", "wall s per cell"], rows)
+    hw = results["hardware"]
+    doc.table(["key", "value"], [[k, hw[k]] for k in sorted(hw)])
+    if results.get("source_models"):
+        doc.h(3, "Source models (ecg-pretrained)")
+        rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")), m.get("best_epoch"),
+                 _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in results["source_models"].items()]
+        doc.table(["encoding", "source store", "val macro-F1", "best epoch", "wall s", "checkpoint"], rows)
+
+    # every cell
+    doc.h(2, "Every cell")
+    rows = []
+    for r in records:
+        c = r["cell"]
+        m = r.get(split) or {}
+        rows.append([c["arm"], c["encoding"], fraction_label(c["fraction"]), c["seed"], r.get("status"),
+                     (r.get("data") or {}).get("n_train", ""), _f(m.get("macro_f1")), _f(m.get("accuracy")),
+                     r.get("best_epoch", ""), _f(r.get("wall_s"), 1), r.get("reason") or ""])
+    doc.table(["arm", "encoding", "fraction", "seed", "status", "train segments", f"{split} macro-F1",
+               f"{split} accuracy", "best epoch", "wall s", "note"], rows)
+    run = results.get("run") or {}
+    doc.p(f"This invocation computed {len(run.get('computed', []))} cell(s) and reused "
+          f"{len(run.get('reused', []))} finished cell(s).")
+
+    # exact config and manifests
+    doc.h(2, "Exact configuration and store manifests")
+    if results.get("command"):
+        doc.p(f"Command: {results['command']}")
+    doc.code(json.dumps(cfg, indent=2, sort_keys=True), "Resolved bench config (JSON)", "json")
+    if results.get("config_text"):
+        doc.code(results["config_text"], "Config file as given (TOML)", "toml")
+    doc.code(json.dumps(st["manifest"], indent=2, sort_keys=True), "Target store manifest", "json")
+    if results.get("source_store"):
+        doc.code(json.dumps(results["source_store"]["manifest"], indent=2, sort_keys=True),
+                 "Source store manifest", "json")
+    return doc
+
+
+def write_reports(results: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out``; returns their paths."""
+    out = Path(out)
+    doc = build(results)
+    for name, png in doc.figures.items():
+        atomic_write_bytes(out / "figures" / name, png)
+    md = "\n".join(doc.md) + "\n"
+    title = html.escape(f"ecgtransfer bench: {results['config']['name']}")
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(doc.html) + "\n</body></html>\n")
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.html", page)
+    return {"md": out / "report.md", "html": out / "report.html", "figures": out / "figures"}

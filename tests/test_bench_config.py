@@ -1,0 +1,210 @@
+"""Bench config loading/validation, the grid of cells, data-fraction subsampling and the cell store."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgtransfer.bench.cells import CellStore
+from ecgtransfer.bench.config import ARM_PRESETS, load_config, parse_override
+from ecgtransfer.bench.fractions import subsample
+from ecgtransfer.bench.grid import Cell, cells, fraction_label
+from ecgtransfer.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASIC = """
+[bench]
+name = "t"
+seeds = [0, 1]
+fractions = [0.1, 1.0]
+encodings = ["spectrogram", "recurrence"]
+image_size = 32
+epochs = 2
+
+[task]
+store = "stores/x"
+
+[train]
+num_workers = 0
+
+[source]
+store = "/abs/source"
+
+[[arms]]
+name = "scratch"
+
+[[arms]]
+name = "imagenet"
+encodings = ["spectrogram"]
+
+[[arms]]
+name = "probe"
+init = "imagenet"
+optim = "linear-probe"
+lr = 0.01
+
+[[arms]]
+name = "ecg-pretrained"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "b.toml"
+    p.write_text(text)
+    return p
+
+
+def test_load_basic(tmp_path):
+    cfg = load_config(write(tmp_path, BASIC))
+    assert cfg.name == "t" and cfg.seeds == (0, 1) and cfg.fractions == (0.1, 1.0)
+    assert [a.name for a in cfg.arms] == ["scratch", "imagenet", "probe", "ecg-pretrained"]
+    assert cfg.arm("scratch") == ARM_PRESETS["scratch"]
+    assert cfg.arm("imagenet").encodings == ("spectrogram",)
+    assert cfg.arm("probe").optim == "linear-probe" and cfg.arm_lr(cfg.arm("probe")) == 0.01
+    assert cfg.arm_lr(cfg.arm("scratch")) == max(cfg.lrs)
+    # relative paths resolve against the config's directory, absolute ones stay
+    assert cfg.store_path == tmp_path.resolve() / "stores" / "x"
+    assert cfg.source_store_path == Path("/abs/source")
+    json.dumps(cfg.to_dict())  # JSON-able
+
+
+def test_overrides_and_fingerprint(tmp_path):
+    p = write(tmp_path, BASIC)
+    a = load_config(p)
+    b = load_config(p, overrides={"task.store": "/other", "seeds": [3]})
+    assert b.store_path == Path("/other") and b.seeds == (3,)
+    # seeds and the store path are coordinates, not budget: same fingerprint
+    assert a.budget_fingerprint() == b.budget_fingerprint()
+    c = load_config(p, overrides={"bench.epochs": 3})
+    assert c.budget_fingerprint() != a.budget_fingerprint()
+    assert parse_override("bench.fractions=[0.5, 1.0]") == ("bench.fractions", [0.5, 1.0])
+    assert parse_override("task.split=dechazal") == ("task.split", "dechazal")
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("epochs = 2", "epochs = 0"), "epochs"),
+    (("fractions = [0.1, 1.0]", "fractions = [0.0, 1.0]"), "fraction"),
+    (("fractions = [0.1, 1.0]", "fractions = [1.5]"), "fraction"),
+    (("fractions = [0.1, 1.0]", "fractions = [0.5, 0.5]"), "duplicates"),
+    (("seeds = [0, 1]", "seeds = [1, 1]"), "duplicates"),
+    (("name = \"probe\"", "name = \"imagenet\""), "unique"),
+    (("optim = \"linear-probe\"", "optim = \"sideways\""), "optim"),
+    (("image_size = 32", "image_size = 32\nimgsize = 3"), "unknown key"),
+    (("num_workers = 0", "epochs = 4"), "set by the bench"),
+    (("encodings = [\"spectrogram\", \"recurrence\"]", "encodings = [\"sketch\"]"), "encoding"),
+    (("[source]\nstore = \"/abs/source\"", ""), "source"),
+    (("store = \"stores/x\"", "split = \"patient\""), "store"),
+])
+def test_invalid_configs_name_the_key(tmp_path, edit, message):
+    old, new = edit
+    assert old in BASIC
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASIC.replace(old, new, 1)))
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[bench\n"))
+    with pytest.raises(ConfigError, match="no arms"):
+        load_config(write(tmp_path, "[task]\nstore='x'\n"))
+    with pytest.raises(ConfigError, match="unknown arm preset"):
+        load_config(write(tmp_path, "arms=['sratch']\n[task]\nstore='x'\n"))
+
+
+@pytest.mark.parametrize("name", ["smoke.toml", "cpu.toml", "gpu.toml"])
+def test_shipped_profiles_load(name):
+    path = REPO / "benchmarks" / name
+    if not path.exists():
+        pytest.skip(f"{path} not written yet")
+    cfg = load_config(path)
+    assert cfg.arms and cells(cfg)
+    assert "scratch" in [a.name for a in cfg.arms]
+
+
+def test_grid(tmp_path):
+    cfg = load_config(write(tmp_path, BASIC))
+    grid = cells(cfg)
+    # scratch, probe, ecg-pretrained run 2 encodings, imagenet 1: 7 per (seed, fraction)
+    assert len(grid) == 2 * 2 * 7
+    assert len({c.key for c in grid}) == len(grid)
+    assert grid[0].seed == 0 and grid[0].fraction == 1.0  # first seed, largest fraction first
+    assert all(c.seed == 0 for c in grid[:14])
+    assert Cell.from_dict(grid[5].to_dict()) == grid[5]
+    assert fraction_label(0.05) == "5%" and fraction_label(1.0) == "100%" and fraction_label(0.125) == "12.5%"
+
+
+def _toy():
+    rng = np.random.default_rng(0)
+    n = 600
+    labels = rng.choice(4, size=n, p=[0.85, 0.08, 0.05, 0.02])
+    patients = np.array([f"p{i % 12}" for i in rng.permutation(n)])
+    train = np.sort(rng.choice(n, size=450, replace=False))
+    return train, labels, patients
+
+
+@pytest.mark.parametrize("mode", ["per-class", "per-patient"])
+def test_subsample_nested_seeded_subset(mode):
+    train, labels, patients = _toy()
+    prev = None
+    for f in [0.01, 0.05, 0.2, 0.5, 1.0]:
+        idx = subsample(train, labels, patients, f, mode=mode, seed=3)
+        assert np.all(np.diff(idx) > 0) and np.isin(idx, train).all()
+        if prev is not None:
+            assert np.isin(prev, idx).all(), f"fraction {f} does not contain the smaller one"
+            assert len(idx) >= len(prev)
+        prev = idx
+    assert np.array_equal(prev, train)
+    a = subsample(train, labels, patients, 0.2, mode=mode, seed=3)
+    assert np.array_equal(a, subsample(train, labels, patients, 0.2, mode=mode, seed=3))
+    assert not np.array_equal(a, subsample(train, labels, patients, 0.2, mode=mode, seed=4))
+
+
+def test_subsample_per_class_keeps_every_class_in_proportion():
+    train, labels, patients = _toy()
+    idx = subsample(train, labels, patients, 0.05, mode="per-class", seed=0)
+    for c in np.unique(labels[train]):
+        n_c = int((labels[train] == c).sum())
+        assert int((labels[idx] == c).sum()) == max(1, int(np.ceil(0.05 * n_c)))
+
+
+def test_subsample_per_patient_takes_whole_patients():
+    train, labels, patients = _toy()
+    idx = subsample(train, labels, patients, 0.25, mode="per-patient", seed=1)
+    chosen = set(patients[idx])
+    n_pat = len(set(patients[train]))
+    assert len(chosen) == int(np.ceil(0.25 * n_pat))
+    for p in chosen:  # every training segment of a chosen patient is kept
+        assert set(train[patients[train] == p]) <= set(idx)
+
+
+def test_subsample_rejects_bad_input():
+    train, labels, patients = _toy()
+    with pytest.raises(ConfigError):
+        subsample(train, labels, patients, 0.0)
+    with pytest.raises(ConfigError):
+        subsample(train, labels, patients, 0.5, mode="per-record")
+
+
+def test_cell_store_roundtrip_and_resume_rules(tmp_path):
+    store = CellStore(tmp_path)
+    cell = Cell("scratch", "spectrogram", 0.5, 0)
+    assert store.load(cell) is None
+    rec = {"cell": cell.to_dict(), "status": "done", "fingerprint": "f1", "store_manifest_hash": "h1"}
+    store.save(cell, rec)
+    assert store.finished(cell, fingerprint="f1", store_hash="h1") == rec
+    assert store.finished(cell, fingerprint="f2", store_hash="h1") is None  # other budget
+    assert store.finished(cell, fingerprint="f1", store_hash="h2") is None  # other store
+    store.save(cell, {**rec, "status": "failed"})
+    assert store.finished(cell, fingerprint="f1", store_hash="h1") is None  # failures are retried
+    store.path(cell).write_text("{ half a file")
+    assert store.load(cell) is None
+    with pytest.raises(ValueError):
+        store.save(Cell("scratch", "spectrogram", 1.0, 0), rec)
+    assert not list(store.dir.glob("*.tmp"))
