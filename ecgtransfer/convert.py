@@ -1,0 +1,578 @@
+"""Convert downloaded PhysioNet records into a segment store (:mod:`ecgtransfer.store`).
+
+``convert("mitdb", data="data", out="stores/mitdb-beats")`` reads ``data/mitdb/1.0.0/`` (the layout
+``ecgtransfer download`` writes), cuts every record into labelled segments and writes them, record by
+record, into a store whose manifest records every parameter and the SHA256 of every source file used.
+
+Tasks:
+
+- ``beats`` (mitdb, and the other beat-annotated databases of the catalog): a window of ``before + after``
+  around each reference R peak of ``<record>.atr``, labelled with its AAMI class (N S V F Q, see
+  :mod:`ecgtransfer.signals.beats`); paced records excluded unless ``include_paced``; optional RR context.
+- ``rhythm`` (challenge-2017, ludb): fixed windows of ``window`` seconds every ``stride`` seconds, or one
+  window per record (``whole_record``: the first ``window`` seconds, zero-padded when shorter), labelled
+  with the record's rhythm (:mod:`ecgtransfer.signals.rhythm`).
+
+Records are processed in parallel (a process pool of ``jobs`` workers, at most ``2 * jobs`` records in
+flight, so memory stays bounded) and appended in record order; the store appears under ``out`` only once
+complete. Re-running with the same parameters on the same source files skips the work.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import multiprocessing
+import os
+import re
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ecgtransfer.errors import CatalogError, ConfigError, RecordError, StoreError
+from ecgtransfer.physionet.catalog import Database, get_database
+from ecgtransfer.signals import beats as beatmod
+from ecgtransfer.signals import filters, rhythm
+from ecgtransfer.signals.record import (ALL_LEADS, read_header, read_record, read_sha256sums, record_files,
+                                        select_leads, sha256_file)
+from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter
+
+log = logging.getLogger(__name__)
+
+TASKS = ("beats", "rhythm")
+DTYPES = ("float32", "float16")
+
+DEFAULT_BEFORE = 0.25  # seconds before the R peak
+DEFAULT_AFTER = 0.45  # seconds after the R peak
+DEFAULT_WINDOW = 10.0  # seconds per rhythm window
+DEFAULT_FILTER = "bandpass"
+DEFAULT_BAND = (0.5, 40.0)
+DEFAULT_FILTER_ORDER = 2
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|sec|ms|samples?|smp)?\s*$")
+
+
+def to_samples(value: float | int | str, fs: float, name: str = "duration") -> int:
+    """A duration as a sample count at rate ``fs``.
+
+    ``int`` values are samples, ``float`` values are seconds, strings carry a unit: ``"0.25s"``,
+    ``"250ms"``, ``"90samples"`` (a bare number in a string is seconds, as on the command line).
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a duration, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        n = int(value)
+    elif isinstance(value, (float, np.floating)):
+        n = int(round(float(value) * fs))
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ConfigError(f"{name}: cannot read {value!r} as a duration (examples: 0.25s, 250ms, 90samples)")
+        num, unit = float(m.group(1)), (m.group(2) or "s")
+        if unit.startswith("sam") or unit == "smp":
+            if num != int(num):
+                raise ConfigError(f"{name}: a sample count must be whole, got {value!r}")
+            n = int(num)
+        else:
+            n = int(round(num * (1e-3 if unit == "ms" else 1.0) * fs))
+    else:
+        raise ConfigError(f"{name} must be seconds (float), samples (int) or a string with a unit, got {value!r}")
+    if n < 0:
+        raise ConfigError(f"{name} must not be negative, got {value!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Every parameter that determines a store's content (recorded in ``manifest["parameters"]``).
+
+    Attributes:
+        database: catalog name (``mitdb``).
+        version: database version.
+        task: ``beats`` or ``rhythm``.
+        records: record ids converted, in store order.
+        lead: the leads: one name, a list of names, or ``"all"``.
+        fs: rate of the stored segments in Hz (the source rate unless resampled).
+        source_fs: the database's rate in Hz.
+        before, after: beat window before/after the R peak as given (seconds, samples or string).
+        before_samples, after_samples: the same in samples at ``fs`` (beats); segment length is their sum.
+        rr_context: store RR context as extra ``rr`` ``[N, 3]`` (beats).
+        include_paced: keep paced records (beats).
+        window, stride: rhythm window length and step in seconds; ``stride`` None means ``window``.
+        window_samples, stride_samples: the same in samples at ``fs`` (rhythm).
+        whole_record: one window per record (the first ``window`` seconds, zero-padded) instead of a sliding one.
+        reference: challenge-2017 label file: ``original`` (REFERENCE.csv) or ``v3`` (REFERENCE-v3.csv).
+        rhythm_classes: ludb class scheme, ``fine`` or ``coarse``.
+        filter, band, filter_order: see :mod:`ecgtransfer.signals.filters`.
+        normalize: per-segment normalisation, ``none`` (default), ``zscore`` or ``minmax``.
+        dtype: ``float32`` or ``float16``.
+        class_names: the store's classes.
+    """
+
+    database: str
+    version: str
+    task: str
+    records: tuple[str, ...]
+    lead: str | tuple[str, ...]
+    fs: float
+    source_fs: float
+    before: float | int | str = DEFAULT_BEFORE
+    after: float | int | str = DEFAULT_AFTER
+    before_samples: int = 0
+    after_samples: int = 0
+    rr_context: bool = False
+    include_paced: bool = False
+    window: float = DEFAULT_WINDOW
+    stride: float | None = None
+    window_samples: int = 0
+    stride_samples: int = 0
+    whole_record: bool = False
+    reference: str = "original"
+    rhythm_classes: str = "fine"
+    filter: str = DEFAULT_FILTER
+    band: tuple[float, float] = DEFAULT_BAND
+    filter_order: int = DEFAULT_FILTER_ORDER
+    normalize: str = "none"
+    dtype: str = "float32"
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def length(self) -> int:
+        """Samples per segment ``L``."""
+        return self.before_samples + self.after_samples if self.task == "beats" else self.window_samples
+
+    def to_json(self) -> dict[str, Any]:
+        """The parameters as JSON-compatible values (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass(frozen=True)
+class _RecordJob:
+    record_id: str
+    path: str
+    patient: str
+    label: int | None
+    config: ConvertConfig
+
+
+@dataclass
+class _RecordResult:
+    record_id: str
+    patient: str
+    segments: np.ndarray  # [m, C, L]
+    labels: np.ndarray  # [m]
+    positions: np.ndarray  # [m]
+    lead_names: tuple[str, ...]
+    extras: dict[str, np.ndarray]
+    dropped: int = 0
+    ignored: int = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# per-record work (runs in worker processes)
+
+def _prepare_signal(job: _RecordJob) -> tuple[np.ndarray, tuple[str, ...], float, int, int]:
+    cfg = job.config
+    rec = read_record(job.path, None if cfg.lead == ALL_LEADS else cfg.lead, record_id=job.record_id)
+    x = filters.apply_filter(rec.signal, rec.fs, cfg.filter, cfg.band, cfg.filter_order)
+    up, down = filters.resample_ratio(rec.fs, cfg.fs)
+    x = filters.resample(x, rec.fs, cfg.fs)
+    return x, rec.lead_names, rec.fs, up, down
+
+
+def _process_record(job: _RecordJob) -> _RecordResult:
+    """Read, filter, resample, segment and label one record."""
+    cfg = job.config
+    x, leads, src_fs, up, down = _prepare_signal(job)
+    extras: dict[str, np.ndarray] = {}
+    if cfg.task == "beats":
+        samples, symbols, ignored = beatmod.read_beat_symbols(job.path, record_id=job.record_id)
+        labels = np.asarray([beatmod.AAMI_CLASSES.index(beatmod.AAMI_MAP[s]) for s in symbols.tolist()],
+                            dtype=np.int64)
+        peaks = (samples * up + down // 2) // down  # round(p * up / down) in output samples
+        segs, keep = beatmod.beat_windows(x, peaks, cfg.before_samples, cfg.after_samples)
+        extras["symbol"] = symbols[keep].astype("<U2")
+        if cfg.rr_context:
+            extras["rr"] = beatmod.rr_features(samples, src_fs)[keep].astype(np.float32)
+        positions = samples[keep]
+        labels = labels[keep]
+        dropped = int((~keep).sum())
+    else:
+        if cfg.whole_record:
+            segs, starts = rhythm.pad_crop(x, cfg.window_samples)[None], np.zeros(1, dtype=np.int64)
+        else:
+            segs, starts = rhythm.fixed_windows(x, cfg.window_samples, cfg.stride_samples)
+        positions = (starts * down + up // 2) // up  # back to source samples
+        labels = np.full(len(segs), job.label, dtype=np.int64)
+        ignored = dropped = 0
+    segs = filters.normalize(segs, cfg.normalize).astype(cfg.dtype)
+    return _RecordResult(record_id=job.record_id, patient=job.patient, segments=segs, labels=labels,
+                         positions=positions.astype(np.int64), lead_names=leads, extras=extras, dropped=dropped,
+                         ignored=ignored)
+
+
+# --------------------------------------------------------------------------------------------------
+# resolution of records, labels and source files (main process)
+
+def _version_dir(db: Database, data: Path, version: str) -> Path:
+    vdir = data / db.name / version
+    if not vdir.is_dir():
+        raise RecordError(f"no {db.name} {version} under {data}: expected the folder {vdir} "
+                          f"(run `ecgtransfer download {db.name} --out {data}`)")
+    return vdir
+
+
+def _record_names(db: Database, vdir: Path) -> list[str]:
+    listing = vdir / db.records_file
+    if not listing.is_file():
+        raise RecordError(f"record listing {listing} is missing (run `ecgtransfer download {db.name}`)")
+    names = []
+    for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+        name = line.strip()
+        if not name:
+            continue
+        p = PurePosixPath(name)
+        if p.is_absolute() or ".." in p.parts:
+            raise RecordError(f"{listing}: unsafe record name {name!r}")
+        names.append(name)
+    return names
+
+
+def _record_id(name: str) -> str:
+    return PurePosixPath(name).name
+
+
+def _resolve_records(db: Database, vdir: Path, task: str, records: Sequence[str] | None,
+                     include_paced: bool) -> list[tuple[str, Path]]:
+    names = _record_names(db, vdir)
+    base = vdir / db.record_dir if db.record_dir else vdir
+    by_id = {_record_id(n): n for n in names}
+    by_name = {n: n for n in names}
+    paced = set(beatmod.PACED_RECORDS.get(db.name, ())) if task == "beats" else set()
+    if records is None:
+        chosen = [n for n in names if (base / f"{n}.hea").is_file()]
+        absent = len(names) - len(chosen)
+        if not chosen:
+            raise RecordError(f"none of the {len(names)} records listed in {vdir / db.records_file} is present "
+                              f"under {base} (run `ecgtransfer download {db.name}`)")
+        if absent:
+            log.warning("%s: %d of %d listed records are not downloaded; converting the %d present",
+                        db.name, absent, len(names), len(chosen))
+        excluded = [n for n in chosen if _record_id(n) in paced and not include_paced]
+        if excluded:
+            log.info("%s: excluding paced records %s (include_paced=True keeps them)", db.name,
+                     " ".join(_record_id(n) for n in excluded))
+        chosen = [n for n in chosen if n not in excluded]
+    else:
+        if isinstance(records, str):
+            records = [records]
+        chosen = []
+        for r in records:
+            r = str(r)
+            name = by_name.get(r) or by_id.get(r)
+            if name is None:
+                raise CatalogError(f"unknown record {r!r} of {db.name}: not listed in {vdir / db.records_file}")
+            if _record_id(name) in paced and not include_paced:
+                raise ConfigError(f"record {r} of {db.name} is paced and excluded from beat tasks by default; "
+                                  "pass include_paced=True (--include-paced) to convert it")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise ConfigError(f"no records of {db.name} left to convert")
+    return [(_record_id(n), base / n) for n in chosen]
+
+
+def _labels_for(db: Database, vdir: Path, task: str, reference: str, rhythm_classes: str
+                ) -> tuple[tuple[str, ...], dict[str, int] | None, list[Path]]:
+    """Class names, record -> class index (rhythm tasks) and the label files used."""
+    if task == "beats":
+        if db.annotation is None:
+            raise ConfigError(f"{db.name} has no beat annotations; tasks: {', '.join(db.tasks)}")
+        return beatmod.AAMI_CLASSES, None, []
+    if db.name == "challenge-2017":
+        if reference not in rhythm.CHALLENGE_2017_REFERENCES:
+            raise ConfigError(f"unknown challenge-2017 reference {reference!r}; expected "
+                              f"{' or '.join(rhythm.CHALLENGE_2017_REFERENCES)}")
+        path = vdir / (db.record_dir or "") / rhythm.CHALLENGE_2017_REFERENCES[reference]
+        labels = rhythm.challenge_2017_labels(path)
+        names = rhythm.CHALLENGE_2017_CLASSES
+        return names, {r: names.index(c) for r, c in labels.items()}, [path]
+    if db.name == "ludb":
+        names = rhythm.ludb_classes(rhythm_classes)
+        path = vdir / "ludb.csv"
+        texts = rhythm.ludb_rhythms(path)
+        return names, {r: names.index(rhythm.ludb_rhythm_class(t, rhythm_classes, r)) for r, t in texts.items()}, \
+            [path]
+    raise ConfigError(f"convert has no {task} labels for {db.name} yet (supported: mitdb beats, challenge-2017 "
+                      "and ludb rhythm)")
+
+
+def _hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
+    """Relative path -> SHA256 of each file, cross-checked with ``SHA256SUMS.txt`` when present."""
+    sums_file = vdir / "SHA256SUMS.txt"
+    sums = read_sha256sums(sums_file) if sums_file.is_file() else {}
+    out: dict[str, str] = {}
+    for f in files:
+        rel = f.relative_to(vdir).as_posix()
+        if rel in out:
+            continue
+        try:
+            digest = sha256_file(f)
+        except FileNotFoundError:
+            raise RecordError(f"source file {f} is missing") from None
+        expected = sums.get(rel)
+        if expected is not None and expected != digest:
+            raise RecordError(f"{f}: SHA256 {digest} does not match {sums_file} ({expected}); the file is damaged, "
+                              "download it again")
+        out[rel] = digest
+    return dict(sorted(out.items()))
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    # fork where available: workers only run numpy/scipy/wfdb (no torch), and unlike spawn/forkserver it does
+    # not re-import the caller's __main__ (a script without an ``if __name__ == "__main__"`` guard works)
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _run_jobs(jobs: list[_RecordJob], n_workers: int) -> Iterator[_RecordResult]:
+    """Results in job order; at most ``2 * n_workers`` records in flight."""
+    if n_workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield _process_record(job)
+        return
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
+        pending: collections.deque[Future] = collections.deque()
+        it = iter(jobs)
+        try:
+            for job in it:
+                pending.append(pool.submit(_process_record, job))
+                if len(pending) >= 2 * n_workers:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_process_record, nxt))
+                yield result
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool) -> SegmentStore | None:
+    """The store at ``out`` if it already holds exactly this conversion; raises if it holds another one."""
+    if not out.exists():
+        return None
+    if not (out / MANIFEST).is_file():
+        if overwrite:
+            return None
+        raise StoreError(f"{out} exists but is not a complete segment store; remove it or pass overwrite=True")
+    try:
+        store = SegmentStore(out)
+    except StoreError:
+        if overwrite:
+            return None
+        raise
+    m = store.manifest
+    params = cfg.to_json()
+    same = (m.get("database") == cfg.database and m.get("version") == cfg.version and m.get("task") == cfg.task
+            and m.get("parameters") == params and m.get("source_files") == sources)
+    if same:
+        return store
+    if overwrite:
+        return None
+    old = m.get("parameters", {})
+    diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+    if m.get("source_files") != sources:
+        diff.append("source_files")
+    raise StoreError(f"{out} holds a different conversion (differs in: {', '.join(diff) or 'database/task'}); "
+                     "pass overwrite=True (--overwrite) to replace it")
+
+
+# --------------------------------------------------------------------------------------------------
+# the public entry point
+
+def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
+            records: Sequence[str] | None = None, lead: str | Sequence[str] | None = None, fs: float | None = None,
+            before: float | int | str = DEFAULT_BEFORE, after: float | int | str = DEFAULT_AFTER,
+            rr_context: bool = False, include_paced: bool = False, window: float = DEFAULT_WINDOW,
+            stride: float | None = None, whole_record: bool = False, reference: str = "original",
+            rhythm_classes: str = "fine", filter: str = DEFAULT_FILTER,  # noqa: A002 - the natural name
+            band: Sequence[float] = DEFAULT_BAND, filter_order: int = DEFAULT_FILTER_ORDER, normalize: str = "none",
+            dtype: str = "float32", jobs: int | None = None, overwrite: bool = False, version: str | None = None,
+            progress: bool = True) -> SegmentStore:
+    """Convert a downloaded database into a segment store and return it.
+
+    Args:
+        database: catalog name: ``mitdb`` (beats), ``challenge-2017`` or ``ludb`` (rhythm).
+        data: folder holding ``<database>/<version>/`` as ``ecgtransfer download`` lays it out.
+        out: the store directory to create.
+        task: ``beats`` or ``rhythm`` (default: the database's default task).
+        records: record ids (``"101"``, ``"A00009"``, ``"1"``) or names as in ``RECORDS``; default every
+            downloaded record (mitdb beats: without the paced records 102 104 107 217).
+        lead: lead name (``"MLII"``), a list of names, or ``"all"``; default the catalog's first lead
+            (mitdb MLII, challenge-2017 ECG, ludb i). Names are matched exactly, then case-insensitively.
+        fs: output sampling rate in Hz (default: the source rate); resampling uses
+            :func:`scipy.signal.resample_poly` after filtering. Positions stay in source samples.
+        before, after: beat window around the R peak: a ``float`` is seconds, an ``int`` is samples at the
+            output rate, a string carries its unit (``"0.25s"``, ``"250ms"``, ``"90samples"``). Default
+            0.25 s before and 0.45 s after (252 samples at 360 Hz). Beats whose window falls off the record
+            edge are dropped (counted in the log and in ``manifest["summary"]``).
+        rr_context: store the extra ``rr`` ``[N, 3]`` float32: previous RR, next RR and local average RR
+            (mean of the 10 surrounding intervals) in seconds, from all reference beats of the record.
+        include_paced: keep mitdb's paced records (102 104 107 217).
+        window: rhythm window length in seconds (default 10 s).
+        stride: rhythm window step in seconds (default ``window``: no overlap).
+        whole_record: one segment per record: its first ``window`` seconds, zero-padded when shorter.
+        reference: challenge-2017 labels: ``original`` (REFERENCE.csv) or ``v3`` (REFERENCE-v3.csv).
+        rhythm_classes: ludb classes: ``fine`` (SR SB ST SA AF AFL) or ``coarse`` (sinus, atrial).
+        filter: ``bandpass`` (default), ``highpass``, ``median`` or ``none`` (see :mod:`ecgtransfer.signals.filters`).
+        band: (low, high) cut-offs in Hz (default 0.5-40 Hz).
+        filter_order: Butterworth order per pass (zero-phase filtering doubles it).
+        normalize: per-segment normalisation: ``none`` (default: physical units, mV), ``zscore`` or ``minmax``.
+        dtype: ``float32`` or ``float16`` segments.
+        jobs: worker processes (default ``min(4, cpu count)``; 1 runs in this process).
+        overwrite: replace an existing store holding a different conversion.
+        version: database version (default: the catalog's newest).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`~ecgtransfer.store.SegmentStore` (``segments`` ``[N, C, L]``).
+
+    Raises:
+        CatalogError: unknown database, version or record.
+        ConfigError: invalid parameters.
+        RecordError: a missing or malformed source file (the message names the record and the file).
+        StoreError: ``out`` holds another conversion and ``overwrite`` is False.
+    """
+    db = get_database(database)
+    version = db.check_version(version)
+    task = task or db.default_task
+    if task not in db.tasks:
+        raise ConfigError(f"{db.name} supports the task(s) {', '.join(db.tasks)}, not {task!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if normalize not in filters.NORMALIZATIONS:
+        raise ConfigError(f"normalize must be one of {', '.join(filters.NORMALIZATIONS)}, got {normalize!r}")
+    data = Path(data)
+    out = Path(out)
+    vdir = _version_dir(db, data, version)
+
+    # leads
+    if lead is None:
+        lead_spec: str | tuple[str, ...] = db.leads[0]
+    elif isinstance(lead, str):
+        lead_spec = ALL_LEADS if lead.lower() == ALL_LEADS else lead
+    else:
+        lead_spec = tuple(str(x) for x in lead)
+        if not lead_spec:
+            raise ConfigError("lead: give at least one lead name")
+
+    chosen = _resolve_records(db, vdir, task, records, include_paced)
+    class_names, record_labels, label_files = _labels_for(db, vdir, task, reference, rhythm_classes)
+
+    # rates and lengths
+    src_fs = float(db.fs)
+    out_fs = float(fs) if fs is not None else src_fs
+    filters.resample_ratio(src_fs, out_fs)
+    band_t = (float(band[0]), float(band[1]))
+    filters.design_filter(filter, src_fs, band_t, int(filter_order))
+    before_n = after_n = window_n = stride_n = 0
+    if task == "beats":
+        before_n = to_samples(before, out_fs, "before")
+        after_n = to_samples(after, out_fs, "after")
+        if before_n + after_n < 1:
+            raise ConfigError("the beat window is empty: before + after must be at least one sample")
+    else:
+        if window <= 0 or (stride is not None and stride <= 0):
+            raise ConfigError(f"window and stride must be positive seconds, got {window} and {stride}")
+        window_n = int(round(float(window) * out_fs))
+        stride_n = int(round(float(stride if stride is not None else window) * out_fs))
+        if window_n < 1 or stride_n < 1:
+            raise ConfigError(f"window/stride shorter than one sample at {out_fs:g} Hz")
+
+    # headers, leads and source files, in the main process (errors before any heavy work)
+    files: list[Path] = list(label_files)
+    lead_names: tuple[str, ...] | None = None
+    for rid, path in chosen:
+        rec_files = record_files(path, rid)
+        header = read_header(path, rid)
+        idx = select_leads(header.sig_name, None if lead_spec == ALL_LEADS else lead_spec, record_id=rid)
+        names = tuple(header.sig_name[i] for i in idx)
+        if lead_names is None:
+            lead_names = names
+        elif len(names) != len(lead_names) or (lead_spec == ALL_LEADS and
+                                               [n.lower() for n in names] != [n.lower() for n in lead_names]):
+            raise RecordError(f"record {rid} has leads {', '.join(names)} but {chosen[0][0]} has "
+                              f"{', '.join(lead_names)}; lead='all' needs the same leads in every record: "
+                              "choose leads by name")
+        files.extend(rec_files)
+        if task == "beats":
+            ann = path.with_name(f"{path.name}.{db.annotation}")
+            if not ann.is_file():
+                raise RecordError(f"record {rid}: annotation file {ann} is missing")
+            files.append(ann)
+        elif record_labels is not None and rid not in record_labels:
+            raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")
+    assert lead_names is not None
+    sources = _hash_sources(files, vdir)
+
+    cfg = ConvertConfig(
+        database=db.name, version=version, task=task, records=tuple(r for r, _ in chosen),
+        lead=lead_spec, fs=out_fs, source_fs=src_fs,
+        before=before if task == "beats" else DEFAULT_BEFORE, after=after if task == "beats" else DEFAULT_AFTER,
+        before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and task == "beats",
+        include_paced=bool(include_paced), window=float(window), stride=None if stride is None else float(stride),
+        window_samples=window_n, stride_samples=stride_n, whole_record=bool(whole_record), reference=reference,
+        rhythm_classes=rhythm_classes, filter=filter, band=band_t, filter_order=int(filter_order),
+        normalize=normalize, dtype=dtype, class_names=tuple(class_names))
+
+    existing = _existing_store(out, cfg, sources, overwrite)
+    if existing is not None:
+        log.info("%s is up to date (same parameters and source files); skipping conversion", out)
+        return existing
+
+    n_workers = max(1, int(jobs if jobs is not None else min(4, os.cpu_count() or 1)))
+    n_workers = min(n_workers, len(chosen))
+    run_jobs = [_RecordJob(record_id=rid, path=str(path), patient=db.patient_of(rid),
+                           label=None if record_labels is None else record_labels[rid], config=cfg)
+                for rid, path in chosen]
+    log.info("converting %d %s records (%s task, %d worker(s)) into %s", len(run_jobs), db.name, task, n_workers, out)
+
+    from tqdm.auto import tqdm
+
+    dropped: dict[str, int] = {}
+    ignored = 0
+    with StoreWriter(out, channels=len(lead_names), length=cfg.length, dtype=dtype, overwrite=overwrite) as writer:
+        with tqdm(total=len(run_jobs), desc=f"convert {db.name}", unit="record", disable=not progress) as bar:
+            for res in _run_jobs(run_jobs, n_workers):
+                if res.dropped:
+                    dropped[res.record_id] = res.dropped
+                ignored += res.ignored
+                if len(res.segments):
+                    writer.append(res.segments, res.labels, record_id=res.record_id, patient_id=res.patient,
+                                  positions=res.positions, extras=res.extras)
+                else:
+                    log.warning("record %s produced no segments", res.record_id)
+                bar.update(1)
+        if dropped:
+            log.info("dropped %d beats whose window falls off the record edge (%s)", sum(dropped.values()),
+                     ", ".join(f"{r}: {n}" for r, n in dropped.items()))
+        if ignored:
+            log.info("ignored %d non-beat annotations", ignored)
+        summary = {"n_records": len(run_jobs), "n_segments": len(writer), "dropped_edge": dropped,
+                   "ignored_annotations": ignored}
+        store = writer.close(database=db.name, version=version, task=task, fs=out_fs, lead_names=lead_names,
+                             class_names=class_names, source_files=sources, parameters=cfg.to_json(),
+                             summary=summary, source_root=str(data.resolve()), jobs=n_workers)
+    log.info("wrote %s: %d segments of shape %s", out, len(store), store.shape[1:])
+    return store
+
+
+__all__ = ["ConvertConfig", "convert", "to_samples", "TASKS"]

@@ -1,0 +1,130 @@
+"""Beat segmentation: windows around reference R peaks, AAMI classes, RR-interval context.
+
+AAMI EC57 groups the MIT-BIH beat symbols into five classes:
+
+=====  ==========================================  =====================================
+class  MIT-BIH symbols                             meaning
+=====  ==========================================  =====================================
+N      ``N`` ``L`` ``R`` ``e`` ``j``               normal, bundle branch block, escape
+S      ``A`` ``a`` ``J`` ``S``                     supraventricular ectopic
+V      ``V`` ``E``                                 ventricular ectopic
+F      ``F``                                       fusion of ventricular and normal
+Q      ``/`` ``f`` ``Q``                           paced, fusion of paced and normal, unclassifiable
+=====  ==========================================  =====================================
+
+Every other annotation (rhythm changes ``+``, noise ``~``, artefacts ``|``, non-conducted P waves ``x``,
+flutter waves ``!``, comments ...) is not a beat of these classes and is ignored.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ecgtransfer.errors import RecordError
+
+AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+
+#: MIT-BIH beat symbol -> AAMI class
+AAMI_MAP: dict[str, str] = {
+    **dict.fromkeys(["N", "L", "R", "e", "j"], "N"),
+    **dict.fromkeys(["A", "a", "J", "S"], "S"),
+    **dict.fromkeys(["V", "E"], "V"),
+    "F": "F",
+    **dict.fromkeys(["/", "f", "Q"], "Q"),
+}
+
+#: records with a pacemaker, excluded from beat tasks unless asked for (AAMI EC57 recommendation)
+PACED_RECORDS: dict[str, tuple[str, ...]] = {"mitdb": ("102", "104", "107", "217")}
+
+#: number of RR intervals averaged for the local RR (half before the beat, half after)
+LOCAL_RR_INTERVALS = 10
+
+
+def read_beats(path: str | os.PathLike, extension: str = "atr", record_id: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Reference beats of a record with their AAMI labels.
+
+    Returns:
+        ``(samples, labels, n_ignored)``: R-peak sample indices int64 ``[n]`` (source rate, increasing),
+        AAMI labels int64 ``[n]`` (index into :data:`AAMI_CLASSES`) and the number of non-beat annotations
+        ignored. :func:`read_beat_symbols` gives the original symbols.
+    """
+    samples, symbols, ignored = read_beat_symbols(path, extension, record_id)
+    labels = np.asarray([AAMI_CLASSES.index(AAMI_MAP[s]) for s in symbols], dtype=np.int64)
+    return samples, labels, ignored
+
+
+def read_beat_symbols(path: str | os.PathLike, extension: str = "atr", record_id: str | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Beat annotations of a record: ``(samples [n] int64, symbols [n] str, n_ignored)``.
+
+    Only symbols of :data:`AAMI_MAP` are kept; the count of other annotations is returned.
+    Raises :class:`RecordError` naming the record and the annotation file.
+    """
+    import wfdb
+
+    path = Path(path)
+    rid = record_id or path.name
+    ann_file = path.with_name(f"{path.name}.{extension}")
+    if not ann_file.is_file():
+        raise RecordError(f"record {rid}: annotation file {ann_file} is missing")
+    try:
+        ann = wfdb.rdann(str(path), extension)
+    except Exception as exc:
+        raise RecordError(f"record {rid}: cannot read annotations {ann_file}: {type(exc).__name__}: {exc}") from exc
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    symbols = np.asarray(ann.symbol, dtype=str)
+    keep = np.asarray([s in AAMI_MAP for s in symbols.tolist()], dtype=bool)
+    order = np.argsort(samples[keep], kind="stable")
+    return samples[keep][order], symbols[keep][order], int((~keep).sum())
+
+
+def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS) -> np.ndarray:
+    """RR-interval context of each beat ``[n, 3]`` float64 in seconds: previous RR, next RR, local average RR.
+
+    ``samples`` are the R peaks of *all* reference beats of a record (before any edge drop), increasing.
+    Previous RR of the first beat is its next RR and next RR of the last beat is its previous RR. The local
+    average RR of beat ``i`` is the mean of the ``local`` intervals around it (``local // 2`` ending at or
+    before the beat, the rest after it), truncated at the record's ends. With a single beat all are NaN.
+    """
+    samples = np.asarray(samples, dtype=np.int64)
+    n = len(samples)
+    out = np.full((n, 3), np.nan)
+    if n < 2:
+        return out
+    rr = np.diff(samples).astype(np.float64) / fs  # rr[k] = interval between beats k and k+1
+    prev = np.empty(n)
+    nxt = np.empty(n)
+    prev[1:] = rr
+    prev[0] = rr[0]
+    nxt[:-1] = rr
+    nxt[-1] = rr[-1]
+    half = local // 2
+    csum = np.concatenate([[0.0], np.cumsum(rr)])
+    i = np.arange(n)
+    lo = np.clip(i - half, 0, len(rr))
+    hi = np.clip(i + (local - half), 0, len(rr))
+    avg = (csum[hi] - csum[lo]) / (hi - lo)
+    out[:, 0], out[:, 1], out[:, 2] = prev, nxt, avg
+    return out
+
+
+def beat_windows(signal: np.ndarray, peaks: np.ndarray, before: int, after: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``[before + after]``-sample windows around ``peaks`` from ``signal`` ``[C, n]``.
+
+    Window ``i`` is ``signal[:, peaks[i] - before : peaks[i] + after]`` (the R peak at index ``before``).
+    Windows that would fall off either end of the record are dropped.
+
+    Returns:
+        ``segments`` ``[m, C, before + after]`` (same dtype as ``signal``) and ``keep`` bool ``[len(peaks)]``.
+    """
+    peaks = np.asarray(peaks, dtype=np.int64)
+    n = signal.shape[-1]
+    keep = (peaks - before >= 0) & (peaks + after <= n)
+    starts = peaks[keep] - before
+    length = before + after
+    idx = starts[:, None] + np.arange(length)[None, :]  # [m, L]
+    segments = np.ascontiguousarray(np.transpose(signal[:, idx], (1, 0, 2)))  # [m, C, L]
+    return segments, keep

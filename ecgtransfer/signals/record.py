@@ -1,0 +1,180 @@
+"""Reading WFDB records with wfdb, and selecting leads by name.
+
+Every failure to read a record (a malformed header, a missing signal file, a lead the record lacks) is
+raised as :class:`~ecgtransfer.errors.RecordError` naming the record and the file involved.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ecgtransfer.errors import RecordError
+
+#: ``lead`` value that selects every lead of a record, in header order
+ALL_LEADS = "all"
+
+
+@dataclass(frozen=True)
+class RecordSignal:
+    """One record's signal in physical units (mV for the databases in the catalog).
+
+    Attributes:
+        record_id: the record's name (``"101"``, ``"A00009"``).
+        signal: ``[C, n]`` float64, the selected leads in the requested order.
+        fs: sampling rate in Hz.
+        lead_names: names of the ``C`` leads as the header spells them.
+    """
+
+    record_id: str
+    signal: np.ndarray
+    fs: float
+    lead_names: tuple[str, ...]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[1])
+
+
+def _header_path(path: Path) -> Path:
+    return path.with_name(path.name + ".hea")
+
+
+def read_header(path: str | os.PathLike, record_id: str | None = None):
+    """Read ``<path>.hea`` with :func:`wfdb.rdheader`; raises :class:`RecordError` naming the file.
+
+    Args:
+        path: record path without extension (``DATA/mitdb/1.0.0/101``).
+        record_id: name used in messages (default: the path's last component).
+    """
+    import wfdb
+
+    path = Path(path)
+    rid = record_id or path.name
+    hea = _header_path(path)
+    if not hea.is_file():
+        raise RecordError(f"record {rid}: header file {hea} is missing")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:  # wfdb raises ValueError, IndexError, ... on malformed headers
+        raise RecordError(f"record {rid}: malformed header {hea}: {type(exc).__name__}: {exc}") from exc
+    if not getattr(header, "sig_name", None) or not getattr(header, "fs", None):
+        raise RecordError(f"record {rid}: header {hea} declares no signals or no sampling rate")
+    return header
+
+
+def record_files(path: str | os.PathLike, record_id: str | None = None) -> list[Path]:
+    """The files a record's signal needs: its header and every signal file the header names.
+
+    Raises :class:`RecordError` naming the record and the file when one is missing.
+    """
+    path = Path(path)
+    rid = record_id or path.name
+    header = read_header(path, rid)
+    files = [_header_path(path)]
+    for name in dict.fromkeys(header.file_name or []):
+        f = path.parent / name
+        if not f.is_file():
+            raise RecordError(f"record {rid}: signal file {f} named by its header is missing")
+        files.append(f)
+    return files
+
+
+def select_leads(available: Sequence[str], requested: str | Sequence[str] | None, *,
+                 record_id: str = "?") -> list[int]:
+    """Indices into ``available`` of the ``requested`` lead names, in the requested order.
+
+    Matching is exact first, then case-insensitive (``"II"`` finds ludb's ``"ii"``). ``None`` or
+    ``"all"`` selects every lead. Raises :class:`RecordError` naming the record and the leads it has.
+    """
+    available = list(available)
+    if requested is None or (isinstance(requested, str) and requested.lower() == ALL_LEADS):
+        return list(range(len(available)))
+    names = [requested] if isinstance(requested, str) else list(requested)
+    lower = [a.lower() for a in available]
+    out = []
+    for name in names:
+        if name in available:
+            out.append(available.index(name))
+        elif name.lower() in lower:
+            out.append(lower.index(name.lower()))
+        else:
+            raise RecordError(f"record {record_id} has no lead {name!r}; its leads are {', '.join(available)}")
+    return out
+
+
+def read_record(path: str | os.PathLike, leads: str | Sequence[str] | None = None,
+                record_id: str | None = None) -> RecordSignal:
+    """Read a record's signal ``[C, n]`` in physical units, selecting ``leads`` by name.
+
+    Args:
+        path: record path without extension.
+        leads: one lead name, a list of names, or ``None``/``"all"`` for every lead.
+        record_id: name used in messages and in the result (default: the path's last component).
+
+    Leads are always selected by name, never by position: mitdb 114 stores V5 first and MLII second.
+    """
+    import wfdb
+
+    path = Path(path)
+    rid = record_id or path.name
+    header = read_header(path, rid)
+    idx = select_leads(header.sig_name, leads, record_id=rid)
+    for name in dict.fromkeys(header.file_name or []):
+        f = path.parent / name
+        if not f.is_file():
+            raise RecordError(f"record {rid}: signal file {f} named by its header is missing")
+    try:
+        rec = wfdb.rdrecord(str(path), channels=sorted(set(idx)), physical=True)
+    except Exception as exc:
+        raise RecordError(f"record {rid}: cannot read the signal of {path} ({', '.join(header.file_name or [])}): "
+                          f"{type(exc).__name__}: {exc}") from exc
+    got = list(rec.sig_name)
+    sig = np.asarray(rec.p_signal, dtype=np.float64)
+    if sig.ndim != 2 or sig.shape[0] == 0:
+        raise RecordError(f"record {rid}: signal of {path} is empty")
+    cols = [got.index(header.sig_name[i]) for i in idx]
+    signal = np.ascontiguousarray(sig[:, cols].T)
+    if not np.all(np.isfinite(signal)):
+        # WFDB marks invalid samples as NaN; short gaps are replaced by linear interpolation
+        signal = _fill_nan(signal, rid)
+    return RecordSignal(record_id=rid, signal=signal, fs=float(rec.fs),
+                        lead_names=tuple(header.sig_name[i] for i in idx))
+
+
+def _fill_nan(signal: np.ndarray, rid: str) -> np.ndarray:
+    out = signal.copy()
+    for c in range(out.shape[0]):
+        bad = ~np.isfinite(out[c])
+        if bad.all():
+            raise RecordError(f"record {rid}: lead {c} has no valid samples")
+        if bad.any():
+            good = np.flatnonzero(~bad)
+            out[c, bad] = np.interp(np.flatnonzero(bad), good, out[c, good])
+    return out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_sha256sums(path: str | os.PathLike) -> dict[str, str]:
+    """Parse a PhysioNet ``SHA256SUMS.txt`` (``<sha256> <relative path>`` per line) into path -> hash."""
+    out: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2 and len(parts[0]) == 64:
+            out[parts[1].strip().lstrip("*")] = parts[0].lower()
+    return out

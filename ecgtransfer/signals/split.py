@@ -1,0 +1,239 @@
+"""Patient-wise splits of a segment store into train / validation / test index arrays.
+
+Beats (or windows) of one patient are strongly correlated: a classifier that has seen some of a patient's
+beats recognises the others by the patient's morphology, not by the arrhythmia. Splitting segments at
+random therefore mixes patients between train and test and reports accuracies that collapse on new
+patients (de Chazal et al., IEEE TBME 51(7), 2004). Every method here except ``"random"`` keeps each
+patient on exactly one side; ``"random"`` exists only for comparison with the literature and logs a
+warning.
+
+Methods:
+
+- ``"patient"`` (default): patients are assigned to train/val/test greedily, largest first, so that each
+  part gets close to its fraction of every class (patient-grouped, class-stratified).
+- ``"kfold"``: patients are assigned to ``n_folds`` folds in the same way; test is fold ``fold``, validation
+  is carved out of the remaining patients, train is the rest.
+- ``"dechazal"``: mitdb only. Train/val come from the DS1 records, test is DS2. Records 201 (DS1) and 202
+  (DS2) come from one patient: when both are in the store, 201 is left out of train/val so that no
+  patient is on two sides (DS2 stays the standard test set). Records outside DS1 and DS2 (the paced ones)
+  are left out. Without DS2 records the test part is empty and a warning is logged.
+- ``"random"``: segment-level, stratified by class. Leaks patients: only on explicit request.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecgtransfer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("patient", "kfold", "dechazal", "random")
+PARTS = ("train", "val", "test")
+
+#: de Chazal et al. 2004: the inter-patient training (DS1) and test (DS2) records of mitdb
+DS1: tuple[str, ...] = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
+                        "203", "205", "207", "208", "209", "215", "220", "223", "230")
+DS2: tuple[str, ...] = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
+                        "214", "219", "221", "222", "228", "231", "232", "233", "234")
+
+
+@dataclass
+class Split:
+    """Index arrays (int64, sorted, into the store) of each part.
+
+    Attributes:
+        train, val, test: segment indices.
+        method: the method that made the split.
+        patients: part -> sorted patient ids in that part.
+        excluded: indices in no part (records outside DS1/DS2 for ``dechazal``); usually empty.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str
+    patients: dict[str, list[str]] = field(default_factory=dict)
+    excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def sizes(self) -> dict[str, int]:
+        return {p: int(len(getattr(self, p))) for p in PARTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Sizes and patients (indices left out), e.g. for a run's record."""
+        return {"method": self.method, "sizes": self.sizes(), "patients": self.patients,
+                "excluded": int(len(self.excluded))}
+
+
+def _greedy_groups(counts: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Assign groups (rows of ``counts`` ``[G, K]``, per-class segment counts) to parts with ``fractions`` ``[P]``.
+
+    Groups are taken largest first (ties in random order); each goes to the part where it most reduces the
+    squared deviation from the part's target count of every class (classes weighted by their inverse
+    frequency, so rare classes are spread too). Parts with a positive fraction get at least one group
+    when there are enough groups. Returns the part index of each group ``[G]``.
+    """
+    g, k = counts.shape
+    p = len(fractions)
+    totals = counts.sum(axis=0).astype(np.float64)
+    weights = 1.0 / np.maximum(totals, 1.0) ** 2  # deviations as fractions of each class
+    targets = fractions[:, None] * totals[None, :]  # [P, K]
+    size_targets = fractions * counts.sum()
+    current = np.zeros((p, k))
+    sizes = np.zeros(p)
+    assign = np.full(g, -1, dtype=np.int64)
+    perm = rng.permutation(g)
+    order = perm[np.argsort(-counts.sum(axis=1)[perm], kind="stable")]
+    n_total = max(float(counts.sum()), 1.0)
+    for gi in order:
+        row = counts[gi].astype(np.float64)
+        best, best_cost = -1, np.inf
+        for q in range(p):
+            if fractions[q] <= 0:
+                continue
+            before = np.sum(weights * (current[q] - targets[q]) ** 2) + ((sizes[q] - size_targets[q]) / n_total) ** 2
+            after = (np.sum(weights * (current[q] + row - targets[q]) ** 2)
+                     + ((sizes[q] + row.sum() - size_targets[q]) / n_total) ** 2)
+            cost = after - before
+            if cost < best_cost - 1e-12:
+                best, best_cost = q, cost
+        assign[gi] = best
+        current[best] += row
+        sizes[best] += row.sum()
+    # every part with a positive fraction gets a group when possible: move the smallest group of the part
+    # holding most groups
+    for q in np.flatnonzero(fractions > 0):
+        if np.any(assign == q):
+            continue
+        n_per = np.bincount(assign, minlength=p)
+        donor = int(np.argmax(n_per))
+        if n_per[donor] <= 1:
+            continue
+        members = np.flatnonzero(assign == donor)
+        smallest = members[np.argmin(counts[members].sum(axis=1))]
+        assign[smallest] = q
+    return assign
+
+
+def _patient_table(patient_ids: np.ndarray, labels: np.ndarray, n_classes: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique patients ``[G]``, index of each segment's patient ``[N]``, per-class counts ``[G, K]``."""
+    patients, inverse = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
+    counts = np.zeros((len(patients), n_classes), dtype=np.int64)
+    np.add.at(counts, (inverse, np.asarray(labels, dtype=np.int64)), 1)
+    return patients, inverse, counts
+
+
+def _split_groups(patient_ids: np.ndarray, labels: np.ndarray, n_classes: int, fractions: np.ndarray,
+                  rng: np.random.Generator, indices: np.ndarray) -> list[np.ndarray]:
+    """Split segment ``indices`` by patient into ``len(fractions)`` parts; returns index arrays."""
+    patients, inverse, counts = _patient_table(patient_ids[indices], labels[indices], n_classes)
+    if len(patients) == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in fractions]
+    assign = _greedy_groups(counts, fractions, rng)
+    return [np.sort(indices[assign[inverse] == q]).astype(np.int64) for q in range(len(fractions))]
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got "
+                          f"{val_fraction} and {test_fraction}")
+
+
+def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: float = 0.15,
+          test_fraction: float = 0.15, n_folds: int = 5, fold: int = 0) -> Split:
+    """Split a store (or anything with ``labels``, ``patient_ids``, ``record_ids``, ``num_classes``).
+
+    Args:
+        store: a :class:`~ecgtransfer.store.SegmentStore`.
+        method: ``"patient"`` (default), ``"kfold"``, ``"dechazal"`` or ``"random"`` (see the module doc).
+        seed: random seed (tie-breaking among equal-size patients; the permutation for ``random``).
+        val_fraction, test_fraction: targets as fractions of all segments (``patient``, ``random``);
+            for ``kfold`` and ``dechazal``, ``val_fraction`` of all segments is carved out of the non-test
+            patients. Patient groups make the achieved fractions approximate.
+        n_folds, fold: ``kfold`` only: number of folds (>= 2) and the test fold (0 <= fold < n_folds).
+
+    Returns:
+        a :class:`Split`; no patient id appears in two parts.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown split method {method!r}; expected one of {', '.join(METHODS)}")
+    _check_fractions(val_fraction, test_fraction)
+    labels = np.asarray(store.labels, dtype=np.int64)
+    patient_ids = np.asarray(store.patient_ids).astype(str)
+    record_ids = np.asarray(store.record_ids).astype(str)
+    n_classes = int(getattr(store, "num_classes", int(labels.max(initial=-1)) + 1))
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    all_idx = np.arange(n, dtype=np.int64)
+    excluded = np.zeros(0, dtype=np.int64)
+
+    if method == "random":
+        log.warning("random segment-level split: segments of one patient land in train and test, which leaks "
+                    "patient identity and overstates accuracy; use method='patient' or 'dechazal' for results")
+        parts = [[], [], []]
+        fr = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
+        for c in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            cuts = np.round(np.cumsum(fr)[:-1] * len(idx)).astype(int)
+            for q, chunk in enumerate(np.split(idx, cuts)):
+                parts[q].append(chunk)
+        train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64)
+                            for p in parts)
+    elif method == "patient":
+        fr = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
+        train, val, test = _split_groups(patient_ids, labels, n_classes, fr, rng, all_idx)
+    elif method == "kfold":
+        if n_folds < 2 or not 0 <= fold < n_folds:
+            raise ConfigError(f"kfold needs n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
+        folds = _split_groups(patient_ids, labels, n_classes, np.full(n_folds, 1.0 / n_folds), rng, all_idx)
+        test = folds[fold]
+        rest = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != fold])).astype(np.int64)
+        train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+    else:  # dechazal
+        database = getattr(store, "database", None) or getattr(store, "manifest", {}).get("database")
+        if database not in (None, "mitdb"):
+            raise ConfigError(f"the dechazal split is defined for mitdb records, this store holds {database}")
+        in_ds1 = np.isin(record_ids, DS1)
+        in_ds2 = np.isin(record_ids, DS2)
+        shared = set(patient_ids[in_ds1]) & set(patient_ids[in_ds2])
+        if shared:
+            log.warning("patient(s) %s have records in DS1 and DS2 (mitdb 201 and 202 are one subject); their DS1 "
+                        "records are left out of train/val so that no patient is on two sides",
+                        ", ".join(sorted(shared)))
+            in_ds1 &= ~np.isin(patient_ids, sorted(shared))
+        test = all_idx[in_ds2]
+        excluded = all_idx[~in_ds1 & ~in_ds2]
+        if len(excluded):
+            log.info("dechazal split: %d segments of records outside DS1/DS2 left out (%s)", len(excluded),
+                     " ".join(sorted(set(record_ids[excluded]))))
+        if not len(test):
+            log.warning("dechazal split: no DS2 record in this store, the test part is empty (convert the full "
+                        "mitdb for the DS1 -> DS2 evaluation)")
+        ds1 = all_idx[in_ds1]
+        if not len(ds1):
+            raise ConfigError("dechazal split: no DS1 record in this store")
+        train, val = _carve_val(patient_ids, labels, n_classes, ds1, val_fraction * n / max(len(ds1), 1), rng)
+
+    result = Split(train=train, val=val, test=test, method=method,
+                   patients={p: sorted(set(patient_ids[ix].tolist())) for p, ix in zip(PARTS, (train, val, test))},
+                   excluded=np.sort(excluded).astype(np.int64))
+    if method != "random":
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            both = set(result.patients[a]) & set(result.patients[b])
+            assert not both, f"patients {both} in {a} and {b}"  # guaranteed by construction
+    log.info("%s split: %s", method, result.sizes())
+    return result
+
+
+def _carve_val(patient_ids: np.ndarray, labels: np.ndarray, n_classes: int, indices: np.ndarray,
+               fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` by patient into (train, val) with about ``fraction`` of them in val."""
+    fraction = float(min(max(fraction, 0.0), 0.9))
+    if fraction <= 0:
+        return np.sort(indices).astype(np.int64), np.zeros(0, dtype=np.int64)
+    train, val = _split_groups(patient_ids, labels, n_classes, np.array([1 - fraction, fraction]), rng, indices)
+    return train, val
