@@ -1,0 +1,53 @@
+"""``ecgtransfer download DB``: verified, resumable PhysioNet download (see :mod:`ecgtransfer.physionet.download`)."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ecgtransfer.physionet.catalog import DATABASES
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``download`` verb."""
+    p = subparsers.add_parser(
+        "download",
+        help="download PhysioNet records, verified against SHA256SUMS.txt (resumable)",
+        description="Download records of a PhysioNet database into OUT/<db>/<version>/, laid out as on "
+        "PhysioNet. Every file is checked against the database's SHA256SUMS.txt and appears under its final "
+        "name only once verified; interrupted downloads resume; re-running fetches only missing or bad files.",
+    )
+    p.add_argument("database", metavar="DB", help=f"PhysioNet database ({', '.join(sorted(DATABASES))})")
+    p.add_argument("--version", dest="db_version", metavar="V", default=None,
+                   help="database version (default: the newest known to the catalog)")
+    p.add_argument("--records", nargs="+", metavar="R", default=None,
+                   help="records as named in RECORDS (default: all); e.g. 101 106, or data/1 for ludb")
+    p.add_argument("--out", default="data", metavar="DIR", help="target folder (default: data)")
+    p.add_argument("--mirror", default=None, metavar="URL|DIR",
+                   help="http(s) URL or local directory laid out like https://physionet.org/files/ "
+                   "(default: $ECGTRANSFER_PHYSIONET_MIRROR, else physionet.org)")
+    p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel transfers (default: 4)")
+    p.add_argument("--retries", type=int, default=5, metavar="N",
+                   help="retries per file for transient errors and checksum mismatches (default: 5)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="network timeout in seconds (default: 30)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse files that SHA256SUMS.txt does not list instead of fetching them unverified")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the download; the library logs the summary line."""
+    import contextlib
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ecgtransfer.physionet.download import download
+
+    # tqdm reads TQDM_DISABLE when it is imported, so --quiet is honoured here explicitly
+    progress = not getattr(args, "quiet", False)
+    with logging_redirect_tqdm() if progress else contextlib.nullcontext():
+        download(args.database, version=args.db_version, records=args.records, out=args.out, mirror=args.mirror,
+                 jobs=args.jobs, retries=args.retries, timeout=args.timeout, strict=args.strict,
+                 progress=progress)
+    return 0

@@ -1,0 +1,469 @@
+"""Verified, resumable PhysioNet downloads.
+
+``download("mitdb", records=["101"], out="data")`` fetches, into ``data/mitdb/1.0.0/`` and exactly as
+PhysioNet lays them out, the database version's ``SHA256SUMS.txt``, its ``RECORDS`` listing, the
+catalog's metadata files and every file ``SHA256SUMS.txt`` lists for the requested records.
+
+Guarantees:
+
+* every file listed in ``SHA256SUMS.txt`` is checked against its SHA256 digest, and appears under its
+  final name only once verified: bytes go to ``<name>.part`` in the same folder, which is renamed after
+  the check (a crash or a bad file never leaves a wrong file under a final name);
+* an interrupted transfer resumes from the ``.part`` size with an HTTP ``Range`` request (a server that
+  ignores ``Range``, or a ``.part`` longer than the file, restarts that file from zero);
+* transient failures (timeouts, connection resets, HTTP 408/425/429/5xx) are retried with exponential
+  backoff, honouring ``Retry-After``; a digest that still mismatches after the retries raises
+  :class:`~ecgtransfer.errors.ChecksumError` and the bad bytes are deleted;
+* re-running hashes what is there and fetches only missing or bad files;
+* names read from ``RECORDS`` and ``SHA256SUMS.txt`` are validated (no absolute paths, ``..`` or
+  backslashes: :class:`~ecgtransfer.errors.UnsafePathError`).
+
+Files that ``SHA256SUMS.txt`` does not list (it is the trust anchor and cannot list itself; some
+databases omit a metadata file) are fetched atomically too, reported in
+:attr:`DownloadResult.unverified` with a warning, or refused with ``strict=True``.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence, TypeVar
+
+from tqdm.auto import tqdm
+
+from ecgtransfer._atomic import _fsync_dir
+from ecgtransfer.errors import CatalogError, ChecksumError, ConfigError, DownloadError, EcgTransferError
+from ecgtransfer.physionet.catalog import get_database
+from ecgtransfer.physionet.index import SUMS_FILE, Sha256Sums, parse_records, parse_sha256sums, safe_relpath
+from ecgtransfer.physionet.sources import RangeNotSatisfiable, Source, TransientError, resolve_source
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHUNK = 1 << 16
+PART_SUFFIX = ".part"
+MAX_BACKOFF = 60.0
+MAX_RETRY_AFTER = 300.0
+
+
+
+def _sleep(delay: float, stop: threading.Event) -> None:
+    """Wait ``delay`` seconds, or less when ``stop`` is set (another file of the batch failed).
+
+    Module-level so tests can replace it to observe the waits without sleeping."""
+    stop.wait(delay)
+
+
+@dataclass
+class DownloadResult:
+    """What :func:`download` did.
+
+    Attributes:
+        database, version: what was downloaded.
+        root: the version folder, ``OUT/<database>/<version>``.
+        records: the records fetched (as named in ``RECORDS``).
+        paths: every file of the download (index, listing, metadata, record files), final paths.
+        fetched: files transferred in this run (including resumed ones).
+        already_verified: files already present and found correct by their SHA256 (nothing transferred);
+            files without a digest count here when they were already present.
+        resumed: files completed from a ``.part`` left by an earlier attempt or run.
+        bytes_fetched: bytes transferred in this run.
+        unverified: relative paths fetched or kept without a digest (not listed in ``SHA256SUMS.txt``).
+    """
+
+    database: str
+    version: str
+    root: Path
+    records: list[str]
+    paths: list[Path]
+    fetched: int = 0
+    already_verified: int = 0
+    resumed: int = 0
+    bytes_fetched: int = 0
+    unverified: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: counts and bytes."""
+        return (f"{self.database} {self.version}: {len(self.records)} records, {len(self.paths)} files in "
+                f"{self.root} ({self.fetched} fetched, {self.already_verified} already verified, "
+                f"{self.resumed} resumed, {_human(self.bytes_fetched)} transferred"
+                + (f", {len(self.unverified)} without a SHA256 entry" if self.unverified else "") + ")")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """Lowercase hex SHA256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Cancelled(Exception):
+    """Another download of the same batch failed; stop this one quietly."""
+
+
+@dataclass
+class _Outcome:
+    status: str  # "fetched" | "verified" | "kept"
+    resumed: bool = False
+
+
+class _Fetcher:
+    """Fetches single files of one database version into ``root`` with verification, resume and retries."""
+
+    def __init__(self, source: Source, db: str, version: str, root: Path, *, retries: int, backoff: float,
+                 bar: tqdm) -> None:
+        self.source = source
+        self.db = db
+        self.version = version
+        self.root = root
+        self.retries = retries
+        self.backoff = backoff
+        self.bar = bar
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self.bytes = 0
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+            self.bar.update(n)
+
+    def _grow_total(self, n: int | None) -> None:
+        if not n:
+            return
+        with self._lock:
+            self.bar.total = (self.bar.total or 0) + n
+            self.bar.refresh()
+
+    def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
+        delay = min(self.backoff * (2 ** (attempt - 1)), MAX_BACKOFF)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        log.warning("%s; retry %d/%d in %.1f s", why, attempt, self.retries, delay)
+        if delay > 0:
+            _sleep(delay, self.stop)
+
+    # -- one file ----------------------------------------------------------------------------------
+    def fetch(self, rel: str, expected: str | None, *, force: bool = False) -> _Outcome:
+        """Make ``root/rel`` present (and, when ``expected`` is given, verified)."""
+        final = self.root / rel
+        if not force and final.is_file():
+            if expected is None:
+                return _Outcome("kept")
+            if sha256_file(final) == expected:
+                return _Outcome("verified")
+            log.warning("%s: SHA256 does not match %s; removing it and fetching it again", final, SUMS_FILE)
+            final.unlink()
+        part = final.with_name(final.name + PART_SUFFIX)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(exc, final.parent) from exc
+        if expected is None:
+            _unlink(part)  # nothing to check a resumed index against: always start it afresh
+        where = self.source.location(self.db, self.version, rel)
+        attempt = 0
+        while True:
+            if self.stop.is_set():
+                raise _Cancelled()
+            try:
+                digest, resumed = self._transfer(rel, part, expected)
+            except TransientError as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise DownloadError(f"{exc} (gave up after {self.retries} retries; re-run to resume)") from None
+                self._wait(attempt, exc.retry_after, str(exc))
+                continue
+            if expected is None or digest == expected:
+                try:
+                    os.replace(part, final)
+                    _fsync_dir(final.parent)
+                except OSError as exc:
+                    raise _write_error(exc, final) from exc
+                return _Outcome("fetched", resumed)
+            _unlink(part)
+            attempt += 1
+            if attempt > self.retries:
+                raise ChecksumError(
+                    f"SHA256 of {rel} ({where}) does not match {SUMS_FILE} after {attempt} attempts: expected "
+                    f"{expected}, found {digest}; the file was not kept")
+            self._wait(attempt, None, f"SHA256 mismatch for {where} (expected {expected[:12]}..., "
+                                      f"found {digest[:12]}...)")
+
+    def _transfer(self, rel: str, part: Path, expected: str | None) -> tuple[str, bool]:
+        """Bring ``part`` to the full file (resuming from its size); returns (sha256 hex, resumed)."""
+        h = hashlib.sha256()
+        offset = part.stat().st_size if part.is_file() else 0
+        if offset:
+            with open(part, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+            if expected is not None and h.hexdigest() == expected:
+                log.debug("%s is complete and verified", part)
+                return h.hexdigest(), True
+        try:
+            body = self.source.open(self.db, self.version, rel, offset)
+        except RangeNotSatisfiable:
+            if not offset:
+                raise DownloadError(f"server refused a plain request (HTTP 416) for "
+                                    f"{self.source.location(self.db, self.version, rel)}") from None
+            log.info("%s is not shorter than the file on the server; fetching it from the start", part)
+            _unlink(part)
+            return self._transfer(rel, part, expected)
+        try:
+            if body.start != offset:
+                if body.start != 0:
+                    body.close()
+                    body = self.source.open(self.db, self.version, rel, 0)
+                if body.start != 0:
+                    raise TransientError(f"server sent bytes from {body.start} for a request from 0: "
+                                         f"{self.source.location(self.db, self.version, rel)}")
+                log.info("server ignored the byte range for %s; fetching it from the start", rel)
+                offset = 0
+                h = hashlib.sha256()
+            self._grow_total(body.length)
+            received = 0
+            try:
+                with open(part, "ab" if offset else "wb") as fh:
+                    while True:
+                        if self.stop.is_set():
+                            raise _Cancelled()
+                        block = body.read(CHUNK)
+                        if not block:
+                            break
+                        fh.write(block)
+                        h.update(block)
+                        received += len(block)
+                        self._count(len(block))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _write_error(exc, part) from exc
+            if body.length is not None and received < body.length:
+                raise TransientError(f"connection closed after {received} of {body.length} bytes of "
+                                     f"{self.source.location(self.db, self.version, rel)}")
+            return h.hexdigest(), offset > 0
+        finally:
+            body.close()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _write_error(exc: OSError, path: Path) -> DownloadError:
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return DownloadError(f"no space left on device while writing {path}; free some space and re-run "
+                             "(partial files are kept and resume)")
+    return DownloadError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _resolve_records(requested: Sequence[str] | None, listed: list[str]) -> tuple[list[str], list[str]]:
+    """(known records in request order, unknown names). Bare names match a unique ``dir/name`` entry."""
+    if requested is None:
+        return list(listed), []
+    listed_set = set(listed)
+    by_base: dict[str, list[str]] = {}
+    for name in listed:
+        by_base.setdefault(name.rpartition("/")[2], []).append(name)
+    known: list[str] = []
+    unknown: list[str] = []
+    for raw in requested:
+        name = str(raw).strip()
+        safe_relpath(name, source="the requested records")
+        if name in listed_set:
+            match = name
+        elif len(by_base.get(name, ())) == 1:
+            match = by_base[name][0]
+        else:
+            unknown.append(name)
+            continue
+        if match not in known:
+            known.append(match)
+    return known, unknown
+
+
+def download(database: str, *, version: str | None = None, records: Iterable[str] | str | None = None,
+             out: str | os.PathLike = "data", mirror: str | os.PathLike | None = None, jobs: int = 4,
+             retries: int = 5, backoff: float = 0.5, timeout: float = 30.0, strict: bool = False,
+             progress: bool = True) -> DownloadResult:
+    """Download (or verify) records of a PhysioNet database into ``OUT/<database>/<version>/``.
+
+    Args:
+        database: PhysioNet slug known to the catalog (``mitdb``, ``challenge-2017``, ``ludb``, ...).
+        version: database version; default: the catalog's newest known version.
+        records: record names as listed in the database's ``RECORDS`` (``"101"``, ``"data/1"``; a bare
+            name such as ``"1"`` matches a unique ``dir/1``); default: every record.
+        out: target folder; files land in ``OUT/<database>/<version>/<path as on PhysioNet>``.
+        mirror: http(s) base URL or local directory laid out like ``https://physionet.org/files/``;
+            default: env ``ECGTRANSFER_PHYSIONET_MIRROR``, else ``https://physionet.org/files/``.
+        jobs: parallel transfers (>= 1).
+        retries: retries per file after a transient failure or a digest mismatch (>= 0).
+        backoff: first retry delay in seconds, doubled each retry (capped at 60 s); ``Retry-After`` wins
+            when longer (capped at 300 s).
+        timeout: socket timeout in seconds for each HTTP connection/read.
+        strict: refuse files that ``SHA256SUMS.txt`` does not list instead of fetching them unverified.
+        progress: show one tqdm progress bar (bytes).
+
+    Returns:
+        :class:`DownloadResult` with the paths and counts.
+
+    Raises:
+        CatalogError: unknown database, version or record.
+        UnsafePathError: a name in ``RECORDS``/``SHA256SUMS.txt`` would escape the target folder.
+        ChecksumError: a file still mismatches its digest after the retries (it is not kept).
+        DownloadError: 404 and other permanent HTTP errors, retries exhausted, no space left.
+        ConfigError: invalid arguments or mirror.
+    """
+    db = get_database(database)
+    version = db.check_version(version)
+    if isinstance(records, str):
+        records = [records]
+    requested = None if records is None else list(records)
+    if requested is not None and not requested:
+        raise ConfigError(f"no records requested for {database} (omit records to download all of them)")
+    if int(jobs) < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if int(retries) < 0:
+        raise ConfigError(f"retries must be >= 0, got {retries}")
+    if backoff < 0 or timeout <= 0:
+        raise ConfigError(f"backoff must be >= 0 and timeout > 0, got backoff={backoff}, timeout={timeout}")
+    source = resolve_source(mirror, timeout=timeout)
+    root = Path(out) / db.name / version
+    records_file = safe_relpath(db.records_file, source="the catalog")
+
+    bar_args: dict = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": f"{db.name} {version}",
+                      "total": 0, "leave": False}
+    if not progress:
+        bar_args["disable"] = True
+    with tqdm(**bar_args) as bar:
+        fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar)
+        outcomes: dict[str, _Outcome] = {}
+        log.info("%s %s from %s into %s", db.name, version, source, root)
+
+        # 1. the index (reused when present: re-runs work offline) and the records listing
+        def load_index(force: bool) -> tuple[Sha256Sums, list[str]]:
+            outcomes[SUMS_FILE] = fetcher.fetch(SUMS_FILE, None, force=force)
+            sums = _parse_or_drop(root / SUMS_FILE, lambda text: parse_sha256sums(
+                text, source=f"{db.name}/{version}/{SUMS_FILE}"))
+            outcomes[records_file] = fetcher.fetch(records_file, sums.get(records_file), force=force)
+            listed = _parse_or_drop(root / records_file, lambda text: parse_records(
+                text, source=f"{db.name}/{version}/{records_file}"))
+            return sums, listed
+
+        index_was_local = (root / SUMS_FILE).is_file()
+        sums, listed = load_index(False)
+        wanted, unknown = _resolve_records(requested, listed)
+        if unknown and index_was_local:
+            log.info("record(s) %s not in the local %s; fetching the index again", ", ".join(unknown),
+                     records_file)
+            sums, listed = load_index(True)
+            wanted, unknown = _resolve_records(requested, listed)
+        if unknown:
+            sample = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+            raise CatalogError(f"unknown record(s) of {db.name} {version}: {', '.join(unknown)} (not in "
+                               f"{records_file}, which lists {len(listed)} records: {sample})")
+
+        # 2. the files: metadata first, then every listed file of each record
+        files: list[str] = []
+        for name in db.metadata_files:
+            files.append(safe_relpath(name, source="the catalog"))
+        for rec in wanted:
+            rec_path = f"{db.record_dir}/{rec}" if db.record_dir else rec
+            rec_files = sums.files_of_record(rec_path)
+            if not rec_files:
+                raise DownloadError(f"record {rec} of {db.name} {version} is listed in {records_file} but "
+                                    f"{SUMS_FILE} lists no file {rec_path}.<ext> for it")
+            files.extend(rec_files)
+        files = [f for f in dict.fromkeys(files) if f not in outcomes]
+        all_files = [SUMS_FILE, records_file, *files]
+        unverified = [f for f in all_files[1:] if f not in sums]
+        if unverified:
+            if strict:
+                raise ChecksumError(f"{SUMS_FILE} of {db.name} {version} lists no digest for "
+                                    f"{', '.join(unverified)}; refusing unverified files (strict=True)")
+            log.warning("%s of %s %s has no entry for %s: these files cannot be verified", SUMS_FILE, db.name,
+                        version, ", ".join(unverified))
+
+        _run_parallel(fetcher, [(f, sums.get(f)) for f in files], int(jobs), outcomes)
+
+    result = DownloadResult(database=db.name, version=version, root=root, records=wanted,
+                            paths=[root / f for f in all_files], bytes_fetched=fetcher.bytes, unverified=unverified)
+    for outcome in outcomes.values():
+        if outcome.status == "fetched":
+            result.fetched += 1
+            result.resumed += int(outcome.resumed)
+        else:
+            result.already_verified += 1
+    log.info("%s", result.summary())
+    return result
+
+
+def _run_parallel(fetcher: _Fetcher, work: list[tuple[str, str | None]], jobs: int,
+                  outcomes: dict[str, _Outcome]) -> None:
+    """Fetch ``work`` with ``jobs`` threads; the first failure stops the others and is raised."""
+    if not work:
+        return
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(work)), thread_name_prefix="ecgtransfer-download")
+    futures: dict[Future, str] = {}
+    try:
+        futures = {pool.submit(fetcher.fetch, rel, digest): rel for rel, digest in work}
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        first: BaseException | None = None
+        for fut in futures:
+            if fut in done and fut.exception() is not None and not isinstance(fut.exception(), _Cancelled):
+                first = fut.exception()
+                break
+        if first is not None:
+            fetcher.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            others = [f"{futures[f]}: {f.exception()}" for f in futures
+                      if f.done() and not f.cancelled() and f.exception() is not None
+                      and f.exception() is not first and not isinstance(f.exception(), _Cancelled)]
+            for line in others:
+                log.debug("also failed: %s", line)
+            raise first
+        for fut, rel in futures.items():
+            outcomes[rel] = fut.result()
+    except BaseException:
+        fetcher.stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _parse_or_drop(path: Path, parse: Callable[[str], T]) -> T:
+    """Parse an index file; one that is not valid (not UTF-8, malformed, unsafe names) is deleted, so a
+    re-run fetches it again instead of tripping over it forever."""
+    try:
+        try:
+            text = path.read_text(encoding="utf-8", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise DownloadError(f"{path} is not UTF-8 text (byte {exc.start}); expected a PhysioNet index") from None
+        return parse(text)
+    except EcgTransferError:
+        _unlink(path)
+        raise
+
+
+__all__ = ["DownloadResult", "download", "sha256_file"]
