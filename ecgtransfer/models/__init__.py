@@ -1,1 +1,47 @@
-"""ecgtransfer.models"""
+"""ecgtransfer.models: a torchvision-exact ResNet50 in three tiers, verified ImageNet weights, tiered LRs.
+
+* :class:`ResNet50` (``features_1`` = stem + stages 1-3, ``features_2`` = stage 4 + pooling,
+  ``classifier`` = head), weights ``None`` / ``"imagenet"`` / ``"imagenet-v1"`` / ``"imagenet-v2"`` / a path;
+* :mod:`~ecgtransfer.models.weights`: the explicit name mapping to torchvision, weight sources, the
+  :class:`LoadReport`, input-channel adaptation, pre-fetching for offline machines;
+* :mod:`~ecgtransfer.models.tiers`: :class:`TierConfig`, :func:`param_groups`, :func:`build_optimizer`,
+  :func:`build_scheduler`, :func:`freeze_tiers`.
+"""
+from ecgtransfer.models.resnet import TIERS, Bottleneck, ResNet50, init_weights
+from ecgtransfer.models.tiers import (
+    TierConfig,
+    build_optimizer,
+    build_scheduler,
+    freeze_tiers,
+    keep_frozen_bn_eval,
+    param_groups,
+    unfreeze_tiers,
+)
+from ecgtransfer.models.weights import (
+    LoadReport,
+    adapt_input_conv,
+    fetch_imagenet,
+    from_torchvision_name,
+    load_weights,
+    to_torchvision_name,
+)
+
+__all__ = [
+    "TIERS",
+    "Bottleneck",
+    "LoadReport",
+    "ResNet50",
+    "TierConfig",
+    "adapt_input_conv",
+    "build_optimizer",
+    "build_scheduler",
+    "fetch_imagenet",
+    "freeze_tiers",
+    "from_torchvision_name",
+    "init_weights",
+    "keep_frozen_bn_eval",
+    "load_weights",
+    "param_groups",
+    "to_torchvision_name",
+    "unfreeze_tiers",
+]

@@ -1,0 +1,224 @@
+"""ResNet50, written out readably and architecturally identical to ``torchvision.models.resnet50``.
+
+This is the "V1.5" ResNet50 that torchvision ships (He et al. 2016, "Deep Residual Learning for Image
+Recognition", with the stride of each stage's first block on its 3x3 convolution):
+
+* stem: 7x7/2 convolution (64 channels, no bias) -> batch norm -> ReLU -> 3x3/2 max pool;
+* four stages of bottleneck blocks, (3, 4, 6, 3) blocks with (64, 128, 256, 512) middle channels and
+  4x as many output channels (256, 512, 1024, 2048); the first block of stages 2-4 halves the resolution
+  with stride 2 on its 3x3 convolution;
+* every convolution is followed by batch norm; the shortcut of a stage's first block is a 1x1 convolution
+  (stride as the block) followed by batch norm; the ReLU comes *after* the residual addition;
+* global average pooling, then one linear layer.
+
+The modules are organised into the three learning-rate tiers of the transfer-learning recipe:
+
+* ``features_1`` = ``stem`` + ``stage1`` .. ``stage3``  (torchvision: ``conv1``, ``bn1``, ``layer1``-``layer3``)
+* ``features_2`` = ``stage4`` + ``pool``               (torchvision: ``layer4``, ``avgpool``)
+* ``classifier`` = ``flatten`` + ``fc``                (torchvision: ``fc``)
+
+so parameter names read ``features_1.stem.conv.weight``, ``features_1.stage1.block0.conv1.weight``,
+``features_1.stage1.block0.shortcut.conv.weight``, ``features_2.stage4.block2.bn3.running_mean``,
+``classifier.fc.weight``. :mod:`ecgtransfer.models.weights` translates these to and from torchvision's
+names explicitly; nothing is matched by position or by shape.
+
+Shapes: input ``[B, C, H, W]`` (``C = in_channels``, 3 for ImageNet weights), ``features_1`` output
+``[B, 1024, H/16, W/16]``, ``features_2`` output ``[B, 2048, 1, 1]``, logits ``[B, num_classes]``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Optional, Union
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ecgtransfer.models.weights import LoadReport
+
+log = logging.getLogger(__name__)
+
+#: Bottleneck blocks per stage (ResNet50).
+STAGE_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)
+#: Middle ("bottleneck") channels per stage; outputs are ``EXPANSION`` times as wide.
+STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
+EXPANSION = 4
+STEM_CHANNELS = 64
+FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION  # 2048
+#: The three learning-rate tiers, from input to output.
+TIERS: tuple[str, ...] = ("features_1", "features_2", "classifier")
+
+WeightsSpec = Union[None, str, os.PathLike]
+
+
+class Stem(nn.Sequential):
+    """7x7/2 convolution -> batch norm -> ReLU -> 3x3/2 max pool: ``[B, C, H, W] -> [B, 64, H/4, W/4]``."""
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_channels, STEM_CHANNELS, kernel_size=7, stride=2, padding=3, bias=False),
+                bn=nn.BatchNorm2d(STEM_CHANNELS),
+                relu=nn.ReLU(inplace=True),
+                pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+            )
+        )
+
+
+class Shortcut(nn.Sequential):
+    """Projection shortcut: 1x1 convolution (with the block's stride) -> batch norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                bn=nn.BatchNorm2d(out_channels),
+            )
+        )
+
+
+class Bottleneck(nn.Module):
+    """Bottleneck residual block (V1.5): 1x1 reduce -> 3x3 (stride here) -> 1x1 expand, plus a shortcut.
+
+    ``[B, in_channels, H, W] -> [B, 4 * width, H / stride, W / stride]``. Each convolution is followed by
+    batch norm; ReLU after the first two and after the residual addition. The shortcut is the identity
+    unless the shape changes, then a :class:`Shortcut` projection.
+    """
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_channels = width * EXPANSION
+        # Registration order matches torchvision's Bottleneck (conv1, bn1, conv2, bn2, conv3, bn3, relu,
+        # downsample) so that, from the same RNG seed, both models draw identical initial weights.
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: Optional[Shortcut] = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = Shortcut(in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += x if self.shortcut is None else self.shortcut(x)
+        return self.relu(out)
+
+
+def make_stage(in_channels: int, width: int, blocks: int, stride: int) -> nn.Sequential:
+    """A stage: ``blocks`` bottlenecks named ``block0``, ``block1``...; only ``block0`` has ``stride``."""
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    for i in range(blocks):
+        layers[f"block{i}"] = Bottleneck(in_channels if i == 0 else width * EXPANSION, width, stride if i == 0 else 1)
+    return nn.Sequential(layers)
+
+
+class ResNet50(nn.Module):
+    """ResNet50 (torchvision-exact, V1.5) in three tiers, optionally with pretrained weights.
+
+    Args:
+        num_classes: outputs of the head (``classifier.fc``), >= 1. With pretrained ImageNet weights and
+            ``num_classes != 1000`` the head is freshly initialised; every other tensor is loaded.
+        weights: ``None`` (random init, like torchvision), ``"imagenet"`` (= ``"imagenet-v2"``,
+            torchvision's ``IMAGENET1K_V2``), ``"imagenet-v1"`` (``IMAGENET1K_V1``), or a path to a
+            torchvision-format state dict or an ecgtransfer checkpoint (see
+            :func:`ecgtransfer.models.weights.load_weights`). Anything that does not match raises
+            :class:`~ecgtransfer.errors.WeightsError`; ImageNet weights that cannot be obtained (offline,
+            not cached) raise :class:`~ecgtransfer.errors.WeightsUnavailableError`.
+        in_channels: input channels ``C``. With pretrained 3-channel weights the first convolution is
+            adapted: 1 channel sums the RGB kernels; any other ``C`` repeats them cyclically and scales
+            by ``3 / C`` (so a ``C``-channel input made of repeated RGB gives the RGB response).
+        zero_init_residual: set every block's last batch-norm weight (``bn3``) to zero at init, so each
+            block starts as the identity (torchvision's option; only affects random init).
+
+    Attributes:
+        load_report: the :class:`~ecgtransfer.models.weights.LoadReport` of the weights loaded at
+            construction, or ``None`` when ``weights=None``.
+        frozen_bn_tiers: tiers whose batch-norm layers :meth:`train` keeps in eval mode
+            (set by :func:`ecgtransfer.models.tiers.freeze_tiers`).
+
+    Forward: ``[B, in_channels, H, W] -> [B, num_classes]`` logits.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        weights: WeightsSpec = None,
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(num_classes) < 1:
+            from ecgtransfer.errors import ConfigError
+
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        if int(in_channels) < 1:
+            from ecgtransfer.errors import ConfigError
+
+            raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
+        self.num_classes = int(num_classes)
+        self.in_channels = int(in_channels)
+
+        widths_in = [STEM_CHANNELS] + [w * EXPANSION for w in STAGE_WIDTHS[:-1]]
+        strides = (1, 2, 2, 2)
+        stages = [make_stage(widths_in[i], STAGE_WIDTHS[i], STAGE_BLOCKS[i], strides[i]) for i in range(4)]
+        self.features_1 = nn.Sequential(
+            OrderedDict(stem=Stem(self.in_channels), stage1=stages[0], stage2=stages[1], stage3=stages[2])
+        )
+        self.features_2 = nn.Sequential(OrderedDict(stage4=stages[3], pool=nn.AdaptiveAvgPool2d((1, 1))))
+        self.classifier = nn.Sequential(
+            OrderedDict(flatten=nn.Flatten(1), fc=nn.Linear(FEATURE_DIM, self.num_classes))
+        )
+        self.frozen_bn_tiers: set[str] = set()
+        self.load_report: Optional["LoadReport"] = None
+        init_weights(self, zero_init_residual=zero_init_residual)
+
+        if weights is not None:
+            from ecgtransfer.models.weights import load_weights
+
+            self.load_report = load_weights(self, weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, 2048, 1, 1]`` pooled features (before the head)."""
+        return self.features_2(self.features_1(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, num_classes]`` logits."""
+        return self.classifier(self.features_2(self.features_1(x)))
+
+    def train(self, mode: bool = True) -> "ResNet50":
+        """Like :meth:`nn.Module.train`, but batch norms of tiers in ``frozen_bn_tiers`` stay in eval mode."""
+        super().train(mode)
+        if mode and self.frozen_bn_tiers:
+            from ecgtransfer.models.tiers import keep_frozen_bn_eval
+
+            keep_frozen_bn_eval(self)
+        return self
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, in_channels={self.in_channels}"
+
+
+def init_weights(model: nn.Module, *, zero_init_residual: bool = False) -> None:
+    """torchvision's ResNet initialisation, in the same module order.
+
+    Convolutions: Kaiming normal, ``mode="fan_out"``, ReLU gain; batch norm: weight 1, bias 0; the linear
+    head keeps PyTorch's default init (as torchvision does). ``zero_init_residual`` zeroes every
+    bottleneck's ``bn3.weight``.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.constant_(m.bn3.weight, 0)

@@ -1,0 +1,599 @@
+"""Pretrained weights for :class:`~ecgtransfer.models.resnet.ResNet50`: sources, name mapping, load report.
+
+Where weights come from (:func:`read_weights`):
+
+* ``"imagenet"`` / ``"imagenet-v2"``: torchvision's ``ResNet50_Weights.IMAGENET1K_V2`` (80.9 % top-1);
+  ``"imagenet-v1"``: ``IMAGENET1K_V1`` (76.1 %, the original torchvision weights). The file is looked up,
+  in order, in ``$ECGTRANSFER_WEIGHTS_DIR`` (a folder filled by ``ecgtransfer weights fetch``; the file's
+  SHA256 prefix is checked), in torch.hub's cache (``$TORCH_HOME/hub/checkpoints``), and otherwise
+  downloaded into that cache from the URL torchvision's weights API names. When none works (an offline
+  machine) :class:`~ecgtransfer.errors.WeightsUnavailableError` says how to fix it.
+* a path: a torchvision-format state dict (``conv1.weight``, ``layer1.0.downsample.0.weight``, ``fc.bias``),
+  an ecgtransfer state dict (``model.state_dict()``, our names) or an ecgtransfer checkpoint (a dict whose
+  ``"model"`` entry is such a state dict). A uniform ``module.`` (DDP) or ``_orig_mod.`` (torch.compile)
+  prefix is stripped. Files are read with ``torch.load(weights_only=True, map_location="cpu")``: a file
+  holding arbitrary pickled objects is refused, never executed.
+
+How they are loaded (:func:`apply_weights`): names are translated explicitly (:func:`to_torchvision_name`,
+:func:`from_torchvision_name`); every backbone tensor of the model must be present with the same shape;
+the head (``classifier.fc``) is loaded when the source has one of the same shape and re-initialised
+otherwise (e.g. ``num_classes != 1000``); a 3-channel first convolution is adapted to ``in_channels``
+(:func:`adapt_input_conv`). Missing, unexpected or mis-shaped tensors raise
+:class:`~ecgtransfer.errors.WeightsError` naming them: there is no partial load. The result is a
+:class:`LoadReport`, logged and stored as ``model.load_report``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+import pickle
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from ecgtransfer._atomic import atomic_open
+from ecgtransfer.errors import ConfigError, WeightsError, WeightsUnavailableError
+from ecgtransfer.models.resnet import STAGE_BLOCKS
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming a folder of pre-fetched weight files (``ecgtransfer weights fetch --out``).
+WEIGHTS_DIR_ENV = "ECGTRANSFER_WEIGHTS_DIR"
+#: Weight-spec strings -> torchvision ``ResNet50_Weights`` member names.
+IMAGENET_SPECS: dict[str, str] = {
+    "imagenet": "IMAGENET1K_V2",
+    "imagenet-v2": "IMAGENET1K_V2",
+    "imagenet-v1": "IMAGENET1K_V1",
+}
+VERSIONS: dict[str, str] = {"v1": "IMAGENET1K_V1", "v2": "IMAGENET1K_V2"}
+
+STEM_CONV = "features_1.stem.conv.weight"
+HEAD_PREFIX = "classifier."
+_STRIPPABLE_PREFIXES = ("module.", "_orig_mod.")
+_BOTTLENECK_LAYERS = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
+_CONV_LEAVES = ("weight",)
+_BN_LEAVES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+_LINEAR_LEAVES = ("weight", "bias")
+
+
+# --------------------------------------------------------------------------------------------------
+# name mapping
+# --------------------------------------------------------------------------------------------------
+def _stage_prefix(stage: int) -> str:
+    """Our module path of stage ``stage`` (1-based): stages 1-3 in ``features_1``, stage 4 in ``features_2``."""
+    return f"features_1.stage{stage}" if stage <= 3 else f"features_2.stage{stage}"
+
+
+@functools.lru_cache(maxsize=None)
+def module_name_map() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every parameterised module: our module path -> (torchvision module path, its tensor leaf names).
+
+    The explicit table the translation uses, built from ResNet50's layout (blocks per stage
+    ``(3, 4, 6, 3)``):
+
+    ===========================================  ==========================
+    ecgtransfer                                  torchvision
+    ===========================================  ==========================
+    ``features_1.stem.conv``                     ``conv1``
+    ``features_1.stem.bn``                       ``bn1``
+    ``features_1.stage{s}.block{b}.conv1``       ``layer{s}.{b}.conv1`` (s = 1..3; same for bn1..bn3)
+    ``features_1.stage{s}.block0.shortcut.conv`` ``layer{s}.0.downsample.0``
+    ``features_1.stage{s}.block0.shortcut.bn``   ``layer{s}.0.downsample.1``
+    ``features_2.stage4.block{b}.*``             ``layer4.{b}.*``
+    ``classifier.fc``                            ``fc``
+    ===========================================  ==========================
+    """
+    table: dict[str, tuple[str, tuple[str, ...]]] = {
+        "features_1.stem.conv": ("conv1", _CONV_LEAVES),
+        "features_1.stem.bn": ("bn1", _BN_LEAVES),
+    }
+    for stage, blocks in enumerate(STAGE_BLOCKS, start=1):
+        for block in range(blocks):
+            ours = f"{_stage_prefix(stage)}.block{block}"
+            theirs = f"layer{stage}.{block}"
+            for layer in _BOTTLENECK_LAYERS:
+                leaves = _CONV_LEAVES if layer.startswith("conv") else _BN_LEAVES
+                table[f"{ours}.{layer}"] = (f"{theirs}.{layer}", leaves)
+            if block == 0:  # every ResNet50 stage's first block projects its shortcut
+                table[f"{ours}.shortcut.conv"] = (f"{theirs}.downsample.0", _CONV_LEAVES)
+                table[f"{ours}.shortcut.bn"] = (f"{theirs}.downsample.1", _BN_LEAVES)
+    table["classifier.fc"] = ("fc", _LINEAR_LEAVES)
+    return table
+
+
+@functools.lru_cache(maxsize=None)
+def _tensor_maps() -> tuple[dict[str, str], dict[str, str]]:
+    ours_to_tv: dict[str, str] = {}
+    for ours, (theirs, leaves) in module_name_map().items():
+        for leaf in leaves:
+            ours_to_tv[f"{ours}.{leaf}"] = f"{theirs}.{leaf}"
+    tv_to_ours = {v: k for k, v in ours_to_tv.items()}
+    assert len(tv_to_ours) == len(ours_to_tv), "name map is not one-to-one"
+    return ours_to_tv, tv_to_ours
+
+
+def to_torchvision_name(name: str) -> str:
+    """``features_1.stage1.block0.shortcut.conv.weight`` -> ``layer1.0.downsample.0.weight``.
+
+    Raises ``KeyError`` for a name that is not a ResNet50 tensor of ours.
+    """
+    try:
+        return _tensor_maps()[0][name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not an ecgtransfer ResNet50 tensor name") from None
+
+
+def from_torchvision_name(name: str) -> str:
+    """``layer1.0.downsample.0.weight`` -> ``features_1.stage1.block0.shortcut.conv.weight`` (``KeyError`` if unknown)."""
+    try:
+        return _tensor_maps()[1][name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a torchvision resnet50 tensor name") from None
+
+
+def to_torchvision_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict -> torchvision names (loadable with ``strict=True`` into ``torchvision.models.resnet50``)."""
+    return {to_torchvision_name(k): v for k, v in state.items()}
+
+
+def from_torchvision_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """torchvision state dict -> (our names, torchvision names that have no counterpart)."""
+    out: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    tv_to_ours = _tensor_maps()[1]
+    for k, v in state.items():
+        ours = tv_to_ours.get(k)
+        if ours is None:
+            unknown.append(k)
+        else:
+            out[ours] = v
+    return out, unknown
+
+
+# --------------------------------------------------------------------------------------------------
+# load report
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class LoadReport:
+    """What happened to every tensor when weights were loaded into a model (names are ours).
+
+    ``loaded``: copied from the source; ``reinitialised``: freshly initialised instead (the head when the
+    source's head shape differs or it has none); ``adapted``: loaded after adapting (the first conv to
+    ``in_channels``); ``unexpected``: source tensors the model has no place for (source names);
+    ``missing``: model tensors the source lacks; ``mismatched``: ``(name, model shape, source shape)``.
+    A report returned by :func:`apply_weights` always has empty ``unexpected``/``missing``/``mismatched``
+    (otherwise it raised); :func:`check_weights` returns them filled for inspection.
+    """
+
+    source: str
+    format: str
+    loaded: list[str] = field(default_factory=list)
+    reinitialised: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    source_head_shape: Optional[tuple[int, ...]] = None
+    model_head_shape: Optional[tuple[int, ...]] = None
+    source_in_channels: Optional[int] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing, unexpected or mis-shaped."""
+        return not (self.unexpected or self.missing or self.mismatched)
+
+    @property
+    def backbone_loaded(self) -> int:
+        """Number of loaded tensors outside the head."""
+        return sum(1 for k in self.loaded if not k.startswith(HEAD_PREFIX))
+
+    def summary(self) -> str:
+        """One line: source, format, counts, what happened to the head and the first conv."""
+        total = len(self.loaded) + len(self.reinitialised)
+        parts = [f"weights {self.source} ({self.format}): loaded {len(self.loaded)}/{total} tensors"]
+        if self.reinitialised:
+            parts.append(
+                f"re-initialised head {_shape(self.model_head_shape)} (source head {_shape(self.source_head_shape)})"
+            )
+        else:
+            parts.append(f"head {_shape(self.model_head_shape)} loaded")
+        if self.adapted:
+            parts.append(f"first conv adapted from {self.source_in_channels} input channels")
+        if not self.ok:
+            parts.append(
+                f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, {len(self.mismatched)} mis-shaped"
+            )
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = dataclasses.asdict(self)
+        d["mismatched"] = [[n, list(a), list(b)] for n, a, b in self.mismatched]
+        d["ok"] = self.ok
+        return d
+
+    def format_text(self) -> str:
+        """Multi-line human-readable report (``ecgtransfer weights inspect``)."""
+        lines = [
+            f"source:         {self.source}",
+            f"format:         {self.format}",
+            f"loaded:         {len(self.loaded)} tensors ({self.backbone_loaded} backbone, "
+            f"{len(self.loaded) - self.backbone_loaded} head)",
+            f"re-initialised: {len(self.reinitialised)} {_names(self.reinitialised)}",
+            f"adapted:        {len(self.adapted)} {_names(self.adapted)}",
+            f"source head:    {_shape(self.source_head_shape)}  (model head {_shape(self.model_head_shape)})",
+            f"input channels: {self.source_in_channels}",
+            f"unexpected:     {len(self.unexpected)} {_names(self.unexpected)}",
+            f"missing:        {len(self.missing)} {_names(self.missing)}",
+            f"mis-shaped:     {len(self.mismatched)} "
+            + _names([f"{n} model {list(a)} source {list(b)}" for n, a, b in self.mismatched]),
+        ]
+        lines += [f"note:           {n}" for n in self.notes]
+        lines.append(f"status:         {'OK' if self.ok else 'DOES NOT MATCH'}")
+        return "\n".join(lines)
+
+
+def _shape(shape: Optional[tuple[int, ...]]) -> str:
+    return "none" if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:limit])
+    more = f", ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return f"({shown}{more})"
+
+
+# --------------------------------------------------------------------------------------------------
+# sources
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class SourceWeights:
+    """A state dict already translated to our names, with where it came from.
+
+    ``unknown``: source names that could not be translated (they become ``unexpected``).
+    """
+
+    state: dict[str, torch.Tensor]
+    source: str
+    format: str
+    unknown: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _imagenet_weights(member: str):
+    from torchvision.models import ResNet50_Weights
+
+    return ResNet50_Weights[member]
+
+
+def imagenet_filename(version: str = "v2") -> str:
+    """torchvision's file name for ``version`` (``"v1"``/``"v2"``), e.g. ``resnet50-11ad3fa6.pth``."""
+    member = _version_member(version)
+    return os.path.basename(urlparse(_imagenet_weights(member).url).path)
+
+
+def _version_member(version: str) -> str:
+    v = str(version).lower()
+    if v in VERSIONS:
+        return VERSIONS[v]
+    if v in IMAGENET_SPECS:
+        return IMAGENET_SPECS[v]
+    raise ConfigError(f"unknown ImageNet weights version {version!r}: expected one of v1, v2")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_prefix(filename: str) -> Optional[str]:
+    m = torch.hub.HASH_REGEX.search(filename)
+    return m.group(1) if m else None
+
+
+def imagenet_file(version: str = "v2", *, progress: bool = True, download: bool = True) -> Path:
+    """Local path of torchvision's ImageNet ResNet50 weight file, downloading it into torch.hub's cache if needed.
+
+    Looks in ``$ECGTRANSFER_WEIGHTS_DIR`` (SHA256 prefix verified), then torch.hub's cache, then downloads
+    from the URL of torchvision's ``ResNet50_Weights`` (hash-checked by torch.hub).
+
+    Raises:
+        WeightsUnavailableError: not found locally and the download fails (offline) or ``download=False``.
+        WeightsError: a local file whose SHA256 does not match torchvision's.
+    """
+    member = _version_member(version)
+    url = _imagenet_weights(member).url
+    filename = os.path.basename(urlparse(url).path)
+    prefix = _hash_prefix(filename)
+
+    env_dir = os.environ.get(WEIGHTS_DIR_ENV)
+    if env_dir:
+        candidate = Path(env_dir).expanduser() / filename
+        if candidate.is_file():
+            if prefix and not _sha256(candidate).startswith(prefix):
+                raise WeightsError(
+                    f"{candidate}: SHA256 does not start with {prefix} (torchvision {member}); the file is "
+                    "corrupt or not torchvision's: fetch it again with `ecgtransfer weights fetch`"
+                )
+            log.debug("ImageNet weights %s from %s=%s", member, WEIGHTS_DIR_ENV, env_dir)
+            return candidate
+        log.debug("%s=%s has no %s", WEIGHTS_DIR_ENV, env_dir, filename)
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file():
+        return cached
+    if not download:
+        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, "downloads disabled"))
+    log.info("downloading ImageNet ResNet50 weights (torchvision %s) from %s", member, url)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(cached), prefix, progress=progress)
+    except OSError as exc:  # URLError, HTTPError, socket errors, no space left
+        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, str(exc))) from exc
+    except RuntimeError as exc:  # torch.hub's hash check
+        raise WeightsError(f"downloaded {url} does not match its SHA256 prefix {prefix}: {exc}") from exc
+    return cached
+
+
+def _unavailable_message(member: str, url: str, filename: str, cached: Path, why: str) -> str:
+    version = "v1" if member.endswith("V1") else "v2"
+    return (
+        f"ImageNet ResNet50 weights (torchvision {member}, {filename}) are not available here: not in "
+        f"${WEIGHTS_DIR_ENV} nor in torch's cache {cached.parent}, and downloading {url} failed ({why}). "
+        f"On a machine with internet run `ecgtransfer weights fetch --version {version} --out weights/`, "
+        f"copy weights/{filename} here, then pass its path as the weights (e.g. --init weights/{filename}), "
+        f"or set {WEIGHTS_DIR_ENV}=weights, or put the file into {cached.parent}/"
+    )
+
+
+def _strip_prefix(state: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+    state = dict(state)
+    for prefix in _STRIPPABLE_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+            notes.append(f"stripped the {prefix!r} prefix from every name")
+    return state
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _load_file(path: Path) -> Any:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist (expected a state dict or checkpoint file)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s+was not an allowed global|\n\n|$)", text, re.S)
+        detail = " ".join((m.group(1) if m else text.strip().splitlines()[0]).split())
+        if "Unsupported global" not in text:
+            raise WeightsError(f"{path}: not a readable torch file (torch.load weights_only=True: {detail})") from exc
+        raise WeightsError(
+            f"{path}: refused to load: it holds pickled Python objects, not just tensors "
+            f"(torch.load weights_only=True: {detail}). ecgtransfer only reads state dicts and checkpoints "
+            "made of tensors and plain containers; if you trust the file, re-save it as "
+            "torch.save(model.state_dict(), path)"
+        ) from exc
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file
+        raise WeightsError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
+
+
+def read_state_dict_file(path: Union[str, os.PathLike]) -> SourceWeights:
+    """Read a weights file (``weights_only=True``) and translate it to our names.
+
+    Formats (detected): ``"torchvision"`` (torchvision resnet50 names), ``"ecgtransfer-state-dict"`` (our
+    names), ``"ecgtransfer-checkpoint"`` (a dict whose ``"model"`` entry is a state dict in our or
+    torchvision's names; other entries such as optimizer state are ignored).
+    """
+    path = Path(path).expanduser()
+    obj = _load_file(path)
+    notes: list[str] = []
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        state, container = obj["model"], "ecgtransfer-checkpoint"
+        others = sorted(str(k) for k in obj if k != "model")
+        if others:
+            notes.append(f"checkpoint entries ignored: {', '.join(others)}")
+    elif isinstance(obj, Mapping):
+        state, container = obj, None
+    else:
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, expected a state dict (a dict of tensors)")
+    if not _is_tensor_dict(state):
+        bad = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)][:5]
+        raise WeightsError(
+            f"{path}: not a state dict: expected a dict of name -> tensor"
+            + (f", found non-tensor entries {bad}" if bad else " (it is empty)")
+        )
+    state = _strip_prefix(state, notes)
+    ours_names = set(_tensor_maps()[0])
+    n_ours = sum(1 for k in state if k in ours_names or k.startswith(("features_1.", "features_2.", "classifier.")))
+    n_tv = sum(1 for k in state if k in _tensor_maps()[1])
+    if n_ours == 0 and n_tv == 0:
+        raise WeightsError(
+            f"{path}: no ResNet50 tensor names found (first names: {list(state)[:5]}); expected torchvision "
+            "names (conv1.weight, layer1.0.conv1.weight, fc.weight) or ecgtransfer names "
+            "(features_1.stem.conv.weight, ..., classifier.fc.weight)"
+        )
+    if n_tv > n_ours:
+        translated, unknown = from_torchvision_state_dict(state)
+        names = "torchvision"
+    else:
+        translated, unknown = dict(state), []
+        names = "ecgtransfer"
+    fmt = container or ("torchvision" if names == "torchvision" else "ecgtransfer-state-dict")
+    if container:
+        notes.append(f"model state uses {names} names")
+    return SourceWeights(state=translated, source=str(path), format=fmt, unknown=unknown, notes=notes)
+
+
+def read_weights(spec: Union[str, os.PathLike], *, progress: bool = True) -> SourceWeights:
+    """Resolve a weights spec (``"imagenet"``, ``"imagenet-v1"``, ``"imagenet-v2"`` or a path) to tensors in our names."""
+    if isinstance(spec, str) and spec.lower() in IMAGENET_SPECS:
+        member = IMAGENET_SPECS[spec.lower()]
+        path = imagenet_file(spec.lower(), progress=progress)
+        src = read_state_dict_file(path)
+        src.source = f"torchvision ResNet50_Weights.{member} ({path})"
+        return src
+    if isinstance(spec, str) and spec.lower().startswith("imagenet") and not Path(spec).exists():
+        raise ConfigError(f"unknown weights {spec!r}: expected imagenet, imagenet-v1, imagenet-v2 or a file path")
+    return read_state_dict_file(spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# applying
+# --------------------------------------------------------------------------------------------------
+def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Adapt a pretrained RGB first-conv kernel ``[O, 3, kh, kw]`` to ``[O, in_channels, kh, kw]``.
+
+    * ``in_channels == 1``: sum over the RGB kernels, so a grey input ``g`` responds like the RGB image
+      ``(g, g, g)``;
+    * otherwise: repeat the RGB kernels cyclically (R, G, B, R, G, ...) and scale by ``3 / in_channels``,
+      which keeps the response to an input whose channels repeat the RGB image cyclically (for
+      ``in_channels`` a multiple of 3 exactly; otherwise the activation scale is roughly preserved).
+    """
+    if weight.dim() != 4 or weight.shape[1] != 3:
+        raise WeightsError(f"{STEM_CONV}: expected a [O, 3, kh, kw] kernel to adapt, found {list(weight.shape)}")
+    if in_channels == 3:
+        return weight
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    idx = torch.arange(in_channels) % 3
+    return weight[:, idx] * (3.0 / in_channels)
+
+
+def check_weights(model: nn.Module, src: SourceWeights) -> tuple[LoadReport, dict[str, torch.Tensor]]:
+    """Match ``src`` against ``model`` without changing it: (report, the tensors to load in our names)."""
+    target = model.state_dict()
+    state = src.state
+    report = LoadReport(source=src.source, format=src.format, unexpected=list(src.unknown), notes=list(src.notes))
+    head_keys = [k for k in target if k.startswith(HEAD_PREFIX)]
+    to_load: dict[str, torch.Tensor] = {}
+    if "classifier.fc.weight" in state:
+        report.source_head_shape = tuple(state["classifier.fc.weight"].shape)
+    if "classifier.fc.weight" in target:
+        report.model_head_shape = tuple(target["classifier.fc.weight"].shape)
+    if STEM_CONV in state and state[STEM_CONV].dim() == 4:
+        report.source_in_channels = int(state[STEM_CONV].shape[1])
+
+    for name, want in target.items():
+        if name in head_keys:
+            continue
+        have = state.get(name)
+        if have is None:
+            report.missing.append(name)
+            continue
+        if name == STEM_CONV and have.shape != want.shape and _adaptable(have, want):
+            have = adapt_input_conv(have, want.shape[1])
+            report.adapted.append(name)
+        if have.shape != want.shape:
+            report.mismatched.append((name, tuple(want.shape), tuple(have.shape)))
+            continue
+        to_load[name] = have
+        report.loaded.append(name)
+
+    # the head goes as a whole: all of it loads, or all of it is re-initialised
+    head_ok = all(k in state and state[k].shape == target[k].shape for k in head_keys)
+    for k in head_keys:
+        if head_ok:
+            to_load[k] = state[k]
+            report.loaded.append(k)
+        else:
+            report.reinitialised.append(k)
+    report.unexpected += [k for k in state if k not in target]
+    return report, to_load
+
+
+def _adaptable(have: torch.Tensor, want: torch.Tensor) -> bool:
+    return (
+        have.dim() == 4
+        and have.shape[1] == 3
+        and have.shape[0] == want.shape[0]
+        and have.shape[2:] == want.shape[2:]
+    )
+
+
+def apply_weights(model: nn.Module, src: SourceWeights) -> LoadReport:
+    """Load ``src`` into ``model`` (all backbone tensors or nothing); re-initialise the head if it differs.
+
+    Raises:
+        WeightsError: missing, unexpected or mis-shaped tensors (all named in the message); the model is
+            left unchanged.
+    """
+    report, to_load = check_weights(model, src)
+    if not report.ok:
+        problems = []
+        if report.missing:
+            problems.append(f"{len(report.missing)} missing {_names(report.missing)}")
+        if report.unexpected:
+            problems.append(f"{len(report.unexpected)} unexpected {_names(report.unexpected)}")
+        if report.mismatched:
+            problems.append(
+                f"{len(report.mismatched)} with a different shape "
+                + _names([f"{n}: model {list(a)}, file {list(b)}" for n, a, b in report.mismatched])
+            )
+        raise WeightsError(
+            f"weights {src.source} ({src.format}) do not match ResNet50: " + "; ".join(problems)
+            + ". Nothing was loaded."
+        )
+    target = model.state_dict()
+    full = {k: to_load.get(k, v) for k, v in target.items()}
+    model.load_state_dict(full, strict=True)
+    if report.reinitialised:
+        for name, module in model.named_modules():
+            if name.startswith(HEAD_PREFIX) and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    log.info(report.summary())
+    return report
+
+
+def load_weights(model: nn.Module, spec: Union[str, os.PathLike], *, progress: bool = True) -> LoadReport:
+    """Resolve ``spec`` (see :func:`read_weights`) and load it into ``model``; returns the :class:`LoadReport`."""
+    return apply_weights(model, read_weights(spec, progress=progress))
+
+
+# --------------------------------------------------------------------------------------------------
+# pre-fetching for offline machines
+# --------------------------------------------------------------------------------------------------
+def fetch_imagenet(version: str = "v2", out: Union[str, os.PathLike] = ".", *, progress: bool = True) -> Path:
+    """Download torchvision's ImageNet ResNet50 weights and write them to ``out`` atomically.
+
+    ``out`` is a folder (existing, or given with a trailing ``/``) that receives torchvision's file name
+    (``resnet50-11ad3fa6.pth`` for v2, ``resnet50-0676ba61.pth`` for v1), or a file path. The bytes are
+    torchvision's original state-dict file (SHA256-checked against the prefix in its name, verified to load
+    into our ResNet50), so a folder of fetched files works as ``$ECGTRANSFER_WEIGHTS_DIR``.
+
+    Raises:
+        WeightsUnavailableError: the download fails (offline machine).
+    """
+    filename = imagenet_filename(version)
+    out_s = os.fspath(out)
+    out_path = Path(out_s).expanduser()
+    if out_path.is_dir() or out_s.endswith(("/", os.sep)):
+        out_path = out_path / filename
+    src_path = imagenet_file(version, progress=progress)
+    from ecgtransfer.models.resnet import ResNet50
+
+    report = apply_weights(ResNet50(1000), read_state_dict_file(src_path))  # proves it loads
+    if src_path.resolve() != out_path.resolve():
+        with open(src_path, "rb") as fin, atomic_open(out_path, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    log.info("wrote %s (%d tensors loaded into ResNet50)", out_path, len(report.loaded))
+    return out_path
