@@ -72,7 +72,7 @@ class MirrorServer:
         self.httpd.faults = {}  # type: ignore[attr-defined]
         self.httpd.log = []  # type: ignore[attr-defined]
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.root = root
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"

@@ -12,15 +12,15 @@ from __future__ import annotations
 import email.utils
 import http.client
 import os
-import socket
-import ssl
+import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timezone
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Iterator, Protocol
+
+import requests
 
 from ecgtransfer import __version__
 from ecgtransfer.errors import ConfigError, DownloadError
@@ -84,38 +84,57 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class _HttpBody:
-    def __init__(self, resp: http.client.HTTPResponse, url: str, start: int, length: int | None,
+    def __init__(self, resp: requests.Response, url: str, start: int, length: int | None,
                  total: int | None) -> None:
         self._resp = resp
         self._url = url
+        self._chunks: Iterator[bytes] | None = None
         self.start = start
         self.length = length
         self.total = total
 
     def read(self, n: int) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._resp.iter_content(chunk_size=n)
         try:
-            return self._resp.read(n)
-        except (TimeoutError, socket.timeout) as exc:
+            return next(self._chunks, b"")
+        except requests.exceptions.Timeout as exc:
             raise TransientError(f"timed out reading {self._url}") from exc
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise TransientError(f"connection lost reading {self._url}: {exc.__class__.__name__}: {exc}") from exc
+        except (requests.exceptions.RequestException, http.client.HTTPException, OSError) as exc:
+            raise TransientError(f"connection lost reading {self._url}: {_reason(exc)}") from exc
 
     def close(self) -> None:
-        try:
-            self._resp.close()
-        except OSError:
-            pass
+        self._resp.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful message of a (possibly nested) requests/urllib3 exception, on one line."""
+    text = f"{exc.__class__.__name__}: {exc}"
+    return " ".join(text.split())[:300]
 
 
 class HttpSource:
-    """Files served over http(s) under ``base_url`` (which ends with ``/``)."""
+    """Files served over http(s) under ``base_url`` (which ends with ``/``).
+
+    Each thread keeps its own :class:`requests.Session`, so connections are reused (keep-alive) across the
+    many small files of a database; proxies and CA bundles come from the usual environment variables.
+    """
 
     def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.timeout = timeout
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"HttpSource({self.base_url!r})"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update({"User-Agent": f"ecgtransfer/{__version__}", "Accept-Encoding": "identity"})
+            self._local.session = session
+        return session
 
     def location(self, db: str, version: str, rel: str) -> str:
         path = "/".join(urllib.parse.quote(p) for p in (db, version, *rel.split("/")))
@@ -123,35 +142,36 @@ class HttpSource:
 
     def open(self, db: str, version: str, rel: str, offset: int = 0) -> Body:
         url = self.location(db, version, rel)
-        headers = {"User-Agent": f"ecgtransfer/{__version__}", "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        request = urllib.request.Request(url, headers=headers)
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
-            resp = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 - http(s) only
-        except urllib.error.HTTPError as exc:
-            code, reason = exc.code, exc.reason
-            retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            exc.close()
-            if code == 416:
-                raise RangeNotSatisfiable(url) from None
-            if code in (404, 410):
-                raise DownloadError(f"not found (HTTP {code}): {url}") from None
-            if code in _TRANSIENT_HTTP:
-                raise TransientError(f"HTTP {code} {reason} from {url}", retry_after) from None
-            raise DownloadError(f"HTTP {code} {reason}: {url}") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ssl.SSLCertVerificationError):
-                raise DownloadError(f"TLS certificate of {url} could not be verified: {exc.reason}") from None
-            raise TransientError(f"cannot reach {url}: {exc.reason}") from exc
-        except (TimeoutError, socket.timeout) as exc:
+            resp = self._session().get(url, headers=headers, stream=True, timeout=self.timeout)
+        except requests.exceptions.SSLError as exc:
+            raise DownloadError(f"TLS error talking to {url}: {_reason(exc)}") from None
+        except requests.exceptions.Timeout as exc:
             raise TransientError(f"timed out connecting to {url}") from exc
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise TransientError(f"connection to {url} failed: {exc.__class__.__name__}: {exc}") from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                http.client.HTTPException, OSError) as exc:
+            raise TransientError(f"connection to {url} failed: {_reason(exc)}") from exc
+        except requests.exceptions.RequestException as exc:  # invalid URL, too many redirects, ...
+            raise DownloadError(f"cannot fetch {url}: {_reason(exc)}") from None
 
-        length_h = resp.headers.get("Content-Length")
-        length = int(length_h) if length_h and length_h.isdigit() else None
-        if resp.status == 206:
+        code = resp.status_code
+        if code not in (200, 206):
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            reason = resp.reason or ""
+            resp.close()
+            if code == 416:
+                raise RangeNotSatisfiable(url)
+            if code in (404, 410):
+                raise DownloadError(f"not found (HTTP {code}): {url}")
+            if code in _TRANSIENT_HTTP:
+                raise TransientError(f"HTTP {code} {reason} from {url}", retry_after)
+            raise DownloadError(f"HTTP {code} {reason}: {url}")
+
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        length_h = resp.headers.get("Content-Length", "")
+        length = int(length_h) if length_h.isdigit() and not encoded else None
+        if code == 206:
             start, total = _parse_content_range(resp.headers.get("Content-Range"))
             if start is None:  # a 206 we cannot place
                 if offset:  # read the file from the beginning instead
