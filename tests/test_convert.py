@@ -1,0 +1,371 @@
+"""convert: real PhysioNet records -> segment store, checked against wfdb, scipy and the label files."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib
+import json
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+from scipy import signal as ss
+
+import ecgtransfer as et
+from ecgtransfer.cli import main as cli_main
+from ecgtransfer.errors import CatalogError, ConfigError, RecordError, StoreError
+from ecgtransfer.store import SegmentStore
+
+# the AAMI EC57 grouping, written out independently of ecgtransfer.signals.beats
+AAMI = {"N": "N", "L": "N", "R": "N", "e": "N", "j": "N", "A": "S", "a": "S", "J": "S", "S": "S",
+        "V": "V", "E": "V", "F": "F", "/": "Q", "f": "Q", "Q": "Q"}
+BEFORE, AFTER = 90, 162  # default 0.25 s / 0.45 s at 360 Hz
+
+
+def _mitdb(root: Path) -> Path:
+    return root / "mitdb" / "1.0.0"
+
+
+def _expected_beats(root: Path, rec: str, before: int = BEFORE, after: int = AFTER):
+    """Per-class counts from the .atr file, without the beats whose window leaves the record."""
+    ann = wfdb.rdann(str(_mitdb(root) / rec), "atr")
+    sig_len = wfdb.rdheader(str(_mitdb(root) / rec)).sig_len
+    kept, dropped = Counter(), 0
+    samples = []
+    for s, sym in zip(ann.sample, ann.symbol):
+        if sym not in AAMI:
+            continue
+        if s - before < 0 or s + after > sig_len:
+            dropped += 1
+            continue
+        kept[AAMI[sym]] += 1
+        samples.append(int(s))
+    return kept, dropped, np.array(samples)
+
+
+@pytest.fixture(scope="module")
+def beats3(physionet_root, tmp_path_factory):
+    """Three mitdb records, no filter, with RR context (114: swapped leads; 207/208: every AAMI class)."""
+    out = tmp_path_factory.mktemp("stores") / "mitdb3"
+    return et.convert("mitdb", data=physionet_root, out=out, records=["114", "207", "208"], filter="none",
+                      rr_context=True, jobs=2, progress=False)
+
+
+def test_beat_counts_equal_independent_atr_count(beats3, physionet_root):
+    info = beats3.info()
+    assert beats3.class_names == ["N", "S", "V", "F", "Q"]
+    assert beats3.shape[1:] == (1, BEFORE + AFTER)
+    assert beats3.lead_names == ["MLII"]
+    total = Counter()
+    for rec in ["114", "207", "208"]:
+        kept, dropped, _ = _expected_beats(physionet_root, rec)
+        got = {k: v for k, v in info.records[rec].items() if v}
+        assert got == dict(kept), rec
+        assert beats3.manifest["summary"]["dropped_edge"].get(rec, 0) == dropped
+        total += kept
+    assert {k: v for k, v in info.classes.items() if v} == dict(total)
+    assert set(info.classes) == {"N", "S", "V", "F", "Q"}
+
+
+def test_all_shared_mitdb_records_counts(physionet_root, tmp_path):
+    """Every shared mitdb record (quick: ~50k beats, no filter)."""
+    store = et.convert("mitdb", data=physionet_root, out=tmp_path / "all", filter="none", jobs=2, progress=False)
+    records = (_mitdb(physionet_root) / "RECORDS").read_text().split()
+    info = store.info()
+    assert sorted(info.records) == sorted(records)
+    total_dropped = 0
+    for rec in records:
+        kept, dropped, samples = _expected_beats(physionet_root, rec)
+        assert {k: v for k, v in info.records[rec].items() if v} == dict(kept), rec
+        np.testing.assert_array_equal(store.positions[store.record_ids == rec], samples)
+        total_dropped += dropped
+    assert total_dropped > 0  # the edge rule is exercised on the real records
+    assert sum(store.manifest["summary"]["dropped_edge"].values()) == total_dropped
+    # 201 and 202 are one patient; every other record is its own patient
+    assert set(store.patient_ids[store.record_ids == "201"]) == {"201"}
+    assert len(set(store.patient_ids)) == len(records)
+
+
+def test_segments_equal_wfdb_slice(beats3, physionet_root):
+    for rec in ["114", "208"]:
+        full = wfdb.rdrecord(str(_mitdb(physionet_root) / rec))
+        lead = full.p_signal[:, full.sig_name.index("MLII")]
+        idx = np.flatnonzero(beats3.record_ids == rec)
+        for i in idx[[0, 1, len(idx) // 2, -1]]:
+            p = int(beats3.positions[i])
+            np.testing.assert_allclose(beats3.segments[i, 0], lead[p - BEFORE:p + AFTER].astype(np.float32))
+    assert beats3.manifest["parameters"]["lead"] == "MLII"
+
+
+def test_symbols_and_rr_extra(beats3, physionet_root):
+    ann = wfdb.rdann(str(_mitdb(physionet_root) / "207"), "atr")
+    beats_all = np.array([s for s, sym in zip(ann.sample, ann.symbol) if sym in AAMI])
+    syms_all = [sym for sym in ann.symbol if sym in AAMI]
+    idx = np.flatnonzero(beats3.record_ids == "207")
+    rr = np.asarray(beats3.extra("rr"))[idx]
+    assert rr.shape == (len(idx), 3) and rr.dtype == np.float32
+    pos = beats3.positions[idx]
+    j = np.searchsorted(beats_all, pos)  # index of each stored beat among all reference beats
+    np.testing.assert_array_equal(beats_all[j], pos)
+    mid = len(idx) // 2
+    k = j[mid]
+    d = np.diff(beats_all) / 360.0
+    np.testing.assert_allclose(rr[mid], [d[k - 1], d[k], d[k - 5:k + 5].mean()], rtol=1e-6)
+    exp_prev = np.where(j > 0, d[np.maximum(j - 1, 0)], d[0])
+    exp_next = np.where(j < len(d), d[np.minimum(j, len(d) - 1)], d[-1])
+    np.testing.assert_allclose(rr[:, 0], exp_prev, rtol=1e-6)
+    np.testing.assert_allclose(rr[:, 1], exp_next, rtol=1e-6)
+    assert [str(s) for s in np.asarray(beats3.extra("symbol"))[idx]] == [syms_all[x] for x in j]
+
+
+def test_filter_and_resample_match_scipy(physionet_root, tmp_path):
+    store = et.convert("mitdb", data=physionet_root, out=tmp_path / "f", records=["101"], fs=250.0, before=0.2,
+                       after=0.4, filter="bandpass", band=(0.5, 40.0), filter_order=2, jobs=1, progress=False)
+    assert store.fs == 250.0 and store.shape[1:] == (1, 150)
+    rec = wfdb.rdrecord(str(_mitdb(physionet_root) / "101"), channel_names=["MLII"])
+    sos = ss.butter(2, [0.5, 40.0], btype="bandpass", fs=360.0, output="sos")
+    y = ss.resample_poly(ss.sosfiltfilt(sos, rec.p_signal[:, 0]), 25, 36)
+    for i in [0, 7, len(store) // 2, len(store) - 1]:
+        p = int(store.positions[i])
+        q = int(round(p * 250 / 360))
+        np.testing.assert_allclose(store.segments[i, 0], y[q - 50:q + 100], rtol=1e-5, atol=1e-5)
+    params = store.manifest["parameters"]
+    assert (params["filter"], params["band"], params["filter_order"], params["fs"]) == ("bandpass", [0.5, 40.0], 2, 250.0)
+    assert (params["before_samples"], params["after_samples"]) == (50, 100)
+
+
+def test_manifest_hashes_every_source_file(beats3, physionet_root):
+    src = beats3.manifest["source_files"]
+    assert sorted(src) == sorted(f"{r}.{e}" for r in ["114", "207", "208"] for e in ["hea", "dat", "atr"])
+    for rel, digest in src.items():
+        assert hashlib.sha256((_mitdb(physionet_root) / rel).read_bytes()).hexdigest() == digest
+    params = beats3.manifest["parameters"]
+    for key in ["records", "lead", "fs", "before", "after", "rr_context", "include_paced", "filter", "band",
+                "normalize", "dtype", "window", "stride", "whole_record", "reference", "rhythm_classes"]:
+        assert key in params
+
+
+def test_challenge_2017_windows_and_labels(physionet_root, tmp_path):
+    root = physionet_root / "challenge-2017" / "1.0.0" / "training2017"
+    ref = dict(csv.reader(open(root / "REFERENCE.csv")))
+    v3 = dict(csv.reader(open(root / "REFERENCE-v3.csv")))
+    changed = sorted(r for r in ref if ref[r] != v3[r])[0]
+    records = ["A00009", "A00039", changed]
+    store = et.convert("challenge-2017", data=physionet_root, out=tmp_path / "c", records=records, window=5.0,
+                       stride=2.5, filter="none", jobs=1, progress=False)
+    assert store.class_names == ["N", "A", "O", "~"] and store.shape[1:] == (1, 1500)
+    for rec in records:
+        sig = wfdb.rdrecord(str(root / rec)).p_signal[:, 0]
+        idx = np.flatnonzero(store.record_ids == rec)
+        assert len(idx) == (len(sig) - 1500) // 750 + 1
+        assert {store.class_names[store.labels[i]] for i in idx} == {ref[rec]}
+        np.testing.assert_array_equal(store.positions[idx], np.arange(len(idx)) * 750)
+        np.testing.assert_allclose(store.segments[idx[-1], 0], sig[store.positions[idx[-1]]:][:1500].astype(np.float32))
+    whole = et.convert("challenge-2017", data=physionet_root, out=tmp_path / "w", records=records, window=60.0,
+                       whole_record=True, reference="v3", filter="none", jobs=1, progress=False)
+    assert len(whole) == 3 and whole.shape[1:] == (1, 18000)
+    for i, rec in enumerate(whole.record_ids):
+        assert whole.class_names[whole.labels[i]] == v3[rec]
+        sig = wfdb.rdrecord(str(root / rec)).p_signal[:, 0]
+        np.testing.assert_allclose(whole.segments[i, 0, :len(sig)], sig.astype(np.float32))
+        assert not np.any(whole.segments[i, 0, len(sig):])  # zero-padded tail
+
+
+def test_ludb_rhythm_labels_and_leads(physionet_root, tmp_path):
+    vdir = physionet_root / "ludb" / "1.0.1"
+    table = pd.read_csv(vdir / "ludb.csv", dtype=str)
+    first = {r: t.splitlines()[0].strip().rstrip(".").lower() for r, t in zip(table["ID"], table["Rhythms"])}
+    af = sorted((r for r, t in first.items() if t == "atrial fibrillation"), key=int)[0]
+    records = ["1", "5", af]
+    store = et.convert("ludb", data=physionet_root, out=tmp_path / "l", records=records, lead="all", filter="none",
+                       jobs=1, progress=False)
+    assert store.shape == (3, 12, 5000)
+    assert store.lead_names == ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"]
+    expected = {"sinus rhythm": "SR", "sinus bradycardia": "SB", "atrial fibrillation": "AF"}
+    for i, rec in enumerate(store.record_ids):
+        assert store.class_names[store.labels[i]] == expected[first[rec]]
+    two = et.convert("ludb", data=physionet_root, out=tmp_path / "l2", records=["1"], lead=["II", "V1"],
+                     filter="none", jobs=1, progress=False)
+    full = wfdb.rdrecord(str(vdir / "data" / "1"))
+    assert two.lead_names == ["ii", "v1"]
+    np.testing.assert_allclose(two.segments[0], full.p_signal[:, [1, 6]].T.astype(np.float32))
+
+
+def _copy_mitdb(root: Path, dst: Path, records: list[str], sums: bool = False) -> Path:
+    vdir = dst / "mitdb" / "1.0.0"
+    vdir.mkdir(parents=True)
+    for r in records:
+        for ext in ["hea", "dat", "atr"]:
+            shutil.copy(_mitdb(root) / f"{r}.{ext}", vdir)
+    (vdir / "RECORDS").write_text("\n".join(records) + "\n")
+    if sums:
+        shutil.copy(_mitdb(root) / "SHA256SUMS.txt", vdir)
+    return vdir
+
+
+def test_malformed_header_names_record(physionet_root, tmp_path):
+    vdir = _copy_mitdb(physionet_root, tmp_path, ["101"])
+    (vdir / "101.hea").write_text("101 two 360 six\nthis is not a signal line\n")
+    with pytest.raises(RecordError, match=r"record 101: malformed header .*101\.hea"):
+        et.convert("mitdb", data=tmp_path, out=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_dat_names_record_and_file(physionet_root, tmp_path):
+    vdir = _copy_mitdb(physionet_root, tmp_path, ["101", "106"])
+    (vdir / "106.dat").unlink()
+    with pytest.raises(RecordError, match=r"record 106: .*106\.dat"):
+        et.convert("mitdb", data=tmp_path, out=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_damaged_file_detected_by_sha256sums(physionet_root, tmp_path):
+    vdir = _copy_mitdb(physionet_root, tmp_path, ["101"], sums=True)
+    data = bytearray((vdir / "101.atr").read_bytes())
+    data[100] ^= 0xFF
+    (vdir / "101.atr").write_bytes(bytes(data))
+    with pytest.raises(RecordError, match=r"101\.atr.*SHA256SUMS"):
+        et.convert("mitdb", data=tmp_path, out=tmp_path / "s", progress=False)
+
+
+def test_missing_label_file_is_clear(physionet_root, tmp_path):
+    src = physionet_root / "challenge-2017" / "1.0.0" / "training2017"
+    dst = tmp_path / "challenge-2017" / "1.0.0" / "training2017"
+    dst.mkdir(parents=True)
+    for ext in ["hea", "mat"]:
+        shutil.copy(src / f"A00009.{ext}", dst)
+    (dst / "RECORDS").write_text("A00009\n")
+    with pytest.raises(RecordError, match=r"label file .*REFERENCE\.csv is missing"):
+        et.convert("challenge-2017", data=tmp_path, out=tmp_path / "s", progress=False)
+
+
+def test_missing_lead_and_bad_requests(physionet_root, tmp_path):
+    with pytest.raises(RecordError, match=r"record 114 has no lead 'V1'; its leads are V5, MLII"):
+        et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["114"], lead="V1", progress=False)
+    with pytest.raises(CatalogError, match="unknown record '999'"):
+        et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["999"], progress=False)
+    with pytest.raises(ConfigError, match="rhythm"):
+        et.convert("mitdb", data=physionet_root, out=tmp_path / "s", task="rhythm", progress=False)
+    with pytest.raises(CatalogError, match="unknown database"):
+        et.convert("nodb", data=physionet_root, out=tmp_path / "s")
+
+
+def test_paced_records_excluded_by_default(physionet_root, tmp_path):
+    # the shared mirror has no paced record: fake one by copying 101's files under the name 102
+    vdir = _copy_mitdb(physionet_root, tmp_path, ["101"])
+    for ext in ["dat", "atr"]:
+        shutil.copy(vdir / f"101.{ext}", vdir / f"102.{ext}")
+    (vdir / "102.hea").write_text((vdir / "101.hea").read_text().replace("101", "102"))
+    (vdir / "RECORDS").write_text("101\n102\n")
+    store = et.convert("mitdb", data=tmp_path, out=tmp_path / "s", filter="none", jobs=1, progress=False)
+    assert set(store.record_ids) == {"101"}
+    with pytest.raises(ConfigError, match="paced"):
+        et.convert("mitdb", data=tmp_path, out=tmp_path / "p", records=["102"], progress=False)
+    paced = et.convert("mitdb", data=tmp_path, out=tmp_path / "p", include_paced=True, filter="none", jobs=1,
+                       progress=False)
+    assert set(paced.record_ids) == {"101", "102"}
+
+
+def _no_partials(parent: Path) -> bool:
+    return not any(".partial-" in p.name or ".old-" in p.name for p in parent.iterdir())
+
+
+def test_failure_mid_conversion_leaves_no_store(physionet_root, tmp_path):
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101", "106", "108"])
+    # truncated signal file: the header is fine, reading the samples fails in a worker
+    (vdir / "108.dat").write_bytes((vdir / "108.dat").read_bytes()[:100000])
+    out = tmp_path / "stores" / "s"
+    with pytest.raises(RecordError, match="record 108"):
+        et.convert("mitdb", data=tmp_path / "data", out=out, jobs=2, progress=False)
+    assert not out.exists() and _no_partials(out.parent)
+
+
+def test_interrupt_keeps_previous_store(physionet_root, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    first = et.convert("mitdb", data=physionet_root, out=out, records=["101"], filter="none", jobs=1, progress=False)
+    old_hash = first.manifest_hash
+    conv = importlib.import_module("ecgtransfer.convert")  # the package attribute is the function
+
+    real = conv._process_record
+    calls = []
+
+    def interrupted(job):
+        calls.append(job.record_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(conv, "_process_record", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        et.convert("mitdb", data=physionet_root, out=out, records=["101", "106", "108"], filter="none", jobs=1,
+                   overwrite=True, progress=False)
+    assert SegmentStore(out).manifest_hash == old_hash
+    assert _no_partials(tmp_path)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        et.convert("mitdb", data=physionet_root, out=tmp_path / "new", records=["101", "106"], filter="none",
+                   jobs=1, progress=False)
+    assert not (tmp_path / "new").exists() and _no_partials(tmp_path)
+
+
+def test_rerun_skips_and_parameter_change_needs_overwrite(physionet_root, tmp_path, caplog):
+    out = tmp_path / "s"
+    kw = dict(data=physionet_root, out=out, records=["101"], filter="none", jobs=1, progress=False)
+    first = et.convert("mitdb", **kw)
+    mtime = (out / "manifest.json").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="ecgtransfer.convert"):
+        again = et.convert("mitdb", **kw)
+    assert "up to date" in caplog.text
+    assert again.manifest_hash == first.manifest_hash
+    assert (out / "manifest.json").stat().st_mtime_ns == mtime
+    with pytest.raises(StoreError, match="differs in: .*after"):
+        et.convert("mitdb", **{**kw, "after": 0.5})
+    replaced = et.convert("mitdb", **{**kw, "after": 0.5, "overwrite": True})
+    assert replaced.shape[2] == 90 + 180
+
+
+def test_changed_source_file_is_noticed(physionet_root, tmp_path):
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101"])
+    kw = dict(data=tmp_path / "data", out=tmp_path / "s", filter="none", jobs=1, progress=False)
+    et.convert("mitdb", **kw)
+    hea = vdir / "101.hea"
+    hea.write_text(hea.read_text() + "# an extra comment\n")
+    with pytest.raises(StoreError, match="source_files"):
+        et.convert("mitdb", **kw)
+
+
+def test_cli_convert_and_info_json(physionet_root, tmp_path, capsys):
+    out = tmp_path / "s"
+    rc = cli_main(["-q", "convert", "mitdb", "--data", str(physionet_root), "--out", str(out), "--records", "101",
+                   "--before", "90samples", "--after", "0.3", "--filter", "none", "--rr-context", "--jobs", "1"])
+    assert rc == 0
+    capsys.readouterr()
+    assert cli_main(["info", str(out), "--json"]) == 0
+    text = capsys.readouterr().out
+    d = json.loads(text)  # exactly one JSON object
+    store = SegmentStore(out)
+    assert d["n_segments"] == len(store) and d["shape"] == [len(store), 1, 90 + 108]
+    names = store.class_names
+    assert d["classes"] == {c: int((store.labels == i).sum()) for i, c in enumerate(names)}
+    assert list(d["classes"]) == names
+    kept, _, _ = _expected_beats(physionet_root, "101", before=90, after=108)
+    assert {k: v for k, v in d["records"]["101"].items() if v} == dict(kept)
+    assert d["fs"] == 360.0 and "rr" in d["extras"]
+    assert cli_main(["info", str(out)]) == 0
+    human = capsys.readouterr().out
+    assert "per record" in human and "MLII" in human
+    assert cli_main(["info", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_convert_error_is_one_line(physionet_root, tmp_path, capsys):
+    rc = cli_main(["-q", "convert", "mitdb", "--data", str(physionet_root), "--out", str(tmp_path / "s"),
+                   "--records", "114", "--lead", "V1"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "114" in err[0] and "V5, MLII" in err[0]
