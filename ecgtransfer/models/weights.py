@@ -238,6 +238,7 @@ class LoadReport:
             f"mis-shaped:     {len(self.mismatched)} "
             + _names([f"{n} model {list(a)} source {list(b)}" for n, a, b in self.mismatched]),
         ]
+        lines = [line.rstrip() for line in lines]
         lines += [f"note:           {n}" for n in self.notes]
         lines.append(f"status:         {'OK' if self.ok else 'DOES NOT MATCH'}")
         return "\n".join(lines)

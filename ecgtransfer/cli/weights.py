@@ -1,0 +1,79 @@
+"""``ecgtransfer weights``: pre-fetch ImageNet ResNet50 weights for offline machines, inspect weight files.
+
+    ecgtransfer weights fetch [--version v1|v2] --out weights/     # on a machine with internet
+    ecgtransfer weights inspect weights/resnet50-11ad3fa6.pth      # what would load, and how
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        help="fetch ImageNet ResNet50 weights for offline use, or inspect a weights file",
+        description="Pre-download torchvision's ImageNet ResNet50 weights (for machines without internet) "
+        "or check how a weights file maps onto ecgtransfer's ResNet50.",
+    )
+    sub = parser.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
+
+    fetch = sub.add_parser(
+        "fetch",
+        help="download torchvision's ImageNet ResNet50 weights to a file or folder",
+        description="Download torchvision's ImageNet ResNet50 weights (SHA256-checked) and write them "
+        "atomically to --out. Copy the result to an offline machine and pass its path as the weights, "
+        "or point ECGTRANSFER_WEIGHTS_DIR at the folder.",
+    )
+    fetch.add_argument("--version", choices=["v1", "v2"], default="v2",
+                       help="IMAGENET1K_V2 (default, 80.9%% top-1) or IMAGENET1K_V1 (76.1%%)")
+    fetch.add_argument("--out", required=True,
+                       help="output file, or an existing folder / a path ending in '/' to keep torchvision's file name")
+    fetch.set_defaults(func=_fetch)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="print the load report of a weights file",
+        description="Load a weights file (torchvision state dict, ecgtransfer state dict or checkpoint; "
+        "or imagenet / imagenet-v1 / imagenet-v2) into ResNet50 and print what loaded. Exit code 2 "
+        "when it does not match.",
+    )
+    inspect.add_argument("path", help="weights file, or imagenet / imagenet-v1 / imagenet-v2")
+    inspect.add_argument("--num-classes", type=int, default=None,
+                         help="head size of the model to load into (default: the file's head size, else 1000)")
+    inspect.add_argument("--in-channels", type=int, default=None,
+                         help="input channels of the model (default: the file's)")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.set_defaults(func=_inspect)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from ecgtransfer.models.weights import fetch_imagenet
+
+    path = fetch_imagenet(args.version, args.out, progress=not args.quiet)
+    print(path)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from ecgtransfer.models.resnet import ResNet50
+    from ecgtransfer.models.weights import apply_weights, check_weights, read_weights
+
+    src = read_weights(args.path, progress=not args.quiet)
+    head = src.state.get("classifier.fc.weight")
+    conv = src.state.get("features_1.stem.conv.weight")
+    num_classes = args.num_classes or (int(head.shape[0]) if head is not None and head.dim() == 2 else 1000)
+    in_channels = args.in_channels or (int(conv.shape[1]) if conv is not None and conv.dim() == 4 else 3)
+    model = ResNet50(num_classes, in_channels=in_channels)
+    report, _ = check_weights(model, src)
+    if report.ok:
+        report = apply_weights(model, src)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.format_text())
+    if not report.ok:
+        print(f"ecgtransfer: error: {args.path} does not match ResNet50 (see the report above)", file=sys.stderr)
+        return 2
+    return 0
