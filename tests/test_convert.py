@@ -369,3 +369,15 @@ def test_cli_convert_error_is_one_line(physionet_root, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "114" in err[0] and "V5, MLII" in err[0]
+
+
+def test_record_order_float16_and_zscore(beats3, physionet_root, tmp_path):
+    _, first = np.unique(beats3.record_ids, return_index=True)
+    assert [str(beats3.record_ids[i]) for i in sorted(first)] == ["114", "207", "208"]  # record order, jobs=2
+    store = et.convert("ludb", data=physionet_root, out=tmp_path / "h", records=["1", "5"], lead=["ii", "v2"],
+                       dtype="float16", normalize="zscore", jobs=1, progress=False)
+    assert store.segments.dtype == np.float16 and store.manifest["dtype"] == "float16"
+    x = store.batch([0, 1])
+    assert x.dtype == np.float32 and x.shape == (2, 2, 5000)
+    np.testing.assert_allclose(x.mean(-1), 0, atol=2e-3)
+    np.testing.assert_allclose(x.std(-1), 1, atol=2e-2)
