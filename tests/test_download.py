@@ -344,6 +344,19 @@ def test_404_names_the_url(physionet_root, serve_dir, tmp_path):
     assert not (tmp_path / "out" / "mitdb" / "1.0.0" / "101.atr").exists()
 
 
+def test_bad_local_file_is_removed_even_when_the_refetch_fails(physionet_root, serve_dir, tmp_path):
+    mirror = _small_mitdb_mirror(physionet_root, tmp_path / "mirror")
+    server = serve_dir(mirror)
+    out = tmp_path / "out"
+    download("mitdb", records=["101"], out=out, mirror=server.url, **FAST)
+    local = out / "mitdb" / "1.0.0" / "101.atr"
+    local.write_bytes(b"tampered")
+    (mirror / "mitdb" / "1.0.0" / "101.atr").unlink()
+    with pytest.raises(DownloadError, match="404"):
+        download("mitdb", records=["101"], out=out, mirror=server.url, **FAST)
+    assert not local.exists()  # a file that fails its digest is never left under its final name
+
+
 def test_no_space_left_is_a_clear_error(http_mirror, tmp_path, monkeypatch):
     import builtins
     import errno

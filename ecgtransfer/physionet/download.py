@@ -193,8 +193,7 @@ class _Fetcher:
                 continue
             if expected is None or digest == expected:
                 try:
-                    os.replace(part, final)
-                    _fsync_dir(final.parent)
+                    os.replace(part, final)  # the folder is fsynced once at the end of the batch
                 except OSError as exc:
                     raise _write_error(exc, final) from exc
                 return _Outcome("fetched", resumed)
@@ -405,7 +404,11 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             log.warning("%s of %s %s has no entry for %s: these files cannot be verified", SUMS_FILE, db.name,
                         version, ", ".join(unverified))
 
-        _run_parallel(fetcher, [(f, sums.get(f)) for f in files], int(jobs), outcomes)
+        try:
+            _run_parallel(fetcher, [(f, sums.get(f)) for f in files], int(jobs), outcomes)
+        finally:  # make the renames durable (one fsync per folder, not per file)
+            for folder in sorted({(root / f).parent for f in all_files}):
+                _fsync_dir(folder)
 
     result = DownloadResult(database=db.name, version=version, root=root, records=wanted,
                             paths=[root / f for f in all_files], bytes_fetched=fetcher.bytes, unverified=unverified)
