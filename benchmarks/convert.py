@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     base = results[0]["wall_s"]
     for r in results:
         r["speedup_vs_first"] = base / r["wall_s"]
-    header = f"{'jobs':>4} {'records':>7} {'beats':>7} {'wall s':>7} {'beats/s':>9} {'main MB':>8} {'worker MB':>9} {'speed-up':>8}"
+    header = (f"{'jobs':>4} {'records':>7} {'beats':>7} {'wall s':>7} {'beats/s':>9} {'main MB':>8} "
+              f"{'worker MB':>9} {'speed-up':>8}")
     lines = [f"convert mitdb (filter={args.filter}, rr_context, cpu count {os.cpu_count()}, load average "
              f"{os.getloadavg()[0]:.1f}; imports excluded: {results[0]['import_s']:.1f} s)", header]
     for r in results:

@@ -100,15 +100,17 @@ class ConvertConfig:
         lead: the leads: one name, a list of names, or ``"all"``.
         fs: rate of the stored segments in Hz (the source rate unless resampled).
         source_fs: the database's rate in Hz.
-        before, after: beat window before/after the R peak as given (seconds, samples or string).
+        before, after: beat window before/after the R peak in seconds (``*_samples / fs``; however they were
+            given, so equal windows compare equal); None for rhythm tasks.
         before_samples, after_samples: the same in samples at ``fs`` (beats); segment length is their sum.
         rr_context: store RR context as extra ``rr`` ``[N, 3]`` (beats).
         include_paced: keep paced records (beats).
-        window, stride: rhythm window length and step in seconds; ``stride`` None means ``window``.
+        window, stride: rhythm window length and step in seconds (None for beats).
         window_samples, stride_samples: the same in samples at ``fs`` (rhythm).
         whole_record: one window per record (the first ``window`` seconds, zero-padded) instead of a sliding one.
-        reference: challenge-2017 label file: ``original`` (REFERENCE.csv) or ``v3`` (REFERENCE-v3.csv).
-        rhythm_classes: ludb class scheme, ``fine`` or ``coarse``.
+        reference: challenge-2017 label file: ``original`` (REFERENCE.csv) or ``v3`` (REFERENCE-v3.csv); else None.
+        rhythm_classes: ludb class scheme, ``fine`` or ``coarse``; else None.
+        Parameters that do not apply to the task are None/False/0, so they never make two stores differ.
         filter, band, filter_order: see :mod:`ecgtransfer.signals.filters`.
         normalize: per-segment normalisation, ``none`` (default), ``zscore`` or ``minmax``.
         dtype: ``float32`` or ``float16``.
@@ -122,19 +124,19 @@ class ConvertConfig:
     lead: str | tuple[str, ...]
     fs: float
     source_fs: float
-    before: float | int | str = DEFAULT_BEFORE
-    after: float | int | str = DEFAULT_AFTER
+    before: float | None = None
+    after: float | None = None
     before_samples: int = 0
     after_samples: int = 0
     rr_context: bool = False
     include_paced: bool = False
-    window: float = DEFAULT_WINDOW
+    window: float | None = None
     stride: float | None = None
     window_samples: int = 0
     stride_samples: int = 0
     whole_record: bool = False
-    reference: str = "original"
-    rhythm_classes: str = "fine"
+    reference: str | None = None
+    rhythm_classes: str | None = None
     filter: str = DEFAULT_FILTER
     band: tuple[float, float] = DEFAULT_BAND
     filter_order: int = DEFAULT_FILTER_ORDER
@@ -526,14 +528,19 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
     assert lead_names is not None
     sources = _hash_sources(files, vdir)
 
+    beats = task == "beats"
     cfg = ConvertConfig(
         database=db.name, version=version, task=task, records=tuple(r for r, _ in chosen),
         lead=lead_spec, fs=out_fs, source_fs=src_fs,
-        before=before if task == "beats" else DEFAULT_BEFORE, after=after if task == "beats" else DEFAULT_AFTER,
-        before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and task == "beats",
-        include_paced=bool(include_paced), window=float(window), stride=None if stride is None else float(stride),
-        window_samples=window_n, stride_samples=stride_n, whole_record=bool(whole_record), reference=reference,
-        rhythm_classes=rhythm_classes, filter=filter, band=band_t, filter_order=int(filter_order),
+        before=before_n / out_fs if beats else None, after=after_n / out_fs if beats else None,
+        before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and beats,
+        include_paced=bool(include_paced) and beats,
+        window=None if beats else float(window),
+        stride=None if beats else float(stride if stride is not None else window),
+        window_samples=window_n, stride_samples=stride_n, whole_record=bool(whole_record) and not beats,
+        reference=reference if db.name == "challenge-2017" and not beats else None,
+        rhythm_classes=rhythm_classes if db.name == "ludb" and not beats else None,
+        filter=filter, band=band_t, filter_order=int(filter_order),
         normalize=normalize, dtype=dtype, class_names=tuple(class_names))
 
     existing = _existing_store(out, cfg, sources, overwrite)

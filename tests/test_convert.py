@@ -135,7 +135,8 @@ def test_filter_and_resample_match_scipy(physionet_root, tmp_path):
         q = int(round(p * 250 / 360))
         np.testing.assert_allclose(store.segments[i, 0], y[q - 50:q + 100], rtol=1e-5, atol=1e-5)
     params = store.manifest["parameters"]
-    assert (params["filter"], params["band"], params["filter_order"], params["fs"]) == ("bandpass", [0.5, 40.0], 2, 250.0)
+    got = (params["filter"], params["band"], params["filter_order"], params["fs"])
+    assert got == ("bandpass", [0.5, 40.0], 2, 250.0)
     assert (params["before_samples"], params["after_samples"]) == (50, 100)
 
 
@@ -322,6 +323,9 @@ def test_rerun_skips_and_parameter_change_needs_overwrite(physionet_root, tmp_pa
         again = et.convert("mitdb", **kw)
     assert "up to date" in caplog.text
     assert again.manifest_hash == first.manifest_hash
+    assert (out / "manifest.json").stat().st_mtime_ns == mtime
+    # the same window given another way (samples, a string with a unit) is the same conversion
+    assert et.convert("mitdb", **{**kw, "before": 90, "after": "450ms"}).manifest_hash == first.manifest_hash
     assert (out / "manifest.json").stat().st_mtime_ns == mtime
     with pytest.raises(StoreError, match="differs in: .*after"):
         et.convert("mitdb", **{**kw, "after": 0.5})

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="zero-phase Butterworth band-pass, high-pass (baseline only), median baseline removal, or none")
     g.add_argument("--band", type=float, nargs=2, default=[0.5, 40.0], metavar=("LOW", "HIGH"), help="cut-offs in Hz")
     g.add_argument("--filter-order", type=int, default=2, help="Butterworth order per pass")
-    g.add_argument("--normalize", choices=["none", "zscore", "minmax"], default="none", help="per-segment normalisation")
+    g.add_argument("--normalize", choices=["none", "zscore", "minmax"], default="none",
+                   help="per-segment normalisation")
     g.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="segment dtype")
     p.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: min(4, CPUs))")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store with other parameters")
