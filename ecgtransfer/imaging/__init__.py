@@ -1,1 +1,29 @@
-"""ecgtransfer.imaging"""
+"""ECG segments to images, batched in torch on any device, exact against pyts and scipy.signal.
+
+Raw encoders (``[..., L] -> [..., H, W]``): :func:`spectrogram`, :func:`recurrence_plot`,
+:func:`gramian_angular_field`; images for a network: :func:`encode` and :class:`ImageEncoder`
+(``[B, C, L] -> [B, 3, size, size]``, ImageNet-normalised); files: :func:`materialise`.
+See ``docs/imaging.md``.
+"""
+from __future__ import annotations
+
+from ecgtransfer.imaging.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colormap, imagenet_normalise, minmax_scale
+from ecgtransfer.imaging.encode import ENCODINGS, ImageEncoder, encode
+from ecgtransfer.imaging.gramian import gramian_angular_field, paa
+from ecgtransfer.imaging.recurrence import recurrence_plot
+from ecgtransfer.imaging.resample import resample, resize_image
+from ecgtransfer.imaging.spectrogram import spectrogram, spectrogram_frequencies
+
+__all__ = [
+    "ENCODINGS", "IMAGENET_MEAN", "IMAGENET_STD", "ImageEncoder", "apply_colormap", "encode",
+    "gramian_angular_field", "imagenet_normalise", "materialise", "minmax_scale", "paa", "recurrence_plot",
+    "resample", "resize_image", "spectrogram", "spectrogram_frequencies",
+]
+
+
+def __getattr__(name: str):
+    if name == "materialise":
+        from ecgtransfer.imaging.materialise import materialise
+
+        return materialise
+    raise AttributeError(f"module 'ecgtransfer.imaging' has no attribute {name!r}")

@@ -1,0 +1,80 @@
+"""From one-channel images to three channels: per-image scaling, colormap lookup, ImageNet normalisation."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from ecgtransfer.errors import ConfigError
+from ecgtransfer.imaging._tensor import cached
+
+#: torchvision's ImageNet statistics (RGB), the normalisation the pretrained ResNet50 expects
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LUT_SIZE = 256
+
+
+def minmax_scale(img: torch.Tensor) -> torch.Tensor:
+    """Scale each image ``[..., H, W]`` to ``[0, 1]`` by its own minimum and maximum.
+
+    An image whose range is zero, or below 64 float epsilons of its magnitude (rounding noise of a
+    constant image), becomes all zeros.
+    """
+    flat = img.reshape(*img.shape[:-2], -1)
+    lo = flat.amin(dim=-1, keepdim=True)
+    hi = flat.amax(dim=-1, keepdim=True)
+    rng = hi - lo
+    tiny = 64 * torch.finfo(img.dtype).eps * torch.maximum(hi.abs(), lo.abs())
+    flat_img = rng <= tiny
+    inv = torch.where(flat_img, torch.zeros_like(rng), 1.0 / torch.where(flat_img, torch.ones_like(rng), rng))
+    return ((flat - lo) * inv).reshape(img.shape)
+
+
+@functools.lru_cache(maxsize=16)
+def colormap_table(name: str = "viridis") -> np.ndarray:
+    """The ``[256, 3]`` RGB table of a matplotlib colormap (values in ``[0, 1]``)."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name].resampled(LUT_SIZE)
+    except KeyError as exc:
+        raise ConfigError(f"unknown matplotlib colormap {name!r}; try 'viridis', 'magma', 'jet', 'gray'") from exc
+    table = np.asarray(cmap(np.arange(LUT_SIZE))[:, :3], dtype=np.float64)
+    table.setflags(write=False)
+    return table
+
+
+def apply_colormap(img: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Images ``[N, H, W]`` in ``[0, 1]`` -> ``[N, 3, H, W]`` through a ``[K, 3]`` table.
+
+    Entry ``min(floor(v * K), K - 1)``, the bin matplotlib's ``Colormap.__call__`` picks for a float.
+    """
+    k = lut.shape[0]
+    idx = (img * k).floor_().clamp_(0, k - 1).long()
+    return lut.T[:, idx].movedim(0, 1) if img.ndim == 3 else lut[idx].movedim(-1, -3)
+
+
+def colormap_lut(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """:func:`colormap_table` as a tensor on ``device`` (cached)."""
+    return cached(("cmap", name), lambda: colormap_table(name), device, dtype)
+
+
+def imagenet_stats(channels: int, device: torch.device | str,
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet ``mean`` and ``std`` as ``[channels, 1, 1]``; for ``channels != 3`` the average of the three."""
+    if channels == 3:
+        mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
+    else:
+        mean = np.full(channels, np.mean(IMAGENET_MEAN))
+        std = np.full(channels, np.mean(IMAGENET_STD))
+    return (cached(("mean", channels), lambda: mean.reshape(-1, 1, 1), device, dtype),
+            cached(("std", channels), lambda: std.reshape(-1, 1, 1), device, dtype))
+
+
+def imagenet_normalise(img: torch.Tensor, mean: torch.Tensor | None = None,
+                       std: torch.Tensor | None = None) -> torch.Tensor:
+    """``(img - mean) / std`` per channel of ``[B, C, H, W]`` images in ``[0, 1]``."""
+    if mean is None or std is None:
+        mean, std = imagenet_stats(img.shape[-3], img.device, img.dtype)
+    return (img - mean) / std

@@ -1,0 +1,235 @@
+"""ECG segments to ImageNet-ready images ``[B, 3, size, size]``, batched in torch on any device.
+
+Pipeline of :func:`encode` for each series (one lead, or every lead with ``lead="stack"``):
+
+1. check: NaN or infinite samples raise :class:`~ecgtransfer.errors.SignalError` (``check_finite``).
+2. render one ``size x size`` image per encoding:
+
+   * ``"spectrogram"``: :func:`~ecgtransfer.imaging.spectrogram.spectrogram` in dB (defaults: Hann window,
+     ``nperseg=64`` (at most ``L``), ``hop=4``, ``n_fft=256``, band 0.5-50 Hz when ``fs`` is given, full band
+     otherwise, ``top_db=80``), low frequencies at the bottom row, resized with antialiased bilinear
+     interpolation;
+   * ``"recurrence"``: the series resampled (anti-aliased polyphase filter, see
+     :mod:`~ecgtransfer.imaging.resample`) to ``size + (dimension - 1) * time_delay`` samples, then
+     :func:`~ecgtransfer.imaging.recurrence.recurrence_plot` (``size x size`` exactly);
+   * ``"gasf"`` / ``"gadf"``: the series resampled to ``size`` samples, then
+     :func:`~ecgtransfer.imaging.gramian.gramian_angular_field` (summation / difference).
+
+3. scale each image to ``[0, 1]`` by its own minimum and maximum; an image of a flat-line series (or any
+   image with no range) is all zeros;
+4. compose three channels: ``colour="gray"`` (replicated), ``colour="colormap"`` (``cmap``, a matplotlib
+   colormap as a 256-entry lookup table), or ``encoding="stack"`` (three encodings as R, G, B);
+   ``lead="stack"`` puts the gray image of every lead in its own channel instead (``C`` channels);
+5. ``normalize=True``: ImageNet normalisation ``(v - mean) / std`` with torchvision's statistics
+   (for ``C != 3`` lead channels, the average mean 0.449 and std 0.226).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ecgtransfer.errors import ConfigError, SignalError
+from ecgtransfer.imaging._tensor import as_signal, check_finite, is_int
+from ecgtransfer.imaging.colour import (apply_colormap, colormap_lut, colormap_table, imagenet_stats,
+                                        minmax_scale)
+from ecgtransfer.imaging.gramian import gramian_angular_field
+from ecgtransfer.imaging.recurrence import recurrence_plot
+from ecgtransfer.imaging.resample import resample, resize_image
+from ecgtransfer.imaging.spectrogram import spectrogram
+
+#: the single encodings ``encode`` renders, and the composite
+ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "stack")
+#: the default R, G, B encodings of ``encoding="stack"``
+DEFAULT_STACK = ("spectrogram", "recurrence", "gasf")
+#: defaults of the spectrogram inside ``encode`` (override any by keyword)
+SPECTROGRAM_DEFAULTS: dict[str, Any] = {"nperseg": 64, "hop": 4, "n_fft": 256, "window": "hann",
+                                        "detrend": "constant", "scaling": "density", "top_db": 80.0}
+ECG_BAND_HZ = (0.5, 50.0)
+_RENDER_KEYS = {
+    "spectrogram": {"nperseg", "hop", "n_fft", "window", "detrend", "scaling", "fmin", "fmax", "amin", "top_db"},
+    "recurrence": {"dimension", "time_delay", "threshold", "percentage", "padtype"},
+    "gasf": {"sample_range", "padtype"},
+    "gadf": {"sample_range", "padtype"},
+}
+
+
+def _render(x: torch.Tensor, encoding: str, size: int, fs: float | None, params: Mapping[str, Any],
+            window: torch.Tensor | None = None) -> torch.Tensor:
+    """One gray image per series: ``[N, L] -> [N, size, size]`` in ``[0, 1]``."""
+    unknown = set(params) - _RENDER_KEYS[encoding]
+    if unknown:
+        raise ConfigError(f"encode: unknown parameter(s) {sorted(unknown)} for encoding {encoding!r}; "
+                          f"it takes {sorted(_RENDER_KEYS[encoding])}")
+    L = int(x.shape[-1])
+    p = dict(params)
+    if encoding == "spectrogram":
+        q = {**SPECTROGRAM_DEFAULTS, **p}
+        if fs is not None:
+            q.setdefault("fmin", ECG_BAND_HZ[0])
+            q.setdefault("fmax", min(ECG_BAND_HZ[1], fs / 2))
+        q["nperseg"] = min(int(q["nperseg"]), L)
+        if q.get("n_fft") is not None:
+            q["n_fft"] = max(int(q["n_fft"]), q["nperseg"])
+        if window is not None and window.shape[0] == q["nperseg"]:
+            q["window"] = window
+        img = spectrogram(x, 1.0 if fs is None else float(fs), **q).flip(-2)
+        img = resize_image(img, size)
+    elif encoding == "recurrence":
+        m, tau = p.pop("dimension", 1), p.pop("time_delay", 1)
+        if not (is_int(m) and is_int(tau) and m >= 1 and tau >= 1):
+            raise ConfigError("encode: recurrence dimension and time_delay must be positive integers (samples of "
+                              f"the resampled series), got {m!r} and {tau!r}")
+        padtype = p.pop("padtype", "line")
+        xr = resample(x, size + (m - 1) * tau, padtype=padtype)
+        img = recurrence_plot(xr, m, tau, **p)
+    else:
+        padtype = p.pop("padtype", "line")
+        xr = resample(x, size, padtype=padtype)
+        img = gramian_angular_field(xr, "summation" if encoding == "gasf" else "difference", image_size=size, **p)
+    return minmax_scale(img)
+
+
+def _split_stack_params(channels: Sequence[str], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    per: dict[str, dict[str, Any]] = {c: {} for c in channels}
+    for key, value in params.items():
+        if key not in per:
+            raise ConfigError(f"encode: with encoding='stack', pass parameters per encoding, e.g. "
+                              f"recurrence={{'threshold': 'point'}}; got {key!r} (channels are {list(channels)})")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"encode: {key}= must be a dict of parameters, got {type(value).__name__}")
+        per[key] = dict(value)
+    return per
+
+
+def encode(x: Any, encoding: str = "spectrogram", size: int = 224, *, fs: float | None = None,
+           lead: int | str = 0, colour: str = "gray", cmap: str = "viridis", normalize: bool = True,
+           channels: Sequence[str] = DEFAULT_STACK, check_finite_values: bool = True,
+           **params: Any) -> torch.Tensor:
+    """Images of ECG segments: ``[B, L]`` or ``[B, C, L]`` -> float32 ``[B, 3, size, size]``.
+
+    Args:
+        x: segments ``[B, L]`` or ``[B, C, L]`` (tensor on any device, or array); computed in float32
+            (float64 input stays float64).
+        encoding: ``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"`` or ``"stack"``.
+        size: side of the square output image, ``>= 2``.
+        fs: sampling rate in Hz; the spectrogram keeps 0.5-50 Hz when given (its full band otherwise).
+        lead: index of the lead to image for ``[B, C, L]`` input, or ``"stack"``: one gray image per lead,
+            leads as channels (output ``[B, C, size, size]``; ``C == 3`` gives an RGB-shaped image).
+        colour: ``"gray"`` (image replicated to R, G, B) or ``"colormap"`` (``cmap`` lookup).
+        cmap: matplotlib colormap name for ``colour="colormap"``.
+        normalize: apply ImageNet mean/std normalisation; ``False`` returns images in ``[0, 1]``.
+        channels: the three encodings of ``encoding="stack"`` (R, G, B).
+        check_finite_values: raise :class:`SignalError` on NaN/inf input (one device sync).
+        **params: parameters of the encoding (``nperseg``, ``hop``, ``n_fft``, ``window``, ``fmin``, ``fmax``,
+            ``top_db``, ... for spectrograms; ``dimension``, ``time_delay``, ``threshold``, ``percentage`` for
+            recurrence plots; ``sample_range`` for Gramian fields; ``padtype`` of the resampling). With
+            ``"stack"``, a dict per encoding: ``recurrence={"threshold": "point"}``.
+
+    Returns:
+        ``[B, 3, size, size]`` (``[B, C, size, size]`` with ``lead="stack"``) on the input's device.
+    """
+    return _encode(x, encoding, size, fs=fs, lead=lead, colour=colour, cmap=cmap, normalize=normalize,
+                   channels=channels, check=check_finite_values, params=params)
+
+
+def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | str, colour: str, cmap: str,
+            normalize: bool, channels: Sequence[str], check: bool, params: Mapping[str, Any],
+            lut: torch.Tensor | None = None, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+            window: torch.Tensor | None = None) -> torch.Tensor:
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"encode: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+    if not is_int(size) or size < 2:
+        raise ConfigError(f"encode: size must be an integer >= 2, got {size!r}")
+    if colour not in ("gray", "colormap"):
+        raise ConfigError(f"encode: colour must be 'gray' or 'colormap', got {colour!r}")
+    x = as_signal(x)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim not in (2, 3):
+        raise SignalError(f"encode: expected segments [B, L] or [B, C, L], got shape {tuple(x.shape)}")
+    if check:
+        check_finite(x, name="encode")
+    if x.ndim == 3:
+        if lead == "stack":
+            series = x.reshape(-1, x.shape[-1])
+        elif is_int(lead) and -x.shape[1] <= lead < x.shape[1]:
+            series = x[:, lead]
+        else:
+            raise ConfigError(f"encode: lead must be an index in [0, {x.shape[1]}) or 'stack', got {lead!r}")
+    else:
+        series = x
+    B = x.shape[0]
+    flat_input = (series.amax(dim=-1) == series.amin(dim=-1))  # [N]: flat-line series give zero images
+
+    if encoding == "stack":
+        if len(channels) != 3 or any(c not in _RENDER_KEYS for c in channels):
+            raise ConfigError(f"encode: channels must be three of {list(_RENDER_KEYS)}, got {list(channels)}")
+        per = _split_stack_params(channels, params)
+        gray = torch.stack([_render(series, c, size, fs, per[c], window) for c in channels], dim=1)  # [N, 3, S, S]
+        gray = gray * (~flat_input).to(gray.dtype)[:, None, None, None]
+        if lead == "stack" and x.ndim == 3:
+            raise ConfigError("encode: encoding='stack' (three encodings) and lead='stack' (leads as channels) "
+                              "cannot be combined; choose one lead")
+        img = gray
+    else:
+        gray = _render(series, encoding, size, fs, params, window)  # [N, S, S]
+        gray = gray * (~flat_input).to(gray.dtype)[:, None, None]
+        if lead == "stack" and x.ndim == 3:
+            if colour != "gray":
+                raise ConfigError("encode: lead='stack' puts one gray image per lead in each channel; "
+                                  "colour must be 'gray'")
+            img = gray.reshape(B, x.shape[1], size, size)
+        elif colour == "colormap":
+            table = lut if lut is not None else colormap_lut(cmap, gray.device, gray.dtype)
+            img = apply_colormap(gray, table.to(gray.dtype))
+        else:
+            img = gray[:, None].expand(B, 3, size, size)
+    if normalize:
+        if mean is None or std is None or mean.shape[0] != img.shape[1]:
+            mean, std = imagenet_stats(img.shape[1], img.device, img.dtype)
+        img = (img - mean.to(img.dtype)) / std.to(img.dtype)
+    return img.contiguous()
+
+
+class ImageEncoder(nn.Module):
+    """:func:`encode` as a module, to render images per batch on the training device.
+
+    ``forward(x [B, C, L] or [B, L]) -> [B, 3, size, size]`` on ``x``'s device. The ImageNet statistics,
+    the colormap table and the spectrogram window are buffers, so ``.to(device)`` moves them; resampling
+    matrices are cached per device on first use. Parameters as :func:`encode`.
+    """
+
+    def __init__(self, encoding: str = "spectrogram", size: int = 224, fs: float | None = None, *,
+                 lead: int | str = 0, colour: str = "gray", cmap: str = "viridis", normalize: bool = True,
+                 channels: Sequence[str] = DEFAULT_STACK, check_finite_values: bool = True, **params: Any) -> None:
+        super().__init__()
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"ImageEncoder: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+        self.encoding, self.size, self.fs, self.lead = encoding, int(size), fs, lead
+        self.colour, self.cmap, self.normalize = colour, cmap, normalize
+        self.channels, self.check, self.params = tuple(channels), check_finite_values, dict(params)
+        mean, std = imagenet_stats(3, "cpu")
+        self.register_buffer("mean", mean.clone(), persistent=False)
+        self.register_buffer("std", std.clone(), persistent=False)
+        lut = torch.as_tensor(colormap_table(cmap).copy(), dtype=torch.float32) if colour == "colormap" else None
+        self.register_buffer("lut", lut, persistent=False)
+        win = None
+        spec_params = self.params if encoding == "spectrogram" else self.params.get("spectrogram", {})
+        w = {**SPECTROGRAM_DEFAULTS, **spec_params}
+        if encoding == "spectrogram" or (encoding == "stack" and "spectrogram" in self.channels):
+            if isinstance(w["window"], (str, tuple)):
+                from ecgtransfer.imaging.spectrogram import _window
+
+                win = torch.as_tensor(_window(w["window"], int(w["nperseg"])), dtype=torch.float32)
+        self.register_buffer("window", win, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _encode(x, self.encoding, self.size, fs=self.fs, lead=self.lead, colour=self.colour, cmap=self.cmap,
+                       normalize=self.normalize, channels=self.channels, check=self.check, params=self.params,
+                       lut=self.lut, mean=self.mean, std=self.std, window=self.window)
+
+    def extra_repr(self) -> str:
+        return (f"encoding={self.encoding!r}, size={self.size}, fs={self.fs}, lead={self.lead!r}, "
+                f"colour={self.colour!r}, params={self.params}")
