@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ecgtransfer.imaging.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colormap, imagenet_normalise, minmax_scale
 from ecgtransfer.imaging.encode import ENCODINGS, ImageEncoder, encode
+from ecgtransfer.imaging.export import materialise
 from ecgtransfer.imaging.gramian import gramian_angular_field, paa
 from ecgtransfer.imaging.recurrence import recurrence_plot
 from ecgtransfer.imaging.resample import resample, resize_image
@@ -20,10 +21,3 @@ __all__ = [
     "resample", "resize_image", "spectrogram", "spectrogram_frequencies",
 ]
 
-
-def __getattr__(name: str):
-    if name == "materialise":
-        from ecgtransfer.imaging.materialise import materialise
-
-        return materialise
-    raise AttributeError(f"module 'ecgtransfer.imaging' has no attribute {name!r}")

@@ -69,8 +69,11 @@ def _render(x: torch.Tensor, encoding: str, size: int, fs: float | None, params:
         if fs is not None:
             q.setdefault("fmin", ECG_BAND_HZ[0])
             q.setdefault("fmax", min(ECG_BAND_HZ[1], fs / 2))
+        for k in ("nperseg", "hop", "n_fft"):
+            if not (is_int(q[k]) and q[k] >= 1) and not (k == "n_fft" and q[k] is None):
+                raise ConfigError(f"encode: spectrogram {k} must be a positive integer, got {q[k]!r}")
         q["nperseg"] = min(int(q["nperseg"]), L)
-        if q.get("n_fft") is not None:
+        if q["n_fft"] is not None:
             q["n_fft"] = max(int(q["n_fft"]), q["nperseg"])
         if window is not None and window.shape[0] == q["nperseg"]:
             q["window"] = window

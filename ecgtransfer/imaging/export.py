@@ -1,0 +1,183 @@
+"""Write the images of a segment store to files: a uint8 ``.npy`` array or PNG files, plus an index CSV.
+
+Layout of the output directory ``OUT``::
+
+    OUT/images.npy     uint8 [N, 3, S, S] (format "npy"; np.load(..., mmap_mode="r") works), or
+    OUT/png/0000000.png ... one RGB PNG per segment (format "png")
+    OUT/index.csv      index,file,label,class,record,patient (one row per segment, store order)
+    OUT/images.json    what was made: encoding, parameters, store and its manifest hash; written last,
+                       its presence marks a complete output
+
+Images are those of :func:`~ecgtransfer.imaging.encode` before ImageNet normalisation, in ``[0, 1]``,
+stored as ``round(255 * v)``. Work proceeds in chunks of ``batch_size`` segments; after each chunk is on
+disk a marker (``OUT/.progress.json``) records how many are done, so an interrupted run continues where
+it stopped when re-run with the same parameters. The array is filled under a temporary name and renamed
+into place when complete; every PNG, the CSV and the JSON are written atomically.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ecgtransfer import __version__
+from ecgtransfer._atomic import _fsync_dir, atomic_open, atomic_write_json, atomic_write_text
+from ecgtransfer.errors import ConfigError
+from ecgtransfer.imaging.encode import ENCODINGS, encode
+from ecgtransfer.store import SegmentStore
+
+log = logging.getLogger(__name__)
+FORMATS = ("npy", "png")
+INFO = "images.json"
+PROGRESS = ".progress.json"
+ARRAY = "images.npy"
+PARTIAL = ".images.npy.partial"
+
+
+def to_uint8(img01: torch.Tensor) -> np.ndarray:
+    """Images in ``[0, 1]`` -> uint8 ``round(255 * v)`` (numpy, on the CPU)."""
+    return (img01.clamp(0, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()
+
+
+def _encode_batch(x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    return encode(x, normalize=False, **kwargs)
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0)), mode="RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike, *, encoding: str = "spectrogram",
+                size: int = 224, format: str = "npy", batch_size: int = 64, lead: int | str = 0,
+                colour: str = "gray", cmap: str = "viridis", device: str | torch.device = "cpu",
+                overwrite: bool = False, progress: bool = True, **params: Any) -> Path:
+    """Render every segment of ``store`` and write the images into ``out``; returns ``out``.
+
+    Args:
+        store: a segment store (path or :class:`~ecgtransfer.store.SegmentStore`).
+        out: output directory (created).
+        encoding, size, lead, colour, cmap, **params: as :func:`~ecgtransfer.imaging.encode`; the store's
+            sampling rate is passed as ``fs``.
+        format: ``"npy"`` (one uint8 array ``[N, 3, S, S]``) or ``"png"`` (one file per segment).
+        batch_size: segments per chunk (the unit of progress and of resumption).
+        device: where images are rendered (``"cuda"`` if available is fastest).
+        overwrite: replace a complete output made with other parameters (else :class:`ConfigError`).
+        progress: show a tqdm bar.
+    """
+    st = store if isinstance(store, SegmentStore) else SegmentStore(store)
+    out = Path(out)
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"images: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+    if format not in FORMATS:
+        raise ConfigError(f"images: format must be one of {list(FORMATS)}, got {format!r}")
+    if int(batch_size) < 1:
+        raise ConfigError(f"images: batch size must be >= 1, got {batch_size}")
+    n = len(st)
+    channels = st.shape[1] if lead == "stack" else 3
+    if format == "png" and channels != 3:
+        raise ConfigError(f"images: PNG needs 3 channels; lead='stack' on a {st.shape[1]}-lead store gives "
+                          f"{channels}; use --format npy")
+    settings = {"encoding": encoding, "size": int(size), "format": format, "lead": lead, "colour": colour,
+                "cmap": cmap, "params": params, "store_manifest_hash": st.manifest_hash}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    info_path = out / INFO
+    if info_path.is_file():
+        done_info = json.loads(info_path.read_text())
+        if done_info.get("key") == key:
+            log.info("images in %s are complete and match; nothing to do", out)
+            return out
+        if not overwrite:
+            raise ConfigError(f"{out} already holds images made with other parameters or another store "
+                              f"({done_info.get('encoding')}, size {done_info.get('size')}); choose another --out "
+                              "or pass --overwrite")
+        info_path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    done = _resume_point(out, key, n, format)
+    shape = (n, channels, int(size), int(size))
+    if format == "npy":
+        partial = out / PARTIAL
+        if done == 0 or not partial.is_file():
+            done = 0
+            arr = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+        else:
+            arr = np.load(partial, mmap_mode="r+")
+            if arr.shape != shape:
+                done = 0
+                del arr
+                arr = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    else:
+        (out / "png").mkdir(exist_ok=True)
+    if done:
+        log.info("resuming %s at segment %d of %d", out, done, n)
+    kwargs = dict(encoding=encoding, size=int(size), fs=st.fs, lead=lead, colour=colour, cmap=cmap, **params)
+    bar = tqdm(total=n, initial=done, unit="img", desc=f"images {encoding}", disable=not progress)
+    try:
+        for start in range(done, n, int(batch_size)):
+            stop = min(n, start + int(batch_size))
+            x = torch.from_numpy(st.batch(np.arange(start, stop))).to(device)
+            imgs = to_uint8(_encode_batch(x, **kwargs))
+            if format == "npy":
+                arr[start:stop] = imgs
+                arr.flush()
+            else:
+                for i, img in zip(range(start, stop), imgs):
+                    with atomic_open(out / "png" / _png_name(i)) as fh:
+                        fh.write(_png_bytes(img))
+            atomic_write_json(out / PROGRESS, {"key": key, "done": stop, "n": n})
+            bar.update(stop - start)
+    finally:
+        bar.close()
+    if format == "npy":
+        del arr
+        with open(out / PARTIAL, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(out / PARTIAL, out / ARRAY)
+        _fsync_dir(out)
+    _write_index(st, out, format)
+    atomic_write_json(info_path, {**settings, "key": key, "shape": list(shape), "dtype": "uint8",
+                                  "scaling": "round(255 * v), v = per-image min-max scaled image in [0, 1]",
+                                  "store": str(st.path), "fs": st.fs, "class_names": st.class_names,
+                                  "package_version": __version__})
+    (out / PROGRESS).unlink(missing_ok=True)
+    return out
+
+
+def _png_name(i: int) -> str:
+    return f"{i:07d}.png"
+
+
+def _resume_point(out: Path, key: str, n: int, format: str) -> int:
+    marker = out / PROGRESS
+    if not marker.is_file():
+        return 0
+    try:
+        prog = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return 0
+    if prog.get("key") != key or prog.get("n") != n:
+        log.warning("%s holds a partial run with other parameters; starting over", out)
+        return 0
+    return int(prog.get("done", 0))
+
+
+def _write_index(st: SegmentStore, out: Path, format: str) -> None:
+    names = st.class_names
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["index", "file", "label", "class", "record", "patient"])
+    for i, (lab, rec, pat) in enumerate(zip(st.labels.tolist(), st.record_ids.tolist(), st.patient_ids.tolist())):
+        w.writerow([i, ARRAY if format == "npy" else f"png/{_png_name(i)}", lab, names[lab], rec, pat])
+    atomic_write_text(out / "index.csv", buf.getvalue())
