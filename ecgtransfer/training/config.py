@@ -174,8 +174,8 @@ class TrainConfig:
             raise bad("amp", f"one of {AMP_CHOICES}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise bad("device", f"one of {DEVICES} or 'cuda:N'")
-        if len(self.tiers) != 3 or any(not (lr >= 0) for lr in self.tiers):
-            raise bad("tiers", "three non-negative learning rates (features_1, features_2, classifier)")
+        if len(self.tiers) != 3 or any(not (lr > 0) for lr in self.tiers):
+            raise bad("tiers", "three positive learning rates (features_1, features_2, classifier)")
         for name in ("epochs", "batch_size", "image_size", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "a positive integer")

@@ -1,0 +1,96 @@
+"""``ecgtransfer train STORE --init ... --out RUN_DIR``: fine-tune the ResNet50 on a segment store.
+
+The same command runs under ``torchrun --nproc_per_node=N -m ecgtransfer train ...`` (DistributedDataParallel).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train", help="fine-tune ResNet50 on a segment store",
+        description="Fine-tune the ResNet50 on a segment store: images rendered per batch on the training device, "
+                    "tiered learning rates, per-epoch metrics, atomic checkpoints, --resume, torchrun. "
+                    "Options given on the command line override those of --config.")
+    p.add_argument("store", help="segment store directory (from `ecgtransfer convert`)")
+    p.add_argument("--out", required=True, help="run directory (created)")
+    p.add_argument("--config", help="TOML file with TrainConfig fields (top level or a [train] table)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g = p.add_argument_group("model and input")
+    g.add_argument("--init", help="imagenet | imagenet-v1 | imagenet-v2 | scratch | PATH of weights (default imagenet)")
+    g.add_argument("--encoding", help="spectrogram | recurrence | gasf | gadf | stack (default spectrogram)")
+    g.add_argument("--image-size", type=int, help="image side in pixels (default 224)")
+    g = p.add_argument_group("data")
+    g.add_argument("--split", help="patient | kfold | dechazal | random (default patient)")
+    g.add_argument("--fold", type=int, help="test fold of --split kfold")
+    g.add_argument("--n-folds", type=int, help="folds of --split kfold")
+    g.add_argument("--val-fraction", type=float)
+    g.add_argument("--test-fraction", type=float)
+    g.add_argument("--train-fraction", type=float, help="use this fraction of the training segments (per class)")
+    g.add_argument("--imbalance", choices=["weighted", "sampler", "none"],
+                   help="class imbalance: weighted loss (default), balanced sampler or none")
+    g.add_argument("--augment", action="store_true", default=None, help="signal augmentation of training batches")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    g.add_argument("--batch-size", type=int, help="batch size per process")
+    g.add_argument("--tiers", help="three learning rates: features_1,features_2,classifier (default 1e-5,1e-4,1e-3)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"])
+    g.add_argument("--scheduler", choices=["cosine", "onecycle", "constant"])
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--grad-clip", type=float)
+    g.add_argument("--early-stopping", type=int, help="patience in epochs (validation macro-F1)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    g.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
+    g.add_argument("--channels-last", type=_bool, metavar="BOOL")
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--num-workers", type=int, help="DataLoader workers reading the store")
+    g.add_argument("--threads", type=int, dest="num_threads", help="torch CPU threads")
+    g.add_argument("--checkpoint-every", type=int, help="also write last.pt every N steps")
+    p.set_defaults(func=run)
+
+
+_FIELDS = ("init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
+           "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "scheduler",
+           "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",
+           "num_workers", "num_threads", "checkpoint_every")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from ecgtransfer.training import fine_tune
+    from ecgtransfer.training.config import resolve_config
+    from ecgtransfer.training.runtime import parse_tiers
+
+    overrides = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
+    if args.tiers is not None:
+        overrides["tiers"] = parse_tiers(args.tiers)
+    if os.environ.get("TQDM_DISABLE") == "1":
+        overrides["progress"] = False
+    cfg = resolve_config(args.config, **overrides)
+    result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = result.best_metrics or {}
+        log.info("finished (%s) after %d steps; best epoch %s, val macro-F1 %.4f; run in %s", result.stopped,
+                 result.steps, result.best_epoch, best.get("macro_f1", float("nan")), result.run_dir)
+        if result.test_metrics is not None:
+            log.info("test (best model): accuracy %.4f, macro-F1 %.4f", result.test_metrics["accuracy"],
+                     result.test_metrics["macro_f1"])
+    return 0

@@ -1,0 +1,195 @@
+"""Data for the loop: batches of store indices, a DataLoader that reads them, signal augmentation.
+
+The order of an epoch is a pure function of ``(seed, epoch, rank, world_size)``: :class:`BatchPlan` draws it
+from ``numpy.random.default_rng([seed, epoch])``, so a resumed run rebuilds the same plan and skips the
+batches it already consumed. Under torchrun every rank sees a disjoint shard of the same global order
+(``order[rank::world_size]`` after padding to a multiple of ``world_size``, as torch's DistributedSampler
+does), with the same number of batches.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ecgtransfer.store import SegmentStore
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights ``w_c = n / (K * n_c)`` over the ``K`` classes present (0 for absent ones).
+
+    The weighted mean over the training segments is 1, so the loss keeps its usual scale
+    (scikit-learn's ``class_weight="balanced"``).
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w
+
+
+def stratified_subsample(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Keep ``fraction`` of ``indices`` per class (at least one per class), seeded; returned sorted."""
+    if fraction >= 1.0:
+        return np.asarray(indices, dtype=np.int64)
+    rng = np.random.default_rng([seed, 7919])
+    keep = []
+    for c in np.unique(labels[indices]):
+        members = indices[labels[indices] == c]
+        k = max(1, int(round(fraction * len(members))))
+        keep.append(rng.choice(members, size=k, replace=False))
+    return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
+class BatchPlan:
+    """Training batches of one epoch for one rank, a pure function of ``(seed, epoch)``.
+
+    Args:
+        indices: training indices into the store ``[n]``.
+        labels: labels of the whole store ``[N]`` (used by the balanced sampler).
+        batch_size: batch size per rank.
+        seed: run seed.
+        balanced: draw ``n`` indices with replacement with probability ``1 / n_c`` instead of a permutation.
+        rank, world_size: this process's shard.
+    """
+
+    def __init__(self, indices: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, *,
+                 balanced: bool = False, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(labels)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.balanced = balanced
+        self.rank = rank
+        self.world_size = world_size
+        self.per_rank = -(-len(self.indices) // world_size)
+
+    def __len__(self) -> int:
+        """Batches per epoch (a last batch of a single segment is dropped: BatchNorm cannot train on it)."""
+        full, rest = divmod(self.per_rank, self.batch_size)
+        return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+    def global_order(self, epoch: int) -> np.ndarray:
+        """The epoch's order of all training indices (before sharding)."""
+        rng = np.random.default_rng([self.seed, int(epoch), 104729])
+        if self.balanced:
+            lab = self.labels[self.indices]
+            counts = np.bincount(lab)
+            p = 1.0 / counts[lab]
+            return rng.choice(self.indices, size=len(self.indices), replace=True, p=p / p.sum())
+        return self.indices[rng.permutation(len(self.indices))]
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """This rank's batches of ``epoch`` (index arrays into the store)."""
+        order = self.global_order(epoch)
+        total = self.per_rank * self.world_size
+        if total > len(order):  # pad by wrapping around, as DistributedSampler does
+            order = np.concatenate([order, order[: total - len(order)]])
+        mine = order[self.rank::self.world_size]
+        out = [mine[i:i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return out[: len(self)]
+
+
+def eval_shard(indices: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Evaluation indices of one rank: ``indices[rank::world_size]`` (no padding, gathered back exactly)."""
+    return np.asarray(indices, dtype=np.int64)[rank::world_size]
+
+
+def eval_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+class StoreBatches(Dataset):
+    """A dataset whose items are whole batches: ``ds[k] -> (signals [b, C, L] float32, labels [b] int64, idx [b])``.
+
+    The store is opened lazily in each worker process (memory maps do not travel through pickling).
+    """
+
+    def __init__(self, store: SegmentStore | str | os.PathLike, batches: Sequence[np.ndarray]) -> None:
+        self.path = Path(store.path if isinstance(store, SegmentStore) else store)
+        self._store = store if isinstance(store, SegmentStore) else None
+        self.batches = list(batches)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_store"] = None
+        return state
+
+    @property
+    def store(self) -> SegmentStore:
+        if self._store is None:
+            self._store = SegmentStore(self.path)
+        return self._store
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = self.batches[k]
+        x = torch.from_numpy(self.store.batch(idx))
+        y = torch.from_numpy(np.asarray(self.store.labels[idx], dtype=np.int64))
+        return x, y, torch.from_numpy(np.asarray(idx, dtype=np.int64))
+
+
+def batch_loader(store: SegmentStore, batches: Sequence[np.ndarray], *, num_workers: int = 0,
+                 pin_memory: bool = False) -> DataLoader:
+    """A DataLoader yielding ``(x [b, C, L], y [b], idx [b])`` for the given batches, in order."""
+    return DataLoader(StoreBatches(store, batches), batch_size=None, shuffle=False, num_workers=num_workers,
+                      pin_memory=pin_memory, persistent_workers=False,
+                      prefetch_factor=2 if num_workers else None)
+
+
+class SignalAugment:
+    """Random signal augmentation of a batch ``[B, C, L]`` in torch, on the batch's device.
+
+    Randomness comes from a CPU generator seeded with ``(seed, epoch, step)``, so a batch is augmented the
+    same way whether or not the run was interrupted, and independently of the global RNG.
+
+    - amplitude scaling: ``x * u``, ``u ~ U[1 - scale, 1 + scale]`` per sample and lead;
+    - baseline wander: a sinusoid of frequency ``U[0.05, 0.5]`` Hz (``fs`` needed; otherwise 0.5-2 cycles
+      per segment), random phase, amplitude ``U[0, wander] * std(x)`` per sample and lead;
+    - Gaussian noise: ``N(0, (noise * std(x))^2)`` per sample;
+    - time shift: by up to ``shift * L`` samples either way, replicating the edge sample.
+    """
+
+    def __init__(self, *, seed: int, fs: float | None = None, scale: float = 0.1, wander: float = 0.1,
+                 noise: float = 0.02, shift: float = 0.05) -> None:
+        self.seed = int(seed)
+        self.fs = fs
+        self.scale, self.wander, self.noise, self.shift = scale, wander, noise, shift
+
+    def __call__(self, x: torch.Tensor, *, epoch: int, step: int) -> torch.Tensor:
+        b, c, length = x.shape
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch, step, 15485863])
+                                              .generate_state(1, dtype=np.uint64)[0] % 2**63))
+        dev, dt = x.device, x.dtype
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=g).to(dev, dt)
+
+        std = x.std(dim=-1, keepdim=True).clamp_min(1e-6)  # [B, C, 1]
+        out = x
+        if self.scale > 0:
+            out = out * (1 - self.scale + 2 * self.scale * rand(b, c, 1))
+        if self.wander > 0:
+            t = torch.arange(length, device=dev, dtype=dt)
+            if self.fs:
+                freq = (0.05 + 0.45 * rand(b, 1, 1)) / float(self.fs)  # cycles per sample
+            else:
+                freq = (0.5 + 1.5 * rand(b, 1, 1)) / length
+            phase = 2 * torch.pi * rand(b, 1, 1)
+            out = out + self.wander * rand(b, c, 1) * std * torch.sin(2 * torch.pi * freq * t + phase)
+        if self.noise > 0:
+            out = out + self.noise * std * torch.randn(b, c, length, generator=g).to(dev, dt)
+        max_shift = int(self.shift * length)
+        if max_shift > 0:
+            shifts = torch.randint(-max_shift, max_shift + 1, (b, 1, 1), generator=g).to(dev)
+            pos = (torch.arange(length, device=dev).view(1, 1, length) - shifts).clamp(0, length - 1)
+            out = torch.gather(out, 2, pos.expand(b, c, length))
+        return out
+
+

@@ -1,0 +1,611 @@
+"""The fine-tuning loop: :func:`fine_tune`.
+
+One epoch: batches of store indices (a pure function of ``(seed, epoch)``) are read from the memory-mapped
+store by a DataLoader (``[B, C, L]`` float32), optionally augmented, rendered to images ``[B, 3, H, W]`` on
+the training device by :class:`ecgtransfer.imaging.ImageEncoder`, and fed to the ResNet50 with the tiered
+optimizer and per-group scheduler (stepped every batch). After each epoch the validation split is evaluated;
+the best validation macro-F1 selects ``best.pt`` and drives early stopping. ``last.pt`` is written every epoch
+(and every ``checkpoint_every`` steps), so ``resume=True`` continues a killed run exactly where its last
+checkpoint left it.
+
+Run directory::
+
+    RUN_DIR/
+      config.json        the resolved TrainConfig
+      run.json           versions, device, store path and manifest hash, split sizes, status, rank digests
+      store_manifest.json  the store's manifest (conversion parameters, for ``predict``)
+      split.npz          train/val/test indices used
+      metrics.jsonl      one JSON object per epoch (full metrics, confusion matrix)
+      metrics.csv        the same, flattened to scalar columns
+      last.pt, best.pt   checkpoints (weights-only loadable)
+      test_metrics.json, confusion_test.png, report.md   after training (test split, best model)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
+from ecgtransfer.errors import TrainingError
+from ecgtransfer.store import SegmentStore
+from ecgtransfer.training import distributed as D
+from ecgtransfer.training.checkpoint import (
+    capture_rng_state,
+    check_compatible,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+    state_digest,
+)
+from ecgtransfer.training.config import TrainConfig, resolve_config
+from ecgtransfer.training.data import (
+    BatchPlan,
+    SignalAugment,
+    batch_loader,
+    class_weights,
+    eval_batches,
+    eval_shard,
+    stratified_subsample,
+)
+from ecgtransfer.training.metrics import (
+    aami_table,
+    classification_metrics,
+    flatten_metrics,
+    metrics_table,
+    plot_confusion_matrix,
+)
+from ecgtransfer.training.runtime import (
+    amp_dtype,
+    environment,
+    infer,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    set_determinism,
+    use_channels_last,
+)
+
+log = logging.getLogger(__name__)
+
+#: history keys that measure time or memory (they differ between otherwise identical runs)
+TIMING_KEYS = ("images_per_s", "epoch_time_s", "peak_memory_mb", "eval_time_s")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fine_tune` returns.
+
+    Attributes:
+        run_dir: the run directory.
+        config: the resolved configuration.
+        history: one dict per epoch (as in ``metrics.jsonl``).
+        best_epoch: epoch (1-based) with the best validation macro-F1.
+        best_metrics: validation metrics of that epoch.
+        final_metrics: validation metrics of the last epoch.
+        test_metrics: metrics of the best model on the test split (``None`` when the split has no test part).
+        steps: optimizer steps taken.
+        stopped: ``"epochs"``, ``"max_steps"`` or ``"early_stopping"``.
+        paths: ``{"config", "run", "metrics_jsonl", "metrics_csv", "last", "best", "report", ...}``.
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_metrics: dict[str, Any] | None
+    final_metrics: dict[str, Any] | None
+    test_metrics: dict[str, Any] | None
+    steps: int
+    stopped: str
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def _split_parts(split: Any) -> dict[str, np.ndarray]:
+    if isinstance(split, Mapping):
+        get = split.get
+    else:
+        def get(name: str, default: Any = None) -> Any:
+            return getattr(split, name, default)
+    return {part: np.asarray(get(part, []) if get(part, None) is not None else [], dtype=np.int64)
+            for part in ("train", "val", "test")}
+
+
+def make_split(store: SegmentStore, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """Train/val/test indices of ``store`` by the configured split method."""
+    from ecgtransfer.signals.split import split as split_fn
+
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    s = split_fn(store, method=cfg.split, seed=seed, val_fraction=cfg.val_fraction,
+                 test_fraction=cfg.test_fraction, n_folds=cfg.n_folds, fold=cfg.fold)
+    return _split_parts(s)
+
+
+def _check_data(store: SegmentStore, parts: dict[str, np.ndarray]) -> None:
+    if store.num_classes < 2:
+        raise TrainingError(f"store {store.path} has {store.num_classes} class ({store.class_names}); "
+                            "classification needs at least two")
+    for part, idx in parts.items():
+        if idx.size and (idx.min() < 0 or idx.max() >= len(store)):
+            raise TrainingError(f"{part} indices out of range for store {store.path} with {len(store)} segments")
+    if parts["train"].size == 0:
+        raise TrainingError(f"the training split of store {store.path} is empty (split has "
+                            f"{len(parts['val'])} val, {len(parts['test'])} test segments); use more records "
+                            "or another split method")
+    if parts["val"].size == 0:
+        raise TrainingError(f"the validation split of store {store.path} is empty; early stopping and the best "
+                            "checkpoint need validation data (use more patients or a larger val_fraction)")
+    present = np.unique(store.labels[parts["train"]])
+    if present.size < 2:
+        name = store.class_names[int(present[0])]
+        raise TrainingError(f"the training split of store {store.path} holds a single class ({name!r}); "
+                            "classification needs at least two")
+
+
+def _write_metrics_files(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / "metrics.jsonl",
+                      "".join(json.dumps(h, sort_keys=True, default=float) + "\n" for h in history))
+    rows = []
+    for h in history:
+        row: dict[str, Any] = {"epoch": h["epoch"], "step": h["step"], "partial": h["partial"]}
+        row.update({f"lr_{k}": v for k, v in h["lr"].items()})
+        row.update({"train_loss": h["train"]["loss"], "train_accuracy": h["train"]["accuracy"]})
+        row.update(flatten_metrics(h["val"], "val"))
+        row.update({k: h.get(k) for k in TIMING_KEYS})
+        row["best"] = h["best"]
+        rows.append(row)
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(c for c in r if c not in cols)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+class _Trainer:
+    def __init__(self, store: SegmentStore, cfg: TrainConfig, out: Path, *, resume: bool,
+                 split: Any | None) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.run_dir = out
+        self.resume = resume
+        self.split_arg = split
+
+    # -- setup ------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from ecgtransfer.imaging import ImageEncoder
+        from ecgtransfer.models import ResNet50
+        from ecgtransfer.models.tiers import TierConfig, build_optimizer, build_scheduler
+
+        cfg, store = self.cfg, self.store
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.device = resolve_device(cfg.device)
+        self._own_pg = D.launched_by_torchrun() and not torch.distributed.is_initialized()
+        self.dist = D.init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        set_determinism(cfg.deterministic, self.device)
+        seed_everything(cfg.seed)
+
+        parts = _split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
+        _check_data(store, parts)
+        if cfg.train_fraction < 1.0:
+            parts["train"] = stratified_subsample(parts["train"], store.labels, cfg.train_fraction, cfg.seed)
+        self.parts = parts
+        self.class_names = store.class_names
+        k = store.num_classes
+
+        self.ckpt_path = self.run_dir / "last.pt"
+        self.best_path = self.run_dir / "best.pt"
+        if self.ckpt_path.exists() and not self.resume:
+            raise TrainingError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
+                                "or choose another --out")
+
+        weights = None if cfg.init == "scratch" else cfg.init
+        self.model = ResNet50(k, weights=weights).to(self.device)
+        self.dtype = amp_dtype(cfg.amp, self.device)
+        self.channels_last = use_channels_last(cfg.channels_last, self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=store.fs,
+                                    **cfg.encoding_params).to(self.device)
+        tier_cfg = TierConfig(lrs=tuple(cfg.tiers), optimizer=cfg.optimizer, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay, freeze=tuple(cfg.freeze))
+        self.optimizer = build_optimizer(self.model, tier_cfg)
+
+        self.plan = BatchPlan(parts["train"], store.labels, cfg.batch_size, cfg.seed,
+                              balanced=cfg.imbalance == "sampler", rank=self.dist.rank,
+                              world_size=self.dist.world_size)
+        self.steps_per_epoch = len(self.plan)
+        total = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(0.05 * self.total_steps))
+        self.warmup_steps = min(warmup, max(self.total_steps - 1, 0))
+        self.scheduler = build_scheduler(self.optimizer, kind=cfg.scheduler, total_steps=self.total_steps,
+                                         warmup_steps=self.warmup_steps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+
+        w = class_weights(store.labels[parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
+        self.weights_np = w
+        self.loss_weight = torch.tensor(w, dtype=torch.float32, device=self.device)
+        self.augment = (SignalAugment(seed=cfg.seed, fs=store.fs, scale=cfg.aug_scale, wander=cfg.aug_wander,
+                                      noise=cfg.aug_noise, shift=cfg.aug_shift) if cfg.augment else None)
+
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.train_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                   else None)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
+
+        # state that checkpoints carry
+        self.epoch = 0
+        self.step = 0
+        self.step_in_epoch = 0
+        self.accum = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": None, "macro_f1": -math.inf, "bad_epochs": 0}
+        self.finished: str | None = None
+        self.rng_restored = False
+        self.resumed_from: int | None = None
+        if self.resume:
+            self._load_resume()
+
+    def _load_resume(self) -> None:
+        D.barrier(self.dist)
+        if not self.ckpt_path.exists():
+            log.info("no checkpoint in %s: starting a new run", self.run_dir)
+            return
+        ckpt = load_checkpoint(self.ckpt_path, map_location=self.device)
+        check_compatible(ckpt, path=self.ckpt_path, store_manifest_hash=self.store.manifest_hash, config=self.cfg,
+                         class_names=self.class_names)
+        if int(ckpt.get("world_size", 1)) != self.dist.world_size:
+            raise TrainingError(f"checkpoint {self.ckpt_path} was made by {ckpt.get('world_size', 1)} process(es), this "
+                                f"run has {self.dist.world_size}; the data order depends on it: resume with the same "
+                                "--nproc_per_node x --nnodes")
+        split_file = self.run_dir / "split.npz"
+        if split_file.exists():
+            with np.load(split_file) as z:
+                if not np.array_equal(z["train"], self.parts["train"]):
+                    raise TrainingError(f"{split_file}: the training indices of the checkpoint differ from this "
+                                        "run's split; resume with the same split settings")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        restore_rng_state(ckpt["rng"])
+        self.rng_restored = True
+        self.epoch = int(ckpt["epoch"])
+        self.step = int(ckpt["step"])
+        self.step_in_epoch = int(ckpt["step_in_epoch"])
+        self.accum = {k: float(v) for k, v in ckpt["accum"].items()}
+        self.history = list(ckpt["history"])
+        self.best = dict(ckpt["best"])
+        self.finished = ckpt.get("finished") or None
+        self.resumed_from = self.step
+        log.info("resuming %s at epoch %d, step %d (%d in epoch)", self.run_dir, self.epoch + 1, self.step,
+                 self.step_in_epoch)
+
+    # -- files ------------------------------------------------------------------------------------
+    def _write_run_files(self, status: str, **extra: Any) -> None:
+        if not self.dist.is_main:
+            return
+        run = {
+            "status": status,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "store": str(self.store.path.resolve()),
+            "store_manifest_hash": self.store.manifest_hash,
+            "database": self.store.manifest.get("database"),
+            "task": self.store.manifest.get("task"),
+            "class_names": self.class_names,
+            "split_sizes": {k: int(len(v)) for k, v in self.parts.items()},
+            "class_weights": self.weights_np.tolist(),
+            "world_size": self.dist.world_size,
+            "backend": self.dist.backend,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "amp": None if self.dtype is None else str(self.dtype).replace("torch.", ""),
+            "channels_last": self.channels_last,
+            "environment": environment(self.device),
+            "load_report": str(self.model.load_report) if self.model.load_report is not None else None,
+            **extra,
+        }
+        atomic_write_json(self.run_dir / "run.json", run)
+
+    def _write_static_files(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        atomic_write_json(self.run_dir / "store_manifest.json", self.store.manifest)
+        with atomic_open(self.run_dir / "split.npz", "wb") as fh:
+            np.savez(fh, **self.parts)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": capture_rng_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": self.step_in_epoch,
+            "accum": dict(self.accum),
+            "history": self.history,
+            "best": self.best,
+            "finished": self.finished or "",
+            "config": self.cfg.to_dict(),
+            "store_manifest_hash": self.store.manifest_hash,
+            "class_names": self.class_names,
+            "num_classes": self.store.num_classes,
+            "world_size": self.dist.world_size,
+        }
+
+    def _save(self, path: Path) -> None:
+        if self.dist.is_main:
+            save_checkpoint(path, self._checkpoint_state())
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate_part(self, indices: np.ndarray) -> dict[str, Any]:
+        """Metrics of the current model on ``indices`` (sharded over ranks, gathered exactly)."""
+        t0 = time.perf_counter()
+        mine = eval_shard(indices, self.dist.rank, self.dist.world_size)
+        bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
+        loader = batch_loader(self.store, eval_batches(mine, bs), num_workers=self.cfg.num_workers,
+                              pin_memory=self.device.type == "cuda")
+        out = infer(self.model, self.encoder, loader, self.device, dtype=self.dtype,
+                    channels_last=self.channels_last, weight=self.loss_weight)
+        probs = np.concatenate(D.all_gather_array(out["probs"], self.dist))
+        labels = np.concatenate(D.all_gather_array(out["labels"], self.dist))
+        idx = np.concatenate(D.all_gather_array(out["indices"], self.dist))
+        loss_sum, weight_sum = D.all_reduce_sum([out["loss_sum"], out["weight_sum"]], self.dist)
+        order = np.argsort(idx, kind="stable")
+        m = classification_metrics(labels[order], probs[order], self.class_names,
+                                   loss=loss_sum / weight_sum if weight_sum else float("nan"))
+        m["eval_time_s"] = time.perf_counter() - t0
+        return m
+
+    # -- training ---------------------------------------------------------------------------------
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, k: int) -> tuple[float, int]:
+        from ecgtransfer.training.runtime import logits_of
+
+        if self.augment is not None:
+            x = self.augment(x, epoch=epoch, step=k)
+        logits = logits_of(self.train_model, self.encoder, x, dtype=self.dtype, channels_last=self.channels_last)
+        loss = F.cross_entropy(logits, y, weight=self.loss_weight, label_smoothing=self.cfg.label_smoothing)
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+        if self.dist.enabled:
+            bad = torch.tensor(D.all_reduce_sum([float(bad.item())], self.dist))
+        if bad.item() > 0:
+            lrs = ", ".join(f"{g.get('tier', i)}={g['lr']:.3g}" for i, g in enumerate(self.optimizer.param_groups))
+            raise TrainingError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1} "
+                                f"(learning rates {lrs}); lower the learning rates (--tiers), enable gradient "
+                                "clipping or check the store for extreme values")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        correct = int((logits.argmax(1) == y).sum())
+        return float(loss.item()), correct
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self._write_static_files()
+        if self.finished:
+            log.info("%s already finished (%s); nothing to train", self.run_dir, self.finished)
+            return self._finish(self.finished)
+        self._write_run_files("running", started_step=self.step)
+        show = self.dist.is_main and cfg.progress
+        stopped = "epochs"
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch
+            batches = self.plan.batches(epoch)
+            skip = self.step_in_epoch
+            loader = batch_loader(self.store, batches[skip:], num_workers=cfg.num_workers,
+                                  pin_memory=self.device.type == "cuda")
+            self.train_model.train()
+            reset_peak_memory(self.device)
+            t0 = time.perf_counter()
+            n_images = 0
+            bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show,
+                       leave=False, dynamic_ncols=True)
+            hit_max = False
+            for k, (x, y, _idx) in enumerate(loader, start=skip):
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                loss, correct = self._train_step(x, y, epoch, k)
+                b = int(y.shape[0])
+                self.accum["loss_sum"] += loss * b
+                self.accum["n"] += b
+                self.accum["correct"] += correct
+                n_images += b
+                self.step += 1
+                self.step_in_epoch = k + 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0:
+                    bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['n']:.4f}",
+                                    acc=f"{self.accum['correct'] / self.accum['n']:.3f}")
+                if cfg.max_steps and self.step >= cfg.max_steps:
+                    hit_max = True
+                    break
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and k + 1 < len(batches):
+                    self._save(self.ckpt_path)
+            bar.close()
+            train_time = time.perf_counter() - t0
+            stopped_now = self._end_epoch(epoch, partial=self.step_in_epoch < len(batches), n_images=n_images,
+                                          train_time=train_time, hit_max=hit_max)
+            if stopped_now:
+                stopped = stopped_now
+                break
+        self.finished = stopped
+        self._save(self.ckpt_path)
+        return self._finish(stopped)
+
+    def _end_epoch(self, epoch: int, *, partial: bool, n_images: int, train_time: float,
+                   hit_max: bool) -> str | None:
+        cfg = self.cfg
+        D.broadcast_buffers(self.model, self.dist)
+        n_local = D.all_reduce_sum([self.accum["loss_sum"], self.accum["n"], self.accum["correct"],
+                                    float(n_images)], self.dist)
+        val = self.evaluate_part(self.parts["val"])
+        eval_time = val.pop("eval_time_s")
+        improved = val["macro_f1"] > self.best["macro_f1"]
+        if improved:
+            self.best = {"epoch": epoch + 1, "macro_f1": val["macro_f1"], "bad_epochs": 0}
+        else:
+            self.best["bad_epochs"] = int(self.best["bad_epochs"]) + 1
+        entry = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "partial": bool(partial),
+            "lr": {str(g.get("tier", i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)},
+            "train": {"loss": n_local[0] / max(n_local[1], 1), "accuracy": n_local[2] / max(n_local[1], 1),
+                      "n": int(n_local[1])},
+            "val": val,
+            "best": bool(improved),
+            "images_per_s": n_local[3] / train_time if train_time > 0 else None,
+            "epoch_time_s": train_time,
+            "eval_time_s": eval_time,
+            "peak_memory_mb": peak_memory_mb(self.device),
+        }
+        self.history.append(entry)
+        if self.dist.is_main:
+            _write_metrics_files(self.run_dir, self.history)
+            pcs = " ".join(f"{n}:Se={r['se']:.2f}/+P={r['ppv']:.2f}" for n, r in val["per_class"].items()
+                           if r["support"])
+            log.info("epoch %d step %d: train loss %.4f, val loss %.4f, acc %.3f, macro-F1 %.3f (%s)%s",
+                     epoch + 1, self.step, entry["train"]["loss"], val["loss"], val["accuracy"], val["macro_f1"],
+                     pcs, "  [best]" if improved else "")
+        # the next position: a finished epoch continues with the next one
+        if not partial:
+            self.epoch = epoch + 1
+            self.step_in_epoch = 0
+        self.accum = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
+        if improved:
+            self._save(self.best_path)
+        stop: str | None = None
+        if hit_max:
+            stop = "max_steps"
+        elif cfg.early_stopping and self.best["bad_epochs"] >= cfg.early_stopping and self.epoch < cfg.epochs:
+            log.info("early stopping: no better validation macro-F1 for %d epochs", self.best["bad_epochs"])
+            stop = "early_stopping"
+        if stop is None and self.epoch < cfg.epochs:
+            self._save(self.ckpt_path)
+        return stop
+
+    # -- end --------------------------------------------------------------------------------------
+    def _finish(self, stopped: str) -> TrainResult:
+        D.barrier(self.dist)
+        digests = D.gather_objects(state_digest(self.model), self.dist)
+        best_metrics = None
+        if self.best.get("epoch") is not None:
+            best_metrics = self.history[int(self.best["epoch"]) - 1]["val"] if len(self.history) >= int(
+                self.best["epoch"]) else None
+            if self.best_path.exists():
+                self.model.load_state_dict(load_checkpoint(self.best_path, map_location=self.device)["model"])
+        test_metrics = None
+        if self.parts["test"].size:
+            test_metrics = self.evaluate_part(self.parts["test"])
+            test_metrics.pop("eval_time_s", None)
+        paths = {name: self.run_dir / f for name, f in (
+            ("config", "config.json"), ("run", "run.json"), ("metrics_jsonl", "metrics.jsonl"),
+            ("metrics_csv", "metrics.csv"), ("last", "last.pt"), ("best", "best.pt"), ("report", "report.md"),
+            ("split", "split.npz"), ("store_manifest", "store_manifest.json"))}
+        if self.dist.is_main:
+            if test_metrics is not None:
+                atomic_write_json(self.run_dir / "test_metrics.json", test_metrics)
+                plot_confusion_matrix(test_metrics, self.run_dir / "confusion_test.png", title="test (best model)")
+                paths["test_metrics"] = self.run_dir / "test_metrics.json"
+                paths["confusion_test"] = self.run_dir / "confusion_test.png"
+            atomic_write_text(self.run_dir / "report.md", self._report(stopped, best_metrics, test_metrics))
+            self._write_run_files("finished", stopped=stopped, steps=self.step, best_epoch=self.best.get("epoch"),
+                                  rank_weight_digests=digests, resumed_at_step=self.resumed_from)
+        D.barrier(self.dist)
+        return TrainResult(run_dir=self.run_dir, config=self.cfg, history=self.history,
+                           best_epoch=self.best.get("epoch"), best_metrics=best_metrics,
+                           final_metrics=self.history[-1]["val"] if self.history else None,
+                           test_metrics=test_metrics, steps=self.step, stopped=stopped, paths=paths)
+
+    def _report(self, stopped: str, best: dict[str, Any] | None, test: dict[str, Any] | None) -> str:
+        cfg, store = self.cfg, self.store
+        lines = [f"# Fine-tuning report: {self.run_dir.name}", "",
+                 f"- store: `{store.path}` ({store.manifest.get('database')}, task {store.manifest.get('task')}, "
+                 f"manifest {store.manifest_hash[:12]})",
+                 f"- classes: {', '.join(self.class_names)}",
+                 f"- split {'explicit' if self.split_arg is not None else '`' + cfg.split + '`'}: " + ", ".join(f"{k} {len(v)}" for k, v in self.parts.items()),
+                 f"- init `{cfg.init}`, encoding `{cfg.encoding}` at {cfg.image_size}x{cfg.image_size}, "
+                 f"tiers {list(cfg.tiers)}, {cfg.scheduler} schedule, imbalance `{cfg.imbalance}`",
+                 f"- {self.step} steps, stopped by {stopped}; best validation macro-F1 "
+                 f"{self.best.get('macro_f1', float('nan')):.4f} at epoch {self.best.get('epoch')}", ""]
+        for title, m in (("Validation (best epoch)", best), ("Test (best model)", test)):
+            if m is None:
+                continue
+            lines += [f"## {title}", "",
+                      f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, macro AUROC "
+                      f"{m['macro_auroc']:.4f}, n = {m['n']}", "", metrics_table(m), ""]
+            if store.manifest.get("database") == "mitdb" and set(self.class_names) >= {"N", "S", "V"}:
+                lines += ["AAMI-style table (Se = sensitivity, +P = positive predictivity):", "", aami_table(m), ""]
+            lines += [f"_{note}_" for note in m.get("notes", [])] + [""]
+        return "\n".join(lines)
+
+
+def fine_tune(store: SegmentStore | str | os.PathLike, config: TrainConfig | Mapping[str, Any] | str | None = None,
+              *, out: str | os.PathLike | None = None, resume: bool = False, split_indices: Any | None = None,
+              **overrides: Any) -> TrainResult:
+    """Fine-tune the ResNet50 on a segment store.
+
+    Args:
+        store: a :class:`SegmentStore` or its path.
+        config: a :class:`TrainConfig`, a dict of its fields, a TOML path, or ``None`` (defaults).
+        out: run directory (created; default ``runs/<database>-<timestamp>``).
+        resume: continue the run in ``out`` from its ``last.pt`` (a fresh start when there is none).
+        split_indices: explicit split (a :class:`~ecgtransfer.signals.split.Split` or a mapping with ``train``,
+            ``val``, ``test`` index arrays) instead of the configured split method (``config.split``).
+        **overrides: TrainConfig fields overriding ``config``.
+
+    Returns:
+        a :class:`TrainResult`.
+
+    Raises:
+        TrainingError: empty split, single class, NaN loss, an incompatible checkpoint on resume.
+        WeightsUnavailableError: ImageNet weights requested but not obtainable (offline, not cached).
+    """
+    cfg = resolve_config(config, **overrides)
+    store = store if isinstance(store, SegmentStore) else SegmentStore(store)
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{store.manifest.get('database', 'store')}-{stamp}"
+    trainer = _Trainer(store, cfg, Path(out), resume=resume, split=split_indices)
+    try:
+        trainer.setup()
+        return trainer.run()
+    finally:
+        if getattr(trainer, "_own_pg", False):
+            D.destroy_distributed(trainer.dist)

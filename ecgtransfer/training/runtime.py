@@ -1,0 +1,151 @@
+"""Run-time pieces shared by training, evaluation and prediction: device, precision, model forward, inference."""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecgtransfer.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is a :class:`ConfigError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here (torch {torch.__version__}); "
+                          "use --device cpu")
+    return dev
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: ``"auto"`` is bf16 on CUDA and off on CPU."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("amp='fp16' needs a CUDA device; use 'bf16' or 'off' on CPU")
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_determinism(enabled: bool, device: torch.device) -> None:
+    """Deterministic algorithms (warn-only where none exists) and cuDNN settings."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = not enabled
+        torch.backends.cudnn.deterministic = enabled
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+
+
+def use_channels_last(flag: bool | None, device: torch.device) -> bool:
+    return device.type == "cuda" if flag is None else bool(flag)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA ``max_memory_allocated`` on GPU, otherwise the process's peak resident set size, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def logits_of(model: nn.Module, encoder: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None,
+              channels_last: bool) -> torch.Tensor:
+    """Render ``x [B, C, L]`` to images ``[B, 3, H, W]`` on its device and return float32 logits ``[B, K]``."""
+    with torch.no_grad():
+        images = encoder(x)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(x.device, dtype):
+        logits = model(images)
+    return logits.float()
+
+
+@torch.no_grad()
+def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.device, *, dtype: torch.dtype | None,
+          channels_last: bool, weight: torch.Tensor | None = None) -> dict[str, np.ndarray | float]:
+    """Probabilities for an iterable of ``(x [b, C, L], y [b] or None, idx [b])``.
+
+    Returns ``{"probs": [n, K] float32, "labels": [n] int64, "indices": [n] int64, "loss_sum": float}``
+    (``loss_sum`` is the summed, class-weighted cross-entropy when labels are given).
+    """
+    was_training = model.training
+    model.eval()
+    probs: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    indices: list[np.ndarray] = []
+    loss_sum = 0.0
+    weight_sum = 0.0
+    for x, y, idx in batches:
+        x = x.to(device, non_blocking=True)
+        logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)
+        probs.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32))
+        indices.append(np.asarray(idx, dtype=np.int64))
+        if y is not None:
+            y = y.to(device)
+            labels.append(y.cpu().numpy())
+            loss_sum += float(F.cross_entropy(logits, y, weight=weight, reduction="sum"))
+            weight_sum += float(weight[y].sum()) if weight is not None else float(len(y))
+    model.train(was_training)
+    k = getattr(model, "num_classes", None)
+    empty = np.zeros((0, k or 0), dtype=np.float32)
+    return {
+        "probs": np.concatenate(probs) if probs else empty,
+        "labels": np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+        "indices": np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
+        "loss_sum": loss_sum,
+        "weight_sum": weight_sum,
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Package, torch, CUDA versions and the device name, for ``run.json``."""
+    import platform
+
+    from ecgtransfer import __version__
+
+    env: dict[str, Any] = {
+        "ecgtransfer": __version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return env
+
+
+def parse_tiers(text: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"1e-5,1e-4,1e-3"`` -> ``(1e-5, 1e-4, 1e-3)``."""
+    if not isinstance(text, str):
+        vals = [float(v) for v in text]
+    else:
+        try:
+            vals = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--tiers expects three comma-separated learning rates, got {text!r}") from exc
+    if len(vals) != 3:
+        raise ConfigError(f"--tiers expects three learning rates (features_1, features_2, classifier), got {text!r}")
+    return (vals[0], vals[1], vals[2])
