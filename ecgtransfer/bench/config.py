@@ -170,7 +170,7 @@ class BenchConfig:
         max_steps: optional cap on the optimisation steps of a cell (same for every arm).
         batch_size: batch size.
         scheduler: schedule family for every arm (``cosine``, ``onecycle``, ``constant``).
-        warmup_steps: warmup steps of the schedule.
+        warmup_steps: linear warmup steps of the schedule (None: 5% of the cell's steps, the engine's default).
         lrs: default tier learning rates (features_1, features_2, classifier).
         optimizer: ``sgd`` or ``adamw``.
         target_f1: the validation macro-F1 whose first crossing gives "epochs/seconds to target".
@@ -195,7 +195,7 @@ class BenchConfig:
     max_steps: int | None = None
     batch_size: int = 64
     scheduler: str = "cosine"
-    warmup_steps: int = 0
+    warmup_steps: int | None = None
     lrs: tuple[float, float, float] = DEFAULT_TIER_LRS
     optimizer: str = "sgd"
     target_f1: float = 0.5
@@ -316,6 +316,10 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
     raw = copy.deepcopy(dict(raw))
     _check_keys(where, raw, _SECTION_KEYS)
     bench = dict(raw.get("bench", {}))
+    if "arms" in bench:  # ``arms = [...]`` written under [bench] (TOML puts it there) is the same list
+        if "arms" in raw:
+            raise _err(where, "arms are given twice ([bench].arms and top-level arms / [[arms]])")
+        raw["arms"] = bench.pop("arms")
     bench_fields = {f.name for f in fields(BenchConfig)} - {"task", "arms", "train", "source", "config_dir"}
     _check_keys(f"{where} [bench]", bench, bench_fields)
     if "task" not in raw:
@@ -360,7 +364,7 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     pos_int("image_size", cfg.image_size)
     pos_int("max_steps", cfg.max_steps, allow_none=True)
     pos_int("threads", cfg.threads, allow_none=True)
-    if not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0:
+    if cfg.warmup_steps is not None and (not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0):
         raise _err(where, f"warmup_steps must be an integer >= 0, found {cfg.warmup_steps!r}")
     if not cfg.seeds:
         raise _err(where, "seeds is empty")

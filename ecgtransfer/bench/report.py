@@ -114,6 +114,14 @@ def _bytes(n: Any) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
+def short_reason(reason: str | None, limit: int = 140) -> str:
+    """The first clause of a skip reason (full reasons are listed in the report's "Skipped arms")."""
+    if not reason:
+        return ""
+    head = reason.split(": not in ")[0].split("; ")[0]
+    return head if len(head) <= limit else head[:limit - 1] + "…"
+
+
 def _ordered_classes(class_names: Sequence[str]) -> list[str]:
     if set(class_names) <= set(AAMI):
         return [c for c in AAMI if c in class_names]
@@ -137,7 +145,8 @@ def headline(results: Mapping[str, Any]) -> list[str]:
         if name == base:
             continue
         if arm.get("status") == "skipped":
-            out.append(f"{name}: skipped ({arm.get('reason')}), so it was not compared with {base}.")
+            out.append(f"{name}: skipped ({short_reason(arm.get('reason'))}), so it was not compared with {base} "
+                       "(full reason under Arms).")
             continue
         for enc in encodings:
             per_frac = (summary.get(name) or {}).get(enc) or {}
@@ -205,8 +214,13 @@ def build(results: Mapping[str, Any]) -> _Doc:
         "sees the same subsample).",
         f"Budget, identical for every arm: {cfg['epochs']} epochs"
         + (f", at most {cfg['max_steps']} steps" if cfg.get("max_steps") else "")
-        + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule "
-        f"(warmup {cfg['warmup_steps']} steps); best epoch chosen on validation macro-F1.",
+        + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule"
+        + (f" (warmup {cfg['warmup_steps']} steps)" if cfg.get("warmup_steps") is not None else
+           " (warmup: 5% of each cell's steps)")
+        + ("; early stopping off" if cfg.get("train", {}).get("early_stopping") is None else
+           f"; early stopping after {cfg['train']['early_stopping']} epochs without improvement")
+        + "; each cell reports its best epoch on validation macro-F1."
+        + (f" Extra training settings for every arm: {dict(cfg['train'])}." if cfg.get("train") else ""),
         f"Images: {cfg['image_size']}x{cfg['image_size']}"
         + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
         + f", encodings {', '.join(cfg['encodings'])}.",
@@ -225,11 +239,19 @@ def build(results: Mapping[str, Any]) -> _Doc:
     arm_rows = []
     for a in results.get("arms", []):
         lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
-        status = "ran" if a.get("status") != "skipped" else f"SKIPPED: {a.get('reason')}"
+        status = "ran" if a.get("status") != "skipped" else f"SKIPPED: {short_reason(a.get('reason'))}"
         arm_rows.append([a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])),
                          a.get("description", ""), status])
     doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "what", "status"],
               arm_rows)
+    skipped = [a for a in results.get("arms", []) if a.get("status") == "skipped"]
+    if skipped:
+        doc.p("Skipped arms (their cells were not run; the reason in full):", strong=True)
+        doc.bullets([f"{a['name']}: {a.get('reason')}" for a in skipped])
+    failed = results.get("failed") or {}
+    if failed:
+        doc.p(f"{len(failed)} cell(s) failed (re-running the bench retries them):", cls="warn")
+        doc.bullets([f"{k}: {v}" for k, v in failed.items()])
 
     # main table
     fractions = sorted(cfg["fractions"])
@@ -277,6 +299,9 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.p(("AAMI beat classes (N normal, S supraventricular ectopic, V ventricular ectopic, F fusion, Q unknown). "
            if aami else "") + f"On the {split} split at the largest fraction; mean ± sd over seeds (min–max).")
     top = fraction_label(max(fractions))
+    absent = [c for c in class_names if not (sp.get("class_counts") or {}).get(split, {}).get(c, 1)]
+    if absent:
+        doc.p(f"Classes with no segment in the {split} split (left out of the table): {', '.join(absent)}.")
     for enc in cfg["encodings"]:
         rows = []
         for a in results.get("arms", []):
@@ -285,7 +310,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
                 continue
             for c in class_names:
                 pc = e["per_class"].get(c)
-                if pc is None:
+                if pc is None or c in absent:
                     continue
                 rows.append([a["name"], c, pc.get("support", ""), fmt_spread(pc["se"]), fmt_spread(pc["ppv"]),
                              fmt_spread(pc["f1"])])

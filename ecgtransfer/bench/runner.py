@@ -1,0 +1,571 @@
+"""Run a benchmark: every cell of the grid, resumably, then ``results.json`` and the reports.
+
+The bench itself trains nothing by hand: each cell is one call of
+:func:`ecgtransfer.training.fine_tune` on the target store with an explicit split (the fixed validation
+and test patients, and the cell's subsample of the training split), the arm's initialisation and
+optimiser mode, and the budget shared by every arm. ``ecg`` arms first train a source model on the
+``[source]`` store (once per encoding, kept in ``OUT/source/<encoding>/``) and start from its best
+checkpoint: the backbone transfers, the head is re-initialised when the class counts differ.
+
+Output directory::
+
+    OUT/
+      config.json        the resolved bench config
+      cells/<key>.json   one finished cell each (the resume state; see :mod:`ecgtransfer.bench.cells`)
+      runs/<key>/        each cell's run directory (metrics.jsonl, run.json; checkpoints only if kept)
+      source/<encoding>/ source models of ``ecg`` arms (best.pt is kept: later cells load it)
+      results.json       every cell, every metric, summaries, hardware
+      report.md, report.html, figures/*.png
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ecgtransfer import __version__
+from ecgtransfer._atomic import atomic_write_json
+from ecgtransfer.bench.aggregate import baseline_arm, summarise
+from ecgtransfer.bench.cells import CellStore
+from ecgtransfer.bench.config import ArmConfig, BenchConfig, load_config
+from ecgtransfer.bench.fractions import subsample
+from ecgtransfer.bench.grid import Cell, cells as grid_cells
+from ecgtransfer.bench.hardware import hardware_info, hardware_line
+from ecgtransfer.bench.report import write_reports
+from ecgtransfer.errors import ConfigError, EcgTransferError, StoreError, WeightsUnavailableError
+from ecgtransfer.store import SegmentStore
+
+log = logging.getLogger(__name__)
+
+RESULTS_FORMAT = "ecgtransfer-bench-results"
+RESULTS_FORMAT_VERSION = 1
+
+
+@dataclass
+class BenchResult:
+    """What :func:`run` returns.
+
+    Attributes:
+        out: the output directory.
+        results: the content of ``results.json``.
+        paths: ``{"results", "md", "html", "figures"}``.
+        computed: keys of the cells trained by this call.
+        reused: keys of finished cells loaded from ``OUT/cells``.
+        skipped: ``{arm: reason}`` of arms that could not run.
+        failed: ``{cell key: error}`` of cells whose training failed (retried on the next run).
+    """
+
+    out: Path
+    results: dict[str, Any]
+    paths: dict[str, Path]
+    computed: list[str]
+    reused: list[str]
+    skipped: dict[str, str]
+    failed: dict[str, str]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.results["summary"]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.results.get("complete"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from ecgtransfer.signals.split import split as split_fn
+
+    t = cfg.task
+    s = split_fn(store, method=t.split, seed=t.split_seed, val_fraction=t.val_fraction,
+                 test_fraction=t.test_fraction, n_folds=t.n_folds, fold=t.fold)
+    parts = {p: np.asarray(getattr(s, p), dtype=np.int64) for p in ("train", "val", "test")}
+    pats = {p: sorted({str(x) for x in store.patient_ids[idx]}) for p, idx in parts.items()}
+    info: dict[str, Any] = {
+        "method": t.split, "seed": t.split_seed,
+        **{f"n_{p}": int(len(idx)) for p, idx in parts.items()},
+        **{f"patients_{p}": len(v) for p, v in pats.items()},
+        "patients": pats,
+        "class_counts": {p: {c: int((store.labels[idx] == i).sum()) for i, c in enumerate(store.class_names)}
+                         for p, idx in parts.items()},
+        "notes": [],
+    }
+    if t.split == "patient":
+        info["notes"].append(
+            f"Patient-wise split within the store's records (val {t.val_fraction:g}, test {t.test_fraction:g} "
+            "of the patients, class-stratified): no patient's beats are in two parts.")
+    return parts, info
+
+
+def _train_overrides(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, device: str,
+                     init: str) -> dict[str, Any]:
+    """The TrainConfig fields of one cell: the shared budget plus the arm's init and optimiser mode."""
+    o: dict[str, Any] = {"early_stopping": None}  # equal epochs for every arm unless [train] says otherwise
+    o.update(dict(cfg.train))
+    lrs = cfg.arm_lrs(arm)
+    if arm.optim == "tiered":
+        tiers, freeze = lrs, ()
+    elif arm.optim == "uniform":
+        lr = cfg.arm_lr(arm)
+        tiers, freeze = (lr, lr, lr), ()
+    else:  # linear-probe: only the head trains, at the arm's LR
+        lr = cfg.arm_lr(arm)
+        tiers, freeze = (lr, lr, lr), ("features_1", "features_2")
+    o.update(init=init, encoding=encoding, image_size=cfg.image_size, epochs=cfg.epochs, max_steps=cfg.max_steps,
+             batch_size=cfg.batch_size, tiers=tuple(tiers), freeze=tuple(freeze), optimizer=cfg.optimizer,
+             scheduler=cfg.scheduler, warmup_steps=cfg.warmup_steps, seed=int(seed), device=device,
+             split=cfg.task.split, split_seed=cfg.task.split_seed)
+    if cfg.threads:
+        o["num_threads"] = cfg.threads
+    return o
+
+
+def _train_config(overrides: Mapping[str, Any]):
+    """A validated :class:`~ecgtransfer.training.TrainConfig` (a bad ``[train]`` key fails here, clearly)."""
+    from ecgtransfer.training import TrainConfig
+
+    return TrainConfig.from_dict(dict(overrides))
+
+
+def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Compact per-epoch rows with cumulative elapsed seconds (training + validation time)."""
+    rows = []
+    elapsed = 0.0
+    for h in history:
+        elapsed += float(h.get("epoch_time_s") or 0.0) + float(h.get("eval_time_s") or 0.0)
+        val = h.get("val") or {}
+        rows.append({
+            "epoch": int(h["epoch"]), "step": int(h.get("step", 0)), "partial": bool(h.get("partial", False)),
+            "elapsed_s": elapsed, "train_loss": (h.get("train") or {}).get("loss"),
+            "train_accuracy": (h.get("train") or {}).get("accuracy"),
+            "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1"),
+            "images_per_s": h.get("images_per_s"), "peak_memory_mb": h.get("peak_memory_mb"),
+        })
+    return rows
+
+
+def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "per_class", "confusion_matrix", "class_names",
+            "notes")
+    return {k: m[k] for k in keep if k in m}
+
+
+def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, Any]:
+    images = sum(int((h.get("train") or {}).get("n") or 0) for h in history)
+    seconds = sum(float(h.get("epoch_time_s") or 0.0) for h in history)
+    eval_s = sum(float(h.get("eval_time_s") or 0.0) for h in history)
+    mems = [h.get("peak_memory_mb") for h in history if h.get("peak_memory_mb") is not None]
+    return {
+        "train_images": images,
+        "train_seconds": seconds,
+        "eval_seconds": eval_s,
+        "train_images_per_s": images / seconds if seconds > 0 else None,
+        "peak_memory_bytes": int(max(mems) * 2**20) if mems else None,
+        "peak_memory_kind": "cuda max_memory_allocated" if device.startswith("cuda") else "process peak RSS",
+    }
+
+
+def _drop_checkpoints(run_dir: Path) -> None:
+    for name in ("last.pt", "best.pt"):
+        p = run_dir / name
+        if p.exists():
+            p.unlink()
+
+
+class _Bench:
+    def __init__(self, cfg: BenchConfig, out: Path, *, resume: bool, progress: bool, command: str | None) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.resume = resume
+        self.progress = progress
+        self.command = command
+        self.cellstore = CellStore(out)
+        self.skipped: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+        self.computed: list[str] = []
+        self.reused: list[str] = []
+        self.records: dict[str, dict[str, Any]] = {}
+        self.source_models: dict[str, dict[str, Any]] = {}
+        self.run_id = uuid.uuid4().hex[:12]
+
+    # -- setup ------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.store = SegmentStore(cfg.store_path)
+        self.parts, self.split_info = _split_of(self.store, cfg)
+        self.eval_split = cfg.task.eval_split
+        if self.eval_split == "test" and self.parts["test"].size == 0:
+            self.eval_split = "val"
+            self.split_info["notes"].append(
+                "The split has no test part (e.g. de Chazal without the DS2 records), so the tables report the "
+                "validation split, which also selected the best epoch: these figures are optimistic.")
+            log.warning("split %s of %s has no test part: reporting the validation split", cfg.task.split,
+                        self.store.path)
+        self.hardware = hardware_info(cfg.device)
+        self.device = self.hardware["device"]
+        self.fingerprint = cfg.budget_fingerprint()
+        self.grid = grid_cells(cfg)
+
+    def cell_fingerprint(self, arm: ArmConfig) -> str:
+        import hashlib
+        import json
+
+        d = {"budget": self.fingerprint, "arm": {k: v for k, v in vars(arm).items() if k not in ("description",
+                                                                                              "encodings")},
+             "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed}
+        if arm.init == "ecg":
+            d["source_store"] = self.source_hash
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    # -- prerequisites ----------------------------------------------------------------------------
+    def check_arms(self) -> None:
+        """Mark arms whose prerequisites are missing as skipped, with the reason."""
+        self.source_hash = None
+        if any(a.init == "ecg" for a in self.cfg.arms):
+            try:
+                self.source_store = SegmentStore(self.cfg.source_store_path)
+                self.source_hash = self.source_store.manifest_hash
+            except StoreError as exc:
+                self.source_store = None
+                for a in self.cfg.arms:
+                    if a.init == "ecg":
+                        self.skipped[a.name] = f"source store unavailable: {exc}"
+        else:
+            self.source_store = None
+        for a in self.cfg.arms:
+            if a.name in self.skipped:
+                continue
+            if a.init in ("imagenet", "imagenet-v1", "imagenet-v2"):
+                reason = _imagenet_unavailable(a.init)
+                if reason:
+                    self.skipped[a.name] = reason
+            elif a.init not in ("scratch", "ecg"):
+                p = self.cfg.resolve_path(a.init)
+                if not p.is_file():
+                    self.skipped[a.name] = f"initial weights file {p} does not exist"
+        for name, why in self.skipped.items():
+            log.warning("arm %s skipped: %s", name, why)
+
+    # -- source models ----------------------------------------------------------------------------
+    def source_checkpoint(self, encoding: str) -> Path:
+        """Train (or reuse) the source model of ``ecg`` arms for ``encoding``; its best checkpoint path."""
+        from ecgtransfer.training import fine_tune
+
+        if encoding in self.source_models and self.source_models[encoding].get("checkpoint"):
+            return Path(self.source_models[encoding]["checkpoint"])
+        src = self.cfg.source
+        assert src is not None and self.source_store is not None
+        sdir = self.out / "source" / encoding
+        marker = sdir / "source.json"
+        import hashlib
+        import json
+
+        fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": vars(src), "enc": encoding,
+                                        "store": self.source_hash}, sort_keys=True, default=str).encode()
+                            ).hexdigest()[:16]
+        if self.resume and marker.is_file():
+            try:
+                info = json.loads(marker.read_text())
+            except (OSError, ValueError):
+                info = {}
+            if info.get("fingerprint") == fp and Path(info.get("checkpoint", "")).is_file():
+                self.source_models[encoding] = info
+                log.info("reusing source model %s", info["checkpoint"])
+                return Path(info["checkpoint"])
+        run_dir = sdir / "run"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        src_arm = ArmConfig("source", init=src.init, optim=src.optim)
+        o = _train_overrides(self.cfg, src_arm, encoding=encoding, seed=src.seed, device=self.device,
+                             init=src.init)
+        o.update(epochs=src.epochs or self.cfg.epochs, max_steps=src.max_steps if src.max_steps else
+                 self.cfg.max_steps, split=src.split, split_seed=src.seed, progress=self.progress)
+        t0 = time.perf_counter()
+        log.info("training the source model on %s (%s)", self.source_store.path, encoding)
+        res = fine_tune(self.source_store, _train_config(o), out=run_dir)
+        wall = time.perf_counter() - t0
+        ckpt = Path(res.paths.get("best", run_dir / "best.pt"))
+        if not ckpt.is_file():
+            ckpt = Path(res.paths.get("last", run_dir / "last.pt"))
+        last = run_dir / "last.pt"
+        if last.exists() and last != ckpt:
+            last.unlink()
+        info = {"fingerprint": fp, "checkpoint": str(ckpt), "store": str(self.source_store.path),
+                "store_manifest_hash": self.source_hash, "database": self.source_store.database,
+                "task": self.source_store.task, "class_names": self.source_store.class_names,
+                "best_epoch": res.best_epoch, "val": _clean_metrics(res.best_metrics),
+                "test": _clean_metrics(res.test_metrics), "wall_s": wall, "steps": res.steps,
+                "train_config": res.config.to_dict(), "history": _history_rows(res.history)}
+        atomic_write_json(marker, info)
+        self.source_models[encoding] = info
+        return ckpt
+
+    # -- cells ------------------------------------------------------------------------------------
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        from ecgtransfer.training import fine_tune
+
+        cfg, store = self.cfg, self.store
+        arm = cfg.arm(cell.arm)
+        train_idx = subsample(self.parts["train"], store.labels, store.patient_ids, cell.fraction,
+                              mode=cfg.fraction_mode, seed=cell.seed)
+        counts = np.bincount(store.labels[train_idx], minlength=store.num_classes)
+        data = {"n_train": int(len(train_idx)), "n_train_patients": int(len(set(store.patient_ids[train_idx]))),
+                "train_class_counts": {c: int(counts[i]) for i, c in enumerate(store.class_names)},
+                "n_val": int(len(self.parts["val"])), "n_test": int(len(self.parts["test"]))}
+        if arm.init == "ecg":
+            init = str(self.source_checkpoint(cell.encoding))
+        elif arm.init in ("scratch", "imagenet", "imagenet-v1", "imagenet-v2"):
+            init = arm.init
+        else:
+            init = str(self.cfg.resolve_path(arm.init))
+        o = _train_overrides(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init)
+        o.setdefault("progress", self.progress)
+        run_dir = self.out / "runs" / cell.key
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # a half run of a killed bench: start the cell again
+        started = _now()
+        t0 = time.perf_counter()
+        res = fine_tune(store, _train_config(o), out=run_dir,
+                        split_indices={"train": train_idx, "val": self.parts["val"], "test": self.parts["test"]})
+        wall = time.perf_counter() - t0
+        if not cfg.keep_checkpoints:
+            _drop_checkpoints(run_dir)
+        from ecgtransfer.bench.stats import time_to_target
+
+        history = _history_rows(res.history)
+        hit = time_to_target(history, cfg.target_f1)
+        return {
+            "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
+            "fingerprint": self.cell_fingerprint(arm), "store_manifest_hash": store.manifest_hash,
+            "bench_run_id": self.run_id, "started_at": started, "finished_at": _now(), "wall_s": wall,
+            "data": data, "init": init if arm.init != "ecg" else f"ecg source model ({init})",
+            "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
+            "best_epoch": res.best_epoch, "history": history, "val": _clean_metrics(res.best_metrics),
+            "test": _clean_metrics(res.test_metrics),
+            "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
+            "throughput": _throughput(res.history, self.device),
+            "load_report": _load_report(run_dir),
+            "run_dir": str(run_dir.relative_to(self.out)),
+            "package_version": __version__,
+        }
+
+    def execute(self) -> None:
+        cfg = self.cfg
+        bar = tqdm(self.grid, desc=f"bench {cfg.name}", unit="cell", disable=not self.progress,
+                   dynamic_ncols=True)
+        for cell in bar:
+            arm = cfg.arm(cell.arm)
+            bar.set_postfix_str(cell.key)
+            if cell.arm in self.skipped:
+                self.records[cell.key] = {"cell": cell.to_dict(), "key": cell.key, "status": "skipped",
+                                          "reason": self.skipped[cell.arm]}
+                continue
+            if self.resume:
+                done = self.cellstore.finished(cell, fingerprint=self.cell_fingerprint(arm),
+                                               store_hash=self.store.manifest_hash)
+                if done is not None:
+                    self.records[cell.key] = done
+                    self.reused.append(cell.key)
+                    continue
+            try:
+                record = self.run_cell(cell)
+            except WeightsUnavailableError as exc:
+                self.skipped[cell.arm] = f"weights unavailable: {exc}"
+                log.warning("arm %s skipped: %s", cell.arm, exc)
+                self.records[cell.key] = {"cell": cell.to_dict(), "key": cell.key, "status": "skipped",
+                                          "reason": self.skipped[cell.arm]}
+                continue
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one failing cell must not lose the others; it is reported and retried
+                kind = "" if isinstance(exc, EcgTransferError) else f"{type(exc).__name__}: "
+                log.error("cell %s failed: %s%s", cell.key, kind, exc)
+                log.debug("%s", traceback.format_exc())
+                self.failed[cell.key] = f"{kind}{exc}"
+                record = {"cell": cell.to_dict(), "key": cell.key, "status": "failed", "reason": f"{kind}{exc}",
+                          "fingerprint": self.cell_fingerprint(arm), "store_manifest_hash": self.store.manifest_hash,
+                          "bench_run_id": self.run_id, "finished_at": _now()}
+                self.cellstore.save(cell, record)
+                self.records[cell.key] = record
+                continue
+            self.cellstore.save(cell, record)
+            self.records[cell.key] = record
+            self.computed.append(cell.key)
+            self.write_results()  # a usable partial results.json after every cell
+        bar.close()
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def results(self) -> dict[str, Any]:
+        cfg, store = self.cfg, self.store
+        records = [self.records[c.key] for c in self.grid if c.key in self.records]
+        done = sum(1 for r in records if r["status"] == "done")
+        skipped_cells = sum(1 for r in records if r["status"] == "skipped")
+        arms = []
+        for a in cfg.arms:
+            arms.append({"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
+                         "encodings_used": list(cfg.arm_encodings(a)),
+                         "lrs_used": list(cfg.arm_lrs(a)) if a.optim == "tiered" else [cfg.arm_lr(a)] * 3,
+                         "frozen": ["features_1", "features_2"] if a.optim == "linear-probe" else [],
+                         "status": "skipped" if a.name in self.skipped else "ran",
+                         "reason": self.skipped.get(a.name)})
+        config_text = None
+        if getattr(self, "config_path", None):
+            try:
+                config_text = Path(self.config_path).read_text(encoding="utf-8")
+            except OSError:
+                config_text = None
+        return {
+            "format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION,
+            "name": cfg.name, "created_at": _now(), "bench_run_id": self.run_id,
+            "command": self.command, "package_version": __version__,
+            "complete": done + skipped_cells == len(self.grid),
+            "progress": {"total": len(self.grid), "done": done, "skipped": skipped_cells,
+                         "failed": len(self.failed)},
+            "config": cfg.to_dict(), "config_text": config_text, "fingerprint": self.fingerprint,
+            "hardware": self.hardware, "hardware_line": hardware_line(self.hardware),
+            "store": {"path": str(store.path), "manifest_hash": store.manifest_hash, "manifest": store.manifest,
+                      "class_names": store.class_names, "n_segments": len(store)},
+            "source_store": None if self.source_store is None else {
+                "path": str(self.source_store.path), "manifest_hash": self.source_store.manifest_hash,
+                "manifest": self.source_store.manifest, "class_names": self.source_store.class_names,
+                "n_segments": len(self.source_store)},
+            "source_models": {enc: {k: v for k, v in m.items() if k != "train_config"}
+                              for enc, m in self.source_models.items()},
+            "split": {k: v for k, v in self.split_info.items()},
+            "eval_split": self.eval_split,
+            "baseline": baseline_arm(cfg),
+            "arms": arms,
+            "skipped": dict(self.skipped),
+            "failed": dict(self.failed),
+            "run": {"computed": list(self.computed), "reused": list(self.reused)},
+            "cells": records,
+            "summary": summarise(cfg, records, class_names=store.class_names, eval_split=self.eval_split),
+        }
+
+    def write_results(self) -> dict[str, Any]:
+        res = self.results()
+        atomic_write_json(self.out / "results.json", res)
+        return res
+
+
+def _load_report(run_dir: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("load_report")
+    except (OSError, ValueError):
+        return None
+
+
+def _imagenet_unavailable(init: str) -> str | None:
+    """None when the ImageNet weights of ``init`` can be had here, else why not (nothing is downloaded yet)."""
+    try:
+        from ecgtransfer.models import weights as W
+    except ImportError as exc:  # pragma: no cover - models not installed
+        return f"ecgtransfer.models is unavailable: {exc}"
+    version = "v1" if init == "imagenet-v1" else "v2"
+    try:
+        W.imagenet_file(version, progress=False, download=False)
+        return None
+    except WeightsUnavailableError:
+        pass
+    # not cached: the training call will try the download; report failure there (WeightsUnavailableError)
+    try:
+        W.imagenet_file(version, progress=False, download=True)
+        return None
+    except WeightsUnavailableError as exc:
+        return str(exc)
+
+
+def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, store: str | os.PathLike | None = None,
+        source_store: str | os.PathLike | None = None, device: str | None = None, resume: bool = True,
+        progress: bool = True, overrides: Mapping[str, Any] | None = None, command: str | None = None,
+        ) -> BenchResult:
+    """Run (or finish) a benchmark and write its results and reports into ``out``.
+
+    Args:
+        config: a :class:`BenchConfig` or the path of a TOML config (see :func:`load_config`).
+        out: output directory (created). Finished cells found there are reused when ``resume``.
+        store: target store path, replacing ``task.store``.
+        source_store: source store path of ``ecg`` arms, replacing ``source.store``.
+        device: replaces ``bench.device`` (``cpu``, ``cuda``, ``auto``).
+        resume: reuse finished cells (default); False recomputes every cell.
+        progress: tqdm progress bars.
+        overrides: dotted config keys (``{"bench.seeds": [0]}``), only with a config path.
+        command: the command line recorded in the report (the CLI passes it).
+
+    Returns:
+        a :class:`BenchResult`. Arms whose prerequisites are missing are skipped with the reason; cells that
+        fail are recorded with their error. Neither stops the other cells.
+    """
+    config_path = None
+    if isinstance(config, BenchConfig):
+        if overrides:
+            raise ConfigError("overrides need a config path; apply them to the BenchConfig with dataclasses.replace")
+        cfg = config
+    else:
+        config_path = Path(config)
+        cfg = load_config(config_path, overrides=overrides)
+    if store is not None:
+        cfg = replace(cfg, task=replace(cfg.task, store=str(Path(store).resolve())))
+    if source_store is not None:
+        if cfg.source is None:
+            raise ConfigError("--source-store given but the config has no [source] table (no 'ecg' arm)")
+        cfg = replace(cfg, source=replace(cfg.source, store=str(Path(source_store).resolve())))
+    if device is not None:
+        cfg = replace(cfg, device=device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if command is None:
+        command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None
+    bench = _Bench(cfg, out, resume=resume, progress=progress, command=command)
+    bench.config_path = config_path  # type: ignore[attr-defined]
+    bench.setup()
+    atomic_write_json(out / "config.json", cfg.to_dict())
+    bench.check_arms()
+    try:
+        bench.execute()
+    finally:
+        results = bench.write_results()
+        paths = write_reports(results, out)
+    paths["results"] = out / "results.json"
+    log.info("bench %s: %d cells computed, %d reused, %d failed; report %s", cfg.name, len(bench.computed),
+             len(bench.reused), len(bench.failed), paths["html"])
+    return BenchResult(out=out, results=results, paths=paths, computed=bench.computed, reused=bench.reused,
+                       skipped=dict(bench.skipped), failed=dict(bench.failed))
+
+
+def write_report(out: str | os.PathLike) -> dict[str, Path]:
+    """Re-write ``report.md``/``report.html`` of a bench directory from its ``results.json``."""
+    import json
+
+    out = Path(out)
+    try:
+        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{out} holds no results.json (run the bench first)") from None
+    except ValueError as exc:
+        raise ConfigError(f"{out / 'results.json'} is not valid JSON: {exc}") from exc
+    return write_reports(results, out)

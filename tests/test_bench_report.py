@@ -1,0 +1,108 @@
+"""Aggregation and reports from hand-made cell records (no training): numbers checked against scipy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from ecgtransfer.bench.aggregate import summarise, verdict
+from ecgtransfer.bench.config import config_from_dict
+from ecgtransfer.bench.report import build, headline, write_reports
+
+CLASSES = ["N", "S", "V", "F", "Q"]
+
+
+def _metrics(f1: float, se_v: float, cm) -> dict:
+    pc = {c: {"support": 10, "se": 0.5, "ppv": 0.5, "f1": 0.5, "specificity": 0.9, "auroc": 0.8} for c in CLASSES}
+    pc["V"]["se"] = se_v
+    return {"macro_f1": f1, "accuracy": 0.9, "macro_auroc": 0.8, "per_class": pc, "confusion_matrix": cm, "n": 50}
+
+
+def _record(arm, frac, seed, f1, se_v=0.8, reached=True):
+    cm = np.eye(5, dtype=int).tolist()
+    return {"cell": {"arm": arm, "encoding": "spectrogram", "fraction": frac, "seed": seed},
+            "key": f"{arm}__spectrogram__f{frac:g}__s{seed}", "status": "done", "wall_s": 10.0 + seed,
+            "data": {"n_train": int(100 * frac)}, "best_epoch": 2,
+            "history": [{"epoch": 1, "elapsed_s": 5.0, "val_macro_f1": f1 - 0.1},
+                        {"epoch": 2, "elapsed_s": 10.0, "val_macro_f1": f1}],
+            "val": _metrics(f1, se_v, cm), "test": _metrics(f1, se_v, cm),
+            "time_to_target": {"target": 0.5, "epoch": 2, "seconds": 10.0} if reached else None,
+            "throughput": {"train_images_per_s": 100.0 + seed, "peak_memory_bytes": 2**30}}
+
+
+SCRATCH = {0.1: [0.40, 0.45, 0.50], 1.0: [0.60, 0.70, 0.65]}
+ECG = {0.1: [0.50, 0.57, 0.58], 1.0: [0.61, 0.69, 0.66]}
+
+
+@pytest.fixture
+def results():
+    cfg = config_from_dict({
+        "bench": {"name": "synthetic", "seeds": [0, 1, 2], "fractions": [0.1, 1.0], "image_size": 64,
+                  "target_f1": 0.5},
+        "task": {"store": "/nowhere"},
+        "arms": ["scratch", "ecg-pretrained", "imagenet"],
+        "source": {"store": "/nowhere-else"},
+    })
+    records = []
+    for frac in (0.1, 1.0):
+        for s in range(3):
+            records.append(_record("scratch", frac, s, SCRATCH[frac][s], se_v=0.6 + 0.1 * s))
+            records.append(_record("ecg-pretrained", frac, s, ECG[frac][s]))
+    summary = summarise(cfg, records, class_names=CLASSES)
+    arms = [{"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
+             "encodings_used": ["spectrogram"], "lrs_used": [1e-3] * 3,
+             "status": "skipped" if a.name == "imagenet" else "ran",
+             "reason": "ImageNet weights are not available here: offline" if a.name == "imagenet" else None}
+            for a in cfg.arms]
+    return {"config": cfg.to_dict(), "summary": summary, "baseline": "scratch", "eval_split": "test",
+            "arms": arms, "cells": records, "hardware": {"device": "cpu", "torch": "x"},
+            "hardware_line": "cpu (test)", "complete": True, "progress": {"total": 18, "done": 12},
+            "store": {"path": "/nowhere", "class_names": CLASSES, "manifest": {"database": "mitdb"},
+                      "manifest_hash": "abc", "n_segments": 500},
+            "split": {"method": "patient", "class_counts": {"test": {c: 10 for c in CLASSES}}},
+            "run": {"computed": [], "reused": []}, "failed": {}}
+
+
+def test_summary_numbers_match_scipy(results):
+    s = results["summary"]
+    e = s["ecg-pretrained"]["spectrogram"]["10%"]
+    lo, hi = st.t.interval(0.95, 2, loc=np.mean(ECG[0.1]), scale=st.sem(ECG[0.1]))
+    assert (e["macro_f1"]["lo"], e["macro_f1"]["hi"]) == pytest.approx((lo, hi))
+    ref = st.ttest_rel(ECG[0.1], SCRATCH[0.1]).confidence_interval(0.95)
+    d = e["diff_vs_baseline"]
+    assert d["mean"] == pytest.approx(np.mean(np.subtract(ECG[0.1], SCRATCH[0.1])))
+    assert (d["lo"], d["hi"]) == pytest.approx((ref.low, ref.high))
+    assert verdict(d) == ("helped" if ref.low > 0 else "no clear difference")
+    d100 = s["ecg-pretrained"]["spectrogram"]["100%"]["diff_vs_baseline"]
+    ref100 = st.ttest_rel(ECG[1.0], SCRATCH[1.0]).confidence_interval(0.95)
+    assert (d100["lo"], d100["hi"]) == pytest.approx((ref100.low, ref100.high))
+    assert verdict(d100) == "no clear difference"
+    assert s["scratch"]["spectrogram"]["10%"]["diff_vs_baseline"] is None
+    # per-class spread over seeds
+    v = s["scratch"]["spectrogram"]["100%"]["per_class"]["V"]["se"]
+    assert v["min"] == pytest.approx(0.6) and v["max"] == pytest.approx(0.8)
+    assert v["sd"] == pytest.approx(np.std([0.6, 0.7, 0.8], ddof=1))
+    assert s["scratch"]["spectrogram"]["100%"]["confusion"][0][0] == 3  # summed over 3 seeds
+    assert s["scratch"]["spectrogram"]["100%"]["time_to_target"]["reached"] == 3
+
+
+def test_headline_and_reports(results, tmp_path):
+    lines = headline(results)
+    text = " ".join(lines)
+    assert "ecg-pretrained vs scratch (spectrogram, 100% of the training data, 3 seeds)" in text
+    assert "no clear difference" in text
+    assert "imagenet: skipped" in text
+    ref = st.ttest_rel(ECG[0.1], SCRATCH[0.1]).confidence_interval(0.95)
+    if ref.low > 0:
+        assert "above 0 at 1" in text
+    paths = write_reports(results, tmp_path)
+    md = paths["md"].read_text()
+    html = paths["html"].read_text()
+    assert md.index("Did transfer help?") < md.index("## Setup")  # the answer comes first
+    assert "64x64 (reduced" in md
+    assert "0.700 ± 0.100 (0.600–0.800)" in md  # scratch V Se over seeds
+    assert html.count("data:image/png;base64,") >= 3
+    assert "<details>" in html and "&quot;name&quot;: &quot;synthetic&quot;" in html  # the exact config
+    doc = build(results)
+    assert set(doc.figures) >= {"data_efficiency_spectrogram.png", "learning_curves_spectrogram.png",
+                                "confusion_scratch_spectrogram.png", "confusion_ecg-pretrained_spectrogram.png"}

@@ -1,0 +1,150 @@
+"""End to end: a tiny bench on real mitdb beats, the skipped ImageNet arm, resume after a lost cell, the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgtransfer.store import SegmentStore, write_store
+
+RECORDS = ["106", "119", "208"]  # three patients, each with normal and ventricular beats
+
+
+@pytest.fixture(scope="module")
+def small_store(physionet_root: Path, tmp_path_factory) -> Path:
+    """~90 real beats of three mitdb patients (convert, then a seeded per-record subset)."""
+    from ecgtransfer.convert import convert
+
+    root = tmp_path_factory.mktemp("bench-store")
+    full = convert("mitdb", data=physionet_root, out=root / "full", records=RECORDS, progress=False, jobs=1)
+    rng = np.random.default_rng(0)
+    keep = []
+    for rec in RECORDS:
+        idx = np.flatnonzero(full.record_ids == rec)
+        for c in np.unique(full.labels[idx]):
+            members = idx[full.labels[idx] == c]
+            keep.extend(rng.choice(members, size=min(len(members), 20 if c == 0 else 8), replace=False))
+    keep = np.sort(np.asarray(keep))
+    write_store(root / "small", full.batch(keep), full.labels[keep], record_ids=full.record_ids[keep],
+                patient_ids=full.patient_ids[keep], positions=full.positions[keep], class_names=full.class_names,
+                fs=full.fs, lead_names=full.lead_names, database="mitdb", version="1.0.0", task="beats")
+    return root / "small"
+
+
+CONFIG = """
+[bench]
+name = "tiny"
+seeds = [0]
+fractions = [0.5, 1.0]
+image_size = 32
+epochs = 1
+max_steps = 2
+batch_size = 8
+threads = 1
+target_f1 = 0.05
+arms = ["scratch", "imagenet"]
+
+[task]
+store = "{store}"
+split = "patient"
+val_fraction = 0.3
+test_fraction = 0.3
+
+[train]
+num_workers = 0
+"""
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No cached ImageNet weights and no network for them (as on an offline machine)."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("ECGTRANSFER_WEIGHTS_DIR", raising=False)
+
+    def no_network(url, *a, **k):
+        raise OSError(f"offline (test): {url} unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+
+def test_tiny_bench_end_to_end_and_resume(small_store, tmp_path, offline, capsys):
+    from ecgtransfer.bench import run
+    from ecgtransfer.cli import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(CONFIG.format(store=small_store))
+    out = tmp_path / "out"
+    first = run(cfg, out, progress=False)
+
+    keys = {"scratch__spectrogram__f1__s0", "scratch__spectrogram__f0.5__s0"}
+    assert set(first.computed) == keys and first.reused == [] and first.failed == {}
+    assert "imagenet" in first.skipped and "not available" in first.skipped["imagenet"]
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] is True
+    by_key = {c["key"]: c for c in res["cells"]}
+    assert len(by_key) == 4
+    for k in keys:
+        rec = by_key[k]
+        assert rec["status"] == "done"
+        assert 0.0 <= rec["test"]["macro_f1"] <= 1.0
+        assert set(rec["test"]["per_class"]) == {"N", "S", "V", "F", "Q"}
+        assert rec["throughput"]["train_images_per_s"] > 0 and rec["throughput"]["peak_memory_bytes"] > 0
+        assert rec["history"] and rec["history"][0]["elapsed_s"] > 0
+        assert not (out / rec["run_dir"] / "last.pt").exists()  # checkpoints dropped by default
+    for k in ("imagenet__spectrogram__f1__s0", "imagenet__spectrogram__f0.5__s0"):
+        assert by_key[k]["status"] == "skipped" and "not available" in by_key[k]["reason"]
+    # nested fractions: the 50% cell trained on a subset of the 100% cell's training segments
+    half = np.load(out / by_key["scratch__spectrogram__f0.5__s0"]["run_dir"] / "split.npz")
+    full = np.load(out / by_key["scratch__spectrogram__f1__s0"]["run_dir"] / "split.npz")
+    assert np.isin(half["train"], full["train"]).all() and len(half["train"]) < len(full["train"])
+    assert np.array_equal(half["test"], full["test"]) and np.array_equal(half["val"], full["val"])
+    # no patient in two parts
+    store = SegmentStore(small_store)
+    parts = {p: set(store.patient_ids[full[p]]) for p in ("train", "val", "test")}
+    assert not (parts["train"] & parts["val"]) and not (parts["train"] & parts["test"])
+    # hardware and versions recorded
+    assert res["hardware"]["torch"] and res["hardware"]["device"] == "cpu"
+    assert res["arms"][1]["status"] == "skipped"
+
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for doc in (html, md):
+        assert "Did transfer help?" in doc and "imagenet" in doc and "scratch" in doc
+        assert "SKIPPED" in doc and "not available here" in doc
+        assert "32x32 (reduced" in doc
+    assert "data:image/png;base64," in html and "<img" in html
+    assert (out / "figures").is_dir() and list((out / "figures").glob("*.png"))
+
+    # lose one finished cell (as if the bench died while writing it): only that one is recomputed
+    lost = "scratch__spectrogram__f0.5__s0"
+    kept_before = json.loads((out / "cells" / "scratch__spectrogram__f1__s0.json").read_text())
+    (out / "cells" / f"{lost}.json").unlink()
+    rc = main(["bench", str(cfg), "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "1 cell(s) computed, 1 reused" in printed and "report:" in printed
+    res2 = json.loads((out / "results.json").read_text())
+    assert res2["run"]["computed"] == [lost]
+    assert res2["run"]["reused"] == ["scratch__spectrogram__f1__s0"]
+    by_key2 = {c["key"]: c for c in res2["cells"]}
+    assert by_key2["scratch__spectrogram__f1__s0"]["bench_run_id"] == kept_before["bench_run_id"]
+    assert by_key2[lost]["bench_run_id"] == res2["bench_run_id"] != kept_before["bench_run_id"]
+    assert by_key2[lost]["test"]["macro_f1"] == pytest.approx(by_key[lost]["test"]["macro_f1"])  # CPU: deterministic
+
+
+def test_bench_cli_errors(tmp_path, capsys):
+    from ecgtransfer.cli import main
+
+    assert main(["bench", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(CONFIG.format(store=tmp_path / "no-store"))
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["bench", "--report-only", "--out", str(tmp_path / "empty")]) == 2
+    assert "no results.json" in capsys.readouterr().err
