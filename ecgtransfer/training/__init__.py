@@ -6,17 +6,8 @@ from __future__ import annotations
 
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.engine import TrainResult, fine_tune
+from ecgtransfer.training.evaluation import evaluate, load_run
+from ecgtransfer.training.prediction import predict
 
-__all__ = ["TrainConfig", "TrainResult", "fine_tune", "evaluate", "predict"]
+__all__ = ["TrainConfig", "TrainResult", "fine_tune", "evaluate", "predict", "load_run"]
 
-
-def __getattr__(name: str):
-    if name == "evaluate":
-        from ecgtransfer.training.evaluate import evaluate
-
-        return evaluate
-    if name == "predict":
-        from ecgtransfer.training.predict import predict
-
-        return predict
-    raise AttributeError(f"module 'ecgtransfer.training' has no attribute {name!r}")

@@ -1,0 +1,37 @@
+"""``ecgtransfer evaluate RUN_DIR STORE --split test``: metrics JSON and confusion-matrix PNG of a trained run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help="metrics of a trained run on a store split",
+                              description="Evaluate a trained run on a split of a store: writes eval_<split>.json "
+                                          "and eval_<split>_confusion.png (into RUN_DIR or --out) and prints a summary.")
+    p.add_argument("run_dir", help="run directory of `ecgtransfer train`")
+    p.add_argument("store", help="segment store with the run's classes")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    p.add_argument("--checkpoint", default="best", help="best | last | PATH (default best)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", help="output folder (default RUN_DIR)")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON to stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ecgtransfer.training.evaluation import evaluate
+    from ecgtransfer.training.metrics import metrics_table
+
+    m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
+                 batch_size=args.batch_size, out=args.out)
+    if args.json:
+        sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(f"{args.split}: n = {m['n']}, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+                         f"macro AUROC {m['macro_auroc']:.4f}\n{metrics_table(m)}\n"
+                         f"written: {m['paths']['metrics']}, {m['paths']['confusion']}\n")
+    return 0

@@ -1,0 +1,151 @@
+"""Evaluate a trained run on a store: ``evaluate(run_dir, store, split="test")`` and ``ecgtransfer evaluate``."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecgtransfer._atomic import atomic_write_json
+from ecgtransfer.errors import TrainingError
+from ecgtransfer.store import SegmentStore
+from ecgtransfer.training.checkpoint import load_checkpoint
+from ecgtransfer.training.config import TrainConfig
+from ecgtransfer.training.data import batch_loader, eval_batches
+from ecgtransfer.training.metrics import classification_metrics, plot_confusion_matrix
+from ecgtransfer.training.runtime import amp_dtype, infer, resolve_device, use_channels_last
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for inference.
+
+    Attributes:
+        run_dir: the run directory.
+        config: its :class:`TrainConfig`.
+        model: the ResNet50 in eval mode on ``device``.
+        encoder: the :class:`~ecgtransfer.imaging.ImageEncoder` of the run on ``device``.
+        class_names: the classes, in output order.
+        store_manifest: the training store's manifest (conversion parameters), or ``{}``.
+        store_manifest_hash: hash of the training store's manifest.
+        checkpoint: path of the loaded checkpoint.
+        device, dtype, channels_last: inference settings.
+        class_weights: the loss weights of the run ``[K]``.
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    model: nn.Module
+    encoder: nn.Module
+    class_names: list[str]
+    store_manifest: dict[str, Any]
+    store_manifest_hash: str
+    checkpoint: Path
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+    class_weights: np.ndarray
+
+
+def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None) -> LoadedRun:
+    """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path)."""
+    from ecgtransfer.imaging import ImageEncoder
+    from ecgtransfer.models import ResNet50
+
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.json"
+    if not cfg_file.is_file():
+        raise TrainingError(f"{run_dir} is not a training run directory: no config.json")
+    cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+    path = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.exists() and (run_dir / "last.pt").exists():
+        log.warning("%s has no best.pt; using last.pt", run_dir)
+        path = run_dir / "last.pt"
+    dev = resolve_device(device or cfg.device)
+    ckpt = load_checkpoint(path, map_location="cpu")
+    names = list(ckpt["class_names"])
+    model = ResNet50(len(names), weights=None)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    manifest_file = run_dir / "store_manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    run_file = run_dir / "run.json"
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    channels_last = use_channels_last(cfg.channels_last, dev)
+    model = model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=manifest.get("fs"), **cfg.encoding_params).to(dev)
+    weights = np.asarray(run.get("class_weights") or np.ones(len(names)), dtype=np.float64)
+    return LoadedRun(run_dir=run_dir, config=cfg, model=model, encoder=encoder, class_names=names,
+                     store_manifest=manifest, store_manifest_hash=str(ckpt.get("store_manifest_hash", "")),
+                     checkpoint=path, device=dev, dtype=amp_dtype(cfg.amp, dev), channels_last=channels_last,
+                     class_weights=weights)
+
+
+def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
+    if split == "all":
+        return np.arange(len(store), dtype=np.int64)
+    if split not in ("train", "val", "test"):
+        raise TrainingError(f"split must be train, val, test or all, got {split!r}")
+    saved = run.run_dir / "split.npz"
+    if store.manifest_hash == run.store_manifest_hash and saved.is_file():
+        with np.load(saved) as z:
+            return np.asarray(z[split], dtype=np.int64)
+    if store.manifest_hash != run.store_manifest_hash:
+        log.warning("store %s is not the store %s was trained on; its %r split is computed afresh with the run's "
+                    "split settings (%s)", store.path, run.run_dir, split, run.config.split)
+    from ecgtransfer.training.engine import make_split
+
+    return make_split(store, run.config)[split]
+
+
+def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike, split: str = "test", *,
+             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
+             out: str | os.PathLike | None = None, num_workers: int = 0) -> dict[str, Any]:
+    """Metrics of a trained run on a split of a store; writes ``eval_<split>.json`` and a confusion-matrix PNG.
+
+    Args:
+        run_dir: a run directory of :func:`~ecgtransfer.training.fine_tune`.
+        store: a segment store with the same classes (usually the training store).
+        split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``. On the training store, the run's saved indices
+            (``split.npz``); on another store, the run's split method applied to that store (or ``all``).
+        checkpoint: ``"best"``, ``"last"`` or a checkpoint path.
+        out: output folder (default ``run_dir``).
+
+    Returns:
+        the metrics dict (see :func:`~ecgtransfer.training.metrics.classification_metrics`) plus ``"split"``,
+        ``"checkpoint"``, ``"store"``, ``"paths"``.
+    """
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    store = store if isinstance(store, SegmentStore) else SegmentStore(store)
+    if store.class_names != run.class_names:
+        raise TrainingError(f"store {store.path} has classes {store.class_names}, the run {run.run_dir} was trained on "
+                            f"{run.class_names}")
+    idx = _indices(run, store, split)
+    if idx.size == 0:
+        raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
+                            "(try --split val or --split all)")
+    bs = batch_size or run.config.eval_batch_size or 2 * run.config.batch_size
+    loader = batch_loader(store, eval_batches(idx, bs), num_workers=num_workers)
+    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
+    res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
+                weight=weight)
+    m = classification_metrics(res["labels"], res["probs"], run.class_names,
+                               loss=res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan"))
+    out_dir = Path(out) if out is not None else run.run_dir
+    paths = {"metrics": out_dir / f"eval_{split}.json", "confusion": out_dir / f"eval_{split}_confusion.png"}
+    m.update({"split": split, "checkpoint": str(run.checkpoint), "store": str(store.path),
+              "store_manifest_hash": store.manifest_hash,
+              "paths": {k: str(v) for k, v in paths.items()}})
+    atomic_write_json(paths["metrics"], m)
+    plot_confusion_matrix(m, paths["confusion"], title=f"{split} ({run.checkpoint.name})")
+    return m
