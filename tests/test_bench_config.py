@@ -208,3 +208,19 @@ def test_cell_store_roundtrip_and_resume_rules(tmp_path):
     with pytest.raises(ValueError):
         store.save(Cell("scratch", "spectrogram", 1.0, 0), rec)
     assert not list(store.dir.glob("*.tmp"))
+
+
+def test_cap_evaluation_keeps_class_shares():
+    from ecgtransfer.bench.fractions import cap_evaluation
+
+    train, labels, patients = _toy()
+    idx = np.arange(len(labels))
+    capped = cap_evaluation(idx, labels, 200, seed=0)
+    assert len(capped) <= 200 + 4 and np.all(np.diff(capped) > 0)
+    for c in np.unique(labels):
+        share_full = np.mean(labels == c)
+        share_cap = np.mean(labels[capped] == c)
+        assert abs(share_full - share_cap) < 0.02 or int((labels[capped] == c).sum()) == 1
+    assert np.array_equal(capped, cap_evaluation(idx, labels, 200, seed=0))
+    assert np.array_equal(cap_evaluation(idx, labels, None), idx)
+    assert np.array_equal(cap_evaluation(idx, labels, 10_000), idx)

@@ -148,3 +148,48 @@ def test_bench_cli_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["bench", "--report-only", "--out", str(tmp_path / "empty")]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def source_store(physionet_root: Path, tmp_path_factory) -> Path:
+    """A few real challenge-2017 rhythm windows (N, A, O, ~): the source task of the ecg-pretrained arm."""
+    from ecgtransfer.convert import convert
+
+    root = tmp_path_factory.mktemp("bench-source")
+    recs = sorted(p.stem for p in (physionet_root / "challenge-2017" / "1.0.0" / "training2017").glob("*.hea"))[:24]
+    convert("challenge-2017", data=physionet_root, out=root / "src", records=recs, progress=False, jobs=1)
+    return root / "src"
+
+
+def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, tmp_path):
+    from ecgtransfer.bench import run
+    from ecgtransfer.bench.config import config_from_dict
+
+    cfg = config_from_dict({
+        "bench": {"name": "ecg", "seeds": [0], "fractions": [1.0], "image_size": 32, "epochs": 1, "max_steps": 2,
+                  "batch_size": 8, "threads": 1},
+        "task": {"store": str(small_store), "val_fraction": 0.3, "test_fraction": 0.3},
+        "arms": ["scratch", "ecg-pretrained"],
+        "source": {"store": str(source_store), "epochs": 1, "max_steps": 2},
+        "train": {"num_workers": 0},
+    })
+    out = tmp_path / "out"
+    res = run(cfg, out, progress=False)
+    assert res.failed == {} and res.skipped == {}
+    assert sorted(res.computed) == ["ecg-pretrained__spectrogram__f1__s0", "scratch__spectrogram__f1__s0"]
+    marker = out / "source" / "spectrogram" / "source.json"
+    info = json.loads(marker.read_text())
+    assert Path(info["checkpoint"]).is_file() and info["class_names"] == ["N", "A", "O", "~"]
+    cell = next(c for c in res.results["cells"] if c["cell"]["arm"] == "ecg-pretrained")
+    # the backbone came from the source checkpoint; the 4-class head was re-initialised for 5 classes
+    assert cell["init"].startswith("ecg source model") and info["checkpoint"] in cell["init"]
+    assert cell["load_report"] and "reinit" in cell["load_report"].lower()
+    assert res.results["summary"]["ecg-pretrained"]["spectrogram"]["100%"]["diff_vs_baseline"]["n"] == 1
+    md = (out / "report.md").read_text()
+    assert "Source models" in md and "ecg-pretrained vs scratch" in md
+    # a re-run after losing the ecg cell reuses the source model instead of training it again
+    mtime = marker.stat().st_mtime_ns
+    (out / "cells" / "ecg-pretrained__spectrogram__f1__s0.json").unlink()
+    again = run(cfg, out, progress=False)
+    assert again.computed == ["ecg-pretrained__spectrogram__f1__s0"]
+    assert marker.stat().st_mtime_ns == mtime

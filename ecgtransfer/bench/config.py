@@ -118,6 +118,9 @@ class TaskConfig:
         val_fraction, test_fraction: shares of patients for validation and test (``patient`` split).
         n_folds, fold: for ``kfold``.
         eval_split: the split whose metrics the report's tables use (``test``; ``val`` when there is no test).
+        max_val_segments, max_test_segments: cap the validation / test split at about this many segments,
+            drawn per class in proportion (seeded by ``split_seed``; the same subset for every cell), to fit a
+            CPU budget; ``None`` (default) evaluates on the whole split. The report states any cap.
     """
 
     store: str
@@ -128,6 +131,8 @@ class TaskConfig:
     n_folds: int = 5
     fold: int = 0
     eval_split: str = "test"
+    max_val_segments: int | None = None
+    max_test_segments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -392,6 +397,8 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
         raise _err(where, f"target_f1 must be in (0, 1], found {cfg.target_f1}")
     if cfg.task.split not in SPLITS:
         raise _err(where, f"task.split must be one of {SPLITS}, found {cfg.task.split!r}")
+    pos_int("task.max_val_segments", cfg.task.max_val_segments, allow_none=True)
+    pos_int("task.max_test_segments", cfg.task.max_test_segments, allow_none=True)
     if cfg.task.eval_split not in ("test", "val"):
         raise _err(where, f"task.eval_split must be 'test' or 'val', found {cfg.task.eval_split!r}")
     names = [a.name for a in cfg.arms]

@@ -73,3 +73,24 @@ def subsample(train: np.ndarray, labels: np.ndarray, patient_ids: np.ndarray, fr
         chosen = uniq[order[:_keep(uniq.size, fraction)]]
         return np.sort(train[np.isin(pats, chosen)])
     raise ConfigError(f"fraction mode must be 'per-class' or 'per-patient', found {mode!r}")
+
+
+def cap_evaluation(indices: np.ndarray, labels: np.ndarray, max_segments: int | None, *, seed: int = 0
+                   ) -> np.ndarray:
+    """At most about ``max_segments`` of an evaluation split, keeping each class's share (for CPU budgets).
+
+    Each class keeps ``max(1, floor(max_segments * n_class / n))`` of its segments, drawn at random (seeded):
+    the class proportions, hence positive predictivity (+P), stay those of the full split. The same
+    subset is used by every cell. ``None`` or a split no larger than the cap returns ``indices`` (sorted).
+    """
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    if max_segments is None or indices.size <= max_segments:
+        return indices
+    rng = np.random.default_rng([_SALT, 0xE7A1, int(seed)])
+    lab = np.asarray(labels)[indices]
+    kept = []
+    for c in np.unique(lab):
+        members = indices[lab == c]
+        k = max(1, int(max_segments * members.size // indices.size))
+        kept.append(members[rng.permutation(members.size)[:k]])
+    return np.sort(np.concatenate(kept))

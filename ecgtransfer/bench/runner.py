@@ -41,7 +41,7 @@ from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.bench.aggregate import baseline_arm, summarise
 from ecgtransfer.bench.cells import CellStore
 from ecgtransfer.bench.config import ArmConfig, BenchConfig, load_config
-from ecgtransfer.bench.fractions import subsample
+from ecgtransfer.bench.fractions import cap_evaluation, subsample
 from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
 from ecgtransfer.bench.report import write_reports
@@ -96,6 +96,9 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
     s = split_fn(store, method=t.split, seed=t.split_seed, val_fraction=t.val_fraction,
                  test_fraction=t.test_fraction, n_folds=t.n_folds, fold=t.fold)
     parts = {p: np.asarray(getattr(s, p), dtype=np.int64) for p in ("train", "val", "test")}
+    full_sizes = {p: int(len(idx)) for p, idx in parts.items()}
+    parts["val"] = cap_evaluation(parts["val"], store.labels, t.max_val_segments, seed=t.split_seed)
+    parts["test"] = cap_evaluation(parts["test"], store.labels, t.max_test_segments, seed=t.split_seed + 1)
     pats = {p: sorted({str(x) for x in store.patient_ids[idx]}) for p, idx in parts.items()}
     info: dict[str, Any] = {
         "method": t.split, "seed": t.split_seed,
@@ -105,7 +108,14 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
         "class_counts": {p: {c: int((store.labels[idx] == i).sum()) for i, c in enumerate(store.class_names)}
                          for p, idx in parts.items()},
         "notes": [],
+        "full_sizes": full_sizes,
     }
+    for p in ("val", "test"):
+        if len(parts[p]) < full_sizes[p]:
+            info["notes"].append(
+                f"The {p} split is capped at {len(parts[p])} of its {full_sizes[p]} segments (drawn per class in "
+                f"proportion, seeded, the same for every cell) to fit the time budget; class shares and hence +P "
+                "are those of the full split, but the intervals of rare classes are wider.")
     if t.split == "patient":
         info["notes"].append(
             f"Patient-wise split within the store's records (val {t.val_fraction:g}, test {t.test_fraction:g} "
