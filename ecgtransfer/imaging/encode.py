@@ -31,9 +31,8 @@ import torch
 from torch import nn
 
 from ecgtransfer.errors import ConfigError, SignalError
-from ecgtransfer.imaging._tensor import as_signal, check_finite, is_int
-from ecgtransfer.imaging.colour import (apply_colormap, colormap_lut, colormap_table, imagenet_stats,
-                                        minmax_scale)
+from ecgtransfer.imaging._tensor import as_signal, check_finite, empty, is_int
+from ecgtransfer.imaging.colour import colormap_lut, colormap_table, imagenet_stats
 from ecgtransfer.imaging.gramian import gramian_angular_field
 from ecgtransfer.imaging.recurrence import recurrence_plot
 from ecgtransfer.imaging.resample import resample, resize_image
@@ -57,7 +56,7 @@ _RENDER_KEYS = {
 
 def _render(x: torch.Tensor, encoding: str, size: int, fs: float | None, params: Mapping[str, Any],
             window: torch.Tensor | None = None) -> torch.Tensor:
-    """One gray image per series: ``[N, L] -> [N, size, size]`` in ``[0, 1]``."""
+    """One image per series, not yet scaled: ``[N, L] -> [N, size, size]``."""
     unknown = set(params) - _RENDER_KEYS[encoding]
     if unknown:
         raise ConfigError(f"encode: unknown parameter(s) {sorted(unknown)} for encoding {encoding!r}; "
@@ -91,7 +90,7 @@ def _render(x: torch.Tensor, encoding: str, size: int, fs: float | None, params:
         padtype = p.pop("padtype", "line")
         xr = resample(x, size, padtype=padtype)
         img = gramian_angular_field(xr, "summation" if encoding == "gasf" else "difference", image_size=size, **p)
-    return minmax_scale(img)
+    return img
 
 
 def _split_stack_params(channels: Sequence[str], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -164,36 +163,110 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
     else:
         series = x
     B = x.shape[0]
-    flat_input = (series.amax(dim=-1) == series.amin(dim=-1))  # [N]: flat-line series give zero images
+    flat_input = series.amax(dim=-1) == series.amin(dim=-1)  # [N]: flat-line series give zero images
 
     if encoding == "stack":
         if len(channels) != 3 or any(c not in _RENDER_KEYS for c in channels):
             raise ConfigError(f"encode: channels must be three of {list(_RENDER_KEYS)}, got {list(channels)}")
-        per = _split_stack_params(channels, params)
-        gray = torch.stack([_render(series, c, size, fs, per[c], window) for c in channels], dim=1)  # [N, 3, S, S]
-        gray = gray * (~flat_input).to(gray.dtype)[:, None, None, None]
         if lead == "stack" and x.ndim == 3:
             raise ConfigError("encode: encoding='stack' (three encodings) and lead='stack' (leads as channels) "
                               "cannot be combined; choose one lead")
-        img = gray
+        per = _split_stack_params(channels, params)
+        sources = [_render(series, c, size, fs, per[c], window) for c in channels]
+        n_out = 3
     else:
-        gray = _render(series, encoding, size, fs, params, window)  # [N, S, S]
-        gray = gray * (~flat_input).to(gray.dtype)[:, None, None]
+        sources = [_render(series, encoding, size, fs, params, window)]
         if lead == "stack" and x.ndim == 3:
             if colour != "gray":
                 raise ConfigError("encode: lead='stack' puts one gray image per lead in each channel; "
                                   "colour must be 'gray'")
-            img = gray.reshape(B, x.shape[1], size, size)
-        elif colour == "colormap":
-            table = lut if lut is not None else colormap_lut(cmap, gray.device, gray.dtype)
-            img = apply_colormap(gray, table.to(gray.dtype))
+            n_out = x.shape[1]
         else:
-            img = gray[:, None].expand(B, 3, size, size)
+            n_out = 3
     if normalize:
-        if mean is None or std is None or mean.shape[0] != img.shape[1]:
-            mean, std = imagenet_stats(img.shape[1], img.device, img.dtype)
-        img = (img - mean.to(img.dtype)) / std.to(img.dtype)
-    return img.contiguous()
+        if mean is None or std is None or mean.shape[0] != n_out:
+            mean, std = imagenet_stats(n_out, series.device, series.dtype)
+        mean, std = mean.to(series.dtype).reshape(-1), std.to(series.dtype).reshape(-1)
+    else:
+        mean = std = None
+    if colour == "colormap" and encoding != "stack":
+        table = lut if lut is not None else colormap_lut(cmap, series.device, series.dtype)
+        return _colormap(sources[0], flat_input, table.to(series.dtype), mean, std)
+    if lead == "stack" and x.ndim == 3:  # image i of the flattened [B * C] batch belongs to lead i % C
+        if mean is not None:
+            which = torch.arange(series.shape[0], device=series.device) % n_out
+            mean, std = mean[which], std[which]
+        return _scale(sources[0], flat_input, mean, std).reshape(B, n_out, size, size)
+    return _compose(sources, flat_input, mean, std)
+
+
+def _scale_terms(img: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image ``lo`` and ``inv = 1 / (max - min)`` (0 for flat inputs and images without range): ``[N]``."""
+    v = img.reshape(img.shape[0], -1)
+    lo, hi = v.amin(dim=-1), v.amax(dim=-1)
+    rng = hi - lo
+    dead = flat | (rng <= 64 * torch.finfo(img.dtype).eps * torch.maximum(hi.abs(), lo.abs())) | (rng == 0)
+    inv = torch.where(dead, torch.zeros_like(rng), 1.0 / torch.where(dead, torch.ones_like(rng), rng))
+    return lo, inv
+
+
+def _scale(src: torch.Tensor, flat: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """Min-max scale images ``[N, S, S]`` to [0, 1], then ``(v - mean[i]) / std[i]`` (``[N]``) if given.
+
+    Normalised, both steps fold into one multiply-add per pixel, ``v * a + b``; without normalisation the
+    result is ``clamp((v - lo) * inv, 0, 1)``, exactly 0 at the minimum.
+    """
+    lo, inv = _scale_terms(src, flat)
+    if out is None:
+        out = empty(tuple(src.shape), src.dtype, src.device)
+    if mean is None:
+        return torch.sub(src, lo[:, None, None], out=out).mul_(inv[:, None, None]).clamp_(0, 1)
+    a = inv / std
+    b = (-lo * inv) / std - mean / std
+    return torch.mul(src, a[:, None, None], out=out).add_(b[:, None, None])
+
+
+def _compose(sources: list[torch.Tensor], flat: torch.Tensor, mean: torch.Tensor | None,
+             std: torch.Tensor | None) -> torch.Tensor:
+    """Three channels ``[N, 3, S, S]`` from one gray source (replicated) or three sources (R, G, B).
+
+    Each output channel is written once (one multiply-add per pixel); ``mean``/``std`` are ``[3]`` or None.
+    """
+    n, s1, s2 = sources[0].shape
+    dtype, device = sources[0].dtype, sources[0].device
+    out = empty((n, 3, s1, s2), dtype, device)
+    if len(sources) == 1:
+        lo, inv = _scale_terms(sources[0], flat)
+        if mean is None:
+            gray = _scale(sources[0], flat, None, None)
+            out.copy_(gray[:, None].expand(n, 3, s1, s2))
+            return out
+        a = inv[:, None] / std[None, :]  # [N, 3]
+        b = (-lo * inv)[:, None] / std[None, :] - (mean / std)[None, :]
+        torch.mul(sources[0].reshape(n, 1, s1 * s2), a[:, :, None], out=out.view(n, 3, s1 * s2)).add_(b[:, :, None])
+        return out
+    for c, src in enumerate(sources):
+        m = None if mean is None else mean[c].expand(n)
+        sd = None if std is None else std[c].expand(n)
+        _scale(src, flat, m, sd, out=out[:, c])
+    return out
+
+
+def _colormap(src: torch.Tensor, flat: torch.Tensor, table: torch.Tensor, mean: torch.Tensor | None,
+              std: torch.Tensor | None) -> torch.Tensor:
+    """``[N, S, S]`` -> ``[N, 3, S, S]`` through a colormap table (normalised first when ``mean`` is given)."""
+    lo, inv = _scale_terms(src, flat)
+    v01 = (src - lo[:, None, None]).mul_(inv[:, None, None]).clamp_(0, 1)
+    k = table.shape[0]
+    idx = v01.mul_(k).floor_().clamp_(0, k - 1).long()
+    if mean is not None:
+        table = (table - mean[None, :]) / std[None, :]
+    n, s1, s2 = src.shape
+    out = empty((n, 3, s1, s2), src.dtype, src.device)
+    for c in range(3):
+        torch.take(table[:, c].contiguous(), idx, out=out[:, c])
+    return out
 
 
 class ImageEncoder(nn.Module):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ecgtransfer.errors import ConfigError, SignalError
-from ecgtransfer.imaging._tensor import as_signal, cached, flatten_series, is_number, resolve_size
+from ecgtransfer.imaging._tensor import as_signal, cached, empty, flatten_series, is_number, resolve_size
 
 METHODS = {"summation": "summation", "s": "summation", "difference": "difference", "d": "difference"}
 
@@ -109,8 +109,8 @@ def gramian_angular_field(x: Any, method: str = "summation", *, image_size: int 
         cos = v * scale + (lo - vmin * scale)
     sin = (1.0 - cos.square()).clamp_(0.0, 1.0).sqrt_()
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    if METHODS[method] == "summation":
-        out = cos[:, :, None] * cos[:, None, :] - sin[:, :, None] * sin[:, None, :]
-    else:
-        out = sin[:, :, None] * cos[:, None, :] - cos[:, :, None] * sin[:, None, :]
+    # one batched GEMM with k = 2 writes the image once: [cos, sin] @ [cos, -sin]^T or [sin, cos] @ [cos, -sin]^T
+    right = torch.stack([cos, -sin], dim=-1).transpose(1, 2)  # [N, 2, S]
+    left = torch.stack([cos, sin] if METHODS[method] == "summation" else [sin, cos], dim=-1)  # [N, S, 2]
+    out = torch.bmm(left, right, out=empty((left.shape[0], size, size), x.dtype, x.device))
     return out.reshape(*lead, size, size)

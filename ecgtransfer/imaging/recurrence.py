@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.imaging._tensor import as_signal, flatten_series, is_number, resolve_size
+from ecgtransfer.imaging._tensor import as_signal, empty, flatten_series, is_number, resolve_size
 
 _CDIST_FROM_DIMENSION = 9  # from this embedding dimension on, one cdist beats a loop of broadcast differences
 
@@ -42,16 +42,20 @@ def _check(L: int, dimension: Any, time_delay: Any, threshold: Any, percentage: 
 def distance_matrix(x: torch.Tensor, dimension: int, time_delay: int) -> torch.Tensor:
     """Pairwise Euclidean distances of the delay-embedded trajectories, ``[N, L] -> [N, n, n]``."""
     n = trajectory_count(x.shape[-1], dimension, time_delay)
+    N = x.shape[0]
     if dimension == 1:
-        return (x[:, :, None] - x[:, None, :]).abs_()
+        return torch.sub(x[:, :, None], x[:, None, :], out=empty((N, n, n), x.dtype, x.device)).abs_()
     if dimension >= _CDIST_FROM_DIMENSION:
         traj = x.unfold(-1, (dimension - 1) * time_delay + 1, 1)[..., ::time_delay]  # [N, n, m]
         return torch.cdist(traj, traj, compute_mode="donot_use_mm_for_euclid_dist")
-    acc = None
+    acc = empty((N, n, n), x.dtype, x.device)
+    diff = empty((N, n, n), x.dtype, x.device)
     for k in range(dimension):
         seg = x[:, k * time_delay:k * time_delay + n]
-        diff = seg[:, :, None] - seg[:, None, :]
-        acc = diff.square_() if acc is None else acc.addcmul_(diff, diff)
+        if k == 0:
+            torch.sub(seg[:, :, None], seg[:, None, :], out=acc).square_()
+        else:
+            acc.addcmul_(torch.sub(seg[:, :, None], seg[:, None, :], out=diff), diff)
     return acc.sqrt_()
 
 
@@ -103,5 +107,5 @@ def recurrence_plot(x: Any, dimension: int | float = 1, time_delay: int | float 
             eps = (float(percentage) / 100.0) * dist.amax(dim=(-2, -1), keepdim=True)
         else:
             eps = float(threshold)
-        out = (dist < eps).to(dist.dtype)
+        out = torch.lt(dist, eps, out=dist)  # 1.0 where closer than eps, in place
     return out.reshape(*lead, n, n)
