@@ -86,6 +86,8 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
             [(r["time_to_target"]["epoch"], r["time_to_target"]["seconds"]) if r.get("time_to_target") else None
              for r in rows])
         entry["images_per_s"] = mean_ci((r.get("throughput") or {}).get("train_images_per_s") for r in rows).to_dict()
+        entry["eval_images_per_s"] = mean_ci((r.get("throughput") or {}).get("eval_images_per_s")
+                                             for r in rows).to_dict()
         mems = [(r.get("throughput") or {}).get("peak_memory_bytes") for r in rows]
         mems = [m for m in mems if m is not None]
         entry["peak_memory_bytes"] = max(mems) if mems else None

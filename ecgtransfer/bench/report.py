@@ -349,9 +349,14 @@ def build(results: Mapping[str, Any]) -> _Doc:
     for a in results.get("arms", []):
         for enc, per in (summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
-                rows.append([a["name"], enc, flabel, fmt_summary(e["images_per_s"], 1), _bytes(e["peak_memory_bytes"]),
+                rows.append([a["name"], enc, flabel, fmt_summary(e["images_per_s"], 1),
+                             fmt_summary(e.get("eval_images_per_s"), 1), _bytes(e["peak_memory_bytes"]),
                              fmt_summary(e["wall_s"], 1)])
-    doc.table(["arm", "encoding", "fraction", "train images/s", "peak memory", "wall s per cell"], rows)
+    doc.table(["arm", "encoding", "fraction", "train images/s", "eval images/s", "peak memory",
+               "wall s per cell"], rows)
+    kind = "CUDA max_memory_allocated" if str(results["hardware"].get("device", "")).startswith("cuda") else \
+        "the process's peak resident set size (whole bench process, so it only grows)"
+    doc.p(f"Images/s include rendering the images on the training device; peak memory is {kind}.")
     hw = results["hardware"]
     doc.table(["key", "value"], [[k, hw[k]] for k in sorted(hw)])
     if results.get("source_models"):

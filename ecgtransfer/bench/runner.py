@@ -183,7 +183,9 @@ def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, 
     seconds = sum(float(h.get("epoch_time_s") or 0.0) for h in history)
     eval_s = sum(float(h.get("eval_time_s") or 0.0) for h in history)
     mems = [h.get("peak_memory_mb") for h in history if h.get("peak_memory_mb") is not None]
+    val_images = sum(int((h.get("val") or {}).get("n") or 0) for h in history)
     return {
+        "eval_images_per_s": val_images / eval_s if eval_s > 0 else None,
         "train_images": images,
         "train_seconds": seconds,
         "eval_seconds": eval_s,
