@@ -23,24 +23,33 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def learning_curves_png(curves: Mapping[tuple[str, str, float], Mapping[str, list]], *, fraction: float,
-                        encoding: str, target: float | None = None, ylabel: str = "validation macro-F1") -> bytes:
-    """Validation macro-F1 per epoch, one line per arm (mean over seeds, band = min..max over seeds)."""
+def learning_curves_png(curves: Mapping[tuple[str, str, float], Mapping[str, list]], *,
+                        fractions: Sequence[float], encoding: str, target: float | None = None,
+                        ylabel: str = "validation macro-F1") -> bytes:
+    """Validation macro-F1 per epoch, one panel per fraction, one line per arm (mean over seeds, band = min..max)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for (arm, enc, frac), c in sorted(curves.items()):
-        if enc != encoding or frac != fraction:
-            continue
-        line, = ax.plot(c["epoch"], c["mean"], marker="o", label=arm)
-        if len(c["epoch"]) and any(lo != hi for lo, hi in zip(c["min"], c["max"])):
-            ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.2)
-    if target is not None:
-        ax.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"Learning curves ({encoding}, {fraction * 100:.3g}% of training data)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    fractions = sorted(fractions)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.4), sharey=True, squeeze=False)
+    arms = sorted({k[0] for k in curves})
+    colours = {a: f"C{i}" for i, a in enumerate(arms)}
+    for ax, fraction in zip(axes[0], fractions):
+        for (arm, enc, frac), c in sorted(curves.items()):
+            if enc != encoding or frac != fraction:
+                continue
+            ax.plot(c["epoch"], c["mean"], marker="o", label=arm, color=colours[arm])
+            if len(c["epoch"]) and any(lo != hi for lo, hi in zip(c["min"], c["max"])):
+                ax.fill_between(c["epoch"], c["min"], c["max"], color=colours[arm], alpha=0.2)
+        if target is not None:
+            ax.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{fraction * 100:.3g}% of training data", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"Learning curves ({encoding}): mean over seeds, band = min..max", fontsize=10)
     return _png(fig)
 
 
