@@ -432,6 +432,9 @@ class _Bench:
     def results(self) -> dict[str, Any]:
         cfg, store = self.cfg, self.store
         records = [self.records[c.key] for c in self.grid if c.key in self.records]
+        for r in records:  # records of older runs may hold the full LoadReport repr
+            if isinstance(r.get("load_report"), str):
+                r["load_report"] = compact_load_report(r["load_report"])
         done = sum(1 for r in records if r["status"] == "done")
         skipped_cells = sum(1 for r in records if r["status"] == "skipped")
         arms = []
@@ -486,9 +489,32 @@ def _load_report(run_dir: Path) -> str | None:
     import json
 
     try:
-        return json.loads((run_dir / "run.json").read_text()).get("load_report")
+        return compact_load_report(json.loads((run_dir / "run.json").read_text()).get("load_report"))
     except (OSError, ValueError):
         return None
+
+
+def compact_load_report(text: str | None) -> str | None:
+    """One line from a model's ``LoadReport`` repr: source, how many tensors loaded, which re-initialised."""
+    import re
+
+    if not text or len(text) < 300:
+        return text
+
+    def items(name: str) -> list[str]:
+        m = re.search(rf"\b{name}=\[(.*?)\]", text)
+        return re.findall(r"'([^']*)'", m.group(1)) if m else []
+
+    src = re.search(r"source='([^']*)'", text)
+    shapes = {k: (re.search(rf"{k}=(\([^)]*\)|None)", text) or [None, "?"])[1]
+              for k in ("source_head_shape", "model_head_shape")}
+    parts = [f"source {src.group(1) if src else '?'}", f"{len(items('loaded'))} tensors loaded"]
+    for name in ("reinitialised", "adapted", "unexpected", "missing"):
+        got = items(name)
+        if got:
+            parts.append(f"{name}: {', '.join(got)}")
+    parts.append(f"head {shapes['source_head_shape']} -> {shapes['model_head_shape']}")
+    return "; ".join(parts)
 
 
 def _imagenet_unavailable(init: str) -> str | None:
