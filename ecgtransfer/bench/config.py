@@ -226,7 +226,7 @@ class BenchConfig:
         """``path`` as given, or relative to the config file's directory."""
         p = Path(os.path.expanduser(path))
         if not p.is_absolute() and self.config_dir is not None:
-            p = Path(self.config_dir) / p
+            p = Path(os.path.normpath(Path(self.config_dir) / p))
         return p
 
     @property
