@@ -14,6 +14,9 @@ On a CUDA device it also times one ResNet50 training step (SGD, batch ``--batch`
 rendering time as a fraction of it.
 
     .venv/bin/python benchmarks/imaging.py --threads 2 --out benchmarks/results/imaging-cpu.json
+
+OpenMP threads wait passively by default here (``--omp-wait-policy``): on a shared CPU, spinning idle threads
+starve the working ones, and torch's kernels suffer far more from that than one-sample-at-a-time numpy code.
 """
 from __future__ import annotations
 
@@ -67,9 +70,15 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "imaging-cpu.json"))
+    ap.add_argument("--omp-wait-policy", default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+                    choices=["PASSIVE", "ACTIVE"],
+                    help="OpenMP idle threads sleep (PASSIVE, default) or spin (ACTIVE). On a CPU shared with other "
+                         "work, spinning threads starve the working ones: torch with 2 threads ran 5-15x slower "
+                         "under ACTIVE on a 2-core machine at load 6 (both paths run under the same policy)")
     args = ap.parse_args()
     os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # read when libgomp starts, i.e. at torch's import
 
     import numpy as np
     import scipy.signal as ss
@@ -164,7 +173,7 @@ def main() -> int:
                   f"({step_rate:.1f} img/s)")
 
     result = {
-        "benchmark": "imaging", "threads": args.threads, "n_beats": len(beats), "beat_length": L, "fs": fs,
+        "benchmark": "imaging", "threads": args.threads, "omp_wait_policy": args.omp_wait_policy, "n_beats": len(beats), "beat_length": L, "fs": fs,
         "size": S, "batch": args.batch, "repeats": args.repeats, "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),

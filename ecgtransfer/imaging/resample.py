@@ -70,11 +70,16 @@ def resample(x: torch.Tensor, n_out: int, *, padtype: str = "line") -> torch.Ten
 
 
 def resize_image(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Resize images ``[..., H, W] -> [..., h, w]`` with antialiased bilinear interpolation."""
+    """Resize images ``[..., H, W] -> [..., h, w]`` with antialiased bilinear interpolation.
+
+    When neither side shrinks the antialiasing filter is the plain bilinear one, so the faster
+    non-antialiased kernel is used (same values to float32 rounding).
+    """
     h, w = (size, size) if isinstance(size, int) else size
     if tuple(img.shape[-2:]) == (h, w):
         return img
     lead = img.shape[:-2]
     flat = img.reshape(-1, 1, *img.shape[-2:])
-    out = F.interpolate(flat, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    shrinks = h < img.shape[-2] or w < img.shape[-1]
+    out = F.interpolate(flat, size=(h, w), mode="bilinear", align_corners=False, antialias=shrinks)
     return out.reshape(*lead, h, w)
