@@ -5,7 +5,8 @@ mirror) and end with the same thing: float32 [N, 3, 224, 224] ImageNet-normalise
 scaled, gray replicated to three channels.
 
 (a) ecgtransfer: ``encode(x, encoding, 224, fs=360)`` on batches of ``--batch`` beats.
-(b) today, per sample: pyts ``RecurrencePlot`` / ``GramianAngularField`` (image_size = min(224, L), PAA) or
+(b) today, per sample: pyts ``RecurrencePlot`` / ``GramianAngularField`` / ``MarkovTransitionField``
+    (image_size = min(224, L), PAA) or
     ``scipy.signal.spectrogram``, then PIL bilinear resize to 224 x 224 where needed, min-max, three channels,
     ImageNet normalisation, ``torch.from_numpy``; (b') the same with pyts called once on the whole batch
     (numba-parallel) and per-image resizing.
@@ -84,7 +85,7 @@ def main() -> int:
     import scipy.signal as ss
     import torch
     from PIL import Image
-    from pyts.image import GramianAngularField, RecurrencePlot
+    from pyts.image import GramianAngularField, MarkovTransitionField, RecurrencePlot
 
     from ecgtransfer.imaging import encode
 
@@ -109,6 +110,7 @@ def main() -> int:
         "recurrence": lambda b: RecurrencePlot().transform(b),
         "gasf": lambda b: GramianAngularField(image_size=gaf_size, method="summation").transform(b),
         "gadf": lambda b: GramianAngularField(image_size=gaf_size, method="difference").transform(b),
+        "mtf": lambda b: MarkovTransitionField(image_size=gaf_size, n_bins=8).transform(b),
         "spectrogram": lambda b: np.stack([10 * np.log10(np.maximum(ss.spectrogram(
             s, fs, window="hann", nperseg=64, noverlap=60, nfft=256, mode="psd")[2][1:36], 1e-10))[::-1]
             for s in b]),
@@ -129,7 +131,7 @@ def main() -> int:
         return outs[-1]
 
     rows = []
-    for enc in ["spectrogram", "recurrence", "gasf", "gadf"]:
+    for enc in ["spectrogram", "recurrence", "gasf", "gadf", "mtf"]:
         r_ours = best_rate(lambda: ours(enc), len(beats), args.repeats)
         r_ps = best_rate(lambda: baseline_per_sample(enc), len(beats), args.repeats)
         r_b = best_rate(lambda: baseline_batched(enc), len(beats), args.repeats)
@@ -163,7 +165,7 @@ def main() -> int:
         step_rate = best_rate(step, args.batch, 10)
         gpu = {"device": torch.cuda.get_device_name(), "resnet50_train_step_img_s": round(step_rate, 1),
                "batch": args.batch, "encodings": {}}
-        for enc in ["spectrogram", "recurrence", "gasf", "gadf", "stack"]:
+        for enc in ["spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack"]:
             def render() -> None:
                 encode(xb, enc, S, fs=fs)
                 torch.cuda.synchronize()

@@ -12,7 +12,8 @@ import scipy.signal as ss
 import torch
 
 from ecgtransfer.errors import ConfigError, SignalError
-from ecgtransfer.imaging import gramian_angular_field, paa, recurrence_plot, spectrogram, spectrogram_frequencies
+from ecgtransfer.imaging import (gramian_angular_field, markov_transition_field, paa, recurrence_plot, spectrogram,
+                                 spectrogram_frequencies)
 
 if "numba" not in sys.modules:
     # pyts compiles its numba kernels eagerly at import (about a minute on two busy cores); as an oracle on
@@ -149,6 +150,34 @@ def test_paa_equals_pyts(random_series: np.ndarray) -> None:
         ref = PiecewiseAggregateApproximation(window_size=None, output_size=out, overlapping=ov).transform(random_series)
         np.testing.assert_allclose(paa(torch.from_numpy(random_series), out, overlapping=ov).numpy(), ref,
                                    rtol=1e-6, atol=1e-6)
+
+
+# -- Markov transition fields ----------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Some quantiles are equal")
+@pytest.mark.parametrize("source", ["random_series", "ecg_series"])
+def test_markov_transition_field_equals_pyts(request, source: str) -> None:
+    x = _inputs(request, source)
+    if source == "random_series":
+        x = np.concatenate([x, np.round(x[:2] * 2) / 2])  # values on bin edges and repeated quantiles
+    # real ECG is quantised (5 uV steps for mitdb): ties at the quantile edges are the rule there
+    for size, n_bins, strategy, overlapping in itertools.product([1.0, 20, 0.5], [2, 5, 8],
+                                                                 ["quantile", "uniform", "normal"], [False, True]):
+        if size == 1.0 and overlapping:
+            continue
+        kw = dict(image_size=size, n_bins=n_bins, strategy=strategy, overlapping=overlapping)
+        ref = pyts_image.MarkovTransitionField(**kw).transform(x)
+        mine = markov_transition_field(torch.from_numpy(x), **kw)
+        assert mine.dtype == torch.float32 and tuple(mine.shape) == ref.shape, kw
+        np.testing.assert_allclose(mine.numpy(), ref, rtol=0, atol=1e-6, err_msg=str(kw))
+
+
+def test_markov_transition_field_validation(random_series: np.ndarray) -> None:
+    with pytest.raises(ConfigError, match="n_bins"):
+        markov_transition_field(random_series, n_bins=1)
+    with pytest.raises(ConfigError, match="strategy"):
+        markov_transition_field(random_series, strategy="kmeans")
+    out = markov_transition_field(np.ones((2, 30), np.float32), n_bins=4)
+    assert torch.all((out == 0) | (out == 1))  # a flat series stays in one bin: probability 1
 
 
 # -- spectrograms ----------------------------------------------------------------------------------

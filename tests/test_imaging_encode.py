@@ -11,7 +11,7 @@ import torch
 
 from ecgtransfer.errors import ConfigError, SignalError
 from ecgtransfer.imaging import (IMAGENET_MEAN, IMAGENET_STD, ImageEncoder, encode, gramian_angular_field,
-                                 recurrence_plot, resample, resize_image, spectrogram)
+                                 markov_transition_field, recurrence_plot, resample, resize_image, spectrogram)
 from ecgtransfer.imaging.colour import minmax_scale
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -57,7 +57,7 @@ def test_resize_image_equals_pil_bilinear() -> None:
         np.testing.assert_allclose(out, ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("encoding", ["spectrogram", "recurrence", "gasf", "gadf", "stack"])
+@pytest.mark.parametrize("encoding", ["spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack"])
 def test_encode_shape_range_and_normalisation(beats: torch.Tensor, encoding: str) -> None:
     img01 = encode(beats, encoding, 48, fs=360.0, normalize=False)
     assert img01.shape == (4, 3, 48, 48) and img01.dtype == torch.float32
@@ -78,6 +78,8 @@ def test_encode_images_are_the_raw_encoders(beats: torch.Tensor) -> None:
     torch.testing.assert_close(img[:, 1], img[:, 0])
     img = encode(x, "gadf", 40, normalize=False)
     torch.testing.assert_close(img[:, 2], minmax_scale(gramian_angular_field(resample(x, 40), "difference")))
+    img = encode(x, "mtf", 40, normalize=False, n_bins=5)
+    torch.testing.assert_close(img[:, 1], minmax_scale(markov_transition_field(resample(x, 40), n_bins=5)))
     img = encode(x, "spectrogram", 40, fs=360.0, normalize=False, nperseg=32, hop=2, n_fft=128)
     raw = spectrogram(x, 360.0, nperseg=32, hop=2, n_fft=128, fmin=0.5, fmax=50.0, top_db=80.0)
     torch.testing.assert_close(img[:, 0], minmax_scale(resize_image(raw.flip(-2), 40)))
@@ -109,7 +111,7 @@ def test_encode_leads(beats: torch.Tensor) -> None:
 def test_flat_line_gives_zero_images_and_nan_raises(beats: torch.Tensor) -> None:
     x = beats[:, 0].clone()
     x[1] = 0.7  # a flat line (lead off)
-    for enc in ["spectrogram", "recurrence", "gasf", "gadf", "stack"]:
+    for enc in ["spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack"]:
         img = encode(x, enc, 32, fs=360.0, normalize=False)
         assert torch.all(img[1] == 0), enc
         assert img[0].amax() == 1.0
@@ -154,7 +156,7 @@ def _cuda_available() -> bool:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("encoding", ["spectrogram", "recurrence", "gasf", "gadf", "stack"])
+@pytest.mark.parametrize("encoding", ["spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack"])
 def test_cuda_matches_cpu(beats: torch.Tensor, encoding: str) -> None:
     enc = ImageEncoder(encoding, 224, fs=360.0)
     cpu = enc(beats)

@@ -1,7 +1,7 @@
 """ECG segments to images, batched in torch on any device, exact against pyts and scipy.signal.
 
 Raw encoders (``[..., L] -> [..., H, W]``): :func:`spectrogram`, :func:`recurrence_plot`,
-:func:`gramian_angular_field`; images for a network: :func:`encode` and :class:`ImageEncoder`
+:func:`gramian_angular_field`, :func:`markov_transition_field`; images for a network: :func:`encode` and :class:`ImageEncoder`
 (``[B, C, L] -> [B, 3, size, size]``, ImageNet-normalised); files: :func:`materialise`.
 See ``docs/imaging.md``.
 """
@@ -11,13 +11,14 @@ from ecgtransfer.imaging.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colorm
 from ecgtransfer.imaging.encode import ENCODINGS, ImageEncoder, encode
 from ecgtransfer.imaging.export import materialise
 from ecgtransfer.imaging.gramian import gramian_angular_field, paa
+from ecgtransfer.imaging.markov import markov_transition_field
 from ecgtransfer.imaging.recurrence import recurrence_plot
 from ecgtransfer.imaging.resample import resample, resize_image
 from ecgtransfer.imaging.spectrogram import spectrogram, spectrogram_frequencies
 
 __all__ = [
     "ENCODINGS", "IMAGENET_MEAN", "IMAGENET_STD", "ImageEncoder", "apply_colormap", "encode",
-    "gramian_angular_field", "imagenet_normalise", "materialise", "minmax_scale", "paa", "recurrence_plot",
+    "gramian_angular_field", "imagenet_normalise", "markov_transition_field", "materialise", "minmax_scale", "paa", "recurrence_plot",
     "resample", "resize_image", "spectrogram", "spectrogram_frequencies",
 ]
 

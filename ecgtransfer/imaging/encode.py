@@ -13,7 +13,9 @@ Pipeline of :func:`encode` for each series (one lead, or every lead with ``lead=
      :mod:`~ecgtransfer.imaging.resample`) to ``size + (dimension - 1) * time_delay`` samples, then
      :func:`~ecgtransfer.imaging.recurrence.recurrence_plot` (``size x size`` exactly);
    * ``"gasf"`` / ``"gadf"``: the series resampled to ``size`` samples, then
-     :func:`~ecgtransfer.imaging.gramian.gramian_angular_field` (summation / difference).
+     :func:`~ecgtransfer.imaging.gramian.gramian_angular_field` (summation / difference);
+   * ``"mtf"``: the series resampled to ``size`` samples, then
+     :func:`~ecgtransfer.imaging.markov.markov_transition_field` (``n_bins=8``, quantile bins).
 
 3. scale each image to ``[0, 1]`` by its own minimum and maximum; an image of a flat-line series (or any
    image with no range) is all zeros;
@@ -34,12 +36,13 @@ from ecgtransfer.errors import ConfigError, SignalError
 from ecgtransfer.imaging._tensor import as_signal, check_finite, empty, is_int
 from ecgtransfer.imaging.colour import colormap_lut, colormap_table, imagenet_stats
 from ecgtransfer.imaging.gramian import gramian_angular_field
+from ecgtransfer.imaging.markov import markov_transition_field
 from ecgtransfer.imaging.recurrence import recurrence_plot
 from ecgtransfer.imaging.resample import resample, resize_image
 from ecgtransfer.imaging.spectrogram import spectrogram
 
 #: the single encodings ``encode`` renders, and the composite
-ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "stack")
+ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack")
 #: the default R, G, B encodings of ``encoding="stack"``
 DEFAULT_STACK = ("spectrogram", "recurrence", "gasf")
 #: defaults of the spectrogram inside ``encode`` (override any by keyword)
@@ -51,6 +54,7 @@ _RENDER_KEYS = {
     "recurrence": {"dimension", "time_delay", "threshold", "percentage", "padtype"},
     "gasf": {"sample_range", "padtype"},
     "gadf": {"sample_range", "padtype"},
+    "mtf": {"n_bins", "strategy", "padtype"},
 }
 
 
@@ -86,6 +90,9 @@ def _render(x: torch.Tensor, encoding: str, size: int, fs: float | None, params:
         padtype = p.pop("padtype", "line")
         xr = resample(x, size + (m - 1) * tau, padtype=padtype)
         img = recurrence_plot(xr, m, tau, **p)
+    elif encoding == "mtf":
+        xr = resample(x, size, padtype=p.pop("padtype", "line"))
+        img = markov_transition_field(xr, size, **p)
     else:
         padtype = p.pop("padtype", "line")
         xr = resample(x, size, padtype=padtype)
@@ -114,7 +121,7 @@ def encode(x: Any, encoding: str = "spectrogram", size: int = 224, *, fs: float 
     Args:
         x: segments ``[B, L]`` or ``[B, C, L]`` (tensor on any device, or array); computed in float32
             (float64 input stays float64).
-        encoding: ``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"`` or ``"stack"``.
+        encoding: ``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"``, ``"mtf"`` or ``"stack"``.
         size: side of the square output image, ``>= 2``.
         fs: sampling rate in Hz; the spectrogram keeps 0.5-50 Hz when given (its full band otherwise).
         lead: index of the lead to image for ``[B, C, L]`` input, or ``"stack"``: one gray image per lead,
@@ -126,7 +133,8 @@ def encode(x: Any, encoding: str = "spectrogram", size: int = 224, *, fs: float 
         check_finite_values: raise :class:`SignalError` on NaN/inf input (one device sync).
         **params: parameters of the encoding (``nperseg``, ``hop``, ``n_fft``, ``window``, ``fmin``, ``fmax``,
             ``top_db``, ... for spectrograms; ``dimension``, ``time_delay``, ``threshold``, ``percentage`` for
-            recurrence plots; ``sample_range`` for Gramian fields; ``padtype`` of the resampling). With
+            recurrence plots; ``sample_range`` for Gramian fields; ``n_bins``, ``strategy`` for Markov
+            transition fields; ``padtype`` of the resampling). With
             ``"stack"``, a dict per encoding: ``recurrence={"threshold": "point"}``.
 
     Returns:

@@ -60,16 +60,22 @@ def distance_matrix(x: torch.Tensor, dimension: int, time_delay: int) -> torch.T
 
 
 def percentile(v: torch.Tensor, q: float) -> torch.Tensor:
-    """Row-wise ``q``-th percentile of ``v [N, K]`` with numpy's default linear interpolation -> ``[N]``."""
+    """Row-wise ``q``-th percentile of ``v [N, K]`` -> ``[N]``, numpy's default (linear) method step by step.
+
+    The virtual index ``K * p + (1 - p) - 1`` (``p = q / 100``) and the two-sided interpolation are
+    numpy's own formulas, so a percentile that lands on a data value is that value exactly.
+    """
     k = v.shape[-1]
-    virtual = (float(q) / 100.0) * (k - 1)
+    p = float(q) / 100.0
+    virtual = k * p + (1.0 + p * (1.0 - 1.0 - 1.0)) - 1.0
+    if virtual >= k - 1:
+        return v.amax(dim=-1)
+    if virtual < 0:
+        return v.amin(dim=-1)
     lo = int(math.floor(virtual))
-    hi = min(lo + 1, k - 1)
     t = virtual - lo
     a = torch.kthvalue(v, lo + 1, dim=-1).values
-    if t == 0.0 or hi == lo:
-        return a
-    b = torch.kthvalue(v, hi + 1, dim=-1).values
+    b = torch.kthvalue(v, lo + 2, dim=-1).values
     d = b - a
     return b - d * (1.0 - t) if t >= 0.5 else a + d * t
 
