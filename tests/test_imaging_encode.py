@@ -137,6 +137,8 @@ def test_parameter_errors(beats: torch.Tensor) -> None:
         encode(beats, "gasf", 32, colour="colormap", cmap="no-such-map")
     with pytest.raises(SignalError, match="shape"):
         encode(beats[None], "gasf", 32)
+    with pytest.raises(ConfigError, match="makes its own colours"):
+        encode(beats, "stack", 32, colour="colormap")
 
 
 def test_image_encoder_module_matches_encode(beats: torch.Tensor) -> None:

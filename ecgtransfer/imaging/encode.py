@@ -179,6 +179,9 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
         if lead == "stack" and x.ndim == 3:
             raise ConfigError("encode: encoding='stack' (three encodings) and lead='stack' (leads as channels) "
                               "cannot be combined; choose one lead")
+        if colour != "gray":
+            raise ConfigError("encode: encoding='stack' makes its own colours (three encodings as R, G, B); "
+                              "colour must be 'gray'")
         per = _split_stack_params(channels, params)
         sources = [_render(series, c, size, fs, per[c], window) for c in channels]
         n_out = 3
