@@ -7,7 +7,7 @@ harness (allocator, contention from other processes) rather than the model. On C
 models are channels_last and run under bfloat16 autocast (``--no-channels-last`` / ``--no-amp`` to turn off);
 peak memory per model is reported there too. Target: ratio 1.00 +- 0.03.
 
-    python benchmarks/model.py                                   # CPU: batch 8 at 224, 2 threads
+    python benchmarks/model.py                                   # CPU: batch 8 at 224, 1 thread
     python benchmarks/model.py --device cuda --batch 64          # GPU
 
 Writes ``benchmarks/results/model-<device>.json``.
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--reps", type=int, default=7, help="timed repetitions per model (interleaved)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is the most stable on a shared CPU)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--no-amp", dest="amp", action="store_false")
     p.add_argument("--no-control", dest="control", action="store_false", help="skip the A/A control model")
