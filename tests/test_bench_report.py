@@ -93,8 +93,9 @@ def test_headline_and_reports(results, tmp_path):
     assert "no clear difference" in text
     assert "imagenet: skipped" in text
     ref = st.ttest_rel(ECG[0.1], SCRATCH[0.1]).confidence_interval(0.95)
-    if ref.low > 0:
-        assert "above 0 at 1" in text
+    assert ("above 0 at 1" in text) == (ref.low > 0)
+    if ref.low <= 0:
+        assert "At none of the 2 fractions" in text
     paths = write_reports(results, tmp_path)
     md = paths["md"].read_text()
     html = paths["html"].read_text()

@@ -128,6 +128,17 @@ def _ordered_classes(class_names: Sequence[str]) -> list[str]:
     return list(class_names)
 
 
+def _across(n: int, counts: Mapping[str, int]) -> str:
+    if not counts["helped"] and not counts["hurt"]:
+        return f" At none of the {n} fractions does the CI exclude 0."
+    parts = []
+    if counts["helped"]:
+        parts.append(f"above 0 at {counts['helped']}")
+    if counts["hurt"]:
+        parts.append(f"below 0 at {counts['hurt']}")
+    return f" Across the {n} fractions the CI lies " + " and ".join(parts) + "."
+
+
 # -- the headline -------------------------------------------------------------------------------------
 def headline(results: Mapping[str, Any]) -> list[str]:
     """Sentences answering "did transfer help?" from the paired differences against the baseline."""
@@ -171,8 +182,7 @@ def headline(results: Mapping[str, Any]) -> list[str]:
                 f"{len(largest['seeds'])} seed{'s' if len(largest['seeds']) != 1 else ''}): {split} macro-F1 "
                 f"{_f(largest['macro_f1']['mean'])} vs {_f(b['macro_f1']['mean'])}, paired difference "
                 f"{fmt_summary(d, signed=True)}: {word}."
-                + (f" Across the {len(per_frac)} fractions its CI lies above 0 at {counts['helped']} and below 0 "
-                   f"at {counts['hurt']}." if len(per_frac) > 1 and seeds > 1 else ""))
+                + (_across(len(per_frac), counts) if len(per_frac) > 1 and seeds > 1 else ""))
     if not out:
         out.append("No comparison is available yet (no finished cells of a transfer arm and the baseline).")
     return out
