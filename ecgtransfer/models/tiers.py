@@ -39,10 +39,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.lr_scheduler import LambdaLR
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.models.resnet import TIERS
 
 log = logging.getLogger(__name__)
 
-TIERS: tuple[str, ...] = ("features_1", "features_2", "classifier")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "onecycle", "constant")
 
