@@ -241,6 +241,9 @@ class SegmentStore:
             if self.path.is_dir():
                 raise StoreError(f"{self.path} is not a complete segment store: no {MANIFEST} "
                                  "(an interrupted conversion? run convert again)")
+            if self.path.exists():
+                raise StoreError(f"{self.path} is a file, not a segment store directory (a store is a folder "
+                                 f"holding {MANIFEST} and segments.npy)")
             raise StoreError(f"segment store {self.path} does not exist")
         raw = mpath.read_bytes()
         try:

@@ -55,6 +55,9 @@ def test_incomplete_store_and_bad_input_are_named(tmp_path):
         SegmentStore(tmp_path / "half")
     with pytest.raises(StoreError, match="does not exist"):
         SegmentStore(tmp_path / "nope")
+    (tmp_path / "plain.txt").write_text("not a store")
+    with pytest.raises(StoreError, match=r"plain\.txt is a file, not a segment store directory"):
+        SegmentStore(tmp_path / "plain.txt")
     with StoreWriter(tmp_path / "s", channels=1, length=4) as w:
         with pytest.raises(StoreError, match=r"shape \[n, 1, 4\]"):
             w.append(np.zeros((2, 2, 4)), [0, 0], record_id="a", patient_id="a", positions=[0, 1])
