@@ -506,8 +506,8 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
     files: list[Path] = list(label_files)
     lead_names: tuple[str, ...] | None = None
     for rid, path in chosen:
-        rec_files = record_files(path, rid)
         header = read_header(path, rid)
+        rec_files = record_files(path, rid, header=header)
         idx = select_leads(header.sig_name, None if lead_spec == ALL_LEADS else lead_spec, record_id=rid)
         names = tuple(header.sig_name[i] for i in idx)
         if lead_names is None:

@@ -385,3 +385,18 @@ def test_record_order_float16_and_zscore(beats3, physionet_root, tmp_path):
     assert x.dtype == np.float32 and x.shape == (2, 2, 5000)
     np.testing.assert_allclose(x.mean(-1), 0, atol=2e-3)
     np.testing.assert_allclose(x.std(-1), 1, atol=2e-2)
+
+
+def test_headers_read_once_per_record_in_the_main_process(physionet_root, tmp_path, monkeypatch):
+    calls = Counter()
+    real = wfdb.rdheader
+
+    def counting(name, *a, **k):
+        calls[Path(name).name] += 1
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(wfdb, "rdheader", counting)
+    et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["101", "106"], filter="none", jobs=1,
+               progress=False)
+    # one read while resolving leads and files, one when the record's signal is read (jobs=1: in this process)
+    assert calls == {"101": 2, "106": 2}

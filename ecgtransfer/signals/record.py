@@ -67,14 +67,16 @@ def read_header(path: str | os.PathLike, record_id: str | None = None):
     return header
 
 
-def record_files(path: str | os.PathLike, record_id: str | None = None) -> list[Path]:
+def record_files(path: str | os.PathLike, record_id: str | None = None, *, header=None) -> list[Path]:
     """The files a record's signal needs: its header and every signal file the header names.
 
+    ``header`` is the record's already-read header (:func:`read_header`); None reads it.
     Raises :class:`RecordError` naming the record and the file when one is missing.
     """
     path = Path(path)
     rid = record_id or path.name
-    header = read_header(path, rid)
+    if header is None:
+        header = read_header(path, rid)
     files = [_header_path(path)]
     for name in dict.fromkeys(header.file_name or []):
         f = path.parent / name
