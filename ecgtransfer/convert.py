@@ -35,12 +35,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ecgtransfer.errors import CatalogError, ConfigError, RecordError, StoreError
+from ecgtransfer.errors import CatalogError, ConfigError, DownloadError, RecordError, StoreError
 from ecgtransfer.physionet.catalog import Database, get_database
 from ecgtransfer.signals import beats as beatmod
 from ecgtransfer.signals import filters, rhythm
-from ecgtransfer.signals.record import (ALL_LEADS, read_header, read_record, read_sha256sums, record_files,
-                                        select_leads, sha256_file)
+from ecgtransfer._hashing import sha256_file
+from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
+from ecgtransfer.signals.record import ALL_LEADS, read_header, read_record, record_files, select_leads
 from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -231,19 +232,14 @@ def _version_dir(db: Database, data: Path, version: str) -> Path:
 
 
 def _record_names(db: Database, vdir: Path) -> list[str]:
+    """The record names of ``RECORDS`` (duplicates and comments dropped, unsafe names refused)."""
     listing = vdir / db.records_file
     if not listing.is_file():
         raise RecordError(f"record listing {listing} is missing (run `ecgtransfer download {db.name}`)")
-    names = []
-    for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
-        name = line.strip()
-        if not name:
-            continue
-        p = PurePosixPath(name)
-        if p.is_absolute() or ".." in p.parts:
-            raise RecordError(f"{listing}: unsafe record name {name!r}")
-        names.append(name)
-    return names
+    try:
+        return parse_records(listing.read_text(encoding="utf-8", errors="replace"), source=str(listing))
+    except DownloadError as exc:  # an empty listing
+        raise RecordError(str(exc)) from None
 
 
 def _record_id(name: str) -> str:
@@ -317,8 +313,14 @@ def _labels_for(db: Database, vdir: Path, task: str, reference: str, rhythm_clas
 
 def _hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
     """Relative path -> SHA256 of each file, cross-checked with ``SHA256SUMS.txt`` when present."""
-    sums_file = vdir / "SHA256SUMS.txt"
-    sums = read_sha256sums(sums_file) if sums_file.is_file() else {}
+    sums_file = vdir / SUMS_FILE
+    sums: dict[str, str] = {}
+    if sums_file.is_file():
+        try:
+            sums = parse_sha256sums(sums_file.read_text(encoding="utf-8", errors="replace"),
+                                    source=str(sums_file)).digests
+        except DownloadError as exc:  # a malformed line: the file cannot be trusted to check anything
+            raise RecordError(f"{exc}; download {sums_file.name} again") from None
     out: dict[str, str] = {}
     for f in files:
         rel = f.relative_to(vdir).as_posix()

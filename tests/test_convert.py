@@ -400,3 +400,20 @@ def test_headers_read_once_per_record_in_the_main_process(physionet_root, tmp_pa
                progress=False)
     # one read while resolving leads and files, one when the record's signal is read (jobs=1: in this process)
     assert calls == {"101": 2, "106": 2}
+
+
+def test_records_listing_parsed_like_download(physionet_root, tmp_path):
+    """RECORDS is read by the same parser as download: duplicates once, comments skipped, unsafe names refused."""
+    vdir = _copy_mitdb(physionet_root, tmp_path, ["101", "106"])
+    (vdir / "RECORDS").write_text("# listing\n101\n106\n101\n\n")
+    store = et.convert("mitdb", data=tmp_path, out=tmp_path / "s", filter="none", jobs=1, progress=False)
+    kept, _, _ = _expected_beats(physionet_root, "101")
+    assert (store.record_ids == "101").sum() == sum(kept.values())  # converted once, not twice
+    assert store.manifest["parameters"]["records"] == ["101", "106"]
+    (vdir / "RECORDS").write_text("101\n../../etc/passwd\n")
+    with pytest.raises(et.errors.UnsafePathError, match="passwd"):
+        et.convert("mitdb", data=tmp_path, out=tmp_path / "u", filter="none", jobs=1, progress=False)
+    (vdir / "RECORDS").write_text("101\n")
+    (vdir / "SHA256SUMS.txt").write_text("not-a-digest 101.hea\n")
+    with pytest.raises(RecordError, match="malformed line 1 of .*SHA256SUMS"):
+        et.convert("mitdb", data=tmp_path, out=tmp_path / "m", filter="none", jobs=1, progress=False)

@@ -37,6 +37,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import _fsync_dir
+from ecgtransfer._hashing import sha256_file
 from ecgtransfer.errors import CatalogError, ChecksumError, ConfigError, DownloadError, EcgTransferError
 from ecgtransfer.physionet.catalog import get_database
 from ecgtransfer.physionet.index import SUMS_FILE, Sha256Sums, parse_records, parse_sha256sums, safe_relpath
@@ -102,15 +103,6 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{n} B"  # pragma: no cover
-
-
-def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    """Lowercase hex SHA256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Cancelled(Exception):

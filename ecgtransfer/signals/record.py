@@ -5,7 +5,6 @@ raised as :class:`~ecgtransfer.errors.RecordError` naming the record and the fil
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,26 +156,4 @@ def _fill_nan(signal: np.ndarray, rid: str) -> np.ndarray:
         if bad.any():
             good = np.flatnonzero(~bad)
             out[c, bad] = np.interp(np.flatnonzero(bad), good, out[c, good])
-    return out
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_sha256sums(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a PhysioNet ``SHA256SUMS.txt`` (``<sha256> <relative path>`` per line) into path -> hash."""
-    out: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) == 2 and len(parts[0]) == 64:
-            out[parts[1].strip().lstrip("*")] = parts[0].lower()
     return out

@@ -1,0 +1,26 @@
+"""SHA256 helpers shared by downloads, conversion and the segment store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """Lowercase hex SHA256 of a file, read in chunks of ``chunk`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as canonical JSON bytes: sorted keys, compact separators, UTF-8, no NaN."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def sha256_json(obj: Any) -> str:
+    """Lowercase hex SHA256 of :func:`canonical_json` of ``obj`` (equal JSON values hash equally)."""
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
