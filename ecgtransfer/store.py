@@ -15,14 +15,20 @@ A store is a directory::
 The manifest (JSON) holds ``format``, ``format_version``, ``database``, ``version``, ``task``, ``fs``
 (rate of the stored segments), ``lead_names``, ``shape``, ``dtype``, ``class_names``,
 ``source_files`` (relative path -> SHA256 of every source file used), ``parameters`` (every conversion
-parameter), ``extras`` and ``package_version``.
+parameter), ``extras`` and ``provenance`` (where and how the store was made: ``package_version``,
+``created``, and what the writer adds, e.g. convert's ``source_root`` and ``jobs``).
+
+:attr:`SegmentStore.manifest_hash` identifies a store's content: the SHA256 of the canonical JSON (sorted
+keys, compact) of the :data:`CONTENT_KEYS` of the manifest, with the environment parameters
+(:data:`ENVIRONMENT_PARAMETERS`) left out of ``parameters``. ``provenance`` is not hashed, so the same
+conversion run from another folder, with another number of workers or another day hashes the same.
 
 Stores are written by :class:`StoreWriter`, streaming: segments are appended record by record into a
 temporary sibling directory, which is renamed to its final name only once complete and fsynced.
 """
 from __future__ import annotations
 
-import hashlib
+import datetime
 import json
 import os
 import shutil
@@ -36,6 +42,7 @@ import numpy as np
 
 from ecgtransfer import __version__
 from ecgtransfer._atomic import _fsync_dir, atomic_save_npy, atomic_write_json
+from ecgtransfer._hashing import sha256_json
 from ecgtransfer.errors import StoreError
 
 STORE_FORMAT = "ecgtransfer-store"
@@ -43,6 +50,25 @@ STORE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _NPY_HEADER_BYTES = 128  # fixed .npy header so segments can be streamed before N is known
 _ARRAYS = ("labels", "record_ids", "patient_ids", "positions")
+
+#: manifest keys that define a store's content: :attr:`SegmentStore.manifest_hash` covers exactly these
+CONTENT_KEYS = ("format", "format_version", "database", "version", "task", "fs", "lead_names", "shape", "dtype",
+                "class_names", "source_files", "parameters", "extras")
+#: entries of ``manifest["parameters"]`` that describe how a conversion ran, not what it produced (not hashed)
+ENVIRONMENT_PARAMETERS = ("jobs", "progress")
+
+
+def manifest_content_hash(manifest: Mapping[str, Any]) -> str:
+    """SHA256 (hex) of the canonical JSON of a manifest's :data:`CONTENT_KEYS` (see the module doc).
+
+    Keys absent from the manifest are absent from the hashed object; ``provenance`` and any other key
+    (``summary``, ``package_version`` of older stores, ...) never change the hash.
+    """
+    content = {k: manifest[k] for k in CONTENT_KEYS if k in manifest}
+    params = content.get("parameters")
+    if isinstance(params, Mapping):
+        content["parameters"] = {k: v for k, v in params.items() if k not in ENVIRONMENT_PARAMETERS}
+    return sha256_json(content)
 
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
@@ -126,8 +152,14 @@ class StoreWriter:
 
     def close(self, *, database: str, version: str, task: str, fs: float, lead_names: Sequence[str],
               class_names: Sequence[str], source_files: Mapping[str, str] | None = None,
-              parameters: Mapping[str, Any] | None = None, **manifest_extra: Any) -> "SegmentStore":
-        """Finish the store: write the arrays and the manifest, then rename into place."""
+              parameters: Mapping[str, Any] | None = None, provenance: Mapping[str, Any] | None = None,
+              **manifest_extra: Any) -> "SegmentStore":
+        """Finish the store: write the arrays and the manifest, then rename into place.
+
+        ``provenance`` (for example the source folder and the number of workers) goes to
+        ``manifest["provenance"]`` beside ``package_version`` and ``created``; it is not part of
+        :attr:`SegmentStore.manifest_hash`. Other keyword arguments become top-level manifest entries.
+        """
         if self._closed:
             raise StoreError("store writer already closed")
         if self._n == 0:
@@ -163,8 +195,12 @@ class StoreWriter:
             "source_files": dict(source_files or {}),
             "parameters": dict(parameters or {}),
             "extras": sorted(self._extras),
-            "package_version": __version__,
             **manifest_extra,
+            "provenance": {
+                "package_version": __version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                **dict(provenance or {}),
+            },
         }
         atomic_write_json(self._tmp / MANIFEST, manifest)
         _fsync_dir(self._tmp)
@@ -255,8 +291,9 @@ class SegmentStore:
         if int(self.manifest.get("format_version", 0)) > STORE_FORMAT_VERSION:
             raise StoreError(f"{mpath}: store format version {self.manifest['format_version']} is newer than "
                              f"this ecgtransfer supports ({STORE_FORMAT_VERSION}); upgrade ecgtransfer")
-        #: SHA256 of manifest.json: identifies the store's content and parameters
-        self.manifest_hash: str = hashlib.sha256(raw).hexdigest()
+        #: identifies the store's content and parameters, not where or when it was made
+        #: (:func:`manifest_content_hash`)
+        self.manifest_hash: str = manifest_content_hash(self.manifest)
         try:
             self.segments: np.ndarray = np.load(self.path / "segments.npy", mmap_mode="r")
             self.labels: np.ndarray = np.load(self.path / "labels.npy")

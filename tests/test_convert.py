@@ -417,3 +417,22 @@ def test_records_listing_parsed_like_download(physionet_root, tmp_path):
     (vdir / "SHA256SUMS.txt").write_text("not-a-digest 101.hea\n")
     with pytest.raises(RecordError, match="malformed line 1 of .*SHA256SUMS"):
         et.convert("mitdb", data=tmp_path, out=tmp_path / "m", filter="none", jobs=1, progress=False)
+
+
+def test_manifest_hash_ignores_folder_and_jobs(physionet_root, tmp_path):
+    """Byte-identical stores hash equally whatever the source folder and worker count; parameters count."""
+    _copy_mitdb(physionet_root, tmp_path / "a", ["101", "106"])
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    kw = dict(filter="none", progress=False)
+    one = et.convert("mitdb", data=tmp_path / "a", out=tmp_path / "s1", jobs=1, **kw)
+    two = et.convert("mitdb", data=tmp_path / "b", out=tmp_path / "s2", jobs=2, **kw)
+    three = et.convert("mitdb", data=tmp_path / "link", out=tmp_path / "s3", jobs=2, **kw)
+    for f in ["segments.npy", "labels.npy", "record_ids.npy", "patient_ids.npy", "positions.npy"]:
+        assert (tmp_path / "s1" / f).read_bytes() == (tmp_path / "s2" / f).read_bytes(), f
+    assert one.manifest_hash == two.manifest_hash == three.manifest_hash
+    assert one.manifest["provenance"]["jobs"] == 1 and two.manifest["provenance"]["jobs"] == 2
+    assert one.manifest["provenance"]["source_root"] != two.manifest["provenance"]["source_root"]
+    assert "source_root" not in one.manifest and "jobs" not in one.manifest["parameters"]
+    other = et.convert("mitdb", data=tmp_path / "a", out=tmp_path / "s4", jobs=1, after=0.5, **kw)
+    assert other.manifest_hash != one.manifest_hash

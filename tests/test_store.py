@@ -72,4 +72,24 @@ def test_overwrite_replaces_only_on_success(tmp_path):
     store, _, _ = _write(tmp_path / "s", n=4, overwrite=True)
     assert len(SegmentStore(tmp_path / "s")) == 4
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["shape"] == [4, 2, 32] and manifest["package_version"]
+    assert manifest["shape"] == [4, 2, 32] and manifest["provenance"]["package_version"]
+
+
+def test_manifest_hash_is_canonical_content_only(tmp_path):
+    """The hash is SHA256 of the sorted, compact JSON of the content keys: provenance is not part of it."""
+    import hashlib
+
+    store, _, _ = _write(tmp_path / "s")
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    keys = ["format", "format_version", "database", "version", "task", "fs", "lead_names", "shape", "dtype",
+            "class_names", "source_files", "parameters", "extras"]
+    content = {k: m[k] for k in keys}
+    expected = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert store.manifest_hash == expected
+    m["provenance"] = {"package_version": "9.9", "created": "1999-01-01T00:00:00+00:00", "source_root": "/x"}
+    m["parameters"] = {**m["parameters"], "jobs": 7}
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m, indent=4))  # other key order and layout too
+    assert SegmentStore(tmp_path / "s").manifest_hash == expected
+    m["class_names"] = ["N", "S", "X"]
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    assert SegmentStore(tmp_path / "s").manifest_hash != expected
