@@ -52,6 +52,7 @@ DTYPES = ("float32", "float16")
 DEFAULT_BEFORE = 0.25  # seconds before the R peak
 DEFAULT_AFTER = 0.45  # seconds after the R peak
 DEFAULT_WINDOW = 10.0  # seconds per rhythm window
+MAX_BEAT_SIDE = 2.0  # seconds: a longer before/after spans several beats, almost surely a unit mistake
 DEFAULT_FILTER = "bandpass"
 DEFAULT_BAND = (0.5, 40.0)
 DEFAULT_FILTER_ORDER = 2
@@ -494,6 +495,14 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
     if task == "beats":
         before_n = to_samples(before, out_fs, "before")
         after_n = to_samples(after, out_fs, "after")
+        for name, given, n in (("before", before, before_n), ("after", after, after_n)):
+            if n > MAX_BEAT_SIDE * out_fs:
+                raise ConfigError(
+                    f"{name}={given!r} is {n} samples = {n / out_fs:g} s at {out_fs:g} Hz; a beat window longer "
+                    f"than {MAX_BEAT_SIDE:g} s on either side of the R peak is refused. Units: in Python a float is "
+                    "seconds (0.25) and an int samples at the output rate (90); a string carries its unit "
+                    "('0.25s', '250ms', '90samples'); on the command line a bare number is seconds "
+                    "(--before 90samples for 90 samples)")
         if before_n + after_n < 1:
             raise ConfigError("the beat window is empty: before + after must be at least one sample")
     else:

@@ -436,3 +436,20 @@ def test_manifest_hash_ignores_folder_and_jobs(physionet_root, tmp_path):
     assert "source_root" not in one.manifest and "jobs" not in one.manifest["parameters"]
     other = et.convert("mitdb", data=tmp_path / "a", out=tmp_path / "s4", jobs=1, after=0.5, **kw)
     assert other.manifest_hash != one.manifest_hash
+
+
+def test_beat_window_longer_than_two_seconds_is_refused(physionet_root, tmp_path, capsys):
+    kw = dict(data=physionet_root, records=["101"], filter="none", jobs=1, progress=False)
+    with pytest.raises(ConfigError, match=r"before=90\.0 is 32400 samples = 90 s at 360 Hz.*90samples"):
+        et.convert("mitdb", out=tmp_path / "a", before=90.0, **kw)
+    with pytest.raises(ConfigError, match=r"after='3s' is 1080 samples"):
+        et.convert("mitdb", out=tmp_path / "b", after="3s", **kw)
+    # two seconds exactly is allowed (720 samples at 360 Hz, also given as samples)
+    store = et.convert("mitdb", out=tmp_path / "c", before=2.0, after=720, **kw)
+    assert store.shape[2] == 1440
+    rc = cli_main(["-q", "convert", "mitdb", "--data", str(physionet_root), "--out", str(tmp_path / "d"),
+                   "--records", "101", "--before", "90"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "before='90' is 32400 samples = 90 s" in err[0] and "--before 90samples" in err[0]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
