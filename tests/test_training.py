@@ -250,3 +250,28 @@ def test_config_toml_and_overrides(tmp_path) -> None:
         TrainConfig(imbalance="oversample")
     assert cfg.incompatible_with(cfg.replace(device="cpu", num_workers=2).to_dict()) == {}
     assert set(cfg.incompatible_with(cfg.replace(seed=9).to_dict())) == {"seed"}
+
+
+def test_lead_stack_trains_evaluates_and_reloads_with_lead_channels(store, tmp_path) -> None:
+    """``lead="stack"`` on a 2-lead store: images [B, 2, S, S], the network's first conv takes 2 channels, and a
+    3-channel weights file (like ImageNet's) is adapted to them; evaluate rebuilds the same network."""
+    from ecgtransfer.models import ResNet50
+    from ecgtransfer.training import evaluate
+    from ecgtransfer.training.evaluation import load_run
+
+    seg = np.asarray(store.segments)  # [n, 1, L] MLII
+    two = np.concatenate([seg, np.gradient(seg, axis=-1)], axis=1).astype(np.float32)  # [n, 2, L]
+    st2 = write_store(tmp_path / "two", two, store.labels, record_ids=store.record_ids, patient_ids=store.record_ids,
+                      positions=store.positions, class_names=store.class_names, fs=360.0, lead_names=["MLII", "dMLII"])
+    rgb = tmp_path / "rgb.pt"
+    torch.save(ResNet50(1000).state_dict(), rgb)  # 3 input channels
+    split = record_split(st2, ["119", "209"], ["106"], [])
+    out = tmp_path / "run"
+    fine_tune(st2, out=out, split_indices=split, **{**FAST, "init": str(rgb), "encoding": "gasf"},
+              encoding_params={"lead": "stack"}, epochs=1, max_steps=2)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["model"]["features_1.stem.conv.weight"].shape[1] == 2
+    run = load_run(out, checkpoint="last")
+    assert run.model.in_channels == 2 and run.encoder.out_channels(2) == 2
+    m = evaluate(out, st2, "val", checkpoint="last", out=tmp_path / "ev")
+    assert m["n"] == len(split["val"])

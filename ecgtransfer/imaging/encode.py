@@ -211,6 +211,16 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
     return _compose(sources, flat_input, mean, std)
 
 
+def image_channels(lead: int | str, n_leads: int) -> int:
+    """Channels of :func:`encode`'s images for segments ``[B, n_leads, L]``: ``n_leads`` when ``lead="stack"``,
+    else 3 (gray replicated, colormap or three encodings)."""
+    if lead == "stack":
+        if not is_int(n_leads) or n_leads < 1:
+            raise ConfigError(f"image_channels: n_leads must be a positive integer, got {n_leads!r}")
+        return int(n_leads)
+    return 3
+
+
 def _scale_terms(img: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image ``lo`` and ``inv = 1 / (max - min)`` (0 for flat inputs and images without range): ``[N]``."""
     v = img.reshape(img.shape[0], -1)
@@ -283,7 +293,8 @@ def _colormap(src: torch.Tensor, flat: torch.Tensor, table: torch.Tensor, mean: 
 class ImageEncoder(nn.Module):
     """:func:`encode` as a module, to render images per batch on the training device.
 
-    ``forward(x [B, C, L] or [B, L]) -> [B, 3, size, size]`` on ``x``'s device. The ImageNet statistics,
+    ``forward(x [B, C, L] or [B, L]) -> [B, 3, size, size]`` (``[B, C, size, size]`` with ``lead="stack"``; see
+    :meth:`out_channels`, the ``in_channels`` of the network) on ``x``'s device. The ImageNet statistics,
     the colormap table and the spectrogram window are buffers, so ``.to(device)`` moves them; resampling
     matrices are cached per device on first use. Parameters as :func:`encode`.
     """
@@ -311,6 +322,11 @@ class ImageEncoder(nn.Module):
 
                 win = torch.as_tensor(_window(w["window"], int(w["nperseg"])), dtype=torch.float32)
         self.register_buffer("window", win, persistent=False)
+
+    def out_channels(self, n_leads: int) -> int:
+        """Channels ``C`` of the images rendered from segments ``[B, n_leads, L]``: ``n_leads`` with
+        ``lead="stack"`` (one gray image per lead), 3 otherwise. The network's ``in_channels``."""
+        return image_channels(self.lead, n_leads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _encode(x, self.encoding, self.size, fs=self.fs, lead=self.lead, colour=self.colour, cmap=self.cmap,

@@ -218,14 +218,15 @@ class _Trainer:
             raise TrainingError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
                                 "or choose another --out")
 
+        self.encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=store.fs,
+                                    **cfg.encoding_params).to(self.device)
         weights = None if cfg.init == "scratch" else cfg.init
-        self.model = ResNet50(k, weights=weights).to(self.device)
+        self.model = ResNet50(k, weights=weights,
+                              in_channels=self.encoder.out_channels(store.shape[1])).to(self.device)
         self.dtype = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=store.fs,
-                                    **cfg.encoding_params).to(self.device)
         tier_cfg = TierConfig(lrs=tuple(cfg.tiers), optimizer=cfg.optimizer, momentum=cfg.momentum,
                               weight_decay=cfg.weight_decay, freeze=tuple(cfg.freeze))
         self.optimizer = build_optimizer(self.model, tier_cfg)

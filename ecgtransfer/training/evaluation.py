@@ -72,18 +72,24 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     dev = resolve_device(device or cfg.device)
     ckpt = load_checkpoint(path, map_location="cpu")
     names = list(ckpt["class_names"])
-    model = ResNet50(len(names), weights=None)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
     manifest_file = run_dir / "store_manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=manifest.get("fs"), **cfg.encoding_params)
+    shape = manifest.get("shape")
+    if shape and len(shape) == 3:
+        in_channels = encoder.out_channels(int(shape[1]))
+    else:  # no manifest: the checkpoint's first convolution says how many channels the images have
+        in_channels = int(ckpt["model"]["features_1.stem.conv.weight"].shape[1])
+    model = ResNet50(len(names), weights=None, in_channels=in_channels)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
     run_file = run_dir / "run.json"
     run = json.loads(run_file.read_text()) if run_file.is_file() else {}
     channels_last = use_channels_last(cfg.channels_last, dev)
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=manifest.get("fs"), **cfg.encoding_params).to(dev)
+    encoder = encoder.to(dev)
     weights = np.asarray(run.get("class_weights") or np.ones(len(names)), dtype=np.float64)
     return LoadedRun(run_dir=run_dir, config=cfg, model=model, encoder=encoder, class_names=names,
                      store_manifest=manifest, store_manifest_hash=str(ckpt.get("store_manifest_hash", "")),

@@ -69,7 +69,8 @@ def reset_peak_memory(device: torch.device) -> None:
 
 def logits_of(model: nn.Module, encoder: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None,
               channels_last: bool) -> torch.Tensor:
-    """Render ``x [B, C, L]`` to images ``[B, 3, H, W]`` on its device and return float32 logits ``[B, K]``."""
+    """Render ``x [B, C, L]`` to images ``[B, 3, H, W]`` (``[B, C, H, W]`` with ``lead="stack"``) on its device
+    and return float32 logits ``[B, K]``."""
     with torch.no_grad():
         images = encoder(x)
     if channels_last:
