@@ -29,6 +29,7 @@ import re
 import sys
 import types
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Sequence
@@ -331,6 +332,8 @@ def _hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
             digest = sha256_file(f)
         except FileNotFoundError:
             raise RecordError(f"source file {f} is missing") from None
+        except OSError as exc:
+            raise RecordError(f"cannot read source file {f}: {exc.strerror or exc}") from exc
         expected = sums.get(rel)
         if expected is not None and expected != digest:
             raise RecordError(f"{f}: SHA256 {digest} does not match {sums_file} ({expected}); the file is damaged, "
@@ -353,21 +356,27 @@ def _run_jobs(jobs: list[_RecordJob], n_workers: int) -> Iterator[_RecordResult]
             yield _process_record(job)
         return
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
-        pending: collections.deque[Future] = collections.deque()
+        pending: collections.deque[tuple[_RecordJob, Future]] = collections.deque()
         it = iter(jobs)
         try:
             for job in it:
-                pending.append(pool.submit(_process_record, job))
+                pending.append((job, pool.submit(_process_record, job)))
                 if len(pending) >= 2 * n_workers:
                     break
             while pending:
-                result = pending.popleft().result()
+                job, fut = pending.popleft()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as exc:
+                    raise RecordError(
+                        f"a worker process died while converting record {job.record_id} ({job.path}): "
+                        f"{exc}; it may have run out of memory: try fewer jobs (--jobs 1)") from exc
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(_process_record, nxt))
+                    pending.append((nxt, pool.submit(_process_record, nxt)))
                 yield result
         except BaseException:
-            for fut in pending:
+            for _, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             raise

@@ -29,6 +29,7 @@ temporary sibling directory, which is renamed to its final name only once comple
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import shutil
@@ -71,6 +72,16 @@ def manifest_content_hash(manifest: Mapping[str, Any]) -> str:
     return sha256_json(content)
 
 
+def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
+    """A :class:`StoreError` for an OSError met while writing the store ``path``, naming the file involved."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on the device (free some space or write the store elsewhere)"
+    else:
+        reason = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+    return StoreError(f"cannot {what} {path}: {reason}{where}")
+
+
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     """A .npy v1.0 header padded to exactly ``_NPY_HEADER_BYTES`` bytes."""
     d = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
@@ -107,10 +118,16 @@ class StoreWriter:
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path} already exists (pass overwrite=True to replace it)")
         self.overwrite = overwrite
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
-        self._seg = open(self._tmp / "segments.npy", "wb")
-        self._seg.write(b"\0" * _NPY_HEADER_BYTES)
+        self._tmp: Path | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+            self._seg = open(self._tmp / "segments.npy", "wb")
+            self._seg.write(b"\0" * _NPY_HEADER_BYTES)
+        except OSError as exc:
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            raise _os_error(exc, "create the segment store", self.path) from exc
         self._n = 0
         self._cols: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
         self._extras: dict[str, list[np.ndarray]] = {}
@@ -135,7 +152,10 @@ class StoreWriter:
             raise StoreError(f"expected {n} labels and positions, got {labels.shape} and {positions.shape}")
         rec = np.asarray([record_id] * n if isinstance(record_id, str) else record_id, dtype=str)
         pat = np.asarray([patient_id] * n if isinstance(patient_id, str) else patient_id, dtype=str)
-        self._seg.write(np.ascontiguousarray(segments, dtype=self.dtype).tobytes())
+        try:
+            self._seg.write(np.ascontiguousarray(segments, dtype=self.dtype).tobytes())
+        except OSError as exc:
+            raise _os_error(exc, "write the segment store", self.path) from exc
         self._cols["labels"].append(labels)
         self._cols["positions"].append(positions)
         self._cols["record_ids"].append(rec.reshape(n))
@@ -166,21 +186,13 @@ class StoreWriter:
             self.abort()
             raise StoreError(f"no segments were produced for {self.path}; nothing written")
         shape = (self._n, self.channels, self.length)
-        self._seg.seek(0)
-        self._seg.write(_npy_header(shape, self.dtype))
-        self._seg.flush()
-        os.fsync(self._seg.fileno())
-        self._seg.close()
-        for key in _ARRAYS:
-            arr = np.concatenate(self._cols[key])
-            if arr.dtype.kind == "U":
-                arr = arr.astype(str)
-            atomic_save_npy(self._tmp / f"{key}.npy", arr)
-        for name, chunks in self._extras.items():
-            atomic_save_npy(self._tmp / f"extra_{name}.npy", np.concatenate(chunks))
         labels = np.concatenate(self._cols["labels"])
         if labels.min() < 0 or labels.max() >= len(class_names):
             raise StoreError(f"labels out of range for {len(class_names)} classes")
+        try:
+            self._write_arrays(shape)
+        except OSError as exc:
+            raise _os_error(exc, "write the segment store", self.path) from exc
         manifest = {
             "format": STORE_FORMAT,
             "format_version": STORE_FORMAT_VERSION,
@@ -202,23 +214,53 @@ class StoreWriter:
                 **dict(provenance or {}),
             },
         }
-        atomic_write_json(self._tmp / MANIFEST, manifest)
-        _fsync_dir(self._tmp)
+        try:
+            atomic_write_json(self._tmp / MANIFEST, manifest)
+            _fsync_dir(self._tmp)
+            self._move_into_place()
+        except OSError as exc:
+            raise _os_error(exc, "write the segment store", self.path) from exc
+        self._closed = True
+        return SegmentStore(self.path)
+
+    def _write_arrays(self, shape: tuple[int, int, int]) -> None:
+        """Finish ``segments.npy`` (its real header) and write the other arrays into the partial folder."""
+        self._seg.seek(0)
+        self._seg.write(_npy_header(shape, self.dtype))
+        self._seg.flush()
+        os.fsync(self._seg.fileno())
+        self._seg.close()
+        for key in _ARRAYS:
+            arr = np.concatenate(self._cols[key])
+            if arr.dtype.kind == "U":
+                arr = arr.astype(str)
+            atomic_save_npy(self._tmp / f"{key}.npy", arr)
+        for name, chunks in self._extras.items():
+            atomic_save_npy(self._tmp / f"extra_{name}.npy", np.concatenate(chunks))
+
+    def _move_into_place(self) -> None:
+        """Rename the complete partial folder to ``path`` (an existing store goes aside, then is removed)."""
         if self.path.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
             os.replace(self.path, trash / "store")
-            os.replace(self._tmp, self.path)
+            try:
+                os.replace(self._tmp, self.path)
+            except OSError:
+                os.replace(trash / "store", self.path)  # put the previous store back
+                shutil.rmtree(trash, ignore_errors=True)
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(self._tmp, self.path)
         _fsync_dir(self.path.parent)
-        self._closed = True
-        return SegmentStore(self.path)
 
     def abort(self) -> None:
         """Remove the partial store; an existing store at the final path is untouched."""
         if not self._seg.closed:
-            self._seg.close()
+            try:
+                self._seg.close()
+            except OSError:  # a failed flush (no space left): the folder is removed anyway
+                pass
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._closed = True
 

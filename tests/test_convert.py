@@ -453,3 +453,45 @@ def test_beat_window_longer_than_two_seconds_is_refused(physionet_root, tmp_path
     assert rc == 2 and len(err) == 1
     assert "before='90' is 32400 samples = 90 s" in err[0] and "--before 90samples" in err[0]
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
+
+
+def test_cli_out_under_a_regular_file_is_one_line(physionet_root, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    rc = cli_main(["-q", "convert", "mitdb", "--data", str(physionet_root), "--out", str(tmp_path / "afile" / "s"),
+                   "--records", "101", "--filter", "none", "--jobs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("ecgtransfer: error: cannot create the segment store") and "afile" in err[0]
+
+
+def test_cli_turns_a_stray_oserror_into_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    conv = importlib.import_module("ecgtransfer.convert")
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npy"))
+
+    monkeypatch.setattr(conv, "convert", full_disk)
+    argv = ["convert", "mitdb", "--data", str(tmp_path), "--out", str(tmp_path / "s")]
+    assert cli_main(["-q", *argv]) == 2
+    assert capsys.readouterr().err == f"ecgtransfer: error: No space left on device: {tmp_path / 'x.npy'}\n"
+    assert cli_main(["-vv", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith(f"ecgtransfer: error: No space left on device: {tmp_path / 'x.npy'}\n")
+
+
+def _worker_dies(job):
+    """Stands in for convert's per-record work: the worker process dies (as when killed for memory)."""
+    import os
+
+    os._exit(9)
+
+
+def test_dead_worker_is_a_record_error(physionet_root, tmp_path, monkeypatch):
+    conv = importlib.import_module("ecgtransfer.convert")
+    monkeypatch.setattr(conv, "_process_record", _worker_dies)
+    with pytest.raises(RecordError, match=r"worker process died while converting record 101 .*--jobs 1"):
+        et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["101", "106"], filter="none", jobs=2,
+                   progress=False)
+    assert not (tmp_path / "s").exists() and _no_partials(tmp_path)

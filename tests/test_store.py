@@ -93,3 +93,23 @@ def test_manifest_hash_is_canonical_content_only(tmp_path):
     m["class_names"] = ["N", "S", "X"]
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
     assert SegmentStore(tmp_path / "s").manifest_hash != expected
+
+
+def test_os_errors_become_store_errors_naming_the_path(tmp_path, monkeypatch):
+    import errno
+
+    import ecgtransfer.store as store_mod
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(StoreError, match=r"cannot create the segment store .*afile/s"):
+        StoreWriter(tmp_path / "afile" / "s", channels=1, length=4)
+    old, _, _ = _write(tmp_path / "s", n=5)
+
+    def full(path, array):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store_mod, "atomic_save_npy", full)
+    with pytest.raises(StoreError, match=r"cannot write the segment store .*/s: no space left on the device .*\.npy"):
+        _write(tmp_path / "s", n=4, overwrite=True)
+    assert len(SegmentStore(tmp_path / "s")) == 5  # the previous store is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "s"]  # no partial folder left

@@ -5,7 +5,9 @@ Each verb lives in its own module of this package (``download.py``, ``convert.py
 Verbs are discovered here, so adding one never touches this file.
 
 Every failure that ecgtransfer raises on purpose (:class:`~ecgtransfer.errors.EcgTransferError`)
-is printed as one line ``ecgtransfer: error: ...`` with exit code 2.
+is printed as one line ``ecgtransfer: error: ...`` with exit code 2. An :class:`OSError` that escapes
+(a full disk, a permission problem) is printed the same way, ``ecgtransfer: error: <reason>: <file>``,
+with its traceback only under ``-vv``.
 """
 from __future__ import annotations
 
@@ -63,6 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EcgTransferError as exc:
         print(f"ecgtransfer: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # last resort: the library wraps the ones it expects
+        if args.verbose >= 2:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = exc.filename if exc.filename is not None else None
+        print(f"ecgtransfer: error: {reason}: {where}" if where is not None else f"ecgtransfer: error: {reason}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ecgtransfer: interrupted", file=sys.stderr)
