@@ -143,13 +143,39 @@ def test_parameter_errors(beats: torch.Tensor) -> None:
 
 def test_image_encoder_module_matches_encode(beats: torch.Tensor) -> None:
     enc = ImageEncoder("spectrogram", 40, fs=360.0, colour="colormap", cmap="magma", nperseg=32)
-    assert {n for n, _ in enc.named_buffers()} == {"mean", "std", "lut", "window"}
+    assert {n for n, _ in enc.named_buffers()} == {"mean", "std", "lut"}  # "hann" comes from the device cache
     assert enc.state_dict() == {}  # nothing to save: the encoder is configuration
     out = enc(beats)
     torch.testing.assert_close(out, encode(beats, "spectrogram", 40, fs=360.0, colour="colormap", cmap="magma",
                                            nperseg=32))
     double = enc.double()
     assert double(beats.double()).dtype == torch.float64
+
+
+def test_image_encoder_window_never_goes_through_the_host(beats: torch.Tensor, monkeypatch) -> None:
+    """Forward with a named or a tensor window copies nothing to numpy (on CUDA that is a D2H copy and a sync
+    per batch) and gives the same images as the host path with the same window as a numpy array."""
+    import scipy.signal as ss
+
+    w_np = ss.get_window(("tukey", 0.25), 32)
+    expected = encode(beats, "spectrogram", 40, fs=360.0, nperseg=32, window=w_np)
+    named = ImageEncoder("spectrogram", 40, fs=360.0, nperseg=32, window=("tukey", 0.25))
+    given = ImageEncoder("stack", 40, fs=360.0,
+                         spectrogram={"nperseg": 32, "window": torch.tensor(w_np, dtype=torch.float32)})
+    assert {n for n, _ in given.named_buffers()} == {"mean", "std", "window"}
+    named(beats), given(beats)  # warm the per-device caches
+    calls: list[str] = []
+    for name in ("numpy", "cpu", "tolist", "item"):
+        orig = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=orig, **k: calls.append(_n) or _o(self, *a, **k))
+    out_named = named(beats)
+    out_given = given(beats)
+    monkeypatch.undo()
+    assert calls == []
+    torch.testing.assert_close(out_named, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out_given[:, 0], encode(beats, "stack", 40, fs=360.0,
+                                                       spectrogram={"nperseg": 32, "window": w_np})[:, 0],
+                               atol=1e-5, rtol=0)
 
 
 def _cuda_available() -> bool:

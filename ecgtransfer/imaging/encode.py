@@ -295,8 +295,9 @@ class ImageEncoder(nn.Module):
 
     ``forward(x [B, C, L] or [B, L]) -> [B, 3, size, size]`` (``[B, C, size, size]`` with ``lead="stack"``; see
     :meth:`out_channels`, the ``in_channels`` of the network) on ``x``'s device. The ImageNet statistics,
-    the colormap table and the spectrogram window are buffers, so ``.to(device)`` moves them; resampling
-    matrices are cached per device on first use. Parameters as :func:`encode`.
+    the colormap table and a tensor spectrogram window are buffers, so ``.to(device)`` moves them; named
+    windows, resampling matrices and other constants are cached per device on first use (no host round trip
+    per batch). Parameters as :func:`encode`.
     """
 
     def __init__(self, encoding: str = "spectrogram", size: int = 224, fs: float | None = None, *,
@@ -313,15 +314,16 @@ class ImageEncoder(nn.Module):
         self.register_buffer("std", std.clone(), persistent=False)
         lut = torch.as_tensor(colormap_table(cmap).copy(), dtype=torch.float32) if colour == "colormap" else None
         self.register_buffer("lut", lut, persistent=False)
-        win = None
+        # string windows come from the per-device cache inside spectrogram(); a tensor window given by the
+        # caller is a buffer, so .to(device) moves it once and forward never copies it
         spec_params = self.params if encoding == "spectrogram" else self.params.get("spectrogram", {})
-        w = {**SPECTROGRAM_DEFAULTS, **spec_params}
-        if encoding == "spectrogram" or (encoding == "stack" and "spectrogram" in self.channels):
-            if isinstance(w["window"], (str, tuple)):
-                from ecgtransfer.imaging.spectrogram import _window
+        win = spec_params.get("window") if isinstance(spec_params, Mapping) else None
+        if isinstance(win, (str, tuple)):
+            from ecgtransfer.imaging.spectrogram import _window
 
-                win = torch.as_tensor(_window(w["window"], int(w["nperseg"])), dtype=torch.float32)
-        self.register_buffer("window", win, persistent=False)
+            _window(win, int(spec_params.get("nperseg", SPECTROGRAM_DEFAULTS["nperseg"])))  # fail early on a bad name
+        self.register_buffer("window", win.detach().clone() if isinstance(win, torch.Tensor) else None,
+                             persistent=False)
 
     def out_channels(self, n_leads: int) -> int:
         """Channels ``C`` of the images rendered from segments ``[B, n_leads, L]``: ``n_leads`` with

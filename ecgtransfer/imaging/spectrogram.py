@@ -15,6 +15,7 @@ result is ``10 * log10(max(S, amin))``, optionally floored at ``max - top_db`` p
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -25,17 +26,47 @@ from ecgtransfer.imaging._tensor import as_signal, cached, flatten_series, is_in
 
 
 def _window(window: Any, nperseg: int) -> np.ndarray:
+    """A window of ``nperseg`` samples as a host array: a scipy spec (cached) or an array (never a tensor)."""
+    if isinstance(window, (str, tuple)):
+        return _named_window(window, nperseg)
+    w = np.asarray(window, dtype=np.float64)
+    if w.shape != (nperseg,):
+        raise ConfigError(f"spectrogram: window array must have nperseg={nperseg} samples, got shape {w.shape}")
+    return w
+
+
+@functools.lru_cache(maxsize=64)
+def _named_window(window: str | tuple, nperseg: int) -> np.ndarray:
     from scipy.signal import get_window
 
-    if isinstance(window, (np.ndarray, list, torch.Tensor)):
-        w = np.asarray(window.cpu() if isinstance(window, torch.Tensor) else window, dtype=np.float64)
-        if w.shape != (nperseg,):
-            raise ConfigError(f"spectrogram: window array must have nperseg={nperseg} samples, got shape {w.shape}")
-        return w
     try:
-        return get_window(window, nperseg)  # periodic ("fftbins") windows, as scipy.signal.spectrogram uses
+        w = get_window(window, nperseg)  # periodic ("fftbins") windows, as scipy.signal.spectrogram uses
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"spectrogram: unknown window {window!r}: {exc}") from exc
+    w.setflags(write=False)
+    return w
+
+
+def _device_window(window: Any, nperseg: int, device: torch.device, dtype: torch.dtype
+                   ) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor | float]:
+    """``(window [P], sum(w), sum(w**2))`` for frames on ``device``.
+
+    Named windows come from the per-device cache with their sums computed on the host; a tensor window stays
+    a tensor (moved to ``device`` if it is elsewhere) and its sums stay on the device: no host round trip, no
+    synchronisation.
+    """
+    if isinstance(window, torch.Tensor):
+        if tuple(window.shape) != (nperseg,):
+            raise ConfigError(f"spectrogram: window tensor must have nperseg={nperseg} samples, "
+                              f"got shape {tuple(window.shape)}")
+        win = window.to(device=device, dtype=dtype)
+        return win, win.sum(), win.square().sum()
+    w_np = _window(window, nperseg)
+    if isinstance(window, (str, tuple)):
+        win = cached(("window", window, nperseg), lambda: w_np, device, dtype)
+    else:
+        win = torch.as_tensor(w_np, dtype=dtype, device=device)
+    return win, float(w_np.sum()), float((w_np ** 2).sum())
 
 
 def spectrogram_frequencies(fs: float = 1.0, *, nperseg: int = 64, n_fft: int | None = None,
@@ -68,7 +99,8 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
         hop: samples between frame starts, ``>= 1`` (scipy's ``noverlap = nperseg - hop``).
         n_fft: FFT length ``>= nperseg`` (zero-padding refines the frequency grid); ``None``: ``nperseg``.
         window: a scipy window name or tuple (``"hann"``, ``("tukey", 0.25)``, ``("kaiser", 8)``) built
-            periodic as ``scipy.signal.get_window``, or an array of ``nperseg`` values.
+            periodic as ``scipy.signal.get_window``, or an array or tensor of ``nperseg`` values (a tensor is
+            used on the input's device without a host round trip).
         detrend: ``"constant"`` (subtract each frame's mean), ``"linear"`` (subtract its least-squares
             line) or ``False``.
         scaling: ``"density"`` (power spectral density, V**2/Hz) or ``"spectrum"`` (power, V**2).
@@ -103,13 +135,7 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
         raise ConfigError(f"spectrogram: no frequency bin lies in [{fmin}, {fmax}] Hz (fs={fs}, n_fft={n_fft}, "
                           f"bin spacing {fs / n_fft:.4g} Hz)")
 
-    win_key = window if isinstance(window, (str, tuple)) else None
-    if win_key is None:
-        w_np = _window(window, nperseg)
-        win = torch.as_tensor(w_np, dtype=x.dtype, device=x.device)
-    else:
-        w_np = None
-        win = cached(("window", win_key, nperseg), lambda: _window(window, nperseg), x.device, x.dtype)
+    win, w_sum, w_sq = _device_window(window, nperseg, x.device, x.dtype)
     flat, lead = flatten_series(x)
     frames = flat.unfold(-1, nperseg, hop)  # [N, T, P]
     if detrend == "constant":
@@ -121,13 +147,10 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
     lo, hi = int(keep[0]), int(keep[-1]) + 1
     spec = spec[..., lo:hi]
     power = spec.real.square() + spec.imag.square()
-    wsum = (w_np if w_np is not None else _window(window, nperseg))
-    scale = 1.0 / (float(fs) * float((wsum ** 2).sum())) if scaling == "density" else 1.0 / float(wsum.sum()) ** 2
-    gain = np.full(hi - lo, scale)
-    bins = np.arange(lo, hi)
-    doubled = (bins > 0) & ~((n_fft % 2 == 0) & (bins == n_fft // 2))
-    gain[doubled] *= 2.0
-    power = power * torch.as_tensor(gain, dtype=power.dtype, device=power.device)
+    scale = 1.0 / (float(fs) * w_sq) if scaling == "density" else 1.0 / w_sum ** 2
+    gain = cached(("one-sided-gain", lo, hi, int(n_fft)), lambda: _one_sided_gain(lo, hi, int(n_fft)),
+                  power.device, power.dtype)
+    power = power * (gain * scale)
     out = power.transpose(-1, -2)  # [N, F, T]
     if db:
         out = 10.0 * torch.log10(out.clamp_min(amin))
@@ -137,6 +160,12 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
             peak = out.amax(dim=(-2, -1), keepdim=True)
             out = torch.maximum(out, peak - float(top_db))
     return out.reshape(*lead, *out.shape[-2:])
+
+
+def _one_sided_gain(lo: int, hi: int, n_fft: int) -> np.ndarray:
+    """``[hi - lo]``: 2 for the bins a one-sided spectrum doubles, 1 at DC (and Nyquist for even ``n_fft``)."""
+    bins = np.arange(lo, hi)
+    return np.where((bins > 0) & ~((n_fft % 2 == 0) & (bins == n_fft // 2)), 2.0, 1.0)
 
 
 def _linear_detrend_matrix(n: int) -> np.ndarray:
