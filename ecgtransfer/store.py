@@ -15,7 +15,8 @@ A store is a directory::
 The manifest (JSON) holds ``format``, ``format_version``, ``database``, ``version``, ``task``, ``fs``
 (rate of the stored segments), ``lead_names``, ``shape``, ``dtype``, ``class_names``,
 ``source_files`` (relative path -> SHA256 of every source file used), ``parameters`` (every conversion
-parameter), ``extras`` and ``provenance`` (where and how the store was made: ``package_version``,
+parameter), ``extras``, ``patients_known`` (convert: whether the patient ids are known to identify
+subjects, see :attr:`SegmentStore.patients_known`) and ``provenance`` (where and how the store was made: ``package_version``,
 ``created``, and what the writer adds, e.g. convert's ``source_root`` and ``jobs``).
 
 :attr:`SegmentStore.manifest_hash` identifies a store's content: the SHA256 of the canonical JSON (sorted
@@ -54,7 +55,7 @@ _ARRAYS = ("labels", "record_ids", "patient_ids", "positions")
 
 #: manifest keys that define a store's content: :attr:`SegmentStore.manifest_hash` covers exactly these
 CONTENT_KEYS = ("format", "format_version", "database", "version", "task", "fs", "lead_names", "shape", "dtype",
-                "class_names", "source_files", "parameters", "extras")
+                "class_names", "source_files", "parameters", "extras", "patients_known")
 #: entries of ``manifest["parameters"]`` that describe how a conversion ran, not what it produced (not hashed)
 ENVIRONMENT_PARAMETERS = ("jobs", "progress")
 
@@ -376,6 +377,21 @@ class SegmentStore:
     @property
     def task(self) -> str:
         return str(self.manifest["task"])
+
+    @property
+    def patients_known(self) -> bool:
+        """Whether ``patient_ids`` are known to identify subjects (``manifest["patients_known"]``).
+
+        Stores written before the key existed fall back to the catalog entry of their database; stores
+        of databases outside the catalog (``write_store``) are taken at their word (True).
+        """
+        known = self.manifest.get("patients_known")
+        if known is None:
+            from ecgtransfer.physionet.catalog import DATABASES
+
+            db = DATABASES.get(str(self.manifest.get("database")))
+            known = True if db is None else db.patients_known
+        return bool(known)
 
     @property
     def shape(self) -> tuple[int, int, int]:

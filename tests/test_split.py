@@ -133,12 +133,47 @@ def test_bad_arguments(store48):
         split(store48, val_fraction=0.6, test_fraction=0.5)
 
 
-def test_split_on_a_real_converted_store(physionet_root, tmp_path):
+def _store_of(tmp_path, database, name="u", **manifest):
+    rng = np.random.default_rng(0)
+    recs = [f"I{k:02d}" for k in range(1, 13) for _ in range(5)]
+    return write_store(tmp_path / name, np.zeros((len(recs), 1, 2), np.float32), rng.integers(0, 2, len(recs)),
+                       record_ids=recs, patient_ids=recs, positions=range(len(recs)), class_names=["a", "b"], fs=1.0,
+                       lead_names=["II"], database=database, **manifest)
+
+
+def test_unknown_patients_warn_refuse_or_allow(tmp_path, caplog):
+    assert et.physionet.catalog.get_database("incartdb").patients_known is False
+    assert et.physionet.catalog.get_database("mitdb").patients_known is True
+    store = _store_of(tmp_path, "incartdb")  # no manifest key: the catalog says the subjects are unknown
+    assert store.patients_known is False
+    for method in ["patient", "kfold"]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ecgtransfer.signals.split"):
+            sp = split(store, method)
+        assert "not known to identify subjects" in caplog.text and "incartdb" in caplog.text
+        assert sp.patients_known is False and sp.to_dict()["patients_known"] is False
+    with pytest.raises(ConfigError, match="not known to identify subjects.*unknown_patients"):
+        split(store, "patient", unknown_patients="refuse")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecgtransfer.signals.split"):
+        split(store, "patient", unknown_patients="allow")
+        split(store, "random")
+    assert "not known to identify subjects" not in caplog.text
+    with pytest.raises(ConfigError, match="unknown_patients"):
+        split(store, "patient", unknown_patients="maybe")
+    # the manifest key wins over the catalog, and stores of other databases are taken at their word
+    assert _store_of(tmp_path, "incartdb", "k", patients_known=True).patients_known is True
+    assert _store_of(tmp_path, "custom", "c").patients_known is True
+    assert split(_store_of(tmp_path, "custom", "c2"), "patient", unknown_patients="refuse").patients_known
+
+
+def test_split_on_a_real_converted_store(physionet_root, tmp_path, caplog):
     records = ["101", "106", "108", "109", "112", "114"]
     store = et.convert("mitdb", data=physionet_root, out=tmp_path / "m", records=records, filter="none", jobs=2,
                        progress=False)
+    assert store.manifest["patients_known"] is True and store.patients_known
     for method in ["patient", "dechazal"]:
-        sp = et.split(store, method)
+        sp = et.split(store, method, unknown_patients="refuse")
         _check_partition(store, sp)
         assert len(sp.train) and len(sp.val)
     sp = et.split(store, "kfold", n_folds=3, fold=1)

@@ -28,6 +28,11 @@ class Database:
         label_source: where labels come from, in words.
         tasks: tasks ``convert`` supports; ``default_task`` is the first.
         patients: record -> patient where several records share a patient (default: one patient per record).
+        patients_known: whether ``patients`` (with the one-patient-per-record default) is known to give every
+            subject exactly one patient id. False when the database has fewer subjects than records and no
+            record -> subject map is available (incartdb: 75 records of 32 subjects), or when its
+            documentation does not say: patient-wise splits of such a store may put one subject on two sides,
+            and :func:`ecgtransfer.signals.split.split` warns (or refuses).
         citation: what to cite.
         tested: whether the shared test mirror holds this database (the others are described, not tested here).
     """
@@ -44,6 +49,7 @@ class Database:
     label_source: str
     tasks: tuple[str, ...]
     patients: dict[str, str] = field(default_factory=dict)
+    patients_known: bool = True
     citation: str = ""
     tested: bool = False
 
@@ -94,6 +100,9 @@ DATABASES: dict[str, Database] = {
             label_source="one rhythm label per record in training2017/REFERENCE.csv "
             "(N normal, A atrial fibrillation, O other rhythm, ~ noisy)",
             tasks=("rhythm",),
+            # AliveCor recordings: the challenge documents no subject ids and does not state one recording per
+            # person, so record-wise groups are not known to be patient-wise
+            patients_known=False,
             citation="Clifford GD et al. AF Classification from a Short Single Lead ECG Recording: the "
             "PhysioNet/Computing in Cardiology Challenge 2017. CinC 44, 2017. " + _PHYSIONET,
             tested=True,
@@ -103,6 +112,7 @@ DATABASES: dict[str, Database] = {
             fs=500.0, leads=("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"),
             records_file="RECORDS", record_dir="", metadata_files=("ludb.csv",), annotation=None,
             label_source="rhythm per record in ludb.csv (column 'Rhythms')", tasks=("rhythm",),
+            # 200 records of 200 subjects (Kalyakulina et al. 2020)
             citation="Kalyakulina AI et al. LUDB: a new open-access validation tool for electrocardiogram "
             "delineation algorithms. IEEE Access 8, 2020. " + _PHYSIONET,
             tested=True,
@@ -112,12 +122,15 @@ DATABASES: dict[str, Database] = {
             fs=257.0, leads=("II", "I", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),
             records_file="RECORDS", record_dir="", metadata_files=(), annotation="atr",
             label_source="beat annotations in <record>.atr", tasks=("beats",),
+            # 75 records from 32 subjects; the record -> subject map is not part of the files used here
+            patients_known=False,
             citation="Tihonenko V et al. St Petersburg INCART 12-lead Arrhythmia Database. " + _PHYSIONET,
         ),
         Database(
             name="svdb", title="MIT-BIH Supraventricular Arrhythmia Database", versions=("1.0.0",), fs=128.0,
             leads=("ECG1", "ECG2"), records_file="RECORDS", record_dir="", metadata_files=(), annotation="atr",
             label_source="beat annotations in <record>.atr", tasks=("beats",),
+            # 78 records; described as distinct recordings (one per subject): not verified offline here
             citation="Greenwald SD. Improved detection and classification of arrhythmias in noise-stressed ECGs. "
             "MIT thesis, 1990. " + _PHYSIONET,
         ),
@@ -130,6 +143,9 @@ DATABASES: dict[str, Database] = {
             label_source="SCP-ECG statements per record in ptbxl_database.csv (scp_codes), aggregated to the "
             "diagnostic superclasses of scp_statements.csv; patient_id column gives patients",
             tasks=("rhythm",),
+            # 21837 records of 18885 patients: the map is ptbxl_database.csv's patient_id, which convert does
+            # not read yet, so a store's record-wise patient ids would split some patients
+            patients_known=False,
             citation="Wagner P et al. PTB-XL, a large publicly available electrocardiography dataset. "
             "Scientific Data 7, 2020. " + _PHYSIONET,
         ),

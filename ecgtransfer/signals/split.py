@@ -18,6 +18,12 @@ Methods:
   patient is on two sides (DS2 stays the standard test set). Records outside DS1 and DS2 (the paced ones)
   are left out. Without DS2 records the test part is empty and a warning is logged.
 - ``"random"``: segment-level, stratified by class. Leaks patients: only on explicit request.
+
+Grouping by patient only protects against leaks when the store's patient ids identify subjects. For
+databases whose record -> subject map is unknown (incartdb: 75 records of 32 subjects; see
+``Database.patients_known`` in the catalog), the store's ``patients_known`` is False and the patient-wise
+methods log a warning (``unknown_patients="warn"``, the default), refuse (``"refuse"``) or stay silent
+(``"allow"``).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from ecgtransfer.errors import ConfigError
 log = logging.getLogger(__name__)
 
 METHODS = ("patient", "kfold", "dechazal", "random")
+UNKNOWN_PATIENTS = ("warn", "refuse", "allow")
 PARTS = ("train", "val", "test")
 
 #: de Chazal et al. 2004: the inter-patient training (DS1) and test (DS2) records of mitdb
@@ -50,6 +57,8 @@ class Split:
         method: the method that made the split.
         patients: part -> sorted patient ids in that part.
         excluded: indices in no part (records outside DS1/DS2 for ``dechazal``); usually empty.
+        patients_known: whether the store's patient ids are known to identify subjects (False: a subject
+            with several records may be on two sides).
     """
 
     train: np.ndarray
@@ -58,6 +67,7 @@ class Split:
     method: str
     patients: dict[str, list[str]] = field(default_factory=dict)
     excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    patients_known: bool = True
 
     def sizes(self) -> dict[str, int]:
         return {p: int(len(getattr(self, p))) for p in PARTS}
@@ -65,7 +75,7 @@ class Split:
     def to_dict(self) -> dict[str, Any]:
         """Sizes and patients (indices left out), e.g. for a run's record."""
         return {"method": self.method, "sizes": self.sizes(), "patients": self.patients,
-                "excluded": int(len(self.excluded))}
+                "excluded": int(len(self.excluded)), "patients_known": self.patients_known}
 
 
 def _greedy_groups(counts: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -144,7 +154,7 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
 
 
 def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: float = 0.15,
-          test_fraction: float = 0.15, n_folds: int = 5, fold: int = 0) -> Split:
+          test_fraction: float = 0.15, n_folds: int = 5, fold: int = 0, unknown_patients: str = "warn") -> Split:
     """Split a store (or anything with ``labels``, ``patient_ids``, ``record_ids``, ``num_classes``).
 
     Args:
@@ -155,12 +165,26 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
             for ``kfold`` and ``dechazal``, ``val_fraction`` of all segments is carved out of the non-test
             patients. Patient groups make the achieved fractions approximate.
         n_folds, fold: ``kfold`` only: number of folds (>= 2) and the test fold (0 <= fold < n_folds).
+        unknown_patients: what a patient-wise method does when the store's ``patients_known`` is False
+            (its patient ids may not identify subjects): ``"warn"`` (default, a logged warning),
+            ``"refuse"`` (:class:`ConfigError`) or ``"allow"`` (silent).
 
     Returns:
         a :class:`Split`; no patient id appears in two parts.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown split method {method!r}; expected one of {', '.join(METHODS)}")
+    if unknown_patients not in UNKNOWN_PATIENTS:
+        raise ConfigError(f"unknown_patients must be one of {', '.join(UNKNOWN_PATIENTS)}, got {unknown_patients!r}")
+    patients_known = bool(getattr(store, "patients_known", True))
+    if not patients_known and method != "random" and unknown_patients != "allow":
+        database = getattr(store, "database", None) or getattr(store, "manifest", {}).get("database")
+        msg = (f"the patient ids of this {database} store are not known to identify subjects (the database has "
+               "no record -> subject map here, e.g. incartdb: 75 records of 32 subjects): a subject with several "
+               f"records may land on two sides of the {method} split and inflate the results")
+        if unknown_patients == "refuse":
+            raise ConfigError(msg + "; pass unknown_patients='warn' or 'allow' to split anyway")
+        log.warning(msg)
     _check_fractions(val_fraction, test_fraction)
     labels = np.asarray(store.labels, dtype=np.int64)
     patient_ids = np.asarray(store.patient_ids).astype(str)
@@ -220,7 +244,7 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
 
     result = Split(train=train, val=val, test=test, method=method,
                    patients={p: sorted(set(patient_ids[ix].tolist())) for p, ix in zip(PARTS, (train, val, test))},
-                   excluded=np.sort(excluded).astype(np.int64))
+                   excluded=np.sort(excluded).astype(np.int64), patients_known=patients_known)
     if method != "random":
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             both = set(result.patients[a]) & set(result.patients[b])
