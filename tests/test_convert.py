@@ -495,3 +495,31 @@ def test_dead_worker_is_a_record_error(physionet_root, tmp_path, monkeypatch):
         et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["101", "106"], filter="none", jobs=2,
                    progress=False)
     assert not (tmp_path / "s").exists() and _no_partials(tmp_path)
+
+
+def test_record_202_is_patient_201_in_a_converted_store(physionet_root, tmp_path):
+    """The shared mirror lacks 202: fake it from 106's files, convert 101 106 201 202, check ids and splits."""
+    vdir = _copy_mitdb(physionet_root, tmp_path, ["101", "106", "201"])
+    for ext in ["dat", "atr"]:
+        shutil.copy(vdir / f"106.{ext}", vdir / f"202.{ext}")
+    lines = (vdir / "106.hea").read_text().splitlines()
+    assert lines[0].startswith("106 ")
+    lines[0] = "202" + lines[0][len("106"):]
+    lines[1:] = [ln.replace("106.dat", "202.dat") for ln in lines[1:]]
+    (vdir / "202.hea").write_text("\n".join(lines) + "\n")
+    (vdir / "RECORDS").write_text("101\n106\n201\n202\n")
+    store = et.convert("mitdb", data=tmp_path, out=tmp_path / "s", filter="none", jobs=2, progress=False)
+    assert set(store.record_ids) == {"101", "106", "201", "202"}
+    assert set(store.patient_ids[store.record_ids == "202"]) == {"201"}
+    assert set(store.patient_ids[store.record_ids == "201"]) == {"201"}
+    assert sorted(set(store.patient_ids)) == ["101", "106", "201"]
+    is_201 = np.isin(store.record_ids, ["201", "202"])
+    dechazal = et.split(store, "dechazal")  # 202 is DS2 (test); 201 (DS1) is left out of train/val
+    np.testing.assert_array_equal(dechazal.test, np.flatnonzero(store.record_ids == "202"))
+    train_val = np.concatenate([dechazal.train, dechazal.val])
+    assert set(store.record_ids[train_val]) == {"101", "106"}
+    for seed in range(3):
+        patient = et.split(store, "patient", seed=seed)
+        sides = [p for p in ("train", "val", "test") if np.isin(np.flatnonzero(is_201), getattr(patient, p)).any()]
+        assert len(sides) == 1, sides  # 201 and 202 (one subject) on one side
+        assert set(patient.patients[sides[0]]) >= {"201"}
