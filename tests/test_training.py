@@ -275,3 +275,21 @@ def test_lead_stack_trains_evaluates_and_reloads_with_lead_channels(store, tmp_p
     assert run.model.in_channels == 2 and run.encoder.out_channels(2) == 2
     m = evaluate(out, st2, "val", checkpoint="last", out=tmp_path / "ev")
     assert m["n"] == len(split["val"])
+
+
+def test_resume_does_not_need_the_init_weights_again(small_store, tmp_path) -> None:
+    """A run initialised from a weights file resumes from last.pt after that file is gone (as an ImageNet run
+    resumes offline): the checkpoint's weights replace the initial ones, so they are not loaded at all."""
+    from ecgtransfer.models import ResNet50
+
+    init = tmp_path / "init.pt"
+    torch.save(ResNet50(1000).state_dict(), init)
+    split = record_split(small_store, ["119", "209"], ["106"], [])
+    out = tmp_path / "run"
+    kw = dict(split_indices=split, **{**FAST, "init": str(init)}, epochs=1, max_steps=1)
+    fine_tune(small_store, out=out, **kw)
+    init.unlink()
+    with pytest.raises(Exception, match="init.pt"):  # a fresh start would need the file
+        fine_tune(small_store, out=tmp_path / "fresh", **kw)
+    result = fine_tune(small_store, out=out, resume=True, **kw)
+    assert result.stopped == "max_steps" and result.steps == 1

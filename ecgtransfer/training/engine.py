@@ -220,7 +220,7 @@ class _Trainer:
 
         self.encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=store.fs,
                                     **cfg.encoding_params).to(self.device)
-        weights = None if cfg.init == "scratch" else cfg.init
+        weights = self._init_weights()
         self.model = ResNet50(k, weights=weights,
                               in_channels=self.encoder.out_channels(store.shape[1])).to(self.device)
         self.dtype = amp_dtype(cfg.amp, self.device)
@@ -270,6 +270,32 @@ class _Trainer:
         self.resumed_from: int | None = None
         if self.resume:
             self._load_resume()
+
+    def _init_weights(self) -> str | None:
+        """The ``weights`` the model is built with.
+
+        ``None`` for ``init="scratch"`` and when resuming from an existing ``last.pt`` (its weights replace the
+        initial ones, so a deleted init file or an offline machine must not matter). Under torchrun, ImageNet
+        weights are resolved by local rank 0 first (downloading them once per node), then the other ranks read
+        the cached file after a barrier.
+        """
+        from ecgtransfer.errors import WeightsError
+        from ecgtransfer.models.weights import IMAGENET_SPECS, imagenet_file
+
+        init = self.cfg.init
+        if init == "scratch" or (self.resume and self.ckpt_path.exists()):
+            return None
+        if self.dist.enabled and str(init).lower() in IMAGENET_SPECS:
+            failed: WeightsError | None = None
+            if self.dist.local_rank == 0:
+                try:
+                    imagenet_file(str(init).lower(), progress=self.cfg.progress)
+                except WeightsError as exc:  # the other ranks must still reach the barrier
+                    failed = exc
+            D.barrier(self.dist)
+            if failed is not None:
+                raise failed
+        return init
 
     def _load_resume(self) -> None:
         D.barrier(self.dist)
