@@ -43,7 +43,7 @@ from ecgtransfer.signals import filters, rhythm
 from ecgtransfer._hashing import sha256_file
 from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
 from ecgtransfer.signals.record import ALL_LEADS, read_header, read_record, record_files, select_leads
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter
+from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -563,6 +563,7 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
         filter=filter, band=band_t, filter_order=int(filter_order),
         normalize=normalize, dtype=dtype, class_names=tuple(class_names))
 
+    recover_interrupted(out)  # an overwrite killed between its renames leaves the previous store aside
     existing = _existing_store(out, cfg, sources, overwrite)
     if existing is not None:
         log.info("%s is up to date (same parameters and source files); skipping conversion", out)

@@ -25,16 +25,24 @@ keys, compact) of the :data:`CONTENT_KEYS` of the manifest, with the environment
 conversion run from another folder, with another number of workers or another day hashes the same.
 
 Stores are written by :class:`StoreWriter`, streaming: segments are appended record by record into a
-temporary sibling directory, which is renamed to its final name only once complete and fsynced.
+temporary sibling directory (``.NAME.partial-*``), which is renamed to its final name only once complete
+and fsynced; an overwritten store is first moved aside into ``.NAME.old-*/store``. Both folders hold an
+``.owner`` file (``<pid> <host>``). A writer killed hard (SIGKILL, power loss) leaves them behind: the
+next :class:`StoreWriter` for the same path (and ``convert``) removes those whose owner process is gone,
+and restores an old store whose replacement never arrived (:func:`recover_interrupted`).
 """
 from __future__ import annotations
 
 import datetime
 import errno
+import glob
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +54,8 @@ from ecgtransfer import __version__
 from ecgtransfer._atomic import _fsync_dir, atomic_save_npy, atomic_write_json
 from ecgtransfer._hashing import sha256_json
 from ecgtransfer.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 STORE_FORMAT = "ecgtransfer-store"
 STORE_FORMAT_VERSION = 1
@@ -71,6 +81,72 @@ def manifest_content_hash(manifest: Mapping[str, Any]) -> str:
     if isinstance(params, Mapping):
         content["parameters"] = {k: v for k, v in params.items() if k not in ENVIRONMENT_PARAMETERS}
     return sha256_json(content)
+
+
+_OWNER = ".owner"  # in partial and old folders: "<pid> <host>" of the writing process
+_OWNERLESS_GRACE_S = 3600.0  # a folder without an owner file (older versions, or just created) is stale after this
+
+
+def _write_owner(folder: Path) -> None:
+    (folder / _OWNER).write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
+
+
+def _owner_alive(folder: Path) -> bool:
+    """Whether the process that made ``folder`` may still be using it (when unsure: yes)."""
+    try:
+        fields = (folder / _OWNER).read_text(encoding="utf-8").split()
+    except OSError:
+        try:
+            return time.time() - folder.stat().st_mtime < _OWNERLESS_GRACE_S
+        except OSError:
+            return True
+    try:
+        pid, host = int(fields[0]), fields[1]
+    except (ValueError, IndexError):
+        return False
+    if host != socket.gethostname():
+        return True  # a folder shared with another machine: its processes cannot be checked from here
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, owned by another user
+        return True
+    return True
+
+
+def recover_interrupted(path: str | os.PathLike) -> None:
+    """Clean up after writers of the store ``path`` that died without cleaning up.
+
+    ``.NAME.partial-*`` folders whose owner process is gone are removed. A ``.NAME.old-*`` folder whose owner
+    is gone holds a store that was being replaced: when nothing is at ``path`` (the writer died between the
+    two renames) that store is moved back to ``path``, else the folder is removed. Folders of live
+    processes, of other machines, and recent ones without an owner file are left alone.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return
+    prefix = f".{glob.escape(path.name)}."
+    for entry in sorted(parent.glob(prefix + "old-*")):
+        if not entry.is_dir() or _owner_alive(entry):
+            continue
+        old = entry / "store"
+        if (old / MANIFEST).is_file() and not os.path.lexists(path):
+            try:
+                os.replace(old, path)
+                log.warning("%s: restored the store that an interrupted overwrite had moved to %s", path, entry)
+            except OSError as exc:
+                log.warning("%s: could not restore %s: %s", path, old, exc)
+                continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.info("removed %s, left by an interrupted store writer", entry)
+    for entry in sorted(parent.glob(prefix + "partial-*")):
+        if entry.is_dir() and not _owner_alive(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("removed %s, left by an interrupted store writer", entry)
 
 
 def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
@@ -116,6 +192,7 @@ class StoreWriter:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype("float32"), np.dtype("float16")):
             raise StoreError(f"store dtype must be float32 or float16, got {dtype}")
+        recover_interrupted(self.path)
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path} already exists (pass overwrite=True to replace it)")
         self.overwrite = overwrite
@@ -123,6 +200,7 @@ class StoreWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+            _write_owner(self._tmp)
             self._seg = open(self._tmp / "segments.npy", "wb")
             self._seg.write(b"\0" * _NPY_HEADER_BYTES)
         except OSError as exc:
@@ -241,8 +319,10 @@ class StoreWriter:
 
     def _move_into_place(self) -> None:
         """Rename the complete partial folder to ``path`` (an existing store goes aside, then is removed)."""
+        (self._tmp / _OWNER).unlink()
         if self.path.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
+            _write_owner(trash)
             os.replace(self.path, trash / "store")
             try:
                 os.replace(self._tmp, self.path)

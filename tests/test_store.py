@@ -113,3 +113,53 @@ def test_os_errors_become_store_errors_naming_the_path(tmp_path, monkeypatch):
         _write(tmp_path / "s", n=4, overwrite=True)
     assert len(SegmentStore(tmp_path / "s")) == 5  # the previous store is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "s"]  # no partial folder left
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_folders_of_dead_writers_are_cleaned_and_old_store_restored(tmp_path):
+    import os
+    import socket
+
+    host = socket.gethostname()
+    dead = _dead_pid()
+    stale = tmp_path / ".s.partial-dead"
+    stale.mkdir()
+    (stale / ".owner").write_text(f"{dead} {host}\n")
+    (stale / "segments.npy").write_bytes(b"junk")
+    live = tmp_path / ".s.partial-live"  # another writer of this process: kept
+    live.mkdir()
+    (live / ".owner").write_text(f"{os.getpid()} {host}\n")
+    fresh = tmp_path / ".s.partial-noowner"  # no owner file yet and recent: kept
+    fresh.mkdir()
+    elsewhere = tmp_path / ".s.partial-otherhost"  # another machine's: kept
+    elsewhere.mkdir()
+    (elsewhere / ".owner").write_text(f"{dead} not-{host}\n")
+    other = tmp_path / ".t.partial-dead"  # another store's folder: not ours to clean
+    other.mkdir()
+    (other / ".owner").write_text(f"{dead} {host}\n")
+    # an overwrite killed between its two renames: the old store sits in .s.old-*/store, nothing at s
+    _write(tmp_path / "orig", n=7)
+    trash = tmp_path / ".s.old-dead"
+    trash.mkdir()
+    (trash / ".owner").write_text(f"{dead} {host}\n")
+    os.replace(tmp_path / "orig", trash / "store")
+
+    with pytest.raises(StoreError, match="already exists"):  # the restored store is there again
+        StoreWriter(tmp_path / "s", channels=1, length=4)
+    assert len(SegmentStore(tmp_path / "s")) == 7
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".s.partial-live", ".s.partial-noowner", ".s.partial-otherhost", ".t.partial-dead", "s"]
+    with StoreWriter(tmp_path / "s", channels=1, length=4, overwrite=True) as w:
+        assert (w._tmp / ".owner").read_text().split() == [str(os.getpid()), host]
+        w.append(np.zeros((2, 1, 4)), [0, 1], record_id="a", patient_id="a", positions=[0, 1])
+        store = w.close(database="x", version="0", task="t", fs=1.0, lead_names=["I"], class_names=["a", "b"])
+    assert len(store) == 2 and not (tmp_path / "s" / ".owner").exists()
+    assert not any(".old-" in p.name for p in tmp_path.iterdir())
