@@ -6,9 +6,11 @@
         --out stores --fs 250 --rr-context
 
 Each positional argument is ``DB[@VERSION][:TASK]`` (no task: the database's default). The store of each
-goes to ``OUT/<db>-<task>``. Options apply to every database where they mean something (``--rr-context``
-and ``--before/--after`` to beat tasks, ``--window``/``--whole-record`` to rhythm tasks). A store that is
-already complete with the same parameters is skipped. Exit code 0 when all succeeded, 2 when any failed
+goes to ``OUT/<db>-<task>``. Every conversion option of ``ecgtransfer convert`` is accepted (the same
+definitions: ``ecgtransfer.cli.convert.add_convert_options``) and applies to every database where it
+means something (``--rr-context`` and ``--before/--after`` to beat tasks, ``--window``/``--whole-record``
+to rhythm tasks, ``--reference`` to challenge-2017, ``--records`` to each database listed). A store that
+is already complete with the same parameters is skipped. Exit code 0 when all succeeded, 2 when any failed
 (each failure is one line; the others still run unless ``--fail-fast``).
 """
 from __future__ import annotations
@@ -32,25 +34,13 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ecgtransfer.cli.convert import add_convert_options, convert_kwargs
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("databases", nargs="+", metavar="DB[@V][:TASK]", help="databases (and optional task)")
-    parser.add_argument("--data", default="data", help="folder holding <db>/<version>/ (default: data)")
     parser.add_argument("--out", default="stores", help="folder for the stores (default: stores)")
-    parser.add_argument("--fs", type=float, default=None, help="resample every store to this rate (Hz)")
-    parser.add_argument("--filter", default="bandpass", choices=["bandpass", "highpass", "median", "none"])
-    parser.add_argument("--band", type=float, nargs=2, default=[0.5, 40.0], metavar=("LOW", "HIGH"))
-    parser.add_argument("--normalize", default="none", choices=["none", "zscore", "minmax"])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16"])
-    parser.add_argument("--before", default="0.25s", help="beats: window before the R peak (0.25s, 90samples)")
-    parser.add_argument("--after", default="0.45s", help="beats: window after the R peak")
-    parser.add_argument("--rr-context", action="store_true", help="beats: store RR-interval context")
-    parser.add_argument("--window", type=float, default=10.0, help="rhythm: window length in seconds")
-    parser.add_argument("--stride", type=float, default=None, help="rhythm: window step in seconds")
-    parser.add_argument("--whole-record", action="store_true", help="rhythm: one padded/cropped window per record")
-    parser.add_argument("--lead", nargs="+", default=None, help="lead name(s) or 'all' (default: per database)")
-    parser.add_argument("--jobs", type=int, default=None, help="worker processes per database")
-    parser.add_argument("--overwrite", action="store_true", help="replace stores made with other parameters")
+    add_convert_options(parser)
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first database that fails")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only warnings and errors")
     args = parser.parse_args(argv)
@@ -60,18 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ecgtransfer import convert
     from ecgtransfer.physionet.catalog import get_database
 
-    lead = args.lead[0] if args.lead is not None and len(args.lead) == 1 else args.lead
+    kwargs = convert_kwargs(args)
     failed = 0
     for spec in args.databases:
         name, version, task = parse_spec(spec)
         try:
             task = task or get_database(name).default_task
             out = Path(args.out) / f"{name}-{task}"
-            store = convert(name, data=args.data, out=out, task=task, version=version, lead=lead, fs=args.fs,
-                            before=args.before, after=args.after, rr_context=args.rr_context, window=args.window,
-                            stride=args.stride, whole_record=args.whole_record, filter=args.filter,
-                            band=tuple(args.band), normalize=args.normalize, dtype=args.dtype, jobs=args.jobs,
-                            overwrite=args.overwrite, progress=not args.quiet)
+            store = convert(name, out=out, task=task, version=version, **kwargs)
             info = store.info()
             log.info("%s: %d segments %s, classes %s", out, info.n_segments, list(info.shape[1:]), info.classes)
         except EcgTransferError as exc:

@@ -523,3 +523,31 @@ def test_record_202_is_patient_201_in_a_converted_store(physionet_root, tmp_path
         sides = [p for p in ("train", "val", "test") if np.isin(np.flatnonzero(is_201), getattr(patient, p)).any()]
         assert len(sides) == 1, sides  # 201 and 202 (one subject) on one side
         assert set(patient.patients[sides[0]]) >= {"201"}
+
+
+def test_batch_script_has_every_cli_option_and_converts(physionet_root, tmp_path):
+    import argparse
+    import subprocess
+    import sys
+
+    from ecgtransfer.cli import build_parser
+
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "convert_physionet.py"
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    cli_opts = {o for a in sub.choices["convert"]._actions for o in a.option_strings if o.startswith("--")}
+    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    named_by_spec = {"--task", "--version", "--help"}  # DB[@VERSION][:TASK]
+    assert {o for o in cli_opts - named_by_spec if o not in help_text} == set()
+    proc = subprocess.run([sys.executable, str(script), "mitdb:beats", "ludb@1.0.1", "--data", str(physionet_root),
+                           "--out", str(tmp_path), "--records", "101", "--before", "90samples", "--after", "0.3",
+                           "--filter", "highpass", "--filter-order", "3", "--rr-context", "--normalize", "zscore",
+                           "--jobs", "1", "-q"], capture_output=True, text=True)
+    # --records 101 is a mitdb record; ludb has none of that name: one line for it, exit 2, mitdb still done
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("convert_physionet: error: ludb@1.0.1: unknown record '101'")
+    store = SegmentStore(tmp_path / "mitdb-beats")
+    p = store.manifest["parameters"]
+    assert (p["records"], p["before_samples"], p["after_samples"]) == (["101"], 90, 108)
+    assert (p["filter"], p["filter_order"], p["rr_context"], p["normalize"]) == ("highpass", 3, True, "zscore")

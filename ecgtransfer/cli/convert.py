@@ -20,25 +20,24 @@ def _duration(text: str) -> str:
     return text
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "convert", help="cut downloaded records into a labelled segment store",
-        description="Read DATA/<db>/<version>/ with wfdb, filter, resample, segment and label the records and "
-        "write a segment store (memory-mapped [N, C, L] segments + labels + record/patient ids + manifest).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("database", metavar="DB", help="database: mitdb (beats), challenge-2017 or ludb (rhythm)")
+def add_convert_options(p: argparse.ArgumentParser) -> None:
+    """Add the conversion options shared by ``ecgtransfer convert`` and ``data_scripts/convert_physionet.py``.
+
+    Everything except what names the database and the output (``DB``, ``--out``, ``--task``, ``--version``):
+    ``--data``, ``--records``, ``--lead``, ``--fs``, the beat, rhythm and signal-processing groups, ``--jobs``
+    and ``--overwrite``. :func:`convert_kwargs` turns the parsed values into :func:`ecgtransfer.convert`
+    keyword arguments.
+    """
     p.add_argument("--data", default=os.environ.get("ECGTRANSFER_DATA", "data"),
                    help="folder holding <db>/<version>/ as `ecgtransfer download` writes it (env ECGTRANSFER_DATA)")
-    p.add_argument("--out", required=True, help="store directory to create")
-    p.add_argument("--task", choices=["beats", "rhythm"], default=None, help="task (default: the database's own)")
-    p.add_argument("--version", default=None, help="database version (default: newest known)")
     p.add_argument("--records", nargs="+", default=None, metavar="R", help="records to convert (default: all present)")
     p.add_argument("--lead", nargs="+", default=None, metavar="NAME",
                    help="lead name(s) or 'all' (default: mitdb MLII, challenge-2017 ECG, ludb i)")
     p.add_argument("--fs", type=float, default=None, help="resample to this rate in Hz (default: source rate)")
     g = p.add_argument_group("beats (mitdb)")
     g.add_argument("--before", type=_duration, default="0.25s",
-                   help="window before the R peak: seconds ('0.25', '0.25s', '250ms') or samples ('90samples')")
+                   help="window before the R peak, at most 2 s: seconds ('0.25', '0.25s', '250ms') or samples "
+                   "('90samples')")
     g.add_argument("--after", type=_duration, default="0.45s", help="window after the R peak (same units)")
     g.add_argument("--rr-context", action="store_true", help="store previous/next/local RR intervals (extra 'rr')")
     g.add_argument("--include-paced", action="store_true", help="keep the paced records 102 104 107 217")
@@ -61,22 +60,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="segment dtype")
     p.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: min(4, CPUs))")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store with other parameters")
+
+
+def convert_kwargs(args: argparse.Namespace) -> dict:
+    """:func:`ecgtransfer.convert` keyword arguments from the options of :func:`add_convert_options`
+    (plus ``quiet``: no progress bar)."""
+    lead = args.lead
+    if lead is not None and len(lead) == 1:
+        lead = lead[0]
+    return dict(data=args.data, records=args.records, lead=lead, fs=args.fs, before=args.before, after=args.after,
+                rr_context=args.rr_context, include_paced=args.include_paced, window=args.window,
+                stride=args.stride, whole_record=args.whole_record, reference=args.reference,
+                rhythm_classes=args.rhythm_classes, filter=args.filter, band=tuple(args.band),
+                filter_order=args.filter_order, normalize=args.normalize, dtype=args.dtype, jobs=args.jobs,
+                overwrite=args.overwrite, progress=not getattr(args, "quiet", False))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="cut downloaded records into a labelled segment store",
+        description="Read DATA/<db>/<version>/ with wfdb, filter, resample, segment and label the records and "
+        "write a segment store (memory-mapped [N, C, L] segments + labels + record/patient ids + manifest).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("database", metavar="DB", help="database: mitdb (beats), challenge-2017 or ludb (rhythm)")
+    p.add_argument("--out", required=True, help="store directory to create")
+    p.add_argument("--task", choices=["beats", "rhythm"], default=None, help="task (default: the database's own)")
+    p.add_argument("--version", default=None, help="database version (default: newest known)")
+    add_convert_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ecgtransfer.convert import convert
 
-    lead = args.lead
-    if lead is not None and len(lead) == 1:
-        lead = lead[0]
-    store = convert(args.database, data=args.data, out=args.out, task=args.task, records=args.records, lead=lead,
-                    fs=args.fs, before=args.before, after=args.after, rr_context=args.rr_context,
-                    include_paced=args.include_paced, window=args.window, stride=args.stride,
-                    whole_record=args.whole_record, reference=args.reference, rhythm_classes=args.rhythm_classes,
-                    filter=args.filter, band=tuple(args.band), filter_order=args.filter_order,
-                    normalize=args.normalize, dtype=args.dtype, jobs=args.jobs, overwrite=args.overwrite,
-                    version=args.version, progress=not args.quiet)
+    store = convert(args.database, out=args.out, task=args.task, version=args.version, **convert_kwargs(args))
     info = store.info()
     counts = " ".join(f"{k}={v}" for k, v in info.classes.items())
     log.info("%s: %d segments %s at %g Hz, classes %s", store.path, info.n_segments, list(info.shape[1:]), info.fs,
