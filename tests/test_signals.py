@@ -134,3 +134,35 @@ def test_ludb_rhythm_normalisation():
     assert rhythm.ludb_rhythm_class("Atrial flutter, typical", "coarse") == "atrial"
     with pytest.raises(RecordError, match="record 7: unknown rhythm"):
         rhythm.ludb_rhythm_class("Junctional rhythm", record_id="7")
+
+
+def _record_with_gaps(tmp_path, gaps, fs=100, n=2000):
+    """A two-lead WFDB record (format 16) with NaN runs ``(lead, start, length)``; wfdb writes them as invalid."""
+    t = np.arange(n) / fs
+    x = np.stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)], axis=1)
+    for lead, start, length in gaps:
+        x[start:start + length, lead] = np.nan
+    wfdb.wrsamp("g", fs=fs, units=["mV", "mV"], sig_name=["I", "II"], p_signal=x, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    return tmp_path / "g", x
+
+
+def test_short_nan_gaps_are_interpolated_and_logged(tmp_path, caplog):
+    import logging
+
+    path, x = _record_with_gaps(tmp_path, [(0, 100, 10), (0, 500, 3), (1, 1000, 100)])
+    assert np.isnan(wfdb.rdrecord(str(path)).p_signal).sum() == 113  # wfdb reads the gaps back as NaN
+    with caplog.at_level(logging.WARNING, logger="ecgtransfer.signals.record"):
+        rec = read_record(path, "all")
+    assert np.all(np.isfinite(rec.signal))
+    assert "record g" in caplog.text and "I: 13 in 2 gap(s)" in caplog.text and "II: 100 in 1 gap(s)" in caplog.text
+    raw = wfdb.rdrecord(str(path)).p_signal[:, 0]
+    np.testing.assert_allclose(rec.signal[0, 100:110], np.linspace(raw[99], raw[110], 12)[1:-1])
+
+
+def test_nan_gap_longer_than_one_second_is_refused(tmp_path):
+    path, _ = _record_with_gaps(tmp_path, [(1, 300, 101)])  # 1.01 s at 100 Hz
+    with pytest.raises(RecordError, match=r"record g: lead II has 101 invalid samples in a row \(1\.01 s from "
+                                          r"sample 300\)"):
+        read_record(path, "all")
+    assert read_record(path, "I").signal.shape == (1, 2000)  # the other lead is fine

@@ -5,6 +5,7 @@ raised as :class:`~ecgtransfer.errors.RecordError` naming the record and the fil
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,12 @@ import numpy as np
 
 from ecgtransfer.errors import RecordError
 
+log = logging.getLogger(__name__)
+
 #: ``lead`` value that selects every lead of a record, in header order
 ALL_LEADS = "all"
+#: longest run of invalid (NaN) samples, in seconds, that :func:`read_record` fills by interpolation
+MAX_GAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -140,20 +145,38 @@ def read_record(path: str | os.PathLike, leads: str | Sequence[str] | None = Non
         raise RecordError(f"record {rid}: signal of {path} is empty")
     cols = [got.index(header.sig_name[i]) for i in idx]
     signal = np.ascontiguousarray(sig[:, cols].T)
+    lead_names = tuple(header.sig_name[i] for i in idx)
     if not np.all(np.isfinite(signal)):
-        # WFDB marks invalid samples as NaN; short gaps are replaced by linear interpolation
-        signal = _fill_nan(signal, rid)
-    return RecordSignal(record_id=rid, signal=signal, fs=float(rec.fs),
-                        lead_names=tuple(header.sig_name[i] for i in idx))
+        # WFDB marks invalid samples as NaN; gaps up to MAX_GAP_S are replaced by linear interpolation
+        signal = _fill_nan(signal, rid, float(rec.fs), lead_names)
+    return RecordSignal(record_id=rid, signal=signal, fs=float(rec.fs), lead_names=lead_names)
 
 
-def _fill_nan(signal: np.ndarray, rid: str) -> np.ndarray:
+def _nan_runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of the runs of True in the 1-D boolean ``bad``."""
+    edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
+    starts = np.flatnonzero(edges == 1)
+    return starts, np.flatnonzero(edges == -1) - starts
+
+
+def _fill_nan(signal: np.ndarray, rid: str, fs: float, lead_names: Sequence[str]) -> np.ndarray:
+    """Interpolate linearly over invalid samples of ``signal`` ``[C, n]``; refuse gaps longer than MAX_GAP_S."""
     out = signal.copy()
+    filled = []
     for c in range(out.shape[0]):
         bad = ~np.isfinite(out[c])
+        if not bad.any():
+            continue
         if bad.all():
-            raise RecordError(f"record {rid}: lead {c} has no valid samples")
-        if bad.any():
-            good = np.flatnonzero(~bad)
-            out[c, bad] = np.interp(np.flatnonzero(bad), good, out[c, good])
+            raise RecordError(f"record {rid}: lead {lead_names[c]} has no valid samples")
+        starts, lengths = _nan_runs(bad)
+        k = int(np.argmax(lengths))
+        if lengths[k] > MAX_GAP_S * fs:
+            raise RecordError(f"record {rid}: lead {lead_names[c]} has {lengths[k]} invalid samples in a row "
+                              f"({lengths[k] / fs:.3g} s from sample {starts[k]}); gaps longer than {MAX_GAP_S:g} s "
+                              "are not interpolated: choose another lead or leave the record out")
+        good = np.flatnonzero(~bad)
+        out[c, bad] = np.interp(np.flatnonzero(bad), good, out[c, good])
+        filled.append(f"{lead_names[c]}: {int(bad.sum())} in {len(starts)} gap(s)")
+    log.warning("record %s: interpolated invalid (NaN) samples, %s", rid, "; ".join(filled))
     return out
