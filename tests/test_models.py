@@ -302,10 +302,20 @@ def test_imagenet_offline_raises_a_clear_error(offline):
     assert not list(offline.rglob("*.pth"))  # no half file left in the cache
 
 
-def test_imagenet_from_torch_hub_cache(offline, tv_model, tv_out, tv_file):
+def _own_prefix(monkeypatch, path: Path) -> None:
+    """Make ``path`` (random weights under torchvision's file name) carry its own SHA256 prefix, as the real
+    file does: the name's prefix is what the content is checked against."""
+    real = W._sha256(path)[:8]
+    monkeypatch.setattr(W, "_hash_prefix", lambda filename: real)
+
+
+def test_imagenet_from_torch_hub_cache(offline, monkeypatch, tv_model, tv_out, tv_file):
     cache = offline / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     (cache / "resnet50-0676ba61.pth").write_bytes(tv_file.read_bytes())
+    with pytest.raises(WeightsError, match="SHA256 does not start with 0676ba61.*torch's cache"):
+        ResNet50(1000, weights="imagenet-v1")  # a cache file that is not torchvision's is refused
+    _own_prefix(monkeypatch, cache / "resnet50-0676ba61.pth")
     model = ResNet50(1000, weights="imagenet-v1").eval()
     assert "IMAGENET1K_V1" in model.load_report.source
     with torch.no_grad():
@@ -321,8 +331,7 @@ def test_imagenet_from_weights_dir_checks_the_hash(offline, monkeypatch, tmp_pat
     monkeypatch.setenv(W.WEIGHTS_DIR_ENV, str(wdir))
     with pytest.raises(WeightsError, match="SHA256 does not start with 11ad3fa6"):
         ResNet50(2, weights="imagenet")
-    real = W._sha256(wdir / "resnet50-11ad3fa6.pth")[:8]
-    monkeypatch.setattr(W, "_hash_prefix", lambda filename: real)
+    _own_prefix(monkeypatch, wdir / "resnet50-11ad3fa6.pth")
     assert ResNet50(2, weights="imagenet").load_report.backbone_loaded == 318
 
 
@@ -333,12 +342,16 @@ def test_fetch_offline_fails_cleanly(offline, tmp_path):
     assert not out.exists() or not list(out.iterdir())
 
 
-def test_fetch_copies_the_verified_file(offline, tmp_path, tv_file):
+def test_fetch_copies_the_verified_file(offline, monkeypatch, tmp_path, tv_file):
     cache = offline / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     (cache / "resnet50-11ad3fa6.pth").write_bytes(tv_file.read_bytes())
     out = tmp_path / "weights"
     out.mkdir()
+    with pytest.raises(WeightsError, match="SHA256 does not start with 11ad3fa6"):
+        W.fetch_imagenet("v2", out)  # random weights under the real name: refused, nothing written
+    assert list(out.iterdir()) == []
+    _own_prefix(monkeypatch, cache / "resnet50-11ad3fa6.pth")
     written = W.fetch_imagenet("v2", out)
     assert written == out / "resnet50-11ad3fa6.pth"
     assert written.read_bytes() == tv_file.read_bytes()

@@ -4,8 +4,9 @@ Where weights come from (:func:`read_weights`):
 
 * ``"imagenet"`` / ``"imagenet-v2"``: torchvision's ``ResNet50_Weights.IMAGENET1K_V2`` (80.9 % top-1);
   ``"imagenet-v1"``: ``IMAGENET1K_V1`` (76.1 %, the original torchvision weights). The file is looked up,
-  in order, in ``$ECGTRANSFER_WEIGHTS_DIR`` (a folder filled by ``ecgtransfer weights fetch``; the file's
-  SHA256 prefix is checked), in torch.hub's cache (``$TORCH_HOME/hub/checkpoints``), and otherwise
+  in order, in ``$ECGTRANSFER_WEIGHTS_DIR`` (a folder filled by ``ecgtransfer weights fetch``) and in
+  torch.hub's cache (``$TORCH_HOME/hub/checkpoints``), in both with the file's SHA256 checked against the
+  prefix in torchvision's file name, and otherwise
   downloaded into that cache from the URL torchvision's weights API names. When none works (an offline
   machine) :class:`~ecgtransfer.errors.WeightsUnavailableError` says how to fix it.
 * a path: a torchvision-format state dict (``conv1.weight``, ``layer1.0.downsample.0.weight``, ``fc.bias``),
@@ -31,7 +32,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -307,11 +307,33 @@ def _hash_prefix(filename: str) -> Optional[str]:
     return m.group(1) if m else None
 
 
+def _verify_prefix(path: Path, prefix: Optional[str], member: str, fix: str) -> Path:
+    """``path`` when its SHA256 starts with ``prefix`` (torchvision's file names embed it); else WeightsError.
+
+    A file already verified with the same size and modification time is not hashed again.
+    """
+    if not prefix:
+        return path
+    st = path.stat()
+    if not _sha256_cached(str(path), st.st_size, st.st_mtime_ns).startswith(prefix):
+        raise WeightsError(
+            f"{path}: SHA256 does not start with {prefix} (torchvision {member}); the file is corrupt or not "
+            f"torchvision's: {fix}"
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(Path(path))
+
+
 def imagenet_file(version: str = "v2", *, progress: bool = True, download: bool = True) -> Path:
     """Local path of torchvision's ImageNet ResNet50 weight file, downloading it into torch.hub's cache if needed.
 
-    Looks in ``$ECGTRANSFER_WEIGHTS_DIR`` (SHA256 prefix verified), then torch.hub's cache, then downloads
-    from the URL of torchvision's ``ResNet50_Weights`` (hash-checked by torch.hub).
+    Looks in ``$ECGTRANSFER_WEIGHTS_DIR``, then torch.hub's cache (in both the file's SHA256 must start with the
+    prefix in torchvision's file name), then downloads from the URL of torchvision's ``ResNet50_Weights``
+    (hash-checked by torch.hub).
 
     Raises:
         WeightsUnavailableError: not found locally and the download fails (offline) or ``download=False``.
@@ -326,18 +348,13 @@ def imagenet_file(version: str = "v2", *, progress: bool = True, download: bool 
     if env_dir:
         candidate = Path(env_dir).expanduser() / filename
         if candidate.is_file():
-            if prefix and not _sha256(candidate).startswith(prefix):
-                raise WeightsError(
-                    f"{candidate}: SHA256 does not start with {prefix} (torchvision {member}); the file is "
-                    "corrupt or not torchvision's: fetch it again with `ecgtransfer weights fetch`"
-                )
             log.debug("ImageNet weights %s from %s=%s", member, WEIGHTS_DIR_ENV, env_dir)
-            return candidate
+            return _verify_prefix(candidate, prefix, member, "fetch it again with `ecgtransfer weights fetch`")
         log.debug("%s=%s has no %s", WEIGHTS_DIR_ENV, env_dir, filename)
 
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if cached.is_file():
-        return cached
+        return _verify_prefix(cached, prefix, member, "delete it from torch's cache so it is downloaded again")
     if not download:
         raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, "downloads disabled"))
     log.info("downloading ImageNet ResNet50 weights (torchvision %s) from %s", member, url)
@@ -578,11 +595,13 @@ def fetch_imagenet(version: str = "v2", out: Union[str, os.PathLike] = ".", *, p
 
     ``out`` is a folder (existing, or given with a trailing ``/``) that receives torchvision's file name
     (``resnet50-11ad3fa6.pth`` for v2, ``resnet50-0676ba61.pth`` for v1), or a file path. The bytes are
-    torchvision's original state-dict file (SHA256-checked against the prefix in its name, verified to load
-    into our ResNet50), so a folder of fetched files works as ``$ECGTRANSFER_WEIGHTS_DIR``.
+    torchvision's original state-dict file (SHA256-checked against the prefix in its name, whether it was
+    downloaded or found in torch's cache, and again as it is copied; verified to load into our ResNet50), so a
+    folder of fetched files works as ``$ECGTRANSFER_WEIGHTS_DIR``.
 
     Raises:
         WeightsUnavailableError: the download fails (offline machine).
+        WeightsError: a cached file that is not torchvision's (SHA256 mismatch).
     """
     filename = imagenet_filename(version)
     out_s = os.fspath(out)
@@ -594,7 +613,14 @@ def fetch_imagenet(version: str = "v2", out: Union[str, os.PathLike] = ".", *, p
 
     report = apply_weights(ResNet50(1000), read_state_dict_file(src_path))  # proves it loads
     if src_path.resolve() != out_path.resolve():
+        prefix = _hash_prefix(filename)
+        h = hashlib.sha256()
         with open(src_path, "rb") as fin, atomic_open(out_path, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
+            for chunk in iter(lambda: fin.read(1 << 20), b""):
+                h.update(chunk)
+                fout.write(chunk)
+            if prefix and not h.hexdigest().startswith(prefix):  # the bytes written, checked before the rename
+                raise WeightsError(f"{src_path} changed while it was copied to {out_path}: its SHA256 no longer "
+                                   f"starts with {prefix}; nothing was written")
     log.info("wrote %s (%d tensors loaded into ResNet50)", out_path, len(report.loaded))
     return out_path
