@@ -155,6 +155,10 @@ def test_augmentation_is_seeded_and_bounded() -> None:
     a, b = aug(x, epoch=1, step=2), aug(x, epoch=1, step=2)
     assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
     assert not torch.equal(a, aug(x, epoch=1, step=3))
+    # torchrun ranks: each rank its own draws, each reproducible
+    rank1 = SignalAugment(seed=0, fs=360.0, rank=1)
+    assert not torch.equal(rank1(x, epoch=1, step=2), a)
+    assert torch.equal(rank1(x, epoch=1, step=2), SignalAugment(seed=0, fs=360.0, rank=1)(x, epoch=1, step=2))
     only_scale = SignalAugment(seed=0, scale=0.1, wander=0, noise=0, shift=0)(x, epoch=0, step=0)
     ratio = only_scale / x
     assert ratio.min() >= 0.9 - 1e-5 and ratio.max() <= 1.1 + 1e-5

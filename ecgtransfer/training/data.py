@@ -146,8 +146,9 @@ def batch_loader(store: SegmentStore, batches: Sequence[np.ndarray], *, num_work
 class SignalAugment:
     """Random signal augmentation of a batch ``[B, C, L]`` in torch, on the batch's device.
 
-    Randomness comes from a CPU generator seeded with ``(seed, epoch, step)``, so a batch is augmented the
-    same way whether or not the run was interrupted, and independently of the global RNG.
+    Randomness comes from a CPU generator seeded with ``(seed, epoch, step, rank)``, so a batch is augmented
+    the same way whether or not the run was interrupted (a resumed run keeps its world size), independently of
+    the global RNG, and the ranks of a torchrun job draw different augmentations for their different shards.
 
     - amplitude scaling: ``x * u``, ``u ~ U[1 - scale, 1 + scale]`` per sample and lead;
     - baseline wander: a sinusoid of frequency ``U[0.05, 0.5]`` Hz (``fs`` needed; otherwise 0.5-2 cycles
@@ -157,14 +158,15 @@ class SignalAugment:
     """
 
     def __init__(self, *, seed: int, fs: float | None = None, scale: float = 0.1, wander: float = 0.1,
-                 noise: float = 0.02, shift: float = 0.05) -> None:
+                 noise: float = 0.02, shift: float = 0.05, rank: int = 0) -> None:
         self.seed = int(seed)
+        self.rank = int(rank)
         self.fs = fs
         self.scale, self.wander, self.noise, self.shift = scale, wander, noise, shift
 
     def __call__(self, x: torch.Tensor, *, epoch: int, step: int) -> torch.Tensor:
         b, c, length = x.shape
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch, step, 15485863])
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch, step, self.rank, 15485863])
                                               .generate_state(1, dtype=np.uint64)[0] % 2**63))
         dev, dt = x.device, x.dtype
 

@@ -247,7 +247,8 @@ class _Trainer:
         self.weights_np = w
         self.loss_weight = torch.tensor(w, dtype=torch.float32, device=self.device)
         self.augment = (SignalAugment(seed=cfg.seed, fs=store.fs, scale=cfg.aug_scale, wander=cfg.aug_wander,
-                                      noise=cfg.aug_noise, shift=cfg.aug_shift) if cfg.augment else None)
+                                      noise=cfg.aug_noise, shift=cfg.aug_shift, rank=self.dist.rank)
+                        if cfg.augment else None)
 
         self.train_model: torch.nn.Module = self.model
         if self.dist.enabled:
