@@ -343,9 +343,17 @@ def _hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    # fork where available: workers only run numpy/scipy/wfdb (no torch), and unlike spawn/forkserver it does
-    # not re-import the caller's __main__ (a script without an ``if __name__ == "__main__"`` guard works)
+    """The start method of the worker pool.
+
+    fork where available and safe: workers only run numpy/scipy/wfdb, and unlike spawn/forkserver fork does
+    not re-import the caller's ``__main__`` (a script without an ``if __name__ == "__main__"`` guard works).
+    Once torch is imported its thread pools (OpenMP, CUDA) may hold locks that a forked child inherits
+    locked, so then workers come from a forkserver (spawn where there is none); the work function
+    :func:`_process_record` and its arguments are module-level and picklable for that.
+    """
     methods = multiprocessing.get_all_start_methods()
+    if "torch" in sys.modules:
+        return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 

@@ -551,3 +551,30 @@ def test_batch_script_has_every_cli_option_and_converts(physionet_root, tmp_path
     p = store.manifest["parameters"]
     assert (p["records"], p["before_samples"], p["after_samples"]) == (["101"], 90, 108)
     assert (p["filter"], p["filter_order"], p["rr_context"], p["normalize"]) == ("highpass", 3, True, "zscore")
+
+
+def test_workers_avoid_fork_once_torch_is_loaded(physionet_root, tmp_path, monkeypatch):
+    import sys
+
+    import torch  # noqa: F401 - loaded on purpose: fork after torch's thread pools start is unsafe
+
+    conv = importlib.import_module("ecgtransfer.convert")
+    assert conv._mp_context().get_start_method() in ("forkserver", "spawn")
+    used = []
+    real = conv._mp_context
+
+    def spy():
+        ctx = real()
+        used.append(ctx.get_start_method())
+        return ctx
+
+    monkeypatch.setattr(conv, "_mp_context", spy)
+    kw = dict(data=physionet_root, records=["101", "106"], filter="bandpass", progress=False)
+    par = et.convert("mitdb", out=tmp_path / "par", jobs=2, **kw)
+    assert used and used[0] != "fork"
+    seq = et.convert("mitdb", out=tmp_path / "seq", jobs=1, **kw)
+    np.testing.assert_array_equal(par.segments, seq.segments)
+    np.testing.assert_array_equal(par.record_ids, seq.record_ids)
+    assert par.manifest_hash == seq.manifest_hash
+    monkeypatch.delitem(sys.modules, "torch")
+    assert real().get_start_method() == "fork"
