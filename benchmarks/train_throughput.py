@@ -1,11 +1,20 @@
-"""Training-step throughput: images/s, peak memory, and the share of step time spent loading and rendering.
+"""Training-loop throughput: images/s of the real fine-tuning step, peak memory, and where the time goes.
 
-One step = read a batch of segments from the memory-mapped store (``[B, C, L]``), copy to the device, render
-images (``[B, 3, S, S]``) with :class:`ecgtransfer.imaging.ImageEncoder`, then forward/backward/optimizer step
-of the ResNet50 with the tiered optimizer (bf16 autocast and channels_last on CUDA, as the loop does). The
-phases are timed separately (with CUDA synchronisation), after warmup steps.
+The step timed is the engine's own: a :class:`ecgtransfer.training.engine._Trainer` is set up from a
+:class:`~ecgtransfer.training.TrainConfig` exactly as ``fine_tune`` does it (determinism settings, class-weighted
+loss, tiered optimizer and scheduler, gradient clipping, bf16 autocast and channels_last on CUDA, augmentation
+with ``--augment``), its :class:`~ecgtransfer.training.data.BatchPlan` batches are read by the same DataLoader
+(``batch_loader``), and each batch goes through ``trainer.train_step`` (render, forward, loss, the one host
+synchronisation for loss and accuracy, backward, clip, step, schedule). Per step the script records:
 
-    python benchmarks/train_throughput.py --device cpu --batch-size 16 --image-size 224 --steps 5 --threads 2
+* ``load_s``: waiting for the DataLoader's next batch and copying it to the device;
+* ``train_step_s``: ``trainer.train_step`` (with a device synchronisation after it on CUDA);
+* ``step_s``: their sum, the loop's time per step; ``images_per_s = batch_size / step_s``.
+
+After the timed steps, the image rendering of the same batches is timed alone (``render_s``, the encoder on
+the device) to give its share of ``step_s``. Medians over the timed steps, after warmup steps.
+
+    python benchmarks/train_throughput.py --device cpu --batch-size 8 --image-size 64 --steps 5 --threads 2
     python benchmarks/train_throughput.py --device cuda --batch-size 128 --image-size 224 --steps 30
 
 Writes ``benchmarks/results/train_throughput_<device>.json``. Uses a synthetic store (sine + noise beats,
@@ -15,20 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ecgtransfer.imaging import ImageEncoder
-from ecgtransfer.models import ResNet50
-from ecgtransfer.models.tiers import TierConfig, build_optimizer
+from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.store import SegmentStore, write_store
-from ecgtransfer.training.runtime import amp_dtype, autocast, peak_memory_mb, reset_peak_memory
+from ecgtransfer.training import TrainConfig
+from ecgtransfer.training.data import batch_loader
+from ecgtransfer.training.engine import _Trainer
+from ecgtransfer.training.runtime import peak_memory_mb, reset_peak_memory
 
 
 def synthetic_store(path: Path, n: int = 2048, length: int = 256) -> SegmentStore:
@@ -50,74 +61,88 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (as --num-workers of train)")
+    ap.add_argument("--augment", action="store_true", help="signal augmentation, as train --augment")
     ap.add_argument("--store", help="a real segment store (default: a synthetic one)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
 
-    torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
     tmp = tempfile.TemporaryDirectory()
     store = SegmentStore(args.store) if args.store else synthetic_store(Path(tmp.name) / "store")
-    model = ResNet50(store.num_classes).to(dev)
-    channels_last = dev.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    encoder = ImageEncoder(args.encoding, size=args.image_size, fs=store.fs).to(dev)
-    opt = build_optimizer(model, TierConfig())
-    dtype = amp_dtype("auto", dev)
+    n_steps = args.warmup + args.steps
+    n_train = min(len(store) - 2 * args.batch_size, n_steps * args.batch_size)
     rng = np.random.default_rng(0)
+    order = rng.permutation(len(store))
+    split = {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + 2 * args.batch_size]),
+             "test": np.zeros(0, dtype=np.int64)}
+    cfg = TrainConfig(init="scratch", encoding=args.encoding, image_size=args.image_size, batch_size=args.batch_size,
+                      device=args.device, num_threads=args.threads, num_workers=args.num_workers,
+                      augment=args.augment, epochs=1, progress=False)
+    trainer = _Trainer(store, cfg, Path(tmp.name) / "run", resume=False, split=split)
+    trainer.setup()
+    dev = trainer.device
+    batches = trainer.plan.batches(0)[:n_steps]
+    if len(batches) < n_steps:
+        raise SystemExit(f"the store gives {len(batches)} batches of {args.batch_size}; need {n_steps}")
 
     def sync() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    times = {"load": [], "render": [], "model": []}
+    loader = iter(batch_loader(store, batches, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda"))
+    times: dict[str, list[float]] = {"load": [], "train_step": []}
+    trainer.train_model.train()
     reset_peak_memory(dev)
-    model.train()
-    for step in range(args.warmup + args.steps):
+    for k in range(n_steps):
         t0 = time.perf_counter()
-        idx = np.sort(rng.choice(len(store), args.batch_size, replace=False))
-        x = torch.from_numpy(store.batch(idx)).to(dev, non_blocking=True)
-        y = torch.from_numpy(np.asarray(store.labels[idx])).to(dev)
-        sync()
+        x, y, _ = next(loader)
+        x = x.to(dev, non_blocking=True)
+        y = y.to(dev, non_blocking=True)
         t1 = time.perf_counter()
-        with torch.no_grad():
-            img = encoder(x)
-        if channels_last:
-            img = img.contiguous(memory_format=torch.channels_last)
+        trainer.train_step(x, y, 0, k)
         sync()
         t2 = time.perf_counter()
-        with autocast(dev, dtype):
-            logits = model(img)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sync()
-        t3 = time.perf_counter()
-        if step >= args.warmup:
+        if k >= args.warmup:
             times["load"].append(t1 - t0)
-            times["render"].append(t2 - t1)
-            times["model"].append(t3 - t2)
-    mean = {k: float(np.mean(v)) for k, v in times.items()}
-    step_s = sum(mean.values())
+            times["train_step"].append(t2 - t1)
+    peak = peak_memory_mb(dev)
+
+    render: list[float] = []
+    with torch.no_grad():
+        for idx in batches[args.warmup:]:
+            x = torch.from_numpy(store.batch(idx)).to(dev)
+            sync()
+            t0 = time.perf_counter()
+            trainer.encoder(x)
+            sync()
+            render.append(time.perf_counter() - t0)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    step_s = med["load"] + med["train_step"]
+    render_s = statistics.median(render)
     result = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": args.threads, "batch_size": args.batch_size,
-        "image_size": args.image_size, "encoding": args.encoding, "steps": args.steps,
-        "amp": None if dtype is None else str(dtype), "channels_last": channels_last,
+        "image_size": args.image_size, "encoding": args.encoding, "steps": args.steps, "warmup": args.warmup,
+        "num_workers": args.num_workers, "augment": args.augment,
+        "amp": None if trainer.dtype is None else str(trainer.dtype), "channels_last": trainer.channels_last,
+        "deterministic": cfg.deterministic, "grad_clip": cfg.grad_clip, "imbalance": cfg.imbalance,
         "segment_shape": list(store.shape[1:]),
         "step_s": step_s, "images_per_s": args.batch_size / step_s,
-        "load_s": mean["load"], "render_s": mean["render"], "model_s": mean["model"],
-        "load_share": mean["load"] / step_s, "render_share": mean["render"] / step_s,
-        "load_plus_render_share": (mean["load"] + mean["render"]) / step_s,
-        "peak_memory_mb": peak_memory_mb(dev),
+        "load_s": med["load"], "train_step_s": med["train_step"], "render_s": render_s,
+        "load_share": med["load"] / step_s, "render_share": render_s / step_s,
+        "load_plus_render_share": (med["load"] + render_s) / step_s,
+        "step_s_all": [a + b for a, b in zip(times["load"], times["train_step"])],
+        "peak_memory_mb": peak,
         "peak_memory_kind": "cuda max_memory_allocated" if dev.type == "cuda" else "process peak RSS",
+        "command": "python benchmarks/train_throughput.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "store", "augment"))
+        + (" --augment" if args.augment else ""),
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"train_throughput_{dev.type}.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out / f"train_throughput_{dev.type}.json", result)
     print(json.dumps(result, indent=2))
 
 

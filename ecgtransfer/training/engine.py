@@ -416,19 +416,26 @@ class _Trainer:
         return m
 
     # -- training ---------------------------------------------------------------------------------
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, k: int) -> tuple[float, int]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, k: int) -> tuple[float, int]:
+        """One optimizer step on a batch ``x [B, C, L]``, ``y [B]`` on the device: augment, render, forward,
+        loss, backward, clip, step, schedule. Returns ``(loss, correct predictions)``.
+
+        The loss and the correct count come back to the host together, in one device synchronisation, before
+        the backward pass (a non-finite loss stops the run before it reaches the weights).
+        """
         from ecgtransfer.training.runtime import logits_of
 
         if self.augment is not None:
             x = self.augment(x, epoch=epoch, step=k)
         logits = logits_of(self.train_model, self.encoder, x, dtype=self.dtype, channels_last=self.channels_last)
         loss = F.cross_entropy(logits, y, weight=self.loss_weight, label_smoothing=self.cfg.label_smoothing)
-        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+        loss_v, correct = torch.stack([loss.detach(), (logits.detach().argmax(1) == y).sum().to(loss.dtype)]).tolist()
+        bad = 0.0 if math.isfinite(loss_v) else 1.0
         if self.dist.enabled:
-            bad = torch.tensor(D.all_reduce_sum([float(bad.item())], self.dist))
-        if bad.item() > 0:
+            bad = D.all_reduce_sum([bad], self.dist)[0]
+        if bad > 0:
             lrs = ", ".join(f"{g.get('tier', i)}={g['lr']:.3g}" for i, g in enumerate(self.optimizer.param_groups))
-            raise TrainingError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1} "
+            raise TrainingError(f"the training loss became {loss_v} at epoch {epoch + 1}, step {self.step + 1} "
                                 f"(learning rates {lrs}); lower the learning rates (--tiers), enable gradient "
                                 "clipping or check the store for extreme values")
         self.optimizer.zero_grad(set_to_none=True)
@@ -440,8 +447,7 @@ class _Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        correct = int((logits.argmax(1) == y).sum())
-        return float(loss.item()), correct
+        return float(loss_v), int(correct)
 
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -468,7 +474,7 @@ class _Trainer:
             for k, (x, y, _idx) in enumerate(loader, start=skip):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
-                loss, correct = self._train_step(x, y, epoch, k)
+                loss, correct = self.train_step(x, y, epoch, k)
                 b = int(y.shape[0])
                 self.accum["loss_sum"] += loss * b
                 self.accum["n"] += b
