@@ -117,3 +117,19 @@ def test_cli_errors(tiny_store: SegmentStore, tmp_path: Path, capsys) -> None:
     assert rc == 2 and "does not exist" in capsys.readouterr().err
     rc = main(["-q", "images", str(tiny_store.path), "--out", str(tmp_path / "z"), "--param", "nperseg=\"x\""])
     assert rc == 2
+
+
+def test_nan_segments_are_named_by_store_index_and_record(tiny_store: SegmentStore, tmp_path: Path) -> None:
+    from ecgtransfer.errors import SignalError
+    from ecgtransfer.imaging import materialise
+
+    import shutil
+
+    shutil.copytree(tiny_store.path, tmp_path / "nan")
+    seg = np.load(tmp_path / "nan" / "segments.npy", mmap_mode="r+")  # stores refuse NaN when written
+    seg[7, 1, 10] = np.nan  # lead V1 of store segment 7 (record 208): flat batch index would be 2 * 3 + 1
+    seg.flush()
+    del seg
+    bad = SegmentStore(tmp_path / "nan")
+    with pytest.raises(SignalError, match=r"segments \[7\] \(records \['208'\]\) hold NaN"):
+        materialise(bad, tmp_path / "img", encoding="gasf", size=16, batch_size=4, lead="stack", progress=False)

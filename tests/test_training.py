@@ -293,3 +293,29 @@ def test_resume_does_not_need_the_init_weights_again(small_store, tmp_path) -> N
         fine_tune(small_store, out=tmp_path / "fresh", **kw)
     result = fine_tune(small_store, out=out, resume=True, **kw)
     assert result.stopped == "max_steps" and result.steps == 1
+
+
+def _with_bad_sample(store: SegmentStore, path: Path, index: int, value: float) -> SegmentStore:
+    """A copy of ``store`` with one sample of segment ``index`` replaced (stores refuse NaN when written)."""
+    import shutil
+
+    shutil.copytree(store.path, path)
+    seg = np.load(path / "segments.npy", mmap_mode="r+")
+    seg[index, 0, 5] = value
+    seg.flush()
+    del seg
+    return SegmentStore(path)
+
+
+def test_nan_segments_are_named_by_store_index_and_record(store, tmp_path) -> None:
+    from ecgtransfer.errors import SignalError
+
+    split = record_split(store, ["119", "209"], ["106"], [])
+    k = int(split["val"][3])
+    bad = _with_bad_sample(store, tmp_path / "inf", k, np.inf)
+    with pytest.raises(SignalError, match=rf"segments \[{k}\] \(records \['106'\]\) hold NaN or infinite"):
+        fine_tune(bad, out=tmp_path / "v", split_indices=split, **FAST, epochs=1)  # found when validating
+    t = int(split["train"][5])
+    bad = _with_bad_sample(store, tmp_path / "nan", t, np.nan)
+    with pytest.raises(SignalError, match=rf"segments \[{t}\] \(records \['{store.record_ids[t]}'\]\)"):
+        fine_tune(bad, out=tmp_path / "t", split_indices=split, **FAST, epochs=1)  # found in training

@@ -1,9 +1,10 @@
 """Small shared helpers: input conversion, validation and a per-device cache of constant tensors."""
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,31 @@ def check_finite(x: torch.Tensor, *, name: str = "x") -> None:
         raise SignalError(f"{name}: expected finite samples, found NaN or infinite values in "
                           f"{int(per.sum())} of {per.numel()} series (first flat indices {idx}); "
                           "interpolate or drop them before imaging")
+
+
+def segment_names(store: Any, indices: Sequence[int]) -> str:
+    """``"store S: segments [3, 17] (records ['100', '119'])"`` for store indices (first five)."""
+    idx = [int(i) for i in indices][:5]
+    records = sorted({str(store.record_ids[i]) for i in idx}) if store is not None else []
+    more = f" and {len(indices) - 5} more" if len(indices) > 5 else ""
+    where = f"store {store.path}: " if store is not None else ""
+    return f"{where}segments {idx}{more}" + (f" (records {records})" if records else "")
+
+
+@contextlib.contextmanager
+def naming_segments(x: torch.Tensor, indices: Sequence[int], store: Any = None) -> Iterator[None]:
+    """Re-raise a NaN/inf :class:`SignalError` from imaging the batch ``x [B, ...]`` naming its bad rows by
+    ``indices [B]`` (store indices) and, with ``store``, their records, instead of flat batch positions."""
+    try:
+        yield
+    except SignalError as exc:
+        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=-1)
+        rows = torch.nonzero(bad).flatten().tolist()
+        if not rows:
+            raise
+        named = [int(indices[r]) for r in rows]
+        raise SignalError(f"{segment_names(store, named)} hold NaN or infinite samples ({len(named)} of "
+                          f"{x.shape[0]} in this batch); interpolate or drop them before imaging") from exc
 
 
 def flatten_series(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:

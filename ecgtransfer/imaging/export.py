@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ecgtransfer import __version__
 from ecgtransfer._atomic import _fsync_dir, atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.imaging._tensor import naming_segments
 from ecgtransfer.imaging.encode import ENCODINGS, encode
 from ecgtransfer.store import SegmentStore
 
@@ -128,7 +129,8 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
         for start in range(done, n, int(batch_size)):
             stop = min(n, start + int(batch_size))
             x = torch.from_numpy(st.batch(np.arange(start, stop))).to(device)
-            imgs = to_uint8(_encode_batch(x, **kwargs))
+            with naming_segments(x, range(start, stop), st):
+                imgs = to_uint8(_encode_batch(x, **kwargs))
             if format == "npy":
                 arr[start:stop] = imgs
                 arr.flush()

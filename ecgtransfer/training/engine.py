@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer.errors import TrainingError
+from ecgtransfer.imaging._tensor import naming_segments
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import distributed as D
 from ecgtransfer.training.checkpoint import (
@@ -404,7 +405,7 @@ class _Trainer:
         loader = batch_loader(self.store, eval_batches(mine, bs), num_workers=self.cfg.num_workers,
                               pin_memory=self.device.type == "cuda")
         out = infer(self.model, self.encoder, loader, self.device, dtype=self.dtype,
-                    channels_last=self.channels_last, weight=self.loss_weight)
+                    channels_last=self.channels_last, weight=self.loss_weight, store=self.store)
         probs = np.concatenate(D.all_gather_array(out["probs"], self.dist))
         labels = np.concatenate(D.all_gather_array(out["labels"], self.dist))
         idx = np.concatenate(D.all_gather_array(out["indices"], self.dist))
@@ -471,10 +472,11 @@ class _Trainer:
             bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show,
                        leave=False, dynamic_ncols=True)
             hit_max = False
-            for k, (x, y, _idx) in enumerate(loader, start=skip):
+            for k, (x, y, idx) in enumerate(loader, start=skip):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
-                loss, correct = self.train_step(x, y, epoch, k)
+                with naming_segments(x, idx.tolist(), self.store):
+                    loss, correct = self.train_step(x, y, epoch, k)
                 b = int(y.shape[0])
                 self.accum["loss_sum"] += loss * b
                 self.accum["n"] += b

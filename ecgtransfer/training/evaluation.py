@@ -144,7 +144,7 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
     loader = batch_loader(store, eval_batches(idx, bs), num_workers=num_workers)
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
     res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
-                weight=weight)
+                weight=weight, store=store)
     m = classification_metrics(res["labels"], res["probs"], run.class_names,
                                loss=res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan"))
     out_dir = Path(out) if out is not None else run.run_dir

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.imaging._tensor import naming_segments
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,8 +83,11 @@ def logits_of(model: nn.Module, encoder: nn.Module, x: torch.Tensor, *, dtype: t
 
 @torch.no_grad()
 def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.device, *, dtype: torch.dtype | None,
-          channels_last: bool, weight: torch.Tensor | None = None) -> dict[str, np.ndarray | float]:
+          channels_last: bool, weight: torch.Tensor | None = None, store: Any = None) -> dict[str, np.ndarray | float]:
     """Probabilities for an iterable of ``(x [b, C, L], y [b] or None, idx [b])``.
+
+    A batch with NaN or infinite samples raises :class:`~ecgtransfer.errors.SignalError` naming its ``idx``
+    entries (and their records when ``store``, the store they index, is given).
 
     Returns ``{"probs": [n, K] float32, "labels": [n] int64, "indices": [n] int64, "loss_sum": float}``
     (``loss_sum`` is the summed, class-weighted cross-entropy when labels are given).
@@ -97,7 +101,8 @@ def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.devi
     weight_sum = 0.0
     for x, y, idx in batches:
         x = x.to(device, non_blocking=True)
-        logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)
+        with naming_segments(x, np.asarray(idx).tolist(), store):
+            logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)
         probs.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32))
         indices.append(np.asarray(idx, dtype=np.int64))
         if y is not None:
