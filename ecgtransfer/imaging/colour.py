@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.imaging._tensor import cached
+from ecgtransfer.imaging._tensor import cached, empty
 
 #: torchvision's ImageNet statistics (RGB), the normalisation the pretrained ResNet50 expects
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -15,20 +15,28 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LUT_SIZE = 256
 
 
-def minmax_scale(img: torch.Tensor) -> torch.Tensor:
-    """Scale each image ``[..., H, W]`` to ``[0, 1]`` by its own minimum and maximum.
+def scale_terms(img: torch.Tensor, flat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image of ``img [..., H, W]``: ``lo`` (its minimum) and ``inv = 1 / (max - min)``, both ``[...]``.
 
-    An image whose range is zero, or below 64 float epsilons of its magnitude (rounding noise of a
-    constant image), becomes all zeros.
+    ``inv`` is 0 (the image scales to all zeros) for an image without range: a range of zero, or below 64
+    float epsilons of its magnitude (rounding noise of a constant image), and where ``flat [...]`` (images of
+    flat-line series) is true.
     """
-    flat = img.reshape(*img.shape[:-2], -1)
-    lo = flat.amin(dim=-1, keepdim=True)
-    hi = flat.amax(dim=-1, keepdim=True)
+    v = img.reshape(*img.shape[:-2], -1)
+    lo, hi = v.amin(dim=-1), v.amax(dim=-1)
     rng = hi - lo
-    tiny = 64 * torch.finfo(img.dtype).eps * torch.maximum(hi.abs(), lo.abs())
-    flat_img = rng <= tiny
-    inv = torch.where(flat_img, torch.zeros_like(rng), 1.0 / torch.where(flat_img, torch.ones_like(rng), rng))
-    return ((flat - lo) * inv).reshape(img.shape)
+    dead = (rng <= 64 * torch.finfo(img.dtype).eps * torch.maximum(hi.abs(), lo.abs())) | (rng == 0)
+    if flat is not None:
+        dead = dead | flat
+    inv = torch.where(dead, torch.zeros_like(rng), 1.0 / torch.where(dead, torch.ones_like(rng), rng))
+    return lo, inv
+
+
+def minmax_scale(img: torch.Tensor, flat: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale each image ``[..., H, W]`` to ``[0, 1]`` by its own minimum and maximum (see :func:`scale_terms`
+    for the images that become all zeros)."""
+    lo, inv = scale_terms(img, flat)
+    return (img - lo[..., None, None]).mul_(inv[..., None, None]).clamp_(0, 1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,13 +54,17 @@ def colormap_table(name: str = "viridis") -> np.ndarray:
 
 
 def apply_colormap(img: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Images ``[N, H, W]`` in ``[0, 1]`` -> ``[N, 3, H, W]`` through a ``[K, 3]`` table.
+    """Images ``[..., H, W]`` in ``[0, 1]`` -> ``[..., 3, H, W]`` through a ``[K, 3]`` table.
 
-    Entry ``min(floor(v * K), K - 1)``, the bin matplotlib's ``Colormap.__call__`` picks for a float.
+    Entry ``min(floor(v * K), K - 1)``, the bin matplotlib's ``Colormap.__call__`` picks for a float. Each
+    output channel is one gather (``torch.take``) into its column of the table.
     """
     k = lut.shape[0]
     idx = (img * k).floor_().clamp_(0, k - 1).long()
-    return lut.T[:, idx].movedim(0, 1) if img.ndim == 3 else lut[idx].movedim(-1, -3)
+    out = empty((*img.shape[:-2], 3, *img.shape[-2:]), lut.dtype, img.device)
+    for c in range(3):
+        torch.take(lut[:, c].contiguous(), idx, out=out[..., c, :, :])
+    return out
 
 
 def colormap_lut(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -34,7 +34,14 @@ from torch import nn
 
 from ecgtransfer.errors import ConfigError, SignalError
 from ecgtransfer.imaging._tensor import as_signal, check_finite, empty, is_int
-from ecgtransfer.imaging.colour import colormap_lut, colormap_table, imagenet_stats
+from ecgtransfer.imaging.colour import (
+    apply_colormap,
+    colormap_lut,
+    colormap_table,
+    imagenet_stats,
+    minmax_scale,
+    scale_terms,
+)
 from ecgtransfer.imaging.gramian import gramian_angular_field
 from ecgtransfer.imaging.markov import markov_transition_field
 from ecgtransfer.imaging.recurrence import recurrence_plot
@@ -221,16 +228,6 @@ def image_channels(lead: int | str, n_leads: int) -> int:
     return 3
 
 
-def _scale_terms(img: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image ``lo`` and ``inv = 1 / (max - min)`` (0 for flat inputs and images without range): ``[N]``."""
-    v = img.reshape(img.shape[0], -1)
-    lo, hi = v.amin(dim=-1), v.amax(dim=-1)
-    rng = hi - lo
-    dead = flat | (rng <= 64 * torch.finfo(img.dtype).eps * torch.maximum(hi.abs(), lo.abs())) | (rng == 0)
-    inv = torch.where(dead, torch.zeros_like(rng), 1.0 / torch.where(dead, torch.ones_like(rng), rng))
-    return lo, inv
-
-
 def _scale(src: torch.Tensor, flat: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """Min-max scale images ``[N, S, S]`` to [0, 1], then ``(v - mean[i]) / std[i]`` (``[N]``) if given.
@@ -238,7 +235,7 @@ def _scale(src: torch.Tensor, flat: torch.Tensor, mean: torch.Tensor | None, std
     Normalised, both steps fold into one multiply-add per pixel, ``v * a + b``; without normalisation the
     result is ``clamp((v - lo) * inv, 0, 1)``, exactly 0 at the minimum.
     """
-    lo, inv = _scale_terms(src, flat)
+    lo, inv = scale_terms(src, flat)
     if out is None:
         out = empty(tuple(src.shape), src.dtype, src.device)
     if mean is None:
@@ -258,7 +255,7 @@ def _compose(sources: list[torch.Tensor], flat: torch.Tensor, mean: torch.Tensor
     dtype, device = sources[0].dtype, sources[0].device
     out = empty((n, 3, s1, s2), dtype, device)
     if len(sources) == 1:
-        lo, inv = _scale_terms(sources[0], flat)
+        lo, inv = scale_terms(sources[0], flat)
         if mean is None:
             gray = _scale(sources[0], flat, None, None)
             out.copy_(gray[:, None].expand(n, 3, s1, s2))
@@ -277,17 +274,9 @@ def _compose(sources: list[torch.Tensor], flat: torch.Tensor, mean: torch.Tensor
 def _colormap(src: torch.Tensor, flat: torch.Tensor, table: torch.Tensor, mean: torch.Tensor | None,
               std: torch.Tensor | None) -> torch.Tensor:
     """``[N, S, S]`` -> ``[N, 3, S, S]`` through a colormap table (normalised first when ``mean`` is given)."""
-    lo, inv = _scale_terms(src, flat)
-    v01 = (src - lo[:, None, None]).mul_(inv[:, None, None]).clamp_(0, 1)
-    k = table.shape[0]
-    idx = v01.mul_(k).floor_().clamp_(0, k - 1).long()
     if mean is not None:
         table = (table - mean[None, :]) / std[None, :]
-    n, s1, s2 = src.shape
-    out = empty((n, 3, s1, s2), src.dtype, src.device)
-    for c in range(3):
-        torch.take(table[:, c].contiguous(), idx, out=out[:, c])
-    return out
+    return apply_colormap(minmax_scale(src, flat), table)
 
 
 class ImageEncoder(nn.Module):

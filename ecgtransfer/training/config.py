@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.models.resnet import TIERS
 
 try:  # Python >= 3.11
     import tomllib
@@ -175,7 +176,7 @@ class TrainConfig:
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise bad("device", f"one of {DEVICES} or 'cuda:N'")
         if len(self.tiers) != 3 or any(not (lr > 0) for lr in self.tiers):
-            raise bad("tiers", "three positive learning rates (features_1, features_2, classifier)")
+            raise bad("tiers", f"three positive learning rates ({', '.join(TIERS)})")
         for name in ("epochs", "batch_size", "image_size", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "a positive integer")
@@ -196,9 +197,9 @@ class TrainConfig:
         for name in ("aug_scale", "aug_wander", "aug_noise", "aug_shift"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise bad(name, "in [0, 1)")
-        bad_tiers = [t for t in self.freeze if t not in ("features_1", "features_2", "classifier")]
+        bad_tiers = [t for t in self.freeze if t not in TIERS]
         if bad_tiers:
-            raise bad("freeze", "tier names among features_1, features_2, classifier")
+            raise bad("freeze", f"tier names among {', '.join(TIERS)}")
 
     # -- conversion -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
