@@ -250,6 +250,10 @@ def test_config_toml_and_overrides(tmp_path) -> None:
         TrainConfig(imbalance="oversample")
     assert cfg.incompatible_with(cfg.replace(device="cpu", num_workers=2).to_dict()) == {}
     assert set(cfg.incompatible_with(cfg.replace(seed=9).to_dict())) == {"seed"}
+    older = {k: v for k, v in cfg.to_dict().items() if k not in ("tier_preset", "layer_decay", "freeze_bn_stats")}
+    assert cfg.incompatible_with(older) == {}  # fields added since, at their defaults, still resume
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k != "tier_preset"}
+    assert set(TrainConfig(tier_preset="seed").incompatible_with(older)) == {"tier_preset"}
 
 
 def test_lead_stack_trains_evaluates_and_reloads_with_lead_channels(store, tmp_path) -> None:
@@ -319,3 +323,35 @@ def test_nan_segments_are_named_by_store_index_and_record(store, tmp_path) -> No
     bad = _with_bad_sample(store, tmp_path / "nan", t, np.nan)
     with pytest.raises(SignalError, match=rf"segments \[{t}\] \(records \['{store.record_ids[t]}'\]\)"):
         fine_tune(bad, out=tmp_path / "t", split_indices=split, **FAST, epochs=1)  # found in training
+
+
+def test_cli_tier_options_reach_the_optimizer(small_store, tmp_path) -> None:
+    """``--tier-preset seed`` gives the seed recipe's momentum 0.1 on the first tier; --freeze, --lr-spread,
+    --layer-decay and the decay/BN switches pass through to TierConfig."""
+    from ecgtransfer.cli import build_parser
+    from ecgtransfer.cli.train import config_from_args
+    from ecgtransfer.training.engine import _Trainer
+
+    split = record_split(small_store, ["119", "209"], ["106"], [])
+
+    def optimizer(*argv: str) -> torch.optim.Optimizer:
+        args = build_parser().parse_args(["train", str(small_store.path), "--out", str(tmp_path / "r"),
+                                          "--init", "scratch", "--threads", "1", *argv])
+        trainer = _Trainer(small_store, config_from_args(args), tmp_path / "r", resume=False, split=split)
+        trainer.setup()
+        return trainer.optimizer
+
+    groups = optimizer("--tier-preset", "seed").param_groups
+    momenta = {g["tier"]: g["momentum"] for g in groups}
+    assert momenta == {"features_1": 0.1, "features_2": 0.9, "classifier": 0.9}
+    assert all(g["weight_decay"] == 0.0 for g in groups)
+    with pytest.raises(ConfigError, match="preset"):
+        optimizer("--tier-preset", "seed", "--tiers", "1e-4,1e-3,1e-2")
+    opt = optimizer("--freeze", "features_1", "--freeze-bn-stats", "false", "--lr-spread", "1e-6,1e-2",
+                    "--layer-decay", "0.5", "--no-decay-bn-bias", "false")
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs["classifier.fc"] == pytest.approx(1e-2) and lrs["features_2.stage4.block2"] == pytest.approx(1e-4)
+    assert lrs["features_2.stage4.block1"] == pytest.approx(0.5e-4)
+    assert not any(name.endswith("/no_decay") for name in lrs)
+    frozen = [p for g in opt.param_groups if g["tier"] == "features_1" for p in g["params"]]
+    assert frozen and not any(p.requires_grad for p in frozen)

@@ -50,6 +50,18 @@ def register(subparsers: Any) -> None:
     g.add_argument("--batch-size", type=int, help="batch size per process")
     g.add_argument("--tiers", help="three learning rates: features_1,features_2,classifier (default 1e-5,1e-4,1e-3)")
     g.add_argument("--optimizer", choices=["sgd", "adamw"])
+    g.add_argument("--momentum", type=float, help="SGD momentum of every tier (default 0.9)")
+    g.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
+    g.add_argument("--tier-preset", choices=["seed"],
+                   help="seed: the blog recipe (SGD, 1e-5/1e-4/1e-3, momentum 0.1/0.9/0.9, no weight decay)")
+    g.add_argument("--lr-spread", metavar="FIRST,LAST",
+                   help="geometric spread of the tier learning rates from FIRST to LAST (replaces --tiers)")
+    g.add_argument("--layer-decay", type=float, help="layer-wise LR decay inside each tier, in (0, 1]")
+    g.add_argument("--freeze", metavar="TIER[,TIER]", help="tiers to freeze, comma-separated (e.g. features_1 or features_1,features_2)")
+    g.add_argument("--freeze-bn-stats", type=_bool, metavar="BOOL",
+                   help="keep the batch norms of frozen tiers in eval mode (default true)")
+    g.add_argument("--no-decay-bn-bias", type=_bool, metavar="BOOL",
+                   help="no weight decay on batch-norm weights and biases (default true)")
     g.add_argument("--scheduler", choices=["cosine", "onecycle", "constant"])
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--grad-clip", type=float)
@@ -67,24 +79,44 @@ def register(subparsers: Any) -> None:
 
 
 _FIELDS = ("init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
-           "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "scheduler",
+           "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
+           "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",
            "num_workers", "num_threads", "checkpoint_every")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~ecgtransfer.training.TrainConfig` of parsed ``train`` arguments (``--config`` + options)."""
     import os
 
-    from ecgtransfer.training import fine_tune
+    from ecgtransfer.errors import ConfigError
     from ecgtransfer.training.config import resolve_config
     from ecgtransfer.training.runtime import parse_tiers
 
     overrides = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
     if args.tiers is not None:
         overrides["tiers"] = parse_tiers(args.tiers)
+    if args.freeze is not None:
+        overrides["freeze"] = tuple(t.strip() for t in args.freeze.split(",") if t.strip())
+    if args.lr_spread is not None:
+        try:
+            spread = tuple(float(v) for v in args.lr_spread.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--lr-spread expects FIRST,LAST learning rates, got {args.lr_spread!r}") from exc
+        if len(spread) != 2:
+            raise ConfigError(f"--lr-spread expects two learning rates FIRST,LAST, got {args.lr_spread!r}")
+        overrides["lr_spread"] = spread
     if os.environ.get("TQDM_DISABLE") == "1":
         overrides["progress"] = False
-    cfg = resolve_config(args.config, **overrides)
+    return resolve_config(args.config, **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from ecgtransfer.training import fine_tune
+
+    cfg = config_from_args(args)
     result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.best_metrics or {}

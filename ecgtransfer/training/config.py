@@ -23,10 +23,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.models.resnet import TIERS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ecgtransfer.models.tiers import TierConfig
 
 try:  # Python >= 3.11
     import tomllib
@@ -81,7 +84,13 @@ class TrainConfig:
         eval_batch_size: evaluation batch size (``None``: ``2 * batch_size``).
         tiers: learning rates of the three tiers (stem+layer1-3, layer4, head).
         optimizer, momentum, weight_decay: see :class:`ecgtransfer.models.tiers.TierConfig`.
+        tier_preset: ``None`` or ``"seed"``: the blog recipe (SGD, 1e-5/1e-4/1e-3, momentum 0.1 on the first
+            tier and 0.9 on the others, no weight decay); fields it sets may not be given other values.
+        lr_spread: ``(lr_first, lr_last)``: geometric spread of the tier LRs, replacing ``tiers``.
+        layer_decay: in (0, 1]: layer-wise LR decay inside each tier (``None``: off).
         freeze: tier names whose parameters are frozen.
+        freeze_bn_stats: keep the batch norms of frozen tiers in eval mode (running statistics frozen).
+        no_decay_bn_bias: no weight decay on batch-norm weights and biases.
         scheduler: ``"cosine"`` (linear warmup then cosine decay), ``"onecycle"`` or ``"constant"``.
         warmup_steps: linear warmup steps (``None``: 5% of the total steps).
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
@@ -96,7 +105,7 @@ class TrainConfig:
         compile: wrap the model in ``torch.compile``.
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only) and cuDNN determinism.
         seed: seeds Python, NumPy and torch; the data order and augmentation are pure functions of
-            ``(seed, epoch, step)``.
+            ``(seed, epoch, step, rank)``.
         num_workers: DataLoader worker processes reading the store.
         num_threads: ``torch.set_num_threads`` for the run (``None``: leave torch's default).
         checkpoint_every: also write ``last.pt`` every this many optimizer steps (``None``: per epoch only).
@@ -131,7 +140,12 @@ class TrainConfig:
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    tier_preset: str | None = None
+    lr_spread: tuple[float, float] | None = None
+    layer_decay: float | None = None
     freeze: tuple[str, ...] = ()
+    freeze_bn_stats: bool = True
+    no_decay_bn_bias: bool = True
     scheduler: str = "cosine"
     warmup_steps: int | None = None
     grad_clip: float | None = 1.0
@@ -152,7 +166,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.tiers = tuple(float(v) for v in self.tiers)  # type: ignore[assignment]
-        self.freeze = tuple(str(v) for v in self.freeze)
+        self.freeze = (self.freeze,) if isinstance(self.freeze, str) else tuple(str(v) for v in self.freeze)
+        if self.lr_spread is not None:
+            self.lr_spread = tuple(float(v) for v in self.lr_spread)  # type: ignore[assignment]
         self.encoding_params = dict(self.encoding_params)
         self.validate()
 
@@ -201,12 +217,25 @@ class TrainConfig:
         if bad_tiers:
             raise bad("freeze", f"tier names among {', '.join(TIERS)}")
 
+        self.tier_config()  # the optimizer settings must make a valid TierConfig (preset conflicts, ranges)
+
+    def tier_config(self) -> "TierConfig":
+        """The :class:`~ecgtransfer.models.tiers.TierConfig` of the optimizer this configuration builds."""
+        from ecgtransfer.models.tiers import TierConfig
+
+        return TierConfig(lrs=tuple(self.tiers), optimizer=self.optimizer, momentum=self.momentum,
+                          weight_decay=self.weight_decay, freeze=tuple(self.freeze),
+                          freeze_bn_stats=self.freeze_bn_stats, no_decay_bn_bias=self.no_decay_bn_bias,
+                          spread=self.lr_spread, layer_decay=self.layer_decay, preset=self.tier_preset)
+
     # -- conversion -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON/TOML-friendly dict (tuples become lists)."""
         out = dataclasses.asdict(self)
         out["tiers"] = list(self.tiers)
         out["freeze"] = list(self.freeze)
+        if self.lr_spread is not None:
+            out["lr_spread"] = list(self.lr_spread)
         return out
 
     @classmethod
@@ -254,10 +283,14 @@ class TrainConfig:
         """
         mine = self.to_dict()
         diff = {}
-        for key, value in mine.items():
+        for f in fields(TrainConfig):
+            key, value = f.name, mine[f.name]
             if key in RESUME_MUTABLE:
                 continue
             theirs = other.get(key, _MISSING)
+            if theirs is _MISSING and f.default is not dataclasses.MISSING and _normalise(value) == _normalise(
+                    f.default):
+                continue  # a field added later, at its default: the checkpoint's run used that behaviour
             if _normalise(theirs) != _normalise(value):
                 diff[key] = (theirs if theirs is not _MISSING else "<absent>", value)
         return diff

@@ -1,7 +1,7 @@
 """Data for the loop: batches of store indices, a DataLoader that reads them, signal augmentation.
 
 The order of an epoch is a pure function of ``(seed, epoch, rank, world_size)``: :class:`BatchPlan` draws it
-from ``numpy.random.default_rng([seed, epoch])``, so a resumed run rebuilds the same plan and skips the
+from ``numpy.random.default_rng([seed, epoch, 104729])``, so a resumed run rebuilds the same plan and skips the
 batches it already consumed. Under torchrun every rank sees a disjoint shard of the same global order
 (``order[rank::world_size]`` after padding to a multiple of ``world_size``, as torch's DistributedSampler
 does), with the same number of batches.

@@ -192,7 +192,7 @@ class _Trainer:
     def setup(self) -> None:
         from ecgtransfer.imaging import ImageEncoder
         from ecgtransfer.models import ResNet50
-        from ecgtransfer.models.tiers import TierConfig, build_optimizer, build_scheduler
+        from ecgtransfer.models.tiers import build_optimizer, build_scheduler
 
         cfg, store = self.cfg, self.store
         if cfg.num_threads:
@@ -228,9 +228,7 @@ class _Trainer:
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        tier_cfg = TierConfig(lrs=tuple(cfg.tiers), optimizer=cfg.optimizer, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay, freeze=tuple(cfg.freeze))
-        self.optimizer = build_optimizer(self.model, tier_cfg)
+        self.optimizer = build_optimizer(self.model, cfg.tier_config())
 
         self.plan = BatchPlan(parts["train"], store.labels, cfg.batch_size, cfg.seed,
                               balanced=cfg.imbalance == "sampler", rank=self.dist.rank,
