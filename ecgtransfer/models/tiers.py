@@ -355,6 +355,17 @@ def _check_names(names: Iterable[str]) -> list[str]:
     return names
 
 
+def _set_requires_grad(model: nn.Module, names: Sequence[str] | str, flag: bool) -> tuple[nn.Module, set[str], list]:
+    """``requires_grad_(flag)`` on the named tiers' parameters: (inner model, its frozen-BN tiers, the names)."""
+    names = _check_names(names)
+    tiers = _tier_modules(model)
+    for name in names:
+        for p in tiers[name].parameters():
+            p.requires_grad_(flag)
+    inner = unwrap(model)
+    return inner, set(getattr(inner, "frozen_bn_tiers", set())), names
+
+
 def freeze_tiers(model: nn.Module, names: Sequence[str] | str, bn_eval: bool = True) -> nn.Module:
     """Set ``requires_grad=False`` on every parameter of the named tiers.
 
@@ -362,15 +373,9 @@ def freeze_tiers(model: nn.Module, names: Sequence[str] | str, bn_eval: bool = T
     (:meth:`ResNet50.train` keeps them in eval; for other modules call :func:`keep_frozen_bn_eval` after
     ``model.train()``). Returns ``model``.
     """
-    names = _check_names(names)
-    tiers = _tier_modules(model)
-    inner = unwrap(model)
-    frozen: set[str] = set(getattr(inner, "frozen_bn_tiers", set()))
-    for name in names:
-        for p in tiers[name].parameters():
-            p.requires_grad_(False)
-        if bn_eval:
-            frozen.add(name)
+    inner, frozen, names = _set_requires_grad(model, names, False)
+    if bn_eval:
+        frozen.update(names)
     inner.frozen_bn_tiers = frozen  # type: ignore[assignment]
     keep_frozen_bn_eval(model)
     return model
@@ -378,15 +383,10 @@ def freeze_tiers(model: nn.Module, names: Sequence[str] | str, bn_eval: bool = T
 
 def unfreeze_tiers(model: nn.Module, names: Sequence[str] | str) -> nn.Module:
     """Undo :func:`freeze_tiers`: gradients back on, batch norms follow the model's train/eval mode."""
-    names = _check_names(names)
-    tiers = _tier_modules(model)
-    inner = unwrap(model)
-    frozen: set[str] = set(getattr(inner, "frozen_bn_tiers", set()))
+    inner, frozen, names = _set_requires_grad(model, names, True)
     for name in names:
-        for p in tiers[name].parameters():
-            p.requires_grad_(True)
         frozen.discard(name)
-        for m in tiers[name].modules():
+        for m in getattr(inner, name).modules():
             if isinstance(m, _BatchNorm):
                 m.train(inner.training)
     inner.frozen_bn_tiers = frozen  # type: ignore[assignment]
