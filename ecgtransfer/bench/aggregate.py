@@ -13,7 +13,7 @@ import numpy as np
 
 from ecgtransfer.bench.config import BenchConfig
 from ecgtransfer.bench.grid import Cell, fraction_label
-from ecgtransfer.bench.stats import mean_ci, paired_diff, spread, summarise_time_to_target
+from ecgtransfer.bench.stats import mean_ci, paired_diff, spread, summarise_time_to_target, time_to_target
 
 
 def baseline_arm(config: BenchConfig) -> str | None:
@@ -82,16 +82,17 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
         cms = [np.asarray((r.get(eval_split) or {}).get("confusion_matrix")) for r in rows
                if (r.get(eval_split) or {}).get("confusion_matrix") is not None]
         entry["confusion"] = np.sum(cms, axis=0).astype(int).tolist() if cms else None
+        # from each cell's history, so the target can change without retraining
         entry["time_to_target"] = summarise_time_to_target(
-            [(r["time_to_target"]["epoch"], r["time_to_target"]["seconds"]) if r.get("time_to_target") else None
-             for r in rows])
-        entry["images_per_s"] = mean_ci((r.get("throughput") or {}).get("train_images_per_s") for r in rows).to_dict()
-        entry["eval_images_per_s"] = mean_ci((r.get("throughput") or {}).get("eval_images_per_s")
-                                             for r in rows).to_dict()
+            [time_to_target(r.get("history") or [], config.target_f1) for r in rows])
+        entry["time_to_target"]["target"] = config.target_f1
+        # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
+        entry["images_per_s"] = spread((r.get("throughput") or {}).get("train_images_per_s") for r in rows)
+        entry["eval_images_per_s"] = spread((r.get("throughput") or {}).get("eval_images_per_s") for r in rows)
         mems = [(r.get("throughput") or {}).get("peak_memory_bytes") for r in rows]
         mems = [m for m in mems if m is not None]
         entry["peak_memory_bytes"] = max(mems) if mems else None
-        entry["wall_s"] = mean_ci(r.get("wall_s") for r in rows).to_dict()
+        entry["wall_s"] = spread(r.get("wall_s") for r in rows)
         entry["diff_vs_baseline"] = None
         if base is not None and arm != base and (base, enc, frac) in by:
             bseeds = by[(base, enc, frac)]

@@ -108,6 +108,27 @@ def fmt_spread(s: Mapping[str, Any] | None) -> str:
     return f"{_f(s['mean'], 3)} ± {_f(s['sd'], 3)} ({_f(s['min'], 3)}–{_f(s['max'], 3)})"
 
 
+def fmt_range(s: Mapping[str, Any] | None, digits: int = 1) -> str:
+    """``87.9 (13.8–161.9)`` from a spread dict (or a Summary dict without min/max: its mean)."""
+    if not s or s.get("mean") is None:
+        return "n/a"
+    if s.get("min") is None or s.get("n", 0) < 2:
+        return _f(s["mean"], digits)
+    return f"{_f(s['mean'], digits)} ({_f(s['min'], digits)}–{_f(s['max'], digits)})"
+
+
+def _manifest_for_report(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest with its per-file hashes folded to a count and a digest (the full list is in results.json)."""
+    import hashlib
+
+    m = dict(manifest)
+    files = m.get("source_files")
+    if isinstance(files, Mapping) and len(files) > 12:
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        m["source_files"] = f"{len(files)} files; sha256 of the sorted list {digest[:16]} (full list in results.json)"
+    return m
+
+
 def _bytes(n: Any) -> str:
     if n is None:
         return "n/a"
@@ -344,6 +365,8 @@ def build(results: Mapping[str, Any]) -> _Doc:
 
     # time to target
     doc.h(2, f"Time to reach validation macro-F1 ≥ {cfg['target_f1']:g}")
+    doc.p("Epochs and cumulative seconds (training + validation) until a cell's validation macro-F1 first reaches "
+          "the target; mean [95% CI] over the seeds that reached it.")
     rows = []
     for a in results.get("arms", []):
         for enc, per in (summary.get(a["name"]) or {}).items():
@@ -359,11 +382,12 @@ def build(results: Mapping[str, Any]) -> _Doc:
     for a in results.get("arms", []):
         for enc, per in (summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
-                rows.append([a["name"], enc, flabel, fmt_summary(e["images_per_s"], 1),
-                             fmt_summary(e.get("eval_images_per_s"), 1), _bytes(e["peak_memory_bytes"]),
-                             fmt_summary(e["wall_s"], 1)])
+                rows.append([a["name"], enc, flabel, fmt_range(e["images_per_s"]),
+                             fmt_range(e.get("eval_images_per_s")), _bytes(e["peak_memory_bytes"]),
+                             fmt_range(e["wall_s"])])
     doc.table(["arm", "encoding", "fraction", "train images/s", "eval images/s", "peak memory",
                "wall s per cell"], rows)
+    doc.p("Timings: mean over seeds (min–max); they depend on the machine's load at the time, so no interval.")
     kind = "CUDA max_memory_allocated" if str(results["hardware"].get("device", "")).startswith("cuda") else \
         "the process's peak resident set size (whole bench process, so it only grows)"
     doc.p(f"Images/s include rendering the images on the training device; peak memory is {kind}.")
@@ -383,12 +407,13 @@ def build(results: Mapping[str, Any]) -> _Doc:
         m = r.get(split) or {}
         rows.append([c["arm"], c["encoding"], fraction_label(c["fraction"]), c["seed"], r.get("status"),
                      (r.get("data") or {}).get("n_train", ""), _f(m.get("macro_f1")), _f(m.get("accuracy")),
-                     r.get("best_epoch", ""), _f(r.get("wall_s"), 1), r.get("reason") or ""])
+                     r.get("best_epoch", ""), _f(r.get("wall_s"), 1), short_reason(r.get("reason"))])
     doc.table(["arm", "encoding", "fraction", "seed", "status", "train segments", f"{split} macro-F1",
                f"{split} accuracy", "best epoch", "wall s", "note"], rows)
-    run = results.get("run") or {}
-    doc.p(f"This invocation computed {len(run.get('computed', []))} cell(s) and reused "
-          f"{len(run.get('reused', []))} finished cell(s).")
+    inv = results.get("invocations") or [{"bench_run_id": results.get("bench_run_id"), **(results.get("run") or {})}]
+    doc.table(["invocation", "started", "cells computed", "cells reused", "wall s", "command"],
+              [[i.get("bench_run_id"), i.get("started_at", ""), len(i.get("computed", [])), len(i.get("reused", [])),
+                _f(i.get("wall_s"), 0), i.get("command", "")] for i in inv])
 
     # exact config and manifests
     doc.h(2, "Exact configuration and store manifests")
@@ -397,9 +422,10 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.code(json.dumps(cfg, indent=2, sort_keys=True), "Resolved bench config (JSON)", "json")
     if results.get("config_text"):
         doc.code(results["config_text"], "Config file as given (TOML)", "toml")
-    doc.code(json.dumps(st["manifest"], indent=2, sort_keys=True), "Target store manifest", "json")
+    doc.code(json.dumps(_manifest_for_report(st["manifest"]), indent=2, sort_keys=True), "Target store manifest",
+             "json")
     if results.get("source_store"):
-        doc.code(json.dumps(results["source_store"]["manifest"], indent=2, sort_keys=True),
+        doc.code(json.dumps(_manifest_for_report(results["source_store"]["manifest"]), indent=2, sort_keys=True),
                  "Source store manifest", "json")
     return doc
 

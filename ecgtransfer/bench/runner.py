@@ -217,6 +217,9 @@ class _Bench:
         self.records: dict[str, dict[str, Any]] = {}
         self.source_models: dict[str, dict[str, Any]] = {}
         self.run_id = uuid.uuid4().hex[:12]
+        self.started_at = _now()
+        self.t0 = time.perf_counter()
+        self.previous_invocations = _previous_invocations(out)
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -475,6 +478,10 @@ class _Bench:
             "skipped": dict(self.skipped),
             "failed": dict(self.failed),
             "run": {"computed": list(self.computed), "reused": list(self.reused)},
+            "invocations": [i for i in self.previous_invocations if i.get("bench_run_id") != self.run_id] + [
+                {"bench_run_id": self.run_id, "started_at": self.started_at, "command": self.command,
+                 "computed": list(self.computed), "reused": list(self.reused), "failed": sorted(self.failed),
+                 "wall_s": time.perf_counter() - self.t0}],
             "cells": records,
             "summary": summarise(cfg, records, class_names=store.class_names, eval_split=self.eval_split),
         }
@@ -483,6 +490,22 @@ class _Bench:
         res = self.results()
         atomic_write_json(self.out / "results.json", res)
         return res
+
+
+def _previous_invocations(out: Path) -> list[dict[str, Any]]:
+    """The invocations recorded in an existing ``out/results.json`` (a resumed bench keeps its history)."""
+    import json
+
+    try:
+        prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if prev.get("invocations"):
+        return list(prev["invocations"])
+    if prev.get("run"):
+        return [{"bench_run_id": prev.get("bench_run_id"), "started_at": prev.get("created_at"),
+                 "command": prev.get("command"), **prev["run"]}]
+    return []
 
 
 def _load_report(run_dir: Path) -> str | None:
