@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # public name -> "module:attribute" (attribute empty for a submodule)
 _LAZY = {
     "download": "ecgtransfer.physionet.download:download",
-    "convert": "ecgtransfer.convert:convert",
+    "convert": "ecgtransfer.conversion:convert",
     "SegmentStore": "ecgtransfer.store:SegmentStore",
     "split": "ecgtransfer.signals.split:split",
     "fine_tune": "ecgtransfer.training:fine_tune",

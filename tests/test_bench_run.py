@@ -15,7 +15,7 @@ RECORDS = ["106", "119", "208"]  # three patients, each with normal and ventricu
 @pytest.fixture(scope="module")
 def small_store(physionet_root: Path, tmp_path_factory) -> Path:
     """~90 real beats of three mitdb patients (convert, then a seeded per-record subset)."""
-    from ecgtransfer.convert import convert
+    from ecgtransfer.conversion import convert
 
     root = tmp_path_factory.mktemp("bench-store")
     full = convert("mitdb", data=physionet_root, out=root / "full", records=RECORDS, progress=False, jobs=1)
@@ -153,7 +153,7 @@ def test_bench_cli_errors(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def source_store(physionet_root: Path, tmp_path_factory) -> Path:
     """A few real challenge-2017 rhythm windows (N, A, O, ~): the source task of the ecg-pretrained arm."""
-    from ecgtransfer.convert import convert
+    from ecgtransfer.conversion import convert
 
     root = tmp_path_factory.mktemp("bench-source")
     recs = sorted(p.stem for p in (physionet_root / "challenge-2017" / "1.0.0" / "training2017").glob("*.hea"))[:24]

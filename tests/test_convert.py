@@ -290,7 +290,7 @@ def test_interrupt_keeps_previous_store(physionet_root, tmp_path, monkeypatch):
     out = tmp_path / "s"
     first = et.convert("mitdb", data=physionet_root, out=out, records=["101"], filter="none", jobs=1, progress=False)
     old_hash = first.manifest_hash
-    conv = importlib.import_module("ecgtransfer.convert")  # the package attribute is the function
+    conv = importlib.import_module("ecgtransfer.conversion")
 
     real = conv._process_record
     calls = []
@@ -319,7 +319,7 @@ def test_rerun_skips_and_parameter_change_needs_overwrite(physionet_root, tmp_pa
     kw = dict(data=physionet_root, out=out, records=["101"], filter="none", jobs=1, progress=False)
     first = et.convert("mitdb", **kw)
     mtime = (out / "manifest.json").stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="ecgtransfer.convert"):
+    with caplog.at_level(logging.INFO, logger="ecgtransfer.conversion"):
         again = et.convert("mitdb", **kw)
     assert "up to date" in caplog.text
     assert again.manifest_hash == first.manifest_hash
@@ -467,7 +467,7 @@ def test_cli_out_under_a_regular_file_is_one_line(physionet_root, tmp_path, caps
 def test_cli_turns_a_stray_oserror_into_one_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    conv = importlib.import_module("ecgtransfer.convert")
+    conv = importlib.import_module("ecgtransfer.conversion")
 
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.npy"))
@@ -489,7 +489,7 @@ def _worker_dies(job):
 
 
 def test_dead_worker_is_a_record_error(physionet_root, tmp_path, monkeypatch):
-    conv = importlib.import_module("ecgtransfer.convert")
+    conv = importlib.import_module("ecgtransfer.conversion")
     monkeypatch.setattr(conv, "_process_record", _worker_dies)
     with pytest.raises(RecordError, match=r"worker process died while converting record 101 .*--jobs 1"):
         et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["101", "106"], filter="none", jobs=2,
@@ -558,7 +558,7 @@ def test_workers_avoid_fork_once_torch_is_loaded(physionet_root, tmp_path, monke
 
     import torch  # noqa: F401 - loaded on purpose: fork after torch's thread pools start is unsafe
 
-    conv = importlib.import_module("ecgtransfer.convert")
+    conv = importlib.import_module("ecgtransfer.conversion")
     assert conv._mp_context().get_start_method() in ("forkserver", "spawn")
     used = []
     real = conv._mp_context

@@ -22,7 +22,7 @@ SECONDS = 60
 
 @pytest.fixture(scope="module")
 def converted(physionet_root, tmp_path_factory):
-    from ecgtransfer.convert import convert
+    from ecgtransfer.conversion import convert
 
     return convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("conv") / "s", records=["119", "209"],
                    before=48, after=80, progress=False, jobs=1)

@@ -9,8 +9,8 @@ log = logging.getLogger(__name__)
 
 
 def _duration(text: str) -> str:
-    """Keep the text: :func:`ecgtransfer.convert.to_samples` reads '0.25', '0.25s', '250ms', '90samples'."""
-    from ecgtransfer.convert import to_samples
+    """Keep the text: :func:`ecgtransfer.conversion.to_samples` reads '0.25', '0.25s', '250ms', '90samples'."""
+    from ecgtransfer.conversion import to_samples
     from ecgtransfer.errors import ConfigError
 
     try:
@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ecgtransfer.convert import convert
+    from ecgtransfer.conversion import convert
 
     store = convert(args.database, out=args.out, task=args.task, version=args.version, **convert_kwargs(args))
     info = store.info()

@@ -6,7 +6,7 @@ filtered before they are cut into segments, so segment edges carry no filter tra
 Filters (``kind``):
 
 - ``"none"``: the signal as wfdb reads it (physical units).
-- ``"bandpass"`` (default of :func:`ecgtransfer.convert.convert`): Butterworth band-pass ``band`` =
+- ``"bandpass"`` (default of :func:`ecgtransfer.conversion.convert`): Butterworth band-pass ``band`` =
   (low, high) Hz, ``order`` per pass, applied forward and backward (zero phase, :func:`scipy.signal.sosfiltfilt`;
   the effective order is ``2 * order``). 0.5 Hz removes baseline wander, 40 Hz removes mains and muscle noise.
 - ``"highpass"``: baseline-wander removal only, Butterworth high-pass at ``band[0]`` Hz, zero phase.

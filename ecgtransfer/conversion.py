@@ -20,14 +20,12 @@ complete. Re-running with the same parameters on the same source files skips the
 from __future__ import annotations
 
 import collections
-import inspect
 import json
 import logging
 import multiprocessing
 import os
 import re
 import sys
-import types
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -616,14 +614,3 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
 
 __all__ = ["ConvertConfig", "convert", "to_samples", "TASKS"]
 
-
-class _CallableModule(types.ModuleType):
-    """``ecgtransfer.convert`` is both this module and the function: importing the submodule (which makes
-    the package attribute ``ecgtransfer.convert`` this module) must not break ``et.convert(...)``."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SegmentStore:
-        return convert(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-sys.modules[__name__].__signature__ = inspect.signature(convert)  # type: ignore[attr-defined]
