@@ -1,5 +1,5 @@
 # make test: create .venv if missing, install the project with its test extra, run pytest.
-# make demo: the main job end to end (download -> convert -> info) on MIT-BIH.
+# make demo: the main job end to end (download -> convert -> bench smoke profile -> report) on MIT-BIH.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
