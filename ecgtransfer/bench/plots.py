@@ -57,6 +57,8 @@ def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: st
                         ylabel: str = "test macro-F1") -> bytes:
     """Mean metric vs fraction of training data (log x), one line per arm, band = 95% CI over seeds."""
     plt = _plt()
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for arm, per_enc in summary.items():
         rows = sorted(per_enc.get(encoding, {}).values(), key=lambda e: e["fraction"])
@@ -70,6 +72,12 @@ def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: st
             ax.fill_between(x, [e[metric]["lo"] for e in rows], [e[metric]["hi"] for e in rows],
                             color=line.get_color(), alpha=0.2)
     ax.set_xscale("log")
+    # ticks at the fractions that were run, labelled in plain percent (not 10^0, 2x10^0)
+    fractions = sorted({e["fraction"] * 100 for per_enc in summary.values() for e in per_enc.get(encoding, {}).values()})
+    if fractions:
+        ax.xaxis.set_major_locator(FixedLocator(fractions))
+        ax.xaxis.set_major_formatter(FixedFormatter([f"{f:g}%" for f in fractions]))
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("training data used (%)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"Data efficiency ({encoding}); bands: 95% CI over seeds")
