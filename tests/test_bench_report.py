@@ -107,3 +107,14 @@ def test_headline_and_reports(results, tmp_path):
     doc = build(results)
     assert set(doc.figures) >= {"data_efficiency_spectrogram.png", "learning_curves_spectrogram.png",
                                 "confusion_scratch_spectrogram.png", "confusion_ecg-pretrained_spectrogram.png"}
+
+
+def test_macro_f1_definition_is_stated(results):
+    old = "\n".join(build(results).md)
+    assert "older definition" in old  # results without the key: computed before the support-based definition
+    results = dict(results, macro_f1_definition="support",
+                   split=dict(results["split"], class_counts={"test": {"N": 5, "S": 0, "V": 3, "F": 0, "Q": 0},
+                                                              "val": {"N": 4, "S": 2, "V": 0, "F": 0, "Q": 0}}))
+    md = "\n".join(build(results).md)
+    assert "classes with support in the evaluated split (test: N, V; validation: N, S)" in md
+    assert "older definition" not in md

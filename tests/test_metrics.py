@@ -44,6 +44,7 @@ def test_metrics_match_sklearn(seed: int) -> None:
     np.testing.assert_array_equal(confusion_matrix(y, pred, 5), sklearn_metrics.confusion_matrix(y, pred, labels=labels))
     assert m["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(y, pred))
     assert m["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_classes"] == NAMES
     se = sklearn_metrics.recall_score(y, pred, labels=labels, average=None, zero_division=0)
     ppv = sklearn_metrics.precision_score(y, pred, labels=labels, average=None, zero_division=0)
     f1 = sklearn_metrics.f1_score(y, pred, labels=labels, average=None, zero_division=0)
@@ -70,9 +71,13 @@ def test_absent_class_gives_nan_auroc_with_note_and_sklearn_macro_f1() -> None:
     assert math.isnan(m["per_class"]["F"]["auroc"])
     assert any("'F'" in note for note in m["notes"])
     assert m["per_class"]["F"]["support"] == 0
-    # macro-F1 uses sklearn's default label set (classes in y_true or y_pred)
-    assert m["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro", zero_division=0))
     present = [k for k in range(5) if k != 3]
+    # macro-F1 averages the classes with support in the split (not those merely predicted)
+    assert (pred == 3).any(), "the case must predict the absent class for this check to bite"
+    assert m["macro_f1"] == pytest.approx(
+        sklearn_metrics.f1_score(y, pred, labels=present, average="macro", zero_division=0))
+    assert m["macro_f1"] != pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_classes"] == [NAMES[k] for k in present]
     expected_auc = np.mean([sklearn_metrics.roc_auc_score(y == k, probs[:, k]) for k in present])
     assert m["macro_auroc"] == pytest.approx(expected_auc)
     assert np.isnan(auroc_ovr(np.zeros(4, dtype=int), np.random.rand(4, 2), 2)).all()
@@ -90,3 +95,18 @@ def test_tables_flatten_and_plot(tmp_path) -> None:
     png = tmp_path / "cm.png"
     plot_confusion_matrix(m, png, title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_macro_f1_class_set_is_fixed_by_the_split_not_the_predictions() -> None:
+    """Two models on the same split average over the same classes, whatever they predict."""
+    rng = np.random.default_rng(5)
+    y = rng.choice([0, 1, 2], size=200, p=[0.7, 0.2, 0.1])  # classes 3 and 4 have no support
+    supported = [0, 1, 2]
+    for pred in (rng.integers(0, 5, size=200), np.where(rng.random(200) < 0.8, y, 0)):
+        probs = np.eye(5)[pred]
+        m = classification_metrics(y, probs, NAMES)
+        assert m["macro_classes"] == ["N", "S", "V"]
+        assert m["macro_f1"] == pytest.approx(
+            sklearn_metrics.f1_score(y, pred, labels=supported, average="macro", zero_division=0))
+    empty = classification_metrics(np.zeros(0, dtype=int), np.zeros((0, 5)), NAMES)
+    assert math.isnan(empty["macro_f1"]) and empty["macro_classes"] == []

@@ -160,6 +160,20 @@ def _across(n: int, counts: Mapping[str, int]) -> str:
     return f" Across the {n} fractions the CI lies " + " and ".join(parts) + "."
 
 
+def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
+    """How macro-F1 was averaged: over the classes with support in the split (or the older definition)."""
+    counts = ((results.get("split") or {}).get("class_counts") or {})
+    if results.get("macro_f1_definition") == "support":
+        have = {p: [c for c, n in (counts.get(p) or {}).items() if n] for p in ("val", split)}
+        return (f"Macro-F1 is the mean F1 over the classes with support in the evaluated split ({split}: "
+                f"{', '.join(have[split]) or 'n/a'}; validation: {', '.join(have['val']) or 'n/a'}), fixed by "
+                "the split and the same for every cell; classes without support are left out of the average "
+                "(a prediction of one is still an error of the true class).")
+    return ("Macro-F1 of these results was computed with an older definition (the mean F1 over the classes "
+            "present in the true labels or the predictions), so its class set could differ between cells; "
+            "re-run the bench to recompute it over the classes with support in the split.")
+
+
 # -- the headline -------------------------------------------------------------------------------------
 def headline(results: Mapping[str, Any]) -> list[str]:
     """Sentences answering "did transfer help?" from the paired differences against the baseline."""
@@ -258,6 +272,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
         f"Hardware: {results['hardware_line']}.",
         f"Statistics: mean over seeds with a 95% Student-t confidence interval (t with n-1 degrees of freedom); "
         f"differences against {base} are paired by seed.",
+        macro_f1_line(results, split),
     ]
     if sp.get("notes"):
         setup.extend(sp["notes"])

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 RESULTS_FORMAT = "ecgtransfer-bench-results"
 RESULTS_FORMAT_VERSION = 1
+#: How the cells' macro-F1 averages classes (``ecgtransfer.training.metrics``): over the classes with support
+#: in the evaluated split. Results without this key used the older label set (true labels or predictions).
+MACRO_F1_DEFINITION = "support"
 
 
 @dataclass
@@ -173,7 +176,7 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "per_class", "confusion_matrix", "class_names",
+    keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class", "confusion_matrix", "class_names",
             "notes")
     return {k: m[k] for k in keep if k in m}
 
@@ -249,7 +252,8 @@ class _Bench:
 
         d = {"budget": self.fingerprint, "arm": {k: v for k, v in vars(arm).items() if k not in ("description",
                                                                                               "encodings")},
-             "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed}
+             "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
+             "macro_f1": MACRO_F1_DEFINITION}
         if arm.init == "ecg":
             d["source_store"] = self.source_hash
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -298,7 +302,7 @@ class _Bench:
         import json
 
         fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": vars(src), "enc": encoding,
-                                        "store": self.source_hash}, sort_keys=True, default=str).encode()
+                                        "store": self.source_hash, "macro_f1": MACRO_F1_DEFINITION}, sort_keys=True, default=str).encode()
                             ).hexdigest()[:16]
         if self.resume and marker.is_file():
             try:
@@ -457,6 +461,7 @@ class _Bench:
         return {
             "format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION,
             "name": cfg.name, "created_at": _now(), "bench_run_id": self.run_id,
+            "macro_f1_definition": MACRO_F1_DEFINITION,
             "command": self.command, "package_version": __version__,
             "complete": done + skipped_cells == len(self.grid),
             "progress": {"total": len(self.grid), "done": done, "skipped": skipped_cells,

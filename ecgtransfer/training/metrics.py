@@ -7,8 +7,12 @@ Definitions (for class ``k``, from the confusion matrix ``cm[true, pred]`` over 
   specificity ``Sp = TN / (TN + FP)``, ``F1 = 2 TP / (2 TP + FP + FN)``; a ratio with a zero denominator is 0
   (scikit-learn's ``zero_division=0``).
 - accuracy ``= trace(cm) / n``.
-- macro-F1: the mean F1 over the classes that occur in the true labels or in the predictions (scikit-learn's
-  ``f1_score(average="macro")`` with its default label set); a class absent from both is not counted.
+- macro-F1: the mean F1 over the classes **with support in the evaluated split** (at least one true segment),
+  i.e. scikit-learn's ``f1_score(average="macro", labels=<classes with support>, zero_division=0)``. The class
+  set depends only on the split's true labels, never on the predictions, so every model evaluated on the same
+  split averages over the same classes (predictions of a class without support still lower the Se of the true
+  class and count as errors; they do not add a zero-F1 term). NaN when the split is empty. The classes averaged
+  are listed in ``macro_classes``.
 - one-vs-rest AUROC of class ``k``: the Mann-Whitney statistic of the scores ``p[:, k]`` of the positives
   against the negatives (ties count one half), computed from mid-ranks. It is undefined (NaN, with a note)
   when the split has no positive or no negative of the class. ``macro_auroc`` is the mean over the defined ones.
@@ -68,8 +72,9 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         loss: mean loss, copied into the result.
 
     Returns:
-        ``{"n", "loss", "accuracy", "macro_f1", "macro_auroc", "per_class": {name: {"support", "se", "ppv",
-        "specificity", "f1", "auroc"}}, "confusion_matrix": [[...]], "class_names", "notes": [...]}``.
+        ``{"n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class": {name: {"support",
+        "se", "ppv", "specificity", "f1", "auroc"}}, "confusion_matrix": [[...]], "class_names", "notes": [...]}``.
+        ``macro_classes`` are the classes with support in this split, over which ``macro_f1`` averages.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -90,7 +95,7 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
     spec = _div(tn, tn + fp)
     f1 = _div(2 * tp, 2 * tp + fp + fn)
     auc = auroc_ovr(y_true, probs, k)
-    present = (support > 0) | (predicted > 0)
+    present = support > 0  # fixed by the split's true labels: the same class set for every model
     notes = []
     for i, name in enumerate(class_names):
         if math.isnan(auc[i]):
@@ -103,6 +108,7 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         "accuracy": float(tp.sum() / n) if n else float("nan"),
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
         "macro_auroc": float(defined.mean()) if defined.size else float("nan"),
+        "macro_classes": [name for i, name in enumerate(class_names) if present[i]],
         "per_class": {
             name: {"support": int(support[i]), "se": float(se[i]), "ppv": float(ppv[i]),
                    "specificity": float(spec[i]), "f1": float(f1[i]), "auroc": float(auc[i])}
