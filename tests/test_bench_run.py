@@ -193,3 +193,74 @@ def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, 
     again = run(cfg, out, progress=False)
     assert again.computed == ["ecg-pretrained__spectrogram__f1__s0"]
     assert marker.stat().st_mtime_ns == mtime
+
+
+def _synthetic_store(path: Path, *, n_patients: int = 10, per_patient: int = 12, database: str = "synthdb",
+                     version: str = "1", seed: int = 0) -> Path:
+    """A small random store: ``n_patients`` patients with beats of two classes each (no data files needed)."""
+    rng = np.random.default_rng(seed)
+    n = n_patients * per_patient
+    labels = np.tile(np.arange(per_patient) % 2, n_patients)
+    t = np.linspace(0, 1, 256, dtype=np.float32)
+    segs = (rng.normal(size=(n, 1, 256)).astype(np.float32) * 0.3
+            + np.where(labels[:, None, None] == 1, np.sin(12 * np.pi * t), np.sin(4 * np.pi * t)).astype(np.float32))
+    pats = np.repeat([f"p{i:02d}" for i in range(n_patients)], per_patient)
+    write_store(path, segs, labels, record_ids=pats, patient_ids=pats, positions=np.arange(n),
+                class_names=["N", "V"], fs=256.0, lead_names=["MLII"], database=database, version=version,
+                task="beats")
+    return path
+
+
+def test_source_overlap_detection(tmp_path):
+    from ecgtransfer.bench.runner import source_overlap
+
+    a = SegmentStore(_synthetic_store(tmp_path / "a"))
+    b = SegmentStore(_synthetic_store(tmp_path / "b", n_patients=6))  # another store of the same database
+    c = SegmentStore(_synthetic_store(tmp_path / "c", database="otherdb"))
+    assert "target store itself" in source_overlap(a, a)
+    assert "target's database (synthdb 1)" in source_overlap(a, b)
+    assert source_overlap(a, c) is None
+
+
+def test_source_from_the_target_store_never_trains_on_target_val_test_patients(tmp_path):
+    """The same store as target and source: the source model's train/val hold no target val/test patient."""
+    from ecgtransfer.bench import run
+    from ecgtransfer.bench.config import config_from_dict
+
+    store_path = _synthetic_store(tmp_path / "store")
+    cfg = config_from_dict({
+        "bench": {"name": "overlap", "seeds": [0], "fractions": [1.0], "image_size": 32, "epochs": 1,
+                  "max_steps": 1, "batch_size": 8, "threads": 1},
+        "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
+        "arms": ["ecg-pretrained"],
+        "source": {"store": str(store_path), "epochs": 1, "max_steps": 1, "seed": 1},  # another split
+        "train": {"num_workers": 0, "val_fraction": 0.2, "test_fraction": 0.2},
+    })
+    out = tmp_path / "out"
+    res = run(cfg, out, progress=False)
+    assert res.failed == {} and res.skipped == {}
+    store = SegmentStore(store_path)
+    heldout = set(res.results["split"]["patients"]["val"]) | set(res.results["split"]["patients"]["test"])
+    assert heldout and set(res.results["split"]["heldout_patients"]) == heldout
+    src = np.load(out / "source" / "spectrogram" / "run" / "split.npz")
+    src_train = set(store.patient_ids[src["train"]].astype(str))
+    src_val = set(store.patient_ids[src["val"]].astype(str))
+    assert src_train and not (src_train & heldout) and not (src_val & heldout)
+    # without the exclusion the source split would have trained on some of them (the check bites)
+    from ecgtransfer.bench.runner import _train_config
+    from ecgtransfer.training.engine import make_split
+
+    info = res.results["source_models"]["spectrogram"]
+    plain = make_split(store, _train_config({**info_train_config(out), "progress": False}))
+    assert set(store.patient_ids[plain["train"]].astype(str)) & heldout
+    ex = info["exclusion"]
+    assert "target store itself" in ex["why"] and set(ex["dropped_patients"]) == heldout
+    assert ex["dropped_segments"] == int(np.isin(store.patient_ids.astype(str), sorted(heldout)).sum())
+    assert "target store itself" in res.results["source_overlap"]
+    md = (out / "report.md").read_text()
+    assert "were dropped from it before its own split" in md and "p01" in md
+
+
+def info_train_config(out: Path) -> dict:
+    marker = json.loads((out / "source" / "spectrogram" / "source.json").read_text())
+    return marker["train_config"]

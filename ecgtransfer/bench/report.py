@@ -413,6 +413,15 @@ def build(results: Mapping[str, Any]) -> _Doc:
         rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")), m.get("best_epoch"),
                  _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in results["source_models"].items()]
         doc.table(["encoding", "source store", "val macro-F1", "best epoch", "wall s", "checkpoint"], rows)
+        for enc, m in results["source_models"].items():
+            ex = m.get("exclusion")
+            if ex:
+                doc.p(f"Source model ({enc}): {ex.get('why', 'the source store overlaps the target')}, so the "
+                      f"segments of the target's validation/test patients were dropped from it before its own split "
+                      f"(they were never trained on nor used to pick the source epoch): "
+                      f"{len(ex['dropped_patients'])} patients ({', '.join(ex['dropped_patients']) or 'none found'}), "
+                      f"{ex['dropped_segments']} segments; the source model trained on "
+                      f"{ex['kept_segments']['train']} segments.", cls="warn")
 
     # every cell
     doc.h(2, "Every cell")

@@ -100,6 +100,8 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
                  test_fraction=t.test_fraction, n_folds=t.n_folds, fold=t.fold)
     parts = {p: np.asarray(getattr(s, p), dtype=np.int64) for p in ("train", "val", "test")}
     full_sizes = {p: int(len(idx)) for p, idx in parts.items()}
+    # patients of the whole (uncapped) val and test parts: a source model must never have trained on them
+    heldout = sorted({str(x) for p in ("val", "test") for x in store.patient_ids[parts[p]]})
     parts["val"] = cap_evaluation(parts["val"], store.labels, t.max_val_segments, seed=t.split_seed)
     parts["test"] = cap_evaluation(parts["test"], store.labels, t.max_test_segments, seed=t.split_seed + 1)
     pats = {p: sorted({str(x) for x in store.patient_ids[idx]}) for p, idx in parts.items()}
@@ -112,6 +114,7 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
                          for p, idx in parts.items()},
         "notes": [],
         "full_sizes": full_sizes,
+        "heldout_patients": heldout,
     }
     for p in ("val", "test"):
         if len(parts[p]) < full_sizes[p]:
@@ -262,10 +265,16 @@ class _Bench:
     def check_arms(self) -> None:
         """Mark arms whose prerequisites are missing as skipped, with the reason."""
         self.source_hash = None
+        self.source_overlap: str | None = None
         if any(a.init == "ecg" for a in self.cfg.arms):
             try:
                 self.source_store = SegmentStore(self.cfg.source_store_path)
                 self.source_hash = self.source_store.manifest_hash
+                self.source_overlap = source_overlap(self.store, self.source_store)
+                if self.source_overlap:
+                    log.warning("the source store %s %s: its patients in the target's validation or test part "
+                                "(%d patients) are dropped from the source training", self.source_store.path,
+                                self.source_overlap, len(self.split_info["heldout_patients"]))
             except StoreError as exc:
                 self.source_store = None
                 for a in self.cfg.arms:
@@ -301,8 +310,10 @@ class _Bench:
         import hashlib
         import json
 
+        excluded = list(self.split_info["heldout_patients"]) if self.source_overlap else []
         fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": vars(src), "enc": encoding,
-                                        "store": self.source_hash, "macro_f1": MACRO_F1_DEFINITION}, sort_keys=True, default=str).encode()
+                                        "store": self.source_hash, "macro_f1": MACRO_F1_DEFINITION,
+                                        "excluded_patients": excluded}, sort_keys=True, default=str).encode()
                             ).hexdigest()[:16]
         if self.resume and marker.is_file():
             try:
@@ -321,9 +332,18 @@ class _Bench:
                              init=src.init)
         o.update(epochs=src.epochs or self.cfg.epochs, max_steps=src.max_steps if src.max_steps else
                  self.cfg.max_steps, split=src.split, split_seed=src.seed, progress=self.progress)
+        tc = _train_config(o)
+        split_indices = None
+        exclusion: dict[str, Any] | None = None
+        if excluded:
+            split_indices, exclusion = exclude_patients(self.source_store, tc, excluded)
+            exclusion["why"] = f"the source store {self.source_overlap}"
+            log.warning("source model (%s): dropped the %d segments of %d target val/test patients from the source "
+                        "store before splitting it", encoding, exclusion["dropped_segments"],
+                        len(exclusion["dropped_patients"]))
         t0 = time.perf_counter()
         log.info("training the source model on %s (%s)", self.source_store.path, encoding)
-        res = fine_tune(self.source_store, _train_config(o), out=run_dir)
+        res = fine_tune(self.source_store, tc, out=run_dir, split_indices=split_indices)
         wall = time.perf_counter() - t0
         ckpt = Path(res.paths.get("best", run_dir / "best.pt"))
         if not ckpt.is_file():
@@ -336,7 +356,8 @@ class _Bench:
                 "task": self.source_store.task, "class_names": self.source_store.class_names,
                 "best_epoch": res.best_epoch, "val": _clean_metrics(res.best_metrics),
                 "test": _clean_metrics(res.test_metrics), "wall_s": wall, "steps": res.steps,
-                "train_config": res.config.to_dict(), "history": _history_rows(res.history)}
+                "train_config": res.config.to_dict(), "history": _history_rows(res.history),
+                "exclusion": exclusion}
         atomic_write_json(marker, info)
         self.source_models[encoding] = info
         return ckpt
@@ -474,6 +495,7 @@ class _Bench:
                 "path": str(self.source_store.path), "manifest_hash": self.source_store.manifest_hash,
                 "manifest": self.source_store.manifest, "class_names": self.source_store.class_names,
                 "n_segments": len(self.source_store)},
+            "source_overlap": getattr(self, "source_overlap", None),
             "source_models": {enc: {k: v for k, v in m.items() if k != "train_config"}
                               for enc, m in self.source_models.items()},
             "split": {k: v for k, v in self.split_info.items()},
@@ -495,6 +517,55 @@ class _Bench:
         res = self.results()
         atomic_write_json(self.out / "results.json", res)
         return res
+
+
+def source_overlap(target: SegmentStore, source: SegmentStore) -> str | None:
+    """Why the source store shares patients with the target (same store, or same database and version), or None.
+
+    Patient ids are comparable within one database, so a source store of the same database and version may
+    hold the target's validation and test patients (e.g. mitdb beats as the source of a mitdb beat task).
+    """
+    if source.manifest_hash == target.manifest_hash:
+        return f"is the target store itself (manifest {target.manifest_hash[:12]})"
+    sm, tm = source.manifest, target.manifest
+    if sm.get("database") == tm.get("database") and str(sm.get("version")) == str(tm.get("version")):
+        return f"is of the target's database ({tm.get('database')} {tm.get('version')})"
+    return None
+
+
+def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str]
+                     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The source split of ``tc`` drawn among the patients of ``store`` that are not in ``patients``.
+
+    The segments of ``patients`` (the target's validation and test patients) are removed from the source store
+    first; the remaining patients are then split by the source's own method and seed (so the source model
+    neither trains on them nor picks its best epoch on them).
+
+    Returns:
+        ``({"train", "val", "test": int64 indices into store}, {"dropped_patients", "dropped_segments",
+        "kept_segments"})``.
+    """
+    from types import SimpleNamespace
+
+    from ecgtransfer.errors import TrainingError
+    from ecgtransfer.signals.split import split as split_fn
+
+    pats = np.asarray(store.patient_ids).astype(str)
+    bad = np.isin(pats, sorted({str(p) for p in patients}))
+    keep = np.flatnonzero(~bad).astype(np.int64)
+    if keep.size == 0:
+        raise TrainingError(f"the source store {store.path} holds only patients of the target's validation/test "
+                            "part; use a source store of other patients or of another database")
+    view = SimpleNamespace(labels=np.asarray(store.labels)[keep], patient_ids=pats[keep],
+                           record_ids=np.asarray(store.record_ids).astype(str)[keep], num_classes=store.num_classes,
+                           patients_known=store.patients_known, database=store.database)
+    seed = tc.seed if tc.split_seed is None else tc.split_seed
+    sp = split_fn(view, method=tc.split, seed=seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction,
+                  n_folds=tc.n_folds, fold=tc.fold)
+    parts = {p: keep[np.asarray(getattr(sp, p), dtype=np.int64)] for p in ("train", "val", "test")}
+    info = {"dropped_patients": sorted(set(pats[bad].tolist())), "dropped_segments": int(bad.sum()),
+            "kept_segments": {p: int(len(parts[p])) for p in ("train", "val", "test")}}
+    return parts, info
 
 
 def _previous_invocations(out: Path) -> list[dict[str, Any]]:
