@@ -99,6 +99,8 @@ def test_overrides_and_fingerprint(tmp_path):
     (("encodings = [\"spectrogram\", \"recurrence\"]", "encodings = [\"sketch\"]"), "encoding"),
     (("[source]\nstore = \"/abs/source\"", ""), "source"),
     (("store = \"stores/x\"", "split = \"patient\""), "store"),
+    (("epochs = 2", "epochs = 2\nmin_steps = 0"), "min_steps"),
+    (("epochs = 2", "epochs = 2\nmin_steps = 50\nmax_steps = 20"), "min_steps .50. is larger than max_steps"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, edit, message):
     old, new = edit
@@ -224,3 +226,29 @@ def test_cap_evaluation_keeps_class_shares():
     assert np.array_equal(capped, cap_evaluation(idx, labels, 200, seed=0))
     assert np.array_equal(cap_evaluation(idx, labels, None), idx)
     assert np.array_equal(cap_evaluation(idx, labels, 10_000), idx)
+
+
+def test_min_steps_resolves_per_cell_epochs_equal_for_every_arm(tmp_path):
+    """Small fractions train more epochs to reach min_steps; every arm of a (fraction, seed) gets the same."""
+    from ecgtransfer.bench.runner import cell_budget
+    from ecgtransfer.training.data import BatchPlan
+
+    cfg = load_config(write(tmp_path, BASIC.replace("epochs = 2", "epochs = 2\nmin_steps = 40\nbatch_size = 16")))
+    assert cfg.min_steps == 40
+    assert cfg.cell_epochs(100) == 2 and cfg.cell_epochs(20) == 2 and cfg.cell_epochs(19) == 3
+    assert cfg.cell_epochs(3) == 14  # ceil(40 / 3)
+    train, labels, patients = _toy()
+    resolved = {}
+    for f in (0.05, 0.2, 1.0):
+        for seed in (0, 1):
+            idx = subsample(train, labels, patients, f, mode=cfg.fraction_mode, seed=seed)
+            spe, epochs = cell_budget(cfg, idx, labels)
+            assert spe == len(BatchPlan(idx, labels, 16, seed))  # the engine's steps per epoch
+            assert epochs * spe >= 40 and (epochs == 2 or (epochs - 1) * spe < 40)  # the least that reaches it
+            resolved.setdefault(f, set()).add(epochs)
+    # 450 training segments at batch 16: 100% has 29 steps per epoch (2 epochs = 58 >= 40); 5% has 2 steps
+    assert resolved[1.0] == {2} and resolved[0.05] == {20} and len(resolved[0.2]) == 1 and 2 < min(resolved[0.2]) < 20
+    # every arm of a cell shares the subsample, hence the epochs; without min_steps nothing changes
+    plain = load_config(write(tmp_path, BASIC))
+    assert plain.min_steps is None and plain.cell_epochs(2) == 2
+    assert plain.budget_fingerprint() != cfg.budget_fingerprint()

@@ -264,3 +264,29 @@ def test_source_from_the_target_store_never_trains_on_target_val_test_patients(t
 def info_train_config(out: Path) -> dict:
     marker = json.loads((out / "source" / "spectrogram" / "source.json").read_text())
     return marker["train_config"]
+
+
+def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
+    from ecgtransfer.bench import run
+    from ecgtransfer.bench.config import config_from_dict
+
+    store_path = _synthetic_store(tmp_path / "store")
+    cfg = config_from_dict({
+        "bench": {"name": "minsteps", "seeds": [0], "fractions": [0.25, 1.0], "image_size": 32, "epochs": 1,
+                  "min_steps": 6, "batch_size": 8, "threads": 1},
+        "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
+        "arms": ["scratch"],
+        "train": {"num_workers": 0},
+    })
+    res = run(cfg, tmp_path / "out", progress=False)
+    assert res.failed == {}
+    by_frac = {c["cell"]["fraction"]: c for c in res.results["cells"]}
+    small, full = by_frac[0.25], by_frac[1.0]
+    for rec in (small, full):
+        d = rec["data"]
+        assert d["epochs"] == max(1, -(-6 // d["steps_per_epoch"]))
+        assert rec["train_config"]["epochs"] == d["epochs"]
+        assert rec["steps"] == d["epochs"] * d["steps_per_epoch"] >= 6
+    assert small["data"]["epochs"] > 1 == full["data"]["epochs"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"at least 6 optimizer steps" in md and f"25%: {small['data']['epochs']}, 100%: 1" in md

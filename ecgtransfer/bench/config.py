@@ -172,6 +172,10 @@ class BenchConfig:
         encodings: the encodings (every arm runs each unless it names its own).
         image_size: side of the square images.
         epochs: epochs per cell (same for every arm).
+        min_steps: optional floor on the optimisation steps of a cell: a cell whose training subsample gives
+            fewer than ``min_steps`` steps in ``epochs`` epochs trains ``ceil(min_steps / steps_per_epoch)``
+            epochs instead (small fractions otherwise get only a handful of steps). The steps per epoch depend
+            only on the cell's subsample, which every arm of a (fraction, seed) shares, so arms stay equal.
         max_steps: optional cap on the optimisation steps of a cell (same for every arm).
         batch_size: batch size.
         scheduler: schedule family for every arm (``cosine``, ``onecycle``, ``constant``).
@@ -197,6 +201,7 @@ class BenchConfig:
     encodings: tuple[str, ...] = ("spectrogram",)
     image_size: int = 224
     epochs: int = 5
+    min_steps: int | None = None
     max_steps: int | None = None
     batch_size: int = 64
     scheduler: str = "cosine"
@@ -243,6 +248,13 @@ class BenchConfig:
     def arm_lr(self, arm: ArmConfig) -> float:
         return float(arm.lr) if arm.lr is not None else float(max(self.arm_lrs(arm)))
 
+    def cell_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs of a cell with ``steps_per_epoch`` optimiser steps per epoch: ``epochs``, raised to reach
+        ``min_steps`` (``max_steps`` still caps the steps)."""
+        if not self.min_steps or steps_per_epoch <= 0:
+            return self.epochs
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples as lists), as recorded in results.json."""
         d = asdict(self)
@@ -254,8 +266,8 @@ class BenchConfig:
 
         Finished cells whose fingerprint differs from the current config are recomputed.
         """
-        keys = ("task", "fraction_mode", "image_size", "epochs", "max_steps", "batch_size", "scheduler",
-                "warmup_steps", "optimizer", "train", "source")
+        keys = ("task", "fraction_mode", "image_size", "epochs", "min_steps", "max_steps", "batch_size",
+                "scheduler", "warmup_steps", "optimizer", "train", "source")
         d = self.to_dict()
         d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
         if d.get("source"):
@@ -368,6 +380,9 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     pos_int("batch_size", cfg.batch_size)
     pos_int("image_size", cfg.image_size)
     pos_int("max_steps", cfg.max_steps, allow_none=True)
+    pos_int("min_steps", cfg.min_steps, allow_none=True)
+    if cfg.min_steps and cfg.max_steps and cfg.min_steps > cfg.max_steps:
+        raise _err(where, f"min_steps ({cfg.min_steps}) is larger than max_steps ({cfg.max_steps})")
     pos_int("threads", cfg.threads, allow_none=True)
     if cfg.warmup_steps is not None and (not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0):
         raise _err(where, f"warmup_steps must be an integer >= 0, found {cfg.warmup_steps!r}")

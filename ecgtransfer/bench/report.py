@@ -160,6 +160,24 @@ def _across(n: int, counts: Mapping[str, int]) -> str:
     return f" Across the {n} fractions the CI lies " + " and ".join(parts) + "."
 
 
+def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """``, raised to at least N optimizer steps per cell (epochs per fraction: 1%: 12, 100%: 3)`` or ``""``."""
+    if not cfg.get("min_steps"):
+        return ""
+    per: dict[float, set[int]] = {}
+    for r in records:
+        e = (r.get("data") or {}).get("epochs")
+        if r.get("status") == "done" and e is not None:
+            per.setdefault(float(r["cell"]["fraction"]), set()).add(int(e))
+    text = (f", raised for small fractions so that every cell trains at least {cfg['min_steps']} optimizer steps "
+            "(the same epochs for every arm of a fraction and seed)")
+    if per:
+        text += "; epochs per fraction: " + ", ".join(
+            f"{fraction_label(f)}: {'–'.join(str(x) for x in sorted({min(v), max(v)}))}"
+            for f, v in sorted(per.items()))
+    return text
+
+
 def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
     """How macro-F1 was averaged: over the classes with support in the split (or the older definition)."""
     counts = ((results.get("split") or {}).get("class_counts") or {})
@@ -258,6 +276,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
         "(seeded by the cell's seed, nested: smaller fractions are subsets of larger ones; every arm of a seed "
         "sees the same subsample).",
         f"Budget, identical for every arm: {cfg['epochs']} epochs"
+        + min_steps_clause(cfg, records)
         + (f", at most {cfg['max_steps']} steps" if cfg.get("max_steps") else "")
         + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule"
         + (f" (warmup {cfg['warmup_steps']} steps)" if cfg.get("warmup_steps") is not None else

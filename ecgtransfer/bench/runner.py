@@ -152,6 +152,19 @@ def _train_overrides(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: i
     return o
 
 
+def cell_budget(cfg: BenchConfig, train_idx: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """``(steps_per_epoch, epochs)`` of a cell training on ``train_idx``.
+
+    Steps per epoch are those of the training engine's batch plan (one process); the epochs are
+    ``cfg.epochs`` raised to reach ``cfg.min_steps`` (:meth:`BenchConfig.cell_epochs`). They depend only on
+    the cell's subsample, which all arms of a (fraction, seed) share, so every arm gets the same budget.
+    """
+    from ecgtransfer.training.data import BatchPlan
+
+    spe = len(BatchPlan(train_idx, labels, cfg.batch_size, 0))
+    return spe, cfg.cell_epochs(spe)
+
+
 def _train_config(overrides: Mapping[str, Any]):
     """A validated :class:`~ecgtransfer.training.TrainConfig` (a bad ``[train]`` key fails here, clearly)."""
     from ecgtransfer.training import TrainConfig
@@ -371,9 +384,11 @@ class _Bench:
         train_idx = subsample(self.parts["train"], store.labels, store.patient_ids, cell.fraction,
                               mode=cfg.fraction_mode, seed=cell.seed)
         counts = np.bincount(store.labels[train_idx], minlength=store.num_classes)
+        spe, epochs = cell_budget(cfg, train_idx, store.labels)
         data = {"n_train": int(len(train_idx)), "n_train_patients": int(len(set(store.patient_ids[train_idx]))),
                 "train_class_counts": {c: int(counts[i]) for i, c in enumerate(store.class_names)},
-                "n_val": int(len(self.parts["val"])), "n_test": int(len(self.parts["test"]))}
+                "n_val": int(len(self.parts["val"])), "n_test": int(len(self.parts["test"])),
+                "steps_per_epoch": spe, "epochs": epochs}
         if arm.init == "ecg":
             init = str(self.source_checkpoint(cell.encoding))
         elif arm.init in ("scratch", "imagenet", "imagenet-v1", "imagenet-v2"):
@@ -381,6 +396,7 @@ class _Bench:
         else:
             init = str(self.cfg.resolve_path(arm.init))
         o = _train_overrides(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init)
+        o["epochs"] = epochs
         o.setdefault("progress", self.progress)
         run_dir = self.out / "runs" / cell.key
         if run_dir.exists():
