@@ -120,7 +120,7 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(write(tmp_path, "arms=['sratch']\n[task]\nstore='x'\n"))
 
 
-@pytest.mark.parametrize("name", ["smoke.toml", "cpu.toml", "gpu.toml"])
+@pytest.mark.parametrize("name", ["smoke.toml", "cpu.toml", "gpu.toml", "gpu-ablation.toml"])
 def test_shipped_profiles_load(name):
     path = REPO / "benchmarks" / name
     if not path.exists():
