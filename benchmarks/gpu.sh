@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
-# Run the GPU profile (benchmarks/gpu.toml: mitdb de Chazal DS1 -> DS2 at 224x224, all arms, 3 seeds).
+# Run a GPU profile (default benchmarks/gpu.toml: mitdb de Chazal DS1 -> DS2 at 224x224, 3 seeds) under a time limit.
 #
 # Usage: benchmarks/gpu.sh MITDB_BEAT_STORE [SOURCE_STORE] [OUT_DIR]
 #   MITDB_BEAT_STORE  a converted mitdb beat store holding DS1 and DS2 (all 44 non-paced records):
-#                     ecgtransfer convert mitdb --data DATA --out stores/mitdb-beats --task beats
-#   SOURCE_STORE      source store of the ecg-pretrained arm (default: stores/challenge-2017-rhythm);
-#                     ecgtransfer convert challenge-2017 --data DATA --out stores/challenge-2017-rhythm --task rhythm
-#   OUT_DIR           output directory (default reports/gpu-<date>); re-running with it resumes.
-# Env: PY (python, default .venv/bin/python if present), EXTRA (more `ecgtransfer bench` arguments).
+#                     ecgtransfer convert mitdb --data DATA --out stores/mitdb-beats --task beats --dtype float16
+#   SOURCE_STORE      source store of the ecg-pretrained arm; given but missing is an error. Default (or ""):
+#                     <repo>/stores/challenge-2017-rhythm when the profile has a [source] table and it exists.
+#   OUT_DIR           output directory (default <repo>/reports/gpu-<date>); re-running with it resumes.
+# Env: PROFILE (a config in benchmarks/ or a path; default gpu.toml; gpu-ablation.toml for the ablation arms),
+#      PY (python; default <repo>/.venv/bin/python if present, else python3), EXTRA (more `ecgtransfer bench`
+#      arguments), GPU_BENCH_TIMEOUT (seconds, default 540: the bench gets SIGINT then, writes its partial
+#      report and exits; re-running finishes it), ALLOW_NO_DS2=1 (run although the store has no DS2 record:
+#      the figures then come from the validation split), ECGTRANSFER_OFFLINE=1 (never download ImageNet weights).
+# Works from any directory: relative arguments are taken relative to the current directory.
 set -euo pipefail
-if [ $# -lt 1 ]; then sed -n '2,12p' "$0"; exit 2; fi
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+if [ $# -lt 1 ]; then sed -n '2,15p' "$0"; exit 2; fi
 store=$1
-source_store=${2:-stores/challenge-2017-rhythm}
-out=${3:-reports/gpu-$(date +%Y-%m-%d)}
+source_arg=${2:-}
+out=${3:-$repo/reports/gpu-$(date +%Y-%m-%d)}
+profile=${PROFILE:-gpu.toml}
+case "$profile" in */*) ;; *) profile=$here/$profile ;; esac
+[ -f "$profile" ] || { echo "gpu.sh: profile $profile does not exist" >&2; exit 2; }
 py=${PY:-}
-if [ -z "$py" ]; then if [ -x .venv/bin/python ]; then py=.venv/bin/python; else py=python3; fi; fi
+if [ -z "$py" ]; then if [ -x "$repo/.venv/bin/python" ]; then py=$repo/.venv/bin/python; else py=python3; fi; fi
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"   # the checkout's ecgtransfer, also without an install
+[ -d "$store" ] || { echo "gpu.sh: target store $store does not exist (convert it first, see the header)" >&2; exit 2; }
 
 echo "== hardware"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
@@ -32,7 +43,8 @@ PY
 
 echo "== store"
 "$py" -m ecgtransfer info "$store" | head -n 20
-"$py" - "$store" <<'PY'
+ds2=0
+"$py" - "$store" <<'PY' || ds2=$?
 import sys
 import numpy as np
 from ecgtransfer.store import SegmentStore
@@ -40,15 +52,42 @@ from ecgtransfer.signals.split import DS2
 s = SegmentStore(sys.argv[1])
 have = sorted(set(np.unique(s.record_ids).tolist()) & set(DS2))
 print(f"DS2 records in the store: {len(have)} of {len(DS2)}")
-if not have:
-    print("WARNING: no DS2 record: the de Chazal split has no test part; the report will use the validation split")
+sys.exit(0 if have else 3)
 PY
-[ -d "$source_store" ] || echo "WARNING: source store $source_store missing: the ecg-pretrained arm will be skipped"
+if [ "$ds2" = 3 ]; then
+  if [ "${ALLOW_NO_DS2:-0}" = 1 ]; then
+    echo "WARNING: no DS2 record (ALLOW_NO_DS2=1): the de Chazal split has no test part; the report uses the validation split, which also picked the best epoch (optimistic figures)"
+  else
+    echo "gpu.sh: the store $store holds no DS2 record, so the de Chazal split has no test set and the report's figures would come from the validation split. Convert all 44 non-paced mitdb records (ecgtransfer download mitdb; ecgtransfer convert mitdb ...), or set ALLOW_NO_DS2=1 to run anyway." >&2
+    exit 3
+  fi
+elif [ "$ds2" != 0 ]; then
+  echo "gpu.sh: could not read the store $store" >&2; exit "$ds2"
+fi
 
-echo "== bench"
-args=(bench "$here/gpu.toml" --out "$out" --store "$store" --device cuda)
-[ -d "$source_store" ] && args+=(--source-store "$source_store")
+args=(bench "$profile" --out "$out" --store "$store" --device cuda)
+if grep -q '^\[source\]' "$profile"; then
+  if [ -n "$source_arg" ]; then
+    [ -d "$source_arg" ] || { echo "gpu.sh: source store $source_arg does not exist" >&2; exit 2; }
+    args+=(--source-store "$source_arg")
+  elif [ -d "$repo/stores/challenge-2017-rhythm" ]; then
+    args+=(--source-store "$repo/stores/challenge-2017-rhythm")
+  else
+    echo "WARNING: no source store given and $repo/stores/challenge-2017-rhythm missing: the ecg-pretrained arm will be reported skipped"
+  fi
+elif [ -n "$source_arg" ]; then
+  echo "gpu.sh: $profile has no [source] table (no ecg-pretrained arm), but a source store was given" >&2; exit 2
+fi
+
+limit=${GPU_BENCH_TIMEOUT:-540}
+echo "== bench ($profile, time limit ${limit} s)"
 start=$(date +%s)
+rc=0
+# SIGINT at the limit: the bench writes results.json and the (partial) reports before it exits; KILL 30 s later
 # shellcheck disable=SC2086
-"$py" -m ecgtransfer "${args[@]}" ${EXTRA:-}
-echo "== done in $(( $(date +%s) - start )) s; report: $out/report.html"
+timeout -s INT -k 30 "$limit" "$py" -m ecgtransfer "${args[@]}" ${EXTRA:-} || rc=$?
+echo "== done in $(( $(date +%s) - start )) s (exit $rc); report: $out/report.html"
+if [ "$rc" = 124 ] || [ "$rc" = 130 ]; then
+  echo "gpu.sh: stopped at the ${limit} s limit; the report is partial. Run the same command again to finish the missing cells." >&2
+fi
+exit "$rc"

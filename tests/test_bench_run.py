@@ -64,6 +64,7 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("ECGTRANSFER_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("ECGTRANSFER_OFFLINE", "1")
 
     def no_network(url, *a, **k):
         raise OSError(f"offline (test): {url} unreachable")
@@ -290,3 +291,80 @@ def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
     assert small["data"]["epochs"] > 1 == full["data"]["epochs"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"at least 6 optimizer steps" in md and f"25%: {small['data']['epochs']}, 100%: 1" in md
+
+
+def test_imagenet_check_offline_probe_and_cache(monkeypatch, tmp_path):
+    """ECGTRANSFER_OFFLINE skips any download; an unreachable URL is not downloaded; answers are cached."""
+    import socket
+
+    import torch
+
+    from ecgtransfer.bench import runner
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("ECGTRANSFER_WEIGHTS_DIR", raising=False)
+    downloads, probes = [], []
+
+    def fake_download(url, *a, **k):
+        downloads.append((url, socket.getdefaulttimeout()))
+        raise OSError("offline (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    monkeypatch.setattr(runner, "_url_unreachable", lambda url, timeout=10.0: probes.append(url) or "timed out")
+
+    monkeypatch.setenv("ECGTRANSFER_OFFLINE", "1")
+    why = runner._imagenet_unavailable("imagenet")
+    assert "not available here" in why and "ECGTRANSFER_OFFLINE=1" in why and not probes and not downloads
+
+    monkeypatch.delenv("ECGTRANSFER_OFFLINE")
+    cache: dict = {}
+    why = runner._imagenet_unavailable("imagenet", cache)
+    assert "did not answer within 10 s: timed out" in why and len(probes) == 1 and not downloads
+    assert runner._imagenet_unavailable("imagenet-v2", cache) == why and len(probes) == 1  # cached per version
+    runner._imagenet_unavailable("imagenet-v1", cache)
+    assert len(probes) == 2 and set(cache) == {"v1", "v2"}
+
+    # reachable: the download is tried, with a socket timeout, and the default timeout is restored afterwards
+    monkeypatch.setattr(runner, "_url_unreachable", lambda url, timeout=10.0: None)
+    before = socket.getdefaulttimeout()
+    why = runner._imagenet_unavailable("imagenet")
+    assert "offline (test)" in why and len(downloads) == 1 and downloads[0][1] is not None
+    assert socket.getdefaulttimeout() == before
+
+
+def test_interrupted_bench_writes_a_partial_report(tmp_path, monkeypatch):
+    """SIGINT (KeyboardInterrupt) mid-bench: finished cells kept, results.json and both reports written."""
+    from ecgtransfer.bench import run, runner
+    from ecgtransfer.bench.config import config_from_dict
+
+    store_path = _synthetic_store(tmp_path / "store")
+    cfg = config_from_dict({
+        "bench": {"name": "interrupt", "seeds": [0], "fractions": [0.5, 1.0], "image_size": 32, "epochs": 1,
+                  "max_steps": 1, "batch_size": 8, "threads": 1},
+        "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
+        "arms": ["scratch"],
+        "train": {"num_workers": 0},
+    })
+    original = runner._Bench.run_cell
+    calls = []
+
+    def run_cell(self, cell):
+        calls.append(cell.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, cell)
+
+    monkeypatch.setattr(runner._Bench, "run_cell", run_cell)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out, progress=False)
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] is False and res["progress"]["done"] == 1
+    assert res["interrupted"].startswith("interrupted (SIGINT)") and res["invocations"][-1]["interrupted"]
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "This bench is incomplete: 1 of 2 cells" in text and "interrupted (SIGINT)" in text
+    monkeypatch.setattr(runner._Bench, "run_cell", original)
+    again = run(cfg, out, progress=False)  # the same command finishes it
+    assert again.complete and again.reused == [calls[0]] and len(again.computed) == 1
+    assert again.results["interrupted"] is None

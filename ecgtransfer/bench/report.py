@@ -257,7 +257,10 @@ def build(results: Mapping[str, Any]) -> _Doc:
         doc.p(s, cls="headline")
     if not results.get("complete", True):
         doc.p(f"This bench is incomplete: {results['progress']['done']} of {results['progress']['total']} cells "
-              "are finished. Re-run the same command to finish it (finished cells are kept).", cls="warn")
+              "are finished"
+              + (f" (the run was {results['interrupted']}, e.g. by its time limit)" if results.get("interrupted")
+                 else "")
+              + ". Re-run the same command to finish it (finished cells are kept).", cls="warn")
 
     # setup
     doc.h(2, "Setup")

@@ -239,6 +239,8 @@ class _Bench:
         self.started_at = _now()
         self.t0 = time.perf_counter()
         self.previous_invocations = _previous_invocations(out)
+        self.imagenet_checks: dict[str, str | None] = {}  # weights version -> why unavailable (None: available)
+        self.interrupted: str | None = None
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -299,7 +301,7 @@ class _Bench:
             if a.name in self.skipped:
                 continue
             if a.init in ("imagenet", "imagenet-v1", "imagenet-v2"):
-                reason = _imagenet_unavailable(a.init)
+                reason = _imagenet_unavailable(a.init, self.imagenet_checks)
                 if reason:
                     self.skipped[a.name] = reason
             elif a.init not in ("scratch", "ecg"):
@@ -499,6 +501,7 @@ class _Bench:
             "format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION,
             "name": cfg.name, "created_at": _now(), "bench_run_id": self.run_id,
             "macro_f1_definition": MACRO_F1_DEFINITION,
+            "interrupted": self.interrupted,
             "command": self.command, "package_version": __version__,
             "complete": done + skipped_cells == len(self.grid),
             "progress": {"total": len(self.grid), "done": done, "skipped": skipped_cells,
@@ -524,7 +527,7 @@ class _Bench:
             "invocations": [i for i in self.previous_invocations if i.get("bench_run_id") != self.run_id] + [
                 {"bench_run_id": self.run_id, "started_at": self.started_at, "command": self.command,
                  "computed": list(self.computed), "reused": list(self.reused), "failed": sorted(self.failed),
-                 "wall_s": time.perf_counter() - self.t0}],
+                 "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
             "cells": records,
             "summary": summarise(cfg, records, class_names=store.class_names, eval_split=self.eval_split),
         }
@@ -632,24 +635,76 @@ def compact_load_report(text: str | None) -> str | None:
     return "; ".join(parts)
 
 
-def _imagenet_unavailable(init: str) -> str | None:
-    """None when the ImageNet weights of ``init`` can be had here, else why not (nothing is downloaded yet)."""
+#: Env var: when set to 1/true/yes, the bench never tries to download ImageNet weights (an offline machine).
+OFFLINE_ENV = "ECGTRANSFER_OFFLINE"
+#: Seconds the reachability probe (and each socket operation of a download) may wait.
+NETWORK_TIMEOUT_S = 10.0
+
+
+def _offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _url_unreachable(url: str, timeout: float = NETWORK_TIMEOUT_S) -> str | None:
+    """None when ``url`` answers a HEAD request within ``timeout`` seconds, else why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return None if exc.code < 500 and exc.code not in (403, 404) else f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:  # URLError, timeouts, DNS failures
+        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+
+def _imagenet_unavailable(init: str, cache: dict[str, str | None] | None = None) -> str | None:
+    """None when the ImageNet weights of ``init`` can be had here, else why not.
+
+    Looks for the file locally (``$ECGTRANSFER_WEIGHTS_DIR``, torch's cache); if it is not there and
+    ``$ECGTRANSFER_OFFLINE`` is not set, probes the URL with a HEAD request (:data:`NETWORK_TIMEOUT_S`) and only
+    then downloads it, with a socket timeout, so an offline machine answers within seconds instead of hanging.
+    ``cache`` (``{version: answer}``) keeps the answer per weights version for the rest of a bench run.
+    """
+    version = "v1" if init == "imagenet-v1" else "v2"
+    if cache is not None and version in cache:
+        return cache[version]
+    reason = _check_imagenet(version)
+    if cache is not None:
+        cache[version] = reason
+    return reason
+
+
+def _check_imagenet(version: str) -> str | None:
+    import socket
+
     try:
         from ecgtransfer.models import weights as W
     except ImportError as exc:  # pragma: no cover - models not installed
         return f"ecgtransfer.models is unavailable: {exc}"
-    version = "v1" if init == "imagenet-v1" else "v2"
     try:
         W.imagenet_file(version, progress=False, download=False)
         return None
-    except WeightsUnavailableError:
-        pass
-    # not cached: the training call will try the download; report failure there (WeightsUnavailableError)
+    except WeightsUnavailableError as exc:
+        local = str(exc)
+    if _offline():
+        return f"{local} [{OFFLINE_ENV}=1: no download attempted]"
+    from torchvision.models import ResNet50_Weights
+
+    url = (ResNet50_Weights.IMAGENET1K_V1 if version == "v1" else ResNet50_Weights.IMAGENET1K_V2).url
+    why = _url_unreachable(url)
+    if why is not None:
+        return f"{local} [no download attempted: {url} did not answer within {NETWORK_TIMEOUT_S:g} s: {why}]"
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(max(NETWORK_TIMEOUT_S, 30.0))  # a stalled download fails instead of hanging
     try:
         W.imagenet_file(version, progress=False, download=True)
         return None
     except WeightsUnavailableError as exc:
         return str(exc)
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, store: str | os.PathLike | None = None,
@@ -700,6 +755,12 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
     bench.check_arms()
     try:
         bench.execute()
+    except KeyboardInterrupt:
+        # SIGINT (Ctrl-C, or `timeout -s INT` in benchmarks/gpu.sh): the finished cells are kept and the partial
+        # results and reports are written below; re-running the same command finishes the bench
+        bench.interrupted = f"interrupted (SIGINT) at {_now()} after {time.perf_counter() - bench.t0:.0f} s"
+        log.warning("bench %s %s; writing the partial results and reports", cfg.name, bench.interrupted)
+        raise
     finally:
         results = bench.write_results()
         paths = write_reports(results, out)
