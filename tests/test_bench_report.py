@@ -118,3 +118,41 @@ def test_macro_f1_definition_is_stated(results):
     md = "\n".join(build(results).md)
     assert "classes with support in the evaluated split (test: N, V; validation: N, S)" in md
     assert "older definition" not in md
+
+
+def test_arm_with_its_own_encoding_is_reported():
+    """An arm running only ``recurrence`` (not a bench encoding) gets its headline, table, per-class, confusion."""
+    cfg = config_from_dict({
+        "bench": {"name": "own-enc", "seeds": [0, 1, 2], "fractions": [1.0], "encodings": ["spectrogram"]},
+        "task": {"store": "/nowhere"},
+        "arms": [{"name": "scratch", "encodings": ["spectrogram", "recurrence"]},
+                 {"name": "imagenet", "encodings": ["recurrence"]}],
+    })
+    records = []
+    for s in range(3):
+        for arm, enc, f1 in (("scratch", "spectrogram", 0.5), ("scratch", "recurrence", 0.4 + 0.01 * s),
+                             ("imagenet", "recurrence", 0.6 + 0.02 * s)):
+            r = _record(arm, 1.0, s, f1)
+            r["cell"]["encoding"] = enc
+            r["key"] = f"{arm}__{enc}__f1__s{s}"
+            records.append(r)
+    summary = summarise(cfg, records, class_names=CLASSES)
+    arms = [{"name": a.name, "init": a.init, "optim": a.optim, "description": "", "status": "ran",
+             "encodings_used": list(cfg.arm_encodings(a)), "lrs_used": [1e-3] * 3} for a in cfg.arms]
+    results = {"config": cfg.to_dict(), "summary": summary, "baseline": "scratch", "eval_split": "test",
+               "arms": arms, "cells": records, "hardware": {"device": "cpu"}, "hardware_line": "cpu (test)",
+               "complete": True, "progress": {"total": 9, "done": 9},
+               "store": {"path": "/nowhere", "class_names": CLASSES, "manifest": {"database": "mitdb"},
+                         "manifest_hash": "abc", "n_segments": 500},
+               "split": {"method": "patient", "class_counts": {"test": {c: 10 for c in CLASSES}}}, "failed": {}}
+    assert "imagenet vs scratch (recurrence, 100% of the training data, 3 seeds)" in " ".join(headline(results))
+    doc = build(results)
+    md = "\n".join(doc.md)
+    assert "## Test macro-F1 by fraction of training data (recurrence)" in md
+    assert "### recurrence, 100% of the training data" in md
+    table = md.split("(recurrence)")[1].split("##")[0]
+    assert "| imagenet |" in table and "Δ vs scratch" in table
+    spectro = md.split("by fraction of training data (spectrogram)")[1].split("##")[0]
+    assert "| imagenet |" not in spectro  # it did not run that encoding: no row, not "skipped"
+    assert "confusion_imagenet_recurrence.png" in doc.figures
+    assert "encodings spectrogram, recurrence" in md

@@ -192,6 +192,18 @@ def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
             "re-run the bench to recompute it over the classes with support in the split.")
 
 
+def encodings_used(results: Mapping[str, Any]) -> list[str]:
+    """The bench's encodings, then those only some arms run (``[[arms]] encodings = [...]``), then any other
+    encoding with results, in that order, without repeats."""
+    seen: list[str] = []
+    more = [e for a in results.get("arms", []) for e in a.get("encodings_used") or []]
+    more += [e for per in (results.get("summary") or {}).values() for e in per]
+    for enc in list(results["config"]["encodings"]) + more:
+        if enc not in seen:
+            seen.append(enc)
+    return seen
+
+
 # -- the headline -------------------------------------------------------------------------------------
 def headline(results: Mapping[str, Any]) -> list[str]:
     """Sentences answering "did transfer help?" from the paired differences against the baseline."""
@@ -202,7 +214,7 @@ def headline(results: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     if base is None:
         return ["No arm trains from scratch, so there is no baseline to tell whether transfer helped."]
-    encodings = list(cfg["encodings"])
+    encodings = encodings_used(results)
     seeds = len(cfg["seeds"])
     for arm in results.get("arms", []):
         name = arm["name"]
@@ -290,7 +302,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
         + (f" Extra training settings for every arm: {dict(cfg['train'])}." if cfg.get("train") else ""),
         f"Images: {cfg['image_size']}x{cfg['image_size']}"
         + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
-        + f", encodings {', '.join(cfg['encodings'])}.",
+        + f", encodings {', '.join(encodings_used(results))}.",
         f"Hardware: {results['hardware_line']}.",
         f"Statistics: mean over seeds with a 95% Student-t confidence interval (t with n-1 degrees of freedom); "
         f"differences against {base} are paired by seed.",
@@ -323,13 +335,14 @@ def build(results: Mapping[str, Any]) -> _Doc:
 
     # main table
     fractions = sorted(cfg["fractions"])
-    for enc in cfg["encodings"]:
+    for enc in encodings_used(results):
         doc.h(2, f"{split.capitalize()} macro-F1 by fraction of training data ({enc})")
         rows = []
         for a in results.get("arms", []):
             per = (summary.get(a["name"]) or {}).get(enc) or {}
             if a.get("status") == "skipped":
-                rows.append([a["name"]] + ["skipped"] * len(fractions))
+                if enc in (a.get("encodings_used") or cfg["encodings"]):
+                    rows.append([a["name"]] + ["skipped"] * len(fractions))
                 continue
             if not per:
                 continue
@@ -348,7 +361,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
 
     # figures
     curves = learning_curves(records)
-    for enc in cfg["encodings"]:
+    for enc in encodings_used(results):
         if any(enc in per for per in summary.values()):
             if len(fractions) > 1:
                 doc.figure(f"data_efficiency_{enc}.png",
@@ -370,7 +383,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
     absent = [c for c in class_names if not (sp.get("class_counts") or {}).get(split, {}).get(c, 1)]
     if absent:
         doc.p(f"Classes with no segment in the {split} split (left out of the table): {', '.join(absent)}.")
-    for enc in cfg["encodings"]:
+    for enc in encodings_used(results):
         rows = []
         for a in results.get("arms", []):
             e = ((summary.get(a["name"]) or {}).get(enc) or {}).get(top)
@@ -390,7 +403,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.h(2, "Confusion matrices")
     doc.p(f"{split.capitalize()} split, largest fraction, summed over seeds; rows true class, columns predicted, "
           "colour = row-normalised share.")
-    for enc in cfg["encodings"]:
+    for enc in encodings_used(results):
         for a in results.get("arms", []):
             e = ((summary.get(a["name"]) or {}).get(enc) or {}).get(top)
             if e is None or e.get("confusion") is None:
