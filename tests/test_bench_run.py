@@ -368,3 +368,63 @@ def test_interrupted_bench_writes_a_partial_report(tmp_path, monkeypatch):
     again = run(cfg, out, progress=False)  # the same command finishes it
     assert again.complete and again.reused == [calls[0]] and len(again.computed) == 1
     assert again.results["interrupted"] is None
+
+
+def test_arm_losing_its_weights_mid_run_keeps_its_finished_cells(tmp_path, monkeypatch):
+    """WeightsUnavailableError in an arm's second cell: the first stays reported, the rest is skipped, the arm
+    is 'partial' everywhere; a resume that still cannot run the arm keeps the finished cell; later it finishes."""
+    from ecgtransfer.bench import run, runner
+    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.errors import WeightsUnavailableError
+
+    store_path = _synthetic_store(tmp_path / "store")
+    cfg = config_from_dict({
+        "bench": {"name": "partial", "seeds": [0], "fractions": [0.5, 1.0], "image_size": 32, "epochs": 1,
+                  "max_steps": 1, "batch_size": 8, "threads": 1},
+        "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
+        "arms": ["scratch", {"name": "alt", "init": "scratch", "optim": "tiered"}],
+        "train": {"num_workers": 0},
+    })
+    original = runner._Bench.run_cell
+    alt_calls = []
+
+    def run_cell(self, cell):
+        if cell.arm == "alt":
+            alt_calls.append(cell.key)
+            if len(alt_calls) == 2:
+                raise WeightsUnavailableError("weights gone (test)")
+        return original(self, cell)
+
+    monkeypatch.setattr(runner._Bench, "run_cell", run_cell)
+    out = tmp_path / "out"
+    res = run(cfg, out, progress=False)
+    first, lost = alt_calls  # 100% first, then 50%
+    by_key = {c["key"]: c for c in res.results["cells"]}
+    assert by_key[first]["status"] == "done" and by_key[lost]["status"] == "skipped"
+    assert "weights gone" in by_key[lost]["reason"]
+    alt = next(a for a in res.results["arms"] if a["name"] == "alt")
+    assert alt["status"] == "partial" and alt["reason"].startswith("1 of 2 cells finished")
+    assert "weights gone" in alt["reason"] and res.results["complete"] is True
+    md = (out / "report.md").read_text()
+    assert "PARTIAL: 1 of 2 cells finished" in md and "Partly run arms" in md
+    assert "alt vs scratch (spectrogram, 100%" in md and "alt: ran only in part" in md
+    row = next(line for line in md.splitlines() if line.startswith("| alt |") and "Δ vs scratch" in line)
+    assert row.startswith("| alt | skipped | ")  # the 50% column (fractions ascending), then 100%: a result
+
+    # a resume while the arm still cannot run (skipped up front) keeps the finished cell
+    orig_check = runner._Bench.check_arms
+
+    def check_arms(self):
+        orig_check(self)
+        self.skipped["alt"] = "weights still gone (test)"
+
+    monkeypatch.setattr(runner._Bench, "run_cell", original)
+    monkeypatch.setattr(runner._Bench, "check_arms", check_arms)
+    again = run(cfg, out, progress=False)
+    by_key = {c["key"]: c for c in again.results["cells"]}
+    assert by_key[first]["status"] == "done" and first in again.reused
+    assert next(a for a in again.results["arms"] if a["name"] == "alt")["status"] == "partial"
+    # the weights are back: only the skipped cell is computed
+    monkeypatch.setattr(runner._Bench, "check_arms", orig_check)
+    final = run(cfg, out, progress=False)
+    assert final.computed == [lost] and next(a for a in final.results["arms"] if a["name"] == "alt")["status"] == "ran"

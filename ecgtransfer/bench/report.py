@@ -248,6 +248,9 @@ def headline(results: Mapping[str, Any]) -> list[str]:
                 f"{_f(largest['macro_f1']['mean'])} vs {_f(b['macro_f1']['mean'])}, paired difference "
                 f"{fmt_summary(d, signed=True)}: {word}."
                 + (_across(len(per_frac), counts) if len(per_frac) > 1 and seeds > 1 else ""))
+        if arm.get("status") == "partial":
+            out.append(f"{name}: ran only in part ({short_reason(arm.get('reason'))}); the comparisons above use "
+                       "its finished cells (full reason under Arms).")
     if not out:
         out.append("No comparison is available yet (no finished cells of a transfer arm and the baseline).")
     return out
@@ -319,7 +322,8 @@ def build(results: Mapping[str, Any]) -> _Doc:
     arm_rows = []
     for a in results.get("arms", []):
         lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
-        status = "ran" if a.get("status") != "skipped" else f"SKIPPED: {short_reason(a.get('reason'))}"
+        status = {"skipped": f"SKIPPED: {short_reason(a.get('reason'))}",
+                  "partial": f"PARTIAL: {short_reason(a.get('reason'))}"}.get(a.get("status"), "ran")
         arm_rows.append([a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])),
                          a.get("description", ""), status])
     doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "what", "status"],
@@ -328,6 +332,10 @@ def build(results: Mapping[str, Any]) -> _Doc:
     if skipped:
         doc.p("Skipped arms (their cells were not run; the reason in full):", strong=True)
         doc.bullets([f"{a['name']}: {a.get('reason')}" for a in skipped])
+    partial = [a for a in results.get("arms", []) if a.get("status") == "partial"]
+    if partial:
+        doc.p("Partly run arms (their finished cells are in the tables; the others were skipped):", cls="warn")
+        doc.bullets([f"{a['name']}: {a.get('reason')}" for a in partial])
     failed = results.get("failed") or {}
     if failed:
         doc.p(f"{len(failed)} cell(s) failed (re-running the bench retries them):", cls="warn")
@@ -350,7 +358,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
             for f in fractions:
                 e = per.get(fraction_label(f))
                 if e is None:
-                    row.append("not run")
+                    row.append("skipped" if a.get("status") == "partial" else "not run")
                     continue
                 txt = fmt_summary(e["macro_f1"])
                 if e.get("diff_vs_baseline"):

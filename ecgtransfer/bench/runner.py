@@ -436,17 +436,17 @@ class _Bench:
         for cell in bar:
             arm = cfg.arm(cell.arm)
             bar.set_postfix_str(cell.key)
-            if cell.arm in self.skipped:
-                self.records[cell.key] = {"cell": cell.to_dict(), "key": cell.key, "status": "skipped",
-                                          "reason": self.skipped[cell.arm]}
-                continue
-            if self.resume:
+            if self.resume:  # cells finished earlier stay valid even if the arm cannot run now
                 done = self.cellstore.finished(cell, fingerprint=self.cell_fingerprint(arm),
                                                store_hash=self.store.manifest_hash)
                 if done is not None:
                     self.records[cell.key] = done
                     self.reused.append(cell.key)
                     continue
+            if cell.arm in self.skipped:
+                self.records[cell.key] = {"cell": cell.to_dict(), "key": cell.key, "status": "skipped",
+                                          "reason": self.skipped[cell.arm]}
+                continue
             try:
                 record = self.run_cell(cell)
             except WeightsUnavailableError as exc:
@@ -485,12 +485,19 @@ class _Bench:
         skipped_cells = sum(1 for r in records if r["status"] == "skipped")
         arms = []
         for a in cfg.arms:
+            status, reason = "ran", None
+            if a.name in self.skipped:
+                # an arm that became unavailable mid-run (or on a resume) keeps its finished cells: "partial"
+                mine = [r for r in records if r["cell"]["arm"] == a.name]
+                n_done = sum(1 for r in mine if r["status"] == "done")
+                status, reason = ("partial", f"{n_done} of {len(mine)} cells finished and are reported; the "
+                                             f"others were skipped: {self.skipped[a.name]}") if n_done else \
+                    ("skipped", self.skipped[a.name])
             arms.append({"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
                          "encodings_used": list(cfg.arm_encodings(a)),
                          "lrs_used": list(cfg.arm_lrs(a)) if a.optim == "tiered" else [cfg.arm_lr(a)] * 3,
                          "frozen": ["features_1", "features_2"] if a.optim == "linear-probe" else [],
-                         "status": "skipped" if a.name in self.skipped else "ran",
-                         "reason": self.skipped.get(a.name)})
+                         "status": status, "reason": reason})
         config_text = None
         if getattr(self, "config_path", None):
             try:
