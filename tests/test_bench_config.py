@@ -203,8 +203,19 @@ def test_cell_store_roundtrip_and_resume_rules(tmp_path):
     assert store.finished(cell, fingerprint="f1", store_hash="h1") == rec
     assert store.finished(cell, fingerprint="f2", store_hash="h1") is None  # other budget
     assert store.finished(cell, fingerprint="f1", store_hash="h2") is None  # other store
-    store.save(cell, {**rec, "status": "failed"})
+    # why a cell is recomputed: what changed, when the record holds its fingerprint inputs
+    assert store.check(cell, fingerprint="f1", store_hash="h1") == (rec, None)
+    _, why = store.check(cell, fingerprint="f2", store_hash="h1")
+    assert why == "computed under other settings (fingerprint f1, now f2)"
+    store.save(cell, {**rec, "fingerprint_inputs": {"budget": {"epochs": 2, "batch_size": 8}, "lr": 0.1}})
+    _, why = store.check(cell, fingerprint="f2", store_hash="h1",
+                         inputs={"budget": {"epochs": 3, "batch_size": 8}, "lr": 0.1, "macro_f1": "support"})
+    assert why.endswith("changed: budget.epochs, macro_f1)")
+    assert "another store (manifest h1, now h2)" in store.check(cell, fingerprint="f1", store_hash="h2")[1]
+    assert store.check(Cell("scratch", "spectrogram", 1.0, 0), fingerprint="f1", store_hash="h1") == (None, None)
+    store.save(cell, {**rec, "status": "failed", "reason": "NaN loss"})
     assert store.finished(cell, fingerprint="f1", store_hash="h1") is None  # failures are retried
+    assert store.check(cell, fingerprint="f1", store_hash="h1")[1] == "it failed before (NaN loss)"
     store.path(cell).write_text("{ half a file")
     assert store.load(cell) is None
     with pytest.raises(ValueError):
@@ -252,3 +263,14 @@ def test_min_steps_resolves_per_cell_epochs_equal_for_every_arm(tmp_path):
     plain = load_config(write(tmp_path, BASIC))
     assert plain.min_steps is None and plain.cell_epochs(2) == 2
     assert plain.budget_fingerprint() != cfg.budget_fingerprint()
+
+
+def test_previous_invocations_label_an_older_created_at_as_finish_time(tmp_path):
+    from ecgtransfer.bench.runner import _previous_invocations
+
+    (tmp_path / "results.json").write_text(json.dumps({
+        "bench_run_id": "old", "created_at": "2026-11-01T10:00:00+00:00", "command": "ecgtransfer bench x",
+        "run": {"computed": ["a"], "reused": []}}))
+    (inv,) = _previous_invocations(tmp_path)
+    assert inv["started_at"] is None and inv["finished_at"] == "2026-11-01T10:00:00+00:00"
+    assert inv["computed"] == ["a"] and inv["bench_run_id"] == "old"

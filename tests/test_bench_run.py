@@ -290,7 +290,16 @@ def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
         assert rec["steps"] == d["epochs"] * d["steps_per_epoch"] >= 6
     assert small["data"]["epochs"] > 1 == full["data"]["epochs"]
     md = (tmp_path / "out" / "report.md").read_text()
-    assert f"at least 6 optimizer steps" in md and f"25%: {small['data']['epochs']}, 100%: 1" in md
+    assert "at least 6 optimizer steps" in md and f"25%: {small['data']['epochs']}, 100%: 1" in md
+    # a changed budget: both cells are recomputed, and the invocation history says why
+    from dataclasses import replace
+
+    again = run(replace(cfg, min_steps=4), tmp_path / "out", progress=False)
+    inv = again.results["invocations"]
+    assert len(inv) == 2 and inv[0]["recomputed"] == {}
+    assert set(inv[1]["recomputed"]) == {small["key"], full["key"]} == set(again.computed)
+    assert all(w.endswith("changed: budget.min_steps)") for w in inv[1]["recomputed"].values())
+    assert "2: computed under other settings" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_imagenet_check_offline_probe_and_cache(monkeypatch, tmp_path):

@@ -54,17 +54,48 @@ class CellStore:
             return None
         return record
 
-    def finished(self, cell: Cell, *, fingerprint: str, store_hash: str) -> dict[str, Any] | None:
+    def finished(self, cell: Cell, *, fingerprint: str, store_hash: str,
+                 inputs: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The record of ``cell`` when it is done and was computed under the same budget and store."""
+        return self.check(cell, fingerprint=fingerprint, store_hash=store_hash, inputs=inputs)[0]
+
+    def check(self, cell: Cell, *, fingerprint: str, store_hash: str, inputs: dict[str, Any] | None = None
+              ) -> tuple[dict[str, Any] | None, str | None]:
+        """``(record, None)`` for a reusable finished cell, else ``(None, why it must be (re)computed)``.
+
+        ``why`` is None for a cell never computed; otherwise it says what differs (``inputs``, the current
+        fingerprint inputs, are compared key by key with those stored in the record, when it has them).
+        """
+        p = self.path(cell)
         record = self.load(cell)
-        if record is None or record.get("status") != "done":
-            return None
+        if record is None:
+            return None, ("its cell file was unreadable" if p.is_file() else None)
+        if record.get("status") != "done":
+            return None, f"it {record.get('status', 'did not finish')} before ({record.get('reason') or 'no reason'})"
         if record.get("fingerprint") != fingerprint:
-            log.info("cell %s was computed under another budget (fingerprint %s, now %s): recomputing",
-                     cell.key, record.get("fingerprint"), fingerprint)
-            return None
+            changed = _changed(record.get("fingerprint_inputs"), inputs)
+            what = f"; changed: {', '.join(changed)}" if changed else ""
+            why = f"computed under other settings (fingerprint {record.get('fingerprint')}, now {fingerprint}{what})"
+            log.info("cell %s was %s: recomputing", cell.key, why)
+            return None, why
         if record.get("store_manifest_hash") != store_hash:
-            log.info("cell %s was computed on another store (manifest %s, now %s): recomputing",
-                     cell.key, record.get("store_manifest_hash"), store_hash)
-            return None
-        return record
+            why = f"computed on another store (manifest {record.get('store_manifest_hash')}, now {store_hash})"
+            log.info("cell %s was %s: recomputing", cell.key, why)
+            return None, why
+        return record, None
+
+
+def _changed(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two fingerprint-input dicts (empty when either is missing)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_changed(a, b, f"{prefix}{k}."))
+        else:
+            out.append(f"{prefix}{k}")
+    return out

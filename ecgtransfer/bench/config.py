@@ -266,14 +266,17 @@ class BenchConfig:
 
         Finished cells whose fingerprint differs from the current config are recomputed.
         """
+        return hashlib.sha256(json.dumps(self.budget_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def budget_dict(self) -> dict[str, Any]:
+        """The settings :meth:`budget_fingerprint` hashes (JSON-able; store paths left out)."""
         keys = ("task", "fraction_mode", "image_size", "epochs", "min_steps", "max_steps", "batch_size",
                 "scheduler", "warmup_steps", "optimizer", "train", "source")
         d = self.to_dict()
         d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
         if d.get("source"):
             d["source"] = {k: v for k, v in d["source"].items() if k != "store"}
-        sub = {k: d[k] for k in keys}
-        return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+        return {k: d[k] for k in keys}
 
 
 # -- loading and validation ---------------------------------------------------------------------

@@ -160,6 +160,16 @@ def _across(n: int, counts: Mapping[str, int]) -> str:
     return f" Across the {n} fractions the CI lies " + " and ".join(parts) + "."
 
 
+def _recomputed(recomputed: Mapping[str, str] | None) -> str:
+    """``3: computed under other settings (...; changed: budget.epochs)`` grouped by reason; ``""`` if none."""
+    if not recomputed:
+        return ""
+    by: dict[str, int] = {}
+    for why in recomputed.values():
+        by[why] = by.get(why, 0) + 1
+    return "; ".join(f"{n}: {why}" for why, n in by.items())
+
+
 def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """``, raised to at least N optimizer steps per cell (epochs per fraction: 1%: 12, 100%: 3)`` or ``""``."""
     if not cfg.get("min_steps"):
@@ -478,8 +488,10 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.table(["arm", "encoding", "fraction", "seed", "status", "train segments", f"{split} macro-F1",
                f"{split} accuracy", "best epoch", "wall s", "note"], rows)
     inv = results.get("invocations") or [{"bench_run_id": results.get("bench_run_id"), **(results.get("run") or {})}]
-    doc.table(["invocation", "started", "cells computed", "cells reused", "wall s", "command"],
-              [[i.get("bench_run_id"), i.get("started_at", ""), len(i.get("computed", [])), len(i.get("reused", [])),
+    doc.table(["invocation", "started", "finished", "cells computed", "cells reused", "recomputed (why)", "wall s",
+               "command"],
+              [[i.get("bench_run_id"), i.get("started_at") or "n/a", i.get("finished_at") or "n/a",
+                len(i.get("computed", [])), len(i.get("reused", [])), _recomputed(i.get("recomputed")),
                 _f(i.get("wall_s"), 0), i.get("command", "")] for i in inv])
 
     # exact config and manifests

@@ -241,6 +241,7 @@ class _Bench:
         self.previous_invocations = _previous_invocations(out)
         self.imagenet_checks: dict[str, str | None] = {}  # weights version -> why unavailable (None: available)
         self.interrupted: str | None = None
+        self.recomputed: dict[str, str] = {}  # cell key -> why its earlier result could not be reused
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -264,17 +265,23 @@ class _Bench:
         self.fingerprint = cfg.budget_fingerprint()
         self.grid = grid_cells(cfg)
 
-    def cell_fingerprint(self, arm: ArmConfig) -> str:
-        import hashlib
+    def fingerprint_inputs(self, arm: ArmConfig) -> dict[str, Any]:
+        """Everything a cell's result depends on besides its coordinates (JSON-normalised, stored per cell)."""
         import json
 
-        d = {"budget": self.fingerprint, "arm": {k: v for k, v in vars(arm).items() if k not in ("description",
-                                                                                              "encodings")},
+        d = {"budget": self.cfg.budget_dict(),
+             "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings")},
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
              "macro_f1": MACRO_F1_DEFINITION}
         if arm.init == "ecg":
             d["source_store"] = self.source_hash
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+    def cell_fingerprint(self, arm: ArmConfig) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.fingerprint_inputs(arm), sort_keys=True).encode()).hexdigest()[:16]
 
     # -- prerequisites ----------------------------------------------------------------------------
     def check_arms(self) -> None:
@@ -416,8 +423,8 @@ class _Bench:
         hit = time_to_target(history, cfg.target_f1)
         return {
             "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
-            "fingerprint": self.cell_fingerprint(arm), "store_manifest_hash": store.manifest_hash,
-            "bench_run_id": self.run_id, "started_at": started, "finished_at": _now(), "wall_s": wall,
+            "fingerprint": self.cell_fingerprint(arm), "fingerprint_inputs": self.fingerprint_inputs(arm),
+            "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started, "finished_at": _now(), "wall_s": wall,
             "data": data, "init": init if arm.init != "ecg" else f"ecg source model ({init})",
             "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
             "best_epoch": res.best_epoch, "history": history, "val": _clean_metrics(res.best_metrics),
@@ -437,12 +444,17 @@ class _Bench:
             arm = cfg.arm(cell.arm)
             bar.set_postfix_str(cell.key)
             if self.resume:  # cells finished earlier stay valid even if the arm cannot run now
-                done = self.cellstore.finished(cell, fingerprint=self.cell_fingerprint(arm),
-                                               store_hash=self.store.manifest_hash)
+                done, why = self.cellstore.check(cell, fingerprint=self.cell_fingerprint(arm),
+                                                 store_hash=self.store.manifest_hash,
+                                                 inputs=self.fingerprint_inputs(arm))
                 if done is not None:
                     self.records[cell.key] = done
                     self.reused.append(cell.key)
                     continue
+                if why is not None:
+                    self.recomputed[cell.key] = why
+            elif self.cellstore.path(cell).is_file():
+                self.recomputed[cell.key] = "--no-resume (resume=False)"
             if cell.arm in self.skipped:
                 self.records[cell.key] = {"cell": cell.to_dict(), "key": cell.key, "status": "skipped",
                                           "reason": self.skipped[cell.arm]}
@@ -532,8 +544,9 @@ class _Bench:
             "failed": dict(self.failed),
             "run": {"computed": list(self.computed), "reused": list(self.reused)},
             "invocations": [i for i in self.previous_invocations if i.get("bench_run_id") != self.run_id] + [
-                {"bench_run_id": self.run_id, "started_at": self.started_at, "command": self.command,
-                 "computed": list(self.computed), "reused": list(self.reused), "failed": sorted(self.failed),
+                {"bench_run_id": self.run_id, "started_at": self.started_at, "finished_at": _now(),
+                 "command": self.command, "computed": list(self.computed), "reused": list(self.reused),
+                 "recomputed": dict(self.recomputed), "failed": sorted(self.failed),
                  "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
             "cells": records,
             "summary": summarise(cfg, records, class_names=store.class_names, eval_split=self.eval_split),
@@ -604,8 +617,8 @@ def _previous_invocations(out: Path) -> list[dict[str, Any]]:
         return []
     if prev.get("invocations"):
         return list(prev["invocations"])
-    if prev.get("run"):
-        return [{"bench_run_id": prev.get("bench_run_id"), "started_at": prev.get("created_at"),
+    if prev.get("run"):  # results.json of an older version: created_at is when it was written, not the start
+        return [{"bench_run_id": prev.get("bench_run_id"), "started_at": None, "finished_at": prev.get("created_at"),
                  "command": prev.get("command"), **prev["run"]}]
     return []
 
