@@ -156,3 +156,20 @@ def test_arm_with_its_own_encoding_is_reported():
     assert "| imagenet |" not in spectro  # it did not run that encoding: no row, not "skipped"
     assert "confusion_imagenet_recurrence.png" in doc.figures
     assert "encodings spectrogram, recurrence" in md
+
+
+def test_ecg_pretrained_caveat_and_source_time(results):
+    results = dict(results, source_models={"spectrogram": {"wall_s": 123.4, "store": "/src", "best_epoch": 1,
+                                                            "val": {"macro_f1": 0.4}, "checkpoint": "c.pt"}})
+    md = "\n".join(build(results).md)
+    assert "every seed fine-tunes the same source model (one per encoding, source seed 0)" in md
+    assert "ecg-pretrained vs scratch (spectrogram, 100% of the training data, 3 seeds)" in md
+    assert "(Conditional on one source model: see Setup.)" in md
+    header = next(line for line in md.splitlines() if line.startswith("| arm | encoding | fraction | seeds reaching"))
+    assert header.endswith("| + source model s |")
+    ecg_rows = [line for line in md.splitlines() if line.startswith("| ecg-pretrained | spectrogram | ")
+                and "/3 |" in line]
+    scratch_rows = [line for line in md.splitlines() if line.startswith("| scratch | spectrogram | ")
+                    and "/3 |" in line]
+    assert ecg_rows and all(r.endswith("| 123.4 |") for r in ecg_rows)
+    assert scratch_rows and all(r.endswith("|  |") for r in scratch_rows)

@@ -170,6 +170,18 @@ def _recomputed(recomputed: Mapping[str, str] | None) -> str:
     return "; ".join(f"{n}: {why}" for why, n in by.items())
 
 
+def source_condition(results: Mapping[str, Any]) -> str | None:
+    """The caveat of ecg-pretrained intervals: every seed starts from the same source model (one source seed)."""
+    ecg = [a["name"] for a in results.get("arms", []) if a.get("init") == "ecg" and a.get("status") != "skipped"]
+    src = (results.get("config") or {}).get("source")
+    if not ecg or not src:
+        return None
+    return (f"{', '.join(ecg)}: every seed fine-tunes the same source model (one per encoding, source seed "
+            f"{src.get('seed', 0)}), so its confidence intervals and paired differences cover the variability of "
+            "the target training only, conditional on that one source model; another source seed may give "
+            "another result.")
+
+
 def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """``, raised to at least N optimizer steps per cell (epochs per fraction: 1%: 12, 100%: 3)`` or ``""``."""
     if not cfg.get("min_steps"):
@@ -257,7 +269,8 @@ def headline(results: Mapping[str, Any]) -> list[str]:
                 f"{len(largest['seeds'])} seed{'s' if len(largest['seeds']) != 1 else ''}): {split} macro-F1 "
                 f"{_f(largest['macro_f1']['mean'])} vs {_f(b['macro_f1']['mean'])}, paired difference "
                 f"{fmt_summary(d, signed=True)}: {word}."
-                + (_across(len(per_frac), counts) if len(per_frac) > 1 and seeds > 1 else ""))
+                + (_across(len(per_frac), counts) if len(per_frac) > 1 and seeds > 1 else "")
+                + (" (Conditional on one source model: see Setup.)" if arm.get("init") == "ecg" else ""))
         if arm.get("status") == "partial":
             out.append(f"{name}: ran only in part ({short_reason(arm.get('reason'))}); the comparisons above use "
                        "its finished cells (full reason under Arms).")
@@ -321,6 +334,9 @@ def build(results: Mapping[str, Any]) -> _Doc:
         f"differences against {base} are paired by seed.",
         macro_f1_line(results, split),
     ]
+    cond = source_condition(results)
+    if cond:
+        setup.append(cond)
     if sp.get("notes"):
         setup.extend(sp["notes"])
     doc.bullets(setup)
@@ -433,16 +449,24 @@ def build(results: Mapping[str, Any]) -> _Doc:
 
     # time to target
     doc.h(2, f"Time to reach validation macro-F1 ≥ {cfg['target_f1']:g}")
+    sources = results.get("source_models") or {}
     doc.p("Epochs and cumulative seconds (training + validation) until a cell's validation macro-F1 first reaches "
-          "the target; mean [95% CI] over the seeds that reached it.")
+          "the target; mean [95% CI] over the seeds that reached it."
+          + (" For ecg-pretrained arms the source model's training time comes on top (paid once per encoding and "
+             "shared by all their cells): the last column." if sources else ""))
     rows = []
     for a in results.get("arms", []):
         for enc, per in (summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
                 t = e["time_to_target"]
-                rows.append([a["name"], enc, flabel, f"{t['reached']}/{t['of']}", fmt_summary(t["epochs"], 1),
-                             fmt_summary(t["seconds"], 1)])
-    doc.table(["arm", "encoding", "fraction", "seeds reaching it", "epochs", "seconds"], rows)
+                row = [a["name"], enc, flabel, f"{t['reached']}/{t['of']}", fmt_summary(t["epochs"], 1),
+                       fmt_summary(t["seconds"], 1)]
+                if sources:
+                    src = sources.get(enc) if a.get("init") == "ecg" else None
+                    row.append(_f(src.get("wall_s"), 1) if src else "")
+                rows.append(row)
+    doc.table(["arm", "encoding", "fraction", "seeds reaching it", "epochs", "seconds"]
+              + (["+ source model s"] if sources else []), rows)
 
     # throughput and hardware
     doc.h(2, "Throughput and hardware")
