@@ -80,6 +80,9 @@ def test_overrides_and_fingerprint(tmp_path):
     assert a.budget_fingerprint() == b.budget_fingerprint()
     c = load_config(p, overrides={"bench.epochs": 3})
     assert c.budget_fingerprint() != a.budget_fingerprint()
+    # [source] only matters to ecg arms (the runner adds it to their cell fingerprints), not to the shared budget
+    d = load_config(p, overrides={"source.epochs": 9, "source.store": "/elsewhere"})
+    assert d.budget_fingerprint() == a.budget_fingerprint() and "source" not in d.budget_dict()
     assert parse_override("bench.fractions=[0.5, 1.0]") == ("bench.fractions", [0.5, 1.0])
     assert parse_override("task.split=dechazal") == ("task.split", "dechazal")
     with pytest.raises(ConfigError):

@@ -180,7 +180,9 @@ def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, 
     assert sorted(res.computed) == ["ecg-pretrained__spectrogram__f1__s0", "scratch__spectrogram__f1__s0"]
     marker = out / "source" / "spectrogram" / "source.json"
     info = json.loads(marker.read_text())
-    assert Path(info["checkpoint"]).is_file() and info["class_names"] == ["N", "A", "O", "~"]
+    # stored relative to the bench directory, so the directory can move
+    assert not Path(info["checkpoint"]).is_absolute() and (out / info["checkpoint"]).is_file()
+    assert info["class_names"] == ["N", "A", "O", "~"]
     cell = next(c for c in res.results["cells"] if c["cell"]["arm"] == "ecg-pretrained")
     # the backbone came from the source checkpoint; the 4-class head was re-initialised for 5 classes
     assert cell["init"].startswith("ecg source model") and info["checkpoint"] in cell["init"]
@@ -194,6 +196,15 @@ def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, 
     again = run(cfg, out, progress=False)
     assert again.computed == ["ecg-pretrained__spectrogram__f1__s0"]
     assert marker.stat().st_mtime_ns == mtime
+    # another source budget: only the ecg-pretrained cell (and its source model) is recomputed, not scratch
+    from dataclasses import replace
+
+    third = run(replace(cfg, source=replace(cfg.source, max_steps=1)), out, progress=False)
+    assert third.computed == ["ecg-pretrained__spectrogram__f1__s0"]
+    assert third.reused == ["scratch__spectrogram__f1__s0"]
+    assert marker.stat().st_mtime_ns != mtime
+    why = third.results["invocations"][-1]["recomputed"]["ecg-pretrained__spectrogram__f1__s0"]
+    assert why.endswith("changed: source.max_steps)")
 
 
 def _synthetic_store(path: Path, *, n_patients: int = 10, per_patient: int = 12, database: str = "synthdb",

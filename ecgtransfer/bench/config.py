@@ -262,20 +262,19 @@ class BenchConfig:
         return json.loads(json.dumps(d))
 
     def budget_fingerprint(self) -> str:
-        """Hash of everything that changes a cell's result except the cell's own coordinates.
+        """Hash of the settings every cell shares (task, budget, ``[train]``), not the cell's coordinates.
 
-        Finished cells whose fingerprint differs from the current config are recomputed.
+        ``[source]`` is not part of it: only ``ecg`` arms depend on the source task, and the bench adds it to
+        their cells' fingerprints. Finished cells whose fingerprint differs from the current one are recomputed.
         """
         return hashlib.sha256(json.dumps(self.budget_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def budget_dict(self) -> dict[str, Any]:
         """The settings :meth:`budget_fingerprint` hashes (JSON-able; store paths left out)."""
         keys = ("task", "fraction_mode", "image_size", "epochs", "min_steps", "max_steps", "batch_size",
-                "scheduler", "warmup_steps", "optimizer", "train", "source")
+                "scheduler", "warmup_steps", "optimizer", "train")
         d = self.to_dict()
         d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
-        if d.get("source"):
-            d["source"] = {k: v for k, v in d["source"].items() if k != "store"}
         return {k: d[k] for k in keys}
 
 

@@ -273,8 +273,9 @@ class _Bench:
              "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings")},
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
              "macro_f1": MACRO_F1_DEFINITION}
-        if arm.init == "ecg":
+        if arm.init == "ecg":  # only ecg arms depend on the source task
             d["source_store"] = self.source_hash
+            d["source"] = {k: v for k, v in vars(self.cfg.source).items() if k != "store"}
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
     def cell_fingerprint(self, arm: ArmConfig) -> str:
@@ -324,7 +325,7 @@ class _Bench:
         from ecgtransfer.training import fine_tune
 
         if encoding in self.source_models and self.source_models[encoding].get("checkpoint"):
-            return Path(self.source_models[encoding]["checkpoint"])
+            return self.out / self.source_models[encoding]["checkpoint"]
         src = self.cfg.source
         assert src is not None and self.source_store is not None
         sdir = self.out / "source" / encoding
@@ -333,7 +334,8 @@ class _Bench:
         import json
 
         excluded = list(self.split_info["heldout_patients"]) if self.source_overlap else []
-        fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": vars(src), "enc": encoding,
+        src_settings = {k: v for k, v in vars(src).items() if k != "store"}  # its manifest hash is checked
+        fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": src_settings, "enc": encoding,
                                         "store": self.source_hash, "macro_f1": MACRO_F1_DEFINITION,
                                         "excluded_patients": excluded}, sort_keys=True, default=str).encode()
                             ).hexdigest()[:16]
@@ -342,10 +344,11 @@ class _Bench:
                 info = json.loads(marker.read_text())
             except (OSError, ValueError):
                 info = {}
-            if info.get("fingerprint") == fp and Path(info.get("checkpoint", "")).is_file():
+            # the checkpoint is stored relative to OUT (the bench directory may move)
+            if info.get("fingerprint") == fp and info.get("checkpoint") and (self.out / info["checkpoint"]).is_file():
                 self.source_models[encoding] = info
-                log.info("reusing source model %s", info["checkpoint"])
-                return Path(info["checkpoint"])
+                log.info("reusing source model %s", self.out / info["checkpoint"])
+                return self.out / info["checkpoint"]
         run_dir = sdir / "run"
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -373,7 +376,8 @@ class _Bench:
         last = run_dir / "last.pt"
         if last.exists() and last != ckpt:
             last.unlink()
-        info = {"fingerprint": fp, "checkpoint": str(ckpt), "store": str(self.source_store.path),
+        rel = os.path.relpath(ckpt.resolve(), self.out.resolve())
+        info = {"fingerprint": fp, "checkpoint": rel, "store": str(self.source_store.path),
                 "store_manifest_hash": self.source_hash, "database": self.source_store.database,
                 "task": self.source_store.task, "class_names": self.source_store.class_names,
                 "best_epoch": res.best_epoch, "val": _clean_metrics(res.best_metrics),
@@ -399,7 +403,7 @@ class _Bench:
                 "n_val": int(len(self.parts["val"])), "n_test": int(len(self.parts["test"])),
                 "steps_per_epoch": spe, "epochs": epochs}
         if arm.init == "ecg":
-            init = str(self.source_checkpoint(cell.encoding))
+            init = str(self.source_checkpoint(cell.encoding).resolve())
         elif arm.init in ("scratch", "imagenet", "imagenet-v1", "imagenet-v2"):
             init = arm.init
         else:
@@ -425,7 +429,9 @@ class _Bench:
             "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
             "fingerprint": self.cell_fingerprint(arm), "fingerprint_inputs": self.fingerprint_inputs(arm),
             "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started, "finished_at": _now(), "wall_s": wall,
-            "data": data, "init": init if arm.init != "ecg" else f"ecg source model ({init})",
+            "data": data,
+            "init": init if arm.init != "ecg" else
+            f"ecg source model ({self.source_models[cell.encoding]['checkpoint']} in the bench directory)",
             "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
             "best_epoch": res.best_epoch, "history": history, "val": _clean_metrics(res.best_metrics),
             "test": _clean_metrics(res.test_metrics),
