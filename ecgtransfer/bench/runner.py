@@ -192,8 +192,8 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class", "confusion_matrix", "class_names",
-            "notes")
+    keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class", "confusion_matrix",
+            "class_names", "notes")
     return {k: m[k] for k in keep if k in m}
 
 
@@ -428,7 +428,8 @@ class _Bench:
         return {
             "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
             "fingerprint": self.cell_fingerprint(arm), "fingerprint_inputs": self.fingerprint_inputs(arm),
-            "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started, "finished_at": _now(), "wall_s": wall,
+            "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started,
+            "finished_at": _now(), "wall_s": wall,
             "data": data,
             "init": init if arm.init != "ecg" else
             f"ecg source model ({self.source_models[cell.encoding]['checkpoint']} in the bench directory)",
