@@ -339,7 +339,7 @@ def test_imagenet_check_offline_probe_and_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("ECGTRANSFER_OFFLINE")
     cache: dict = {}
     why = runner._imagenet_unavailable("imagenet", cache)
-    assert "did not answer within 10 s: timed out" in why and len(probes) == 1 and not downloads
+    assert "did not answer within 10 s (timed out)" in why and len(probes) == 1 and not downloads
     assert runner._imagenet_unavailable("imagenet-v2", cache) == why and len(probes) == 1  # cached per version
     runner._imagenet_unavailable("imagenet-v1", cache)
     assert len(probes) == 2 and set(cache) == {"v1", "v2"}

@@ -713,16 +713,17 @@ def _check_imagenet(version: str) -> str | None:
     try:
         W.imagenet_file(version, progress=False, download=False)
         return None
-    except WeightsUnavailableError as exc:
-        local = str(exc)
+    except WeightsUnavailableError:
+        pass  # not on this machine: say below why no download is tried, or try it
     if _offline():
-        return f"{local} [{OFFLINE_ENV}=1: no download attempted]"
+        return W.imagenet_unavailable_message(version, f"no download was attempted ({OFFLINE_ENV}=1)")
     from torchvision.models import ResNet50_Weights
 
     url = (ResNet50_Weights.IMAGENET1K_V1 if version == "v1" else ResNet50_Weights.IMAGENET1K_V2).url
     why = _url_unreachable(url)
     if why is not None:
-        return f"{local} [no download attempted: {url} did not answer within {NETWORK_TIMEOUT_S:g} s: {why}]"
+        return W.imagenet_unavailable_message(
+            version, f"no download was attempted: {url} did not answer within {NETWORK_TIMEOUT_S:g} s ({why})")
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(max(NETWORK_TIMEOUT_S, 30.0))  # a stalled download fails instead of hanging
     try:

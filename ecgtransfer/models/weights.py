@@ -356,23 +356,33 @@ def imagenet_file(version: str = "v2", *, progress: bool = True, download: bool 
     if cached.is_file():
         return _verify_prefix(cached, prefix, member, "delete it from torch's cache so it is downloaded again")
     if not download:
-        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, "downloads disabled"))
+        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, f"downloading {url} is disabled"))
     log.info("downloading ImageNet ResNet50 weights (torchvision %s) from %s", member, url)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(cached), prefix, progress=progress)
     except OSError as exc:  # URLError, HTTPError, socket errors, no space left
-        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, str(exc))) from exc
+        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, f"downloading {url} failed ({exc})")) from exc
     except RuntimeError as exc:  # torch.hub's hash check
         raise WeightsError(f"downloaded {url} does not match its SHA256 prefix {prefix}: {exc}") from exc
     return cached
+
+
+def imagenet_unavailable_message(version: str, why: str) -> str:
+    """The message of :class:`WeightsUnavailableError` for ImageNet ``version`` ("v1"/"v2"), with ``why``
+    saying what happened to the download (for callers that decide themselves not to try it)."""
+    member = _version_member(version)
+    url = _imagenet_weights(member).url
+    filename = os.path.basename(urlparse(url).path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return _unavailable_message(member, url, filename, cached, why)
 
 
 def _unavailable_message(member: str, url: str, filename: str, cached: Path, why: str) -> str:
     version = "v1" if member.endswith("V1") else "v2"
     return (
         f"ImageNet ResNet50 weights (torchvision {member}, {filename}) are not available here: not in "
-        f"${WEIGHTS_DIR_ENV} nor in torch's cache {cached.parent}, and downloading {url} failed ({why}). "
+        f"${WEIGHTS_DIR_ENV} nor in torch's cache {cached.parent}, and {why}. "
         f"On a machine with internet run `ecgtransfer weights fetch --version {version} --out weights/`, "
         f"copy weights/{filename} here, then pass its path as the weights (e.g. --init weights/{filename}), "
         f"or set {WEIGHTS_DIR_ENV}=weights, or put the file into {cached.parent}/"
