@@ -39,6 +39,14 @@ def _gets(server, path: str) -> list[tuple[str, str, str | None]]:
     return [entry for entry in server.log if entry[1] == path]
 
 
+def _send_200(handler, body: bytes, length: int | None = None) -> None:
+    """A plain 200 answer: ``Content-Length: length`` (default ``len(body)``), then ``body``."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body) if length is None else length))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def _small_mitdb_mirror(physionet_root: Path, dest: Path, records=("101",)) -> Path:
     """Copy the mitdb index and a few records into ``dest/mitdb/1.0.0`` (a mirror we may tamper with)."""
     src = physionet_root / "mitdb" / "1.0.0"
@@ -168,10 +176,7 @@ def test_corrupted_once_then_good_is_retried(http_mirror, physionet_root, tmp_pa
         if len(calls) > 1:
             return False
         body = b"X" + (physionet_root / "mitdb" / "1.0.0" / "101.hea").read_bytes()[1:]
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+        _send_200(handler, body)
         return True
 
     http_mirror.faults[path] = corrupt_once
@@ -205,10 +210,7 @@ def test_connection_dropped_mid_body_resumes(http_mirror, physionet_root, tmp_pa
     def drop_mid_body(handler):
         if handler.headers.get("Range"):
             return False  # the resumed request is served normally
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(full)))
-        handler.end_headers()
-        handler.wfile.write(full[:cut])
+        _send_200(handler, full[:cut], length=len(full))
         handler.wfile.flush()
         handler.close_connection = True
         return True
@@ -228,10 +230,7 @@ def test_server_ignoring_range_restarts_from_zero(http_mirror, physionet_root, t
     full = (physionet_root / "mitdb" / "1.0.0" / "101.hea").read_bytes()
 
     def ignore_range(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(full)))
-        handler.end_headers()
-        handler.wfile.write(full)
+        _send_200(handler, full)
         return True
 
     http_mirror.faults[path] = ignore_range
