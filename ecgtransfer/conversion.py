@@ -196,8 +196,7 @@ def _process_record(job: _RecordJob) -> _RecordResult:
     extras: dict[str, np.ndarray] = {}
     if cfg.task == "beats":
         samples, symbols, ignored = beatmod.read_beat_symbols(job.path, record_id=job.record_id)
-        labels = np.asarray([beatmod.AAMI_CLASSES.index(beatmod.AAMI_MAP[s]) for s in symbols.tolist()],
-                            dtype=np.int64)
+        labels = beatmod.aami_labels(symbols)
         peaks = (samples * up + down // 2) // down  # round(p * up / down) in output samples
         segs, keep = beatmod.beat_windows(x, peaks, cfg.before_samples, cfg.after_samples)
         extras["symbol"] = symbols[keep].astype("<U2")

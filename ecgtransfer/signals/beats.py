@@ -42,18 +42,10 @@ PACED_RECORDS: dict[str, tuple[str, ...]] = {"mitdb": ("102", "104", "107", "217
 LOCAL_RR_INTERVALS = 10
 
 
-def read_beats(path: str | os.PathLike, extension: str = "atr", record_id: str | None = None
-               ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Reference beats of a record with their AAMI labels.
-
-    Returns:
-        ``(samples, labels, n_ignored)``: R-peak sample indices int64 ``[n]`` (source rate, increasing),
-        AAMI labels int64 ``[n]`` (index into :data:`AAMI_CLASSES`) and the number of non-beat annotations
-        ignored. :func:`read_beat_symbols` gives the original symbols.
-    """
-    samples, symbols, ignored = read_beat_symbols(path, extension, record_id)
-    labels = np.asarray([AAMI_CLASSES.index(AAMI_MAP[s]) for s in symbols], dtype=np.int64)
-    return samples, labels, ignored
+def aami_labels(symbols: np.ndarray) -> np.ndarray:
+    """AAMI class indices int64 ``[n]`` (into :data:`AAMI_CLASSES`) of beat symbols ``[n]`` (keys of :data:`AAMI_MAP`,
+    as :func:`read_beat_symbols` returns them)."""
+    return np.asarray([AAMI_CLASSES.index(AAMI_MAP[s]) for s in np.asarray(symbols).tolist()], dtype=np.int64)
 
 
 def read_beat_symbols(path: str | os.PathLike, extension: str = "atr", record_id: str | None = None
