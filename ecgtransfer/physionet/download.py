@@ -461,4 +461,4 @@ def _parse_or_drop(path: Path, parse: Callable[[str], T]) -> T:
         raise
 
 
-__all__ = ["DownloadResult", "download", "sha256_file"]
+__all__ = ["DownloadResult", "download"]
