@@ -242,6 +242,7 @@ class _Bench:
         self.imagenet_checks: dict[str, str | None] = {}  # weights version -> why unavailable (None: available)
         self.interrupted: str | None = None
         self.recomputed: dict[str, str] = {}  # cell key -> why its earlier result could not be reused
+        self.config_text: str | None = None  # the TOML text of the config file, read once (for results.json)
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -517,12 +518,6 @@ class _Bench:
                          "lrs_used": list(cfg.arm_lrs(a)) if a.optim == "tiered" else [cfg.arm_lr(a)] * 3,
                          "frozen": ["features_1", "features_2"] if a.optim == "linear-probe" else [],
                          "status": status, "reason": reason})
-        config_text = None
-        if getattr(self, "config_path", None):
-            try:
-                config_text = Path(self.config_path).read_text(encoding="utf-8")
-            except OSError:
-                config_text = None
         return {
             "format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION,
             "name": cfg.name, "created_at": _now(), "bench_run_id": self.run_id,
@@ -532,7 +527,7 @@ class _Bench:
             "complete": done + skipped_cells == len(self.grid),
             "progress": {"total": len(self.grid), "done": done, "skipped": skipped_cells,
                          "failed": len(self.failed)},
-            "config": cfg.to_dict(), "config_text": config_text, "fingerprint": self.fingerprint,
+            "config": cfg.to_dict(), "config_text": self.config_text, "fingerprint": self.fingerprint,
             "hardware": self.hardware, "hardware_line": hardware_line(self.hardware),
             "store": {"path": str(store.path), "manifest_hash": store.manifest_hash, "manifest": store.manifest,
                       "class_names": store.class_names, "n_segments": len(store)},
@@ -594,7 +589,7 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str]
     from types import SimpleNamespace
 
     from ecgtransfer.errors import TrainingError
-    from ecgtransfer.signals.split import split as split_fn
+    from ecgtransfer.training.engine import make_split
 
     pats = np.asarray(store.patient_ids).astype(str)
     bad = np.isin(pats, sorted({str(p) for p in patients}))
@@ -605,10 +600,7 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str]
     view = SimpleNamespace(labels=np.asarray(store.labels)[keep], patient_ids=pats[keep],
                            record_ids=np.asarray(store.record_ids).astype(str)[keep], num_classes=store.num_classes,
                            patients_known=store.patients_known, database=store.database)
-    seed = tc.seed if tc.split_seed is None else tc.split_seed
-    sp = split_fn(view, method=tc.split, seed=seed, val_fraction=tc.val_fraction, test_fraction=tc.test_fraction,
-                  n_folds=tc.n_folds, fold=tc.fold)
-    parts = {p: keep[np.asarray(getattr(sp, p), dtype=np.int64)] for p in ("train", "val", "test")}
+    parts = {p: keep[idx] for p, idx in make_split(view, tc).items()}  # type: ignore[arg-type]
     info = {"dropped_patients": sorted(set(pats[bad].tolist())), "dropped_segments": int(bad.sum()),
             "kept_segments": {p: int(len(parts[p])) for p in ("train", "val", "test")}}
     return parts, info
@@ -777,7 +769,11 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
     if command is None:
         command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None
     bench = _Bench(cfg, out, resume=resume, progress=progress, command=command)
-    bench.config_path = config_path  # type: ignore[attr-defined]
+    if config_path is not None:
+        try:
+            bench.config_text = config_path.read_text(encoding="utf-8")
+        except OSError:
+            pass
     bench.setup()
     atomic_write_json(out / "config.json", cfg.to_dict())
     bench.check_arms()
