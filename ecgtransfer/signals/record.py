@@ -39,10 +39,6 @@ class RecordSignal:
     fs: float
     lead_names: tuple[str, ...]
 
-    @property
-    def n_samples(self) -> int:
-        return int(self.signal.shape[1])
-
 
 def _header_path(path: Path) -> Path:
     return path.with_name(path.name + ".hea")
