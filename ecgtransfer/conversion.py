@@ -606,7 +606,8 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
                    "ignored_annotations": ignored}
         store = writer.close(database=db.name, version=version, task=task, fs=out_fs, lead_names=lead_names,
                              class_names=class_names, source_files=sources, parameters=cfg.to_json(),
-                             summary=summary, patients_known=db.patients_known, provenance={"source_root": str(data.resolve()), "jobs": n_workers})
+                             summary=summary, patients_known=db.patients_known,
+                             provenance={"source_root": str(data.resolve()), "jobs": n_workers})
     log.info("wrote %s: %d segments of shape %s", out, len(store), store.shape[1:])
     return store
 

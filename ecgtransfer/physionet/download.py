@@ -52,7 +52,6 @@ MAX_BACKOFF = 60.0
 MAX_RETRY_AFTER = 300.0
 
 
-
 def _sleep(delay: float, stop: threading.Event) -> None:
     """Wait ``delay`` seconds, or less when ``stop`` is set (another file of the batch failed).
 
