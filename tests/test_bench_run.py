@@ -278,18 +278,24 @@ def info_train_config(out: Path) -> dict:
     return marker["train_config"]
 
 
-def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
-    from ecgtransfer.bench import run
+def _synthetic_cfg(store_path: Path, name: str, *, arms: list, fractions: list, **bench):
+    """A one-seed, 32-px, one-epoch bench on a synthetic store (``bench`` adds/overrides [bench] keys)."""
     from ecgtransfer.bench.config import config_from_dict
 
-    store_path = _synthetic_store(tmp_path / "store")
-    cfg = config_from_dict({
-        "bench": {"name": "minsteps", "seeds": [0], "fractions": [0.25, 1.0], "image_size": 32, "epochs": 1,
-                  "min_steps": 6, "batch_size": 8, "threads": 1},
+    return config_from_dict({
+        "bench": {"name": name, "seeds": [0], "fractions": fractions, "image_size": 32, "epochs": 1,
+                  "batch_size": 8, "threads": 1, **bench},
         "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
-        "arms": ["scratch"],
+        "arms": arms,
         "train": {"num_workers": 0},
     })
+
+
+def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
+    from ecgtransfer.bench import run
+
+    store_path = _synthetic_store(tmp_path / "store")
+    cfg = _synthetic_cfg(store_path, "minsteps", arms=["scratch"], fractions=[0.25, 1.0], min_steps=6)
     res = run(cfg, tmp_path / "out", progress=False)
     assert res.failed == {}
     by_frac = {c["cell"]["fraction"]: c for c in res.results["cells"]}
@@ -355,16 +361,9 @@ def test_imagenet_check_offline_probe_and_cache(monkeypatch, tmp_path):
 def test_interrupted_bench_writes_a_partial_report(tmp_path, monkeypatch):
     """SIGINT (KeyboardInterrupt) mid-bench: finished cells kept, results.json and both reports written."""
     from ecgtransfer.bench import run, runner
-    from ecgtransfer.bench.config import config_from_dict
 
     store_path = _synthetic_store(tmp_path / "store")
-    cfg = config_from_dict({
-        "bench": {"name": "interrupt", "seeds": [0], "fractions": [0.5, 1.0], "image_size": 32, "epochs": 1,
-                  "max_steps": 1, "batch_size": 8, "threads": 1},
-        "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
-        "arms": ["scratch"],
-        "train": {"num_workers": 0},
-    })
+    cfg = _synthetic_cfg(store_path, "interrupt", arms=["scratch"], fractions=[0.5, 1.0], max_steps=1)
     original = runner._Bench.run_cell
     calls = []
 
@@ -394,17 +393,12 @@ def test_arm_losing_its_weights_mid_run_keeps_its_finished_cells(tmp_path, monke
     """WeightsUnavailableError in an arm's second cell: the first stays reported, the rest is skipped, the arm
     is 'partial' everywhere; a resume that still cannot run the arm keeps the finished cell; later it finishes."""
     from ecgtransfer.bench import run, runner
-    from ecgtransfer.bench.config import config_from_dict
     from ecgtransfer.errors import WeightsUnavailableError
 
     store_path = _synthetic_store(tmp_path / "store")
-    cfg = config_from_dict({
-        "bench": {"name": "partial", "seeds": [0], "fractions": [0.5, 1.0], "image_size": 32, "epochs": 1,
-                  "max_steps": 1, "batch_size": 8, "threads": 1},
-        "task": {"store": str(store_path), "val_fraction": 0.2, "test_fraction": 0.2},
-        "arms": ["scratch", {"name": "alt", "init": "scratch", "optim": "tiered"}],
-        "train": {"num_workers": 0},
-    })
+    cfg = _synthetic_cfg(store_path, "partial", arms=["scratch", {"name": "alt", "init": "scratch",
+                                                                  "optim": "tiered"}],
+                         fractions=[0.5, 1.0], max_steps=1)
     original = runner._Bench.run_cell
     alt_calls = []
 
