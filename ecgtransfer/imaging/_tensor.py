@@ -48,7 +48,8 @@ def segment_names(store: Any, indices: Sequence[int]) -> str:
 
 
 @contextlib.contextmanager
-def naming_segments(x: torch.Tensor, indices: Sequence[int], store: Any = None) -> Iterator[None]:
+def naming_segments(x: torch.Tensor, indices: Sequence[int] | np.ndarray | torch.Tensor,
+                    store: Any = None) -> Iterator[None]:
     """Re-raise a NaN/inf :class:`SignalError` from imaging the batch ``x [B, ...]`` naming its bad rows by
     ``indices [B]`` (store indices) and, with ``store``, their records, instead of flat batch positions."""
     try:

@@ -74,6 +74,7 @@ from ecgtransfer.training.runtime import (
     amp_dtype,
     environment,
     infer,
+    logits_of,
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
@@ -229,6 +230,7 @@ class _Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, cfg.tier_config())
+        self.clip_params = [p for g in self.optimizer.param_groups for p in g["params"]]  # for grad_clip
 
         self.plan = BatchPlan(parts["train"], store.labels, cfg.batch_size, cfg.seed,
                               balanced=cfg.imbalance == "sampler", rank=self.dist.rank,
@@ -422,8 +424,6 @@ class _Trainer:
         The loss and the correct count come back to the host together, in one device synchronisation, before
         the backward pass (a non-finite loss stops the run before it reaches the weights).
         """
-        from ecgtransfer.training.runtime import logits_of
-
         if self.augment is not None:
             x = self.augment(x, epoch=epoch, step=k)
         logits = logits_of(self.train_model, self.encoder, x, dtype=self.dtype, channels_last=self.channels_last)
@@ -441,8 +441,7 @@ class _Trainer:
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.clip_params, self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -473,7 +472,7 @@ class _Trainer:
             for k, (x, y, idx) in enumerate(loader, start=skip):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
-                with naming_segments(x, idx.tolist(), self.store):
+                with naming_segments(x, idx, self.store):
                     loss, correct = self.train_step(x, y, epoch, k)
                 b = int(y.shape[0])
                 self.accum["loss_sum"] += loss * b

@@ -97,19 +97,20 @@ def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.devi
     probs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     indices: list[np.ndarray] = []
-    loss_sum = 0.0
-    weight_sum = 0.0
+    # summed on the device in float64 (as Python floats would be) and read back once, after the loop
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    weight_sum = torch.zeros((), dtype=torch.float64, device=device)
     for x, y, idx in batches:
         x = x.to(device, non_blocking=True)
-        with naming_segments(x, np.asarray(idx).tolist(), store):
+        with naming_segments(x, idx, store):
             logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)
         probs.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32))
         indices.append(np.asarray(idx, dtype=np.int64))
         if y is not None:
+            labels.append(np.asarray(y, dtype=np.int64))  # the host copy: no device round trip
             y = y.to(device)
-            labels.append(y.cpu().numpy())
-            loss_sum += float(F.cross_entropy(logits, y, weight=weight, reduction="sum"))
-            weight_sum += float(weight[y].sum()) if weight is not None else float(len(y))
+            loss_sum += F.cross_entropy(logits, y, weight=weight, reduction="sum").double()
+            weight_sum += weight[y].sum().double() if weight is not None else float(len(y))
     model.train(was_training)
     k = getattr(model, "num_classes", None)
     empty = np.zeros((0, k or 0), dtype=np.float32)
@@ -117,8 +118,8 @@ def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.devi
         "probs": np.concatenate(probs) if probs else empty,
         "labels": np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
         "indices": np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
-        "loss_sum": loss_sum,
-        "weight_sum": weight_sum,
+        "loss_sum": float(loss_sum),
+        "weight_sum": float(weight_sum),
     }
 
 
