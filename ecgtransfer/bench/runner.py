@@ -19,6 +19,8 @@ Output directory::
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -268,8 +270,6 @@ class _Bench:
 
     def fingerprint_inputs(self, arm: ArmConfig) -> dict[str, Any]:
         """Everything a cell's result depends on besides its coordinates (JSON-normalised, stored per cell)."""
-        import json
-
         d = {"budget": self.cfg.budget_dict(),
              "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings")},
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
@@ -280,9 +280,6 @@ class _Bench:
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
     def cell_fingerprint(self, arm: ArmConfig) -> str:
-        import hashlib
-        import json
-
         return hashlib.sha256(json.dumps(self.fingerprint_inputs(arm), sort_keys=True).encode()).hexdigest()[:16]
 
     # -- prerequisites ----------------------------------------------------------------------------
@@ -331,9 +328,6 @@ class _Bench:
         assert src is not None and self.source_store is not None
         sdir = self.out / "source" / encoding
         marker = sdir / "source.json"
-        import hashlib
-        import json
-
         excluded = list(self.split_info["heldout_patients"]) if self.source_overlap else []
         src_settings = {k: v for k, v in vars(src).items() if k != "store"}  # its manifest hash is checked
         fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": src_settings, "enc": encoding,
@@ -608,8 +602,6 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str]
 
 def _previous_invocations(out: Path) -> list[dict[str, Any]]:
     """The invocations recorded in an existing ``out/results.json`` (a resumed bench keeps its history)."""
-    import json
-
     try:
         prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -623,8 +615,6 @@ def _previous_invocations(out: Path) -> list[dict[str, Any]]:
 
 
 def _load_report(run_dir: Path) -> str | None:
-    import json
-
     try:
         return compact_load_report(json.loads((run_dir / "run.json").read_text()).get("load_report"))
     except (OSError, ValueError):
@@ -797,8 +787,6 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
 
 def write_report(out: str | os.PathLike) -> dict[str, Path]:
     """Re-write ``report.md``/``report.html`` of a bench directory from its ``results.json``."""
-    import json
-
     out = Path(out)
     try:
         results = json.loads((out / "results.json").read_text(encoding="utf-8"))
