@@ -29,6 +29,7 @@ from ecgtransfer.errors import ConfigError
 from ecgtransfer.models.resnet import TIERS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ecgtransfer.imaging import ImageEncoder
     from ecgtransfer.models.tiers import TierConfig
 
 try:  # Python >= 3.11
@@ -227,6 +228,16 @@ class TrainConfig:
                           weight_decay=self.weight_decay, freeze=tuple(self.freeze),
                           freeze_bn_stats=self.freeze_bn_stats, no_decay_bn_bias=self.no_decay_bn_bias,
                           spread=self.lr_spread, layer_decay=self.layer_decay, preset=self.tier_preset)
+
+    def eval_batch(self) -> int:
+        """The evaluation batch size: ``eval_batch_size``, or ``2 * batch_size`` when it is ``None``."""
+        return int(self.eval_batch_size or 2 * self.batch_size)
+
+    def image_encoder(self, fs: float | None) -> "ImageEncoder":
+        """The :class:`~ecgtransfer.imaging.ImageEncoder` of this run for a store sampled at ``fs`` Hz."""
+        from ecgtransfer.imaging import ImageEncoder
+
+        return ImageEncoder(self.encoding, size=self.image_size, fs=fs, **self.encoding_params)
 
     # -- conversion -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

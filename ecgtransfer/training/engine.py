@@ -191,7 +191,6 @@ class _Trainer:
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from ecgtransfer.imaging import ImageEncoder
         from ecgtransfer.models import ResNet50
         from ecgtransfer.models.tiers import build_optimizer, build_scheduler
 
@@ -220,8 +219,7 @@ class _Trainer:
             raise TrainingError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
                                 "or choose another --out")
 
-        self.encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=store.fs,
-                                    **cfg.encoding_params).to(self.device)
+        self.encoder = cfg.image_encoder(store.fs).to(self.device)
         weights = self._init_weights()
         self.model = ResNet50(k, weights=weights,
                               in_channels=self.encoder.out_channels(store.shape[1])).to(self.device)
@@ -401,8 +399,7 @@ class _Trainer:
         """Metrics of the current model on ``indices`` (sharded over ranks, gathered exactly)."""
         t0 = time.perf_counter()
         mine = eval_shard(indices, self.dist.rank, self.dist.world_size)
-        bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
-        loader = batch_loader(self.store, eval_batches(mine, bs), num_workers=self.cfg.num_workers,
+        loader = batch_loader(self.store, eval_batches(mine, self.cfg.eval_batch()), num_workers=self.cfg.num_workers,
                               pin_memory=self.device.type == "cuda")
         out = infer(self.model, self.encoder, loader, self.device, dtype=self.dtype,
                     channels_last=self.channels_last, weight=self.loss_weight, store=self.store)

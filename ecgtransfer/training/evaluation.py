@@ -57,7 +57,6 @@ class LoadedRun:
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None) -> LoadedRun:
     """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path)."""
-    from ecgtransfer.imaging import ImageEncoder
     from ecgtransfer.models import ResNet50
 
     run_dir = Path(run_dir)
@@ -74,7 +73,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     names = list(ckpt["class_names"])
     manifest_file = run_dir / "store_manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    encoder = ImageEncoder(cfg.encoding, size=cfg.image_size, fs=manifest.get("fs"), **cfg.encoding_params)
+    encoder = cfg.image_encoder(manifest.get("fs"))
     shape = manifest.get("shape")
     if shape and len(shape) == 3:
         in_channels = encoder.out_channels(int(shape[1]))
@@ -140,8 +139,7 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
     if idx.size == 0:
         raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
                             "(try --split val or --split all)")
-    bs = batch_size or run.config.eval_batch_size or 2 * run.config.batch_size
-    loader = batch_loader(store, eval_batches(idx, bs), num_workers=num_workers)
+    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers)
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
     res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
                 weight=weight, store=store)
