@@ -233,11 +233,12 @@ class TrainConfig:
         """The evaluation batch size: ``eval_batch_size``, or ``2 * batch_size`` when it is ``None``."""
         return int(self.eval_batch_size or 2 * self.batch_size)
 
-    def image_encoder(self, fs: float | None) -> "ImageEncoder":
+    def image_encoder(self, fs: float | None, *, check_finite_values: bool = True) -> "ImageEncoder":
         """The :class:`~ecgtransfer.imaging.ImageEncoder` of this run for a store sampled at ``fs`` Hz."""
         from ecgtransfer.imaging import ImageEncoder
 
-        return ImageEncoder(self.encoding, size=self.image_size, fs=fs, **self.encoding_params)
+        return ImageEncoder(self.encoding, size=self.image_size, fs=fs, check_finite_values=check_finite_values,
+                            **self.encoding_params)
 
     # -- conversion -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

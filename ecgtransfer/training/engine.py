@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer.errors import TrainingError
-from ecgtransfer.imaging._tensor import naming_segments
+from ecgtransfer.imaging._tensor import check_finite, naming_segments
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import distributed as D
 from ecgtransfer.training.checkpoint import (
@@ -220,6 +220,9 @@ class _Trainer:
                                 "or choose another --out")
 
         self.encoder = cfg.image_encoder(store.fs).to(self.device)
+        # the train step checks its batch for NaN/inf inside its one device sync (the loss read-back) instead of
+        # the encoder's own check, which would add a second sync per step before the forward pass
+        self.train_encoder = cfg.image_encoder(store.fs, check_finite_values=False).to(self.device)
         weights = self._init_weights()
         self.model = ResNet50(k, weights=weights,
                               in_channels=self.encoder.out_channels(store.shape[1])).to(self.device)
@@ -418,18 +421,29 @@ class _Trainer:
         """One optimizer step on a batch ``x [B, C, L]``, ``y [B]`` on the device: augment, render, forward,
         loss, backward, clip, step, schedule. Returns ``(loss, correct predictions)``.
 
-        The loss and the correct count come back to the host together, in one device synchronisation, before
-        the backward pass (a non-finite loss stops the run before it reaches the weights).
+        The loss, the correct count and whether the batch is finite come back to the host together, in one device
+        synchronisation, before the backward pass (a non-finite loss stops the run before it reaches the weights;
+        a NaN/inf batch raises :class:`~ecgtransfer.errors.SignalError`).
         """
         if self.augment is not None:
             x = self.augment(x, epoch=epoch, step=k)
-        logits = logits_of(self.train_model, self.encoder, x, dtype=self.dtype, channels_last=self.channels_last)
+        finite = torch.isfinite(x).all()
+        try:
+            logits = logits_of(self.train_model, self.train_encoder, x, dtype=self.dtype,
+                               channels_last=self.channels_last)
+        except Exception:
+            if not bool(finite):  # a non-finite batch is reported as such, whatever it broke in the encoder
+                check_finite(x, name="encode")
+            raise
         loss = F.cross_entropy(logits, y, weight=self.loss_weight, label_smoothing=self.cfg.label_smoothing)
-        loss_v, correct = torch.stack([loss.detach(), (logits.detach().argmax(1) == y).sum().to(loss.dtype)]).tolist()
-        bad = 0.0 if math.isfinite(loss_v) else 1.0
-        if self.dist.enabled:
+        loss_v, correct, finite_v = torch.stack([loss.detach(), (logits.detach().argmax(1) == y).sum().to(loss.dtype),
+                                                 finite.to(loss.dtype)]).tolist()
+        bad = 0.0 if math.isfinite(loss_v) and finite_v else 1.0
+        if self.dist.enabled:  # every rank stops together
             bad = D.all_reduce_sum([bad], self.dist)[0]
         if bad > 0:
+            if not finite_v:
+                check_finite(x, name="encode")  # raises SignalError (named by store index in the loop)
             lrs = ", ".join(f"{g.get('tier', i)}={g['lr']:.3g}" for i, g in enumerate(self.optimizer.param_groups))
             raise TrainingError(f"the training loss became {loss_v} at epoch {epoch + 1}, step {self.step + 1} "
                                 f"(learning rates {lrs}); lower the learning rates (--tiers), enable gradient "
