@@ -8,6 +8,7 @@ does), with the same number of batches.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -169,27 +170,49 @@ class SignalAugment:
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch, step, self.rank, 15485863])
                                               .generate_state(1, dtype=np.uint64)[0] % 2**63))
         dev, dt = x.device, x.dtype
-
-        def rand(*shape: int) -> torch.Tensor:
-            return torch.rand(*shape, generator=g).to(dev, dt)
+        max_shift = int(self.shift * length)
+        # every random number is drawn on the CPU in a fixed order, then moved to the device in one copy
+        # (pinned, asynchronous on CUDA: no host synchronisation per draw)
+        shapes: dict[str, tuple[int, ...]] = {}
+        draws = []
+        if self.scale > 0:
+            shapes["scale"] = (b, c, 1)
+            draws.append(torch.rand(b, c, 1, generator=g))
+        if self.wander > 0:
+            shapes.update(freq=(b, 1, 1), phase=(b, 1, 1), amp=(b, c, 1))
+            draws += [torch.rand(b, 1, 1, generator=g), torch.rand(b, 1, 1, generator=g),
+                      torch.rand(b, c, 1, generator=g)]
+        if self.noise > 0:
+            shapes["noise"] = (b, c, length)
+            draws.append(torch.randn(b, c, length, generator=g))
+        if max_shift > 0:
+            shapes["shift"] = (b, 1, 1)
+            draws.append(torch.randint(-max_shift, max_shift + 1, (b, 1, 1), generator=g).to(torch.float32))
+        if not draws:
+            return x
+        flat = torch.cat([d.reshape(-1) for d in draws])
+        if dev.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(dev, non_blocking=True)
+        r = dict(zip(shapes, (p.view(shape) for p, shape in
+                              zip(flat.split([math.prod(v) for v in shapes.values()]), shapes.values()))))
 
         std = x.std(dim=-1, keepdim=True).clamp_min(1e-6)  # [B, C, 1]
         out = x
         if self.scale > 0:
-            out = out * (1 - self.scale + 2 * self.scale * rand(b, c, 1))
+            out = out * (1 - self.scale + 2 * self.scale * r["scale"].to(dt))
         if self.wander > 0:
             t = torch.arange(length, device=dev, dtype=dt)
             if self.fs:
-                freq = (0.05 + 0.45 * rand(b, 1, 1)) / float(self.fs)  # cycles per sample
+                freq = (0.05 + 0.45 * r["freq"].to(dt)) / float(self.fs)  # cycles per sample
             else:
-                freq = (0.5 + 1.5 * rand(b, 1, 1)) / length
-            phase = 2 * torch.pi * rand(b, 1, 1)
-            out = out + self.wander * rand(b, c, 1) * std * torch.sin(2 * torch.pi * freq * t + phase)
+                freq = (0.5 + 1.5 * r["freq"].to(dt)) / length
+            phase = 2 * torch.pi * r["phase"].to(dt)
+            out = out + self.wander * r["amp"].to(dt) * std * torch.sin(2 * torch.pi * freq * t + phase)
         if self.noise > 0:
-            out = out + self.noise * std * torch.randn(b, c, length, generator=g).to(dev, dt)
-        max_shift = int(self.shift * length)
+            out = out + self.noise * std * r["noise"].to(dt)
         if max_shift > 0:
-            shifts = torch.randint(-max_shift, max_shift + 1, (b, 1, 1), generator=g).to(dev)
+            shifts = r["shift"].long()
             pos = (torch.arange(length, device=dev).view(1, 1, length) - shifts).clamp(0, length - 1)
             out = torch.gather(out, 2, pos.expand(b, c, length))
         return out
