@@ -114,7 +114,7 @@ def main() -> None:
             x = torch.from_numpy(store.batch(idx)).to(dev)
             sync()
             t0 = time.perf_counter()
-            trainer.encoder(x)
+            trainer.train_encoder(x)  # the encoder train_step renders with
             sync()
             render.append(time.perf_counter() - t0)
 
