@@ -97,15 +97,6 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.cpu().tolist()
 
 
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's ``obj`` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0, device=_comm_device(info))
-    return box[0]
-
-
 def gather_objects(obj, info: DistInfo) -> list:
     """``obj`` of every rank, on every rank."""
     if not info.enabled:
