@@ -97,9 +97,12 @@ def test_rerun_fetches_nothing_and_repairs_only_bad_files(http_mirror, physionet
     (root / "101.dat").write_bytes(bytes(data))
     (root / "101.hea").unlink()
     fixed = download("mitdb", records=["101"], out=tmp_path, mirror=http_mirror.url, **FAST)
-    assert fixed.fetched == 2 and fixed.already_verified == 3
-    assert sorted(p for _, p, _ in http_mirror.log) == ["/mitdb/1.0.0/101.dat", "/mitdb/1.0.0/101.hea"]
+    # the mirror's index is fetched first (the local one might be the damaged file), then the two files
+    assert fixed.fetched == 3 and fixed.already_verified == 2
+    assert sorted(p for _, p, _ in http_mirror.log) == ["/mitdb/1.0.0/101.dat", "/mitdb/1.0.0/101.hea",
+                                                         "/mitdb/1.0.0/SHA256SUMS.txt"]
     _assert_same_bytes(root, physionet_root / "mitdb" / "1.0.0", {"101.dat", "101.hea"})
+    assert sorted(p.name for p in root.iterdir()) == ["101.atr", "101.dat", "101.hea", "RECORDS", "SHA256SUMS.txt"]
 
 
 def test_local_directory_mirror_and_env(physionet_root, tmp_path, monkeypatch):
@@ -343,7 +346,7 @@ def test_404_names_the_url(physionet_root, serve_dir, tmp_path):
     assert not (tmp_path / "out" / "mitdb" / "1.0.0" / "101.atr").exists()
 
 
-def test_bad_local_file_is_removed_even_when_the_refetch_fails(physionet_root, serve_dir, tmp_path):
+def test_bad_local_file_is_moved_aside_even_when_the_refetch_fails(physionet_root, serve_dir, tmp_path):
     mirror = _small_mitdb_mirror(physionet_root, tmp_path / "mirror")
     server = serve_dir(mirror)
     out = tmp_path / "out"
@@ -354,6 +357,7 @@ def test_bad_local_file_is_removed_even_when_the_refetch_fails(physionet_root, s
     with pytest.raises(DownloadError, match="404"):
         download("mitdb", records=["101"], out=out, mirror=server.url, **FAST)
     assert not local.exists()  # a file that fails its digest is never left under its final name
+    assert local.with_name("101.atr.damaged").read_bytes() == b"tampered"  # nor deleted
 
 
 def test_no_space_left_is_a_clear_error(http_mirror, tmp_path, monkeypatch):

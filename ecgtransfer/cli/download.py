@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="network timeout in seconds (default: 30)")
     p.add_argument("--strict", action="store_true",
                    help="refuse files that SHA256SUMS.txt does not list instead of fetching them unverified")
+    p.add_argument("--refresh-index", action="store_true",
+                   help="fetch SHA256SUMS.txt from the mirror again even when a local copy exists (a file that "
+                   "disagrees with the local copy triggers this by itself)")
     p.set_defaults(func=run)
 
 
@@ -49,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
     with logging_redirect_tqdm() if progress else contextlib.nullcontext():
         download(args.database, version=args.db_version, records=args.records, out=args.out, mirror=args.mirror,
                  jobs=args.jobs, retries=args.retries, timeout=args.timeout, strict=args.strict,
-                 progress=progress)
+                 refresh_index=args.refresh_index, progress=progress)
     return 0

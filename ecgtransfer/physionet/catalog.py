@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 
 from ecgtransfer.errors import CatalogError
 
+#: default bound on the size of any one file of a database (bytes): a server that streams more, or announces
+#: more, is refused. Far above every file of the catalog's databases (the largest, incartdb's 30-min 12-lead
+#: ``.dat`` files and PTB-XL's index and metadata tables, are around 10 MB)
+DEFAULT_MAX_FILE_BYTES = 64 * 2**20
+
 
 @dataclass(frozen=True)
 class Database:
@@ -35,6 +40,8 @@ class Database:
             and :func:`ecgtransfer.signals.split.split` warns (or refuses).
         citation: what to cite.
         tested: whether the shared test mirror holds this database (the others are described, not tested here).
+        max_file_bytes: the most bytes any one file of the database may have (index files included); a download
+            that would grow past it is refused (:data:`DEFAULT_MAX_FILE_BYTES` unless a database needs more).
     """
 
     name: str
@@ -52,6 +59,7 @@ class Database:
     patients_known: bool = True
     citation: str = ""
     tested: bool = False
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     @property
     def version(self) -> str:

@@ -32,7 +32,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -48,6 +48,9 @@ T = TypeVar("T")
 
 CHUNK = 1 << 16
 PART_SUFFIX = ".part"
+#: a local file that fails its digest against the mirror's index is renamed ``<name>.damaged`` (then
+#: ``.damaged.1``, ...) and kept until its replacement verifies
+ASIDE_SUFFIX = ".damaged"
 MAX_BACKOFF = 60.0
 MAX_RETRY_AFTER = 300.0
 
@@ -110,7 +113,7 @@ class _Cancelled(Exception):
 
 @dataclass
 class _Outcome:
-    status: str  # "fetched" | "verified" | "kept"
+    status: str  # "fetched" | "verified" | "kept" | "mismatch" (against an index not yet checked with the mirror)
     resumed: bool = False
 
 
@@ -118,7 +121,7 @@ class _Fetcher:
     """Fetches single files of one database version into ``root`` with verification, resume and retries."""
 
     def __init__(self, source: Source, db: str, version: str, root: Path, *, retries: int, backoff: float,
-                 bar: tqdm) -> None:
+                 bar: tqdm, max_bytes: int) -> None:
         self.source = source
         self.db = db
         self.version = version
@@ -126,6 +129,10 @@ class _Fetcher:
         self.retries = retries
         self.backoff = backoff
         self.bar = bar
+        self.max_bytes = max_bytes
+        #: whether the digests come from an index fetched from the mirror in this run. Until then a mismatch
+        #: may be the local index's fault: it is reported as "mismatch" and nothing is moved or retried
+        self.index_fresh = False
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self.bytes = 0
@@ -153,20 +160,32 @@ class _Fetcher:
 
     # -- one file ----------------------------------------------------------------------------------
     def fetch(self, rel: str, expected: str | None, *, force: bool = False) -> _Outcome:
-        """Make ``root/rel`` present (and, when ``expected`` is given, verified)."""
+        """Make ``root/rel`` present (and, when ``expected`` is given, verified).
+
+        A file on disk that fails ``expected`` is left alone while the index is not fresh (outcome "mismatch":
+        the caller fetches the mirror's index first); against a fresh index it is moved aside to
+        ``<name>.damaged`` and dropped only once its replacement verifies."""
         final = self.root / rel
+        self._check_folders(rel)
+        aside: Path | None = None
         if not force and final.is_file():
             if expected is None:
                 return _Outcome("kept")
             if sha256_file(final) == expected:
+                _drop_aside(final)
                 return _Outcome("verified")
-            log.warning("%s: SHA256 does not match %s; removing it and fetching it again", final, SUMS_FILE)
-            final.unlink()
+            if not self.index_fresh:
+                log.info("%s: SHA256 does not match the local %s; checking with the mirror's", final, SUMS_FILE)
+                return _Outcome("mismatch")
+            aside = _move_aside(final)
+            log.warning("%s: SHA256 does not match the mirror's %s; moved it aside to %s until its replacement "
+                        "verifies", final, SUMS_FILE, aside.name)
         part = final.with_name(final.name + PART_SUFFIX)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _write_error(exc, final.parent) from exc
+        _refuse_symlink(part)
         if expected is None:
             _unlink(part)  # nothing to check a resumed index against: always start it afresh
         where = self.source.location(self.db, self.version, rel)
@@ -179,30 +198,55 @@ class _Fetcher:
             except TransientError as exc:
                 attempt += 1
                 if attempt > self.retries:
-                    raise DownloadError(f"{exc} (gave up after {self.retries} retries; re-run to resume)") from None
+                    raise DownloadError(f"{exc} (gave up after {self.retries} retries; re-run to resume)"
+                                        + _kept(aside)) from None
                 self._wait(attempt, exc.retry_after, str(exc))
                 continue
+            except DownloadError as exc:
+                if aside is None:
+                    raise
+                raise DownloadError(f"{exc}{_kept(aside)}") from None
             if expected is None or digest == expected:
                 try:
                     os.replace(part, final)  # the folder is fsynced once at the end of the batch
                 except OSError as exc:
                     raise _write_error(exc, final) from exc
+                _drop_aside(final)
                 return _Outcome("fetched", resumed)
+            if not self.index_fresh:  # the bytes may be right and the local index wrong: keep them to resume
+                log.info("%s: SHA256 does not match the local %s; checking with the mirror's", where, SUMS_FILE)
+                return _Outcome("mismatch")
             _unlink(part)
             attempt += 1
-            if attempt > self.retries:
+            if self.source.stable or attempt > self.retries:
                 raise ChecksumError(
-                    f"SHA256 of {rel} ({where}) does not match {SUMS_FILE} after {attempt} attempts: expected "
-                    f"{expected}, found {digest}; the file was not kept")
+                    f"SHA256 of {rel} from {where} does not match {SUMS_FILE} after {attempt} attempt(s): expected "
+                    f"{expected}, found {digest}; either {rel} or {SUMS_FILE} on the mirror is damaged (the "
+                    f"download was not kept; try another mirror){_kept(aside)}")
             self._wait(attempt, None, f"SHA256 mismatch for {where} (expected {expected[:12]}..., "
                                       f"found {digest[:12]}...)")
+
+    def _check_folders(self, rel: str) -> None:
+        """Refuse ``rel`` when a folder between the version folder and the file is a symbolic link (a write
+        there would land outside ``root``)."""
+        folder = self.root
+        for name in rel.split("/")[:-1]:
+            folder = folder / name
+            if folder.is_symlink():
+                raise DownloadError(f"refusing to write {self.root / rel}: {folder} is a symbolic link (expected "
+                                    "a plain folder inside the download folder; remove the link and re-run)")
 
     def _transfer(self, rel: str, part: Path, expected: str | None) -> tuple[str, bool]:
         """Bring ``part`` to the full file (resuming from its size); returns (sha256 hex, resumed)."""
         h = hashlib.sha256()
+        _refuse_symlink(part)
         offset = part.stat().st_size if part.is_file() else 0
+        if offset > self.max_bytes:
+            log.info("%s is longer than any %s file may be; fetching it from the start", part, self.db)
+            _unlink(part)
+            offset = 0
         if offset:
-            with open(part, "rb") as fh:
+            with open(part, "rb", opener=_nofollow) as fh:
                 while block := fh.read(1 << 20):
                     h.update(block)
             if expected is not None and h.hexdigest() == expected:
@@ -228,24 +272,47 @@ class _Fetcher:
                 log.info("server ignored the byte range for %s; fetching it from the start", rel)
                 offset = 0
                 h = hashlib.sha256()
+            where = self.source.location(self.db, self.version, rel)
+            announced = body.total if body.total is not None else (
+                None if body.length is None else offset + body.length)
+            if announced is not None and announced > self.max_bytes:
+                raise DownloadError(f"{where} is announced as {announced} bytes, more than the {self.max_bytes} "
+                                    f"bytes any {self.db} file may have (the catalog's max_file_bytes); refusing it")
+            # never let the file grow past what was announced, or past the cap when nothing was
+            room = body.length if body.length is not None else self.max_bytes - offset
             self._grow_total(body.length)
             received = 0
+            oversize = False
             try:
-                with open(part, "ab" if offset else "wb") as fh:
+                with open(part, "ab" if offset else "wb", opener=_nofollow) as fh:
                     while True:
                         if self.stop.is_set():
                             raise _Cancelled()
                         block = body.read(CHUNK)
                         if not block:
                             break
+                        if received + len(block) > room:
+                            if body.length is None:
+                                oversize = True
+                                break
+                            block = block[:room - received]  # the source grew past what it announced
                         fh.write(block)
                         h.update(block)
                         received += len(block)
                         self._count(len(block))
+                        if received >= room and body.length is not None and len(block) < CHUNK:
+                            break  # all that was announced is here; a source still sending is cut off
                     fh.flush()
                     os.fsync(fh.fileno())
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _symlink_error(part) from None
                 raise _write_error(exc, part) from exc
+            if oversize:
+                _unlink(part)
+                raise DownloadError(f"{where} sent more than {self.max_bytes} bytes without announcing a length, "
+                                    f"more than any {self.db} file may have (the catalog's max_file_bytes); "
+                                    "refusing it (a misbehaving server?)")
             if body.length is not None and received < body.length:
                 raise TransientError(f"connection closed after {received} of {body.length} bytes of "
                                      f"{self.source.location(self.db, self.version, rel)}")
@@ -259,6 +326,55 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _nofollow(path: str, flags: int) -> int:
+    """``open()`` opener that never follows a symbolic link in the last component (O_NOFOLLOW)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
+def _symlink_error(path: Path) -> DownloadError:
+    return DownloadError(f"refusing to use {path}: it is a symbolic link (expected a partial download of this "
+                         "program; remove the link and re-run)")
+
+
+def _refuse_symlink(path: Path) -> None:
+    if path.is_symlink():
+        raise _symlink_error(path)
+
+
+def _asides(final: Path) -> Iterator[Path]:
+    """``<final>.damaged``, ``<final>.damaged.1``, ...: the names a damaged copy of ``final`` is kept under."""
+    yield final.with_name(final.name + ASIDE_SUFFIX)
+    n = 1
+    while True:
+        yield final.with_name(f"{final.name}{ASIDE_SUFFIX}.{n}")
+        n += 1
+
+
+def _move_aside(final: Path) -> Path:
+    """Rename ``final`` (a file, or a link: the link is moved, never its target) to the first free aside name."""
+    for aside in _asides(final):
+        if not os.path.lexists(aside):
+            try:
+                os.rename(final, aside)
+            except OSError as exc:
+                raise _write_error(exc, aside) from exc
+            return aside
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _drop_aside(final: Path) -> None:
+    """``final`` verifies: the damaged copies kept beside it are no longer needed."""
+    for aside in _asides(final):
+        if not os.path.lexists(aside):
+            return
+        aside.unlink()
+        log.info("%s verifies; removed the damaged copy %s", final, aside.name)
+
+
+def _kept(aside: Path | None) -> str:
+    return "" if aside is None else f"; the local copy that failed its digest is kept as {aside}"
 
 
 def _write_error(exc: OSError, path: Path) -> DownloadError:
@@ -296,7 +412,7 @@ def _resolve_records(requested: Sequence[str] | None, listed: list[str]) -> tupl
 def download(database: str, *, version: str | None = None, records: Iterable[str] | str | None = None,
              out: str | os.PathLike = "data", mirror: str | os.PathLike | None = None, jobs: int = 4,
              retries: int = 5, backoff: float = 0.5, timeout: float = 30.0, strict: bool = False,
-             progress: bool = True) -> DownloadResult:
+             refresh_index: bool = False, progress: bool = True) -> DownloadResult:
     """Download (or verify) records of a PhysioNet database into ``OUT/<database>/<version>/``.
 
     Args:
@@ -308,11 +424,14 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         mirror: http(s) base URL or local directory laid out like ``https://physionet.org/files/``;
             default: env ``ECGTRANSFER_PHYSIONET_MIRROR``, else ``https://physionet.org/files/``.
         jobs: parallel transfers (>= 1).
-        retries: retries per file after a transient failure or a digest mismatch (>= 0).
+        retries: retries per file after a transient failure or a digest mismatch from an http(s) mirror (>= 0;
+            a file of a local-directory mirror cannot change between tries, so its mismatch is not retried).
         backoff: first retry delay in seconds, doubled each retry (capped at 60 s); ``Retry-After`` wins
             when longer (capped at 300 s).
         timeout: socket timeout in seconds for each HTTP connection/read.
         strict: refuse files that ``SHA256SUMS.txt`` does not list instead of fetching them unverified.
+        refresh_index: fetch ``SHA256SUMS.txt`` from the mirror even when a local copy exists (a file that
+            disagrees with the local copy triggers the same re-fetch by itself).
         progress: show one tqdm progress bar (bytes).
 
     Returns:
@@ -321,8 +440,9 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
     Raises:
         CatalogError: unknown database, version or record.
         UnsafePathError: a name in ``RECORDS``/``SHA256SUMS.txt`` would escape the target folder.
-        ChecksumError: a file still mismatches its digest after the retries (it is not kept).
-        DownloadError: 404 and other permanent HTTP errors, retries exhausted, no space left.
+        ChecksumError: a file still mismatches the mirror's digest after the retries (it is not kept).
+        DownloadError: 404 and other permanent HTTP errors, retries exhausted, no space left, a file larger
+            than the catalog's ``max_file_bytes``, a symbolic link where a partial file or folder is written.
         ConfigError: invalid arguments or mirror.
     """
     db = get_database(database)
@@ -347,63 +467,88 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
     if not progress:
         bar_args["disable"] = True
     with tqdm(**bar_args) as bar:
-        fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar)
+        fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar,
+                           max_bytes=int(db.max_file_bytes))
         outcomes: dict[str, _Outcome] = {}
         log.info("%s %s from %s into %s", db.name, version, source, root)
 
         # 1. the index (reused when present: re-runs work offline) and the records listing
         def load_index(force: bool) -> tuple[Sha256Sums, list[str]]:
             outcomes[SUMS_FILE] = fetcher.fetch(SUMS_FILE, None, force=force)
+            fetcher.index_fresh = fetcher.index_fresh or outcomes[SUMS_FILE].status == "fetched"
             sums = _parse_or_drop(root / SUMS_FILE, lambda text: parse_sha256sums(
                 text, source=f"{db.name}/{version}/{SUMS_FILE}"))
-            outcomes[records_file] = fetcher.fetch(records_file, sums.get(records_file), force=force)
+            digest = sums.get(records_file)
+            # a listing the index has no digest for is fetched again with it (it may have gained records)
+            outcomes[records_file] = fetcher.fetch(records_file, digest, force=force and digest is None)
+            if outcomes[records_file].status == "mismatch":  # the local index or listing is wrong: ask the mirror
+                return load_index(True)
             listed = _parse_or_drop(root / records_file, lambda text: parse_records(
                 text, source=f"{db.name}/{version}/{records_file}"))
             return sums, listed
 
-        index_was_local = (root / SUMS_FILE).is_file()
-        sums, listed = load_index(False)
-        wanted, unknown = _resolve_records(requested, listed)
-        if unknown and index_was_local:
-            log.info("record(s) %s not in the local %s; fetching the index again", ", ".join(unknown),
-                     records_file)
-            sums, listed = load_index(True)
+        def plan(sums: Sha256Sums, listed: list[str]) -> tuple[list[str], list[str], list[str]]:
+            """(records, their files and the metadata files, the files without a digest)."""
             wanted, unknown = _resolve_records(requested, listed)
-        if unknown:
-            sample = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
-            raise CatalogError(f"unknown record(s) of {db.name} {version}: {', '.join(unknown)} (not in "
-                               f"{records_file}, which lists {len(listed)} records: {sample})")
+            if unknown:
+                sample = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+                raise CatalogError(f"unknown record(s) of {db.name} {version}: {', '.join(unknown)} (not in "
+                                   f"{records_file}, which lists {len(listed)} records: {sample})")
+            # metadata first, then every listed file of each record
+            files = [safe_relpath(name, source="the catalog") for name in db.metadata_files]
+            for rec in wanted:
+                rec_path = f"{db.record_dir}/{rec}" if db.record_dir else rec
+                rec_files = sums.files_of_record(rec_path)
+                if not rec_files:
+                    raise DownloadError(f"record {rec} of {db.name} {version} is listed in {records_file} but "
+                                        f"{SUMS_FILE} lists no file {rec_path}.<ext> for it")
+                files.extend(rec_files)
+            files = [f for f in dict.fromkeys(files) if f not in (SUMS_FILE, records_file)]
+            unverified = [f for f in [records_file, *files] if f not in sums]
+            if unverified:
+                if strict:
+                    raise ChecksumError(f"{SUMS_FILE} of {db.name} {version} lists no digest for "
+                                        f"{', '.join(unverified)}; refusing unverified files (strict=True)")
+                log.warning("%s of %s %s has no entry for %s: these files cannot be verified", SUMS_FILE,
+                            db.name, version, ", ".join(unverified))
+            return wanted, files, unverified
 
-        # 2. the files: metadata first, then every listed file of each record
-        files: list[str] = []
-        for name in db.metadata_files:
-            files.append(safe_relpath(name, source="the catalog"))
-        for rec in wanted:
-            rec_path = f"{db.record_dir}/{rec}" if db.record_dir else rec
-            rec_files = sums.files_of_record(rec_path)
-            if not rec_files:
-                raise DownloadError(f"record {rec} of {db.name} {version} is listed in {records_file} but "
-                                    f"{SUMS_FILE} lists no file {rec_path}.<ext> for it")
-            files.extend(rec_files)
-        files = [f for f in dict.fromkeys(files) if f not in outcomes]
-        all_files = [SUMS_FILE, records_file, *files]
-        unverified = [f for f in all_files[1:] if f not in sums]
-        if unverified:
-            if strict:
-                raise ChecksumError(f"{SUMS_FILE} of {db.name} {version} lists no digest for "
-                                    f"{', '.join(unverified)}; refusing unverified files (strict=True)")
-            log.warning("%s of %s %s has no entry for %s: these files cannot be verified", SUMS_FILE, db.name,
-                        version, ", ".join(unverified))
+        sums, listed = load_index(bool(refresh_index))
+        if not fetcher.index_fresh and _resolve_records(requested, listed)[1]:
+            log.info("record(s) %s not in the local %s; fetching the index again",
+                     ", ".join(_resolve_records(requested, listed)[1]), records_file)
+            sums, listed = load_index(True)
+        wanted, files, unverified = plan(sums, listed)
 
+        # 2. the files; one that fails a local index is checked again once the mirror's index is here
         try:
             _run_parallel(fetcher, [(f, sums.get(f)) for f in files], int(jobs), outcomes)
+            bad = sorted(f for f in files if outcomes[f].status == "mismatch")
+            if bad:
+                log.warning("%s %s not match the local %s; fetching the mirror's %s to tell a damaged file from a "
+                            "damaged index", _some(bad), "does" if len(bad) == 1 else "do", SUMS_FILE, SUMS_FILE)
+                old = sums
+                sums, listed = load_index(True)
+                changed = sorted(f for f in set(old.digests) | set(sums.digests) if old.get(f) != sums.get(f))
+                if changed:
+                    log.warning("the local %s disagreed with the mirror's for %s; replaced it with the mirror's copy",
+                                SUMS_FILE, _some(changed))
+                else:
+                    log.warning("the mirror's %s agrees with the local copy: %s %s damaged and will be replaced",
+                                SUMS_FILE, _some(bad), "is" if len(bad) == 1 else "are")
+                wanted, files, unverified = plan(sums, listed)
+                redo = set(bad) | set(changed)
+                _run_parallel(fetcher, [(f, sums.get(f)) for f in files if f not in outcomes or f in redo],
+                              int(jobs), outcomes)
         finally:  # make the renames durable (one fsync per folder, not per file)
+            all_files = [SUMS_FILE, records_file, *files]
             for folder in sorted({(root / f).parent for f in all_files}):
                 _fsync_dir(folder)
 
     result = DownloadResult(database=db.name, version=version, root=root, records=wanted,
                             paths=[root / f for f in all_files], bytes_fetched=fetcher.bytes, unverified=unverified)
-    for outcome in outcomes.values():
+    for rel in all_files:
+        outcome = outcomes[rel]
         if outcome.status == "fetched":
             result.fetched += 1
             result.resumed += int(outcome.resumed)
@@ -411,6 +556,11 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             result.already_verified += 1
     log.info("%s", result.summary())
     return result
+
+
+def _some(names: Sequence[str], n: int = 5) -> str:
+    """The first ``n`` of ``names``, comma-separated, with a count of the rest."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _run_parallel(fetcher: _Fetcher, work: list[tuple[str, str | None]], jobs: int,

@@ -57,7 +57,12 @@ class Body(Protocol):
 
 
 class Source(Protocol):
-    """A place files of ``<database>/<version>/`` can be read from."""
+    """A place files of ``<database>/<version>/`` can be read from.
+
+    ``stable`` is True when a file cannot change between two reads (a local directory): a digest mismatch is
+    then final and is not retried."""
+
+    stable: bool
 
     def location(self, db: str, version: str, rel: str) -> str:
         """The URL or path of one file, for messages."""
@@ -119,6 +124,8 @@ class HttpSource:
     Each thread keeps its own :class:`requests.Session`, so connections are reused (keep-alive) across the
     many small files of a database; proxies and CA bundles come from the usual environment variables.
     """
+
+    stable = False  # a transfer can be corrupted on the way, or served by another machine next time
 
     def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
@@ -217,6 +224,8 @@ class _FileBody:
 
 class LocalSource:
     """Files in a local directory laid out like ``physionet.org/files/``."""
+
+    stable = True  # re-reading a file gives the same bytes: a mismatch is not retried
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
