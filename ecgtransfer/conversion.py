@@ -41,6 +41,7 @@ from ecgtransfer.signals import filters, rhythm
 from ecgtransfer._hashing import sha256_file
 from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
 from ecgtransfer.signals.record import ALL_LEADS, read_header, read_record, record_files, select_leads
+from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
 
 log = logging.getLogger(__name__)
@@ -391,10 +392,8 @@ def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], over
     """The store at ``out`` if it already holds exactly this conversion; raises if it holds another one."""
     if not out.exists():
         return None
-    if not (out / MANIFEST).is_file():
-        if overwrite:
-            return None
-        raise StoreError(f"{out} exists but is not a complete segment store; remove it or pass overwrite=True")
+    if not (out / MANIFEST).is_file():  # an empty folder: check_output_dir refused anything else
+        return None
     try:
         store = SegmentStore(out)
     except StoreError:
@@ -484,6 +483,7 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
         raise ConfigError(f"normalize must be one of {', '.join(filters.NORMALIZATIONS)}, got {normalize!r}")
     data = Path(data)
     out = Path(out)
+    check_output_dir(out, kind="store", inputs={"--data": data})  # before reading or writing anything
     vdir = _version_dir(db, data, version)
 
     # leads

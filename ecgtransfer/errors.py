@@ -51,3 +51,7 @@ class WeightsUnavailableError(WeightsError):
 
 class SignalError(EcgTransferError, ValueError):
     """Signal values cannot be used as given (NaN or infinite samples, a wrong shape)."""
+
+
+class BusyError(EcgTransferError):
+    """Another process is writing the same output folder (its lock names the holder)."""

@@ -53,6 +53,8 @@ import numpy as np
 from ecgtransfer import __version__
 from ecgtransfer._atomic import _fsync_dir, atomic_save_npy, atomic_write_json
 from ecgtransfer._hashing import sha256_json
+from ecgtransfer._lock import FolderLock
+from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,13 @@ def recover_interrupted(path: str | os.PathLike) -> None:
             log.info("removed %s, left by an interrupted store writer", entry)
 
 
+def _empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not os.listdir(path)
+    except OSError:
+        return False
+
+
 def _os_error(exc: OSError, what: str, path: Path) -> StoreError:
     """A :class:`StoreError` for an OSError met while writing the store ``path``, naming the file involved."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -192,9 +201,18 @@ class StoreWriter:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype("float32"), np.dtype("float16")):
             raise StoreError(f"store dtype must be float32 or float16, got {dtype}")
-        recover_interrupted(self.path)
-        if self.path.exists() and not overwrite:
-            raise StoreError(f"{self.path} already exists (pass overwrite=True to replace it)")
+        check_output_dir(self.path, kind="store")  # an empty folder or an ecgtransfer store, nothing else
+        try:
+            self._lock = FolderLock(self.path, what="segment store").acquire()
+        except OSError as exc:
+            raise _os_error(exc, "create the segment store", self.path) from exc
+        try:
+            recover_interrupted(self.path)
+            if self.path.exists() and not overwrite and not _empty_dir(self.path):
+                raise StoreError(f"{self.path} already exists (pass overwrite=True to replace it)")
+        except BaseException:
+            self._lock.release()
+            raise
         self.overwrite = overwrite
         self._tmp: Path | None = None
         try:
@@ -206,6 +224,7 @@ class StoreWriter:
         except OSError as exc:
             if self._tmp is not None:
                 shutil.rmtree(self._tmp, ignore_errors=True)
+            self._lock.release()
             raise _os_error(exc, "create the segment store", self.path) from exc
         self._n = 0
         self._cols: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
@@ -300,6 +319,7 @@ class StoreWriter:
         except OSError as exc:
             raise _os_error(exc, "write the segment store", self.path) from exc
         self._closed = True
+        self._lock.release()
         return SegmentStore(self.path)
 
     def _write_arrays(self, shape: tuple[int, int, int]) -> None:
@@ -321,6 +341,7 @@ class StoreWriter:
         """Rename the complete partial folder to ``path`` (an existing store goes aside, then is removed)."""
         (self._tmp / _OWNER).unlink()
         if self.path.exists():
+            check_output_dir(self.path, kind="store")  # again: files may have been added while converting
             trash = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
             _write_owner(trash)
             os.replace(self.path, trash / "store")
@@ -344,6 +365,7 @@ class StoreWriter:
                 pass
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._closed = True
+        self._lock.release()
 
     def __enter__(self) -> "StoreWriter":
         return self

@@ -210,39 +210,39 @@ def _copy_mitdb(root: Path, dst: Path, records: list[str], sums: bool = False) -
 
 
 def test_malformed_header_names_record(physionet_root, tmp_path):
-    vdir = _copy_mitdb(physionet_root, tmp_path, ["101"])
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101"])
     (vdir / "101.hea").write_text("101 two 360 six\nthis is not a signal line\n")
     with pytest.raises(RecordError, match=r"record 101: malformed header .*101\.hea"):
-        et.convert("mitdb", data=tmp_path, out=tmp_path / "s", progress=False)
+        et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "s", progress=False)
     assert not (tmp_path / "s").exists()
 
 
 def test_missing_dat_names_record_and_file(physionet_root, tmp_path):
-    vdir = _copy_mitdb(physionet_root, tmp_path, ["101", "106"])
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101", "106"])
     (vdir / "106.dat").unlink()
     with pytest.raises(RecordError, match=r"record 106: .*106\.dat"):
-        et.convert("mitdb", data=tmp_path, out=tmp_path / "s", progress=False)
+        et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "s", progress=False)
     assert not (tmp_path / "s").exists()
 
 
 def test_damaged_file_detected_by_sha256sums(physionet_root, tmp_path):
-    vdir = _copy_mitdb(physionet_root, tmp_path, ["101"], sums=True)
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101"], sums=True)
     data = bytearray((vdir / "101.atr").read_bytes())
     data[100] ^= 0xFF
     (vdir / "101.atr").write_bytes(bytes(data))
     with pytest.raises(RecordError, match=r"101\.atr.*SHA256SUMS"):
-        et.convert("mitdb", data=tmp_path, out=tmp_path / "s", progress=False)
+        et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "s", progress=False)
 
 
 def test_missing_label_file_is_clear(physionet_root, tmp_path):
     src = physionet_root / "challenge-2017" / "1.0.0" / "training2017"
-    dst = tmp_path / "challenge-2017" / "1.0.0" / "training2017"
+    dst = tmp_path / "data" / "challenge-2017" / "1.0.0" / "training2017"
     dst.mkdir(parents=True)
     for ext in ["hea", "mat"]:
         shutil.copy(src / f"A00009.{ext}", dst)
     (dst / "RECORDS").write_text("A00009\n")
     with pytest.raises(RecordError, match=r"label file .*REFERENCE\.csv is missing"):
-        et.convert("challenge-2017", data=tmp_path, out=tmp_path / "s", progress=False)
+        et.convert("challenge-2017", data=tmp_path / "data", out=tmp_path / "s", progress=False)
 
 
 def test_missing_lead_and_bad_requests(physionet_root, tmp_path):
@@ -258,16 +258,16 @@ def test_missing_lead_and_bad_requests(physionet_root, tmp_path):
 
 def test_paced_records_excluded_by_default(physionet_root, tmp_path):
     # the shared mirror has no paced record: fake one by copying 101's files under the name 102
-    vdir = _copy_mitdb(physionet_root, tmp_path, ["101"])
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101"])
     for ext in ["dat", "atr"]:
         shutil.copy(vdir / f"101.{ext}", vdir / f"102.{ext}")
     (vdir / "102.hea").write_text((vdir / "101.hea").read_text().replace("101", "102"))
     (vdir / "RECORDS").write_text("101\n102\n")
-    store = et.convert("mitdb", data=tmp_path, out=tmp_path / "s", filter="none", jobs=1, progress=False)
+    store = et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "s", filter="none", jobs=1, progress=False)
     assert set(store.record_ids) == {"101"}
     with pytest.raises(ConfigError, match="paced"):
-        et.convert("mitdb", data=tmp_path, out=tmp_path / "p", records=["102"], progress=False)
-    paced = et.convert("mitdb", data=tmp_path, out=tmp_path / "p", include_paced=True, filter="none", jobs=1,
+        et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "p", records=["102"], progress=False)
+    paced = et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "p", include_paced=True, filter="none", jobs=1,
                        progress=False)
     assert set(paced.record_ids) == {"101", "102"}
 
@@ -404,19 +404,19 @@ def test_headers_read_once_per_record_in_the_main_process(physionet_root, tmp_pa
 
 def test_records_listing_parsed_like_download(physionet_root, tmp_path):
     """RECORDS is read by the same parser as download: duplicates once, comments skipped, unsafe names refused."""
-    vdir = _copy_mitdb(physionet_root, tmp_path, ["101", "106"])
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101", "106"])
     (vdir / "RECORDS").write_text("# listing\n101\n106\n101\n\n")
-    store = et.convert("mitdb", data=tmp_path, out=tmp_path / "s", filter="none", jobs=1, progress=False)
+    store = et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "s", filter="none", jobs=1, progress=False)
     kept, _, _ = _expected_beats(physionet_root, "101")
     assert (store.record_ids == "101").sum() == sum(kept.values())  # converted once, not twice
     assert store.manifest["parameters"]["records"] == ["101", "106"]
     (vdir / "RECORDS").write_text("101\n../../etc/passwd\n")
     with pytest.raises(et.errors.UnsafePathError, match="passwd"):
-        et.convert("mitdb", data=tmp_path, out=tmp_path / "u", filter="none", jobs=1, progress=False)
+        et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "u", filter="none", jobs=1, progress=False)
     (vdir / "RECORDS").write_text("101\n")
     (vdir / "SHA256SUMS.txt").write_text("not-a-digest 101.hea\n")
     with pytest.raises(RecordError, match="malformed line 1 of .*SHA256SUMS"):
-        et.convert("mitdb", data=tmp_path, out=tmp_path / "m", filter="none", jobs=1, progress=False)
+        et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "m", filter="none", jobs=1, progress=False)
 
 
 def test_manifest_hash_ignores_folder_and_jobs(physionet_root, tmp_path):
@@ -499,7 +499,7 @@ def test_dead_worker_is_a_record_error(physionet_root, tmp_path, monkeypatch):
 
 def test_record_202_is_patient_201_in_a_converted_store(physionet_root, tmp_path):
     """The shared mirror lacks 202: fake it from 106's files, convert 101 106 201 202, check ids and splits."""
-    vdir = _copy_mitdb(physionet_root, tmp_path, ["101", "106", "201"])
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101", "106", "201"])
     for ext in ["dat", "atr"]:
         shutil.copy(vdir / f"106.{ext}", vdir / f"202.{ext}")
     lines = (vdir / "106.hea").read_text().splitlines()
@@ -508,7 +508,7 @@ def test_record_202_is_patient_201_in_a_converted_store(physionet_root, tmp_path
     lines[1:] = [ln.replace("106.dat", "202.dat") for ln in lines[1:]]
     (vdir / "202.hea").write_text("\n".join(lines) + "\n")
     (vdir / "RECORDS").write_text("101\n106\n201\n202\n")
-    store = et.convert("mitdb", data=tmp_path, out=tmp_path / "s", filter="none", jobs=2, progress=False)
+    store = et.convert("mitdb", data=tmp_path / "data", out=tmp_path / "s", filter="none", jobs=2, progress=False)
     assert set(store.record_ids) == {"101", "106", "201", "202"}
     assert set(store.patient_ids[store.record_ids == "202"]) == {"201"}
     assert set(store.patient_ids[store.record_ids == "201"]) == {"201"}

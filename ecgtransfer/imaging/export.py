@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 
 from ecgtransfer import __version__
 from ecgtransfer._atomic import _fsync_dir, atomic_open, atomic_write_json, atomic_write_text
+from ecgtransfer._lock import FolderLock
+from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import naming_segments
 from ecgtransfer.imaging.encode import ENCODINGS, encode
@@ -80,6 +82,7 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
     """
     st = store if isinstance(store, SegmentStore) else SegmentStore(store)
     out = Path(out)
+    check_output_dir(out, kind="images", inputs={"STORE": st.path})
     if encoding not in ENCODINGS:
         raise ConfigError(f"images: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
     if format not in FORMATS:
@@ -91,12 +94,37 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
     if format == "png" and channels != 3:
         raise ConfigError(f"images: PNG needs 3 channels; lead='stack' on a {st.shape[1]}-lead store gives "
                           f"{channels}; use --format npy")
+    kwargs = dict(encoding=encoding, size=size, fs=st.fs, lead=lead, colour=colour, cmap=cmap, **params)
+    probe = torch.from_numpy(st.batch(np.arange(min(n, 1)))).to(device)
+    with naming_segments(probe, range(len(probe)), st):
+        encode(probe, normalize=False, **kwargs)  # size and every encoding setting are checked before anything is written
+    kwargs["size"] = int(size)
+    with FolderLock(out, what="image folder"):
+        return _materialise_locked(st, out, n=n, channels=channels, kwargs=kwargs, encoding=encoding,
+                                   size=int(size), format=format, batch_size=int(batch_size), lead=lead,
+                                   colour=colour, cmap=cmap, device=device, overwrite=overwrite,
+                                   progress=progress, params=params)
+
+
+def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, kwargs: dict[str, Any],
+                        encoding: str, size: int, format: str, batch_size: int, lead: int | str, colour: str,
+                        cmap: str, device: str | torch.device, overwrite: bool, progress: bool,
+                        params: dict[str, Any]) -> Path:
+    """:func:`materialise` once its arguments are checked and the folder's writer lock is held."""
     settings = {"encoding": encoding, "size": int(size), "format": format, "lead": lead, "colour": colour,
                 "cmap": cmap, "params": params, "store_manifest_hash": st.manifest_hash}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     info_path = out / INFO
     if info_path.is_file():
-        done_info = json.loads(info_path.read_text())
+        try:
+            done_info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            done_info = None
+        if not isinstance(done_info, dict):
+            if not overwrite:
+                raise ConfigError(f"{info_path} is not a readable images.json; pass --overwrite to make the images "
+                                  "again")
+            done_info = {}
         if done_info.get("key") == key:
             log.info("images in %s are complete and match; nothing to do", out)
             return out
@@ -123,7 +151,6 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
         (out / "png").mkdir(exist_ok=True)
     if done:
         log.info("resuming %s at segment %d of %d", out, done, n)
-    kwargs = dict(encoding=encoding, size=int(size), fs=st.fs, lead=lead, colour=colour, cmap=cmap, **params)
     bar = tqdm(total=n, initial=done, unit="img", desc=f"images {encoding}", disable=not progress)
     try:
         for start in range(done, n, int(batch_size)):
