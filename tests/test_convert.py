@@ -278,8 +278,11 @@ def _no_partials(parent: Path) -> bool:
 
 def test_failure_mid_conversion_leaves_no_store(physionet_root, tmp_path):
     vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101", "106", "108"])
-    # truncated signal file: the header is fine, reading the samples fails in a worker
-    (vdir / "108.dat").write_bytes((vdir / "108.dat").read_bytes()[:100000])
+    # damaged samples (a truncated file is refused up front): the size checks pass, the header's checksum fails
+    # in a worker
+    data = bytearray((vdir / "108.dat").read_bytes())
+    data[100000] ^= 0x01
+    (vdir / "108.dat").write_bytes(bytes(data))
     out = tmp_path / "stores" / "s"
     with pytest.raises(RecordError, match="record 108"):
         et.convert("mitdb", data=tmp_path / "data", out=out, jobs=2, progress=False)

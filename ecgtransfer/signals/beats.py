@@ -62,6 +62,7 @@ def read_beat_symbols(path: str | os.PathLike, extension: str = "atr", record_id
     ann_file = path.with_name(f"{path.name}.{extension}")
     if not ann_file.is_file():
         raise RecordError(f"record {rid}: annotation file {ann_file} is missing")
+    check_annotation_file(ann_file, rid)
     try:
         ann = wfdb.rdann(str(path), extension)
     except Exception as exc:
@@ -71,6 +72,41 @@ def read_beat_symbols(path: str | os.PathLike, extension: str = "atr", record_id
     keep = np.asarray([s in AAMI_MAP for s in symbols.tolist()], dtype=bool)
     order = np.argsort(samples[keep], kind="stable")
     return samples[keep][order], symbols[keep][order], int((~keep).sum())
+
+
+# MIT annotation format: 16-bit little-endian words, 6-bit type A over a 10-bit field I; A=I=0 ends the file
+_ANN_SKIP, _ANN_AUX, _ANN_MAXTYPE = 59, 63, 49
+
+
+def check_annotation_file(ann_file: str | os.PathLike, record_id: str | None = None) -> int:
+    """Walk a WFDB (MIT format) annotation file to its end-of-file marker; returns the number of annotations.
+
+    A file that stops before the marker (cut at any byte, or exactly between two annotations, which
+    :func:`wfdb.rdann` reads without complaint) raises :class:`RecordError` naming the record and how many
+    annotations were read: labels from it would silently miss the rest of the record.
+    """
+    ann_file = Path(ann_file)
+    rid = record_id or ann_file.stem
+    try:
+        data = ann_file.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"record {rid}: cannot read annotations {ann_file}: {exc.strerror or exc}") from None
+    n = len(data)
+    i = count = 0
+    while i + 2 <= n:
+        word = data[i] | (data[i + 1] << 8)
+        kind, field = word >> 10, word & 0x3FF
+        if word == 0:
+            return count
+        if kind == _ANN_SKIP:
+            i += 6
+        elif kind == _ANN_AUX:
+            i += 2 + field + (field & 1)
+        else:
+            count += int(1 <= kind <= _ANN_MAXTYPE)
+            i += 2
+    raise RecordError(f"record {rid}: annotation file {ann_file} ends mid-record after {count} annotations "
+                      f"({n} bytes, no end-of-file marker): it is truncated; download the record again")
 
 
 def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS) -> np.ndarray:

@@ -2,10 +2,16 @@
 
 Every failure to read a record (a malformed header, a missing signal file, a lead the record lacks) is
 raised as :class:`~ecgtransfer.errors.RecordError` naming the record and the file involved.
+
+Records often arrive without a ``SHA256SUMS.txt`` (fetched by other tools), so the header is checked against
+what it describes: its sample count must be a non-negative number (:func:`read_header`), every signal file
+must hold exactly that many samples in the declared format (:func:`record_files`), and where the header
+carries per-signal checksums the samples read must add up to them (:func:`read_record`).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,9 @@ log = logging.getLogger(__name__)
 ALL_LEADS = "all"
 #: longest run of invalid (NaN) samples, in seconds, that :func:`read_record` fills by interpolation
 MAX_GAP_S = 1.0
+#: bits per sample of the WFDB signal formats whose file size follows from the sample count (the packed
+#: 310/311 and the FLAC 5xx formats are not size-checked)
+_FORMAT_BITS = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12}
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,37 @@ def read_header(path: str | os.PathLike, record_id: str | None = None):
     try:
         header = wfdb.rdheader(str(path))
     except Exception as exc:  # wfdb raises ValueError, IndexError, ... on malformed headers
-        raise RecordError(f"record {rid}: malformed header {hea}: {type(exc).__name__}: {exc}") from exc
-    if not getattr(header, "sig_name", None) or not getattr(header, "fs", None):
+        raise RecordError(f"record {rid}: malformed header {hea}: {_one_line(exc)}") from exc
+    if not getattr(header, "sig_name", None) or not getattr(header, "fs", None) or \
+            not getattr(header, "file_name", None):
         raise RecordError(f"record {rid}: header {hea} declares no signals or no sampling rate")
+    _check_sample_count(hea, rid, header)
     return header
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _check_sample_count(hea: Path, rid: str, header) -> None:
+    """The record line's sample count (4th field, optional) must be a whole number wfdb read as such.
+
+    wfdb reads a negative count such as ``-5`` as "not given" and then takes every sample of the file."""
+    try:
+        text = hea.read_text(encoding="latin-1")
+    except OSError as exc:
+        raise RecordError(f"record {rid}: cannot read header {hea}: {exc.strerror or exc}") from None
+    line = next((ln for ln in (raw.split("#", 1)[0].strip() for raw in text.splitlines()) if ln), "")
+    fields = line.split()
+    if len(fields) < 4:
+        return  # no sample count declared: wfdb takes it from the file size
+    count = fields[3]
+    if count.startswith("-"):
+        raise RecordError(f"record {rid}: header {hea} declares a negative sample count ({count}); expected the "
+                          "number of samples per signal, a whole number >= 0: the header is damaged")
+    if not count.isdigit() or header.sig_len is None or int(count) != header.sig_len:
+        raise RecordError(f"record {rid}: header {hea} declares sample count {count!r}, which is not a whole number "
+                          "of samples per signal: the header is damaged")
 
 
 def record_files(path: str | os.PathLike, record_id: str | None = None, *, header=None) -> list[Path]:
@@ -82,8 +118,41 @@ def record_files(path: str | os.PathLike, record_id: str | None = None, *, heade
         f = path.parent / name
         if not f.is_file():
             raise RecordError(f"record {rid}: signal file {f} named by its header is missing")
+        _check_signal_size(f, rid, header, name, files[0])
         files.append(f)
     return files
+
+
+def _check_signal_size(f: Path, rid: str, header, name: str, hea: Path) -> None:
+    """``f`` must hold the header's sample count of every signal it stores, no more and no fewer.
+
+    A header that says fewer samples than the file holds would silently cut the record short (a damaged
+    ``650000`` read as ``650``); one that says more would read past the end."""
+    if header.sig_len is None:
+        return
+    chans = [i for i, fn in enumerate(header.file_name) if fn == name]
+    fmts = {str(header.fmt[i]) for i in chans}
+    fmt = fmts.pop() if len(fmts) == 1 else None
+    bits = _FORMAT_BITS.get(fmt) if fmt is not None else None
+    if bits is None:
+        log.debug("record %s: %s (format %s) is not size-checked", rid, f, ", ".join(sorted(fmts)) or fmt)
+        return
+    offsets = {int(header.byte_offset[i] or 0) for i in chans} if header.byte_offset else {0}
+    offset = min(offsets)
+    spf = header.samps_per_frame or [1] * len(header.file_name)
+    frame_bits = bits * sum(int(spf[i] or 1) for i in chans)
+    size = f.stat().st_size
+    expected = offset + math.ceil(header.sig_len * frame_bits / 8)
+    held = max(0, (size - offset) * 8 // frame_bits)
+    where = f"{len(chans)} signal(s) in format {fmt}" + (f" after a {offset}-byte prefix" if offset else "")
+    if size < expected:
+        raise RecordError(f"record {rid}: signal file {f} holds {size} bytes but its header declares {header.sig_len} "
+                          f"samples of {where} ({expected} bytes): the file is truncated or the header damaged; "
+                          "download the record again")
+    if held > header.sig_len:
+        raise RecordError(f"record {rid}: header {hea} declares {header.sig_len} samples "
+                          f"per signal but {f.name} holds {held} ({size} bytes, {where}): the header is damaged or "
+                          "truncated; download the record again")
 
 
 def select_leads(available: Sequence[str], requested: str | Sequence[str] | None, *,
@@ -126,17 +195,19 @@ def read_record(path: str | os.PathLike, leads: str | Sequence[str] | None = Non
     rid = record_id or path.name
     header = read_header(path, rid)
     idx = select_leads(header.sig_name, leads, record_id=rid)
-    for name in dict.fromkeys(header.file_name or []):
-        f = path.parent / name
-        if not f.is_file():
-            raise RecordError(f"record {rid}: signal file {f} named by its header is missing")
+    record_files(path, rid, header=header)  # present, and as long as the header says
+    channels = sorted(set(idx))
     try:
-        rec = wfdb.rdrecord(str(path), channels=sorted(set(idx)), physical=True)
+        rec = wfdb.rdrecord(str(path), channels=channels, physical=False)
+        _check_checksums(rec.d_signal, header, channels, rid, _header_path(path))
+        p_signal = rec.dac(return_res=64)  # what rdrecord(physical=True) returns
+    except RecordError:
+        raise
     except Exception as exc:
         raise RecordError(f"record {rid}: cannot read the signal of {path} ({', '.join(header.file_name or [])}): "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{_one_line(exc)}") from exc
     got = list(rec.sig_name)
-    sig = np.asarray(rec.p_signal, dtype=np.float64)
+    sig = np.asarray(p_signal, dtype=np.float64)
     if sig.ndim != 2 or sig.shape[0] == 0:
         raise RecordError(f"record {rid}: signal of {path} is empty")
     cols = [got.index(header.sig_name[i]) for i in idx]
@@ -146,6 +217,27 @@ def read_record(path: str | os.PathLike, leads: str | Sequence[str] | None = Non
         # WFDB marks invalid samples as NaN; gaps up to MAX_GAP_S are replaced by linear interpolation
         signal = _fill_nan(signal, rid, float(rec.fs), lead_names)
     return RecordSignal(record_id=rid, signal=signal, fs=float(rec.fs), lead_names=lead_names)
+
+
+def _check_checksums(d_signal: np.ndarray, header, channels: Sequence[int], rid: str, hea: Path) -> None:
+    """Digital samples ``[n, len(channels)]`` must add up (mod 2**16) to the checksums the header declares.
+
+    Headers with no checksums (all zero, as in challenge-2017) are not checked."""
+    declared = list(header.checksum or [])
+    if len(declared) != len(header.sig_name) or not any(declared):
+        return
+    d = np.asarray(d_signal)
+    if d.ndim != 2 or d.shape[1] != len(channels):
+        raise RecordError(f"record {rid}: read {d.shape} samples for {len(channels)} lead(s) of {hea}")
+    if d.shape[0] != header.sig_len:
+        return  # a partial read: the checksum covers the whole record
+    for col, ch in enumerate(channels):
+        got = int(np.sum(d[:, col], dtype=np.int64)) % 65536
+        if got != int(declared[ch]) % 65536:
+            raise RecordError(f"record {rid}: the samples of lead {header.sig_name[ch]} in {header.file_name[ch]} do "
+                              f"not add up to the checksum {declared[ch]} that {hea} declares (found "
+                              f"{got if got < 32768 else got - 65536}): the signal file or the header is damaged; "
+                              "download the record again")
 
 
 def _nan_runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
