@@ -14,7 +14,7 @@ from ecgtransfer.errors import TrainingError
 from ecgtransfer.training import evaluate, fine_tune, predict
 from ecgtransfer.training.data import BatchPlan, SignalAugment, class_weights, stratified_subsample
 from ecgtransfer.training.evaluation import load_run
-from ecgtransfer.training.prediction import detect_r_peaks
+from ecgtransfer.signals.rpeaks import detect_r_peaks
 from ecgtransfer.training.runtime import infer
 
 SECONDS = 60
@@ -77,7 +77,7 @@ def test_evaluate_matches_the_training_validation_metrics(run, converted, tmp_pa
 
 def test_predict_reproduces_the_store_pipeline(run, converted, short_record, tmp_path) -> None:
     out = tmp_path / "pred.csv"
-    table = predict(run, [short_record], out=out)
+    table = predict(run, [short_record], out=out, r_peaks="atr")
     assert (table["r_peak_source"] == "atr").all() and set(table["reference"]) <= {"N", "S", "V", "F", "Q"}
     assert np.allclose(table[[c for c in table if c.startswith("p_")]].sum(1), 1, atol=1e-5)
     # the store's segments of 119 in the same minute (away from the cut, where filtering differs) give the same

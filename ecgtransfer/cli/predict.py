@@ -1,4 +1,4 @@
-"""``ecgtransfer predict RUN_DIR RECORD...``: per-beat / per-window class probabilities as CSV."""
+"""``ecgtransfer predict RUN_DIR INPUT...``: per-beat / per-window class probabilities as CSV, and a beat report."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +7,32 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("predict", help="class probabilities for WFDB records with a trained run",
-                              description="Process WFDB records like the run's training store (same leads, filter, "
-                                          "rate, window) and predict every beat (R peaks from .atr, or a simple "
-                                          "detector without one) or window. Writes CSV to --out or stdout.")
+    from ecgtransfer.signals.readers import FORMATS
+    from ecgtransfer.training.prediction import R_PEAK_SOURCES
+
+    p = subparsers.add_parser("predict", help="class probabilities for ECG recordings with a trained run",
+                              description="Process recordings (WFDB records, EDF/EDF+, CSV or .npy files) like the "
+                                          "run's training store (same leads, filter, rate, window) and predict every "
+                                          "beat (R peaks from a validated detector, or the .atr on request) or "
+                                          "window. Long records are streamed in chunks. Writes CSV to --out or "
+                                          "stdout, and a beat report with --report.")
     p.add_argument("run_dir", help="run directory of `ecgtransfer train`")
-    p.add_argument("records", nargs="+", help="record paths without extension (data/mitdb/1.0.0/100)")
+    p.add_argument("records", nargs="+", metavar="INPUT",
+                   help=f"recordings: {', '.join(FORMATS)} (a WFDB record path without extension, "
+                        "data/mitdb/1.0.0/100; holter.edf; export.csv with a header row naming the leads; "
+                        "signal.npy [n] or [n, leads])")
     p.add_argument("--out", help="CSV file (default: stdout)")
+    p.add_argument("--fs", type=float, default=None,
+                   help="sampling rate in Hz of CSV/.npy inputs (WFDB and EDF state their own; a --fs that "
+                        "contradicts them is refused)")
+    p.add_argument("--lead", default=None,
+                   help="the input's lead(s) to use for the model's, by name, comma-separated (.npy columns are "
+                        "0, 1, ...; default: the model's lead names, or a file's only lead)")
+    p.add_argument("--units", default=None, help="unit of CSV/.npy values: mV (default), uV or V; overrides EDF's")
+    p.add_argument("--r-peaks", choices=R_PEAK_SOURCES, default=R_PEAK_SOURCES[0],
+                   help="beats from the R-peak detector (default) or from the WFDB record's .atr annotation")
+    p.add_argument("--report", metavar="DIR", default=None,
+                   help="write a beat report here: report.md, report.html, summary.json, figures/strips.png")
     p.add_argument("--checkpoint", default="best", help="best | last | PATH (default best)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -24,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from ecgtransfer.training.prediction import predict
 
     table = predict(args.run_dir, args.records, checkpoint=args.checkpoint, device=args.device,
-                    batch_size=args.batch_size, out=args.out)
+                    batch_size=args.batch_size, out=args.out, fs=args.fs, lead=args.lead, units=args.units,
+                    r_peaks=args.r_peaks, report=args.report, progress=not args.quiet)
     if args.out is None:
         table.to_csv(sys.stdout, index=False, float_format="%.6g")
     return 0

@@ -1,156 +1,320 @@
-"""Predict on raw WFDB records with a trained run: per-beat or per-window class probabilities.
+"""Predict on recordings with a trained run: per-beat or per-window class probabilities, streamed in chunks.
 
-A record is processed exactly as the training store was converted, with the parameters recorded in the
-store manifest (``store_manifest.json`` of the run): same leads, filter, sampling rate, window and
-normalisation, using the functions of :mod:`ecgtransfer.signals`.
+A recording (a WFDB record, an EDF/EDF+ file, a CSV or ``.npy`` export: :mod:`ecgtransfer.signals.readers`)
+is processed exactly as the training store was converted, with the parameters recorded in the store manifest
+(``store_manifest.json`` of the run): same leads, filter, sampling rate, window and normalisation, using the
+functions of :mod:`ecgtransfer.signals` (filter at the source rate, then :func:`~ecgtransfer.signals.filters.resample`
+to the store's rate).
 
-- Beat stores (``task = "beats"``): one row per beat. The R peaks come from the record's reference
-  annotation (``<record>.atr``, beat symbols only) when it exists; otherwise from a simple R-peak detector
-  (:func:`detect_r_peaks`). With an annotation, the row also holds the reference AAMI class.
+- Beat stores (``task = "beats"``): one row per beat. The R peaks come from
+  :func:`ecgtransfer.signals.rpeaks.detect_r_peaks` (``r_peaks="detector"``, the default) or, on request, from
+  the record's reference annotation (``r_peaks="atr"``, ``<record>.atr``, beat symbols only). When a WFDB record
+  has an ``.atr``, each row also holds the reference AAMI class (for detected beats: of the reference beat
+  within 150 ms, empty when none). The RR features of every beat come from the same peaks
+  (:func:`ecgtransfer.signals.beats.rr_features`, computed once per record in :func:`_beats_and_rr`).
 - Rhythm stores (``task = "rhythm"``): one row per window (sliding windows of the store's length and stride,
   or the first window when the store used whole records).
+
+Long records are streamed: R peaks are found chunk by chunk (:class:`~ecgtransfer.signals.rpeaks.ChunkedDetector`),
+then each chunk of :data:`CHUNK_S` seconds is read again with :data:`MARGIN_S` seconds of context, filtered,
+resampled, cut into beats and classified, so memory is bounded by the chunk, not the record (a 24-hour Holter
+at 360 Hz is 31 M samples per lead). Rhythm windows are made from the whole record (rhythm records are short).
 """
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from tqdm.auto import tqdm
+
 from ecgtransfer._atomic import atomic_write_text
 from ecgtransfer.errors import RecordError, TrainingError
+from ecgtransfer.signals import beats as beatmod
+from ecgtransfer.signals import filters, readers, rhythm, rpeaks
+from ecgtransfer.signals.readers import Recording
+from ecgtransfer.signals.record import ALL_LEADS
 from ecgtransfer.training.evaluation import LoadedRun, load_run
 from ecgtransfer.training.runtime import infer
 
 log = logging.getLogger(__name__)
 
 
-def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
-    """A simple R-peak detector on one lead ``[n]`` (sample indices, increasing).
-
-    QRS band-pass (5-15 Hz, zero-phase), rectified, smoothed over 80 ms; peaks of that envelope at least 250 ms
-    apart (at most 240 beats/min) and above 25% of its 99th percentile; each peak is then moved to the largest
-    absolute deviation from the median of the lead within +-60 ms. On mitdb (first 5 minutes, 150 ms
-    tolerance) it finds >= 99% of the reference beats; records with large T waves or flutter (119, 207) get
-    extra detections. It is meant for records without annotations, not as a validated clinical detector.
-    """
-    from scipy import signal as ss
-
-    x = np.asarray(x, dtype=np.float64)
-    sos = ss.butter(2, [5.0, min(15.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
-    y = np.abs(ss.sosfiltfilt(sos, x))
-    w = max(1, int(round(0.08 * fs)))
-    envelope = np.convolve(y, np.ones(w) / w, mode="same")
-    peaks, _ = ss.find_peaks(envelope, distance=max(1, int(0.25 * fs)), height=0.25 * np.percentile(envelope, 99))
-    half = int(round(0.06 * fs))
-    dev = np.abs(x - np.median(x))
-    refined = []
-    for p in peaks:
-        lo, hi = max(0, p - half), min(len(x), p + half + 1)
-        refined.append(lo + int(np.argmax(dev[lo:hi])))
-    return np.unique(np.asarray(refined, dtype=np.int64))
+#: where the R peaks of beat stores come from (``predict --r-peaks``); the first is the default
+R_PEAK_SOURCES = ("detector", "atr")
+#: seconds of source signal filtered, segmented and classified at a time
+CHUNK_S = rpeaks.CHUNK_S
+#: seconds of context read on each side of a chunk (filter and resampling transients stay outside the chunk)
+MARGIN_S = rpeaks.MARGIN_S
+#: plausible range of the median heart rate of a record (beats/min); outside it the rate or units are wrong
+HEART_RATE_RANGE = (20.0, 300.0)
+#: plausible range of a lead's amplitude (0.1-99.9 percentile span, mV) after unit conversion
+AMPLITUDE_RANGE_MV = (0.05, 40.0)
 
 
-def _record_segments(run: LoadedRun, record: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """Segments ``[m, C, L]`` float32 of one record and their row descriptions."""
-    from ecgtransfer.signals import beats as beatmod
-    from ecgtransfer.signals import filters, rhythm
-    from ecgtransfer.signals.record import ALL_LEADS, read_record
-
+def _store_params(run: LoadedRun) -> dict:
     params = run.store_manifest.get("parameters") or {}
     if not params:
         raise TrainingError(f"{run.run_dir} has no store_manifest.json with conversion parameters; predict needs "
                             "them to process records like the training store")
+    return params
+
+
+def _store_leads(run: LoadedRun, params: dict) -> list[str]:
+    """Lead names the model was trained on, in store order."""
     lead = params.get("lead")
-    if isinstance(lead, list):
-        lead = tuple(lead)
-    rid = record.name
-    rec = read_record(record, None if lead in (None, ALL_LEADS) else lead, record_id=rid)
-    fs = float(params.get("fs") or rec.fs)
-    x = filters.apply_filter(rec.signal, rec.fs, params.get("filter", "bandpass"), params.get("band", (0.5, 40.0)),
-                             int(params.get("filter_order", 2)))
-    up, down = filters.resample_ratio(rec.fs, fs)
-    x = filters.resample(x, rec.fs, fs)
-    task = params.get("task", run.store_manifest.get("task"))
-    rows: dict[str, np.ndarray] = {}
-    if task == "beats":
-        reference = None
-        if record.with_name(f"{record.name}.atr").is_file():
-            samples, symbols, _ = beatmod.read_beat_symbols(record, record_id=rid)
-            reference = np.asarray([beatmod.AAMI_MAP[s] for s in symbols.tolist()])
-            source = "atr"
-        else:
-            samples = detect_r_peaks(rec.signal[0], rec.fs)
-            source = "detector"
-            log.info("record %s has no .atr annotation: %d R peaks from the built-in detector", rid, len(samples))
-        peaks = (samples * up + down // 2) // down
-        segs, keep = beatmod.beat_windows(x, peaks, int(params["before_samples"]), int(params["after_samples"]))
-        rows["position"] = samples[keep]
-        rows["time_s"] = samples[keep] / rec.fs
-        rows["r_peak_source"] = np.full(int(keep.sum()), source)
-        if reference is not None:
-            rows["reference"] = reference[keep]
-    elif task == "rhythm":
-        if params.get("whole_record"):
-            segs, starts = rhythm.pad_crop(x, int(params["window_samples"]))[None], np.zeros(1, dtype=np.int64)
-        else:
-            segs, starts = rhythm.fixed_windows(x, int(params["window_samples"]), int(params["stride_samples"]))
-        pos = (starts * down + up // 2) // up
-        rows["position"] = pos
-        rows["time_s"] = pos / rec.fs
+    if isinstance(lead, str) and lead != ALL_LEADS:
+        return [lead]
+    if isinstance(lead, (list, tuple)):
+        return [str(x) for x in lead]
+    return [str(x) for x in run.store_manifest.get("lead_names") or []] or ["MLII"]
+
+
+def _progress(total_s: float, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=round(total_s, 1), desc=desc, unit="s", disable=not enabled, leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+
+
+def _check_amplitude(rec: Recording, span: float) -> None:
+    """A lead's typical 0.1-99.9 percentile span ``span`` (mV) must be an ECG's (catches µV or V taken as mV)."""
+    if not AMPLITUDE_RANGE_MV[0] <= span <= AMPLITUDE_RANGE_MV[1]:
+        hint = "uV" if span > AMPLITUDE_RANGE_MV[1] else "V"
+        raise RecordError(f"{rec.path}: the lead spans {span:.3g} mV, outside the {AMPLITUDE_RANGE_MV[0]:g}-"
+                          f"{AMPLITUDE_RANGE_MV[1]:g} mV of an ECG; are the values in {hint}? (--units {hint}), or "
+                          "is the lead flat?")
+
+
+def _detect(rec: Recording, lead: int, progress: bool) -> np.ndarray:
+    """R peaks (source samples) of ``rec``'s ``lead`` with the chunked detector, with plausibility checks."""
+    det = rpeaks.ChunkedDetector(rec.fs, rec.n_samples)
+    spans: list[float] = []
+
+    def read(a: int, b: int) -> np.ndarray:
+        x = rec.read([lead], a, b)[0]
+        if len(x) >= 10:
+            lo, hi = np.percentile(x, [0.1, 99.9])
+            spans.append(float(hi - lo))
+        return x
+
+    with _progress(rec.n_samples / rec.fs, f"{rec.record_id}: R peaks", progress) as bar:
+        peaks = det.run(read, lambda n: bar.update(round(n / rec.fs, 1)))
+    if spans:
+        _check_amplitude(rec, float(np.median(spans)))
+    if len(peaks) < 2:
+        raise RecordError(f"{rec.path}: found {len(peaks)} R peak(s) in {rec.n_samples / rec.fs:.1f} s at "
+                          f"{rec.fs:g} Hz; expected an ECG lead (check --fs, --lead and --units)")
+    rate = 60.0 * rec.fs / float(np.median(np.diff(peaks)))
+    if not HEART_RATE_RANGE[0] <= rate <= HEART_RATE_RANGE[1]:
+        raise RecordError(f"{rec.path}: the detected beats give a median heart rate of {rate:.0f}/min at "
+                          f"{rec.fs:g} Hz, outside {HEART_RATE_RANGE[0]:g}-{HEART_RATE_RANGE[1]:g}/min: is the "
+                          "sampling rate (--fs) right?")
+    return peaks
+
+
+def _reference_classes(rec: Recording) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(samples, AAMI classes)`` of the record's ``.atr`` beats, or None without one."""
+    if rec.annotation is None:
+        return None
+    samples, symbols, _ = beatmod.read_beat_symbols(rec.annotation, record_id=rec.record_id)
+    return samples, np.asarray([beatmod.AAMI_MAP[s] for s in symbols.tolist()])
+
+
+def _beats_and_rr(rec: Recording, leads: list[int], r_peaks: str, progress: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The one place where a record's beats are fixed: ``(peaks [n], rr [n, k], reference [n] or None)``.
+
+    ``peaks`` are R peaks in source samples (from the detector or the ``.atr``), ``rr`` their RR features
+    (:func:`ecgtransfer.signals.beats.rr_features`, over all peaks of the record, as the store's are), and
+    ``reference`` the AAMI class of each peak from the ``.atr`` when there is one (``""`` where a detected
+    peak has no reference beat within :data:`~ecgtransfer.signals.rpeaks.MATCH_WINDOW_S`).
+    """
+    if r_peaks not in R_PEAK_SOURCES:
+        raise RecordError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
+    ref = _reference_classes(rec) if rec.format == "wfdb" else None
+    if r_peaks == "atr":
+        if ref is None:
+            raise RecordError(f"{rec.path}: --r-peaks atr needs a WFDB record with a reference annotation "
+                              f"({rec.path.name}.atr); use --r-peaks detector")
+        peaks, reference = ref
     else:
-        raise TrainingError(f"{run.run_dir}: unknown store task {task!r}; expected beats or rhythm")
-    segs = filters.normalize(segs, params.get("normalize", "none")).astype(np.float32)
+        peaks = _detect(rec, leads[0], progress)
+        reference = None
+        if ref is not None:
+            samples, classes = ref
+            reference = np.full(len(peaks), "", dtype=object)
+            if len(samples):
+                j = np.clip(np.searchsorted(samples, peaks), 1, len(samples)) - 1
+                j = np.where((j + 1 < len(samples)) & (np.abs(samples[np.minimum(j + 1, len(samples) - 1)] - peaks)
+                                                       < np.abs(samples[j] - peaks)), j + 1, j)
+                near = np.abs(samples[j] - peaks) <= int(rpeaks.MATCH_WINDOW_S * rec.fs)
+                reference[near] = classes[j[near]]
+        log.info("%s: %d R peaks from the detector", rec.record_id, len(peaks))
+    rr = beatmod.rr_features(peaks, rec.fs)
+    return np.asarray(peaks, dtype=np.int64), rr, reference
+
+
+def _uses_rr(run: LoadedRun) -> bool:
+    """Whether the run's model reads RR features (issue 10: the checkpoint's config records it)."""
+    return str(getattr(run.config, "rr", "off")) not in ("off", "False", "false", "")
+
+
+def _classify(run: LoadedRun, segs: np.ndarray, rr: np.ndarray | None, batch_size: int) -> np.ndarray:
+    """Class probabilities ``[m, K]`` of segments ``[m, C, L]`` with their RR features ``[m, k]`` (beats)."""
+    if rr is not None and _uses_rr(run):
+        # RR FUSION (issue 10): the model of this run reads RR context; pass ``rr`` with each batch here once
+        # runtime.infer / the model accept it. Until then such a run cannot be predicted faithfully.
+        raise TrainingError(f"{run.run_dir}: the model uses RR features, which predict cannot pass to it yet")
+    batches = [(torch.from_numpy(segs[i:i + batch_size]), None, np.arange(i, min(i + batch_size, len(segs))))
+               for i in range(0, len(segs), batch_size)]
+    res = infer(run.model, run.encoder, batches, run.device, dtype=run.dtype, channels_last=run.channels_last)
+    return res["probs"]
+
+
+def _check_shape(run: LoadedRun, segs: np.ndarray, rid: str) -> None:
     shape = run.store_manifest.get("shape")
     if shape and tuple(segs.shape[1:]) != tuple(shape[1:]):
         raise RecordError(f"record {rid}: segments of shape {segs.shape[1:]} do not match the training store's "
                           f"{tuple(shape[1:])}")
-    frame = pd.DataFrame({"record": rid, "segment": np.arange(len(segs)), **rows})
-    return segs, frame
+
+
+def _prepare(rec: Recording, leads: list[int], params: dict, lo: int, hi: int) -> np.ndarray:
+    """Source samples ``[lo, hi)`` filtered and resampled as the store was: ``[C, ceil((hi - lo) * up / down)]``."""
+    fs = float(params.get("fs") or rec.fs)
+    x = filters.apply_filter(rec.read(leads, lo, hi), rec.fs, params.get("filter", "bandpass"),
+                             params.get("band", (0.5, 40.0)), int(params.get("filter_order", 2)))
+    return filters.resample(x, rec.fs, fs)
+
+
+def _beat_table(run: LoadedRun, rec: Recording, leads: list[int], params: dict, r_peaks: str, batch_size: int,
+                progress: bool) -> pd.DataFrame:
+    """Per-beat rows of one recording, streamed chunk by chunk."""
+    peaks, rr, reference = _beats_and_rr(rec, leads, r_peaks, progress)
+    fs = float(params.get("fs") or rec.fs)
+    up, down = filters.resample_ratio(rec.fs, fs)
+    before, after = int(params["before_samples"]), int(params["after_samples"])
+    n_out = -(-rec.n_samples * up // down)
+    out_pos = (peaks * up + down // 2) // down  # round(p * up / down), as conversion does
+    inside = (out_pos - before >= 0) & (out_pos + after <= n_out)  # beat_windows' edge rule on the whole record
+    # chunk and margin are whole multiples of ``down``, so every chunk starts on the output sample grid
+    chunk = max(1, -(-int(CHUNK_S * rec.fs) // down)) * down
+    need = max(MARGIN_S * rec.fs, (max(before, after) + 1) * down / up)
+    margin = -(-int(need) // down) * down
+    norm = params.get("normalize", "none")
+    frames = []
+    with _progress(rec.n_samples / rec.fs, f"{rec.record_id}: beats", progress) as bar:
+        for a in range(0, rec.n_samples, chunk):
+            b = min(a + chunk, rec.n_samples)
+            sel = np.flatnonzero((peaks >= a) & (peaks < b) & inside)
+            if len(sel):
+                lo, hi = max(0, a - margin), min(rec.n_samples, b + margin)
+                x = _prepare(rec, leads, params, lo, hi)
+                segs, keep = beatmod.beat_windows(x, out_pos[sel] - lo * up // down, before, after)
+                if not keep.all():  # cannot happen: the margin holds every window of the chunk
+                    raise RecordError(f"{rec.path}: beat windows near samples {a}-{b} fall outside the chunk read")
+                segs = filters.normalize(segs, norm).astype(np.float32)
+                _check_shape(run, segs, rec.record_id)
+                probs = _classify(run, segs, rr[sel], batch_size)
+                rows: dict[str, np.ndarray] = {"position": peaks[sel], "time_s": peaks[sel] / rec.fs,
+                                               "r_peak_source": np.full(len(sel), r_peaks)}
+                if reference is not None:
+                    rows["reference"] = reference[sel]
+                frames.append(_with_probs(run, pd.DataFrame(rows), probs))
+            bar.update(round((b - a) / rec.fs, 1))
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "segment", np.arange(len(table)))
+    table.insert(0, "record", rec.record_id)
+    return table
+
+
+def _rhythm_table(run: LoadedRun, rec: Recording, leads: list[int], params: dict, batch_size: int) -> pd.DataFrame:
+    """Per-window rows of one recording (the whole record is read: rhythm records are short)."""
+    fs = float(params.get("fs") or rec.fs)
+    up, down = filters.resample_ratio(rec.fs, fs)
+    x = _prepare(rec, leads, params, 0, rec.n_samples)
+    if params.get("whole_record"):
+        segs, starts = rhythm.pad_crop(x, int(params["window_samples"]))[None], np.zeros(1, dtype=np.int64)
+    else:
+        segs, starts = rhythm.fixed_windows(x, int(params["window_samples"]), int(params["stride_samples"]))
+    pos = (starts * down + up // 2) // up
+    segs = filters.normalize(segs, params.get("normalize", "none")).astype(np.float32)
+    _check_shape(run, segs, rec.record_id)
+    frame = pd.DataFrame({"record": rec.record_id, "segment": np.arange(len(segs)), "position": pos,
+                          "time_s": pos / rec.fs})
+    return _with_probs(run, frame, _classify(run, segs, None, batch_size))
+
+
+def _with_probs(run: LoadedRun, frame: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    frame["predicted"] = np.asarray(run.class_names)[probs.argmax(1)]
+    frame["confidence"] = probs.max(1)
+    for k, name in enumerate(run.class_names):
+        frame[f"p_{name}"] = probs[:, k]
+    return frame
 
 
 def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *, checkpoint: str = "best",
-            device: str | None = None, batch_size: int = 64, out: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Class probabilities for every beat (or window) of WFDB records.
+            device: str | None = None, batch_size: int = 64, out: str | os.PathLike | None = None,
+            fs: float | None = None, lead: str | Sequence[str] | None = None, units: str | None = None,
+            r_peaks: str = R_PEAK_SOURCES[0], report: str | os.PathLike | None = None,
+            progress: bool = True) -> pd.DataFrame:
+    """Class probabilities for every beat (or window) of recordings.
 
     Args:
         run_dir: a run directory.
-        records: record paths without extension (``data/mitdb/1.0.0/100``).
+        records: WFDB record paths (``data/mitdb/1.0.0/100``, with or without ``.hea``), ``.edf``, ``.csv`` or
+            ``.npy`` files (:func:`ecgtransfer.signals.readers.open_recording`).
         checkpoint: ``"best"``, ``"last"`` or a checkpoint path.
         batch_size: inference batch size.
         out: CSV file to write (atomically), or ``None``.
+        fs: sampling rate of CSV / ``.npy`` inputs in Hz (for WFDB and EDF it must agree with the file).
+        lead: the input's lead(s) to use for the store's lead(s), by name (comma-separated or a list; ``.npy``
+            columns are named ``0``, ``1``, ...); default: the store's lead names, or a file's only lead.
+        units: unit of CSV / ``.npy`` values (``mV`` default, ``uV``, ``V``), or an EDF override.
+        r_peaks: ``"detector"`` (default) or ``"atr"`` (the WFDB record's reference beats), for beat stores.
+        report: a folder for the beat report (:func:`ecgtransfer.training.beat_report.write_beat_report`).
+        progress: show tqdm progress bars.
 
     Returns:
         a DataFrame with ``record``, ``segment``, ``position`` (sample at the source rate: R peak or window
         start), ``time_s``, ``predicted`` (class name), ``confidence``, one ``p_<class>`` column per class, and
-        for beats ``r_peak_source`` (``atr`` or ``detector``) and ``reference`` (AAMI class from ``.atr``).
+        for beats ``r_peak_source`` (``atr`` or ``detector``) and, for WFDB records with an ``.atr``,
+        ``reference`` (AAMI class).
     """
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    frames = []
-    for rec in records:
-        path = Path(rec)
-        if path.suffix in (".hea", ".dat", ".atr", ".mat"):
-            path = path.with_suffix("")
-        segs, frame = _record_segments(run, path)
-        if len(segs) == 0:
-            log.warning("record %s gave no segments", path)
+    params = _store_params(run)
+    task = params.get("task", run.store_manifest.get("task"))
+    if task not in ("beats", "rhythm"):
+        raise TrainingError(f"{run.run_dir}: unknown store task {task!r}; expected beats or rhythm")
+    store_leads = _store_leads(run, params)
+    frames, opened = [], {}
+    for path in records:
+        rec = readers.open_recording(path, fs=fs, units=units)
+        leads = readers.select(rec, lead, store_leads)
+        if task == "beats":
+            frame = _beat_table(run, rec, leads, params, r_peaks, batch_size, progress)
+        else:
+            frame = _rhythm_table(run, rec, leads, params, batch_size)
+        if len(frame) == 0:
+            log.warning("record %s gave no segments", rec.path)
             continue
-        batches = [(torch.from_numpy(segs[i:i + batch_size]), None, np.arange(i, min(i + batch_size, len(segs))))
-                   for i in range(0, len(segs), batch_size)]
-        res = infer(run.model, run.encoder, batches, run.device, dtype=run.dtype, channels_last=run.channels_last)
-        probs = res["probs"]
-        frame["predicted"] = np.asarray(run.class_names)[probs.argmax(1)]
-        frame["confidence"] = probs.max(1)
-        for k, name in enumerate(run.class_names):
-            frame[f"p_{name}"] = probs[:, k]
         frames.append(frame)
+        opened[rec.record_id] = (rec, leads)
     if not frames:
         raise RecordError("no segments in the given records; nothing to predict")
     table = pd.concat(frames, ignore_index=True)
     if out is not None:
         atomic_write_text(out, table.to_csv(index=False, float_format="%.6g"))
+    if report is not None:
+        if task != "beats":
+            raise TrainingError("--report describes beats; the run's store has rhythm windows")
+        from ecgtransfer.training.beat_report import write_beat_report
+
+        write_beat_report(table, report, class_names=run.class_names,
+                          strip=lambda rid, a, b: (opened[rid][0].fs, opened[rid][0].read(opened[rid][1][:1], a,
+                                                                                            b)[0]))
     return table

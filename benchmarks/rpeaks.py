@@ -1,0 +1,257 @@
+"""Benchmark R-peak detectors on the shared mitdb records (EC57 style) and predict's memory on a long record.
+
+Detection: every record of ``mitdb/1.0.0/RECORDS`` under ``--data``, lead MLII, scored with
+:func:`wfdb.processing.compare_annotations` (150 ms window = ``int(0.15 * fs)`` samples) against the ``.atr``
+beat annotations (beat symbols only, :data:`ecgtransfer.signals.beats.AAMI_MAP`), per record and in total
+(TP/FP/FN summed over records: gross Se and +P). The ventricular flutter episodes (``[`` ... ``]``) are left out
+of scoring, as EC57 does (record 207: six episodes). Detectors:
+
+- ``chosen``: :func:`ecgtransfer.signals.rpeaks.detect_r_peaks_chunked` (GQRS + R-peak correction + refractory
+  de-duplication, in the 10-minute chunks that ``predict`` uses);
+- ``gqrs``: :func:`wfdb.processing.gqrs_detect` alone (default settings, whole record);
+- ``xqrs``: :func:`wfdb.processing.xqrs_detect` with default settings (whole record);
+- ``old``: the hand-written detector that ``predict`` used before (band-pass envelope + find_peaks), kept here
+  verbatim as the baseline.
+
+Memory: a long synthetic record (a real mitdb record tiled to ``--hours`` hours, saved as ``.npy``) goes
+through ``ecgtransfer.training.predict`` (read -> detect -> filter -> segment -> classify, streamed in chunks)
+with a tiny model trained here; each length runs in a fresh process, whose peak resident memory
+(``getrusage`` maxrss) and ``tracemalloc`` peak are reported. Equal figures for different lengths show that
+memory is bounded by the chunk size, not the record length.
+
+    .venv/bin/python benchmarks/rpeaks.py --out benchmarks/results/2026-12-01-rpeaks \\
+        [--data ../shared/data/physionet] [--detectors chosen old xqrs] [--records 101 207] [--hours 1 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet"
+
+
+def old_detector(x: np.ndarray, fs: float) -> np.ndarray:
+    """The detector ``predict`` used before issue 12 (training/prediction.py), unchanged, as the baseline."""
+    from scipy import signal as ss
+
+    x = np.asarray(x, dtype=np.float64)
+    sos = ss.butter(2, [5.0, min(15.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    y = np.abs(ss.sosfiltfilt(sos, x))
+    w = max(1, int(round(0.08 * fs)))
+    envelope = np.convolve(y, np.ones(w) / w, mode="same")
+    peaks, _ = ss.find_peaks(envelope, distance=max(1, int(0.25 * fs)), height=0.25 * np.percentile(envelope, 99))
+    half = int(round(0.06 * fs))
+    dev = np.abs(x - np.median(x))
+    refined = []
+    for p in peaks:
+        lo, hi = max(0, p - half), min(len(x), p + half + 1)
+        refined.append(lo + int(np.argmax(dev[lo:hi])))
+    return np.unique(np.asarray(refined, dtype=np.int64))
+
+
+def _detectors() -> dict:
+    from wfdb import processing
+
+    from ecgtransfer.signals import rpeaks
+
+    return {
+        "chosen": rpeaks.detect_r_peaks_chunked,
+        "gqrs": lambda x, fs: processing.gqrs_detect(sig=x, fs=fs),
+        "xqrs": lambda x, fs: processing.xqrs_detect(x, fs, verbose=False),
+        "old": old_detector,
+    }
+
+
+def detection(data: Path, names: list[str], records: list[str] | None) -> dict:
+    """Per-record and total scores of each detector."""
+    import logging
+
+    from ecgtransfer.signals.beats import read_beat_symbols
+    from ecgtransfer.signals.record import read_record
+    from ecgtransfer.signals.rpeaks import excluded_episodes, score_detections
+
+    logging.getLogger("wfdb").setLevel(logging.ERROR)
+    vdir = data / "mitdb" / "1.0.0"
+    recs = records or [r.strip() for r in (vdir / "RECORDS").read_text().split() if r.strip()]
+    dets = _detectors()
+    out: dict = {name: {"records": {}, "seconds": 0.0} for name in names}
+    excluded: dict[str, list] = {}
+    for rid in recs:
+        path = vdir / rid
+        rec = read_record(path, "MLII")
+        ref, _, _ = read_beat_symbols(path)
+        spans = excluded_episodes(path)
+        if spans:
+            excluded[rid] = [[int(a), int(b), round((b - a) / rec.fs, 2), int(((ref >= a) & (ref <= b)).sum())]
+                             for a, b in spans]
+        for name in names:
+            t0 = time.perf_counter()
+            found = np.asarray(dets[name](rec.signal[0], rec.fs), dtype=np.int64)
+            dt = time.perf_counter() - t0
+            s = score_detections(ref, found, rec.fs, spans)
+            out[name]["records"][rid] = {"tp": s.tp, "fp": s.fp, "fn": s.fn, "se": s.se, "ppv": s.ppv,
+                                         "offset_ms": s.offset_ms, "seconds": dt}
+            out[name]["seconds"] += dt
+            print(f"{name:7s} {rid}: Se {100 * s.se:.2f} +P {100 * s.ppv:.2f} ({s.fp} FP, {s.fn} FN, "
+                  f"{s.offset_ms:.1f} ms) {dt:.1f}s", file=sys.stderr, flush=True)
+    for name in names:
+        rows = out[name]["records"].values()
+        tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+        out[name]["total"] = {"tp": tp, "fp": fp, "fn": fn, "se": tp / (tp + fn), "ppv": tp / (tp + fp),
+                              "offset_ms": float(np.median([r["offset_ms"] for r in rows]))}
+    return {"records": recs, "detectors": out, "excluded": excluded}
+
+
+# --------------------------------------------------------------------------------------------------
+# memory of predict on a long record
+
+
+def _train_tiny_run(data: Path, work: Path) -> Path:
+    """A scratch run on a few real beats (a model, not a good one: memory does not depend on its weights)."""
+    import ecgtransfer as et
+    from ecgtransfer.training import fine_tune
+
+    store = et.convert("mitdb", data=data, out=work / "store", records=["119", "209"], before=48, after=80,
+                       progress=False, jobs=1)
+    labels = store.labels
+    rng = np.random.default_rng(0)
+    rid = np.asarray(store.record_ids).astype(str)
+    pick = lambda r, n: np.sort(rng.choice(np.flatnonzero(rid == r), n, replace=False))  # noqa: E731
+    split = {"train": pick("209", 16), "val": pick("119", 8), "test": np.zeros(0, dtype=np.int64)}
+    del labels
+    out = work / "run"
+    fine_tune(store, out=out, split_indices=split, init="scratch", image_size=32, batch_size=8, epochs=1,
+              num_threads=1, progress=False, tiers=(1e-3, 1e-3, 1e-2))
+    return out
+
+
+def _long_record(data: Path, hours: float, path: Path) -> Path:
+    """Record 209's MLII lead tiled to ``hours`` hours, float32 mV, one column, as ``.npy``."""
+    from ecgtransfer.signals.record import read_record
+
+    x = read_record(data / "mitdb" / "1.0.0" / "209", "MLII").signal[0].astype(np.float32)
+    n = int(hours * 3600 * 360)
+    reps = -(-n // len(x))
+    np.save(path, np.tile(x, reps)[:n, None])
+    return path
+
+
+def _measure_one(run_dir: str, record: str) -> dict:
+    """Run predict on ``record`` in this process; peak memory and time."""
+    import tracemalloc
+
+    from ecgtransfer.training.prediction import predict
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    table = predict(run_dir, [record], fs=360.0, lead="MLII", progress=False, device="cpu")
+    wall = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"beats": int(len(table)), "wall_s": wall, "tracemalloc_peak_mb": peak / 2**20,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def memory(data: Path, hours: list[float]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        run_dir = _train_tiny_run(data, work)
+        for h in hours:
+            rec = _long_record(data, h, work / f"long_{h:g}h.npy")
+            size_mb = rec.stat().st_size / 2**20
+            done = subprocess.run([sys.executable, __file__, "--one", str(run_dir), str(rec)], capture_output=True,
+                                  text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if done.returncode != 0:
+                raise SystemExit(done.stderr)
+            row = {"hours": h, "samples": int(h * 3600 * 360), "record_mb": size_mb, **json.loads(done.stdout)}
+            print(f"memory {h:g} h: {row}", file=sys.stderr, flush=True)
+            rec.unlink()
+            rows.append(row)
+    return rows
+
+
+def markdown(result: dict) -> str:
+    det = result["detection"]
+    names = list(det["detectors"])
+    lines = ["# R-peak detection on the shared mitdb records", "",
+             f"Command: `{result['command']}`", "",
+             "Scored with `wfdb.processing.compare_annotations`, 150 ms window (54 samples at 360 Hz), against "
+             "the `.atr` beat annotations (AAMI beat symbols), lead MLII. Total = TP/FP/FN summed over records "
+             "(gross Se, +P). Excluded from scoring (EC57, ventricular flutter `[`...`]`): " +
+             "; ".join(f"record {r}: " + ", ".join(f"samples {a}-{b} ({d:g} s, {n} reference beats)"
+                                                  for a, b, d, n in spans)
+                       for r, spans in det["excluded"].items()) + ".", "",
+             "| record | " + " | ".join(f"{n} Se % | {n} +P %" for n in names) + " |",
+             "|---|" + "---:|---:|" * len(names)]
+    for rid in det["records"]:
+        cells = []
+        for n in names:
+            r = det["detectors"][n]["records"][rid]
+            cells += [f"{100 * r['se']:.2f}", f"{100 * r['ppv']:.2f}"]
+        lines.append(f"| {rid} | " + " | ".join(cells) + " |")
+    cells = []
+    for n in names:
+        t = det["detectors"][n]["total"]
+        cells += [f"**{100 * t['se']:.2f}**", f"**{100 * t['ppv']:.2f}**"]
+    lines.append("| **total** | " + " | ".join(cells) + " |")
+    lines += ["", "| detector | TP | FP | FN | Se % | +P % | median offset to reference (ms) | CPU s (all records) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in names:
+        t = det["detectors"][n]["total"]
+        lines.append(f"| {n} | {t['tp']} | {t['fp']} | {t['fn']} | {100 * t['se']:.2f} | {100 * t['ppv']:.2f} | "
+                     f"{t['offset_ms']:.1f} | {det['detectors'][n]['seconds']:.0f} |")
+    if result.get("memory"):
+        lines += ["", "## predict on a long record (streamed in chunks)", "",
+                  "Record 209 (MLII) tiled to the given length, `.npy` float32, `predict(..., fs=360, lead='MLII')` "
+                  "with a tiny scratch ResNet50 (image size 32) on CPU, one fresh process per length.", "",
+                  "| hours | samples | file MB | beats | peak RSS MB | tracemalloc peak MB | wall s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for m in result["memory"]:
+            lines.append(f"| {m['hours']:g} | {m['samples']} | {m['record_mb']:.0f} | {m['beats']} | "
+                         f"{m['peak_rss_mb']:.0f} | {m['tracemalloc_peak_mb']:.1f} | {m['wall_s']:.0f} |")
+    lines += ["", f"Machine: {result['machine']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--one":
+        print(json.dumps(_measure_one(argv[1], argv[2])))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with mitdb/1.0.0/")
+    p.add_argument("--detectors", nargs="+", default=["chosen", "old", "xqrs"],
+                   choices=["chosen", "gqrs", "xqrs", "old"])
+    p.add_argument("--records", nargs="*", default=None, help="records (default: all in RECORDS)")
+    p.add_argument("--hours", type=float, nargs="*", default=[1.0, 4.0], help="long-record lengths (none: skip)")
+    p.add_argument("--out", required=True, help="folder for rpeaks.json and rpeaks.md")
+    args = p.parse_args(argv)
+    data = Path(args.data)
+    result = {"command": "python benchmarks/rpeaks.py " + " ".join(argv),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                         f"load {os.getloadavg()[0]:.1f}",
+              "detection": detection(data, args.detectors, args.records)}
+    if args.hours:
+        result["memory"] = memory(data, args.hours)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rpeaks.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "rpeaks.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""predict on EDF, CSV and .npy exports of a real mitdb record: the same beats and probabilities as the WFDB record;
+bad inputs give one clear error; the beat report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgtransfer.cli import main as cli_main
+from ecgtransfer.errors import RecordError
+from ecgtransfer.signals.readers import open_recording, select
+from ecgtransfer.training import fine_tune, predict
+
+SECONDS = 150
+RESOLUTION_MV = 0.005  # mitdb: 200 ADC units per mV
+
+
+@pytest.fixture(scope="module")
+def run(physionet_root, tmp_path_factory) -> Path:
+    """A tiny scratch run on a band-pass-filtered mitdb beat store (a model, not a good one)."""
+    from ecgtransfer.conversion import convert
+
+    store = convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("conv") / "s", records=["119", "209"],
+                    before=48, after=80, progress=False, jobs=1)
+    rid = np.asarray(store.record_ids).astype(str)
+    rng = np.random.default_rng(0)
+    def pick(r: str, n: int) -> np.ndarray:
+        pools = [np.flatnonzero((rid == r) & (store.labels == c)) for c in (0, 1, 2)]
+        return np.sort(np.concatenate([rng.choice(p, n, replace=False) for p in pools if len(p) >= n]))
+
+    split = {"train": pick("209", 6), "val": pick("119", 4), "test": np.zeros(0, dtype=np.int64)}
+    out = tmp_path_factory.mktemp("runs") / "r"
+    fine_tune(store, out=out, split_indices=split, init="scratch", image_size=32, batch_size=8, epochs=1,
+              num_threads=1, progress=False, tiers=(1e-3, 1e-3, 1e-2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs(physionet_root, tmp_path_factory) -> dict[str, Path]:
+    """The first minutes of mitdb 119 (no .atr) as a WFDB record, and the same samples as EDF+, CSV and .npy."""
+    import pyedflib
+    import wfdb
+
+    d = tmp_path_factory.mktemp("inputs")
+    src = str(physionet_root / "mitdb" / "1.0.0" / "119")
+    rec = wfdb.rdrecord(src, sampto=SECONDS * 360, physical=False)
+    rec.record_name = "119"
+    rec.wrsamp(write_dir=str(d), expanded=False)
+    phys = wfdb.rdrecord(str(d / "119")).p_signal  # [n, 2] mV, multiples of 0.005
+    # EDF+ (and plain EDF) with pyedflib: a 16-bit digital range whose physical step is mitdb's 0.005 mV, written
+    # from the digital samples, so the physical values are exact
+    digital = rec.d_signal.astype(np.int64) - np.asarray(rec.baseline)[None, :]  # physical = digital * 0.005 mV
+    assert np.all(np.asarray(rec.adc_gain) == 1 / RESOLUTION_MV)
+    for name, kind in (("holter.edf", pyedflib.FILETYPE_EDFPLUS), ("plain.edf", pyedflib.FILETYPE_EDF)):
+        w = pyedflib.EdfWriter(str(d / name), 2, file_type=kind)
+        w.setSignalHeaders([{"label": lead, "dimension": "mV", "sample_frequency": 360,
+                             "physical_min": -32768 * RESOLUTION_MV, "physical_max": 32767 * RESOLUTION_MV,
+                             "digital_min": -32768, "digital_max": 32767} for lead in rec.sig_name])
+        w.writeSamples([np.ascontiguousarray(digital[:, k], dtype=np.int32) for k in range(2)], digital=True)
+        w.close()
+    # CSV in microvolts with a time column; the leads in the other order (MLII is found by name)
+    pd.DataFrame({"time_s": np.arange(len(phys)) / 360.0, "V1": np.round(phys[:, 1] * 1000),
+                  "MLII": np.round(phys[:, 0] * 1000)}).to_csv(d / "export.csv", index=False)
+    np.save(d / "signal.npy", phys[:, :1].astype(np.float64))
+    return {"wfdb": d / "119", "edf": d / "holter.edf", "csv": d / "export.csv", "npy": d / "signal.npy",
+            "dir": d}
+
+
+def test_readers_give_the_wfdb_samples(inputs, physionet_root) -> None:
+    import wfdb
+    from wfdb.io.convert.edf import read_edf
+
+    ref = wfdb.rdrecord(str(inputs["wfdb"])).p_signal.T  # [2, n] mV
+    edf = open_recording(inputs["edf"])
+    assert edf.fs == 360.0 and edf.lead_names == ("MLII", "V1") and edf.n_samples == ref.shape[1]
+    np.testing.assert_allclose(edf.read(select(edf, None, ["MLII"]), 0, None)[0], ref[0], atol=1e-9)
+    # wfdb's own EDF reader (plain EDF only), an independent oracle of what pyedflib wrote; its integer baseline
+    # puts the zero up to one digital step (0.005 mV) off
+    plain = inputs["dir"] / "plain.edf"
+    np.testing.assert_allclose(read_edf(str(plain)).p_signal[:, 0], ref[0], atol=RESOLUTION_MV + 1e-9)
+    np.testing.assert_array_equal(open_recording(plain).read([0], 0, None)[0], edf.read([0], 0, None)[0])
+    csv = open_recording(inputs["csv"], units="uV")
+    assert csv.fs == pytest.approx(360.0) and csv.lead_names == ("V1", "MLII")
+    np.testing.assert_allclose(csv.read(select(csv, None, ["MLII"]), 100, 5000)[0], ref[0, 100:5000], atol=1e-9)
+    npy = open_recording(inputs["npy"], fs=360)
+    np.testing.assert_array_equal(npy.read(select(npy, None, ["MLII"]), 7, 77)[0], ref[0, 7:77])
+
+
+def test_edf_csv_npy_give_the_predictions_of_the_wfdb_record(run, inputs, tmp_path) -> None:
+    ref = predict(run, [inputs["wfdb"]], progress=False)
+    assert (ref["r_peak_source"] == "detector").all() and "reference" not in ref and len(ref) > 150
+    cols = ["position", "predicted"] + [c for c in ref if c.startswith("p_")]
+    for name, kw in (("edf", {}), ("csv", {"units": "uV"}), ("npy", {"fs": 360.0, "lead": "0"})):
+        got = predict(run, [inputs[name]], progress=False, **kw)
+        assert list(got["position"]) == list(ref["position"]), name
+        assert list(got["predicted"]) == list(ref["predicted"]), name
+        np.testing.assert_allclose(got[cols[2:]].to_numpy(), ref[cols[2:]].to_numpy(), atol=1e-5, err_msg=name)
+    # the CLI on the EDF file writes the same table, and a beat report
+    out, rep = tmp_path / "pred.csv", tmp_path / "report"
+    assert cli_main(["-q", "predict", str(run), str(inputs["edf"]), "--out", str(out), "--report", str(rep)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["position"]) == list(ref["position"]) and list(table["predicted"]) == list(ref["predicted"])
+    summary = json.loads((rep / "summary.json").read_text())
+    counts = ref["predicted"].value_counts()
+    assert summary["total"]["beats"] == len(ref)
+    assert all(summary["total"]["counts"][k] == int(counts.get(k, 0)) for k in summary["classes"])
+    md = (rep / "report.md").read_text()
+    assert "Beat report" in md and (rep / "report.html").read_text().startswith("<!DOCTYPE html>")
+    if (ref["predicted"] != "N").any():
+        assert (rep / "figures" / "strips.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _cli_error(capsys, args: list[str]) -> str:
+    code = cli_main(["-q", "predict", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    return err[0]
+
+
+def test_bad_inputs_give_one_clear_error(run, inputs, tmp_path, capsys) -> None:
+    edf = str(inputs["edf"])
+    line = _cli_error(capsys, [str(run), edf, "--fs", "250"])
+    assert edf in line and "250" in line and "360" in line
+    line = _cli_error(capsys, [str(run), str(inputs["csv"]), "--units", "uV", "--fs", "500"])
+    assert "export.csv" in line and "500" in line
+    line = _cli_error(capsys, [str(run), edf, "--lead", "V9"])
+    assert edf in line and "'V9'" in line and "MLII, V1" in line
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    line = _cli_error(capsys, [str(run), str(empty), "--fs", "360"])
+    assert str(empty) in line and "empty" in line
+    bad = tmp_path / "bad.csv"
+    bad.write_text("MLII,V1\n0.1,0.2\n0.1,oops\n")
+    line = _cli_error(capsys, [str(run), str(bad), "--fs", "360"])
+    assert str(bad) in line and "row 3" in line and "'oops'" in line and "'V1'" in line
+    # values in microvolts read as millivolts are caught by their amplitude
+    line = _cli_error(capsys, [str(run), str(inputs["csv"])])
+    assert "export.csv" in line and "uV" in line
+    # a .npy without --fs, an unknown format
+    assert "--fs" in _cli_error(capsys, [str(run), str(inputs["npy"])])
+    other = tmp_path / "x.txt.gz"
+    other.write_bytes(b"\x1f\x8b")
+    assert str(other) in _cli_error(capsys, [str(run), str(other)])
+    with pytest.raises(RecordError, match="needs a WFDB record with a reference annotation"):
+        predict(run, [inputs["edf"]], r_peaks="atr", progress=False)
+
+
+def test_r_peaks_atr_on_request_and_reference_classes(run, inputs, physionet_root) -> None:
+    import wfdb
+
+    d = inputs["dir"] / "with_atr"
+    d.mkdir(exist_ok=True)
+    for ext in ("hea", "dat"):
+        (d / f"119.{ext}").write_bytes(inputs["wfdb"].with_suffix(f".{ext}").read_bytes())
+    ann = wfdb.rdann(str(physionet_root / "mitdb" / "1.0.0" / "119"), "atr", sampto=SECONDS * 360)
+    wfdb.wrann("119", "atr", ann.sample, symbol=ann.symbol, write_dir=str(d), fs=360)
+    atr = predict(run, [d / "119"], r_peaks="atr", progress=False)
+    det = predict(run, [d / "119"], progress=False)
+    assert (atr["r_peak_source"] == "atr").all() and (det["r_peak_source"] == "detector").all()
+    # every detected beat near a reference beat carries its class; the detected and reference beats agree
+    matched = det[det["reference"] != ""]
+    assert len(matched) >= 0.99 * len(atr)
+    by_pos = dict(zip(atr["position"], atr["reference"]))
+    near = [min(by_pos, key=lambda q: abs(q - p)) for p in matched["position"]]
+    assert [by_pos[q] for q in near] == list(matched["reference"])
