@@ -18,7 +18,23 @@ the device) to give its share of ``step_s``. Medians over the timed steps, after
     python benchmarks/train_throughput.py --device cuda --batch-size 128 --image-size 224 --steps 30
 
 Writes ``benchmarks/results/train_throughput_<device>.json``. Uses a synthetic store (sine + noise beats,
-``[N, 1, 256]``) so it runs anywhere; pass ``--store`` to use a real one.
+``[N, 1, 256]``) so it runs anywhere; pass ``--store`` to use a real one. ``--amp`` and ``--channels-last`` take
+``TrainConfig``'s choices (default ``auto``, resolved per device as ``ecgtransfer train`` does).
+
+``--compare`` measures precision/memory-format modes against each other in one run, interleaved (each round
+runs every mode once on the same batch, the order reversed every other round, so drift in a shared machine's
+load hits all modes alike): the engine's ``train_step`` and its evaluation forward (``infer`` on a batch of
+``eval_batch_size``), at every ``--sizes`` image size. Modes are ``AMP:CHANNELS_LAST[:compile]`` with
+``TrainConfig``'s choices; ``off:off`` (exact fp32) and ``auto:auto`` (what a run chooses here) are always
+measured. With ``:compile`` the train step runs under ``torch.compile``; its first step (compilation included)
+is reported apart, with the number of steps it takes to pay for itself. Writes
+``<out>/train_throughput_compare.json``: ``"ratios"`` (auto over fp32 images/s, ``{"train": {"64": r, "224":
+r}, "eval": {...}}``), ``"ratios_over_fp32"`` for every mode, the CPU model, torch's CPU capability, the native
+bf16 detection and what ``auto`` resolved to::
+
+    python benchmarks/train_throughput.py --compare --device cpu --sizes 64,224 --batch-size 4 --steps 3 \
+        --out benchmarks/results/2026-12-01-cpu-precision
+    python benchmarks/train_throughput.py --compare --modes off:on,bf16:off,bf16:on --sizes 64 ...
 """
 from __future__ import annotations
 
@@ -37,9 +53,13 @@ import torch
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.store import SegmentStore, write_store
 from ecgtransfer.training import TrainConfig
+from ecgtransfer.training.config import AMP_CHOICES, CHANNELS_LAST_CHOICES
 from ecgtransfer.training.data import batch_loader
 from ecgtransfer.training.engine import _Trainer
-from ecgtransfer.training.runtime import peak_memory_mb, reset_peak_memory
+from ecgtransfer.training.precision import cpu_info, dtype_name
+from ecgtransfer.training.runtime import infer, peak_memory_mb, reset_peak_memory
+
+FP32, AUTO = "off:off", "auto:auto"
 
 
 def synthetic_store(path: Path, n: int = 2048, length: int = 256) -> SegmentStore:
@@ -64,9 +84,19 @@ def main() -> None:
     ap.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (as --num-workers of train)")
     ap.add_argument("--augment", action="store_true", help="signal augmentation, as train --augment")
     ap.add_argument("--store", help="a real segment store (default: a synthetic one)")
+    ap.add_argument("--amp", choices=AMP_CHOICES, default="auto", help="TrainConfig.amp (single-mode run)")
+    ap.add_argument("--channels-last", choices=CHANNELS_LAST_CHOICES, default="auto",
+                    help="TrainConfig.channels_last (single-mode run)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the train step (single-mode run)")
+    ap.add_argument("--compare", action="store_true", help="fp32 vs the auto choice (and --modes), interleaved")
+    ap.add_argument("--modes", default="", help="extra AMP:CHANNELS_LAST[:compile] modes for --compare")
+    ap.add_argument("--sizes", default="64,224", help="image sizes of --compare")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.compare:
+        compare(args)
+        return
 
     tmp = tempfile.TemporaryDirectory()
     store = SegmentStore(args.store) if args.store else synthetic_store(Path(tmp.name) / "store")
@@ -78,7 +108,8 @@ def main() -> None:
              "test": np.zeros(0, dtype=np.int64)}
     cfg = TrainConfig(init="scratch", encoding=args.encoding, image_size=args.image_size, batch_size=args.batch_size,
                       device=args.device, num_threads=args.threads, num_workers=args.num_workers,
-                      augment=args.augment, epochs=1, progress=False)
+                      augment=args.augment, epochs=1, progress=False, amp=args.amp,
+                      channels_last=args.channels_last, compile=args.compile)
     trainer = _Trainer(store, cfg, Path(tmp.name) / "run", resume=False, split=split)
     trainer.setup()
     dev = trainer.device
@@ -127,7 +158,8 @@ def main() -> None:
         "torch": torch.__version__, "threads": args.threads, "batch_size": args.batch_size,
         "image_size": args.image_size, "encoding": args.encoding, "steps": args.steps, "warmup": args.warmup,
         "num_workers": args.num_workers, "augment": args.augment,
-        "amp": None if trainer.dtype is None else str(trainer.dtype), "channels_last": trainer.channels_last,
+        "amp_config": cfg.amp, "channels_last_config": cfg.channels_last, "compile": cfg.compile,
+        "amp": dtype_name(trainer.dtype), "channels_last": trainer.channels_last, "cpu": cpu_info(),
         "deterministic": cfg.deterministic, "grad_clip": cfg.grad_clip, "imbalance": cfg.imbalance,
         "segment_shape": list(store.shape[1:]),
         "step_s": step_s, "images_per_s": args.batch_size / step_s,
@@ -138,12 +170,128 @@ def main() -> None:
         "peak_memory_mb": peak,
         "peak_memory_kind": "cuda max_memory_allocated" if dev.type == "cuda" else "process peak RSS",
         "command": "python benchmarks/train_throughput.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "store", "augment"))
-        + (" --augment" if args.augment else ""),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("out", "store", "augment", "compile", "compare", "modes", "sizes"))
+        + (" --augment" if args.augment else "") + (" --compile" if args.compile else ""),
     }
     out = Path(args.out)
     atomic_write_json(out / f"train_throughput_{dev.type}.json", result)
     print(json.dumps(result, indent=2))
+
+
+def _parse_mode(text: str) -> tuple[str, str, bool]:
+    """``"bf16:on"`` -> ``("bf16", "on", False)``; ``"off:off:compile"`` -> ``("off", "off", True)``."""
+    parts = text.split(":")
+    if (len(parts) not in (2, 3) or parts[0] not in AMP_CHOICES or parts[1] not in CHANNELS_LAST_CHOICES
+            or (len(parts) == 3 and parts[2] != "compile")):
+        raise SystemExit(f"--modes: {text!r} is not AMP:CHANNELS_LAST[:compile] with AMP one of {AMP_CHOICES} "
+                         f"and CHANNELS_LAST one of {CHANNELS_LAST_CHOICES}")
+    return parts[0], parts[1], len(parts) == 3
+
+
+def _summary(times: list[float], images: int, warmup: int) -> dict[str, object]:
+    med = statistics.median(times[warmup:])
+    out: dict[str, object] = {"images_per_s": images / med, "step_s": med, "step_s_all": times}
+    return out
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Interleaved fp32 / auto / ``--modes`` measurement of the engine's train step and evaluation forward."""
+    extra = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = list(dict.fromkeys([FP32, AUTO, *extra]))
+    parsed = {m: _parse_mode(m) for m in modes}
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    tmp = tempfile.TemporaryDirectory()
+    store = SegmentStore(args.store) if args.store else synthetic_store(Path(tmp.name) / "store")
+    b, rounds = args.batch_size, args.warmup + args.steps
+    eval_b = 2 * b  # TrainConfig.eval_batch() of these runs
+    order = np.random.default_rng(0).permutation(len(store))
+    if len(store) < rounds * b + eval_b:
+        raise SystemExit(f"the store has {len(store)} segments; --compare needs {rounds * b + eval_b}")
+    train_idx = [np.sort(order[k * b:(k + 1) * b]) for k in range(rounds)]
+    eval_idx = np.sort(order[rounds * b:rounds * b + eval_b])
+    split = {"train": np.sort(order[:rounds * b]), "val": eval_idx, "test": np.zeros(0, dtype=np.int64)}
+    results: dict[str, dict[str, object]] = {m: {"train": {}, "eval": {}} for m in modes}
+    for size in sizes:
+        trainers: dict[str, _Trainer] = {}
+        for m in modes:
+            amp, cl, comp = parsed[m]
+            cfg = TrainConfig(init="scratch", encoding=args.encoding, image_size=size, batch_size=b,
+                              device=args.device, num_threads=args.threads, num_workers=0, epochs=1,
+                              progress=False, amp=amp, channels_last=cl, compile=comp)
+            t = _Trainer(store, cfg, Path(tmp.name) / f"run-{size}-{m.replace(':', '-')}", resume=False, split=split)
+            t.setup()
+            t.train_model.train()
+            trainers[m] = t
+            results[m].update(amp=dtype_name(t.dtype), channels_last=t.channels_last, compile=comp)
+        dev = trainers[FP32].device
+
+        def sync() -> None:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+
+        data = [(torch.from_numpy(store.batch(i)).to(dev), torch.from_numpy(store.labels[i]).long().to(dev))
+                for i in train_idx]
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        for k, (x, y) in enumerate(data):
+            for m in (modes if k % 2 == 0 else modes[::-1]):
+                sync()
+                t0 = time.perf_counter()
+                trainers[m].train_step(x, y, 0, k)
+                sync()
+                times[m].append(time.perf_counter() - t0)
+        for m in modes:
+            res = _summary(times[m], b, args.warmup)
+            if parsed[m][2]:  # the first step compiles; the steady steps are the median after warmup
+                res["first_step_s"] = times[m][0]
+                res["compile_s"] = times[m][0] - float(res["step_s"])
+            results[m]["train"][str(size)] = res  # type: ignore[index]
+            print(f"train {size:>3} px {m:<16} {res['images_per_s']:8.2f} img/s", flush=True)
+
+        ex, ey = torch.from_numpy(store.batch(eval_idx)), torch.from_numpy(store.labels[eval_idx]).long()
+        eval_modes = [m for m in modes if not parsed[m][2]]  # the engine evaluates its eager model
+        etimes: dict[str, list[float]] = {m: [] for m in eval_modes}
+        for k in range(rounds):
+            for m in (eval_modes if k % 2 == 0 else eval_modes[::-1]):
+                t = trainers[m]
+                t0 = time.perf_counter()
+                infer(t.model, t.encoder, [(ex, ey, eval_idx)], dev, dtype=t.dtype, channels_last=t.channels_last,
+                      weight=t.loss_weight)  # ends with a device-to-host read-back
+                etimes[m].append(time.perf_counter() - t0)
+        for m in eval_modes:
+            res = _summary(etimes[m], eval_b, args.warmup)
+            results[m]["eval"][str(size)] = res  # type: ignore[index]
+            print(f"eval  {size:>3} px {m:<16} {res['images_per_s']:8.2f} img/s", flush=True)
+        del trainers, data
+
+    def ratio(m: str, phase: str) -> dict[str, float]:
+        mine, ref = results[m][phase], results[FP32][phase]  # type: ignore[index]
+        return {s: mine[s]["images_per_s"] / ref[s]["images_per_s"] for s in mine if s in ref}  # type: ignore
+
+    for m in modes:
+        for s, res in results[m]["train"].items():  # type: ignore[union-attr]
+            gain = results[FP32]["train"][s]["step_s"] - res["step_s"]  # type: ignore[index]
+            if "compile_s" in res:
+                res["break_even_steps"] = res["compile_s"] / gain if gain > 0 else None
+    dev = torch.device(args.device)
+    result = {
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_info()["model"],
+        "cpu": cpu_info(), "torch": torch.__version__, "threads": args.threads, "batch_size": b,
+        "eval_batch_size": eval_b, "encoding": args.encoding, "sizes": sizes, "steps": args.steps,
+        "warmup": args.warmup, "segment_shape": list(store.shape[1:]),
+        "store": args.store or "synthetic", "interleaved": True,
+        "auto_resolves_to": {"amp": results[AUTO]["amp"], "channels_last": results[AUTO]["channels_last"]},
+        "ratios": {"train": ratio(AUTO, "train"), "eval": ratio(AUTO, "eval")},
+        "ratios_over_fp32": {m: {"train": ratio(m, "train"), "eval": ratio(m, "eval")} for m in modes},
+        "modes": results,
+        "command": "python benchmarks/train_throughput.py --compare " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k in ("device", "batch_size", "encoding", "steps", "warmup", "threads", "sizes")
+            or (k == "modes" and v)) + (f" --store {args.store}" if args.store else "") + f" --out {args.out}",
+    }
+    atomic_write_json(Path(args.out) / "train_throughput_compare.json", result)
+    print(json.dumps({k: result[k] for k in ("cpu", "auto_resolves_to", "ratios", "ratios_over_fp32")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import argparse
 import logging
 from typing import Any
 
+from ecgtransfer.training.config import AMP_CHOICES, CHANNELS_LAST_CHOICES, normalise_channels_last
+
 log = logging.getLogger(__name__)
 
 
@@ -68,8 +70,10 @@ def register(subparsers: Any) -> None:
     g.add_argument("--early-stopping", type=int, help="patience in epochs (validation macro-F1)")
     g = p.add_argument_group("execution")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    g.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
-    g.add_argument("--channels-last", type=_bool, metavar="BOOL")
+    g.add_argument("--amp", choices=AMP_CHOICES,
+                   help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, else fp32; off: exact fp32")
+    g.add_argument("--channels-last", type=normalise_channels_last, choices=CHANNELS_LAST_CHOICES,
+                   help="auto (default): on for CUDA and CPU bf16, off for CPU fp32 (true/false read as on/off)")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--seed", type=int)
     g.add_argument("--num-workers", type=int, help="DataLoader workers reading the store")

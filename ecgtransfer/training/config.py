@@ -42,6 +42,8 @@ SPLIT_METHODS = ("patient", "kfold", "dechazal", "random")
 SCHEDULERS = ("cosine", "onecycle", "constant")
 IMBALANCE = ("weighted", "sampler", "none")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+#: ``channels_last`` values; older configs' ``None`` / ``True`` / ``False`` read as auto / on / off
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
 
 #: fields that may differ between a checkpoint and the configuration that resumes it
@@ -100,9 +102,11 @@ class TrainConfig:
 
     Execution
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-        amp: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"``, ``"fp16"`` (CUDA, with a grad
-            scaler) or ``"off"``.
-        channels_last: use the channels-last memory format (``None``: on CUDA only).
+        amp: ``"auto"`` (bf16 autocast on CUDA, and on CPUs that compute bf16 natively, else fp32), ``"bf16"``,
+            ``"fp16"`` (CUDA, with a grad scaler) or ``"off"`` (exact fp32, no autocast); see
+            :mod:`ecgtransfer.training.precision`.
+        channels_last: the channels-last memory format: ``"auto"`` (on for CUDA and CPU bf16, off for CPU fp32),
+            ``"on"`` or ``"off"``.
         compile: wrap the model in ``torch.compile``.
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only) and cuDNN determinism.
         seed: seeds Python, NumPy and torch; the data order and augmentation are pure functions of
@@ -155,7 +159,7 @@ class TrainConfig:
 
     device: str = "auto"
     amp: str = "auto"
-    channels_last: bool | None = None
+    channels_last: str = "auto"
     compile: bool = False
     deterministic: bool = True
     seed: int = 0
@@ -171,6 +175,7 @@ class TrainConfig:
         if self.lr_spread is not None:
             self.lr_spread = tuple(float(v) for v in self.lr_spread)  # type: ignore[assignment]
         self.encoding_params = dict(self.encoding_params)
+        self.channels_last = normalise_channels_last(self.channels_last)
         self.validate()
 
     # -- validation -------------------------------------------------------------------------------
@@ -190,6 +195,8 @@ class TrainConfig:
             raise bad("imbalance", f"one of {IMBALANCE}")
         if self.amp not in AMP_CHOICES:
             raise bad("amp", f"one of {AMP_CHOICES}")
+        if self.channels_last not in CHANNELS_LAST_CHOICES:
+            raise bad("channels_last", f"one of {CHANNELS_LAST_CHOICES}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise bad("device", f"one of {DEVICES} or 'cuda:N'")
         if len(self.tiers) != 3 or any(not (lr > 0) for lr in self.tiers):
@@ -300,6 +307,8 @@ class TrainConfig:
             if key in RESUME_MUTABLE:
                 continue
             theirs = other.get(key, _MISSING)
+            if key == "channels_last" and theirs is not _MISSING:
+                theirs = normalise_channels_last(theirs)  # a checkpoint's older None/True/False
             if theirs is _MISSING and f.default is not dataclasses.MISSING and _normalise(value) == _normalise(
                     f.default):
                 continue  # a field added later, at its default: the checkpoint's run used that behaviour
@@ -309,6 +318,19 @@ class TrainConfig:
 
 
 _MISSING = object()
+
+
+def normalise_channels_last(value: Any) -> Any:
+    """``None`` / ``True`` / ``False`` (configs written before the choices existed) and true/false-like strings
+    -> ``"auto"`` / ``"on"`` / ``"off"``; anything else is returned as given (``validate`` names it)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        low = value.strip().lower()
+        return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(low, low)
+    return value
 
 
 def _normalise(v: Any) -> Any:

@@ -70,6 +70,8 @@ from ecgtransfer.training.metrics import (
     metrics_table,
     plot_confusion_matrix,
 )
+from ecgtransfer.training.precision import describe as describe_precision
+from ecgtransfer.training.precision import dtype_name
 from ecgtransfer.training.runtime import (
     amp_dtype,
     environment,
@@ -227,7 +229,9 @@ class _Trainer:
         self.model = ResNet50(k, weights=weights,
                               in_channels=self.encoder.out_channels(store.shape[1])).to(self.device)
         self.dtype = amp_dtype(cfg.amp, self.device)
-        self.channels_last = use_channels_last(cfg.channels_last, self.device)
+        self.channels_last = use_channels_last(cfg.channels_last, self.device, self.dtype)
+        if self.dist.is_main:
+            log.info("%s", describe_precision(cfg.amp, cfg.channels_last, self.device, self.dtype, self.channels_last))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, cfg.tier_config())
@@ -355,7 +359,7 @@ class _Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
-            "amp": None if self.dtype is None else str(self.dtype).replace("torch.", ""),
+            "amp": dtype_name(self.dtype),  # resolved: float32 (no autocast), bfloat16 or float16
             "channels_last": self.channels_last,
             "environment": environment(self.device),
             "load_report": str(self.model.load_report) if self.model.load_report is not None else None,

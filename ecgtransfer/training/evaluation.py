@@ -84,7 +84,8 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     model.eval()
     run_file = run_dir / "run.json"
     run = json.loads(run_file.read_text()) if run_file.is_file() else {}
-    channels_last = use_channels_last(cfg.channels_last, dev)
+    dtype = amp_dtype(cfg.amp, dev)  # the run's choices, resolved for this device (as the engine does)
+    channels_last = use_channels_last(cfg.channels_last, dev, dtype)
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -92,7 +93,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     weights = np.asarray(run.get("class_weights") or np.ones(len(names)), dtype=np.float64)
     return LoadedRun(run_dir=run_dir, config=cfg, model=model, encoder=encoder, class_names=names,
                      store_manifest=manifest, store_manifest_hash=str(ckpt.get("store_manifest_hash", "")),
-                     checkpoint=path, device=dev, dtype=amp_dtype(cfg.amp, dev), channels_last=channels_last,
+                     checkpoint=path, device=dev, dtype=dtype, channels_last=channels_last,
                      class_weights=weights)
 
 

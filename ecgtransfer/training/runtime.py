@@ -13,6 +13,10 @@ from torch import nn
 
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import naming_segments
+from ecgtransfer.training.precision import amp_dtype, cpu_info, use_channels_last
+
+__all__ = ["amp_dtype", "autocast", "environment", "infer", "logits_of", "parse_tiers", "peak_memory_mb",
+           "reset_peak_memory", "resolve_device", "set_determinism", "use_channels_last"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,18 +30,8 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: ``"auto"`` is bf16 on CUDA and off on CPU."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("amp='fp16' needs a CUDA device; use 'bf16' or 'off' on CPU")
-        return torch.float16
-    return torch.bfloat16
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing for ``None`` (exact fp32)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -50,10 +44,6 @@ def set_determinism(enabled: bool, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = not enabled
         torch.backends.cudnn.deterministic = enabled
     torch.use_deterministic_algorithms(enabled, warn_only=True)
-
-
-def use_channels_last(flag: bool | None, device: torch.device) -> bool:
-    return device.type == "cuda" if flag is None else bool(flag)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -71,7 +61,10 @@ def reset_peak_memory(device: torch.device) -> None:
 def logits_of(model: nn.Module, encoder: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None,
               channels_last: bool) -> torch.Tensor:
     """Render ``x [B, C, L]`` to images ``[B, 3, H, W]`` (``[B, C, H, W]`` with ``lead="stack"``) on its device
-    and return float32 logits ``[B, K]``."""
+    and return float32 logits ``[B, K]``.
+
+    The images are rendered in float32 outside autocast (the encoders are exact against their references);
+    ``dtype`` autocast covers the model only, so the cast happens at its input."""
     with torch.no_grad():
         images = encoder(x)
     if channels_last:
@@ -141,6 +134,9 @@ def environment(device: torch.device) -> dict[str, Any]:
         or platform.machine(),
         "torch_threads": torch.get_num_threads(),
     }
+    if device.type == "cpu":
+        info = cpu_info()
+        env.update(cpu_model=info["model"], cpu_capability=info["capability"], cpu_native_bf16=info["native_bf16"])
     return env
 
 
