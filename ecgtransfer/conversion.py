@@ -105,7 +105,8 @@ class ConvertConfig:
         before, after: beat window before/after the R peak in seconds (``*_samples / fs``; however they were
             given, so equal windows compare equal); None for rhythm tasks.
         before_samples, after_samples: the same in samples at ``fs`` (beats); segment length is their sum.
-        rr_context: store RR context as extra ``rr`` ``[N, 3]`` (beats).
+        rr_context: store RR context as extra ``rr`` ``[N, 6]`` (beats; columns
+            :data:`ecgtransfer.signals.beats.RR_FEATURES`).
         include_paced: keep paced records (beats).
         window, stride: rhythm window length and step in seconds (None for beats).
         window_samples, stride_samples: the same in samples at ``fs`` (rhythm).
@@ -130,7 +131,7 @@ class ConvertConfig:
     after: float | None = None
     before_samples: int = 0
     after_samples: int = 0
-    rr_context: bool = False
+    rr_context: bool = True
     include_paced: bool = False
     window: float | None = None
     stride: float | None = None
@@ -422,7 +423,7 @@ def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], over
 def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
             records: Sequence[str] | None = None, lead: str | Sequence[str] | None = None, fs: float | None = None,
             before: float | int | str = DEFAULT_BEFORE, after: float | int | str = DEFAULT_AFTER,
-            rr_context: bool = False, include_paced: bool = False, window: float = DEFAULT_WINDOW,
+            rr_context: bool = True, include_paced: bool = False, window: float = DEFAULT_WINDOW,
             stride: float | None = None, whole_record: bool = False, reference: str = "original",
             rhythm_classes: str = "fine", filter: str = DEFAULT_FILTER,  # noqa: A002 - the natural name
             band: Sequence[float] = DEFAULT_BAND, filter_order: int = DEFAULT_FILTER_ORDER, normalize: str = "none",
@@ -445,8 +446,10 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
             output rate, a string carries its unit (``"0.25s"``, ``"250ms"``, ``"90samples"``). Default
             0.25 s before and 0.45 s after (252 samples at 360 Hz). Beats whose window falls off the record
             edge are dropped (counted in the log and in ``manifest["summary"]``).
-        rr_context: store the extra ``rr`` ``[N, 3]`` float32: previous RR, next RR and local average RR
-            (mean of the 10 surrounding intervals) in seconds, from all reference beats of the record.
+        rr_context: store the extra ``rr`` ``[N, 6]`` float32 (default on for beats): previous RR, next RR and local
+            average RR (mean of the 10 surrounding intervals) in seconds, and the three divided by the record's mean
+            RR, from all reference beats of the record (:func:`ecgtransfer.signals.beats.rr_features`; columns
+            :data:`~ecgtransfer.signals.beats.RR_FEATURES`). Models read it with ``rr="auto"``.
         include_paced: keep mitdb's paced records (102 104 107 217).
         window: rhythm window length in seconds (default 10 s).
         stride: rhythm window step in seconds (default ``window``: no overlap).

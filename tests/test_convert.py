@@ -19,6 +19,7 @@ from scipy import signal as ss
 import ecgtransfer as et
 from ecgtransfer.cli import main as cli_main
 from ecgtransfer.errors import CatalogError, ConfigError, RecordError, StoreError
+from ecgtransfer.signals.beats import RR_FEATURES
 from ecgtransfer.store import SegmentStore
 
 # the AAMI EC57 grouping, written out independently of ecgtransfer.signals.beats
@@ -108,18 +109,21 @@ def test_symbols_and_rr_extra(beats3, physionet_root):
     syms_all = [sym for sym in ann.symbol if sym in AAMI]
     idx = np.flatnonzero(beats3.record_ids == "207")
     rr = np.asarray(beats3.extra("rr"))[idx]
-    assert rr.shape == (len(idx), 3) and rr.dtype == np.float32
+    assert rr.shape == (len(idx), len(RR_FEATURES)) == (len(idx), 6) and rr.dtype == np.float32
     pos = beats3.positions[idx]
     j = np.searchsorted(beats_all, pos)  # index of each stored beat among all reference beats
     np.testing.assert_array_equal(beats_all[j], pos)
     mid = len(idx) // 2
     k = j[mid]
     d = np.diff(beats_all) / 360.0
-    np.testing.assert_allclose(rr[mid], [d[k - 1], d[k], d[k - 5:k + 5].mean()], rtol=1e-6)
+    np.testing.assert_allclose(rr[mid, :3], [d[k - 1], d[k], d[k - 5:k + 5].mean()], rtol=1e-6)
     exp_prev = np.where(j > 0, d[np.maximum(j - 1, 0)], d[0])
     exp_next = np.where(j < len(d), d[np.minimum(j, len(d) - 1)], d[-1])
     np.testing.assert_allclose(rr[:, 0], exp_prev, rtol=1e-6)
     np.testing.assert_allclose(rr[:, 1], exp_next, rtol=1e-6)
+    # relative columns: divided by the mean of all the record's RR intervals (from wfdb.rdann, independently)
+    np.testing.assert_allclose(rr[:, 3:6], rr[:, 0:3] / d.mean(), rtol=1e-5)
+    np.testing.assert_allclose(rr[mid, 3], d[k - 1] / d.mean(), rtol=1e-5)
     assert [str(s) for s in np.asarray(beats3.extra("symbol"))[idx]] == [syms_all[x] for x in j]
 
 

@@ -39,7 +39,9 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                    help="window before the R peak, at most 2 s: seconds ('0.25', '0.25s', '250ms') or samples "
                    "('90samples')")
     g.add_argument("--after", type=_duration, default="0.45s", help="window after the R peak (same units)")
-    g.add_argument("--rr-context", action="store_true", help="store previous/next/local RR intervals (extra 'rr')")
+    g.add_argument("--rr-context", action=argparse.BooleanOptionalAction, default=True,
+                   help="store previous/next/local RR intervals and their ratio to the record's mean RR (extra 'rr'; "
+                   "default on, --no-rr-context to leave it out)")
     g.add_argument("--include-paced", action="store_true", help="keep the paced records 102 104 107 217")
     g = p.add_argument_group("rhythm (challenge-2017, ludb)")
     g.add_argument("--window", type=float, default=10.0, help="window length in seconds")

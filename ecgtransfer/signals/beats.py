@@ -83,7 +83,8 @@ def check_annotation_file(ann_file: str | os.PathLike, record_id: str | None = N
 
     A file that stops before the marker (cut at any byte, or exactly between two annotations, which
     :func:`wfdb.rdann` reads without complaint) raises :class:`RecordError` naming the record and how many
-    annotations were read: labels from it would silently miss the rest of the record.
+    annotations were read: labels from it would silently miss the rest of the record. So does a marker with
+    bytes after it (a damaged word read as the end, the rest of the record lost).
     """
     ann_file = Path(ann_file)
     rid = record_id or ann_file.stem
@@ -97,10 +98,17 @@ def check_annotation_file(ann_file: str | os.PathLike, record_id: str | None = N
         word = data[i] | (data[i + 1] << 8)
         kind, field = word >> 10, word & 0x3FF
         if word == 0:
+            if i + 2 != n:
+                raise RecordError(f"record {rid}: annotation file {ann_file} has {n - i - 2} bytes after its "
+                                  f"end-of-file marker (at byte {i}, after {count} annotations): it is damaged; "
+                                  "download the record again")
             return count
         if kind == _ANN_SKIP:
             i += 6
         elif kind == _ANN_AUX:
+            if field > 255:  # WFDB keeps an aux string's length in one byte
+                raise RecordError(f"record {rid}: annotation file {ann_file} declares a {field}-byte aux string at "
+                                  f"byte {i} (at most 255): it is damaged; download the record again")
             i += 2 + field + (field & 1)
         else:
             count += int(1 <= kind <= _ANN_MAXTYPE)
@@ -109,17 +117,26 @@ def check_annotation_file(ann_file: str | os.PathLike, record_id: str | None = N
                       f"({n} bytes, no end-of-file marker): it is truncated; download the record again")
 
 
-def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS) -> np.ndarray:
-    """RR-interval context of each beat ``[n, 3]`` float64 in seconds: previous RR, next RR, local average RR.
+#: the columns of :func:`rr_features` (and of a beat store's ``rr`` extra), in order
+RR_FEATURES: tuple[str, ...] = ("rr_prev", "rr_next", "rr_local", "rr_prev_rel", "rr_next_rel", "rr_local_rel")
 
-    ``samples`` are the R peaks of *all* reference beats of a record (before any edge drop), increasing.
-    Previous RR of the first beat is its next RR and next RR of the last beat is its previous RR. The local
-    average RR of beat ``i`` is the mean of the ``local`` intervals around it (``local // 2`` ending at or
-    before the beat, the rest after it), truncated at the record's ends. With a single beat all are NaN.
+
+def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS) -> np.ndarray:
+    """RR-interval context of each beat ``[n, 6]`` float64, the columns of :data:`RR_FEATURES`.
+
+    Columns 0-2 are in seconds: previous RR, next RR, local average RR; columns 3-5 are the same divided by the
+    record's mean RR (the mean of all its intervals), a per-patient normaliser that makes prematurity (a short
+    previous RR) comparable between a slow and a fast heart. Everything is computed inside one record, from its
+    R peaks alone, so the features exist for a new recording at predict time and carry nothing across patients.
+
+    ``samples`` are the R peaks of *all* beats of a record (before any edge drop), increasing. Previous RR of the
+    first beat is its next RR and next RR of the last beat is its previous RR. The local average RR of beat ``i``
+    is the mean of the ``local`` intervals around it (``local // 2`` ending at or before the beat, the rest after
+    it), truncated at the record's ends. With a single beat all are NaN.
     """
     samples = np.asarray(samples, dtype=np.int64)
     n = len(samples)
-    out = np.full((n, 3), np.nan)
+    out = np.full((n, len(RR_FEATURES)), np.nan)
     if n < 2:
         return out
     rr = np.diff(samples).astype(np.float64) / fs  # rr[k] = interval between beats k and k+1
@@ -136,6 +153,7 @@ def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS)
     hi = np.clip(i + (local - half), 0, len(rr))
     avg = (csum[hi] - csum[lo]) / (hi - lo)
     out[:, 0], out[:, 1], out[:, 2] = prev, nxt, avg
+    out[:, 3:6] = out[:, 0:3] / rr.mean()
     return out
 
 
