@@ -38,6 +38,7 @@ import errno
 import glob
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -392,6 +393,71 @@ def write_store(path: str | os.PathLike, segments: np.ndarray, labels: Sequence[
                        class_names=class_names, **manifest)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_manifest(manifest: Any, path: str | os.PathLike) -> None:
+    """Raise one :class:`StoreError` line naming ``path`` unless ``manifest`` (parsed JSON) is a usable store
+    manifest: a JSON object of :data:`STORE_FORMAT`, a readable ``format_version``, ``shape`` ``[N, C, L]``,
+    ``class_names`` (distinct strings), ``fs`` (positive), ``lead_names`` (strings) and, when present, ``dtype``,
+    ``extras``, ``parameters``, ``source_files`` and ``patients_known`` of the right types."""
+    def bad(what: str) -> StoreError:
+        return StoreError(f"{path}: {what}; the store manifest is damaged (convert the store again)")
+
+    if not isinstance(manifest, dict):
+        raise bad(f"expected a JSON object, found a {type(manifest).__name__}")
+    if manifest.get("format") != STORE_FORMAT:
+        raise StoreError(f"{path}: expected format {STORE_FORMAT!r}, found {manifest.get('format')!r}")
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise bad(f"format_version must be a non-negative integer, found {version!r}")
+    if version > STORE_FORMAT_VERSION:
+        raise StoreError(f"{path}: store format version {version} is newer than this ecgtransfer supports "
+                         f"({STORE_FORMAT_VERSION}); upgrade ecgtransfer")
+    for key in ("shape", "class_names", "fs", "lead_names"):
+        if key not in manifest:
+            raise bad(f"the key {key!r} is missing")
+    shape = manifest["shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                 and v >= 0 for v in shape)):
+        raise bad(f"shape must be [N, C, L] (three non-negative integers), found {shape!r}")
+    names = manifest["class_names"]
+    if not (isinstance(names, list) and names and all(isinstance(c, str) and c for c in names)
+            and len(set(names)) == len(names)):
+        raise bad(f"class_names must be a non-empty list of distinct names, found {names!r}")
+    fs = manifest["fs"]
+    if not (_is_number(fs) and math.isfinite(fs) and fs > 0):
+        raise bad(f"fs must be a positive sampling rate in Hz, found {fs!r}")
+    leads = manifest["lead_names"]
+    if not (isinstance(leads, list) and all(isinstance(x, str) for x in leads)):
+        raise bad(f"lead_names must be a list of lead names, found {leads!r}")
+    if "dtype" in manifest and manifest["dtype"] not in ("float32", "float16"):
+        raise bad(f"dtype must be 'float32' or 'float16', found {manifest['dtype']!r}")
+    extras = manifest.get("extras", [])
+    if not (isinstance(extras, list) and all(isinstance(x, str) and x and "/" not in x and "\\" not in x
+                                             and x not in (".", "..") for x in extras)):
+        raise bad(f"extras must be a list of names, found {extras!r}")
+    for key in ("parameters", "source_files", "provenance"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise bad(f"{key} must be a JSON object, found {manifest[key]!r}")
+    if manifest.get("patients_known") not in (None, True, False):
+        raise bad(f"patients_known must be true, false or absent, found {manifest['patients_known']!r}")
+    for key in ("database", "version", "task"):
+        if key in manifest and not isinstance(manifest[key], str):
+            raise bad(f"{key} must be a string, found {manifest[key]!r}")
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """Labels must be integers in ``[0, num_classes)`` (a float or negative label is a damaged store)."""
+    if labels.dtype.kind not in "iu":
+        raise StoreError(f"{path} holds {labels.dtype} labels, expected integers (class indices); the store is "
+                         "damaged (convert it again)")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise StoreError(f"{path}: labels must be class indices in [0, {num_classes}), found values from "
+                         f"{int(labels.min())} to {int(labels.max())}; the store is damaged (convert it again)")
+
+
 @dataclass(frozen=True)
 class StoreInfo:
     """Counts of a store, as ``ecgtransfer info`` prints them."""
@@ -426,16 +492,16 @@ class SegmentStore:
                 raise StoreError(f"{self.path} is a file, not a segment store directory (a store is a folder "
                                  f"holding {MANIFEST} and segments.npy)")
             raise StoreError(f"segment store {self.path} does not exist")
-        raw = mpath.read_bytes()
         try:
-            self.manifest: dict[str, Any] = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{mpath} is not valid JSON: {exc}") from exc
-        if self.manifest.get("format") != STORE_FORMAT:
-            raise StoreError(f"{mpath}: expected format {STORE_FORMAT!r}, found {self.manifest.get('format')!r}")
-        if int(self.manifest.get("format_version", 0)) > STORE_FORMAT_VERSION:
-            raise StoreError(f"{mpath}: store format version {self.manifest['format_version']} is newer than "
-                             f"this ecgtransfer supports ({STORE_FORMAT_VERSION}); upgrade ecgtransfer")
+            raw = mpath.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{mpath} cannot be read: {exc.strerror or exc}") from exc
+        try:
+            manifest = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise StoreError(f"{mpath} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
+        check_manifest(manifest, mpath)
+        self.manifest: dict[str, Any] = manifest
         #: identifies the store's content and parameters, not where or when it was made
         #: (:func:`manifest_content_hash`)
         self.manifest_hash: str = manifest_content_hash(self.manifest)
@@ -450,10 +516,21 @@ class SegmentStore:
         expected = tuple(self.manifest["shape"])
         if tuple(self.segments.shape) != expected:
             raise StoreError(f"store {self.path}: segments.npy has shape {self.segments.shape}, manifest says {expected}")
+        if self.segments.dtype.name != self.manifest.get("dtype", self.segments.dtype.name):
+            raise StoreError(f"store {self.path}: segments.npy holds {self.segments.dtype.name}, manifest says "
+                             f"{self.manifest['dtype']!r}")
         n = expected[0]
         for name in _ARRAYS:
-            if getattr(self, name).shape[0] != n:
-                raise StoreError(f"store {self.path}: {name}.npy has {getattr(self, name).shape[0]} rows, expected {n}")
+            arr = getattr(self, name)
+            if arr.ndim != 1 or arr.shape[0] != n:
+                raise StoreError(f"store {self.path}: {name}.npy has shape {arr.shape}, expected [{n}]")
+        _check_labels(self.labels, len(self.manifest["class_names"]), self.path / "labels.npy")
+        if self.positions.dtype.kind not in "iu":
+            raise StoreError(f"store {self.path}: positions.npy holds {self.positions.dtype}, expected integers")
+        for name in self.manifest.get("extras", []):
+            if not (self.path / f"extra_{name}.npy").is_file():
+                raise StoreError(f"store {self.path}: the manifest lists the extra {name!r} but extra_{name}.npy "
+                                 "is missing")
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -503,7 +580,13 @@ class SegmentStore:
         """A per-segment extra array ``[N, ...]`` (for example ``"rr"``), memory-mapped."""
         if name not in self.manifest.get("extras", []):
             raise StoreError(f"store {self.path} has no extra {name!r}; it has {self.manifest.get('extras', [])}")
-        return np.load(self.path / f"extra_{name}.npy", mmap_mode="r")
+        try:
+            arr = np.load(self.path / f"extra_{name}.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"store {self.path}: extra_{name}.npy is damaged: {exc}") from exc
+        if arr.ndim < 1 or arr.shape[0] != len(self):
+            raise StoreError(f"store {self.path}: extra_{name}.npy has shape {arr.shape}, expected [{len(self)}, ...]")
+        return arr
 
     # -- access ---------------------------------------------------------------------------------
     def __len__(self) -> int:

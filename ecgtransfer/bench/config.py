@@ -325,6 +325,8 @@ def _arm_from(where: str, raw: Any) -> ArmConfig:
     if "lrs" in kw:
         kw["lrs"] = _tuple_of(where, "lrs", kw["lrs"], float)
     if "lr" in kw and kw["lr"] is not None:
+        if isinstance(kw["lr"], bool) or not isinstance(kw["lr"], (int, float)):
+            raise _err(where, f"lr must be a positive number (a learning rate such as 1e-3), found {kw['lr']!r}")
         kw["lr"] = float(kw["lr"])
     return replace(base, **kw)
 

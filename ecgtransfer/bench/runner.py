@@ -40,6 +40,8 @@ from tqdm.auto import tqdm
 
 from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_write_json
+from ecgtransfer._lock import FolderLock
+from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.aggregate import baseline_arm, summarise
 from ecgtransfer.bench.cells import CellStore
 from ecgtransfer.bench.config import ArmConfig, BenchConfig, load_config
@@ -754,8 +756,15 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
         cfg = replace(cfg, source=replace(cfg.source, store=str(Path(source_store).resolve())))
     if device is not None:
         cfg = replace(cfg, device=device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out, kind="bench", inputs={"--store": cfg.store_path,
+                                                      "--source-store": cfg.source_store_path})
+    with FolderLock(out, what="bench folder"):
+        return _run_locked(cfg, out, config_path=config_path, resume=resume, progress=progress, command=command)
+
+
+def _run_locked(cfg: BenchConfig, out: Path, *, config_path: Path | None, resume: bool, progress: bool,
+                command: str | None) -> BenchResult:
+    """:func:`run` once the output folder is checked and its writer lock held."""
     if command is None:
         command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None
     bench = _Bench(cfg, out, resume=resume, progress=progress, command=command)
@@ -764,7 +773,8 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
             bench.config_text = config_path.read_text(encoding="utf-8")
         except OSError:
             pass
-    bench.setup()
+    bench.setup()  # opens the store: a missing store fails here, before OUT is created
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
     bench.check_arms()
     try:

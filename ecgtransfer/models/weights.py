@@ -404,25 +404,60 @@ def _is_tensor_dict(obj: Any) -> bool:
     )
 
 
+_GLOBAL = re.compile(r"\bGLOBAL\s+([A-Za-z_][\w.]*)", re.I)
+_OPERAND = re.compile(r"unsupported operand\s+(\S+)", re.I)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines[0].split())[:200] if lines else type(exc).__name__
+
+
+def torch_load_weights_only(path: Union[str, os.PathLike], *, map_location: Any = "cpu",
+                            error: type[Exception] = WeightsError, what: str = "weights file") -> Any:
+    """``torch.load(path, weights_only=True)``; every failure is one ``error`` line naming ``path``.
+
+    A file that needs a Python global (a pickled module, class or function: a ``__reduce__`` that would run
+    code) is refused with "refused: pickled Python objects" and never executed; torch's own advice to retry
+    with ``weights_only=False`` is not repeated. Anything else unreadable (not a torch file, truncated,
+    corrupt) is "not a readable torch file". The owner of these messages for weights files and checkpoints.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = _GLOBAL.search(text)
+        if found or "unsupported global" in text.lower():
+            name = found.group(1) if found else "a Python global"
+            raise error(
+                f"{path}: refused: pickled Python objects (it needs {name}, which torch.load(weights_only=True) "
+                f"never imports or runs); ecgtransfer reads only {what}s made of tensors and plain containers. If you "
+                "made the file yourself, re-save it as torch.save(model.state_dict(), path)") from None
+        op = _OPERAND.search(text)
+        detail = (f"the weights-only unpickler met pickle opcode {op.group(1)}, which torch files of tensors "
+                  "do not contain") if op else "it is not a pickle of tensors"
+        raise error(f"{path}: not a readable torch file ({detail}); expected a {what} written by torch.save") from None
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file
+        raise error(f"{path}: not a readable torch file ({type(exc).__name__}: {_first_line(exc)}); expected a "
+                    f"{what} written by torch.save") from None
+
+
+def check_finite_state(state: Mapping[str, Any], source: Union[str, os.PathLike]) -> None:
+    """Raise :class:`WeightsError` when a floating-point tensor of ``state`` holds NaN or infinite values."""
+    bad = [name for name, t in state.items() if isinstance(t, torch.Tensor) and t.is_floating_point()
+           and t.numel() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise WeightsError(f"{source}: {len(bad)} of {len(state)} tensors hold NaN or infinite values "
+                           f"({', '.join(bad[:3])}{more}); the weights are damaged or come from a diverged "
+                           "training run: use other weights")
+
+
 def _load_file(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist (expected a state dict or checkpoint file)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s+was not an allowed global|\n\n|$)", text, re.S)
-        detail = " ".join((m.group(1) if m else text.strip().splitlines()[0]).split())
-        if "Unsupported global" not in text:
-            raise WeightsError(f"{path}: not a readable torch file (torch.load weights_only=True: {detail})") from exc
-        raise WeightsError(
-            f"{path}: refused to load: it holds pickled Python objects, not just tensors "
-            f"(torch.load weights_only=True: {detail}). ecgtransfer only reads state dicts and checkpoints "
-            "made of tensors and plain containers; if you trust the file, re-save it as "
-            "torch.save(model.state_dict(), path)"
-        ) from exc
-    except Exception as exc:  # corrupt zip, truncated file, not a torch file
-        raise WeightsError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
+    return torch_load_weights_only(path)
 
 
 def read_state_dict_file(path: Union[str, os.PathLike]) -> SourceWeights:
@@ -451,6 +486,7 @@ def read_state_dict_file(path: Union[str, os.PathLike]) -> SourceWeights:
             + (f", found non-tensor entries {bad}" if bad else " (it is empty)")
         )
     state = _strip_prefix(state, notes)
+    check_finite_state(state, path)
     ours_names = set(_tensor_maps()[0])
     n_ours = sum(1 for k in state if k in ours_names or k.startswith(("features_1.", "features_2.", "classifier.")))
     n_tv = sum(1 for k in state if k in _tensor_maps()[1])

@@ -14,8 +14,10 @@ A checkpoint is a plain dict holding only tensors, numbers, strings, lists and d
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -67,12 +69,73 @@ def seed_everything(seed: int) -> None:
 
 
 # -- save / load -------------------------------------------------------------------------------------
+def _nbytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Write ``state`` (plain containers and tensors) to ``path`` atomically."""
+    """Write ``state`` (plain containers and tensors) to ``path`` atomically.
+
+    A failed write (disk full, ...) leaves the previous file at ``path`` untouched and raises one
+    :class:`TrainingError` line naming the file (torch reports a full disk as a zip-writer RuntimeError).
+    """
+    path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
                "package_version": __version__, **state}
-    with atomic_open(path, "wb") as fh:
-        torch.save(payload, fh)
+    try:
+        with atomic_open(path, "wb") as fh:
+            torch.save(payload, fh)
+    except (OSError, RuntimeError) as exc:
+        need = _nbytes(payload)
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < need):
+            reason = (f"no space left on the device ({free if free is not None else '?'} bytes free, the "
+                      f"checkpoint needs about {need}); free some space, then resume with --resume")
+        else:
+            reason = _one_line(exc)
+        raise TrainingError(f"cannot write checkpoint {path}: {reason}; the previous {path.name} is unchanged"
+                            ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+
+
+def load_model_state(model: torch.nn.Module, state: Any, *, path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)``, or one :class:`TrainingError` line naming the checkpoint and the first
+    tensors whose names or shapes do not fit the model (torch's message is many lines)."""
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TrainingError(f"checkpoint {path}: its 'model' entry is not a state dict (a dict of tensors)")
+    want = model.state_dict()
+    wrong = [f"{k} {list(v.shape)} (model {list(want[k].shape)})" for k, v in state.items()
+             if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} tensor(s) of another shape: {', '.join(wrong[:2])}"
+                        + (f" and {len(wrong) - 2} more" if len(wrong) > 2 else ""))
+    if missing:
+        problems.append(f"{len(missing)} missing: {', '.join(missing[:2])}" + (" ..." if len(missing) > 2 else ""))
+    if extra:
+        problems.append(f"{len(extra)} unexpected: {', '.join(extra[:2])}" + (" ..." if len(extra) > 2 else ""))
+    if problems:
+        raise TrainingError(f"checkpoint {path} does not fit the model of this run ({'; '.join(problems)}); "
+                            "it is damaged or belongs to another run")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        raise TrainingError(f"checkpoint {path} does not fit the model of this run ({_one_line(exc)})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -80,10 +143,9 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise TrainingError(f"checkpoint {path} cannot be loaded safely (weights_only=True): {exc}") from exc
+    from ecgtransfer.models.weights import torch_load_weights_only
+
+    ckpt = torch_load_weights_only(path, map_location=map_location, error=TrainingError, what="checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an ecgtransfer checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     if int(ckpt.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
