@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
+from ecgtransfer._lock import FolderLock
+from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import TrainingError
 from ecgtransfer.imaging._tensor import check_finite, naming_segments
 from ecgtransfer.store import SegmentStore
@@ -48,6 +50,7 @@ from ecgtransfer.training.checkpoint import (
     capture_rng_state,
     check_compatible,
     load_checkpoint,
+    load_model_state,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -222,6 +225,9 @@ class _Trainer:
                                 "or choose another --out")
 
         self.encoder = cfg.image_encoder(store.fs).to(self.device)
+        probe = torch.from_numpy(store.batch(parts["train"][:1])).to(self.device)
+        with naming_segments(probe, parts["train"][:1], store):
+            self.encoder(probe)  # image size and encoding settings fail here, before the run directory is written
         # the train step checks its batch for NaN/inf inside its one device sync (the loss read-back) instead of
         # the encoder's own check, which would add a second sync per step before the forward pass
         self.train_encoder = cfg.image_encoder(store.fs, check_finite_values=False).to(self.device)
@@ -322,12 +328,17 @@ class _Trainer:
                 if not np.array_equal(z["train"], self.parts["train"]):
                     raise TrainingError(f"{split_file}: the training indices of the checkpoint differ from this "
                                         "run's split; resume with the same split settings")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        restore_rng_state(ckpt["rng"])
+        load_model_state(self.model, ckpt.get("model"), path=self.ckpt_path)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            restore_rng_state(ckpt["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise TrainingError(f"checkpoint {self.ckpt_path}: its optimizer, scheduler or RNG state does not fit "
+                                f"this run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                                ) from None
         self.rng_restored = True
         self.epoch = int(ckpt["epoch"])
         self.step = int(ckpt["step"])
@@ -577,7 +588,8 @@ class _Trainer:
             best_metrics = self.history[int(self.best["epoch"]) - 1]["val"] if len(self.history) >= int(
                 self.best["epoch"]) else None
             if self.best_path.exists():
-                self.model.load_state_dict(load_checkpoint(self.best_path, map_location=self.device)["model"])
+                load_model_state(self.model, load_checkpoint(self.best_path, map_location=self.device).get("model"),
+                                 path=self.best_path)
         test_metrics = None
         if self.parts["test"].size:
             test_metrics = self.evaluate_part(self.parts["test"])
@@ -650,10 +662,15 @@ def fine_tune(store: SegmentStore | str | os.PathLike, config: TrainConfig | Map
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{store.manifest.get('database', 'store')}-{stamp}"
-    trainer = _Trainer(store, cfg, Path(out), resume=resume, split=split_indices)
+    out = check_output_dir(out, kind="run", inputs={"STORE": store.path})  # before anything is written
+    trainer = _Trainer(store, cfg, out, resume=resume, split=split_indices)
+    lock = FolderLock(out, what="run directory")  # one writer per run directory: global rank 0 writes it
     try:
+        if int(os.environ.get("RANK", "0")) == 0:
+            lock.acquire()
         trainer.setup()
         return trainer.run()
     finally:
+        lock.release()
         if getattr(trainer, "_own_pg", False):
             D.destroy_distributed(trainer.dist)

@@ -15,7 +15,7 @@ from torch import nn
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.errors import TrainingError
 from ecgtransfer.store import SegmentStore
-from ecgtransfer.training.checkpoint import load_checkpoint
+from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.data import batch_loader, eval_batches
 from ecgtransfer.training.metrics import classification_metrics, plot_confusion_matrix
@@ -63,14 +63,29 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     cfg_file = run_dir / "config.json"
     if not cfg_file.is_file():
         raise TrainingError(f"{run_dir} is not a training run directory: no config.json")
-    cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text()))
+    try:
+        raw_cfg = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{cfg_file} is not readable JSON ({exc}); the run directory is damaged") from None
+    if not isinstance(raw_cfg, dict):
+        raise TrainingError(f"{cfg_file} holds a {type(raw_cfg).__name__}, expected a JSON object of TrainConfig fields")
+    cfg = TrainConfig.from_dict(raw_cfg)
     path = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
     if checkpoint == "best" and not path.exists() and (run_dir / "last.pt").exists():
         log.warning("%s has no best.pt; using last.pt", run_dir)
         path = run_dir / "last.pt"
     dev = resolve_device(device or cfg.device)
     ckpt = load_checkpoint(path, map_location="cpu")
-    names = list(ckpt["class_names"])
+    saved = ckpt.get("config")
+    diff = cfg.incompatible_with(saved) if isinstance(saved, dict) else {}
+    if diff:  # e.g. two runs written into one folder: config.json of one, the checkpoint of the other
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs config.json {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise TrainingError(f"{cfg_file} does not match the settings stored in {path} ({detail}); the run directory "
+                            "mixes two runs: train again into a new folder")
+    names = ckpt.get("class_names")
+    if not isinstance(names, list) or not names or not isinstance(ckpt.get("model"), dict):
+        raise TrainingError(f"checkpoint {path} lacks its class names or model state; it is damaged")
+    names = [str(n) for n in names]
     manifest_file = run_dir / "store_manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     encoder = cfg.image_encoder(manifest.get("fs"))
@@ -78,9 +93,15 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     if shape and len(shape) == 3:
         in_channels = encoder.out_channels(int(shape[1]))
     else:  # no manifest: the checkpoint's first convolution says how many channels the images have
-        in_channels = int(ckpt["model"]["features_1.stem.conv.weight"].shape[1])
+        conv = ckpt["model"].get("features_1.stem.conv.weight")
+        if not isinstance(conv, torch.Tensor) or conv.dim() != 4:
+            raise TrainingError(f"checkpoint {path} has no 4-D features_1.stem.conv.weight; it is damaged")
+        in_channels = int(conv.shape[1])
     model = ResNet50(len(names), weights=None, in_channels=in_channels)
-    model.load_state_dict(ckpt["model"])
+    from ecgtransfer.models.weights import check_finite_state
+
+    load_model_state(model, ckpt["model"], path=path)
+    check_finite_state(ckpt["model"], path)
     model.eval()
     run_file = run_dir / "run.json"
     run = json.loads(run_file.read_text()) if run_file.is_file() else {}
