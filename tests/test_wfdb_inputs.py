@@ -105,6 +105,9 @@ def test_truncated_annotation_file_is_an_error(physionet_root, tmp_path, capsys)
     (d / "101.atr").write_bytes(full[:1001])  # an odd cut
     with pytest.raises(RecordError, match="ends mid-record"):
         beats.read_beat_symbols(d / "101")
+    (d / "101.atr").write_bytes(full[:1000] + b"\0\0" + full[1000:])  # a damaged word read as the end
+    with pytest.raises(RecordError, match=r"record 101: .* 2768 bytes after its end-of-file marker"):
+        beats.read_beat_symbols(d / "101")
 
 
 def test_intact_records_still_read_like_wfdb(physionet_root):

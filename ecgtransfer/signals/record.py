@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +31,15 @@ MAX_GAP_S = 1.0
 #: bits per sample of the WFDB signal formats whose file size follows from the sample count (the packed
 #: 310/311 and the FLAC 5xx formats are not size-checked)
 _FORMAT_BITS = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12}
+
+# the WFDB header grammar (header(5) of the WFDB software), checked strictly: wfdb.rdheader reads a damaged
+# "1024" as "102" or a damaged gain "200" as "20" without complaint, which silently rescales the signal
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_RECORD_LINE = re.compile(rf"(?P<name>[-\w]+)(?:/\d+)?\s+\d+(?:\s+{_NUM}(?:/{_NUM}(?:\({_NUM}\))?)?"
+                          r"(?:\s+(?P<count>\S+)(?:\s+[\d:.]+(?:\s+[\d/]+)?)?)?)?\s*", re.ASCII)
+_SIGNAL_LINE = re.compile(rf"\S+\s+\d+(?:x\d+)?(?::\d+)?(?:\+\d+)?(?:\s+{_NUM}(?:\(-?\d+\))?(?:/\S+)?"
+                          r"(?:\s+\d+(?:\s+-?\d+(?:\s+-?\d+(?:\s+-?\d+(?:\s+\d+(?:\s+\S.*)?)?)?)?)?)?)?\s*",
+                          re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,11 @@ def read_header(path: str | os.PathLike, record_id: str | None = None):
     if not getattr(header, "sig_name", None) or not getattr(header, "fs", None) or \
             not getattr(header, "file_name", None):
         raise RecordError(f"record {rid}: header {hea} declares no signals or no sampling rate")
-    _check_sample_count(hea, rid, header)
+    unnamed = [i + 1 for i, name in enumerate(header.sig_name) if not name]
+    if unnamed:
+        raise RecordError(f"record {rid}: header {hea} gives no name (description) for signal "
+                          f"{', '.join(map(str, unnamed))}; leads are chosen by name: the header is damaged")
+    _check_header_text(hea, rid, header)
     return header
 
 
@@ -82,19 +96,34 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
-def _check_sample_count(hea: Path, rid: str, header) -> None:
-    """The record line's sample count (4th field, optional) must be a whole number wfdb read as such.
+def _check_header_text(hea: Path, rid: str, header) -> None:
+    """Every line of the header follows the WFDB grammar, in printable ASCII; the record line names the file's
+    record and its sample count (4th field, optional) is a whole number that wfdb read as such.
 
     wfdb reads a negative count such as ``-5`` as "not given" and then takes every sample of the file."""
     try:
         text = hea.read_text(encoding="latin-1")
     except OSError as exc:
         raise RecordError(f"record {rid}: cannot read header {hea}: {exc.strerror or exc}") from None
-    line = next((ln for ln in (raw.split("#", 1)[0].strip() for raw in text.splitlines()) if ln), "")
-    fields = line.split()
-    if len(fields) < 4:
+    lines = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()
+             and not ln.strip().startswith("#")]
+    if not lines:
+        raise RecordError(f"record {rid}: header {hea} has no record line")
+    for k, (n, line) in enumerate(lines[:1 + len(header.sig_name)]):
+        bad = next((c for c in line if not (" " <= c <= "~" or c == "\t")), None)
+        grammar = _RECORD_LINE if k == 0 else _SIGNAL_LINE
+        if bad is not None or not grammar.fullmatch(line):
+            what = f"byte {ord(bad):#04x}" if bad is not None else "a field that is not what the WFDB format expects"
+            raise RecordError(f"record {rid}: line {n} of header {hea} has {what}: {line[:80]!r}; the header is "
+                              "damaged: download the record again")
+    first = _RECORD_LINE.fullmatch(lines[0][1])
+    assert first is not None
+    if first["name"] != hea.stem:
+        raise RecordError(f"record {rid}: header {hea} describes record {first['name']!r}, expected "
+                          f"{hea.stem!r}: the header is damaged")
+    count = first["count"]
+    if count is None:
         return  # no sample count declared: wfdb takes it from the file size
-    count = fields[3]
     if count.startswith("-"):
         raise RecordError(f"record {rid}: header {hea} declares a negative sample count ({count}); expected the "
                           "number of samples per signal, a whole number >= 0: the header is damaged")
