@@ -70,6 +70,13 @@ KINDS: dict[str, tuple[str, Callable[[list[str], Path], bool]]] = {
 }
 
 
+#: kind -> names that an output of that kind may hold (named last in a refusal, after the foreign ones)
+_OWN_NAMES: dict[str, Callable[[str], bool]] = {
+    "store": lambda e: e in STORE_FILES or bool(_EXTRA.match(e)),
+    "images": lambda e: e in IMAGE_FILES or bool(_TMP.match(e)),
+}
+
+
 def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
@@ -126,7 +133,9 @@ def check_output_dir(out: str | os.PathLike, *, kind: str, inputs: Mapping[str, 
         raise ConfigError(f"{option} {out} cannot be read ({exc.strerror or exc}); expected a new or empty "
                           "folder") from exc
     if entries and not is_kind(entries, out):
-        shown = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
+        own = _OWN_NAMES.get(kind)
+        foreign = [e for e in entries if own is None or not own(e)] or entries
+        shown = ", ".join(foreign[:5]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 5 else "")
         raise ConfigError(f"{option} {out} holds other files ({shown}) and is not {what}; nothing was written: "
                           "choose a new or empty folder")
     return out
