@@ -81,6 +81,9 @@ def read_header(path: str | os.PathLike, record_id: str | None = None):
         header = wfdb.rdheader(str(path))
     except Exception as exc:  # wfdb raises ValueError, IndexError, ... on malformed headers
         raise RecordError(f"record {rid}: malformed header {hea}: {_one_line(exc)}") from exc
+    if getattr(header, "seg_name", None):
+        raise RecordError(f"record {rid}: header {hea} describes a multi-segment record, which is not supported "
+                          "(expected one signal file per record)")
     if not getattr(header, "sig_name", None) or not getattr(header, "fs", None) or \
             not getattr(header, "file_name", None):
         raise RecordError(f"record {rid}: header {hea} declares no signals or no sampling rate")
