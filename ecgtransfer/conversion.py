@@ -550,6 +550,7 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
             ann = path.with_name(f"{path.name}.{db.annotation}")
             if not ann.is_file():
                 raise RecordError(f"record {rid}: annotation file {ann} is missing")
+            beatmod.check_annotation_file(ann, rid)  # a truncated .atr is refused before anything is written
             files.append(ann)
         elif record_labels is not None and rid not in record_labels:
             raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")

@@ -102,6 +102,7 @@ def test_truncated_annotation_file_is_an_error(physionet_root, tmp_path, capsys)
     rc, err = _convert(tmp_path, capsys)
     assert rc == 2 and len(err) == 1, err
     assert "record 101" in err[0] and "101.atr ends mid-record" in err[0]
+    assert not (tmp_path / "store").exists()  # refused before anything is written
     (d / "101.atr").write_bytes(full[:1001])  # an odd cut
     with pytest.raises(RecordError, match="ends mid-record"):
         beats.read_beat_symbols(d / "101")
