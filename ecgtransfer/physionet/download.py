@@ -12,9 +12,17 @@ Guarantees:
 * an interrupted transfer resumes from the ``.part`` size with an HTTP ``Range`` request (a server that
   ignores ``Range``, or a ``.part`` longer than the file, restarts that file from zero);
 * transient failures (timeouts, connection resets, HTTP 408/425/429/5xx) are retried with exponential
-  backoff, honouring ``Retry-After``; a digest that still mismatches after the retries raises
-  :class:`~ecgtransfer.errors.ChecksumError` and the bad bytes are deleted;
-* re-running hashes what is there and fetches only missing or bad files;
+  backoff, honouring ``Retry-After``; a digest that still mismatches after the retries (at once for a
+  local-directory mirror, whose files cannot change between tries) raises
+  :class:`~ecgtransfer.errors.ChecksumError` naming both suspects, the file and the mirror's index, and the
+  bad bytes are deleted;
+* re-running hashes what is there and fetches only missing or bad files. The index heals: a file that fails
+  the *local* ``SHA256SUMS.txt`` first makes the mirror's index be fetched and compared (the local one is
+  replaced when they differ); a local file that fails the mirror's digest is renamed ``<name>.damaged``, never
+  deleted, until its replacement verifies;
+* no file grows past the size the server announced, nor past the catalog's ``max_file_bytes``; ``.part``
+  files are opened with ``O_NOFOLLOW`` and a symbolic link among them or among the folders inside the version
+  folder is refused;
 * names read from ``RECORDS`` and ``SHA256SUMS.txt`` are validated (no absolute paths, ``..`` or
   backslashes: :class:`~ecgtransfer.errors.UnsafePathError`).
 
