@@ -276,3 +276,21 @@ def test_final_symlink_is_replaced_not_written_through(http_mirror, physionet_ro
     assert not (root / "101.hea").is_symlink()
     got = hashlib.sha256((root / "101.hea").read_bytes()).hexdigest()
     assert got == hashlib.sha256((physionet_root / "mitdb/1.0.0/101.hea").read_bytes()).hexdigest()
+
+
+def test_cli_reports_refusals_in_one_line(http_mirror, physionet_root, tmp_path, monkeypatch, capsys):
+    _cap(monkeypatch, "mitdb", 2_500_000)
+    http_mirror.faults[MITDB + "101.dat"] = _endless(b"", limit_bytes=10 * 2_500_000)
+    argv = ["-q", "download", "mitdb", "--records", "101", "--out", str(tmp_path), "--mirror", http_mirror.url,
+            "--retries", "0"]
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "101.dat" in err[0] and "2500000 bytes" in err[0], err
+    # a damaged copy on a local mirror: one line naming the file and both suspects
+    mirror = _copy_mirror(physionet_root, tmp_path / "mirror")
+    (mirror / "mitdb" / "1.0.0" / "101.hea").write_bytes(b"101 2 360 650000\r\n")
+    assert cli_main(["-q", "download", "mitdb", "--records", "101", "--out", str(tmp_path / "o"), "--mirror",
+                     str(mirror)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "either 101.hea or SHA256SUMS.txt on the mirror is damaged" in err[0], err
