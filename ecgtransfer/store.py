@@ -29,7 +29,10 @@ temporary sibling directory (``.NAME.partial-*``), which is renamed to its final
 and fsynced; an overwritten store is first moved aside into ``.NAME.old-*/store``. Both folders hold an
 ``.owner`` file (``<pid> <host>``). A writer killed hard (SIGKILL, power loss) leaves them behind: the
 next :class:`StoreWriter` for the same path (and ``convert``) removes those whose owner process is gone,
-and restores an old store whose replacement never arrived (:func:`recover_interrupted`).
+and restores an old store whose replacement never arrived (:func:`recover_interrupted`). A writer holds the
+store's writer lock (``.NAME.lock`` beside it, :mod:`ecgtransfer._lock`) and writes only where
+:func:`ecgtransfer._outdir.check_output_dir` allows (an empty folder or an ecgtransfer store). Reading checks the
+manifest (:func:`check_manifest`) and the labels (integers in ``[0, len(class_names))``).
 """
 from __future__ import annotations
 
