@@ -87,7 +87,8 @@ def test_predict_reproduces_the_store_pipeline(run, converted, short_record, tmp
     rows = table.set_index("position").loc[converted.positions[sel]]
     assert list(rows["reference"]) == [converted.class_names[k] for k in converted.labels[sel]]
     r = load_run(run)
-    res = infer(r.model, r.encoder, [(torch.from_numpy(converted.batch(sel)), None, sel)], r.device, dtype=None,
+    rr = torch.from_numpy(np.asarray(converted.extra("rr"))[sel, :r.rr_dim]) if r.rr_dim else None
+    res = infer(r.model, r.encoder, [(torch.from_numpy(converted.batch(sel)), None, sel, rr)], r.device, dtype=None,
                 channels_last=False)
     np.testing.assert_allclose(rows[[f"p_{c}" for c in r.class_names]].to_numpy(), res["probs"], atol=2e-3)
     import pandas as pd

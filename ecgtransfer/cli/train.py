@@ -32,7 +32,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--config", help="TOML file with TrainConfig fields (top level or a [train] table)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    from ecgtransfer.models.registry import MODELS
+    from ecgtransfer.training.config import RR_MODES
+
     g = p.add_argument_group("model and input")
+    g.add_argument("--model", choices=MODELS,
+                   help="resnet50 (images, default) | cnn1d (1-D CNN on the raw beat) | features (RR + morphology, "
+                        "linear discriminants)")
+    g.add_argument("--rr", choices=RR_MODES,
+                   help="fuse the store's RR context into the model: auto (when the store has it, default) | on | off")
     g.add_argument("--init", help="imagenet | imagenet-v1 | imagenet-v2 | scratch | PATH of weights (default imagenet)")
     g.add_argument("--encoding", help="spectrogram | recurrence | gasf | gadf | stack (default spectrogram)")
     g.add_argument("--image-size", type=int, help="image side in pixels (default 224)")
@@ -43,6 +51,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--val-fraction", type=float)
     g.add_argument("--test-fraction", type=float)
     g.add_argument("--train-fraction", type=float, help="use this fraction of the training segments (per class)")
+    g.add_argument("--exclude-classes", metavar="C[,C]",
+                   help="classes left out of training and evaluation (default Q; '' keeps every class)")
+    g.add_argument("--majority-cap", type=int,
+                   help="at most this many majority-class segments per patient in train and val (test never capped)")
+    g.add_argument("--select-min-support", type=int,
+                   help="best epoch by validation macro-F1 over classes with at least this many segments (default 10)")
     g.add_argument("--imbalance", choices=["weighted", "sampler", "none"],
                    help="class imbalance: weighted loss (default), balanced sampler or none")
     g.add_argument("--augment", action="store_true", default=None, help="signal augmentation of training batches")
@@ -82,7 +96,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ("init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
+_FIELDS = ("model", "rr", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
            "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
            "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",
@@ -100,6 +114,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     overrides = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
     if args.tiers is not None:
         overrides["tiers"] = parse_tiers(args.tiers)
+    if args.exclude_classes is not None:
+        overrides["exclude_classes"] = tuple(c.strip() for c in args.exclude_classes.split(",") if c.strip())
     if args.freeze is not None:
         overrides["freeze"] = tuple(t.strip() for t in args.freeze.split(",") if t.strip())
     if args.lr_spread is not None:

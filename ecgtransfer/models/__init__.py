@@ -1,5 +1,8 @@
 """ecgtransfer.models: a torchvision-exact ResNet50 in three tiers, verified ImageNet weights, tiered LRs.
 
+* :data:`MODELS` / :func:`build_model` / :class:`ModelSpec`: ``resnet50``, ``cnn1d`` (a 1-D CNN on the raw
+  beat) and ``features`` (RR + morphology with linear discriminants), each optionally fusing RR context late
+  (:class:`RRHead`);
 * :class:`ResNet50` (``features_1`` = stem + stages 1-3, ``features_2`` = stage 4 + pooling,
   ``classifier`` = head), weights ``None`` / ``"imagenet"`` / ``"imagenet-v1"`` / ``"imagenet-v2"`` / a path;
 * :mod:`~ecgtransfer.models.weights`: the explicit name mapping to torchvision, weight sources, the
@@ -7,7 +10,12 @@
 * :mod:`~ecgtransfer.models.tiers`: :class:`TierConfig`, :func:`param_groups`, :func:`build_optimizer`,
   :func:`build_scheduler`, :func:`freeze_tiers`.
 """
-from ecgtransfer.models.resnet import TIERS, Bottleneck, ResNet50, init_weights
+from ecgtransfer.models.base import TIERS, TieredModel
+from ecgtransfer.models.cnn1d import BeatCNN
+from ecgtransfer.models.features import BeatFeatureModel
+from ecgtransfer.models.fusion import RRHead
+from ecgtransfer.models.registry import MODELS, ModelSpec, build_model
+from ecgtransfer.models.resnet import Bottleneck, ResNet50, init_weights
 from ecgtransfer.models.tiers import (
     TierConfig,
     build_optimizer,
@@ -27,7 +35,14 @@ from ecgtransfer.models.weights import (
 )
 
 __all__ = [
+    "MODELS",
     "TIERS",
+    "BeatCNN",
+    "BeatFeatureModel",
+    "ModelSpec",
+    "RRHead",
+    "TieredModel",
+    "build_model",
     "Bottleneck",
     "LoadReport",
     "ResNet50",

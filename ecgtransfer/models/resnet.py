@@ -15,15 +15,17 @@ The modules are organised into the three learning-rate tiers of the transfer-lea
 
 * ``features_1`` = ``stem`` + ``stage1`` .. ``stage3``  (torchvision: ``conv1``, ``bn1``, ``layer1``-``layer3``)
 * ``features_2`` = ``stage4`` + ``pool``               (torchvision: ``layer4``, ``avgpool``)
-* ``classifier`` = ``flatten`` + ``fc``                (torchvision: ``fc``)
+* ``classifier`` = ``flatten`` + ``fc``                (torchvision: ``fc``), plus the RR embedding ``rr`` of
+  :class:`~ecgtransfer.models.fusion.RRHead` when the model fuses RR context (``rr_dim > 0``)
 
 so parameter names read ``features_1.stem.conv.weight``, ``features_1.stage1.block0.conv1.weight``,
 ``features_1.stage1.block0.shortcut.conv.weight``, ``features_2.stage4.block2.bn3.running_mean``,
 ``classifier.fc.weight``. :mod:`ecgtransfer.models.weights` translates these to and from torchvision's
 names explicitly; nothing is matched by position or by shape.
 
-Shapes: input ``[B, C, H, W]`` (``C = in_channels``, 3 for ImageNet weights), ``features_1`` output
-``[B, 1024, H/16, W/16]``, ``features_2`` output ``[B, 2048, 1, 1]``, logits ``[B, num_classes]``.
+Shapes: input ``[B, C, H, W]`` (``C = in_channels``, 3 for ImageNet weights) and, with ``rr_dim > 0``, RR context
+``[B, rr_dim]``; ``features_1`` output ``[B, 1024, H/16, W/16]``, ``features_2`` output ``[B, 2048, 1, 1]``, logits
+``[B, num_classes]``.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 from torch import nn
+
+from ecgtransfer.models.base import TIERS, TieredModel
+from ecgtransfer.models.fusion import RRHead
 
 if TYPE_CHECKING:  # pragma: no cover
     from ecgtransfer.models.weights import LoadReport
@@ -47,8 +52,7 @@ STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 EXPANSION = 4
 STEM_CHANNELS = 64
 FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION  # 2048
-#: The three learning-rate tiers, from input to output.
-TIERS: tuple[str, ...] = ("features_1", "features_2", "classifier")
+__all__ = ["TIERS", "Bottleneck", "ResNet50", "init_weights"]
 
 WeightsSpec = Union[None, str, os.PathLike]
 
@@ -119,7 +123,7 @@ def make_stage(in_channels: int, width: int, blocks: int, stride: int) -> nn.Seq
     return nn.Sequential(layers)
 
 
-class ResNet50(nn.Module):
+class ResNet50(TieredModel):
     """ResNet50 (torchvision-exact, V1.5) in three tiers, optionally with pretrained weights.
 
     Args:
@@ -136,6 +140,9 @@ class ResNet50(nn.Module):
             by ``3 / C`` (so a ``C``-channel input made of repeated RGB gives the RGB response).
         zero_init_residual: set every block's last batch-norm weight (``bn3``) to zero at init, so each
             block starts as the identity (torchvision's option; only affects random init).
+        rr_dim: RR-context columns fused late into the head (0: none, the plain torchvision head). With
+            ``rr_dim > 0`` the head (:class:`~ecgtransfer.models.fusion.RRHead`) is always freshly initialised
+            when weights load; every backbone tensor still loads.
 
     Attributes:
         load_report: the :class:`~ecgtransfer.models.weights.LoadReport` of the weights loaded at
@@ -143,7 +150,7 @@ class ResNet50(nn.Module):
         frozen_bn_tiers: tiers whose batch-norm layers :meth:`train` keeps in eval mode
             (set by :func:`ecgtransfer.models.tiers.freeze_tiers`).
 
-    Forward: ``[B, in_channels, H, W] -> [B, num_classes]`` logits.
+    Forward: ``([B, in_channels, H, W], rr [B, rr_dim] or None) -> [B, num_classes]`` logits.
     """
 
     def __init__(
@@ -152,6 +159,7 @@ class ResNet50(nn.Module):
         weights: WeightsSpec = None,
         in_channels: int = 3,
         zero_init_residual: bool = False,
+        rr_dim: int = 0,
     ) -> None:
         super().__init__()
         if int(num_classes) < 1:
@@ -164,6 +172,7 @@ class ResNet50(nn.Module):
             raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
+        self.rr_dim = int(rr_dim)
 
         widths_in = [STEM_CHANNELS] + [w * EXPANSION for w in STAGE_WIDTHS[:-1]]
         strides = (1, 2, 2, 2)
@@ -172,11 +181,7 @@ class ResNet50(nn.Module):
             OrderedDict(stem=Stem(self.in_channels), stage1=stages[0], stage2=stages[1], stage3=stages[2])
         )
         self.features_2 = nn.Sequential(OrderedDict(stage4=stages[3], pool=nn.AdaptiveAvgPool2d((1, 1))))
-        self.classifier = nn.Sequential(
-            OrderedDict(flatten=nn.Flatten(1), fc=nn.Linear(FEATURE_DIM, self.num_classes))
-        )
-        self.frozen_bn_tiers: set[str] = set()
-        self.load_report: Optional["LoadReport"] = None
+        self.classifier = RRHead(FEATURE_DIM, self.num_classes, rr_dim=self.rr_dim)
         init_weights(self, zero_init_residual=zero_init_residual)
 
         if weights is not None:
@@ -188,21 +193,12 @@ class ResNet50(nn.Module):
         """``[B, C, H, W] -> [B, 2048, 1, 1]`` pooled features (before the head)."""
         return self.features_2(self.features_1(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W] -> [B, num_classes]`` logits."""
-        return self.classifier(self.features_2(self.features_1(x)))
-
-    def train(self, mode: bool = True) -> "ResNet50":
-        """Like :meth:`nn.Module.train`, but batch norms of tiers in ``frozen_bn_tiers`` stay in eval mode."""
-        super().train(mode)
-        if mode and self.frozen_bn_tiers:
-            from ecgtransfer.models.tiers import keep_frozen_bn_eval
-
-            keep_frozen_bn_eval(self)
-        return self
+    def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
+        """``([B, C, H, W], rr [B, rr_dim] or None) -> [B, num_classes]`` logits."""
+        return self.classifier(self.features_2(self.features_1(x)), rr)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, in_channels={self.in_channels}"
+        return f"num_classes={self.num_classes}, in_channels={self.in_channels}, rr_dim={self.rr_dim}"
 
 
 def init_weights(model: nn.Module, *, zero_init_residual: bool = False) -> None:

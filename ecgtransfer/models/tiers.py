@@ -39,7 +39,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.lr_scheduler import LambdaLR
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.models.resnet import TIERS
+from ecgtransfer.models.base import TIERS
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.models.resnet import TIERS
+from ecgtransfer.models.base import TIERS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ecgtransfer.imaging import ImageEncoder
@@ -41,6 +41,8 @@ INIT_CHOICES = ("imagenet", "imagenet-v1", "imagenet-v2", "scratch")
 SPLIT_METHODS = ("patient", "kfold", "dechazal", "random")
 SCHEDULERS = ("cosine", "onecycle", "constant")
 IMBALANCE = ("weighted", "sampler", "none")
+#: ``rr``: ``auto`` reads the store's RR context when it has one, ``on`` requires it, ``off`` ignores it
+RR_MODES = ("auto", "on", "off")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 #: ``channels_last`` values; older configs' ``None`` / ``True`` / ``False`` read as auto / on / off
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -56,6 +58,11 @@ class TrainConfig:
     """Everything that defines a fine-tuning run.
 
     Model and input
+        model: ``"resnet50"`` (images), ``"cnn1d"`` (a 1-D CNN on the raw beat) or ``"features"`` (RR + morphology
+            features with linear discriminants, fitted in closed form), see :mod:`ecgtransfer.models.registry`.
+            ``init`` defaults to ``"scratch"`` for the reference models (they have no pretrained weights).
+        rr: RR context fused late into the model: ``"auto"`` (when the store holds the ``rr`` extra), ``"on"``
+            (required: a store without it is an error) or ``"off"``.
         init: ``"imagenet"`` (torchvision's current ImageNet weights), ``"imagenet-v1"``, ``"imagenet-v2"``,
             ``"scratch"`` (random init) or a path to a weights file (``.pt``/``.pth``, loaded weights-only).
         encoding: image encoding of the signals (``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"``,
@@ -70,6 +77,15 @@ class TrainConfig:
         val_fraction, test_fraction, n_folds, fold: split parameters.
         train_fraction: fraction (0, 1] of the training segments used (class-stratified, seeded); for
             data-efficiency curves.
+        exclude_classes: classes left out of training and evaluation (their segments are dropped, the model has no
+            output for them). Default ``("Q",)``: AAMI practice for MIT-BIH (unclassifiable beats, 8 in DS1); a
+            name the store does not have is ignored. ``()`` keeps every class.
+        majority_cap: keep at most this many segments of the majority class (the most frequent in the training
+            part) per patient in the training and validation parts, seeded; every other class is kept in full.
+            The test part is never subsampled. ``None``: no cap.
+        select_min_support: the best epoch (``best.pt``, early stopping) maximises the validation macro-F1 over
+            the classes with at least this many validation segments (``selection_f1``), so that a class with a
+            handful of validation beats cannot swing the choice.
         imbalance: ``"weighted"`` (default: cross-entropy with inverse-frequency class weights
             ``w_c = n / (K * n_c)`` over the K classes present in the training split), ``"sampler"``
             (plain cross-entropy, batches drawn with replacement with probability proportional to
@@ -118,6 +134,8 @@ class TrainConfig:
         progress: show a tqdm progress bar (rank 0 only).
     """
 
+    model: str = "resnet50"
+    rr: str = "auto"
     init: str = "imagenet"
     encoding: str = "spectrogram"
     encoding_params: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +148,9 @@ class TrainConfig:
     n_folds: int = 5
     fold: int = 0
     train_fraction: float = 1.0
+    exclude_classes: tuple[str, ...] = ("Q",)
+    majority_cap: int | None = None
+    select_min_support: int = 10
     imbalance: str = "weighted"
     augment: bool = False
     aug_scale: float = 0.1
@@ -172,6 +193,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.tiers = tuple(float(v) for v in self.tiers)  # type: ignore[assignment]
         self.freeze = (self.freeze,) if isinstance(self.freeze, str) else tuple(str(v) for v in self.freeze)
+        if self.model != "resnet50" and self.init == "imagenet":  # the default init is the resnet50's
+            self.init = "scratch"
+        self.exclude_classes = ((self.exclude_classes,) if isinstance(self.exclude_classes, str)
+                                else tuple(str(v) for v in self.exclude_classes))
         if self.lr_spread is not None:
             self.lr_spread = tuple(float(v) for v in self.lr_spread)  # type: ignore[assignment]
         self.encoding_params = dict(self.encoding_params)
@@ -187,6 +212,18 @@ class TrainConfig:
 
         if self.init not in INIT_CHOICES and not str(self.init).strip():
             raise bad("init", f"one of {INIT_CHOICES} or a weights file path")
+        from ecgtransfer.models.registry import MODELS
+
+        if self.model not in MODELS:
+            raise bad("model", f"one of {MODELS}")
+        if self.rr not in RR_MODES:
+            raise bad("rr", f"one of {RR_MODES}")
+        if self.model != "resnet50" and self.init != "scratch":
+            raise bad("init", f"'scratch' for model {self.model!r} (pretrained weights exist for the resnet50 only)")
+        if self.majority_cap is not None and int(self.majority_cap) < 1:
+            raise bad("majority_cap", "a positive integer or None")
+        if int(self.select_min_support) < 1:
+            raise bad("select_min_support", "a positive integer")
         if self.split not in SPLIT_METHODS:
             raise bad("split", f"one of {SPLIT_METHODS}")
         if self.scheduler not in SCHEDULERS:
@@ -253,6 +290,7 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["tiers"] = list(self.tiers)
         out["freeze"] = list(self.freeze)
+        out["exclude_classes"] = list(self.exclude_classes)
         if self.lr_spread is not None:
             out["lr_spread"] = list(self.lr_spread)
         return out

@@ -46,6 +46,44 @@ def stratified_subsample(indices: np.ndarray, labels: np.ndarray, fraction: floa
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
+def class_subset(class_names: Sequence[str], exclude: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The classes a run keeps and the map from store labels to its labels.
+
+    Returns ``(kept names, label_map [K_store] int64)``: ``label_map[c]`` is the run's label of store class ``c``,
+    or -1 when ``c`` is excluded. Names in ``exclude`` that the store does not have are ignored.
+    """
+    drop = set(exclude)
+    kept = [c for c in class_names if c not in drop]
+    label_map = np.full(len(class_names), -1, dtype=np.int64)
+    for i, c in enumerate(class_names):
+        if c not in drop:
+            label_map[i] = kept.index(c)
+    return kept, label_map
+
+
+def cap_majority(indices: np.ndarray, labels: np.ndarray, patients: np.ndarray, cap: int, seed: int,
+                 majority: int | None = None) -> np.ndarray:
+    """At most ``cap`` segments of the majority class per patient (seeded); other classes kept. Sorted.
+
+    ``labels`` and ``patients`` index the whole store ``[N]``; ``majority`` defaults to the most frequent label
+    among ``indices``.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size == 0:
+        return indices
+    lab = np.asarray(labels)[indices]
+    if majority is None:
+        majority = int(np.bincount(lab).argmax())
+    rng = np.random.default_rng([seed, 6007])
+    pat = np.asarray(patients)[indices]
+    keep = [indices[lab != majority]]
+    maj = indices[lab == majority]
+    for p in np.unique(pat[lab == majority]):
+        members = maj[pat[lab == majority] == p]
+        keep.append(members if len(members) <= cap else rng.choice(members, size=cap, replace=False))
+    return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
 class BatchPlan:
     """Training batches of one epoch for one rank, a pure function of ``(seed, epoch)``.
 
@@ -105,15 +143,21 @@ def eval_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 class StoreBatches(Dataset):
-    """A dataset whose items are whole batches: ``ds[k] -> (signals [b, C, L] float32, labels [b] int64, idx [b])``.
+    """A dataset whose items are whole batches:
+    ``ds[k] -> (signals [b, C, L] float32, labels [b] int64, idx [b], rr [b, R] float32 or None)``.
 
-    The store is opened lazily in each worker process (memory maps do not travel through pickling).
+    ``label_map`` (from :func:`class_subset`) turns store labels into the run's labels; ``rr_dim > 0`` reads the
+    first ``rr_dim`` columns of the store's ``rr`` extra. The store is opened lazily in each worker process
+    (memory maps do not travel through pickling).
     """
 
-    def __init__(self, store: SegmentStore | str | os.PathLike, batches: Sequence[np.ndarray]) -> None:
+    def __init__(self, store: SegmentStore | str | os.PathLike, batches: Sequence[np.ndarray], *,
+                 label_map: np.ndarray | None = None, rr_dim: int = 0) -> None:
         self.path = Path(store.path if isinstance(store, SegmentStore) else store)
         self._store = store if isinstance(store, SegmentStore) else None
         self.batches = list(batches)
+        self.label_map = None if label_map is None else np.asarray(label_map, dtype=np.int64)
+        self.rr_dim = int(rr_dim)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -129,17 +173,23 @@ class StoreBatches(Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         idx = self.batches[k]
         x = torch.from_numpy(self.store.batch(idx))
-        y = torch.from_numpy(np.asarray(self.store.labels[idx], dtype=np.int64))
-        return x, y, torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        lab = np.asarray(self.store.labels[idx], dtype=np.int64)
+        if self.label_map is not None:
+            lab = self.label_map[lab]
+        rr = None
+        if self.rr_dim:
+            rr = torch.from_numpy(np.ascontiguousarray(self.store.extra("rr")[idx, :self.rr_dim], dtype=np.float32))
+        return x, torch.from_numpy(lab), torch.from_numpy(np.asarray(idx, dtype=np.int64)), rr
 
 
 def batch_loader(store: SegmentStore, batches: Sequence[np.ndarray], *, num_workers: int = 0,
-                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader yielding ``(x [b, C, L], y [b], idx [b])`` for the given batches, in order."""
-    return DataLoader(StoreBatches(store, batches), batch_size=None, shuffle=False, num_workers=num_workers,
+                 pin_memory: bool = False, label_map: np.ndarray | None = None, rr_dim: int = 0) -> DataLoader:
+    """A DataLoader yielding ``(x [b, C, L], y [b], idx [b], rr [b, R] or None)`` for the given batches, in order
+    (see :class:`StoreBatches`)."""
+    return DataLoader(StoreBatches(store, batches, label_map=label_map, rr_dim=rr_dim), batch_size=None, shuffle=False, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=False,
                       prefetch_factor=2 if num_workers else None)
 

@@ -61,14 +61,18 @@ from ecgtransfer.training.data import (
     BatchPlan,
     SignalAugment,
     batch_loader,
+    cap_majority,
+    class_subset,
     class_weights,
     eval_batches,
     eval_shard,
     stratified_subsample,
 )
 from ecgtransfer.training.metrics import (
+    aami_evaluation,
     aami_table,
     classification_metrics,
+    dechazal_table,
     flatten_metrics,
     metrics_table,
     plot_confusion_matrix,
@@ -130,6 +134,48 @@ def _split_parts(split: Any) -> dict[str, np.ndarray]:
             return getattr(split, name, default)
     return {part: np.asarray(get(part, []) if get(part, None) is not None else [], dtype=np.int64)
             for part in ("train", "val", "test")}
+
+
+def resolve_rr(mode: str, store: SegmentStore) -> int:
+    """RR-context columns a run reads from ``store``: its ``rr`` extra's width for ``"auto"`` (0 without one) and
+    ``"on"`` (a :class:`~ecgtransfer.errors.ConfigError` without one), 0 for ``"off"``."""
+    from ecgtransfer.errors import ConfigError
+    from ecgtransfer.signals.beats import RR_FEATURES
+
+    if mode == "off":
+        return 0
+    has = "rr" in (store.manifest.get("extras") or [])
+    if not has:
+        if mode == "on":
+            raise ConfigError(f"rr = 'on' but store {store.path} holds no RR context (extra 'rr'); convert it with "
+                              "--rr-context (the default for beats) or train with --rr off")
+        return 0
+    width = int(store.extra("rr").shape[1])
+    if width > len(RR_FEATURES):
+        raise ConfigError(f"store {store.path}: its rr extra has {width} columns, expected at most "
+                          f"{len(RR_FEATURES)} ({', '.join(RR_FEATURES)})")
+    return width
+
+
+def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in_channels: int,
+                  rr_dim: int) -> Any:
+    """The :class:`~ecgtransfer.models.registry.ModelSpec` of a run of ``cfg`` on ``store``."""
+    from ecgtransfer.models.registry import ModelSpec
+
+    params = store.manifest.get("parameters") or {}
+    return ModelSpec(kind=cfg.model, num_classes=num_classes, in_channels=in_channels, rr_dim=rr_dim,
+                     length=int(store.shape[2]), fs=float(store.fs or 0.0),
+                     r_index=int(params.get("before_samples") or 0))
+
+
+def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority``."""
+    k = len(class_names)
+    probs = np.zeros((len(labels), k))
+    probs[:, majority] = 1.0
+    m = classification_metrics(labels, probs, class_names)
+    m["predicts"] = class_names[majority]
+    return m
 
 
 def make_split(store: SegmentStore, cfg: TrainConfig) -> dict[str, np.ndarray]:
@@ -196,7 +242,7 @@ class _Trainer:
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from ecgtransfer.models import ResNet50
+        from ecgtransfer.models.registry import CLOSED_FORM, MODEL_INPUT, build_model
         from ecgtransfer.models.tiers import build_optimizer, build_scheduler
 
         cfg, store = self.cfg, self.store
@@ -212,11 +258,29 @@ class _Trainer:
 
         parts = _split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
         _check_data(store, parts)
+        self.class_names, self.label_map = class_subset(store.class_names, cfg.exclude_classes)
+        self.excluded = [c for c in store.class_names if c not in self.class_names]
+        if self.excluded:  # their segments leave every part; the model has no output for them
+            keep = self.label_map[np.asarray(store.labels)] >= 0
+            parts = {name: idx[keep[idx]] for name, idx in parts.items()}
+        _check_data(store, parts)
         if cfg.train_fraction < 1.0:
             parts["train"] = stratified_subsample(parts["train"], store.labels, cfg.train_fraction, cfg.seed)
+        self.majority_capped: dict[str, int] = {}
+        # the most frequent class of the training part (before any cap): the majority line and the capped class
+        self.majority = int(np.argmax(np.bincount(self.label_map[store.labels[parts["train"]]])))
+        if cfg.majority_cap:
+            majority = int(np.argmax(self.label_map == self.majority))  # as a store label
+            for name in ("train", "val"):
+                before = len(parts[name])
+                parts[name] = cap_majority(parts[name], store.labels, store.patient_ids, int(cfg.majority_cap),
+                                           cfg.seed, majority=majority)
+                self.majority_capped[name] = before - len(parts[name])
         self.parts = parts
-        self.class_names = store.class_names
-        k = store.num_classes
+        self.run_labels = self.label_map[np.asarray(store.labels)]  # [N] the run's labels (-1: excluded)
+        k = len(self.class_names)
+        self.rr_dim = resolve_rr(cfg.rr, store)
+        self.closed_form = cfg.model in CLOSED_FORM
 
         self.ckpt_path = self.run_dir / "last.pt"
         self.best_path = self.run_dir / "best.pt"
@@ -224,16 +288,21 @@ class _Trainer:
             raise TrainingError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
                                 "or choose another --out")
 
-        self.encoder = cfg.image_encoder(store.fs).to(self.device)
-        probe = torch.from_numpy(store.batch(parts["train"][:1])).to(self.device)
-        with naming_segments(probe, parts["train"][:1], store):
-            self.encoder(probe)  # image size and encoding settings fail here, before the run directory is written
-        # the train step checks its batch for NaN/inf inside its one device sync (the loss read-back) instead of
-        # the encoder's own check, which would add a second sync per step before the forward pass
-        self.train_encoder = cfg.image_encoder(store.fs, check_finite_values=False).to(self.device)
+        self.encoder: torch.nn.Module | None = None
+        self.train_encoder: torch.nn.Module | None = None
+        in_channels = int(store.shape[1])
+        if MODEL_INPUT[cfg.model] == "images":
+            self.encoder = cfg.image_encoder(store.fs).to(self.device)
+            probe = torch.from_numpy(store.batch(parts["train"][:1])).to(self.device)
+            with naming_segments(probe, parts["train"][:1], store):
+                self.encoder(probe)  # image size and encoding settings fail here, before the run directory is written
+            # the train step checks its batch for NaN/inf inside its one device sync (the loss read-back) instead of
+            # the encoder's own check, which would add a second sync per step before the forward pass
+            self.train_encoder = cfg.image_encoder(store.fs, check_finite_values=False).to(self.device)
+            in_channels = self.encoder.out_channels(store.shape[1])
+        self.model_spec = model_spec_of(cfg, store, num_classes=k, in_channels=in_channels, rr_dim=self.rr_dim)
         weights = self._init_weights()
-        self.model = ResNet50(k, weights=weights,
-                              in_channels=self.encoder.out_channels(store.shape[1])).to(self.device)
+        self.model = build_model(self.model_spec, weights=weights).to(self.device)
         self.dtype = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device, self.dtype)
         if self.dist.is_main:
@@ -243,7 +312,7 @@ class _Trainer:
         self.optimizer = build_optimizer(self.model, cfg.tier_config())
         self.clip_params = [p for g in self.optimizer.param_groups for p in g["params"]]  # for grad_clip
 
-        self.plan = BatchPlan(parts["train"], store.labels, cfg.batch_size, cfg.seed,
+        self.plan = BatchPlan(parts["train"], self.run_labels, cfg.batch_size, cfg.seed,
                               balanced=cfg.imbalance == "sampler", rank=self.dist.rank,
                               world_size=self.dist.world_size)
         self.steps_per_epoch = len(self.plan)
@@ -255,7 +324,7 @@ class _Trainer:
                                          warmup_steps=self.warmup_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
 
-        w = class_weights(store.labels[parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
+        w = class_weights(self.run_labels[parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
         self.weights_np = w
         self.loss_weight = torch.tensor(w, dtype=torch.float32, device=self.device)
         self.augment = (SignalAugment(seed=cfg.seed, fs=store.fs, scale=cfg.aug_scale, wander=cfg.aug_wander,
@@ -277,7 +346,8 @@ class _Trainer:
         self.step_in_epoch = 0
         self.accum = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
         self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] = {"epoch": None, "macro_f1": -math.inf, "bad_epochs": 0}
+        self.best: dict[str, Any] = {"epoch": None, "macro_f1": -math.inf, "selection_f1": -math.inf,
+                                     "bad_epochs": 0}
         self.finished: str | None = None
         self.rng_restored = False
         self.resumed_from: int | None = None
@@ -374,9 +444,19 @@ class _Trainer:
             "channels_last": self.channels_last,
             "environment": environment(self.device),
             "load_report": str(self.model.load_report) if self.model.load_report is not None else None,
+            "model": self.model_spec.to_dict(),
+            "rr_columns": self._rr_columns(),
+            "excluded_classes": list(self.excluded),
+            "majority_capped": self.majority_capped,
+            "selection": {"metric": "selection_f1", "min_support": int(self.cfg.select_min_support)},
             **extra,
         }
         atomic_write_json(self.run_dir / "run.json", run)
+
+    def _rr_columns(self) -> list[str]:
+        from ecgtransfer.signals.beats import RR_FEATURES
+
+        return list(RR_FEATURES[:self.rr_dim])
 
     def _write_static_files(self) -> None:
         if not self.dist.is_main:
@@ -402,6 +482,9 @@ class _Trainer:
             "best": self.best,
             "finished": self.finished or "",
             "config": self.cfg.to_dict(),
+            "model_spec": self.model_spec.to_dict(),
+            "rr_columns": self._rr_columns(),
+            "excluded_classes": list(self.excluded),
             "store_manifest_hash": self.store.manifest_hash,
             "class_names": self.class_names,
             "num_classes": self.store.num_classes,
@@ -418,7 +501,7 @@ class _Trainer:
         t0 = time.perf_counter()
         mine = eval_shard(indices, self.dist.rank, self.dist.world_size)
         loader = batch_loader(self.store, eval_batches(mine, self.cfg.eval_batch()), num_workers=self.cfg.num_workers,
-                              pin_memory=self.device.type == "cuda")
+                              pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim)
         out = infer(self.model, self.encoder, loader, self.device, dtype=self.dtype,
                     channels_last=self.channels_last, weight=self.loss_weight, store=self.store)
         probs = np.concatenate(D.all_gather_array(out["probs"], self.dist))
@@ -427,12 +510,17 @@ class _Trainer:
         loss_sum, weight_sum = D.all_reduce_sum([out["loss_sum"], out["weight_sum"]], self.dist)
         order = np.argsort(idx, kind="stable")
         m = classification_metrics(labels[order], probs[order], self.class_names,
-                                   loss=loss_sum / weight_sum if weight_sum else float("nan"))
+                                   loss=loss_sum / weight_sum if weight_sum else float("nan"),
+                                   min_support=self.cfg.select_min_support)
+        if self.store.manifest.get("task") == "beats":
+            m["aami"] = aami_evaluation(labels[order], probs[order].argmax(1), self.store.record_ids[idx[order]],
+                                        self.class_names)
         m["eval_time_s"] = time.perf_counter() - t0
         return m
 
     # -- training ---------------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, k: int) -> tuple[float, int]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, k: int,
+                   rr: torch.Tensor | None = None) -> tuple[float, int]:
         """One optimizer step on a batch ``x [B, C, L]``, ``y [B]`` on the device: augment, render, forward,
         loss, backward, clip, step, schedule. Returns ``(loss, correct predictions)``.
 
@@ -445,7 +533,7 @@ class _Trainer:
         finite = torch.isfinite(x).all()
         try:
             logits = logits_of(self.train_model, self.train_encoder, x, dtype=self.dtype,
-                               channels_last=self.channels_last)
+                               channels_last=self.channels_last, rr=rr)
         except Exception:
             if not bool(finite):  # a non-finite batch is reported as such, whatever it broke in the encoder
                 check_finite(x, name="encode")
@@ -480,6 +568,10 @@ class _Trainer:
             log.info("%s already finished (%s); nothing to train", self.run_dir, self.finished)
             return self._finish(self.finished)
         self._write_run_files("running", started_step=self.step)
+        if self.closed_form:
+            self.finished = self._fit_closed_form()
+            self._save(self.ckpt_path)
+            return self._finish(self.finished)
         show = self.dist.is_main and cfg.progress
         stopped = "epochs"
         while self.epoch < cfg.epochs:
@@ -487,7 +579,7 @@ class _Trainer:
             batches = self.plan.batches(epoch)
             skip = self.step_in_epoch
             loader = batch_loader(self.store, batches[skip:], num_workers=cfg.num_workers,
-                                  pin_memory=self.device.type == "cuda")
+                                  pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim)
             self.train_model.train()
             reset_peak_memory(self.device)
             t0 = time.perf_counter()
@@ -495,11 +587,13 @@ class _Trainer:
             bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show,
                        leave=False, dynamic_ncols=True)
             hit_max = False
-            for k, (x, y, idx) in enumerate(loader, start=skip):
+            for k, (x, y, idx, rr) in enumerate(loader, start=skip):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
+                if rr is not None:
+                    rr = rr.to(self.device, non_blocking=True)
                 with naming_segments(x, idx, self.store):
-                    loss, correct = self.train_step(x, y, epoch, k)
+                    loss, correct = self.train_step(x, y, epoch, k, rr)
                 b = int(y.shape[0])
                 self.accum["loss_sum"] += loss * b
                 self.accum["n"] += b
@@ -527,6 +621,34 @@ class _Trainer:
         self._save(self.ckpt_path)
         return self._finish(stopped)
 
+    @torch.no_grad()
+    def _fit_closed_form(self) -> str:
+        """Fit a closed-form model (``features``) on the whole training part at once, then validate it as one epoch.
+
+        Every rank extracts the features of all training segments and fits the same deterministic solution.
+        """
+        t0 = time.perf_counter()
+        feats, labels = [], []
+        batches = eval_batches(self.parts["train"], self.cfg.eval_batch())
+        loader = batch_loader(self.store, batches, num_workers=self.cfg.num_workers, label_map=self.label_map,
+                              rr_dim=self.rr_dim)
+        for x, y, idx, rr in tqdm(loader, total=len(batches), desc="features", leave=False,
+                                  disable=not (self.dist.is_main and self.cfg.progress)):
+            x = x.to(self.device)
+            with naming_segments(x, idx, self.store):
+                check_finite(x, name="features")
+            feats.append(self.model.features(x, None if rr is None else rr.to(self.device)).cpu().numpy())
+            labels.append(y.numpy())
+        summary = self.model.fit(np.concatenate(feats), np.concatenate(labels))
+        if self.dist.is_main:
+            log.info("fitted %s on %d segments, %d features", summary["classifier"], summary["n_train"],
+                     summary["n_features"])
+        self.step = 1
+        self.step_in_epoch = 1
+        self._end_epoch(0, partial=False, n_images=len(self.parts["train"]), train_time=time.perf_counter() - t0,
+                        hit_max=False)
+        return "fitted"
+
     def _end_epoch(self, epoch: int, *, partial: bool, n_images: int, train_time: float,
                    hit_max: bool) -> str | None:
         cfg = self.cfg
@@ -535,9 +657,10 @@ class _Trainer:
                                     float(n_images)], self.dist)
         val = self.evaluate_part(self.parts["val"])
         eval_time = val.pop("eval_time_s")
-        improved = val["macro_f1"] > self.best["macro_f1"]
+        improved = val["selection_f1"] > self.best.get("selection_f1", self.best["macro_f1"])
         if improved:
-            self.best = {"epoch": epoch + 1, "macro_f1": val["macro_f1"], "bad_epochs": 0}
+            self.best = {"epoch": epoch + 1, "macro_f1": val["macro_f1"], "selection_f1": val["selection_f1"],
+                         "bad_epochs": 0}
         else:
             self.best["bad_epochs"] = int(self.best["bad_epochs"]) + 1
         entry = {
@@ -559,9 +682,9 @@ class _Trainer:
             _write_metrics_files(self.run_dir, self.history)
             pcs = " ".join(f"{n}:Se={r['se']:.2f}/+P={r['ppv']:.2f}" for n, r in val["per_class"].items()
                            if r["support"])
-            log.info("epoch %d step %d: train loss %.4f, val loss %.4f, acc %.3f, macro-F1 %.3f (%s)%s",
-                     epoch + 1, self.step, entry["train"]["loss"], val["loss"], val["accuracy"], val["macro_f1"],
-                     pcs, "  [best]" if improved else "")
+            log.info("epoch %d step %d: train loss %.4f, val loss %.4f, acc %.3f, macro-F1 %.3f, selection-F1 %.3f "
+                     "(%s)%s", epoch + 1, self.step, entry["train"]["loss"], val["loss"], val["accuracy"],
+                     val["macro_f1"], val["selection_f1"], pcs, "  [best]" if improved else "")
         # the next position: a finished epoch continues with the next one
         if not partial:
             self.epoch = epoch + 1
@@ -573,7 +696,7 @@ class _Trainer:
         if hit_max:
             stop = "max_steps"
         elif cfg.early_stopping and self.best["bad_epochs"] >= cfg.early_stopping and self.epoch < cfg.epochs:
-            log.info("early stopping: no better validation macro-F1 for %d epochs", self.best["bad_epochs"])
+            log.info("early stopping: no better validation selection-F1 for %d epochs", self.best["bad_epochs"])
             stop = "early_stopping"
         if stop is None and self.epoch < cfg.epochs:
             self._save(self.ckpt_path)
@@ -594,6 +717,8 @@ class _Trainer:
         if self.parts["test"].size:
             test_metrics = self.evaluate_part(self.parts["test"])
             test_metrics.pop("eval_time_s", None)
+            test_metrics["majority"] = majority_metrics(self.majority, self.run_labels[self.parts["test"]],
+                                                        self.class_names)
         paths = {name: self.run_dir / f for name, f in (
             ("config", "config.json"), ("run", "run.json"), ("metrics_jsonl", "metrics.jsonl"),
             ("metrics_csv", "metrics.csv"), ("last", "last.pt"), ("best", "best.pt"), ("report", "report.md"),
@@ -620,16 +745,32 @@ class _Trainer:
                  f"manifest {store.manifest_hash[:12]})",
                  f"- classes: {', '.join(self.class_names)}",
                  f"- split {'explicit' if self.split_arg is not None else '`' + cfg.split + '`'}: " + ", ".join(f"{k} {len(v)}" for k, v in self.parts.items()),
-                 f"- init `{cfg.init}`, encoding `{cfg.encoding}` at {cfg.image_size}x{cfg.image_size}, "
-                 f"tiers {list(cfg.tiers)}, {cfg.scheduler} schedule, imbalance `{cfg.imbalance}`",
-                 f"- {self.step} steps, stopped by {stopped}; best validation macro-F1 "
-                 f"{self.best.get('macro_f1', float('nan')):.4f} at epoch {self.best.get('epoch')}", ""]
+                 f"- model `{cfg.model}`"
+                 + (f", init `{cfg.init}`, encoding `{cfg.encoding}` at {cfg.image_size}x{cfg.image_size}"
+                    if self.encoder is not None else " (raw beats)")
+                 + f", RR context {', '.join(self._rr_columns()) or 'off'}"
+                 + ("" if self.closed_form else f", tiers {list(cfg.tiers)}, {cfg.scheduler} schedule")
+                 + f", imbalance `{cfg.imbalance}`",
+                 f"- left out: {', '.join(self.excluded) or 'nothing'}; majority cap per patient: "
+                 f"{cfg.majority_cap or 'none'} (train and val; the test part is never subsampled)",
+                 f"- {self.step} steps, stopped by {stopped}; best validation selection-F1 (macro-F1 over the classes "
+                 f"with >= {cfg.select_min_support} validation segments) {self.best.get('selection_f1', float('nan')):.4f}"
+                 f", macro-F1 {self.best.get('macro_f1', float('nan')):.4f} at epoch {self.best.get('epoch')}", ""]
         for title, m in (("Validation (best epoch)", best), ("Test (best model)", test)):
             if m is None:
                 continue
             lines += [f"## {title}", "",
                       f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, macro AUROC "
-                      f"{m['macro_auroc']:.4f}, n = {m['n']}", "", metrics_table(m), ""]
+                      f"{m['macro_auroc']:.4f}, n = {m['n']}", ""]
+            if m.get("majority"):
+                mj = m["majority"]
+                lines += [f"Majority line (always `{mj['predicts']}`): accuracy {mj['accuracy']:.4f}, "
+                          f"macro-F1 {mj['macro_f1']:.4f}.", ""]
+            lines += [metrics_table(m), ""]
+            if m.get("aami") and set(self.class_names) >= {"N", "S", "V"}:
+                lines += ["de Chazal et al. (2004) layout, in % (gross: pooled over all beats; per-record average: "
+                          "mean over the records holding / predicted as the class):", "", dechazal_table(m["aami"]),
+                          ""]
             if store.manifest.get("database") == "mitdb" and set(self.class_names) >= {"N", "S", "V"}:
                 lines += ["AAMI-style table (Se = sensitivity, +P = positive predictivity):", "", aami_table(m), ""]
             lines += [f"_{note}_" for note in m.get("notes", [])] + [""]

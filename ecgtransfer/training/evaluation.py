@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from ecgtransfer.errors import TrainingError
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state
 from ecgtransfer.training.config import TrainConfig
-from ecgtransfer.training.data import batch_loader, eval_batches
-from ecgtransfer.training.metrics import classification_metrics, plot_confusion_matrix
+from ecgtransfer.training.data import batch_loader, class_subset, eval_batches
+from ecgtransfer.training.metrics import aami_evaluation, classification_metrics, plot_confusion_matrix
 from ecgtransfer.training.runtime import amp_dtype, infer, resolve_device, use_channels_last
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ class LoadedRun:
         checkpoint: path of the loaded checkpoint.
         device, dtype, channels_last: inference settings.
         class_weights: the loss weights of the run ``[K]``.
+        spec: the :class:`~ecgtransfer.models.registry.ModelSpec` the model was built from.
+        rr_columns: the RR-context columns the model reads (``[]``: none), a prefix of
+            :data:`ecgtransfer.signals.beats.RR_FEATURES`.
+        excluded_classes: store classes the run left out (no output for them).
     """
 
     run_dir: Path
@@ -53,11 +57,19 @@ class LoadedRun:
     dtype: torch.dtype | None
     channels_last: bool
     class_weights: np.ndarray
+    spec: Any = None
+    rr_columns: list[str] = field(default_factory=list)
+    excluded_classes: list[str] = field(default_factory=list)
+
+    @property
+    def rr_dim(self) -> int:
+        """RR-context columns the model reads (0: none)."""
+        return len(self.rr_columns)
 
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None) -> LoadedRun:
     """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path)."""
-    from ecgtransfer.models import ResNet50
+    from ecgtransfer.models.registry import MODEL_INPUT, ModelSpec, build_model
 
     run_dir = Path(run_dir)
     cfg_file = run_dir / "config.json"
@@ -88,16 +100,27 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     names = [str(n) for n in names]
     manifest_file = run_dir / "store_manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    encoder = cfg.image_encoder(manifest.get("fs"))
-    shape = manifest.get("shape")
-    if shape and len(shape) == 3:
-        in_channels = encoder.out_channels(int(shape[1]))
-    else:  # no manifest: the checkpoint's first convolution says how many channels the images have
-        conv = ckpt["model"].get("features_1.stem.conv.weight")
-        if not isinstance(conv, torch.Tensor) or conv.dim() != 4:
-            raise TrainingError(f"checkpoint {path} has no 4-D features_1.stem.conv.weight; it is damaged")
-        in_channels = int(conv.shape[1])
-    model = ResNet50(len(names), weights=None, in_channels=in_channels)
+    raw_spec = ckpt.get("model_spec")
+    try:
+        spec = ModelSpec.from_dict(raw_spec) if isinstance(raw_spec, dict) else None
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"checkpoint {path}: its model_spec {raw_spec!r} is damaged ({exc})") from None
+    kind = spec.kind if spec is not None else "resnet50"
+    encoder = cfg.image_encoder(manifest.get("fs")) if MODEL_INPUT[kind] == "images" else None
+    if spec is None:  # a checkpoint of an older version: a resnet50 without RR context
+        shape = manifest.get("shape")
+        if shape and len(shape) == 3:
+            in_channels = encoder.out_channels(int(shape[1]))
+        else:  # no manifest: the checkpoint's first convolution says how many channels the images have
+            conv = ckpt["model"].get("features_1.stem.conv.weight")
+            if not isinstance(conv, torch.Tensor) or conv.dim() != 4:
+                raise TrainingError(f"checkpoint {path} has no 4-D features_1.stem.conv.weight; it is damaged")
+            in_channels = int(conv.shape[1])
+        spec = ModelSpec(kind="resnet50", num_classes=len(names), in_channels=in_channels)
+    if spec.num_classes != len(names):
+        raise TrainingError(f"checkpoint {path}: its model has {spec.num_classes} outputs but {len(names)} class "
+                            "names; it is damaged")
+    model = build_model(spec)
     from ecgtransfer.models.weights import check_finite_state
 
     load_model_state(model, ckpt["model"], path=path)
@@ -110,12 +133,16 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    encoder = encoder.to(dev)
+    if encoder is not None:
+        encoder = encoder.to(dev)
     weights = np.asarray(run.get("class_weights") or np.ones(len(names)), dtype=np.float64)
+    from ecgtransfer.signals.beats import RR_FEATURES
+
     return LoadedRun(run_dir=run_dir, config=cfg, model=model, encoder=encoder, class_names=names,
                      store_manifest=manifest, store_manifest_hash=str(ckpt.get("store_manifest_hash", "")),
                      checkpoint=path, device=dev, dtype=dtype, channels_last=channels_last,
-                     class_weights=weights)
+                     class_weights=weights, spec=spec, rr_columns=list(RR_FEATURES[:spec.rr_dim]),
+                     excluded_classes=[str(c) for c in ckpt.get("excluded_classes", [])])
 
 
 def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
@@ -154,19 +181,33 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
     """
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     store = store if isinstance(store, SegmentStore) else SegmentStore(store)
-    if store.class_names != run.class_names:
+    kept, label_map = class_subset(store.class_names, run.excluded_classes)
+    if kept != run.class_names:
         raise TrainingError(f"store {store.path} has classes {store.class_names}, the run {run.run_dir} was trained on "
-                            f"{run.class_names}")
+                            f"{run.class_names}" + (f" (left out: {run.excluded_classes})" if run.excluded_classes
+                                                    else ""))
+    if run.rr_dim:
+        from ecgtransfer.training.engine import resolve_rr
+
+        if resolve_rr("auto", store) < run.rr_dim:
+            raise TrainingError(f"the run {run.run_dir} reads RR context ({', '.join(run.rr_columns)}) but store "
+                                f"{store.path} holds no such 'rr' extra; convert it with --rr-context")
     idx = _indices(run, store, split)
+    idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]  # the classes the run left out are not scored
     if idx.size == 0:
         raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
                             "(try --split val or --split all)")
-    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers)
+    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
+                          label_map=label_map, rr_dim=run.rr_dim)
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
     res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
                 weight=weight, store=store)
     m = classification_metrics(res["labels"], res["probs"], run.class_names,
-                               loss=res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan"))
+                               loss=res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan"),
+                               min_support=run.config.select_min_support)
+    if store.manifest.get("task") == "beats":
+        m["aami"] = aami_evaluation(res["labels"], res["probs"].argmax(1), store.record_ids[res["indices"]],
+                                    run.class_names)
     out_dir = Path(out) if out is not None else run.run_dir
     paths = {"metrics": out_dir / f"eval_{split}.json", "confusion": out_dir / f"eval_{split}_confusion.png"}
     m.update({"split": split, "checkpoint": str(run.checkpoint), "store": str(store.path),

@@ -13,6 +13,11 @@ Definitions (for class ``k``, from the confusion matrix ``cm[true, pred]`` over 
   split averages over the same classes (predictions of a class without support still lower the Se of the true
   class and count as errors; they do not add a zero-F1 term). NaN when the split is empty. The classes averaged
   are listed in ``macro_classes``.
+- ``fpr`` (false-positive rate) ``= FP / (FP + TN) = 1 - Sp``, as de Chazal et al. (2004) report it.
+- ``selection_f1``: the macro-F1 over the classes with at least ``min_support`` true segments in the split (all
+  classes with support when no ``min_support`` is given, or when no class reaches it): the model-selection metric
+  of training, which a class with a handful of validation beats cannot swing. Its classes are in
+  ``selection_classes``.
 - one-vs-rest AUROC of class ``k``: the Mann-Whitney statistic of the scores ``p[:, k]`` of the positives
   against the negatives (ties count one half), computed from mid-ranks. It is undefined (NaN, with a note)
   when the split has no positive or no negative of the class. ``macro_auroc`` is the mean over the defined ones.
@@ -62,7 +67,7 @@ def auroc_ovr(y_true: np.ndarray, scores: np.ndarray, num_classes: int) -> np.nd
 
 
 def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                           *, loss: float | None = None) -> dict[str, Any]:
+                           *, loss: float | None = None, min_support: int | None = None) -> dict[str, Any]:
     """All metrics of one evaluation.
 
     Args:
@@ -70,6 +75,7 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         probs: class probabilities (or any scores) ``[n, K]``; the prediction is the arg-max.
         class_names: the ``K`` class names.
         loss: mean loss, copied into the result.
+        min_support: classes with fewer true segments are left out of ``selection_f1``.
 
     Returns:
         ``{"n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class": {name: {"support",
@@ -102,6 +108,9 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
             why = "no segment of the class" if support[i] == 0 else "only segments of the class"
             notes.append(f"AUROC of class {name!r} is undefined (NaN): the split has {why}")
     defined = auc[~np.isnan(auc)]
+    selected = present & (support >= (min_support or 1))
+    if not selected.any():
+        selected = present
     return {
         "n": n,
         "loss": None if loss is None else float(loss),
@@ -109,15 +118,89 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
         "macro_auroc": float(defined.mean()) if defined.size else float("nan"),
         "macro_classes": [name for i, name in enumerate(class_names) if present[i]],
+        "selection_f1": float(f1[selected].mean()) if selected.any() else float("nan"),
+        "selection_classes": [name for i, name in enumerate(class_names) if selected[i]],
         "per_class": {
             name: {"support": int(support[i]), "se": float(se[i]), "ppv": float(ppv[i]),
-                   "specificity": float(spec[i]), "f1": float(f1[i]), "auroc": float(auc[i])}
+                   "specificity": float(spec[i]), "fpr": float(1.0 - spec[i]) if n else 0.0, "f1": float(f1[i]),
+                   "auroc": float(auc[i])}
             for i, name in enumerate(class_names)
         },
         "confusion_matrix": cm.tolist(),
         "class_names": list(class_names),
         "notes": notes,
     }
+
+
+def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
+                    class_names: Sequence[str]) -> dict[str, Any]:
+    """Beat classification as the field reports it on MIT-BIH (de Chazal et al. 2004; AAMI EC57).
+
+    Args:
+        y_true, y_pred: true and predicted labels ``[n]`` (indices into ``class_names``).
+        records: record id of each beat ``[n]``.
+        class_names: the classes (usually N, S, V, F: Q left out).
+
+    Returns:
+        ``{"classes", "n", "accuracy", "gross": {class: {"support", "se", "ppv", "fpr", "tp", "fn", "fp", "tn"}},
+        "per_record": {class: {"se", "ppv", "n_records_se", "n_records_ppv"}}, "records": {rid: {"n", "accuracy",
+        class: {"support", "se", "ppv"}}}, "confusion_matrix"}``. *Gross* statistics pool every beat of the split
+        (one confusion matrix); *per-record* statistics average each record's Se over the records holding the
+        class and its +P over the records where the class was predicted.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    records = np.asarray(records).astype(str)
+    k = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, k)
+    n = int(cm.sum())
+
+    def stats(c: np.ndarray) -> dict[str, dict[str, Any]]:
+        tot = int(c.sum())
+        out = {}
+        for i, name in enumerate(class_names):
+            tp = int(c[i, i])
+            fn = int(c[i].sum()) - tp
+            fp = int(c[:, i].sum()) - tp
+            tn = tot - tp - fn - fp
+            out[name] = {"support": tp + fn, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
+                         "se": tp / (tp + fn) if tp + fn else float("nan"),
+                         "ppv": tp / (tp + fp) if tp + fp else float("nan"),
+                         "fpr": fp / (fp + tn) if fp + tn else float("nan")}
+        return out
+
+    per_rec: dict[str, Any] = {}
+    for rid in np.unique(records):
+        m = records == rid
+        c = confusion_matrix(y_true[m], y_pred[m], k)
+        st = stats(c)
+        per_rec[str(rid)] = {"n": int(m.sum()), "accuracy": float(np.trace(c) / max(c.sum(), 1)),
+                             **{name: {key: st[name][key] for key in ("support", "se", "ppv")} for name in class_names}}
+    averaged = {}
+    for name in class_names:
+        se = [r[name]["se"] for r in per_rec.values() if not math.isnan(r[name]["se"])]
+        ppv = [r[name]["ppv"] for r in per_rec.values() if not math.isnan(r[name]["ppv"])]
+        averaged[name] = {"se": float(np.mean(se)) if se else float("nan"),
+                          "ppv": float(np.mean(ppv)) if ppv else float("nan"),
+                          "n_records_se": len(se), "n_records_ppv": len(ppv)}
+    return {"classes": list(class_names), "n": n, "accuracy": float(np.trace(cm) / n) if n else float("nan"),
+            "gross": stats(cm), "per_record": averaged, "records": per_rec, "confusion_matrix": cm.tolist()}
+
+
+def dechazal_table(aami: dict[str, Any]) -> str:
+    """The de Chazal et al. (2004) results layout as Markdown: one row each for gross and per-record-average
+    statistics; per class Se, +P and FPR (%), and the accuracy."""
+    classes = aami["classes"]
+    head = "| statistic | " + " | ".join(f"{c} Se | {c} +P | {c} FPR" for c in classes) + " | accuracy |"
+    sep = "|---|" + "---:|" * (3 * len(classes) + 1)
+    gross = "| gross | " + " | ".join(f"{_fmt(aami['gross'][c]['se'])} | {_fmt(aami['gross'][c]['ppv'])} | "
+                                      f"{_fmt(aami['gross'][c]['fpr'])}" for c in classes) + \
+        f" | {_fmt(aami['accuracy'])} |"
+    accs = [r["accuracy"] for r in aami["records"].values()]
+    avg = "| per-record average | " + " | ".join(
+        f"{_fmt(aami['per_record'][c]['se'])} | {_fmt(aami['per_record'][c]['ppv'])} | n/a" for c in classes) + \
+        f" | {_fmt(float(np.mean(accs)) if accs else float('nan'))} |"
+    return "\n".join([head, sep, gross, avg])
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:

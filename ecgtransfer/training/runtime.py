@@ -58,26 +58,30 @@ def reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def logits_of(model: nn.Module, encoder: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None,
-              channels_last: bool) -> torch.Tensor:
+def logits_of(model: nn.Module, encoder: nn.Module | None, x: torch.Tensor, *, dtype: torch.dtype | None,
+              channels_last: bool, rr: torch.Tensor | None = None) -> torch.Tensor:
     """Render ``x [B, C, L]`` to images ``[B, 3, H, W]`` (``[B, C, H, W]`` with ``lead="stack"``) on its device
-    and return float32 logits ``[B, K]``.
+    and return float32 logits ``[B, K]``; a model of raw signals (``encoder=None``) reads ``x`` itself.
 
-    The images are rendered in float32 outside autocast (the encoders are exact against their references);
-    ``dtype`` autocast covers the model only, so the cast happens at its input."""
-    with torch.no_grad():
-        images = encoder(x)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    ``rr [B, R]`` (RR context, on ``x``'s device) goes to a model that fuses it. The images are rendered in float32
+    outside autocast (the encoders are exact against their references); ``dtype`` autocast covers the model only,
+    so the cast happens at its input."""
+    inputs = x
+    if encoder is not None:
+        with torch.no_grad():
+            inputs = encoder(x)
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
     with autocast(x.device, dtype):
-        logits = model(images)
+        logits = model(inputs) if rr is None else model(inputs, rr)
     return logits.float()
 
 
 @torch.no_grad()
 def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.device, *, dtype: torch.dtype | None,
           channels_last: bool, weight: torch.Tensor | None = None, store: Any = None) -> dict[str, np.ndarray | float]:
-    """Probabilities for an iterable of ``(x [b, C, L], y [b] or None, idx [b])``.
+    """Probabilities for an iterable of ``(x [b, C, L], y [b] or None, idx [b])`` or
+    ``(x, y, idx, rr [b, R] or None)`` (see :func:`logits_of`).
 
     A batch with NaN or infinite samples raises :class:`~ecgtransfer.errors.SignalError` naming its ``idx``
     entries (and their records when ``store``, the store they index, is given).
@@ -93,10 +97,14 @@ def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.devi
     # summed on the device in float64 (as Python floats would be) and read back once, after the loop
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     weight_sum = torch.zeros((), dtype=torch.float64, device=device)
-    for x, y, idx in batches:
+    for item in batches:
+        x, y, idx = item[:3]
+        rr = item[3] if len(item) > 3 and item[3] is not None else None
         x = x.to(device, non_blocking=True)
+        if rr is not None:
+            rr = torch.as_tensor(rr).to(device, non_blocking=True)
         with naming_segments(x, idx, store):
-            logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)
+            logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last, rr=rr)
         probs.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32))
         indices.append(np.asarray(idx, dtype=np.int64))
         if y is not None:

@@ -1,0 +1,84 @@
+"""The model kinds a run can train, and how a run builds (and a checkpoint rebuilds) one.
+
+======== ============================================= ======================= ===============================
+kind     model                                         input                   trained by
+======== ============================================= ======================= ===============================
+resnet50 :class:`~ecgtransfer.models.ResNet50`         images ``[B, 3, H, W]`` the tiered optimiser
+cnn1d    :class:`~ecgtransfer.models.cnn1d.BeatCNN`    raw beats ``[B, C, L]`` the tiered optimiser
+features :class:`~ecgtransfer.models.features.         raw beats ``[B, C, L]`` closed-form LDA fit
+         BeatFeatureModel`
+======== ============================================= ======================= ===============================
+
+Each reads RR context ``[B, rr_dim]`` when built with ``rr_dim > 0``. A :class:`ModelSpec` holds everything the
+architecture depends on; it is stored in every checkpoint, so evaluation and prediction rebuild the exact model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from torch import nn
+
+from ecgtransfer.errors import ConfigError
+
+#: model kinds, in the order the CLI lists them
+MODELS: tuple[str, ...] = ("resnet50", "cnn1d", "features")
+#: what each kind reads: rendered ``images`` or the raw ``signal``
+MODEL_INPUT: dict[str, str] = {"resnet50": "images", "cnn1d": "signal", "features": "signal"}
+#: kinds fitted in closed form instead of by the optimiser
+CLOSED_FORM: frozenset[str] = frozenset({"features"})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture of a run's model.
+
+    Attributes:
+        kind: one of :data:`MODELS`.
+        num_classes: outputs ``K``.
+        in_channels: input channels (image channels for ``resnet50``, leads for the others).
+        rr_dim: RR-context columns fused (0: none).
+        length, fs, r_index: segment samples, rate and R-peak sample (the ``features`` extractor needs them).
+    """
+
+    kind: str
+    num_classes: int
+    in_channels: int
+    rr_dim: int = 0
+    length: int = 0
+    fs: float = 0.0
+    r_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODELS:
+            raise ConfigError(f"model must be one of {MODELS}, got {self.kind!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def build_model(spec: ModelSpec, *, weights: Any = None) -> nn.Module:
+    """A freshly initialised model of ``spec`` (``weights`` only for ``resnet50``: see :class:`ResNet50`)."""
+    if spec.kind == "resnet50":
+        from ecgtransfer.models.resnet import ResNet50
+
+        return ResNet50(spec.num_classes, weights=weights, in_channels=spec.in_channels, rr_dim=spec.rr_dim)
+    if weights is not None:
+        raise ConfigError(f"model {spec.kind!r} has no pretrained weights; use init = \"scratch\" "
+                          "(pretrained initialisation is for the resnet50)")
+    if spec.kind == "cnn1d":
+        from ecgtransfer.models.cnn1d import BeatCNN
+
+        return BeatCNN(spec.num_classes, in_channels=spec.in_channels, rr_dim=spec.rr_dim)
+    from ecgtransfer.models.features import BeatFeatureModel
+
+    if spec.length < 1 or spec.fs <= 0:
+        raise ConfigError("the features model needs the segment length and sampling rate of the store")
+    return BeatFeatureModel(spec.num_classes, spec.in_channels, spec.length, spec.fs, spec.r_index,
+                            rr_dim=spec.rr_dim)
