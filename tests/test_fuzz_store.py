@@ -32,7 +32,7 @@ from training_helpers import make_store  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SEED = 13
 N_CASES = 300
-EVERY_SUBPROCESS = 50  # cases 0, 50, 100, ...: 6 subprocess runs
+EVERY_SUBPROCESS = 75  # cases 0, 75, 150, 225: 4 subprocess runs (each imports torch: ~7 s here)
 
 
 def _digest(folder: Path) -> dict[str, str]:
