@@ -84,7 +84,7 @@ def test_mis_shaped_checkpoint_is_one_line_in_evaluate_predict_and_resume(run, s
         assert "classifier.fc.weight" in line and "[3, 7]" in line and "does not fit" in line, line
 
 
-def test_disk_full_while_saving_a_checkpoint_is_one_line(run, tmp_path, monkeypatch) -> None:
+def test_disk_full_while_saving_a_checkpoint_is_one_line(run, store, tmp_path, monkeypatch, capsys) -> None:
     from ecgtransfer.training.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(run / "last.pt")
@@ -103,6 +103,10 @@ def test_disk_full_while_saving_a_checkpoint_is_one_line(run, tmp_path, monkeypa
             assert "\n" not in str(exc.value)
             assert (full / "last.pt").read_bytes() == b"previous"  # the previous checkpoint is intact
             assert sorted(p.name for p in full.iterdir()) == ["last.pt"]  # no temporary file left
+            # the same through `train`: the first checkpoint of the run does not fit on the device
+            assert main(["-q", "train", str(store.path), "--out", str(full / "r"), *TRAIN]) == 2
+            line = one_error_line(capsys)
+            assert "cannot write checkpoint" in line and "no space left" in line, line
     finally:
         if mounted:
             subprocess.run(["umount", str(full)], check=False)
@@ -127,6 +131,15 @@ class Evil:
         return (os.system, ("touch " + sys.argv[2],))
 torch.save({"format": "ecgtransfer-checkpoint", "model": Evil()}, sys.argv[1])
 """
+
+
+def test_damaged_run_files_are_one_line(run, store, tmp_path, capsys) -> None:
+    for name, text in (("config.json", "{not json"), ("run.json", "[1]"), ("store_manifest.json", "\x00")):
+        bad = _copy(run, tmp_path, f"bad-{name}")
+        (bad / name).write_text(text)
+        assert main(["-q", "evaluate", str(bad), str(store.path)]) == 2
+        line = one_error_line(capsys)
+        assert name in line and "damaged" in line, line
 
 
 def test_code_running_pickle_is_refused_with_the_projects_message(run, store, tmp_path, capsys) -> None:

@@ -67,6 +67,19 @@ class LoadedRun:
         return len(self.rr_columns)
 
 
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file of a run directory, or one :class:`TrainingError` line naming it."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{path} is not readable JSON ({' '.join(str(exc).split())[:120]}); the run directory "
+                            "is damaged") from None
+    if not isinstance(obj, dict):
+        raise TrainingError(f"{path} holds a {type(obj).__name__}, expected a JSON object; the run directory is "
+                            "damaged")
+    return obj
+
+
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None) -> LoadedRun:
     """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path)."""
     from ecgtransfer.models.registry import MODEL_INPUT, ModelSpec, build_model
@@ -75,13 +88,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     cfg_file = run_dir / "config.json"
     if not cfg_file.is_file():
         raise TrainingError(f"{run_dir} is not a training run directory: no config.json")
-    try:
-        raw_cfg = json.loads(cfg_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"{cfg_file} is not readable JSON ({exc}); the run directory is damaged") from None
-    if not isinstance(raw_cfg, dict):
-        raise TrainingError(f"{cfg_file} holds a {type(raw_cfg).__name__}, expected a JSON object of TrainConfig fields")
-    cfg = TrainConfig.from_dict(raw_cfg)
+    cfg = TrainConfig.from_dict(_json_object(cfg_file))
     path = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
     if checkpoint == "best" and not path.exists() and (run_dir / "last.pt").exists():
         log.warning("%s has no best.pt; using last.pt", run_dir)
@@ -99,7 +106,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
         raise TrainingError(f"checkpoint {path} lacks its class names or model state; it is damaged")
     names = [str(n) for n in names]
     manifest_file = run_dir / "store_manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    manifest = _json_object(manifest_file) if manifest_file.is_file() else {}
     raw_spec = ckpt.get("model_spec")
     try:
         spec = ModelSpec.from_dict(raw_spec) if isinstance(raw_spec, dict) else None
@@ -127,7 +134,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     check_finite_state(ckpt["model"], path)
     model.eval()
     run_file = run_dir / "run.json"
-    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    run = _json_object(run_file) if run_file.is_file() else {}
     dtype = amp_dtype(cfg.amp, dev)  # the run's choices, resolved for this device (as the engine does)
     channels_last = use_channels_last(cfg.channels_last, dev, dtype)
     model = model.to(dev)
