@@ -248,7 +248,11 @@ class StoreWriter:
         n = segments.shape[0]
         if not np.all(np.isfinite(segments)):
             raise StoreError(f"segments of record {record_id!r} contain NaN or infinite values")
-        labels = np.asarray(labels, dtype=np.int64)
+        given = np.asarray(labels)
+        if given.dtype.kind not in "iu" and not (given.dtype.kind == "f" and np.all(given == np.round(given))):
+            raise StoreError(f"labels of record {record_id!r} must be integer class indices, got {given.dtype} "
+                             f"values such as {given.reshape(-1)[:3].tolist()}")
+        labels = given.astype(np.int64)
         positions = np.asarray(positions, dtype=np.int64)
         if labels.shape != (n,) or positions.shape != (n,):
             raise StoreError(f"expected {n} labels and positions, got {labels.shape} and {positions.shape}")

@@ -101,3 +101,14 @@ def test_a_valid_store_still_reports_its_counts(store, capsys) -> None:
     info = json.loads(capsys.readouterr().out)
     labels = np.load(store.path / "labels.npy")
     assert info["classes"] == {c: int((labels == i).sum()) for i, c in enumerate(store.class_names)}
+
+
+def test_writer_refuses_fractional_labels(tmp_path) -> None:
+    from ecgtransfer.store import write_store
+
+    kw = dict(record_ids=["r", "r"], patient_ids=["p", "p"], positions=[0, 1], class_names=["a", "b"], fs=1.0,
+              lead_names=["I"])
+    with pytest.raises(StoreError, match="integer class indices"):
+        write_store(tmp_path / "s", np.zeros((2, 1, 4)), [0.5, 1.0], **kw)  # used to be truncated to 0
+    assert list(tmp_path.iterdir()) == []
+    assert write_store(tmp_path / "t", np.zeros((2, 1, 4)), np.array([0.0, 1.0]), **kw).labels.tolist() == [0, 1]
