@@ -97,7 +97,7 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
     kwargs = dict(encoding=encoding, size=size, fs=st.fs, lead=lead, colour=colour, cmap=cmap, **params)
     probe = torch.from_numpy(st.batch(np.arange(min(n, 1)))).to(device)
     with naming_segments(probe, range(len(probe)), st):
-        encode(probe, normalize=False, **kwargs)  # size and every encoding setting are checked before anything is written
+        encode(probe, normalize=False, **kwargs)  # size and every encoding setting checked before any write
     kwargs["size"] = int(size)
     with FolderLock(out, what="image folder"):
         return _materialise_locked(st, out, n=n, channels=channels, kwargs=kwargs, encoding=encoding,
