@@ -526,7 +526,8 @@ class _Bench:
             "config": cfg.to_dict(), "config_text": self.config_text, "fingerprint": self.fingerprint,
             "hardware": self.hardware, "hardware_line": hardware_line(self.hardware),
             "store": {"path": str(store.path), "manifest_hash": store.manifest_hash, "manifest": store.manifest,
-                      "class_names": store.class_names, "n_segments": len(store)},
+                      "class_names": self.run_classes(), "store_class_names": store.class_names,
+                      "n_segments": len(store)},
             "source_store": None if self.source_store is None else {
                 "path": str(self.source_store.path), "manifest_hash": self.source_store.manifest_hash,
                 "manifest": self.source_store.manifest, "class_names": self.source_store.class_names,
@@ -547,8 +548,14 @@ class _Bench:
                  "recomputed": dict(self.recomputed), "failed": sorted(self.failed),
                  "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
             "cells": records,
-            "summary": summarise(cfg, records, class_names=store.class_names, eval_split=self.eval_split),
+            "summary": summarise(cfg, records, class_names=self.run_classes(), eval_split=self.eval_split),
         }
+
+    def run_classes(self) -> list[str]:
+        """The classes the cells train and score: the store's, less the training config's ``exclude_classes``."""
+        from ecgtransfer.training.data import class_subset
+
+        return class_subset(self.store.class_names, _train_config(dict(self.cfg.train)).exclude_classes)[0]
 
     def write_results(self) -> dict[str, Any]:
         res = self.results()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
@@ -63,12 +63,19 @@ class ModelSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def build_model(spec: ModelSpec, *, weights: Any = None) -> nn.Module:
-    """A freshly initialised model of ``spec`` (``weights`` only for ``resnet50``: see :class:`ResNet50`)."""
+def build_model(spec: ModelSpec, *, weights: Any = None, class_names: Sequence[str] | None = None) -> nn.Module:
+    """A model of ``spec``, freshly initialised or loaded with ``weights`` (``resnet50`` only: ``"imagenet"``,
+    ``"imagenet-v1"``, ``"imagenet-v2"`` or a path, see :func:`ecgtransfer.models.weights.load_weights`; the load
+    report is ``model.load_report``). ``class_names`` are the model's classes: a source head of other classes is
+    re-initialised even when the count matches."""
     if spec.kind == "resnet50":
         from ecgtransfer.models.resnet import ResNet50
+        from ecgtransfer.models.weights import load_weights
 
-        return ResNet50(spec.num_classes, weights=weights, in_channels=spec.in_channels, rr_dim=spec.rr_dim)
+        model = ResNet50(spec.num_classes, in_channels=spec.in_channels, rr_dim=spec.rr_dim)
+        if weights is not None:
+            model.load_report = load_weights(model, weights, class_names=class_names)
+        return model
     if weights is not None:
         raise ConfigError(f"model {spec.kind!r} has no pretrained weights; use init = \"scratch\" "
                           "(pretrained initialisation is for the resnet50)")

@@ -34,7 +34,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 import torch
@@ -263,7 +263,8 @@ def _names(names: list[str], limit: int = 8) -> str:
 class SourceWeights:
     """A state dict already translated to our names, with where it came from.
 
-    ``unknown``: source names that could not be translated (they become ``unexpected``).
+    ``unknown``: source names that could not be translated (they become ``unexpected``). ``class_names``: the
+    classes of the source's head when the file says (an ecgtransfer checkpoint), else ``None``.
     """
 
     state: dict[str, torch.Tensor]
@@ -271,6 +272,7 @@ class SourceWeights:
     format: str
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    class_names: Optional[list[str]] = None
 
 
 def _imagenet_weights(member: str):
@@ -505,7 +507,9 @@ def read_state_dict_file(path: Union[str, os.PathLike]) -> SourceWeights:
     fmt = container or ("torchvision" if names == "torchvision" else "ecgtransfer-state-dict")
     if container:
         notes.append(f"model state uses {names} names")
-    return SourceWeights(state=translated, source=str(path), format=fmt, unknown=unknown, notes=notes)
+    names_of_head = obj.get("class_names") if container else None
+    return SourceWeights(state=translated, source=str(path), format=fmt, unknown=unknown, notes=notes,
+                         class_names=[str(c) for c in names_of_head] if isinstance(names_of_head, list) else None)
 
 
 def read_weights(spec: Union[str, os.PathLike], *, progress: bool = True) -> SourceWeights:
@@ -543,8 +547,15 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return weight[:, idx] * (3.0 / in_channels)
 
 
-def check_weights(model: nn.Module, src: SourceWeights) -> tuple[LoadReport, dict[str, torch.Tensor]]:
-    """Match ``src`` against ``model`` without changing it: (report, the tensors to load in our names)."""
+def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None
+                  ) -> tuple[LoadReport, dict[str, torch.Tensor]]:
+    """Match ``src`` against ``model`` without changing it: (report, the tensors to load in our names).
+
+    The head (every ``classifier.`` tensor) loads only as a whole, when the source has exactly the model's head
+    tensors with the same shapes and, where both are known, the same ``class_names`` (a head of other classes
+    with the same count is re-initialised, never reused); a source head the model cannot take is left out, not
+    an error.
+    """
     target = model.state_dict()
     state = src.state
     report = LoadReport(source=src.source, format=src.format, unexpected=list(src.unknown), notes=list(src.notes))
@@ -574,14 +585,20 @@ def check_weights(model: nn.Module, src: SourceWeights) -> tuple[LoadReport, dic
         report.loaded.append(name)
 
     # the head goes as a whole: all of it loads, or all of it is re-initialised
-    head_ok = all(k in state and state[k].shape == target[k].shape for k in head_keys)
+    src_head = [k for k in state if k.startswith(HEAD_PREFIX)]
+    head_ok = (all(k in state and state[k].shape == target[k].shape for k in head_keys)
+               and set(src_head) == set(head_keys))
+    if head_ok and class_names is not None and src.class_names is not None and list(class_names) != src.class_names:
+        head_ok = False
+        report.notes.append(f"head re-initialised: the source's classes {src.class_names} are not the model's "
+                            f"{list(class_names)}")
     for k in head_keys:
         if head_ok:
             to_load[k] = state[k]
             report.loaded.append(k)
         else:
             report.reinitialised.append(k)
-    report.unexpected += [k for k in state if k not in target]
+    report.unexpected += [k for k in state if k not in target and not k.startswith(HEAD_PREFIX)]
     return report, to_load
 
 
@@ -594,14 +611,14 @@ def _adaptable(have: torch.Tensor, want: torch.Tensor) -> bool:
     )
 
 
-def apply_weights(model: nn.Module, src: SourceWeights) -> LoadReport:
+def apply_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None) -> LoadReport:
     """Load ``src`` into ``model`` (all backbone tensors or nothing); re-initialise the head if it differs.
 
     Raises:
         WeightsError: missing, unexpected or mis-shaped tensors (all named in the message); the model is
             left unchanged.
     """
-    report, to_load = check_weights(model, src)
+    report, to_load = check_weights(model, src, class_names)
     if not report.ok:
         problems = []
         if report.missing:
@@ -628,9 +645,13 @@ def apply_weights(model: nn.Module, src: SourceWeights) -> LoadReport:
     return report
 
 
-def load_weights(model: nn.Module, spec: Union[str, os.PathLike], *, progress: bool = True) -> LoadReport:
-    """Resolve ``spec`` (see :func:`read_weights`) and load it into ``model``; returns the :class:`LoadReport`."""
-    return apply_weights(model, read_weights(spec, progress=progress))
+def load_weights(model: nn.Module, spec: Union[str, os.PathLike], *, progress: bool = True,
+                 class_names: Optional[Sequence[str]] = None) -> LoadReport:
+    """Resolve ``spec`` (see :func:`read_weights`) and load it into ``model``; returns the :class:`LoadReport`.
+
+    ``class_names``: the model's classes; a source head of other classes is re-initialised (see
+    :func:`check_weights`)."""
+    return apply_weights(model, read_weights(spec, progress=progress), class_names)
 
 
 # --------------------------------------------------------------------------------------------------

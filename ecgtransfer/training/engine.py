@@ -302,7 +302,7 @@ class _Trainer:
             in_channels = self.encoder.out_channels(store.shape[1])
         self.model_spec = model_spec_of(cfg, store, num_classes=k, in_channels=in_channels, rr_dim=self.rr_dim)
         weights = self._init_weights()
-        self.model = build_model(self.model_spec, weights=weights).to(self.device)
+        self.model = build_model(self.model_spec, weights=weights, class_names=self.class_names).to(self.device)
         self.dtype = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device, self.dtype)
         if self.dist.is_main:
