@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import tempfile
 import time
@@ -90,7 +89,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the train step (single-mode run)")
     ap.add_argument("--compare", action="store_true", help="fp32 vs the auto choice (and --modes), interleaved")
     ap.add_argument("--modes", default="", help="extra AMP:CHANNELS_LAST[:compile] modes for --compare")
-    ap.add_argument("--sizes", default="64,224", help="image sizes of --compare")
+    ap.add_argument("--sizes", default="64:8,224:2", help="SIZE[:BATCH],... image sizes (and batch) of --compare")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -154,7 +153,7 @@ def main() -> None:
     render_s = statistics.median(render)
     result = {
         "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_info()["model"],
         "torch": torch.__version__, "threads": args.threads, "batch_size": args.batch_size,
         "image_size": args.image_size, "encoding": args.encoding, "steps": args.steps, "warmup": args.warmup,
         "num_workers": args.num_workers, "augment": args.augment,
@@ -195,24 +194,44 @@ def _summary(times: list[float], images: int, warmup: int) -> dict[str, object]:
     return out
 
 
+def _sizes(text: str, batch: int) -> list[tuple[int, int]]:
+    """``"64:8,224:2"`` -> ``[(64, 8), (224, 2)]``; a size without ``:BATCH`` takes ``--batch-size``."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        size, _, b = part.partition(":")
+        try:
+            out.append((int(size), int(b) if b else batch))
+        except ValueError:
+            raise SystemExit(f"--sizes: {part!r} is not SIZE or SIZE:BATCH") from None
+    return out
+
+
+def _paired(mine: list[float], ref: list[float], warmup: int) -> dict[str, float]:
+    """images/s of ``mine`` over ``ref`` from per-round step times: the median of the ratios of the two steps
+    of each round (adjacent in time, so a shared machine's load changes cancel), and for reference the ratio
+    of the median and of the fastest steps."""
+    a, r = mine[warmup:], ref[warmup:]
+    return {"paired_median": statistics.median(y / x for x, y in zip(a, r)),
+            "of_medians": statistics.median(r) / statistics.median(a), "of_fastest": min(r) / min(a)}
+
+
 def compare(args: argparse.Namespace) -> None:
     """Interleaved fp32 / auto / ``--modes`` measurement of the engine's train step and evaluation forward."""
     extra = [m.strip() for m in args.modes.split(",") if m.strip()]
     modes = list(dict.fromkeys([FP32, AUTO, *extra]))
     parsed = {m: _parse_mode(m) for m in modes}
-    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    sizes = _sizes(args.sizes, args.batch_size)
     tmp = tempfile.TemporaryDirectory()
     store = SegmentStore(args.store) if args.store else synthetic_store(Path(tmp.name) / "store")
-    b, rounds = args.batch_size, args.warmup + args.steps
-    eval_b = 2 * b  # TrainConfig.eval_batch() of these runs
+    rounds = args.warmup + args.steps
     order = np.random.default_rng(0).permutation(len(store))
-    if len(store) < rounds * b + eval_b:
-        raise SystemExit(f"the store has {len(store)} segments; --compare needs {rounds * b + eval_b}")
-    train_idx = [np.sort(order[k * b:(k + 1) * b]) for k in range(rounds)]
-    eval_idx = np.sort(order[rounds * b:rounds * b + eval_b])
-    split = {"train": np.sort(order[:rounds * b]), "val": eval_idx, "test": np.zeros(0, dtype=np.int64)}
     results: dict[str, dict[str, object]] = {m: {"train": {}, "eval": {}} for m in modes}
-    for size in sizes:
+    steps: dict[str, dict[str, dict[str, list[float]]]] = {m: {"train": {}, "eval": {}} for m in modes}
+    for size, b in sizes:
+        eval_b = 2 * b  # TrainConfig.eval_batch() of these runs
+        n_train = 2 * rounds * b  # room for segments a run leaves out (classes it does not train on)
+        split = {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train:n_train + 2 * eval_b]),
+                 "test": np.zeros(0, dtype=np.int64)}
         trainers: dict[str, _Trainer] = {}
         for m in modes:
             amp, cl, comp = parsed[m]
@@ -224,13 +243,19 @@ def compare(args: argparse.Namespace) -> None:
             t.train_model.train()
             trainers[m] = t
             results[m].update(amp=dtype_name(t.dtype), channels_last=t.channels_last, compile=comp)
-        dev = trainers[FP32].device
+        first = trainers[FP32]
+        dev = first.device
+        labels = np.asarray(getattr(first, "run_labels", store.labels))  # the run's labels of every segment
+        train_pool, eval_idx = first.parts["train"], np.sort(first.parts["val"][:eval_b])
+        if len(train_pool) < rounds * b or len(eval_idx) < eval_b:
+            raise SystemExit(f"the store has too few usable segments for {rounds} rounds of batch {b}")
+        train_idx = [np.sort(train_pool[k * b:(k + 1) * b]) for k in range(rounds)]
 
         def sync() -> None:
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
 
-        data = [(torch.from_numpy(store.batch(i)).to(dev), torch.from_numpy(store.labels[i]).long().to(dev))
+        data = [(torch.from_numpy(store.batch(i)).to(dev), torch.from_numpy(labels[i]).long().to(dev))
                 for i in train_idx]
         times: dict[str, list[float]] = {m: [] for m in modes}
         for k, (x, y) in enumerate(data):
@@ -242,13 +267,17 @@ def compare(args: argparse.Namespace) -> None:
                 times[m].append(time.perf_counter() - t0)
         for m in modes:
             res = _summary(times[m], b, args.warmup)
+            res["batch_size"] = b
             if parsed[m][2]:  # the first step compiles; the steady steps are the median after warmup
                 res["first_step_s"] = times[m][0]
                 res["compile_s"] = times[m][0] - float(res["step_s"])
+                gain = statistics.median(times[FP32][args.warmup:]) - float(res["step_s"])
+                res["break_even_steps"] = res["compile_s"] / gain if gain > 0 else None
             results[m]["train"][str(size)] = res  # type: ignore[index]
-            print(f"train {size:>3} px {m:<16} {res['images_per_s']:8.2f} img/s", flush=True)
+            steps[m]["train"][str(size)] = times[m]
+            print(f"train {size:>3} px b{b:<3} {m:<16} {res['images_per_s']:8.2f} img/s", flush=True)
 
-        ex, ey = torch.from_numpy(store.batch(eval_idx)), torch.from_numpy(store.labels[eval_idx]).long()
+        ex, ey = torch.from_numpy(store.batch(eval_idx)), torch.from_numpy(labels[eval_idx]).long()
         eval_modes = [m for m in modes if not parsed[m][2]]  # the engine evaluates its eager model
         etimes: dict[str, list[float]] = {m: [] for m in eval_modes}
         for k in range(rounds):
@@ -260,30 +289,31 @@ def compare(args: argparse.Namespace) -> None:
                 etimes[m].append(time.perf_counter() - t0)
         for m in eval_modes:
             res = _summary(etimes[m], eval_b, args.warmup)
+            res["batch_size"] = eval_b
             results[m]["eval"][str(size)] = res  # type: ignore[index]
-            print(f"eval  {size:>3} px {m:<16} {res['images_per_s']:8.2f} img/s", flush=True)
+            steps[m]["eval"][str(size)] = etimes[m]
+            print(f"eval  {size:>3} px b{eval_b:<3} {m:<16} {res['images_per_s']:8.2f} img/s", flush=True)
         del trainers, data
 
-    def ratio(m: str, phase: str) -> dict[str, float]:
-        mine, ref = results[m][phase], results[FP32][phase]  # type: ignore[index]
-        return {s: mine[s]["images_per_s"] / ref[s]["images_per_s"] for s in mine if s in ref}  # type: ignore
+    def ratios(m: str, how: str = "paired_median") -> dict[str, dict[str, float]]:
+        return {phase: {s: _paired(t, steps[FP32][phase][s], args.warmup)[how] for s, t in steps[m][phase].items()}
+                for phase in ("train", "eval")}
 
-    for m in modes:
-        for s, res in results[m]["train"].items():  # type: ignore[union-attr]
-            gain = results[FP32]["train"][s]["step_s"] - res["step_s"]  # type: ignore[index]
-            if "compile_s" in res:
-                res["break_even_steps"] = res["compile_s"] / gain if gain > 0 else None
     dev = torch.device(args.device)
     result = {
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_info()["model"],
-        "cpu": cpu_info(), "torch": torch.__version__, "threads": args.threads, "batch_size": b,
-        "eval_batch_size": eval_b, "encoding": args.encoding, "sizes": sizes, "steps": args.steps,
-        "warmup": args.warmup, "segment_shape": list(store.shape[1:]),
-        "store": args.store or "synthetic", "interleaved": True,
+        "cpu": cpu_info(), "torch": torch.__version__, "threads": args.threads,
+        "sizes": {str(s): {"batch_size": b, "eval_batch_size": 2 * b} for s, b in sizes},
+        "encoding": args.encoding, "steps": args.steps, "warmup": args.warmup,
+        "segment_shape": list(store.shape[1:]), "store": args.store or "synthetic", "interleaved": True,
+        "ratio_method": "images/s of a mode over fp32 (off:off): median over the timed rounds of the ratio of the "
+                        "two modes' step times within each round",
         "auto_resolves_to": {"amp": results[AUTO]["amp"], "channels_last": results[AUTO]["channels_last"]},
-        "ratios": {"train": ratio(AUTO, "train"), "eval": ratio(AUTO, "eval")},
-        "ratios_over_fp32": {m: {"train": ratio(m, "train"), "eval": ratio(m, "eval")} for m in modes},
+        "ratios": ratios(AUTO),
+        "ratios_over_fp32": {m: ratios(m) for m in modes},
+        "ratios_of_medians": {m: ratios(m, "of_medians") for m in modes},
+        "ratios_of_fastest": {m: ratios(m, "of_fastest") for m in modes},
         "modes": results,
         "command": "python benchmarks/train_throughput.py --compare " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
