@@ -9,8 +9,9 @@ warning.
 
 Methods:
 
-- ``"patient"`` (default): patients are assigned to train/val/test greedily, largest first, so that each
-  part gets close to its fraction of every class (patient-grouped, class-stratified).
+- ``"patient"`` (default): patients are assigned to train/val/test greedily, largest first (by a seeded,
+  jittered size: the seed changes the parts), so that each part gets close to its fraction of every class
+  (patient-grouped, class-stratified).
 - ``"kfold"``: patients are assigned to ``n_folds`` folds in the same way; test is fold ``fold``, validation
   is carved out of the remaining patients, train is the rest.
 - ``"dechazal"``: mitdb only. Train/val come from the DS1 records, test is DS2. Records 201 (DS1) and 202
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 METHODS = ("patient", "kfold", "dechazal", "random")
 UNKNOWN_PATIENTS = ("warn", "refuse", "allow")
 PARTS = ("train", "val", "test")
+#: Spread of the seeded multiplicative jitter of patient sizes that orders the greedy assignment (log scale):
+#: 0.3 lets patients within about +-30% of each other's size swap places, so ``seed`` changes the parts.
+ORDER_JITTER = 0.3
+#: Version of the patient-assignment rule (part of the bench's cell fingerprint: a new rule recomputes cells).
+#: 2: jittered largest-first order (seed-dependent); 1: strict largest first (the seed broke ties only).
+SPLIT_RULE_VERSION = 2
 
 #: de Chazal et al. 2004: the inter-patient training (DS1) and test (DS2) records of mitdb
 DS1: tuple[str, ...] = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
@@ -81,7 +88,9 @@ class Split:
 def _greedy_groups(counts: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Assign groups (rows of ``counts`` ``[G, K]``, per-class segment counts) to parts with ``fractions`` ``[P]``.
 
-    Groups are taken largest first (ties in random order); each goes to the part where it most reduces the
+    Groups are taken largest first by a seeded, jittered size (size times ``exp(ORDER_JITTER * z)``,
+    ``z ~ N(0, 1)`` from ``rng``: groups within a few tens of percent of each other come in a seed-dependent
+    order, so the seed changes the assignment); each goes to the part where it most reduces the
     squared deviation from the part's target count of every class (classes weighted by their inverse
     frequency, so rare classes are spread too). Parts with a positive fraction get at least one group
     when there are enough groups. Returns the part index of each group ``[G]``.
@@ -95,8 +104,11 @@ def _greedy_groups(counts: np.ndarray, fractions: np.ndarray, rng: np.random.Gen
     current = np.zeros((p, k))
     sizes = np.zeros(p)
     assign = np.full(g, -1, dtype=np.int64)
-    perm = rng.permutation(g)
-    order = perm[np.argsort(-counts.sum(axis=1)[perm], kind="stable")]
+    # largest first, but by a seeded, jittered size: patients of similar size swap places from seed to seed, so
+    # ``seed`` changes which patients land in each part while the large patients still go first (they are the
+    # ones that decide whether every part reaches its class targets)
+    jitter = np.exp(ORDER_JITTER * rng.standard_normal(g))
+    order = np.argsort(-(counts.sum(axis=1) * jitter), kind="stable")
     n_total = max(float(counts.sum()), 1.0)
     for gi in order:
         row = counts[gi].astype(np.float64)
@@ -160,7 +172,8 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
     Args:
         store: a :class:`~ecgtransfer.store.SegmentStore`.
         method: ``"patient"`` (default), ``"kfold"``, ``"dechazal"`` or ``"random"`` (see the module doc).
-        seed: random seed (tie-breaking among equal-size patients; the permutation for ``random``).
+        seed: random seed: the jittered order of the patient assignment (so the seed changes which patients
+            land in validation, and in test for ``patient``/``kfold``), the permutation for ``random``.
         val_fraction, test_fraction: targets as fractions of all segments (``patient``, ``random``);
             for ``kfold`` and ``dechazal``, ``val_fraction`` of all segments is carved out of the non-test
             patients. Patient groups make the achieved fractions approximate.
