@@ -120,17 +120,20 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    loader = iter(batch_loader(store, batches, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda"))
+    # the run's label map and RR context width, as the engine's own loop reads its batches (where it has them)
+    extra = {k: getattr(trainer, k) for k in ("label_map", "rr_dim") if hasattr(trainer, k)}
+    loader = iter(batch_loader(store, batches, num_workers=cfg.num_workers, pin_memory=dev.type == "cuda", **extra))
     times: dict[str, list[float]] = {"load": [], "train_step": []}
     trainer.train_model.train()
     reset_peak_memory(dev)
     for k in range(n_steps):
         t0 = time.perf_counter()
-        x, y, _ = next(loader)
-        x = x.to(dev, non_blocking=True)
-        y = y.to(dev, non_blocking=True)
+        item = next(loader)  # (x, y, idx) or (x, y, idx, rr)
+        x = item[0].to(dev, non_blocking=True)
+        y = item[1].to(dev, non_blocking=True)
+        rr = () if len(item) < 4 or item[3] is None else (item[3].to(dev, non_blocking=True),)
         t1 = time.perf_counter()
-        trainer.train_step(x, y, 0, k)
+        trainer.train_step(x, y, 0, k, *rr)
         sync()
         t2 = time.perf_counter()
         if k >= args.warmup:

@@ -139,9 +139,10 @@ def describe(amp: str, channels_last: str, device: torch.device, dtype: torch.dt
              use_cl: bool) -> str:
     """One line for the start of a run: the resolved precision and memory format and why."""
     why = ""
-    if device.type == "cpu" and amp == "auto":
+    if device.type == "cpu" and (amp == "auto" or dtype == torch.bfloat16):
         info = cpu_info()
         why = (f" ({info['model']}: native bf16 via {', '.join(info['bf16_flags'])})" if info["native_bf16"]
-               else f" ({info['model']}: no native bf16, capability {info['capability']})")
+               else f" ({info['model']}: no native bf16, capability {info['capability']}"
+               + ("; bf16 is emulated here, several times slower than fp32)" if dtype is not None else ")"))
     return (f"precision: {dtype_name(dtype)}{' autocast' if dtype is not None else ''} (amp={amp}){why}; "
             f"channels_last {'on' if use_cl else 'off'} (channels_last={channels_last}) on {device}")
