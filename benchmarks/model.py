@@ -3,9 +3,10 @@
 Both models get the same weights and the same input; repetitions are interleaved (the order rotates
 each repetition so drift and contention hit all alike) and the median is taken. A second torchvision
 instance is timed as an A/A control: its ratio to the first shows how much of a deviation is the
-harness (allocator, contention from other processes) rather than the model. On CUDA the input and
+harness (allocator, contention from other processes) rather than the model. Where a training run's
+``amp="auto"`` picks bf16 (CUDA, CPUs with native bf16; ``ecgtransfer.training.precision``) the input and
 models are channels_last and run under bfloat16 autocast (``--no-channels-last`` / ``--no-amp`` to turn off);
-peak memory per model is reported there too. Target: ratio 1.00 +- 0.03.
+on CUDA peak memory per model is reported too. Target: ratio 1.00 +- 0.03.
 
     python benchmarks/model.py                                   # CPU: batch 8 at 224, 1 thread
     python benchmarks/model.py --device cuda --batch 64          # GPU
@@ -29,6 +30,7 @@ from torch import nn
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.models import ResNet50
 from ecgtransfer.models.weights import from_torchvision_state_dict
+from ecgtransfer.training.precision import amp_dtype, use_channels_last
 
 
 def _sync(device: torch.device) -> None:
@@ -80,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
-    channels_last = args.channels_last and on_cuda
-    amp = args.amp and on_cuda
+    auto = amp_dtype("auto", device)  # what a training run's amp/channels_last "auto" choose on this device
+    amp = args.amp and auto is not None
+    channels_last = args.channels_last and use_channels_last("auto", device, auto if amp else None)
     if on_cuda:
         torch.backends.cudnn.benchmark = True
 
