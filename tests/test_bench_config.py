@@ -104,6 +104,12 @@ def test_overrides_and_fingerprint(tmp_path):
     (("store = \"stores/x\"", "split = \"patient\""), "store"),
     (("epochs = 2", "epochs = 2\nmin_steps = 0"), "min_steps"),
     (("epochs = 2", "epochs = 2\nmin_steps = 50\nmax_steps = 20"), "min_steps .50. is larger than max_steps"),
+    (("epochs = 2", "epochs = 2\nprimary = {arm = \"imagenet\", baseline = \"nope\"}"), "names no arm 'nope'"),
+    (("epochs = 2", "epochs = 2\nprimary = {arm = \"imagenet\"}"), "needs 'arm' and 'baseline'"),
+    (("epochs = 2", "epochs = 2\nprimary = {arm = \"imagenet\", baseline = \"scratch\", fraction = 0.5}"),
+     "not one of the fractions"),
+    (("epochs = 2", "epochs = 2\ncontrasts = [[\"imagenet\", \"x\"]]"), "names no arm 'x'"),
+    (("epochs = 2", "epochs = 2\ncontrasts = [\"imagenet\"]"), "pairs"),
 ])
 def test_invalid_configs_name_the_key(tmp_path, edit, message):
     old, new = edit
@@ -277,3 +283,19 @@ def test_previous_invocations_label_an_older_created_at_as_finish_time(tmp_path)
     (inv,) = _previous_invocations(tmp_path)
     assert inv["started_at"] is None and inv["finished_at"] == "2026-11-01T10:00:00+00:00"
     assert inv["computed"] == ["a"] and inv["bench_run_id"] == "old"
+
+
+def test_primary_contrast_is_declared_and_first(tmp_path):
+    """``[bench.primary]`` names the primary contrast; the contrasts list puts it first; without one the first
+    contrast at the largest fraction is used and marked as not declared."""
+    from ecgtransfer.bench.aggregate import contrast_pairs, primary_of
+
+    text = BASIC.replace("epochs = 2", "epochs = 2\ncontrasts = [[\"probe\", \"scratch\"]]\n"
+                         "primary = {arm = \"imagenet\", baseline = \"scratch\", fraction = 0.1}", 1)
+    cfg = load_config(write(tmp_path, text))
+    assert primary_of(cfg) == {"arm": "imagenet", "baseline": "scratch", "encoding": "spectrogram",
+                               "fraction": 0.1, "declared": True}
+    assert contrast_pairs(cfg) == [("imagenet", "scratch"), ("probe", "scratch")]
+    plain = load_config(write(tmp_path, BASIC))
+    assert primary_of(plain)["declared"] is False and primary_of(plain)["fraction"] == 1.0
+    assert plain.budget_fingerprint() == cfg.budget_fingerprint()  # statistics settings do not retrain cells

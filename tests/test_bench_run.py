@@ -97,6 +97,14 @@ def test_tiny_bench_end_to_end_and_resume(small_store, tmp_path, offline, capsys
         assert rec["throughput"]["train_images_per_s"] > 0 and rec["throughput"]["peak_memory_bytes"] > 0
         assert rec["history"] and rec["history"][0]["elapsed_s"] > 0
         assert not (out / rec["run_dir"] / "last.pt").exists()  # checkpoints dropped by default
+        # per-record confusion matrices of the test records (what the bootstrap over patients resamples): they
+        # pool to the cell's own test macro-F1 and cover its test beats
+        from ecgtransfer.bench.stats import macro_f1_of_confusion
+
+        rc = rec["record_confusion"]
+        pooled = np.sum(np.asarray(rc["matrices"]), axis=0)
+        assert rc["split"] == "test" and pooled.sum() == rec["test"]["n"]
+        assert macro_f1_of_confusion(pooled) == pytest.approx(rec["test"]["macro_f1"], abs=1e-12)
     for k in ("imagenet__spectrogram__f1__s0", "imagenet__spectrogram__f0.5__s0"):
         assert by_key[k]["status"] == "skipped" and "not available" in by_key[k]["reason"]
     # nested fractions: the 50% cell trained on a subset of the 100% cell's training segments

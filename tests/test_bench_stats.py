@@ -86,3 +86,154 @@ def test_spread():
     s = spread(v for v in [0.9, None, 0.8, 1.0])
     assert s["n"] == 3 and s["min"] == 0.8 and s["max"] == 1.0
     assert s["sd"] == pytest.approx(np.std([0.9, 0.8, 1.0], ddof=1))
+
+
+# -- the paired bootstrap over test records and seeds ------------------------------------------------------------
+
+def _beats(seed: int, n_records: int = 3, k: int = 4, n_seeds: int = 2):
+    """Per seed and record: true and predicted labels of a few beats (records of very different sizes/classes)."""
+    rng = np.random.default_rng(seed)
+    truth = [rng.choice(k, size=int(rng.integers(5, 40)), p=rng.dirichlet(np.ones(k) * 0.7)) for _ in range(n_records)]
+    preds = [[np.where(rng.random(len(t)) < 0.6, t, rng.integers(0, k, len(t))) for t in truth]
+             for _ in range(n_seeds)]
+    return truth, preds
+
+
+def _cms(truth, preds, k=4):
+    from sklearn.metrics import confusion_matrix
+
+    return np.array([[confusion_matrix(t, p, labels=range(k)) for t, p in zip(truth, ps)] for ps in preds])
+
+
+def _direct(truth, preds, recs, seeds):
+    """One replicate computed from the beats: pool the drawn records, sklearn's macro-F1 over the classes with
+    support, averaged over the drawn seeds."""
+    from sklearn.metrics import f1_score
+
+    vals = []
+    for s in seeds:
+        yt = np.concatenate([truth[r] for r in recs])
+        yp = np.concatenate([preds[s][r] for r in recs])
+        vals.append(f1_score(yt, yp, labels=np.unique(yt), average="macro", zero_division=0))
+    return float(np.mean(vals))
+
+
+def test_bootstrap_replicates_and_ci_equal_a_direct_computation():
+    """Every replicate equals sklearn's macro-F1 of the pooled beats of the drawn records, averaged over the drawn
+    seeds; with all 27 ordered record draws of 3 records (one seed) the percentile CI is that of the exact
+    bootstrap distribution."""
+    import itertools
+
+    from ecgtransfer.bench.stats import Resamples, bootstrap_replicates, bootstrap_summary, draw_resamples
+
+    truth, preds = _beats(0)
+    cms = _cms(truth, preds)
+    rs = draw_resamples(3, 2, 50, seed=7)
+    got = bootstrap_replicates(cms, rs)
+    want = [_direct(truth, preds, rs.records[b], rs.seeds[b]) for b in range(rs.n)]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # the exact bootstrap distribution of one seed over 3 records
+    draws = np.array(list(itertools.product(range(3), repeat=3)))
+    exact = Resamples(draws, np.zeros((len(draws), 1), dtype=np.int64))
+    reps = bootstrap_replicates(cms[:1], exact)
+    direct = np.array([_direct(truth, preds[:1], d, [0]) for d in draws])
+    np.testing.assert_allclose(reps, direct, atol=1e-12)
+    s = bootstrap_summary(0.5, reps, n_seeds=1, n_records=3)
+    assert s["lo"] == pytest.approx(np.quantile(direct, 0.025)) and s["hi"] == pytest.approx(np.quantile(direct, 0.975))
+    assert s["mean"] == 0.5 and s["n_records"] == 3 and s["replicates"] == 27
+
+
+def test_bootstrap_is_paired_across_arms():
+    """Two arms that differ on one record only: with the same draws their replicate difference is nonzero exactly
+    in the replicates that drew that record; an arm against itself differs by 0 in every replicate."""
+    from ecgtransfer.bench.aggregate import paired_bootstrap
+    from ecgtransfer.bench.stats import draw_resamples
+
+    truth, preds = _beats(1, n_records=6, n_seeds=3)
+    a = _cms(truth, preds)
+    b = a.copy()
+    b[:, 4] = 0
+    b[:, 4, np.arange(4), np.arange(4)] = a[:, 4].sum(axis=2)  # record 4 perfectly classified by arm b
+    rs = draw_resamples(6, 3, 400, seed=3)
+    out = paired_bootstrap({"a": a, "b": b}, rs)
+    d = out["b"] - out["a"]
+    has4 = (rs.records == 4).any(axis=1)
+    assert np.all(d[~has4] == 0) and np.all(d[has4] != 0)
+    assert np.all(paired_bootstrap({"a": a, "a2": a.copy()}, rs)["a2"] - out["a"] == 0)
+    # unpaired draws (another seed for the second arm) would not have cancelled
+    other = paired_bootstrap({"a": a}, draw_resamples(6, 3, 400, seed=4))["a"]
+    assert np.any(other - out["a"] != 0)
+
+
+def test_holm_equals_statsmodels_and_a_hand_table():
+    from ecgtransfer.bench.stats import holm
+
+    # hand-checked: sorted p = .01 .02 .03 .04 (m = 4): 4*.01=.04, 3*.02=.06, 2*.03=.06, 1*.04=.04 -> max-accumulate
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.4]) == pytest.approx([0.8, 0.8])
+    assert holm([0.2, float("nan")])[0] == pytest.approx(0.2) and np.isnan(holm([0.2, float("nan")])[1])
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 17):
+        p = rng.random(m) ** 3
+        np.testing.assert_allclose(holm(p), multitest.multipletests(p, method="holm")[1], atol=1e-12)
+
+
+def test_bootstrap_p_value_and_macro_f1_of_confusion():
+    from sklearn.metrics import f1_score
+
+    from ecgtransfer.bench.stats import bootstrap_p_value, macro_f1_of_confusion
+
+    assert bootstrap_p_value(np.ones(99)) == pytest.approx(2 / 100)
+    assert bootstrap_p_value(np.r_[np.ones(50), -np.ones(50)]) == 1.0
+    truth, preds = _beats(2)
+    yt, yp = np.concatenate(truth), np.concatenate(preds[0])
+    cm = _cms(truth, preds)[0].sum(axis=0)
+    assert macro_f1_of_confusion(cm) == pytest.approx(f1_score(yt, yp, labels=np.unique(yt), average="macro"))
+
+
+def test_contrasts_primary_first_secondary_holm_adjusted():
+    """Cells with per-record confusion matrices: the primary contrast comes first with its own (unadjusted) p and
+    verdict from its interval; the secondary contrasts' p are Holm-adjusted together; an arm marked as without
+    verdict gets none; the per-arm interval is the bootstrap over records and seeds."""
+    from ecgtransfer.bench.aggregate import bootstrap_contrast, contrasts, summarise
+    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.stats import holm, macro_f1_of_confusion
+
+    cfg = config_from_dict({
+        "bench": {"name": "c", "seeds": [0, 1, 2], "fractions": [0.2, 1.0], "bootstrap_replicates": 300,
+                  "primary": {"arm": "imagenet", "baseline": "scratch"}},
+        "task": {"store": "/nowhere"}, "arms": ["scratch", "imagenet", "ecg-pretrained"],
+        "source": {"store": "/x"}})
+    rng = np.random.default_rng(5)
+    truth = [rng.choice(3, size=int(rng.integers(20, 60)), p=[0.7, 0.2, 0.1]) for _ in range(8)]
+    skill = {"scratch": 0.5, "imagenet": 0.8, "ecg-pretrained": 0.55}
+    records = []
+    for arm, acc in skill.items():
+        for frac in (0.2, 1.0):
+            for s in range(3):
+                preds = [np.where(rng.random(len(t)) < acc, t, rng.integers(0, 3, len(t))) for t in truth]
+                mats = [np.array([[np.sum((t == i) & (p == j)) for j in range(3)] for i in range(3)])
+                        for t, p in zip(truth, preds)]
+                f1 = float(macro_f1_of_confusion(np.sum(mats, axis=0)))
+                records.append({"cell": {"arm": arm, "encoding": "spectrogram", "fraction": frac, "seed": s},
+                                "status": "done", "test": {"macro_f1": f1},
+                                "record_confusion": {"split": "test", "records": [f"r{i}" for i in range(8)],
+                                                     "matrices": [m.tolist() for m in mats]}})
+    out = contrasts(cfg, records, no_verdict={"ecg-pretrained": "source did not learn (spectrogram)"})
+    assert out[0]["primary"] and (out[0]["arm"], out[0]["fraction"]) == ("imagenet", 1.0)
+    assert out[0]["p_holm"] is None and out[0]["verdict"] == "helped" and out[0]["diff"]["lo"] > 0
+    sec = out[1:]
+    assert len(sec) == 3 and not any(c["primary"] for c in sec)
+    assert [c["p_holm"] for c in sec] == pytest.approx(holm([c["p"] for c in sec]))
+    assert all(c["verdict"].startswith("no verdict (source did not learn") for c in sec if c["arm"] == "ecg-pretrained")
+    # the summary's interval is the bootstrap one, its diff the same paired bootstrap as the contrast
+    summ = summarise(cfg, records, class_names=["a", "b", "c"])
+    e = summ["imagenet"]["spectrogram"]["100%"]
+    assert e["macro_f1"]["method"].startswith("paired bootstrap") and e["macro_f1"]["n_records"] == 8
+    assert e["macro_f1_seeds"]["n"] == 3
+    assert e["diff_vs_baseline"]["lo"] == pytest.approx(out[0]["diff"]["lo"])
+    by = {r["cell"]["seed"]: r for r in records if r["cell"]["arm"] == "imagenet" and r["cell"]["fraction"] == 1.0}
+    base = {r["cell"]["seed"]: r for r in records if r["cell"]["arm"] == "scratch" and r["cell"]["fraction"] == 1.0}
+    assert bootstrap_contrast(cfg, by, base, "test")["mean"] == pytest.approx(
+        np.mean([by[s]["test"]["macro_f1"] - base[s]["test"]["macro_f1"] for s in range(3)]))

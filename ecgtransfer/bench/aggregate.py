@@ -13,7 +13,23 @@ import numpy as np
 
 from ecgtransfer.bench.config import BenchConfig
 from ecgtransfer.bench.grid import Cell, fraction_label
-from ecgtransfer.bench.stats import mean_ci, paired_diff, spread, summarise_time_to_target, time_to_target
+from ecgtransfer.bench.stats import (
+    BOOTSTRAP_REPLICATES,
+    Resamples,
+    bootstrap_replicates,
+    bootstrap_summary,
+    draw_resamples,
+    holm,
+    macro_f1_of_confusion,
+    mean_ci,
+    paired_diff,
+    spread,
+    summarise_time_to_target,
+    time_to_target,
+)
+
+#: Significance level of the verdicts (the primary contrast's interval; Holm-adjusted p of the secondary ones).
+ALPHA = 0.05
 
 
 def baseline_arm(config: BenchConfig) -> str | None:
@@ -64,6 +80,12 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
             "macro_f1_by_seed": {str(s): v for s, v in sorted(f1_by_seed.items())},
             "n_train": mean_ci((r.get("data") or {}).get("n_train") for r in rows).to_dict(),
         }
+        # patients as the unit: the bootstrap over test records and seeds, when the cells hold per-record
+        # confusion matrices (the seed-only t interval stays as macro_f1_seeds)
+        boot = bootstrap_cell_summary(config, seeds, entry["macro_f1"]["mean"])
+        if boot is not None:
+            entry["macro_f1_seeds"] = entry["macro_f1"]
+            entry["macro_f1"] = boot
         per_class: dict[str, Any] = {}
         for name in class_names:
             vals = {k: [] for k in ("se", "ppv", "f1")}
@@ -96,7 +118,7 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
         entry["diff_vs_baseline"] = None
         if base is not None and arm != base and (base, enc, frac) in by:
             bseeds = by[(base, enc, frac)]
-            entry["diff_vs_baseline"] = paired_diff(
+            entry["diff_vs_baseline"] = bootstrap_contrast(config, seeds, bseeds, eval_split) or paired_diff(
                 f1_by_seed, {s: _metric(bseeds[s], eval_split, "macro_f1") for s in bseeds}).to_dict()
             entry["baseline"] = base
         out.setdefault(arm, {}).setdefault(enc, {})[fraction_label(frac)] = entry
@@ -137,3 +159,168 @@ def verdict(diff: Mapping[str, Any] | None) -> str:
     if diff["hi"] < 0:
         return "hurt"
     return "no clear difference"
+
+
+# -- patients as the unit ---------------------------------------------------------------------------------------
+
+def record_confusions(rows: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]
+                      ) -> tuple[list[str], np.ndarray] | None:
+    """``(record ids, [S, R, K, K])`` of the cells ``rows[seed]`` for ``seeds`` (records in sorted order), from
+    each cell's ``record_confusion``; None when a cell lacks it (cells of older versions)."""
+    per = []
+    for s in seeds:
+        rc = rows[s].get("record_confusion")
+        if not rc or not rc.get("records"):
+            return None
+        per.append(dict(zip(rc["records"], rc["matrices"])))
+    recs = sorted(set().union(*[set(p) for p in per]))
+    k = len(np.asarray(next(iter(per[0].values()))))
+    cms = np.zeros((len(per), len(recs), k, k))
+    for i, p in enumerate(per):
+        for j, rid in enumerate(recs):
+            if rid in p:
+                cms[i, j] = np.asarray(p[rid])
+    return recs, cms
+
+
+def paired_bootstrap(arms: Mapping[str, np.ndarray], resamples: Resamples, metric=macro_f1_of_confusion
+                     ) -> dict[str, np.ndarray]:
+    """Replicates ``[B]`` of every arm's ``[S, R, K, K]`` confusion matrices under the *same* ``resamples``."""
+    return {name: bootstrap_replicates(cms, resamples, metric) for name, cms in arms.items()}
+
+
+def _resamples(n_records: int, n_seeds: int, config: BenchConfig) -> Resamples:
+    return draw_resamples(n_records, n_seeds, getattr(config, "bootstrap_replicates", BOOTSTRAP_REPLICATES),
+                          seed=getattr(config, "bootstrap_seed", 0))
+
+
+def bootstrap_cell_summary(config: BenchConfig, rows: Mapping[int, Mapping[str, Any]], point: float | None
+                           ) -> dict[str, Any] | None:
+    """The bootstrap interval of one (arm, encoding, fraction) over its seeds and the test records, or None."""
+    seeds = sorted(rows)
+    got = record_confusions(rows, seeds)
+    if got is None:
+        return None
+    recs, cms = got
+    reps = bootstrap_replicates(cms, _resamples(len(recs), len(seeds), config))
+    return bootstrap_summary(point, reps, n_seeds=len(seeds), n_records=len(recs))
+
+
+def bootstrap_contrast(config: BenchConfig, arm: Mapping[int, Mapping[str, Any]],
+                       base: Mapping[int, Mapping[str, Any]], eval_split: str) -> dict[str, Any] | None:
+    """Paired bootstrap difference ``arm - base`` of macro-F1 over the seeds both have and the test records (the
+    same draws for both arms), with its two-sided p; None when a cell lacks per-record confusions."""
+    seeds = sorted(s for s in arm if s in base)
+    if not seeds:
+        return None
+    a, b = record_confusions(arm, seeds), record_confusions(base, seeds)
+    if a is None or b is None or a[0] != b[0]:
+        return None
+    rs = _resamples(len(a[0]), len(seeds), config)
+    reps = paired_bootstrap({"arm": a[1], "base": b[1]}, rs)
+    point = float(np.mean([_metric(arm[s], eval_split, "macro_f1") - _metric(base[s], eval_split, "macro_f1")
+                           for s in seeds]))
+    return bootstrap_summary(point, reps["arm"] - reps["base"], n_seeds=len(seeds), n_records=len(a[0]),
+                             p_value=True)
+
+
+def _seed_contrast(arm: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[str, Any]],
+                   eval_split: str) -> dict[str, Any]:
+    """The paired t interval over seeds (no per-record confusions: cells of older versions), with its p."""
+    from scipy import stats as _st
+
+    a = {s: _metric(r, eval_split, "macro_f1") for s, r in arm.items()}
+    b = {s: _metric(r, eval_split, "macro_f1") for s, r in base.items()}
+    d = paired_diff(a, b).to_dict()
+    seeds = [s for s in sorted(a) if s in b and a[s] is not None and b[s] is not None]
+    p = float("nan")
+    if len(seeds) > 1:
+        diffs = np.array([a[s] - b[s] for s in seeds])
+        p = 1.0 if np.all(diffs == diffs[0]) and diffs[0] == 0 else float(
+            _st.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    d.update(p=p, method="paired t over seeds (test records fixed)")
+    return d
+
+
+def contrast_pairs(config: BenchConfig) -> list[tuple[str, str]]:
+    """The (arm, baseline) pairs compared: ``[bench].contrasts`` when given, else every arm against the baseline
+    arm (:func:`baseline_arm`); the primary contrast's pair is always among them."""
+    pairs = [tuple(p) for p in (getattr(config, "contrasts", None) or ())]
+    if not pairs:
+        base = baseline_arm(config)
+        pairs = [(a.name, base) for a in config.arms if base is not None and a.name != base]
+    prim = getattr(config, "primary", None)
+    if prim is not None and (prim.arm, prim.baseline) not in pairs:
+        pairs.insert(0, (prim.arm, prim.baseline))
+    return pairs  # type: ignore[return-value]
+
+
+def primary_of(config: BenchConfig) -> dict[str, Any] | None:
+    """The primary contrast ``{arm, baseline, encoding, fraction, declared}``: ``[bench.primary]``, else (flagged
+    as not declared) the first contrast pair at the largest fraction and the first encoding."""
+    prim = getattr(config, "primary", None)
+    if prim is not None:
+        return {"arm": prim.arm, "baseline": prim.baseline, "encoding": prim.encoding or config.encodings[0],
+                "fraction": float(prim.fraction if prim.fraction is not None else max(config.fractions)),
+                "declared": True}
+    pairs = contrast_pairs(config)
+    if not pairs:
+        return None
+    arm = config.arm(pairs[0][0])
+    return {"arm": pairs[0][0], "baseline": pairs[0][1], "encoding": config.arm_encodings(arm)[0],
+            "fraction": float(max(config.fractions)), "declared": False}
+
+
+def contrast_verdict(c: Mapping[str, Any]) -> str:
+    """The verdict of a contrast: the primary one by its interval, the secondary ones by their Holm-adjusted p."""
+    d = c.get("diff") or {}
+    if d.get("mean") is None:
+        return "not compared"
+    if c.get("no_verdict"):
+        return f"no verdict ({c['no_verdict']})"
+    if c.get("primary"):
+        return verdict(d)
+    p = c.get("p_holm")
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return verdict(d) if d.get("lo") is None else "no clear difference"
+    if p < ALPHA:
+        return "helped" if d["mean"] > 0 else "hurt"
+    return "no clear difference"
+
+
+def contrasts(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, eval_split: str = "test",
+              no_verdict: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every contrast (arm - baseline of macro-F1, per encoding and fraction), the primary one first.
+
+    Each: ``{arm, baseline, encoding, fraction, primary, diff (bootstrap or seed-t summary with p), p, p_holm,
+    verdict}``. The secondary contrasts' p-values are Holm-adjusted together (the primary one is not in that
+    family). ``no_verdict`` (``{arm: why}``, e.g. a source model that did not learn) withholds the verdicts of
+    contrasts involving that arm.
+    """
+    no_verdict = dict(no_verdict or {})
+    by: dict[tuple[str, str, float], dict[int, Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("status") == "done":
+            c = Cell.from_dict(r["cell"])
+            by.setdefault((c.arm, c.encoding, c.fraction), {})[c.seed] = r
+    prim = primary_of(config)
+    out: list[dict[str, Any]] = []
+    for arm, base in contrast_pairs(config):
+        for (a, enc, frac), rows in sorted(by.items(), key=lambda kv: (kv[0][1], -kv[0][2])):
+            if a != arm or (base, enc, frac) not in by:
+                continue
+            brows = by[(base, enc, frac)]
+            d = bootstrap_contrast(config, rows, brows, eval_split) or _seed_contrast(rows, brows, eval_split)
+            is_primary = bool(prim and prim["arm"] == arm and prim["baseline"] == base and prim["encoding"] == enc
+                              and abs(prim["fraction"] - frac) < 1e-12)
+            why = no_verdict.get(arm) or no_verdict.get(base)
+            out.append({"arm": arm, "baseline": base, "encoding": enc, "fraction": frac,
+                        "label": f"{arm} - {base}, {enc}, {fraction_label(frac)}", "primary": is_primary,
+                        "diff": d, "p": d.get("p"), "p_holm": None, "no_verdict": why})
+    secondary = [c for c in out if not c["primary"]]
+    for c, adj in zip(secondary, holm([c["p"] if c["p"] is not None else float("nan") for c in secondary])):
+        c["p_holm"] = adj
+    for c in out:
+        c["verdict"] = contrast_verdict(c)
+    out.sort(key=lambda c: not c["primary"])
+    return out

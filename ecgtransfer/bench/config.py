@@ -158,6 +158,22 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class PrimaryContrast:
+    """The one contrast declared primary (reported first, at the unadjusted level; the others are Holm-adjusted).
+
+    Attributes:
+        arm, baseline: arm names (``arm - baseline`` of test macro-F1).
+        fraction: the data fraction (default: the largest).
+        encoding: the encoding (default: the bench's first).
+    """
+
+    arm: str
+    baseline: str
+    fraction: float | None = None
+    encoding: str | None = None
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """A whole benchmark. Every arm gets the same budget, schedule family, data and image size.
 
@@ -189,6 +205,11 @@ class BenchConfig:
         train: extra ``TrainConfig`` fields applied to every cell (e.g. ``num_workers``, ``amp``, augmentation).
         source: the source task of ``ecg`` arms.
         notes: free text printed near the top of the report (e.g. why the image size is reduced).
+        primary: the primary contrast (``[bench.primary]``: ``arm``, ``baseline``, ``fraction``, ``encoding``);
+            None: the first contrast at the largest fraction, reported as not declared.
+        contrasts: the ``[arm, baseline]`` pairs compared (default: every arm against the baseline arm).
+        bootstrap_replicates: replicates of the paired bootstrap over test records and seeds.
+        bootstrap_seed: seed of its draws (the same draws for every arm).
         config_dir: directory that relative paths are resolved against (set by :func:`load_config`).
     """
 
@@ -215,6 +236,10 @@ class BenchConfig:
     train: Mapping[str, Any] = field(default_factory=dict)
     source: SourceConfig | None = None
     notes: str = ""
+    primary: PrimaryContrast | None = None
+    contrasts: tuple[tuple[str, str], ...] = ()
+    bootstrap_replicates: int = 2000
+    bootstrap_seed: int = 0
     config_dir: str | None = None
 
     # -- derived ----------------------------------------------------------------------------------
@@ -366,6 +391,24 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
             kw[key] = _tuple_of(f"{where} [bench]", key, kw[key], kind)
     if "target_f1" in kw:
         kw["target_f1"] = float(kw["target_f1"])
+    if "primary" in kw:
+        pr = kw["primary"]
+        if not isinstance(pr, Mapping):
+            raise _err(f"{where} [bench.primary]", f"must be a table {{arm, baseline, fraction, encoding}}, found {pr!r}")
+        _check_keys(f"{where} [bench.primary]", pr, {f.name for f in fields(PrimaryContrast)})
+        if "arm" not in pr or "baseline" not in pr:
+            raise _err(f"{where} [bench.primary]", "needs 'arm' and 'baseline' (arm names)")
+        pr = dict(pr)
+        if pr.get("fraction") is not None:
+            pr["fraction"] = float(pr["fraction"])
+        kw["primary"] = PrimaryContrast(**pr)
+    if "contrasts" in kw:
+        pairs = []
+        for pair in kw["contrasts"] if isinstance(kw["contrasts"], (list, tuple)) else [kw["contrasts"]]:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+                raise _err(f"{where} [bench]", f"contrasts must be a list of [arm, baseline] pairs, found {pair!r}")
+            pairs.append((pair[0], pair[1]))
+        kw["contrasts"] = tuple(pairs)
     cfg = BenchConfig(task=task, arms=arms, train=dict(raw.get("train", {})), source=source,
                       config_dir=str(config_dir) if config_dir is not None else None, **kw)
     validate(cfg, where=where)
@@ -423,6 +466,22 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     names = [a.name for a in cfg.arms]
     if len(set(names)) != len(names):
         raise _err(where, f"arm names must be unique, found {names}")
+    pos_int("bootstrap_replicates", cfg.bootstrap_replicates)
+    for a, b in cfg.contrasts:
+        for x in (a, b):
+            if x not in names:
+                raise _err(where, f"contrast [{a!r}, {b!r}] names no arm {x!r}; arms are {names}")
+    if cfg.primary is not None:
+        pw = f"{where} [bench.primary]"
+        for x in (cfg.primary.arm, cfg.primary.baseline):
+            if x not in names:
+                raise _err(pw, f"names no arm {x!r}; arms are {names}")
+        if cfg.primary.arm == cfg.primary.baseline:
+            raise _err(pw, "arm and baseline are the same arm")
+        if cfg.primary.fraction is not None and all(abs(cfg.primary.fraction - f) > 1e-12 for f in cfg.fractions):
+            raise _err(pw, f"fraction {cfg.primary.fraction} is not one of the fractions {list(cfg.fractions)}")
+        if cfg.primary.encoding is not None and cfg.primary.encoding not in cfg.encodings:
+            raise _err(pw, f"encoding {cfg.primary.encoding!r} is not one of the encodings {list(cfg.encodings)}")
     for a in cfg.arms:
         aw = f"{where} arm {a.name!r}"
         if not a.name or any(not (c.isalnum() or c in "_.-") for c in a.name):

@@ -42,7 +42,7 @@ from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.bench.aggregate import baseline_arm, summarise
+from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
 from ecgtransfer.bench.cells import CellStore
 from ecgtransfer.bench.config import ArmConfig, BenchConfig, load_config
 from ecgtransfer.bench.fractions import cap_evaluation, subsample
@@ -50,6 +50,7 @@ from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
 from ecgtransfer.bench.report import write_reports
 from ecgtransfer.errors import ConfigError, EcgTransferError, StoreError, WeightsUnavailableError
+from ecgtransfer.signals.split import SPLIT_RULE_VERSION
 from ecgtransfer.store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,54 @@ def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, 
     }
 
 
+#: What each cell keeps per evaluated record (part of the cell fingerprint: cells without it are recomputed).
+RECORD_CONFUSION_VERSION = 1
+
+
+def predict_part(run_dir: Path, store: SegmentStore, indices: np.ndarray, device: str
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(true labels [n], probabilities [n, K], store indices [n])`` of a run's best model on ``indices`` (in the
+    run's class numbering; segments of classes the run left out are dropped)."""
+    import torch
+
+    from ecgtransfer.training.data import batch_loader, class_subset, eval_batches
+    from ecgtransfer.training.evaluation import load_run
+    from ecgtransfer.training.runtime import infer
+
+    run = load_run(run_dir, checkpoint="best", device=device)
+    _, label_map = class_subset(store.class_names, run.excluded_classes)
+    idx = np.asarray(indices, dtype=np.int64)
+    idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]
+    loader = batch_loader(store, eval_batches(idx, run.config.eval_batch()), num_workers=0, label_map=label_map,
+                          rr_dim=run.rr_dim)
+    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
+    out = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
+                weight=weight, store=store)
+    order = np.argsort(out["indices"], kind="stable")
+    return out["labels"][order], out["probs"][order], np.asarray(out["indices"])[order]
+
+
+def record_confusion(labels: np.ndarray, preds: np.ndarray, record_ids: np.ndarray, k: int, split: str
+                     ) -> dict[str, Any]:
+    """``{"split", "records": [rid], "matrices": [[K, K] per record]}``: each record's confusion matrix (true x
+    predicted), what the bootstrap over records resamples."""
+    from ecgtransfer.training.metrics import confusion_matrix
+
+    rec = np.asarray(record_ids).astype(str)
+    rids = sorted(set(rec.tolist()))
+    return {"split": split, "records": rids,
+            "matrices": [confusion_matrix(labels[rec == r], preds[rec == r], k).astype(int).tolist() for r in rids]}
+
+
+def _record_confusion_from_metrics(m: Mapping[str, Any] | None, split: str) -> dict[str, Any] | None:
+    """Per-record confusion matrices from a metrics dict's ``aami.records`` when it holds them, else None."""
+    recs = ((m or {}).get("aami") or {}).get("records") or {}
+    if not recs or not all("confusion_matrix" in v for v in recs.values()):
+        return None
+    rids = sorted(recs)
+    return {"split": split, "records": rids, "matrices": [recs[r]["confusion_matrix"] for r in rids]}
+
+
 def _drop_checkpoints(run_dir: Path) -> None:
     for name in ("last.pt", "best.pt"):
         p = run_dir / name
@@ -275,7 +324,8 @@ class _Bench:
         d = {"budget": self.cfg.budget_dict(),
              "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings")},
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
-             "macro_f1": MACRO_F1_DEFINITION}
+             "macro_f1": MACRO_F1_DEFINITION, "split_rule": SPLIT_RULE_VERSION,
+             "record_confusion": RECORD_CONFUSION_VERSION}
         if arm.init == "ecg":  # only ecg arms depend on the source task
             d["source_store"] = self.source_hash
             d["source"] = {k: v for k, v in vars(self.cfg.source).items() if k != "store"}
@@ -416,6 +466,13 @@ class _Bench:
         res = fine_tune(store, _train_config(o), out=run_dir,
                         split_indices={"train": train_idx, "val": self.parts["val"], "test": self.parts["test"]})
         wall = time.perf_counter() - t0
+        # the eval split's per-record confusion matrices (the bootstrap over patients resamples them): from the
+        # test metrics when they carry them, else one more pass of the best model over the eval split
+        eval_metrics = res.test_metrics if self.eval_split == "test" else res.best_metrics
+        rc = _record_confusion_from_metrics(eval_metrics, self.eval_split)
+        if rc is None:
+            y, probs, idx = predict_part(run_dir, store, self.parts[self.eval_split], self.device)
+            rc = record_confusion(y, probs.argmax(1), store.record_ids[idx], probs.shape[1], self.eval_split)
         if not cfg.keep_checkpoints:
             _drop_checkpoints(run_dir)
         from ecgtransfer.bench.stats import time_to_target
@@ -432,7 +489,8 @@ class _Bench:
             f"ecg source model ({self.source_models[cell.encoding]['checkpoint']} in the bench directory)",
             "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
             "best_epoch": res.best_epoch, "history": history, "val": _clean_metrics(res.best_metrics),
-            "test": _clean_metrics(res.test_metrics),
+            "test": _clean_metrics(res.test_metrics), "record_confusion": rc,
+            "majority": _clean_metrics((res.test_metrics or {}).get("majority")),
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
             "throughput": _throughput(res.history, self.device),
             "load_report": _load_report(run_dir),
@@ -549,7 +607,20 @@ class _Bench:
                  "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
             "cells": records,
             "summary": summarise(cfg, records, class_names=self.run_classes(), eval_split=self.eval_split),
+            "primary": primary_of(cfg),
+            "contrasts": contrasts(cfg, records, eval_split=self.eval_split, no_verdict=self.no_verdict()),
         }
+
+    def no_verdict(self) -> dict[str, str]:
+        """``{arm: why}`` of arms whose contrasts get no verdict (an ecg arm whose source model did not learn)."""
+        out = {}
+        for a in self.cfg.arms:
+            if a.init != "ecg":
+                continue
+            bad = [enc for enc, m in self.source_models.items() if (m.get("credibility") or {}).get("learned") is False]
+            if bad:
+                out[a.name] = f"source did not learn ({', '.join(sorted(bad))})"
+        return out
 
     def run_classes(self) -> list[str]:
         """The classes the cells train and score: the store's, less the training config's ``exclude_classes``."""

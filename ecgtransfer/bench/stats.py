@@ -103,3 +103,153 @@ def spread(values: Iterable[float | None]) -> dict[str, Any]:
     x = [float(v) for v in values if v is not None and not math.isnan(v)]
     s = mean_ci(x)
     return {**s.to_dict(), "min": min(x) if x else None, "max": max(x) if x else None}
+
+
+# -- patients as the unit: a paired bootstrap over test records and seeds -----------------------------------------
+#
+# Each cell keeps, per test record, its confusion matrix (``[K, K]``, true x predicted). A bootstrap replicate
+# draws the test records with replacement (the *same* draw for every arm: paired across arms) and the seeds with
+# replacement (the same seed positions for every arm of a contrast: the arms of one seed share their data
+# subsample); its statistic is the mean over the drawn seeds of the metric of the pooled confusion matrix of the
+# drawn records. The interval is the percentile interval of the replicates. Record variance (which patients are
+# in test) and seed variance (initialisation, data order, subsample) are both in it.
+
+#: Default number of bootstrap replicates.
+BOOTSTRAP_REPLICATES = 2000
+
+
+def macro_f1_of_confusion(cm: np.ndarray) -> np.ndarray:
+    """Macro-F1 of confusion matrices ``[..., K, K]`` (true x predicted) -> ``[...]``.
+
+    The mean F1 over the classes with support (a true segment) in each matrix: the bench's definition (classes
+    absent from the evaluated split are left out; their predictions still count as errors of the true class),
+    applied to every resampled split. NaN where no class has support.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support = cm.sum(axis=-1)
+    predicted = cm.sum(axis=-2)
+    denom = support + predicted  # 2 tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+    has = support > 0
+    n = has.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (f1 * has).sum(axis=-1) / np.where(n > 0, n, 1), np.nan)
+
+
+def class_rate_of_confusion(cm: np.ndarray, cls: int, kind: str) -> np.ndarray:
+    """Se (``kind="se"``: tp / true) or +P (``"ppv"``: tp / predicted) of class ``cls`` in ``[..., K, K]``."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = cm[..., cls, cls]
+    den = cm[..., cls, :].sum(axis=-1) if kind == "se" else cm[..., :, cls].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, tp / np.where(den > 0, den, 1), np.nan)
+
+
+@dataclass(frozen=True)
+class Resamples:
+    """The draws of a paired bootstrap: ``records [B, R]`` (record positions) and ``seeds [B, S]`` (seed positions).
+
+    One object is used for every arm of a comparison, which is what makes the bootstrap paired.
+    """
+
+    records: np.ndarray
+    seeds: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.records.shape[0])
+
+
+def draw_resamples(n_records: int, n_seeds: int, replicates: int = BOOTSTRAP_REPLICATES, *, seed: int = 0
+                   ) -> Resamples:
+    """Seeded draws of records and seeds with replacement (the same arguments give the same draws).
+
+    With one seed, the seed draws are all 0 (the interval then covers the test records only).
+    """
+    rng = np.random.default_rng([int(seed), int(n_records), int(n_seeds)])
+    recs = rng.integers(0, n_records, size=(replicates, n_records))
+    seeds = rng.integers(0, n_seeds, size=(replicates, n_seeds)) if n_seeds > 1 else np.zeros((replicates, 1), int)
+    return Resamples(recs.astype(np.int64), seeds.astype(np.int64))
+
+
+def bootstrap_replicates(cms: np.ndarray, resamples: Resamples, metric=macro_f1_of_confusion) -> np.ndarray:
+    """The statistic of every replicate ``[B]``.
+
+    Args:
+        cms: per-seed, per-record confusion matrices ``[S, R, K, K]`` (records in one fixed order for every arm).
+        resamples: the draws (:func:`draw_resamples` with the same ``R`` and ``S``).
+        metric: confusion matrices ``[..., K, K]`` -> values ``[...]`` (default macro-F1).
+
+    Replicate ``b`` is ``mean_j metric(sum_i cms[seeds[b, j], records[b, i]])``.
+    """
+    cms = np.asarray(cms, dtype=np.float64)
+    s, r, k, _ = cms.shape
+    if resamples.records.shape[1] != r or resamples.seeds.max(initial=0) >= s:
+        raise ValueError(f"resamples of {resamples.records.shape[1]} records / seeds < {resamples.seeds.max() + 1} "
+                         f"do not fit confusion matrices of {s} seeds x {r} records")
+    weights = np.stack([np.bincount(row, minlength=r) for row in resamples.records]).astype(np.float64)  # [B, R]
+    pooled = np.einsum("br,srk->sbk", weights, cms.reshape(s, r, k * k)).reshape(s, -1, k, k)  # [S, B, K, K]
+    per_seed = metric(pooled)  # [S, B]
+    b = np.arange(resamples.n)[:, None]
+    return np.nanmean(per_seed.T[b, resamples.seeds], axis=1) if s > 1 else per_seed[0]
+
+
+def bootstrap_p_value(replicates: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "the difference is 0": ``2 min(P(d <= 0), P(d >= 0))``, each with the
+    ``(count + 1) / (B + 1)`` correction (never 0), capped at 1."""
+    d = np.asarray(replicates, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return float("nan")
+    lo = (np.sum(d <= 0) + 1) / (d.size + 1)
+    hi = (np.sum(d >= 0) + 1) / (d.size + 1)
+    return float(min(1.0, 2 * min(lo, hi)))
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float | None, float | None]:
+    """The ``level`` percentile interval of bootstrap replicates (numpy's linear quantiles); None when empty."""
+    d = np.asarray(replicates, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return None, None
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(d, a)), float(np.quantile(d, 1.0 - a))
+
+
+def bootstrap_summary(point: float | None, replicates: np.ndarray, *, n_seeds: int, n_records: int,
+                      level: float = 0.95, p_value: bool = False) -> dict[str, Any]:
+    """A Summary-like dict: ``mean`` (the point estimate: mean over seeds on the full test split), the bootstrap
+    percentile ``lo``/``hi``, ``n`` (seeds), ``n_records``, ``replicates`` (B), ``method`` and, for
+    differences, the two-sided ``p``."""
+    lo, hi = percentile_interval(replicates, level)
+    d: dict[str, Any] = {"n": int(n_seeds), "mean": point, "sd": float(np.nanstd(replicates, ddof=1))
+                         if np.sum(~np.isnan(replicates)) > 1 else None, "lo": lo, "hi": hi, "level": level,
+                         "half_width": None if lo is None else (hi - lo) / 2, "n_records": int(n_records),
+                         "replicates": int(np.asarray(replicates).size),
+                         "method": "paired bootstrap over test records and seeds (percentile)"}
+    if p_value:
+        d["p"] = bootstrap_p_value(replicates)
+    return d
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error), in the input order.
+
+    Sorted ascending ``p_(1) <= ... <= p_(m)``: ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``
+    (Holm 1979; the same as ``statsmodels.stats.multitest.multipletests(p, method="holm")``). NaN stays NaN and
+    does not count in ``m``.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out.tolist()
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
