@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-ARMS = ("majority", "features", "cnn1d", "resnet50", "resnet50-rr")
+ARMS = ("majority", "features", "cnn1d", "resnet50-rr", "resnet50")
 #: per arm: the TrainConfig overrides on top of the recipe
 ARM_OVERRIDES: dict[str, dict[str, Any]] = {
     "features": {"model": "features", "rr": "auto"},
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true", help="choose each learned arm's learning rate on validation")
     p.add_argument("--sweep-lrs", default="3e-4,1e-3,3e-3", help="learning rates of the sweep (uniform over tiers)")
     p.add_argument("--sweep-epochs", type=int, default=2, help="epochs of each sweep run")
-    p.add_argument("--sweep-share", default="resnet50-rr:resnet50",
+    p.add_argument("--sweep-steps", default="resnet50-rr:80",
+                   help="ARM:STEPS,... sweep runs of these arms stop after STEPS optimizer steps (CPU budget)")
+    p.add_argument("--sweep-share", default="resnet50:resnet50-rr",
                    help="ARM:ARM,... arms that reuse another arm's chosen LR (the CPU budget allows one ResNet sweep)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--seed", type=int, default=0)
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     share = dict(s.split(":") for s in args.sweep_share.split(",") if ":" in s)  # arm -> arm whose LR it reuses
     lrs = [float(v) for v in args.sweep_lrs.split(",")]
+    sweep_steps = {a: int(n) for a, n in (s.split(":") for s in args.sweep_steps.split(",") if ":" in s)}
     results: dict[str, Any] = {
         "store": str(store.path), "store_manifest_hash": store.manifest_hash, "config": cfg.to_dict(),
         "config_file": args.config, "split_patients": patients,
@@ -131,13 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             curve = []
             for lr in lrs:
                 res, wall = _train(store, cfg, split, out / "sweep" / f"{arm}-lr{lr:g}", tiers=(lr, lr, lr),
-                                   epochs=args.sweep_epochs, early_stopping=None, **o)
+                                   epochs=args.sweep_epochs, early_stopping=None, max_steps=sweep_steps.get(arm), **o)
                 best = max(h["val"]["selection_f1"] for h in res.history)
                 curve.append({"lr": lr, "val_selection_f1": best, "wall_s": wall})
                 logging.info("sweep %s lr %g: val selection-F1 %.4f (%.0f s)", arm, lr, best, wall)
             pick = max(curve, key=lambda r: r["val_selection_f1"])["lr"]
             chosen[arm] = pick
-            results["sweeps"][arm] = {"curve": curve, "chosen_lr": pick, "epochs": args.sweep_epochs}
+            results["sweeps"][arm] = {"curve": curve, "chosen_lr": pick, "epochs": args.sweep_epochs,
+                                      "max_steps": sweep_steps.get(arm)}
             (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     for arm in arms:
         t0 = time.perf_counter()
@@ -198,7 +202,8 @@ def report(results: dict[str, Any]) -> str:
                      f"{a['wall_s'] / 60:.1f} min |")
     lines += ["", "Se = sensitivity, +P = positive predictivity, gross (pooled over the test beats), in %.", ""]
     for arm, sw in results["sweeps"].items():
-        lines += [f"Learning-rate sweep of `{arm}` ({sw['epochs']} epochs each, validation selection-F1): "
+        budget = f"{sw['max_steps']} steps" if sw.get("max_steps") else f"{sw['epochs']} epochs"
+        lines += [f"Learning-rate sweep of `{arm}` ({budget} each, validation selection-F1): "
                   + ", ".join(f"{r['lr']:g}: {r['val_selection_f1']:.3f}" for r in sw["curve"])
                   + f" -> {sw['chosen_lr']:g}", ""]
     for name, a in results["arms"].items():
