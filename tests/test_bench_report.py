@@ -165,7 +165,7 @@ def test_ecg_pretrained_caveat_and_source_time(results):
     assert "every seed fine-tunes the same source model (one per encoding, source seed 0)" in md
     assert "ecg-pretrained vs scratch (spectrogram, 100% of the training data, 3 seeds)" in md
     assert "(Conditional on one source model: see Setup.)" in md
-    header = next(line for line in md.splitlines() if line.startswith("| arm | encoding | fraction | seeds reaching"))
+    header = next(line for line in md.splitlines() if line.startswith("| arm | encoding | fraction | steps to target"))
     assert header.endswith("| + source model s |")
     ecg_rows = [line for line in md.splitlines() if line.startswith("| ecg-pretrained | spectrogram | ")
                 and "/3 |" in line]

@@ -198,6 +198,15 @@ def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, 
     assert res.results["summary"]["ecg-pretrained"]["spectrogram"]["100%"]["diff_vs_baseline"]["n"] == 1
     md = (out / "report.md").read_text()
     assert "Source models" in md and "ecg-pretrained vs scratch" in md
+    # a source model of 2 optimizer steps has learned nothing: flagged, and its arm's contrast gets no verdict
+    cred = info["credibility"]
+    assert cred["learned"] is False and cred["lo"] <= 0.5 and "source did not learn" in cred["text"]
+    con = res.results["contrasts"]
+    assert [c["arm"] for c in con] == ["ecg-pretrained"] and con[0]["primary"]
+    assert con[0]["verdict"].startswith("no verdict (source did not learn")
+    assert con[0]["diff"]["n_records"] >= 1  # the paired bootstrap over the test records
+    assert "source did not learn" in md and "Primary contrast" in md
+    assert res.results["majority_val"]["predicts"] == "N" and "majority (always N)" in md
     # a re-run after losing the ecg cell reuses the source model instead of training it again
     mtime = marker.stat().st_mtime_ns
     (out / "cells" / "ecg-pretrained__spectrogram__f1__s0.json").unlink()

@@ -237,3 +237,43 @@ def test_contrasts_primary_first_secondary_holm_adjusted():
     base = {r["cell"]["seed"]: r for r in records if r["cell"]["arm"] == "scratch" and r["cell"]["fraction"] == 1.0}
     assert bootstrap_contrast(cfg, by, base, "test")["mean"] == pytest.approx(
         np.mean([by[s]["test"]["macro_f1"] - base[s]["test"]["macro_f1"] for s in range(3)]))
+
+
+def test_steps_to_target_censors_runs_that_never_reach_it():
+    from ecgtransfer.bench.stats import steps_to_target, summarise_steps_to_target
+
+    fast = [{"epoch": 1, "step": 40, "val_macro_f1": 0.3}, {"epoch": 2, "step": 80, "val_macro_f1": 0.6}]
+    slow = [{"epoch": 1, "step": 40, "val_macro_f1": 0.2}, {"epoch": 2, "step": 80, "val_macro_f1": 0.4},
+            {"epoch": 3, "step": 120, "val_macro_f1": 0.55}]
+    never = [{"epoch": 1, "step": 50, "val_macro_f1": 0.1}, {"epoch": 2, "step": 100, "val_macro_f1": float("nan")}]
+    assert steps_to_target(fast, 0.5) == {"reached": True, "step": 80, "epoch": 2, "censored_at": None}
+    assert steps_to_target(never, 0.5) == {"reached": False, "step": None, "epoch": None, "censored_at": 100}
+    s = summarise_steps_to_target([steps_to_target(h, 0.5) for h in (fast, slow, never)])
+    assert (s["reached"], s["of"], s["not_reached"]) == (2, 3, 1)
+    assert s["steps"] == [80, 120, None] and s["censored_at"] == [None, None, 100]
+    assert s["median_steps"] == 120.0  # the censored run counts as slower than any, not as missing
+    assert s["text"] == "median 120 steps; not reached in 1 of 3 seeds"
+    s2 = summarise_steps_to_target([steps_to_target(h, 0.5) for h in (fast, never, never)])
+    assert s2["median_steps"] is None and s2["text"] == "median not reached; not reached in 2 of 3 seeds"
+
+
+def test_source_model_at_chance_is_flagged():
+    """Scores unrelated to the labels: the macro-AUROC interval over records holds 0.5 and the source is marked as
+    not learned; informative scores give an interval above 0.5; the point estimate is sklearn's macro OvR AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    from ecgtransfer.bench.stats import record_bootstrap_indices, source_credibility
+
+    rng = np.random.default_rng(0)
+    records = np.repeat([f"A{i:03d}" for i in range(40)], 8)
+    labels = rng.integers(0, 3, size=len(records))
+    chance = rng.dirichlet(np.ones(3), size=len(records))
+    c = source_credibility(labels, chance, records, replicates=300)
+    assert c["learned"] is False and c["lo"] <= 0.5 <= c["hi"] and "source did not learn" in c["text"]
+    assert c["macro_auroc"] == pytest.approx(roc_auc_score(labels, chance, multi_class="ovr", average="macro"))
+    good = chance + 2.0 * np.eye(3)[labels] * rng.random((len(records), 1))
+    g = source_credibility(labels, good / good.sum(1, keepdims=True), records, replicates=300)
+    assert g["learned"] is True and g["lo"] > 0.5 and g["n_records"] == 40
+    # each resample takes whole records (all 8 segments of each drawn record)
+    ix = record_bootstrap_indices(records, 5, seed=1)[0]
+    assert len(ix) == len(records) and all(np.sum(records[ix] == r) % 8 == 0 for r in np.unique(records[ix]))

@@ -24,6 +24,8 @@ from ecgtransfer.bench.stats import (
     mean_ci,
     paired_diff,
     spread,
+    steps_to_target,
+    summarise_steps_to_target,
     summarise_time_to_target,
     time_to_target,
 )
@@ -108,6 +110,9 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
         entry["time_to_target"] = summarise_time_to_target(
             [time_to_target(r.get("history") or [], config.target_f1) for r in rows])
         entry["time_to_target"]["target"] = config.target_f1
+        entry["steps_to_target"] = summarise_steps_to_target(
+            [steps_to_target(r.get("history") or [], config.target_f1) for r in rows])
+        entry["steps_to_target"]["target"] = config.target_f1
         # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
         entry["images_per_s"] = spread((r.get("throughput") or {}).get("train_images_per_s") for r in rows)
         entry["eval_images_per_s"] = spread((r.get("throughput") or {}).get("eval_images_per_s") for r in rows)
@@ -129,6 +134,7 @@ def learning_curves(records: Iterable[Mapping[str, Any]], key: str = "val_macro_
                     ) -> dict[tuple[str, str, float], dict[str, list]]:
     """Per (arm, encoding, fraction): epochs and the mean/min/max of ``key`` over seeds per epoch."""
     acc: dict[tuple[str, str, float], dict[int, list[float]]] = {}
+    steps: dict[tuple[str, str, float], dict[int, list[float]]] = {}
     for r in records:
         if r.get("status") != "done":
             continue
@@ -138,10 +144,12 @@ def learning_curves(records: Iterable[Mapping[str, Any]], key: str = "val_macro_
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 continue
             acc.setdefault((c.arm, c.encoding, c.fraction), {}).setdefault(int(row["epoch"]), []).append(float(v))
+            steps.setdefault((c.arm, c.encoding, c.fraction), {}).setdefault(int(row["epoch"]), []).append(
+                float(row.get("step") or 0))
     out = {}
     for k, per_epoch in acc.items():
         epochs = sorted(per_epoch)
-        out[k] = {"epoch": epochs,
+        out[k] = {"epoch": epochs, "step": [float(np.mean(steps[k][e])) for e in epochs],
                   "mean": [float(np.mean(per_epoch[e])) for e in epochs],
                   "min": [float(np.min(per_epoch[e])) for e in epochs],
                   "max": [float(np.max(per_epoch[e])) for e in epochs]}

@@ -25,8 +25,11 @@ def _png(fig) -> bytes:
 
 def learning_curves_png(curves: Mapping[tuple[str, str, float], Mapping[str, list]], *,
                         fractions: Sequence[float], encoding: str, target: float | None = None,
-                        ylabel: str = "validation macro-F1") -> bytes:
-    """Validation macro-F1 per epoch, one panel per fraction, one line per arm (mean over seeds, band = min..max)."""
+                        ylabel: str = "validation macro-F1", majority: float | None = None,
+                        x: str = "epoch") -> bytes:
+    """Validation macro-F1 per epoch (or per optimizer step, ``x="step"``), one panel per fraction, one line per
+    arm (mean over seeds, band = min..max); ``majority``: the majority classifier's validation score (a dashed
+    line)."""
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
@@ -38,13 +41,16 @@ def learning_curves_png(curves: Mapping[tuple[str, str, float], Mapping[str, lis
         for (arm, enc, frac), c in sorted(curves.items()):
             if enc != encoding or frac != fraction:
                 continue
-            ax.plot(c["epoch"], c["mean"], marker="o", label=arm, color=colours[arm])
-            if len(c["epoch"]) and any(lo != hi for lo, hi in zip(c["min"], c["max"])):
-                ax.fill_between(c["epoch"], c["min"], c["max"], color=colours[arm], alpha=0.2)
+            xs = c.get(x) or c["epoch"]
+            ax.plot(xs, c["mean"], marker="o", label=arm, color=colours[arm])
+            if len(xs) and any(lo != hi for lo, hi in zip(c["min"], c["max"])):
+                ax.fill_between(xs, c["min"], c["max"], color=colours[arm], alpha=0.2)
         if target is not None:
             ax.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
+        if majority is not None:
+            ax.axhline(majority, color="black", linestyle="--", linewidth=1, label=f"majority {majority:.3f}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x if x == "epoch" else "optimizer step (mean over seeds)")
         ax.set_title(f"{fraction * 100:.3g}% of training data", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
@@ -54,8 +60,10 @@ def learning_curves_png(curves: Mapping[tuple[str, str, float], Mapping[str, lis
 
 
 def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: str = "macro_f1",
-                        ylabel: str = "test macro-F1") -> bytes:
-    """Mean metric vs fraction of training data (log x), one line per arm, band = 95% CI over seeds."""
+                        ylabel: str = "test macro-F1", majority: float | None = None,
+                        band: str = "95% CI over seeds") -> bytes:
+    """Mean metric vs fraction of training data (log x), one line per arm, band = the summaries' 95% interval;
+    ``majority``: the majority classifier's score on the same split (a dashed line)."""
     plt = _plt()
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
@@ -71,6 +79,8 @@ def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: st
         if all(e[metric]["lo"] is not None for e in rows):
             ax.fill_between(x, [e[metric]["lo"] for e in rows], [e[metric]["hi"] for e in rows],
                             color=line.get_color(), alpha=0.2)
+    if majority is not None:
+        ax.axhline(majority, color="black", linestyle="--", linewidth=1, label=f"majority {majority:.3f}")
     ax.set_xscale("log")
     # ticks at the fractions that were run, labelled in plain percent (not 10^0, 2x10^0)
     fractions = sorted({e["fraction"] * 100 for per_enc in summary.values() for e in per_enc.get(encoding, {}).values()})
@@ -80,7 +90,7 @@ def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: st
         ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("training data used (%)")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"Data efficiency ({encoding}); bands: 95% CI over seeds")
+    ax.set_title(f"Data efficiency ({encoding}); bands: {band}", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _png(fig)

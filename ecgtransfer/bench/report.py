@@ -200,6 +200,23 @@ def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     return text
 
 
+def statistics_line(results: Mapping[str, Any], base: str | None) -> str:
+    """How the intervals were made: the paired bootstrap over test records and seeds, or the seed-only t."""
+    cfg = results["config"]
+    boot = any(e.get("macro_f1", {}).get("n_records") for per in (results.get("summary") or {}).values()
+               for fr in per.values() for e in fr.values())
+    if boot:
+        return (f"Statistics: patients (test records) are the unit. Each interval is the 95% percentile interval of "
+                f"{cfg.get('bootstrap_replicates', 2000)} bootstrap replicates that draw the test records and the "
+                "seeds with replacement, the same draws for every arm (paired), so it covers which patients are "
+                "tested as well as the seed; point estimates are means over seeds on the full test split. One "
+                "contrast is primary (its interval decides); the others are secondary, their bootstrap p-values "
+                "Holm-adjusted together.")
+    return (f"Statistics: mean over seeds with a 95% Student-t confidence interval (t with n-1 degrees of freedom); "
+            f"differences against {base} are paired by seed (these cells hold no per-record results, so the test "
+            "records are fixed: the intervals cover the seeds only).")
+
+
 def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
     """How macro-F1 was averaged: over the classes with support in the split (or the older definition)."""
     counts = ((results.get("split") or {}).get("class_counts") or {})
@@ -226,9 +243,91 @@ def encodings_used(results: Mapping[str, Any]) -> list[str]:
     return seen
 
 
+def majority_test(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The majority classifier's metrics on the eval split (from the first finished cell holding them)."""
+    for r in results.get("cells") or []:
+        if r.get("status") == "done" and r.get("majority") and r["majority"].get("macro_f1") is not None:
+            return r["majority"]
+    return None
+
+
+def _diff_text(d: Mapping[str, Any]) -> str:
+    """``+0.061 [+0.020, +0.101] (paired bootstrap over 9 test records x 3 seeds)``."""
+    how = (f"paired bootstrap over {d['n_records']} test records x {d['n']} seed{'s' if d['n'] != 1 else ''}"
+           if d.get("n_records") else f"paired t over {d.get('n')} seeds, test records fixed")
+    return f"{fmt_summary(d, signed=True)} ({how})"
+
+
+def _contrast_arm_status(results: Mapping[str, Any], name: str) -> str | None:
+    for a in results.get("arms", []):
+        if a["name"] == name:
+            return a.get("status")
+    return None
+
+
+def contrast_headline(results: Mapping[str, Any]) -> list[str]:
+    """The primary contrast first (its interval decides), then one line on the Holm-adjusted secondary ones."""
+    cons = results.get("contrasts") or []
+    summary = results.get("summary") or {}
+    split = results.get("eval_split", "test")
+    prim = results.get("primary") or {}
+    out: list[str] = []
+    first = next((c for c in cons if c.get("primary")), None)
+    declared = ("declared in the config" if prim.get("declared") else
+                "not declared in the config ([bench.primary]); by rule the first contrast at the largest fraction")
+    if first is None and prim:
+        out.append(f"Primary contrast ({declared}): {prim['arm']} vs {prim['baseline']} ({prim['encoding']}, "
+                   f"{fraction_label(prim['fraction'])}): no result yet (an arm did not run or its cells are "
+                   "missing).")
+    elif first is not None:
+        a = ((summary.get(first["arm"]) or {}).get(first["encoding"]) or {}).get(fraction_label(first["fraction"]))
+        b = ((summary.get(first["baseline"]) or {}).get(first["encoding"]) or {}).get(
+            fraction_label(first["fraction"]))
+        scores = (f"{split} macro-F1 {_f(a['macro_f1']['mean'])} vs {_f(b['macro_f1']['mean'])}, "
+                  if a and b else "")
+        word = {"helped": "the first arm is better", "hurt": "the first arm is worse",
+                "no clear difference": "no clear difference (the 95% interval includes 0)",
+                "single seed, no CI": "no interval: not conclusive"}.get(first["verdict"], first["verdict"])
+        out.append(f"Primary contrast ({declared}): {first['arm']} vs {first['baseline']} ({first['encoding']}, "
+                   f"{fraction_label(first['fraction'])} of the training data): {scores}difference "
+                   f"{_diff_text(first['diff'])}: {word}."
+                   + (" (Conditional on one source model: see Setup.)"
+                      if any(a.get("init") == "ecg" and a["name"] in (first["arm"], first["baseline"])
+                             for a in results.get("arms", [])) else ""))
+    sec = [c for c in cons if not c.get("primary")]
+    if sec:
+        better = [c["label"] for c in sec if c["verdict"] == "helped"]
+        worse = [c["label"] for c in sec if c["verdict"] == "hurt"]
+        out.append(f"Secondary contrasts ({len(sec)}, Holm-adjusted together, level 0.05): "
+                   + (f"better: {'; '.join(better)}. " if better else "")
+                   + (f"worse: {'; '.join(worse)}. " if worse else "")
+                   + ("none differs after adjustment. " if not better and not worse else "")
+                   + "The table below lists each.")
+    mj = majority_test(results)
+    if mj:
+        out.append(f"Majority classifier (always {mj.get('predicts')}): {split} macro-F1 {_f(mj['macro_f1'])}; "
+                   "a model at or below it has learned nothing useful.")
+    for enc, m in (results.get("source_models") or {}).items():
+        cr = m.get("credibility") or {}
+        if cr.get("learned") is False:
+            out.append(f"Source model ({enc}): {cr.get('text')}: the ecg-initialised arms start from an untrained "
+                       "backbone and get no verdict.")
+    for a in results.get("arms", []):
+        if a.get("status") == "skipped":
+            out.append(f"{a['name']}: skipped ({short_reason(a.get('reason'))}), so it was not compared "
+                       "(full reason under Arms).")
+        elif a.get("status") == "partial":
+            out.append(f"{a['name']}: ran only in part ({short_reason(a.get('reason'))}); the comparisons use its "
+                       "finished cells (full reason under Arms).")
+    return out
+
+
 # -- the headline -------------------------------------------------------------------------------------
 def headline(results: Mapping[str, Any]) -> list[str]:
-    """Sentences answering "did transfer help?" from the paired differences against the baseline."""
+    """Sentences answering "did transfer help?": the primary contrast first and the Holm-adjusted secondary ones
+    (results with per-contrast statistics), else the paired differences against the baseline (older results)."""
+    if results.get("contrasts") is not None and (results.get("contrasts") or results.get("primary")):
+        return contrast_headline(results)
     summary = results.get("summary") or {}
     base = results.get("baseline")
     cfg = results["config"]
@@ -293,6 +392,15 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.h(2, "Did transfer help?", "headline")
     for s in headline(results):
         doc.p(s, cls="headline")
+    cons = results.get("contrasts") or []
+    if cons:
+        doc.table(["contrast", "difference [95% interval]", "p", "p (Holm)", "verdict"],
+                  [[("PRIMARY: " if c.get("primary") else "") + c["label"], _diff_text(c["diff"]),
+                    _f(c.get("p")), "primary, not adjusted" if c.get("primary") else _f(c.get("p_holm")),
+                    c["verdict"]] for c in cons])
+    tc = results.get("target_check") or {}
+    if tc.get("below_majority"):
+        doc.p(f"Steps to target are not informative here: {tc['text']}.", cls="warn")
     if not results.get("complete", True):
         doc.p(f"This bench is incomplete: {results['progress']['done']} of {results['progress']['total']} cells "
               "are finished"
@@ -330,8 +438,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
         + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
         + f", encodings {', '.join(encodings_used(results))}.",
         f"Hardware: {results['hardware_line']}.",
-        f"Statistics: mean over seeds with a 95% Student-t confidence interval (t with n-1 degrees of freedom); "
-        f"differences against {base} are paired by seed.",
+        statistics_line(results, base),
         macro_f1_line(results, split),
     ]
     cond = source_condition(results)
@@ -391,6 +498,9 @@ def build(results: Mapping[str, Any]) -> _Doc:
                     txt += f"; Δ vs {base} {fmt_summary(e['diff_vs_baseline'], signed=True)} ({verdict(e['diff_vs_baseline'])})"
                 row.append(txt)
             rows.append(row)
+        mj = majority_test(results)
+        if mj:
+            rows.append([f"majority (always {mj.get('predicts')})"] + [_f(mj["macro_f1"])] * len(fractions))
         doc.table(["arm"] + [fraction_label(f) for f in fractions], rows)
 
     # figures
@@ -398,15 +508,23 @@ def build(results: Mapping[str, Any]) -> _Doc:
     for enc in encodings_used(results):
         if any(enc in per for per in summary.values()):
             if len(fractions) > 1:
+                mj = majority_test(results)
                 doc.figure(f"data_efficiency_{enc}.png",
-                           plots.data_efficiency_png(summary, encoding=enc, ylabel=f"{split} macro-F1"),
-                           f"Data efficiency ({enc}): {split} macro-F1 vs training data used; bands are 95% CIs.")
+                           plots.data_efficiency_png(summary, encoding=enc, ylabel=f"{split} macro-F1",
+                                                     majority=mj["macro_f1"] if mj else None,
+                                                     band="95% interval (records x seeds)" if "bootstrap" in
+                                                     statistics_line(results, base) else "95% CI over seeds"),
+                           f"Data efficiency ({enc}): {split} macro-F1 vs training data used; bands are 95% "
+                           "intervals; dashed: the majority classifier.")
             if any(k[1] == enc for k in curves):
                 doc.figure(f"learning_curves_{enc}.png",
                            plots.learning_curves_png(curves, fractions=fractions, encoding=enc,
-                                                     target=cfg["target_f1"]),
-                           f"Learning curves ({enc}): validation macro-F1 per epoch at each fraction, mean over "
-                           "seeds, band = min..max over seeds.")
+                                                     target=cfg["target_f1"],
+                                                     majority=(results.get("majority_val") or {}).get("macro_f1"),
+                                                     x="step" if results.get("majority_val") else "epoch"),
+                           f"Learning curves ({enc}): validation macro-F1 at each evaluation, at each fraction, mean "
+                           "over seeds, band = min..max over seeds; dotted: the target; dashed: the majority "
+                           "classifier on validation.")
 
     # per-class
     doc.h(2, "Per-class sensitivity (Se) and positive predictivity (+P)")
@@ -454,18 +572,27 @@ def build(results: Mapping[str, Any]) -> _Doc:
           "the target; mean [95% CI] over the seeds that reached it."
           + (" For ecg-pretrained arms the source model's training time comes on top (paid once per encoding and "
              "shared by all their cells): the last column." if sources else ""))
+    tc = results.get("target_check") or {}
+    if tc:
+        doc.p(tc["text"] + "." + (" Steps (optimizer steps until the first evaluation at or above the target) do not "
+                                  "depend on the machine; a run that never reaches it is censored (counted as "
+                                  "slower than any, not dropped)." if not tc.get("below_majority") else ""),
+              cls="warn" if tc.get("below_majority") else None)
     rows = []
     for a in results.get("arms", []):
         for enc, per in (summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
                 t = e["time_to_target"]
-                row = [a["name"], enc, flabel, f"{t['reached']}/{t['of']}", fmt_summary(t["epochs"], 1),
-                       fmt_summary(t["seconds"], 1)]
+                stp = e.get("steps_to_target") or {}
+                per_seed = ", ".join("—" if x is None else str(x) for x in stp.get("steps", []))
+                row = [a["name"], enc, flabel, stp.get("text", f"{t['reached']}/{t['of']}"), per_seed or "n/a",
+                       f"{t['reached']}/{t['of']}", fmt_summary(t["epochs"], 1), fmt_summary(t["seconds"], 1)]
                 if sources:
                     src = sources.get(enc) if a.get("init") == "ecg" else None
                     row.append(_f(src.get("wall_s"), 1) if src else "")
                 rows.append(row)
-    doc.table(["arm", "encoding", "fraction", "seeds reaching it", "epochs", "seconds"]
+    doc.table(["arm", "encoding", "fraction", "steps to target", "steps per seed (— not reached)",
+               "seeds reaching it", "epochs (reached)", "seconds (reached)"]
               + (["+ source model s"] if sources else []), rows)
 
     # throughput and hardware
@@ -487,9 +614,12 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.table(["key", "value"], [[k, hw[k]] for k in sorted(hw)])
     if results.get("source_models"):
         doc.h(3, "Source models (ecg-pretrained)")
-        rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")), m.get("best_epoch"),
+        rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")),
+                 _f((m.get("val") or {}).get("macro_auroc")),
+                 (m.get("credibility") or {}).get("text", "not checked (older results)"), m.get("best_epoch"),
                  _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in results["source_models"].items()]
-        doc.table(["encoding", "source store", "val macro-F1", "best epoch", "wall s", "checkpoint"], rows)
+        doc.table(["encoding", "source store", "val macro-F1", "val macro-AUROC", "did it learn? (bootstrap over "
+                   "its validation records)", "best epoch", "wall s", "checkpoint"], rows)
         for enc, m in results["source_models"].items():
             ex = m.get("exclusion")
             if ex:

@@ -134,6 +134,38 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
     return parts, info
 
 
+def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], train: Mapping[str, Any]
+                        ) -> dict[str, Any]:
+    """Validation macro-F1 (and selection-F1) of the majority classifier: always the training part's most frequent
+    class (the engine's ``majority_metrics``), on the bench's validation part, in the classes the cells score."""
+    from ecgtransfer.training.data import class_subset
+    from ecgtransfer.training.engine import majority_metrics
+
+    tc = _train_config(dict(train))
+    names, label_map = class_subset(store.class_names, tc.exclude_classes)
+    y_train = label_map[np.asarray(store.labels)[parts["train"]]]
+    y_val = label_map[np.asarray(store.labels)[parts["val"]]]
+    y_train, y_val = y_train[y_train >= 0], y_val[y_val >= 0]
+    if not len(y_train) or not len(y_val):
+        return {"predicts": None, "macro_f1": None, "n_val": int(len(y_val))}
+    maj = int(np.argmax(np.bincount(y_train, minlength=len(names))))
+    m = majority_metrics(maj, y_val, names)
+    return {"predicts": names[maj], "macro_f1": float(m["macro_f1"]), "selection_f1": m.get("selection_f1"),
+            "accuracy": float(m["accuracy"]), "n_val": int(len(y_val))}
+
+
+def target_check(target: float, majority: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether ``target_f1`` lies above the majority classifier's validation macro-F1 (a target at or below it is
+    reached by a model that always answers the majority class, so steps to it measure nothing)."""
+    mf = majority.get("macro_f1")
+    below = mf is not None and target <= mf
+    text = (f"target_f1 {target:g} is at or below the majority classifier's validation macro-F1 {mf:.3f} "
+            f"(always {majority.get('predicts')}): reaching it shows nothing; raise bench.target_f1 above it"
+            if below else f"target_f1 {target:g} is above the majority classifier's validation macro-F1 "
+                          + ("n/a" if mf is None else f"{mf:.3f}"))
+    return {"target": target, "majority_val_macro_f1": mf, "below_majority": bool(below), "text": text}
+
+
 def _train_overrides(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, device: str,
                      init: str) -> dict[str, Any]:
     """The TrainConfig fields of one cell: the shared budget plus the arm's init and optimiser mode."""
@@ -200,6 +232,13 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class", "confusion_matrix",
             "class_names", "notes")
     return {k: m[k] for k in keep if k in m}
+
+
+def _majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The majority classifier's test metrics (the engine's ``test_metrics["majority"]``), with the class."""
+    if not m:
+        return None
+    return {**(_clean_metrics(m) or {}), "predicts": m.get("predicts")}
 
 
 def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, Any]:
@@ -314,6 +353,10 @@ class _Bench:
                 "validation split, which also selected the best epoch: these figures are optimistic.")
             log.warning("split %s of %s has no test part: reporting the validation split", cfg.task.split,
                         self.store.path)
+        self.majority_val = majority_validation(self.store, self.parts, dict(cfg.train))
+        self.target_check = target_check(cfg.target_f1, self.majority_val)
+        if self.target_check["below_majority"]:
+            log.warning("bench %s: %s", cfg.name, self.target_check["text"])
         self.hardware = hardware_info(cfg.device)
         self.device = self.hardware["device"]
         self.fingerprint = cfg.budget_fingerprint()
@@ -393,6 +436,9 @@ class _Bench:
                 info = {}
             # the checkpoint is stored relative to OUT (the bench directory may move)
             if info.get("fingerprint") == fp and info.get("checkpoint") and (self.out / info["checkpoint"]).is_file():
+                if not info.get("credibility"):  # a source model of an older version: check it now
+                    info["credibility"] = self.source_credibility(self.out / info["checkpoint"])
+                    atomic_write_json(marker, info)
                 self.source_models[encoding] = info
                 log.info("reusing source model %s", self.out / info["checkpoint"])
                 return self.out / info["checkpoint"]
@@ -430,10 +476,28 @@ class _Bench:
                 "best_epoch": res.best_epoch, "val": _clean_metrics(res.best_metrics),
                 "test": _clean_metrics(res.test_metrics), "wall_s": wall, "steps": res.steps,
                 "train_config": res.config.to_dict(), "history": _history_rows(res.history),
-                "exclusion": exclusion}
+                "exclusion": exclusion, "credibility": self.source_credibility(ckpt)}
+        if not info["credibility"].get("learned"):
+            log.warning("source model (%s): %s; its arms get no verdict", encoding, info["credibility"]["text"])
         atomic_write_json(marker, info)
         self.source_models[encoding] = info
         return ckpt
+
+    def source_credibility(self, ckpt: Path) -> dict[str, Any]:
+        """The source model's validation macro-AUROC with a bootstrap interval over its validation records
+        (:func:`ecgtransfer.bench.stats.source_credibility`); ``learned`` False marks "source did not learn"."""
+        from ecgtransfer.bench.stats import source_credibility
+
+        run_dir = ckpt.parent
+        try:
+            val = np.load(run_dir / "split.npz")["val"]
+        except (OSError, KeyError, ValueError) as exc:
+            return {"learned": None, "text": f"not checked: the source run's split.npz is unreadable ({exc})"}
+        if len(val) == 0:
+            return {"learned": None, "text": "not checked: the source split has no validation part"}
+        y, probs, idx = predict_part(run_dir, self.source_store, val, self.device)
+        return source_credibility(y, probs, self.source_store.record_ids[idx],
+                                  replicates=min(1000, self.cfg.bootstrap_replicates), seed=self.cfg.bootstrap_seed)
 
     # -- cells ------------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> dict[str, Any]:
@@ -490,7 +554,7 @@ class _Bench:
             "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
             "best_epoch": res.best_epoch, "history": history, "val": _clean_metrics(res.best_metrics),
             "test": _clean_metrics(res.test_metrics), "record_confusion": rc,
-            "majority": _clean_metrics((res.test_metrics or {}).get("majority")),
+            "majority": _majority_line((res.test_metrics or {}).get("majority")),
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
             "throughput": _throughput(res.history, self.device),
             "load_report": _load_report(run_dir),
@@ -607,6 +671,7 @@ class _Bench:
                  "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
             "cells": records,
             "summary": summarise(cfg, records, class_names=self.run_classes(), eval_split=self.eval_split),
+            "majority_val": self.majority_val, "target_check": self.target_check,
             "primary": primary_of(cfg),
             "contrasts": contrasts(cfg, records, eval_split=self.eval_split, no_verdict=self.no_verdict()),
         }

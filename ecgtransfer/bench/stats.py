@@ -98,6 +98,44 @@ def summarise_time_to_target(hits: Sequence[tuple[int, float] | None], level: fl
     }
 
 
+def steps_to_target(history: Sequence[Mapping[str, Any]], target: float, key: str = "val_macro_f1"
+                    ) -> dict[str, Any]:
+    """Optimizer steps until the validation ``key`` first reaches ``target`` (``history``: per-epoch rows with
+    ``step``, the cumulative steps at that evaluation, and ``key``).
+
+    Returns ``{"reached": bool, "step": int | None, "epoch": int | None, "censored_at": int | None}``: a run that
+    never reaches the target is *censored* at its last evaluated step (it is known only that it would need more).
+    Steps, unlike seconds, do not depend on the machine or on evaluation time.
+    """
+    last = None
+    for row in history:
+        last = int(row.get("step") or 0)
+        v = row.get(key)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)) and v >= target:
+            return {"reached": True, "step": last, "epoch": int(row["epoch"]), "censored_at": None}
+    return {"reached": False, "step": None, "epoch": None, "censored_at": last}
+
+
+def summarise_steps_to_target(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Over seeds: ``reached``/``of``/``not_reached``, each seed's steps (None when censored), the median over
+    all seeds counting a censored run as "more than any" (None when that median is not reached, i.e. fewer
+    than half of the seeds reached the target), and ``text``: e.g. ``"median 120 steps; not reached in 1 of 3
+    seeds"``."""
+    m = len(runs)
+    reached = [int(r["step"]) for r in runs if r.get("reached")]
+    vals = sorted([float(x) for x in reached] + [math.inf] * (m - len(reached)))
+    median = None
+    if m:
+        mid = vals[(m - 1) // 2], vals[m // 2]
+        median = None if math.isinf(mid[1]) else float(np.mean(mid))
+    text = ("no run" if not m else
+            (f"median {median:g} steps" if median is not None else "median not reached")
+            + ("" if len(reached) == m else f"; not reached in {m - len(reached)} of {m} seeds"))
+    return {"reached": len(reached), "of": m, "not_reached": m - len(reached),
+            "steps": [r.get("step") for r in runs], "censored_at": [r.get("censored_at") for r in runs],
+            "median_steps": median, "text": text}
+
+
 def spread(values: Iterable[float | None]) -> dict[str, Any]:
     """Mean, sd, min, max and the 95% CI of per-seed values (for per-class tables)."""
     x = [float(v) for v in values if v is not None and not math.isnan(v)]
@@ -253,3 +291,51 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out.tolist()
+
+
+def record_bootstrap_indices(groups: np.ndarray, replicates: int, *, seed: int = 0) -> list[np.ndarray]:
+    """Segment indices of ``replicates`` resamples of the groups (records) of ``groups [n]`` with replacement:
+    each resample holds every segment of each drawn record, once per draw."""
+    groups = np.asarray(groups).astype(str)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+    rng = np.random.default_rng([int(seed), len(uniq)])
+    draws = rng.integers(0, len(uniq), size=(replicates, len(uniq)))
+    return [np.concatenate([members[g] for g in row]) for row in draws]
+
+
+#: The chance level of a macro one-vs-rest AUROC.
+CHANCE_AUROC = 0.5
+
+
+def source_credibility(labels: np.ndarray, probs: np.ndarray, records: np.ndarray, *, level: float = 0.95,
+                       replicates: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Did a source model learn? Its validation macro-AUROC (one-vs-rest, mean over the classes with positives and
+    negatives) with a bootstrap interval over the validation records (``records [n]``).
+
+    Returns ``{"macro_auroc", "lo", "hi", "level", "n_records", "n", "replicates", "learned", "text"}``;
+    ``learned`` is False when the interval does not exclude 0.5 (chance) from above: an arm that starts from such
+    a model is a handicapped scratch model, and it gets no verdict.
+    """
+    from ecgtransfer.training.metrics import auroc_ovr
+
+    labels = np.asarray(labels, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    with np.errstate(all="ignore"):
+        point = float(np.nanmean(auroc_ovr(labels, probs, k))) if len(labels) else float("nan")
+        reps = np.array([np.nanmean(auroc_ovr(labels[ix], probs[ix], k))
+                         for ix in record_bootstrap_indices(records, replicates, seed=seed)]) if len(labels) else \
+            np.array([])
+    lo, hi = percentile_interval(reps, level)
+    learned = lo is not None and lo > CHANCE_AUROC
+    n_rec = int(len(np.unique(np.asarray(records).astype(str))))
+    text = (f"validation macro-AUROC {point:.3f} [{_fmt(lo)}, {_fmt(hi)}] over {n_rec} records: "
+            + ("the interval lies above 0.5, the source model learned" if learned else
+               "source did not learn (the interval does not exclude 0.5, chance)"))
+    return {"macro_auroc": point, "lo": lo, "hi": hi, "level": level, "n_records": n_rec, "n": int(len(labels)),
+            "replicates": int(reps.size), "learned": bool(learned), "text": text}
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
