@@ -19,22 +19,21 @@ RESOLUTION_MV = 0.005  # mitdb: 200 ADC units per mV
 
 
 @pytest.fixture(scope="module")
-def run(physionet_root, tmp_path_factory) -> Path:
-    """A tiny scratch run on a band-pass-filtered mitdb beat store (a model, not a good one)."""
+def store(physionet_root, tmp_path_factory):
+    """A band-pass-filtered mitdb beat store resampled to 250 Hz (the records are at 360 Hz), with RR context."""
     from ecgtransfer.conversion import convert
 
-    store = convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("conv") / "s", records=["119", "209"],
-                    before=48, after=80, progress=False, jobs=1)
-    rid = np.asarray(store.record_ids).astype(str)
-    rng = np.random.default_rng(0)
-    def pick(r: str, n: int) -> np.ndarray:
-        pools = [np.flatnonzero((rid == r) & (store.labels == c)) for c in (0, 1, 2)]
-        return np.sort(np.concatenate([rng.choice(p, n, replace=False) for p in pools if len(p) >= n]))
+    return convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("conv") / "s", records=["119", "209"],
+                   fs=250.0, before=40, after=60, rr_context=True, progress=False, jobs=1)
 
-    split = {"train": pick("209", 6), "val": pick("119", 4), "test": np.zeros(0, dtype=np.int64)}
-    out = tmp_path_factory.mktemp("runs") / "r"
-    fine_tune(store, out=out, split_indices=split, init="scratch", image_size=32, batch_size=8, epochs=1,
-              num_threads=1, progress=False, tiers=(1e-3, 1e-3, 1e-2))
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory) -> Path:
+    """A tiny scratch run on ``store`` (a model, not a good one) that fuses the RR features."""
+    out = _tiny_run(store, tmp_path_factory.mktemp("runs") / "r", "209", "119")
+    from ecgtransfer.training.evaluation import load_run
+
+    assert load_run(out).rr_dim == store.extra("rr").shape[1] > 0
     return out
 
 
@@ -148,7 +147,9 @@ def test_bad_inputs_give_one_clear_error(run, inputs, tmp_path, capsys) -> None:
         predict(run, [inputs["edf"]], r_peaks="atr", progress=False)
 
 
-def test_r_peaks_atr_on_request_and_reference_classes(run, inputs, physionet_root) -> None:
+@pytest.fixture(scope="module")
+def annotated(inputs, physionet_root) -> Path:
+    """The WFDB record of ``inputs`` with its reference annotation (.atr) for the same minutes."""
     import wfdb
 
     d = inputs["dir"] / "with_atr"
@@ -157,6 +158,11 @@ def test_r_peaks_atr_on_request_and_reference_classes(run, inputs, physionet_roo
         (d / f"119.{ext}").write_bytes(inputs["wfdb"].with_suffix(f".{ext}").read_bytes())
     ann = wfdb.rdann(str(physionet_root / "mitdb" / "1.0.0" / "119"), "atr", sampto=SECONDS * 360)
     wfdb.wrann("119", "atr", ann.sample, symbol=ann.symbol, write_dir=str(d), fs=360)
+    return d / "119"
+
+
+def test_r_peaks_atr_on_request_and_reference_classes(run, annotated) -> None:
+    d = annotated.parent
     atr = predict(run, [d / "119"], r_peaks="atr", progress=False)
     det = predict(run, [d / "119"], progress=False)
     assert (atr["r_peak_source"] == "atr").all() and (det["r_peak_source"] == "detector").all()
@@ -166,3 +172,69 @@ def test_r_peaks_atr_on_request_and_reference_classes(run, inputs, physionet_roo
     by_pos = dict(zip(atr["position"], atr["reference"]))
     near = [min(by_pos, key=lambda q: abs(q - p)) for p in matched["position"]]
     assert [by_pos[q] for q in near] == list(matched["reference"])
+
+
+def _tiny_run(store, out: Path, train: str, val: str) -> Path:
+    rid = np.asarray(store.record_ids).astype(str)
+    rng = np.random.default_rng(0)
+
+    def pick(r: str, n: int) -> np.ndarray:
+        pools = [np.flatnonzero((rid == r) & (store.labels == c)) for c in range(len(store.class_names))]
+        return np.sort(np.concatenate([rng.choice(p, n, replace=False) for p in pools if len(p) >= n]))
+
+    split = {"train": pick(train, 4), "val": pick(val, 2), "test": np.zeros(0, dtype=np.int64)}
+    fine_tune(store, out=out, split_indices=split, init="scratch", image_size=32, batch_size=8, epochs=1,
+              num_threads=1, progress=False, tiers=(1e-3, 1e-3, 1e-2))
+    return out
+
+
+def _store_probs(run: Path, store, sel: np.ndarray) -> np.ndarray:
+    import torch
+
+    from ecgtransfer.training.evaluation import load_run
+    from ecgtransfer.training.runtime import infer
+
+    r = load_run(run)
+    batch = (torch.from_numpy(store.batch(sel)), None, sel)
+    if r.rr_dim:  # the store's RR context, as training reads it
+        batch += (torch.from_numpy(np.ascontiguousarray(store.extra("rr")[sel, :r.rr_dim], dtype=np.float32)),)
+    return infer(r.model, r.encoder, [batch], r.device, dtype=None, channels_last=False)["probs"]
+
+
+def test_resampled_store_streamed_in_small_chunks_matches_the_store(run, store, physionet_root, monkeypatch) -> None:
+    """The 250 Hz store made from 360 Hz records: predict filters, resamples and cuts 2-minute chunks (with their
+    context) exactly as convert did on the whole record, and its RR features from the same peaks are the store's
+    (the RR-fusing model gives the store's probabilities)."""
+    from ecgtransfer.training import prediction
+
+    monkeypatch.setattr(prediction, "CHUNK_S", 120.0)
+    # the whole shared record with its reference beats: the store's beats, RR features and probabilities
+    atr = predict(run, [physionet_root / "mitdb" / "1.0.0" / "119"], r_peaks="atr", progress=False)
+    rid = np.asarray(store.record_ids).astype(str)
+    sel = np.flatnonzero(rid == "119")
+    assert list(atr["position"]) == list(store.positions[sel])
+    assert list(atr["reference"]) == [store.class_names[k] for k in store.labels[sel]]
+    want = _store_probs(run, store, sel)
+    cols = [c for c in atr if c.startswith("p_")]  # the run's classes
+    np.testing.assert_allclose(atr[cols].to_numpy(), want, atol=1e-4)
+
+
+def test_rhythm_windows_match_the_store(physionet_root, tmp_path) -> None:
+    from ecgtransfer.conversion import convert
+
+    records = ["A00009", "A00039", "A00042", "A00061"]
+    store = convert("challenge-2017", data=physionet_root, out=tmp_path / "c", records=records, window=5.0,
+                    stride=2.5, jobs=1, progress=False)
+    rid = np.asarray(store.record_ids).astype(str)
+    train = [r for r in records if r != records[0]]
+    split = {"train": np.flatnonzero(np.isin(rid, train)), "val": np.flatnonzero(rid == records[0]),
+             "test": np.zeros(0, dtype=np.int64)}
+    run = tmp_path / "rr"
+    fine_tune(store, out=run, split_indices=split, init="scratch", image_size=32, batch_size=8, epochs=1,
+              num_threads=1, progress=False, tiers=(1e-3, 1e-3, 1e-2))
+    path = physionet_root / "challenge-2017" / "1.0.0" / "training2017" / records[0]
+    table = predict(run, [path], progress=False)
+    sel = np.flatnonzero(rid == records[0])
+    assert list(table["position"]) == list(store.positions[sel]) and "r_peak_source" not in table
+    np.testing.assert_allclose(table[[c for c in table if c.startswith("p_")]].to_numpy(),
+                               _store_probs(run, store, sel), atol=1e-4)

@@ -196,9 +196,8 @@ def _open_edf(path: Path, fs: float | None, units: str | None) -> Recording:
         rates = [float(reader.getSampleFrequency(i)) for i in idx]
         lengths = [int(n) for n in reader.getNSamples()]
         dims = [reader.getPhysicalDimension(i) for i in idx]
-    except RecordError:
-        reader.close()
-        raise
+    finally:
+        reader.close()  # EDFlib refuses a second open of a file in one process: each read opens it anew
     names = tuple(labels[i] for i in idx)
     if units is not None:
         factors = [unit_factor(units, where=f"{path}")] * len(idx)
@@ -206,8 +205,15 @@ def _open_edf(path: Path, fs: float | None, units: str | None) -> Recording:
         factors = [unit_factor(d or "", where=f"{path} signal {n!r} (physical dimension)") for d, n in zip(dims, names)]
 
     def read(leads: list[int], a: int, b: int) -> np.ndarray:
-        return np.stack([np.asarray(reader.readSignal(idx[k], a, b - a), dtype=np.float64) * factors[k]
-                         for k in leads])
+        try:
+            r = pyedflib.EdfReader(str(path))
+        except Exception as exc:
+            raise RecordError(f"{path}: cannot read the EDF file again ({type(exc).__name__}: {exc})") from exc
+        try:
+            return np.stack([np.asarray(r.readSignal(idx[k], a, b - a), dtype=np.float64) * factors[k]
+                             for k in leads])
+        finally:
+            r.close()
 
     def on_select(rec: Recording, leads: list[int]) -> None:
         chosen = sorted({rates[k] for k in leads})
@@ -219,10 +225,10 @@ def _open_edf(path: Path, fs: float | None, units: str | None) -> Recording:
 
     if max(lengths[i] for i in idx) <= 0:
         raise RecordError(f"{path}: the EDF file holds no samples")
-    rec = Recording(path=path, record_id=path.stem, format="edf", fs=rates[0], lead_names=names,
-                    n_samples=min(lengths[i] for i in idx), _read=read, _on_select=on_select)
-    rec._closer = reader  # type: ignore[attr-defined]  # keeps the file open as long as the recording lives
-    return rec
+    if len(set(rates)) == 1:
+        _check_fs(path, rates[0], fs)
+    return Recording(path=path, record_id=path.stem, format="edf", fs=rates[0], lead_names=names,
+                     n_samples=min(lengths[i] for i in idx), _read=read, _on_select=on_select)
 
 
 def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:

@@ -15,10 +15,10 @@ to the store's rate).
 - Rhythm stores (``task = "rhythm"``): one row per window (sliding windows of the store's length and stride,
   or the first window when the store used whole records).
 
-Long records are streamed: R peaks are found chunk by chunk (:class:`~ecgtransfer.signals.rpeaks.ChunkedDetector`),
-then each chunk of :data:`CHUNK_S` seconds is read again with :data:`MARGIN_S` seconds of context, filtered,
-resampled, cut into beats and classified, so memory is bounded by the chunk, not the record (a 24-hour Holter
-at 360 Hz is 31 M samples per lead). Rhythm windows are made from the whole record (rhythm records are short).
+Long records are streamed: R peaks are found in 30-minute chunks
+(:class:`~ecgtransfer.signals.rpeaks.ChunkedDetector`), then each chunk of :data:`CHUNK_S` seconds is read again
+with :data:`MARGIN_S` seconds of context, filtered, resampled, cut into beats and classified, so memory is bounded
+by the chunk, not the record (a 24-hour Holter at 360 Hz is 31 M samples per lead). Rhythm windows are made from the whole record (rhythm records are short).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import atomic_write_text
-from ecgtransfer.errors import RecordError, TrainingError
+from ecgtransfer.errors import ConfigError, RecordError, SignalError, TrainingError
 from ecgtransfer.signals import beats as beatmod
 from ecgtransfer.signals import filters, readers, rhythm, rpeaks
 from ecgtransfer.signals.readers import Recording
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 #: where the R peaks of beat stores come from (``predict --r-peaks``); the first is the default
 R_PEAK_SOURCES = ("detector", "atr")
-#: seconds of source signal filtered, segmented and classified at a time
-CHUNK_S = rpeaks.CHUNK_S
+#: seconds of source signal filtered, segmented and classified at a time (R peaks: ``rpeaks.CHUNK_S``)
+CHUNK_S = 600.0
 #: seconds of context read on each side of a chunk (filter and resampling transients stay outside the chunk)
 MARGIN_S = rpeaks.MARGIN_S
 #: plausible range of the median heart rate of a record (beats/min); outside it the rate or units are wrong
@@ -71,7 +71,11 @@ def _store_leads(run: LoadedRun, params: dict) -> list[str]:
         return [lead]
     if isinstance(lead, (list, tuple)):
         return [str(x) for x in lead]
-    return [str(x) for x in run.store_manifest.get("lead_names") or []] or ["MLII"]
+    names = [str(x) for x in run.store_manifest.get("lead_names") or []]
+    if not names:
+        raise TrainingError(f"{run.run_dir}: store_manifest.json names no leads; predict cannot tell which lead the "
+                            "model was trained on")
+    return names
 
 
 def _progress(total_s: float, desc: str, enabled: bool) -> tqdm:
@@ -133,7 +137,7 @@ def _beats_and_rr(rec: Recording, leads: list[int], r_peaks: str, progress: bool
     peak has no reference beat within :data:`~ecgtransfer.signals.rpeaks.MATCH_WINDOW_S`).
     """
     if r_peaks not in R_PEAK_SOURCES:
-        raise RecordError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
+        raise ConfigError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
     ref = _reference_classes(rec) if rec.format == "wfdb" else None
     if r_peaks == "atr":
         if ref is None:
@@ -146,10 +150,10 @@ def _beats_and_rr(rec: Recording, leads: list[int], r_peaks: str, progress: bool
         if ref is not None:
             samples, classes = ref
             reference = np.full(len(peaks), "", dtype=object)
-            if len(samples):
-                j = np.clip(np.searchsorted(samples, peaks), 1, len(samples)) - 1
-                j = np.where((j + 1 < len(samples)) & (np.abs(samples[np.minimum(j + 1, len(samples) - 1)] - peaks)
-                                                       < np.abs(samples[j] - peaks)), j + 1, j)
+            if len(samples):  # the nearest reference beat, when within the EC57 matching window
+                right = np.minimum(np.searchsorted(samples, peaks), len(samples) - 1)
+                left = np.maximum(right - 1, 0)
+                j = np.where(np.abs(samples[left] - peaks) <= np.abs(samples[right] - peaks), left, right)
                 near = np.abs(samples[j] - peaks) <= int(rpeaks.MATCH_WINDOW_S * rec.fs)
                 reference[near] = classes[j[near]]
         log.info("%s: %d R peaks from the detector", rec.record_id, len(peaks))
@@ -157,19 +161,27 @@ def _beats_and_rr(rec: Recording, leads: list[int], r_peaks: str, progress: bool
     return np.asarray(peaks, dtype=np.int64), rr, reference
 
 
-def _uses_rr(run: LoadedRun) -> bool:
-    """Whether the run's model reads RR features (issue 10: the checkpoint's config records it)."""
-    return str(getattr(run.config, "rr", "off")) not in ("off", "False", "false", "")
+def _rr_dim(run: LoadedRun) -> int:
+    """RR-feature columns the run's model reads (0: none): the first ``rr_dim`` of ``beats.rr_features``, as the
+    checkpoint records them (``LoadedRun.rr_columns``)."""
+    return int(run.rr_dim)
 
 
 def _classify(run: LoadedRun, segs: np.ndarray, rr: np.ndarray | None, batch_size: int) -> np.ndarray:
-    """Class probabilities ``[m, K]`` of segments ``[m, C, L]`` with their RR features ``[m, k]`` (beats)."""
-    if rr is not None and _uses_rr(run):
-        # RR FUSION (issue 10): the model of this run reads RR context; pass ``rr`` with each batch here once
-        # runtime.infer / the model accept it. Until then such a run cannot be predicted faithfully.
-        raise TrainingError(f"{run.run_dir}: the model uses RR features, which predict cannot pass to it yet")
-    batches = [(torch.from_numpy(segs[i:i + batch_size]), None, np.arange(i, min(i + batch_size, len(segs))))
-               for i in range(0, len(segs), batch_size)]
+    """Class probabilities ``[m, K]`` of segments ``[m, C, L]`` with their RR features ``[m, k]`` (beats; None for
+    rhythm windows). A model that fuses RR context gets the first ``rr_dim`` columns, as the store's loader gives
+    them in training (:class:`ecgtransfer.training.data.StoreDataset`)."""
+    k = _rr_dim(run)
+    if k and rr is None:
+        raise TrainingError(f"{run.run_dir}: the model reads {k} RR features, which rhythm windows do not have")
+    if k and rr.shape[1] < k:
+        raise TrainingError(f"{run.run_dir}: the model reads {k} RR features; beats.rr_features gives {rr.shape[1]}")
+    batches = []
+    for i in range(0, len(segs), batch_size):
+        item = (torch.from_numpy(segs[i:i + batch_size]), None, np.arange(i, min(i + batch_size, len(segs))))
+        if k:
+            item = item + (torch.from_numpy(np.ascontiguousarray(rr[i:i + batch_size, :k], dtype=np.float32)),)
+        batches.append(item)
     res = infer(run.model, run.encoder, batches, run.device, dtype=run.dtype, channels_last=run.channels_last)
     return res["probs"]
 
@@ -285,6 +297,8 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         for beats ``r_peak_source`` (``atr`` or ``detector``) and, for WFDB records with an ``.atr``,
         ``reference`` (AAMI class).
     """
+    if r_peaks not in R_PEAK_SOURCES:
+        raise ConfigError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     params = _store_params(run)
     task = params.get("task", run.store_manifest.get("task"))
@@ -295,10 +309,13 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
     for path in records:
         rec = readers.open_recording(path, fs=fs, units=units)
         leads = readers.select(rec, lead, store_leads)
-        if task == "beats":
-            frame = _beat_table(run, rec, leads, params, r_peaks, batch_size, progress)
-        else:
-            frame = _rhythm_table(run, rec, leads, params, batch_size)
+        try:
+            if task == "beats":
+                frame = _beat_table(run, rec, leads, params, r_peaks, batch_size, progress)
+            else:
+                frame = _rhythm_table(run, rec, leads, params, batch_size)
+        except (SignalError, ConfigError) as exc:  # a rate the filter or detector cannot take: name the file
+            raise RecordError(f"{rec.path} ({rec.fs:g} Hz): {exc}") from exc
         if len(frame) == 0:
             log.warning("record %s gave no segments", rec.path)
             continue
