@@ -238,3 +238,27 @@ def test_rhythm_windows_match_the_store(physionet_root, tmp_path) -> None:
     assert list(table["position"]) == list(store.positions[sel]) and "r_peak_source" not in table
     np.testing.assert_allclose(table[[c for c in table if c.startswith("p_")]].to_numpy(),
                                _store_probs(run, store, sel), atol=1e-4)
+
+
+def test_longest_runs_and_burden_against_groupby() -> None:
+    from itertools import groupby
+
+    from ecgtransfer.training.beat_report import beat_summary, longest_runs
+
+    rng = np.random.default_rng(3)
+    labels = rng.choice(["N", "N", "N", "V", "S"], size=500)
+    for cls in ("V", "S"):
+        runs, pos = [], 0
+        for key, grp in groupby(labels.tolist()):
+            n = len(list(grp))
+            if key == cls:
+                runs.append((pos, n))
+            pos += n
+        want = sorted(runs, key=lambda r: (-r[1], r[0]))[:3]
+        assert longest_runs(labels, cls) == want
+    table = pd.DataFrame({"record": ["a"] * 300 + ["b"] * 200, "position": np.arange(500) * 300,
+                          "time_s": np.arange(500) * 300 / 360.0, "predicted": labels})
+    s = beat_summary(table, ["N", "S", "V", "F"])
+    assert s["total"]["counts"] == {k: int((labels == k).sum()) for k in ["N", "S", "V", "F"]}
+    assert s["total"]["burden_percent"]["V"] == pytest.approx(100 * (labels == "V").mean())
+    assert s["records"]["b"]["runs"]["V"][0]["length"] == longest_runs(labels[300:], "V")[0][1]
