@@ -3,7 +3,8 @@
 :func:`open_recording` returns a :class:`Recording`: its sampling rate, lead names, length, and
 ``read(leads, start, stop) -> [C, stop - start]`` float64 in **mV**, which reads only that span (WFDB with
 :func:`wfdb.rdrecord` ``sampfrom``/``sampto``, EDF with :mod:`pyedflib`, ``.npy`` memory-mapped), so long
-Holter records can be processed in chunks with bounded memory. CSV files are parsed whole (with pandas).
+Holter records can be processed in chunks with bounded memory. CSV files are parsed whole (with pandas, into
+float64 columns; a file with a non-numeric cell is read again as text to name the cell).
 
 =========  ===========================================  =============================  =====================
 format     how it is recognised                         sampling rate                  units
@@ -237,26 +238,40 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
     if path.stat().st_size == 0:
         raise RecordError(f"{path}: the file is empty; expected a header row naming the leads and one numeric "
                           "column per lead")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    empty = (f"{path}: the file is empty; expected a header row naming the leads and one numeric column per "
+             "lead")
+    try:  # the fast path: every cell a number (float64 columns, no per-cell strings kept)
+        frame = pd.read_csv(path, dtype=np.float64, skipinitialspace=True)
+        clean = not frame.isna().to_numpy().any()
     except pd.errors.EmptyDataError:
-        raise RecordError(f"{path}: the file is empty; expected a header row naming the leads and one numeric "
-                          "column per lead") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RecordError(empty) from None
+    except ValueError:  # a cell that is not a number: read as text below to name it
+        clean = False
+    except UnicodeDecodeError as exc:
         raise RecordError(f"{path}: not a CSV table ({type(exc).__name__}: {exc})") from exc
+    if not clean:
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except pd.errors.EmptyDataError:
+            raise RecordError(empty) from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise RecordError(f"{path}: not a CSV table ({type(exc).__name__}: {exc})") from exc
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise RecordError(f"{path}: no samples; expected a header row naming the leads and one numeric column per "
                           "lead")
     columns = [str(c).strip() for c in frame.columns]
     if any(c.lower().startswith("unnamed") or c == "" for c in columns):
         raise RecordError(f"{path}: the header row must name every column; got {', '.join(columns)}")
-    values = frame.apply(pd.to_numeric, errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise RecordError(f"{path}: row {r + 2}, column {columns[c]!r} is {frame.iat[r, c]!r}, not a number; "
-                          "expected one numeric column per lead under a header row")
-    data = values.to_numpy(dtype=np.float64)
+    if clean:
+        data = frame.to_numpy(dtype=np.float64)
+    else:
+        values = frame.apply(pd.to_numeric, errors="coerce")
+        bad = values.isna().to_numpy()
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise RecordError(f"{path}: row {r + 2}, column {columns[c]!r} is {frame.iat[r, c]!r}, not a number; "
+                              "expected one numeric column per lead under a header row")
+        data = values.to_numpy(dtype=np.float64)
     tcol = [i for i, c in enumerate(columns) if c.lower() in TIME_COLUMNS]
     if tcol:
         t = data[:, tcol[0]]
