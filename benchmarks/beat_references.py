@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep and (src is None or src not in arms):
             curve = []
             for lr in lrs:
-                res, wall = _train(store, cfg, split, out / "sweep" / f"{arm}-lr{lr:g}", tiers=(lr, lr, lr),
+                no_test = {"train": split["train"], "val": split["val"], "test": split["test"][:0]}  # never scored
+                res, wall = _train(store, cfg, no_test, out / "sweep" / f"{arm}-lr{lr:g}", tiers=(lr, lr, lr),
                                    epochs=args.sweep_epochs, early_stopping=None, max_steps=sweep_steps.get(arm), **o)
                 best = max(h["val"]["selection_f1"] for h in res.history)
                 curve.append({"lr": lr, "val_selection_f1": best, "wall_s": wall})
