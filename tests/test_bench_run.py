@@ -459,3 +459,58 @@ def test_arm_losing_its_weights_mid_run_keeps_its_finished_cells(tmp_path, monke
     monkeypatch.setattr(runner._Bench, "check_arms", orig_check)
     final = run(cfg, out, progress=False)
     assert final.computed == [lost] and next(a for a in final.results["arms"] if a["name"] == "alt")["status"] == "ran"
+
+
+def test_tuned_arms_sweep_2x2_reference_models_and_patients_fractions(tmp_path):
+    """The new design end to end on a synthetic 9-patient store: each sweepable arm's LR sweep is chosen on
+    validation selection-F1 and its chosen point is reused as the grid cell of that fraction and seed; the
+    closed-form ``features`` reference is not swept; early stopping with patience; fractions by patient; the
+    declared primary contrast first, the other contrasts Holm-adjusted; steps to target; the report."""
+    from ecgtransfer.bench import run
+    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.stats import holm
+
+    store = _synthetic_store(tmp_path / "s", n_patients=9, per_patient=12)
+    cfg = config_from_dict({
+        "bench": {"name": "new", "seeds": [0, 1], "fractions": [0.5, 1.0], "fraction_mode": "patients",
+                  "image_size": 16, "epochs": 3, "batch_size": 8, "threads": 1, "target_f1": 0.6,
+                  "lr_sweep": [0.5, 2.0], "patience": 1, "bootstrap_replicates": 200,
+                  "primary": {"arm": "scratch-tiered", "baseline": "scratch-uniform"}},
+        "task": {"store": str(store), "val_fraction": 0.25, "test_fraction": 0.3},
+        "arms": ["scratch-uniform", "scratch-tiered", "cnn1d", "features"],
+        "train": {"num_workers": 0},
+    })
+    out = tmp_path / "out"
+    res = run(cfg, out, progress=False)
+    r = res.results
+    assert res.failed == {} and r["complete"]
+    assert set(r["sweeps"]) == {"scratch-uniform", "scratch-tiered", "cnn1d"}  # features: closed form, no sweep
+    for arm, w in r["sweeps"].items():
+        vals = {float(k): v for k, v in w["curve"]["spectrogram"].items()}
+        assert set(vals) == {0.5, 2.0} and w["chosen"] in vals
+        assert vals[w["chosen"]] == max(vals.values())  # chosen on validation selection-F1
+        grid = next(c for c in r["cells"] if c["key"] == f"{arm}__spectrogram__f1__s0")
+        assert grid["from_sweep"] == f"{arm}@lr{w['chosen']:g}__spectrogram__f1__s0" and grid["lr_scale"] == w["chosen"]
+        others = [c for c in r["cells"] if c["cell"]["arm"] == arm]
+        assert all(c["lr_scale"] == w["chosen"] for c in others)
+    tiered = next(a for a in r["arms"] if a["name"] == "scratch-tiered")
+    assert tiered["lrs_used"] == pytest.approx([x * r["sweeps"]["scratch-tiered"]["chosen"] for x in cfg.lrs])
+    cells = [c for c in r["cells"] if c["status"] == "done"]
+    assert {c["train_config"]["early_stopping"] for c in cells if c["cell"]["arm"] != "features"} == {1}
+    half = [c for c in cells if c["cell"]["fraction"] == 0.5]
+    assert all(c["data"]["n_train_patients"] < next(
+        f["data"]["n_train_patients"] for f in cells if f["cell"]["fraction"] == 1.0) for c in half)
+    con = r["contrasts"]
+    assert con[0]["primary"] and con[0]["label"] == "scratch-tiered - scratch-uniform, spectrogram, 100%"
+    assert [c["p_holm"] for c in con[1:]] == pytest.approx(holm([c["p"] for c in con[1:]]))
+    assert all(c["diff"]["n_records"] == len(r["split"]["patients"]["test"]) for c in con)
+    e = r["summary"]["features"]["spectrogram"]["100%"]
+    assert e["steps_to_target"]["of"] == 2 and e["macro_f1"]["method"].startswith("paired bootstrap")
+    assert r["target_check"]["below_majority"] is False
+    md = (out / "report.md").read_text()
+    assert md.index("Primary contrast (declared in the config)") < md.index("## Setup")
+    assert "Learning-rate sweeps" in md and "figures/lr_sweep_spectrogram.png" in md
+    assert "majority (always" in md and "Not swept" in md and "features" in md
+    # a re-run reuses every cell, the sweep's included
+    again = run(cfg, out, progress=False)
+    assert again.computed == [] and again.results["sweeps"] == r["sweeps"]

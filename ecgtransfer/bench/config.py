@@ -55,7 +55,7 @@ OPTIM_MODES = ("tiered", "uniform", "linear-probe")
 INITS = ("scratch", "imagenet", "imagenet-v1", "imagenet-v2", "ecg")
 ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "stack")
 SPLITS = ("patient", "kfold", "dechazal", "random")
-FRACTION_MODES = ("per-class", "per-patient")
+FRACTION_MODES = ("per-class", "per-patient", "patients")  # "patients" = "per-patient": fewer labelled patients
 DEFAULT_TIER_LRS = (1e-5, 1e-4, 1e-3)
 
 
@@ -73,6 +73,13 @@ class ArmConfig:
         lrs: the three tier learning rates (tiered), default ``[bench].lrs``.
         lr: the single learning rate (uniform, and the head's LR for linear-probe); default the largest tier LR.
         description: free text shown in the report.
+        model: the model kind (``ecgtransfer.models.registry.MODELS``: ``resnet50``, ``cnn1d``, ``features``);
+            None: the training default (resnet50). ``cnn1d`` and ``features`` are the reference models.
+        tier_preset: ``"seed"``: the seed recipe (SGD, 1e-5/1e-4/1e-3, momentum 0.1 on features_1, no weight
+            decay), which fixes its learning rates (no sweep).
+        weight_decay, grad_clip: per-arm overrides of the training defaults (``grad_clip = 0`` turns clipping off).
+        lr_sweep: scale factors of this arm's learning rate(s) tried on validation (default ``[bench].lr_sweep``);
+            tiered arms scale the whole triple; ``[]`` turns the sweep off for this arm.
     """
 
     name: str
@@ -82,6 +89,16 @@ class ArmConfig:
     lrs: tuple[float, float, float] | None = None
     lr: float | None = None
     description: str = ""
+    model: str | None = None
+    tier_preset: str | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    lr_sweep: tuple[float, ...] | None = None
+
+    @property
+    def sweepable(self) -> bool:
+        """Whether a learning-rate sweep applies (not to a fixed recipe or a closed-form fit)."""
+        return self.tier_preset is None and self.model != "features"
 
     @property
     def pretrained(self) -> bool:
@@ -104,6 +121,27 @@ ARM_PRESETS: dict[str, ArmConfig] = {
     "ecg-pretrained": ArmConfig("ecg-pretrained", init="ecg", optim="tiered",
                                 description="backbone pretrained by the bench on the [source] ECG store, "
                                             "tiered learning rates"),
+    # the 2x2 (init x learning-rate scheme) and its neighbours (issue 11): init and optimiser are not confounded
+    "scratch-uniform": ArmConfig("scratch-uniform", init="scratch", optim="uniform",
+                                 description="random initialisation, one learning rate for every layer"),
+    "scratch-tiered": ArmConfig("scratch-tiered", init="scratch", optim="tiered",
+                                description="random initialisation, tiered learning rates (the optimiser of the "
+                                            "transfer arms without their weights)"),
+    "imagenet-tiered": ArmConfig("imagenet-tiered", init="imagenet", optim="tiered",
+                                 description="ImageNet (torchvision V2) weights, tiered learning rates"),
+    "ecg-uniform": ArmConfig("ecg-uniform", init="ecg", optim="uniform",
+                             description="backbone pretrained on the [source] ECG store, one learning rate"),
+    "ecg-tiered": ArmConfig("ecg-tiered", init="ecg", optim="tiered",
+                            description="backbone pretrained on the [source] ECG store, tiered learning rates"),
+    "seed-recipe": ArmConfig("seed-recipe", init="imagenet", optim="tiered", tier_preset="seed",
+                             description="the seed recipe: ImageNet weights, SGD 1e-5/1e-4/1e-3, momentum 0.1 on "
+                                         "features_1, no weight decay (fixed, not swept)"),
+    "linear-probe": ArmConfig("linear-probe", init="imagenet", optim="linear-probe",
+                              description="ImageNet V2 weights, backbone frozen, head only"),
+    "cnn1d": ArmConfig("cnn1d", init="scratch", optim="uniform", model="cnn1d",
+                       description="reference: a 1-D CNN on the raw beat (no images)"),
+    "features": ArmConfig("features", init="scratch", optim="uniform", model="features",
+                          description="reference: RR + morphology features with a linear classifier (closed form)"),
 }
 
 
@@ -205,6 +243,13 @@ class BenchConfig:
         train: extra ``TrainConfig`` fields applied to every cell (e.g. ``num_workers``, ``amp``, augmentation).
         source: the source task of ``ecg`` arms.
         notes: free text printed near the top of the report (e.g. why the image size is reduced).
+        lr_sweep: scale factors of every arm's learning rate(s) (e.g. ``[0.1, 0.3, 1, 3]``, >= 4 log-spaced for a
+            tuned arm) tried before the grid, on validation ``selection_f1`` only, at ``sweep_fraction`` (default the
+            largest fraction) and the first seed; the chosen factor then trains every seed and fraction. Empty: no
+            sweep (the configured LRs).
+        sweep_fraction: the fraction the sweep trains on.
+        patience: early stopping: stop a cell after this many epochs without a better validation selection-F1;
+            ``epochs`` (raised by ``min_steps``) is then the cap. The same rule for every arm. None: off.
         primary: the primary contrast (``[bench.primary]``: ``arm``, ``baseline``, ``fraction``, ``encoding``);
             None: the first contrast at the largest fraction, reported as not declared.
         contrasts: the ``[arm, baseline]`` pairs compared (default: every arm against the baseline arm).
@@ -236,6 +281,9 @@ class BenchConfig:
     train: Mapping[str, Any] = field(default_factory=dict)
     source: SourceConfig | None = None
     notes: str = ""
+    lr_sweep: tuple[float, ...] = ()
+    sweep_fraction: float | None = None
+    patience: int | None = None
     primary: PrimaryContrast | None = None
     contrasts: tuple[tuple[str, str], ...] = ()
     bootstrap_replicates: int = 2000
@@ -270,6 +318,17 @@ class BenchConfig:
     def arm_lrs(self, arm: ArmConfig) -> tuple[float, float, float]:
         return tuple(arm.lrs) if arm.lrs is not None else tuple(self.lrs)  # type: ignore[return-value]
 
+    def arm_sweep(self, arm: ArmConfig) -> tuple[float, ...]:
+        """The LR scale factors swept for ``arm`` (empty: no sweep)."""
+        if not arm.sweepable:
+            return ()
+        return tuple(arm.lr_sweep) if arm.lr_sweep is not None else tuple(self.lr_sweep)
+
+    @property
+    def sweep_at(self) -> float:
+        """The fraction the LR sweep trains on."""
+        return float(self.sweep_fraction if self.sweep_fraction is not None else max(self.fractions))
+
     def arm_lr(self, arm: ArmConfig) -> float:
         return float(arm.lr) if arm.lr is not None else float(max(self.arm_lrs(arm)))
 
@@ -297,7 +356,7 @@ class BenchConfig:
     def budget_dict(self) -> dict[str, Any]:
         """The settings :meth:`budget_fingerprint` hashes (JSON-able; store paths left out)."""
         keys = ("task", "fraction_mode", "image_size", "epochs", "min_steps", "max_steps", "batch_size",
-                "scheduler", "warmup_steps", "optimizer", "train")
+                "scheduler", "warmup_steps", "optimizer", "train", "patience")
         d = self.to_dict()
         d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
         return {k: d[k] for k in keys}
@@ -349,6 +408,13 @@ def _arm_from(where: str, raw: Any) -> ArmConfig:
         kw["encodings"] = _tuple_of(where, "encodings", kw["encodings"], str)
     if "lrs" in kw:
         kw["lrs"] = _tuple_of(where, "lrs", kw["lrs"], float)
+    if "lr_sweep" in kw:
+        kw["lr_sweep"] = _tuple_of(where, "lr_sweep", kw["lr_sweep"], float)
+    for key in ("weight_decay", "grad_clip"):
+        if key in kw and kw[key] is not None:
+            if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)) or kw[key] < 0:
+                raise _err(where, f"{key} must be a number >= 0, found {kw[key]!r}")
+            kw[key] = float(kw[key])
     if "lr" in kw and kw["lr"] is not None:
         if isinstance(kw["lr"], bool) or not isinstance(kw["lr"], (int, float)):
             raise _err(where, f"lr must be a positive number (a learning rate such as 1e-3), found {kw['lr']!r}")
@@ -386,7 +452,8 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
             raise _err(f"{where} [source]", "missing 'store' (path of the source segment store)")
         source = SourceConfig(**raw["source"])
     kw: dict[str, Any] = dict(bench)
-    for key, kind in (("seeds", int), ("fractions", float), ("encodings", str), ("lrs", float)):
+    for key, kind in (("seeds", int), ("fractions", float), ("encodings", str), ("lrs", float),
+                      ("lr_sweep", float)):
         if key in kw:
             kw[key] = _tuple_of(f"{where} [bench]", key, kw[key], kind)
     if "target_f1" in kw:
@@ -467,6 +534,13 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     if len(set(names)) != len(names):
         raise _err(where, f"arm names must be unique, found {names}")
     pos_int("bootstrap_replicates", cfg.bootstrap_replicates)
+    pos_int("patience", cfg.patience, allow_none=True)
+    if any(not (x > 0) for x in cfg.lr_sweep) or len(set(cfg.lr_sweep)) != len(cfg.lr_sweep):
+        raise _err(where, f"lr_sweep factors must be distinct positive numbers, found {list(cfg.lr_sweep)}")
+    if cfg.sweep_fraction is not None and all(abs(cfg.sweep_fraction - f) > 1e-12 for f in cfg.fractions):
+        raise _err(where, f"sweep_fraction {cfg.sweep_fraction} is not one of the fractions {list(cfg.fractions)}")
+    if cfg.patience is not None and "early_stopping" in cfg.train:
+        raise _err(f"{where} [train]", "early_stopping is set by [bench].patience; remove it from [train]")
     for a, b in cfg.contrasts:
         for x in (a, b):
             if x not in names:
@@ -499,6 +573,15 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
         for enc in cfg.arm_encodings(a):
             if enc not in ENCODINGS:
                 raise _err(aw, f"unknown encoding {enc!r}; expected one of {ENCODINGS}")
+        if a.model is not None:
+            from ecgtransfer.models.registry import MODELS
+
+            if a.model not in MODELS:
+                raise _err(aw, f"model must be one of {MODELS}, found {a.model!r}")
+        if a.tier_preset is not None and a.tier_preset != "seed":
+            raise _err(aw, f"tier_preset must be 'seed' or absent, found {a.tier_preset!r}")
+        if any(not (x > 0) for x in (a.lr_sweep or ())):
+            raise _err(aw, f"lr_sweep factors must be positive, found {list(a.lr_sweep or ())}")
     if cfg.source is not None:
         if cfg.source.optim not in OPTIM_MODES:
             raise _err(f"{where} [source]", f"optim must be one of {OPTIM_MODES}, found {cfg.source.optim!r}")

@@ -96,6 +96,30 @@ def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: st
     return _png(fig)
 
 
+def lr_sweep_png(curves: Mapping[str, Mapping[float, float | None]], *, chosen: Mapping[str, float], encoding: str,
+                 majority: float | None = None) -> bytes:
+    """Validation score per LR factor (log x), one line per arm, the chosen factor circled."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for arm, c in curves.items():
+        pts = sorted((f, v) for f, v in c.items() if v is not None)
+        if not pts:
+            continue
+        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=arm)
+        if arm in chosen and chosen[arm] in c and c[chosen[arm]] is not None:
+            ax.plot([chosen[arm]], [c[chosen[arm]]], marker="o", markersize=13, markerfacecolor="none",
+                    color=line.get_color())
+    if majority is not None:
+        ax.axhline(majority, color="black", linestyle="--", linewidth=1, label=f"majority {majority:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning-rate factor (x the arm's configured LRs)")
+    ax.set_ylabel("validation selection-F1")
+    ax.set_title(f"LR sweep ({encoding})", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def confusion_png(cm: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str) -> bytes:
     """Row-normalised confusion matrix (true rows, predicted columns) with the counts written in."""
     plt = _plt()

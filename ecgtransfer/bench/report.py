@@ -457,10 +457,21 @@ def build(results: Mapping[str, Any]) -> _Doc:
         lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
         status = {"skipped": f"SKIPPED: {short_reason(a.get('reason'))}",
                   "partial": f"PARTIAL: {short_reason(a.get('reason'))}"}.get(a.get("status"), "ran")
+        extra = []
+        if a.get("model") and a["model"] != "resnet50":
+            extra.append(f"model {a['model']}")
+        if a.get("tier_preset"):
+            extra.append(f"preset {a['tier_preset']}")
+        wd = a.get("weight_decay")
+        gc = a.get("grad_clip")
+        extra.append(f"weight decay {'default' if wd is None else f'{wd:g}'}, grad clip "
+                     f"{'default' if gc is None else ('off' if not gc else f'{gc:g}')}")
+        if a.get("lr_sweep"):
+            extra.append(f"LR sweep x{'/'.join(f'{f:g}' for f in a['lr_sweep'])} -> x{a.get('lr_scale', 1):g}")
         arm_rows.append([a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])),
-                         a.get("description", ""), status])
-    doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "what", "status"],
-              arm_rows)
+                         "; ".join(extra), a.get("description", ""), status])
+    doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "settings", "what",
+               "status"], arm_rows)
     skipped = [a for a in results.get("arms", []) if a.get("status") == "skipped"]
     if skipped:
         doc.p("Skipped arms (their cells were not run; the reason in full):", strong=True)
@@ -473,6 +484,52 @@ def build(results: Mapping[str, Any]) -> _Doc:
     if failed:
         doc.p(f"{len(failed)} cell(s) failed (re-running the bench retries them):", cls="warn")
         doc.bullets([f"{k}: {v}" for k, v in failed.items()])
+
+    # learning-rate sweeps
+    sweeps = results.get("sweeps") or {}
+    if sweeps:
+        doc.h(2, "Learning-rate sweeps (chosen on validation only)")
+        sw = next(iter(sweeps.values()))
+        doc.p(f"Each arm's learning rate(s) times each factor, trained at {fraction_label(sw['fraction'])} of the "
+              f"training data with seed {sw['seed']}; the factor with the best validation selection-F1 (mean over "
+              "the arm's encodings) then trains every seed and fraction. Tiered arms scale the whole triple. The "
+              "test split plays no part in the choice.")
+        rows = []
+        for arm, w in sweeps.items():
+            for enc, c in w["curve"].items():
+                rows.append([arm, enc] + [("**" if float(k) == w["chosen"] else "") + _f(v)
+                                          + (" (chosen)" if float(k) == w["chosen"] else "")
+                                          for k, v in c.items()]
+                            + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])])
+        factors = sorted({f for w in sweeps.values() for f in w["factors"]})
+        same = all(w["factors"] == factors for w in sweeps.values())
+        if same:
+            doc.table(["arm", "encoding"] + [f"x{f:g}" for f in factors] + ["chosen: LRs"], rows)
+        else:
+            doc.table(["arm", "encoding", "validation selection-F1 per factor (ascending)", "chosen: LRs"],
+                      [[r[0], r[1], "; ".join(r[2:-1]), r[-1]] for r in rows])
+        short = [a for a, w in sweeps.items() if len(w["factors"]) < 4]
+        if short:
+            doc.p(f"Swept over fewer than 4 factors (not tuned in the sense of issue 11): {', '.join(short)}.",
+                  cls="warn")
+        for enc in encodings_used(results):
+            curves = {a: {float(k): v for k, v in w["curve"].get(enc, {}).items()} for a, w in sweeps.items()
+                      if w["curve"].get(enc)}
+            if curves:
+                doc.figure(f"lr_sweep_{enc}.png",
+                           plots.lr_sweep_png(curves, chosen={a: w["chosen"] for a, w in sweeps.items()},
+                                              encoding=enc,
+                                              majority=(results.get("majority_val") or {}).get("selection_f1")),
+                           f"LR sweep ({enc}): validation selection-F1 per LR factor; circled: the choice; dashed: "
+                           "the majority classifier.")
+    unswept = [a["name"] for a in results.get("arms", []) if not a.get("lr_sweep") and a.get("status") != "skipped"]
+    if sweeps and unswept:
+        doc.p(f"Not swept (a fixed recipe, a closed-form fit, or lr_sweep = []): {', '.join(unswept)}.")
+    capped = results.get("capped_improving") or []
+    if capped:
+        doc.p(f"{len(capped)} cell(s) stopped at the cap (epochs / max_steps) while validation was still improving "
+              f"(best epoch = last epoch): {', '.join(capped)}. Their budget was not converged; raise the cap.",
+              cls="warn")
 
     # main table
     fractions = sorted(cfg["fractions"])

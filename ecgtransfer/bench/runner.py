@@ -167,21 +167,35 @@ def target_check(target: float, majority: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _train_overrides(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, device: str,
-                     init: str) -> dict[str, Any]:
-    """The TrainConfig fields of one cell: the shared budget plus the arm's init and optimiser mode."""
-    o: dict[str, Any] = {"early_stopping": None}  # equal epochs for every arm unless [train] says otherwise
+                     init: str, lr_scale: float = 1.0) -> dict[str, Any]:
+    """The TrainConfig fields of one cell: the shared budget plus the arm's init, model and optimiser mode, its
+    learning rate(s) times ``lr_scale`` (the LR sweep's factor; a tiered arm scales the whole triple)."""
+    # equal epochs for every arm unless [train] says otherwise; [bench].patience: early stopping, epochs the cap
+    o: dict[str, Any] = {"early_stopping": cfg.patience}
     o.update(dict(cfg.train))
-    lrs = cfg.arm_lrs(arm)
+    lrs = tuple(float(x) * lr_scale for x in cfg.arm_lrs(arm))
     if arm.optim == "tiered":
         tiers, freeze = lrs, ()
     elif arm.optim == "uniform":
-        lr = cfg.arm_lr(arm)
+        lr = cfg.arm_lr(arm) * lr_scale
         tiers, freeze = (lr, lr, lr), ()
     else:  # linear-probe: only the head trains, at the arm's LR
-        lr = cfg.arm_lr(arm)
+        lr = cfg.arm_lr(arm) * lr_scale
         tiers, freeze = (lr, lr, lr), ("features_1", "features_2")
+    if arm.tier_preset is not None:  # a fixed recipe: its own learning rates and optimiser settings
+        from ecgtransfer.models.tiers import PRESETS
+
+        tiers = tuple(PRESETS[arm.tier_preset]["lrs"])
+        o["tier_preset"] = arm.tier_preset
+    if arm.model is not None:
+        o["model"] = arm.model
+    if arm.weight_decay is not None:
+        o["weight_decay"] = arm.weight_decay
+    if arm.grad_clip is not None:
+        o["grad_clip"] = arm.grad_clip or None  # 0: no clipping
     o.update(init=init, encoding=encoding, image_size=cfg.image_size, epochs=cfg.epochs, max_steps=cfg.max_steps,
-             batch_size=cfg.batch_size, tiers=tuple(tiers), freeze=tuple(freeze), optimizer=cfg.optimizer,
+             batch_size=cfg.batch_size, tiers=tuple(tiers), freeze=tuple(freeze),
+             optimizer="sgd" if arm.tier_preset else cfg.optimizer,
              scheduler=cfg.scheduler, warmup_steps=cfg.warmup_steps, seed=int(seed), device=device,
              split=cfg.task.split, split_seed=cfg.task.split_seed)
     if cfg.threads:
@@ -229,9 +243,19 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    keep = ("n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class", "confusion_matrix",
-            "class_names", "notes")
+    keep = ("n", "loss", "accuracy", "macro_f1", "selection_f1", "macro_auroc", "macro_classes", "per_class",
+            "confusion_matrix", "class_names", "notes")
     return {k: m[k] for k in keep if k in m}
+
+
+def _arm_lrs_used(cfg: BenchConfig, arm: ArmConfig, scale: float) -> list[float]:
+    """The tier learning rates an arm's cells train with (after its sweep's factor; a preset's own)."""
+    if arm.tier_preset is not None:
+        from ecgtransfer.models.tiers import PRESETS
+
+        return list(PRESETS[arm.tier_preset]["lrs"])
+    base = cfg.arm_lrs(arm) if arm.optim == "tiered" else (cfg.arm_lr(arm),) * 3
+    return [float(x) * scale for x in base]
 
 
 def _majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -256,6 +280,21 @@ def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, 
         "peak_memory_bytes": int(max(mems) * 2**20) if mems else None,
         "peak_memory_kind": "cuda max_memory_allocated" if device.startswith("cuda") else "process peak RSS",
     }
+
+
+#: How a sweep cell's arm is named: ``<arm>@lr<factor>`` (``@`` cannot occur in an arm name).
+SWEEP_SEP = "@lr"
+
+
+def sweep_arm_name(arm: str, factor: float) -> str:
+    """The cell arm name of ``arm``'s LR sweep point ``factor`` (e.g. ``scratch@lr0.3``)."""
+    return f"{arm}{SWEEP_SEP}{factor:g}"
+
+
+def parse_sweep_arm(name: str) -> tuple[str, float | None]:
+    """``"scratch@lr0.3"`` -> ``("scratch", 0.3)``; a grid cell's arm -> ``(arm, None)``."""
+    arm, sep, factor = name.partition(SWEEP_SEP)
+    return (arm, float(factor)) if sep else (name, None)
 
 
 #: What each cell keeps per evaluated record (part of the cell fingerprint: cells without it are recomputed).
@@ -335,6 +374,8 @@ class _Bench:
         self.interrupted: str | None = None
         self.recomputed: dict[str, str] = {}  # cell key -> why its earlier result could not be reused
         self.config_text: str | None = None  # the TOML text of the config file, read once (for results.json)
+        self.lr_scale: dict[str, float] = {}  # arm -> the LR factor its sweep chose
+        self.sweeps: dict[str, dict[str, Any]] = {}  # arm -> the sweep's cells, validation curve and choice
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -362,10 +403,15 @@ class _Bench:
         self.fingerprint = cfg.budget_fingerprint()
         self.grid = grid_cells(cfg)
 
-    def fingerprint_inputs(self, arm: ArmConfig) -> dict[str, Any]:
-        """Everything a cell's result depends on besides its coordinates (JSON-normalised, stored per cell)."""
+    def fingerprint_inputs(self, arm: ArmConfig, lr_scale: float | None = None) -> dict[str, Any]:
+        """Everything a cell's result depends on besides its coordinates (JSON-normalised, stored per cell).
+
+        ``lr_scale``: the LR factor the cell trains with (default: the one its arm's sweep chose, else 1)."""
+        if lr_scale is None:
+            lr_scale = self.lr_scale.get(arm.name, 1.0)
         d = {"budget": self.cfg.budget_dict(),
-             "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings")},
+             "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings", "lr_sweep")},
+             "lr_scale": float(lr_scale),
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
              "macro_f1": MACRO_F1_DEFINITION, "split_rule": SPLIT_RULE_VERSION,
              "record_confusion": RECORD_CONFUSION_VERSION}
@@ -374,8 +420,9 @@ class _Bench:
             d["source"] = {k: v for k, v in vars(self.cfg.source).items() if k != "store"}
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
-    def cell_fingerprint(self, arm: ArmConfig) -> str:
-        return hashlib.sha256(json.dumps(self.fingerprint_inputs(arm), sort_keys=True).encode()).hexdigest()[:16]
+    def cell_fingerprint(self, arm: ArmConfig, lr_scale: float | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint_inputs(arm, lr_scale), sort_keys=True).encode()
+                              ).hexdigest()[:16]
 
     # -- prerequisites ----------------------------------------------------------------------------
     def check_arms(self) -> None:
@@ -504,7 +551,9 @@ class _Bench:
         from ecgtransfer.training import fine_tune
 
         cfg, store = self.cfg, self.store
-        arm = cfg.arm(cell.arm)
+        arm_name, factor = parse_sweep_arm(cell.arm)
+        arm = cfg.arm(arm_name)
+        lr_scale = factor if factor is not None else self.lr_scale.get(arm_name, 1.0)
         train_idx = subsample(self.parts["train"], store.labels, store.patient_ids, cell.fraction,
                               mode=cfg.fraction_mode, seed=cell.seed)
         counts = np.bincount(store.labels[train_idx], minlength=store.num_classes)
@@ -519,7 +568,8 @@ class _Bench:
             init = arm.init
         else:
             init = str(self.cfg.resolve_path(arm.init))
-        o = _train_overrides(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init)
+        o = _train_overrides(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init,
+                             lr_scale=lr_scale)
         o["epochs"] = epochs
         o.setdefault("progress", self.progress)
         run_dir = self.out / "runs" / cell.key
@@ -543,9 +593,15 @@ class _Bench:
 
         history = _history_rows(res.history)
         hit = time_to_target(history, cfg.target_f1)
+        # stopped by the cap (epochs / max_steps) while validation still improved: the best epoch is the last one
+        last_epoch = max((h["epoch"] for h in history), default=None)
+        capped = res.stopped in ("epochs", "max_steps") and res.best_epoch is not None and \
+            last_epoch is not None and res.best_epoch >= last_epoch and len(history) > 1
         return {
             "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
-            "fingerprint": self.cell_fingerprint(arm), "fingerprint_inputs": self.fingerprint_inputs(arm),
+            "lr_scale": lr_scale, "lrs_used": list(o["tiers"]), "capped_improving": bool(capped),
+            "fingerprint": self.cell_fingerprint(arm, lr_scale),
+            "fingerprint_inputs": self.fingerprint_inputs(arm, lr_scale),
             "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started,
             "finished_at": _now(), "wall_s": wall,
             "data": data,
@@ -562,8 +618,88 @@ class _Bench:
             "package_version": __version__,
         }
 
+    # -- learning-rate sweeps -----------------------------------------------------------------------
+    def run_sweeps(self) -> None:
+        """Each arm's LR sweep (its factors at ``sweep_at`` and the first seed, per encoding), chosen on validation
+        ``selection_f1`` only; the choice (one factor per arm: the best mean over its encodings) then trains every
+        cell of the arm. The sweep's cell of the chosen factor is the grid cell of that fraction and seed."""
+        cfg = self.cfg
+        seed = int(cfg.seeds[0])
+        for arm in cfg.arms:
+            factors = sorted(cfg.arm_sweep(arm))
+            if not factors or arm.name in self.skipped:
+                continue
+            curve: dict[str, dict[float, float | None]] = {}
+            cells: list[dict[str, Any]] = []
+            for enc in cfg.arm_encodings(arm):
+                for f in factors:
+                    cell = Cell(sweep_arm_name(arm.name, f), enc, cfg.sweep_at, seed)
+                    rec = self._run_or_reuse(cell, arm, f)
+                    if rec is None:  # the arm became unavailable
+                        break
+                    v = ((rec.get("val") or {}).get("selection_f1") if rec.get("status") == "done" else None)
+                    curve.setdefault(enc, {})[f] = v
+                    cells.append({"key": cell.key, "encoding": enc, "factor": f, "status": rec.get("status"),
+                                  "lrs": rec.get("lrs_used"), "val_selection_f1": v,
+                                  "val_macro_f1": (rec.get("val") or {}).get("macro_f1"),
+                                  "best_epoch": rec.get("best_epoch"), "steps": rec.get("steps"),
+                                  "capped_improving": rec.get("capped_improving")})
+                if arm.name in self.skipped:
+                    break
+            means = {f: float(np.mean(v)) for f in factors
+                     if (v := [c[f] for c in curve.values() if c.get(f) is not None]) and len(v) == len(curve)}
+            chosen = max(means, key=lambda f: (means[f], -f)) if means else 1.0
+            self.lr_scale[arm.name] = chosen
+            base_lrs = cfg.arm_lrs(arm) if arm.optim == "tiered" else (cfg.arm_lr(arm),) * 3
+            self.sweeps[arm.name] = {
+                "factors": factors, "seed": seed, "fraction": cfg.sweep_at, "metric": "val selection_f1",
+                "curve": {enc: {f"{f:g}": v for f, v in c.items()} for enc, c in curve.items()},
+                "mean_curve": {f"{f:g}": v for f, v in means.items()}, "chosen": chosen,
+                "chosen_lrs": [x * chosen for x in base_lrs], "base_lrs": list(base_lrs), "cells": cells,
+                "note": None if means else "no sweep cell finished: the configured learning rates are used"}
+            log.info("arm %s: LR sweep %s -> factor %g (validation selection-F1 %s)", arm.name, factors, chosen,
+                     means.get(chosen))
+            # the chosen factor's sweep cell is the grid cell of that fraction and seed (same settings)
+            for enc in cfg.arm_encodings(arm):
+                src = self.cellstore.load(Cell(sweep_arm_name(arm.name, chosen), enc, cfg.sweep_at, seed))
+                target = Cell(arm.name, enc, cfg.sweep_at, seed)
+                if src is None or src.get("status") != "done" or target not in self.grid:
+                    continue
+                done, _ = self.cellstore.check(target, fingerprint=self.cell_fingerprint(arm),
+                                               store_hash=self.store.manifest_hash)
+                if done is None:
+                    rec = dict(src, cell=target.to_dict(), key=target.key, from_sweep=src["key"])
+                    self.cellstore.save(target, rec)
+
+    def _run_or_reuse(self, cell: Cell, arm: ArmConfig, factor: float) -> dict[str, Any] | None:
+        """A sweep cell: reused when finished under the same settings, else trained (None: the arm is skipped)."""
+        fp = self.cell_fingerprint(arm, factor)
+        if self.resume:
+            done, _ = self.cellstore.check(cell, fingerprint=fp, store_hash=self.store.manifest_hash)
+            if done is not None:
+                self.reused.append(cell.key)
+                return done
+        try:
+            rec = self.run_cell(cell)
+        except WeightsUnavailableError as exc:
+            self.skipped[arm.name] = f"weights unavailable: {exc}"
+            return None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a failed sweep point is recorded; the others still decide
+            kind = "" if isinstance(exc, EcgTransferError) else f"{type(exc).__name__}: "
+            log.error("sweep cell %s failed: %s%s", cell.key, kind, exc)
+            self.failed[cell.key] = f"{kind}{exc}"
+            rec = {"cell": cell.to_dict(), "key": cell.key, "status": "failed", "reason": f"{kind}{exc}",
+                   "fingerprint": fp, "store_manifest_hash": self.store.manifest_hash, "finished_at": _now()}
+        self.cellstore.save(cell, rec)
+        if rec.get("status") == "done":
+            self.computed.append(cell.key)
+        return rec
+
     def execute(self) -> None:
         cfg = self.cfg
+        self.run_sweeps()
         bar = tqdm(self.grid, desc=f"bench {cfg.name}", unit="cell", disable=not self.progress,
                    dynamic_ncols=True)
         for cell in bar:
@@ -633,7 +769,10 @@ class _Bench:
                     ("skipped", self.skipped[a.name])
             arms.append({"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
                          "encodings_used": list(cfg.arm_encodings(a)),
-                         "lrs_used": list(cfg.arm_lrs(a)) if a.optim == "tiered" else [cfg.arm_lr(a)] * 3,
+                         "lrs_used": _arm_lrs_used(cfg, a, self.lr_scale.get(a.name, 1.0)),
+                         "lr_scale": self.lr_scale.get(a.name, 1.0), "lr_sweep": list(cfg.arm_sweep(a)),
+                         "model": a.model or "resnet50", "tier_preset": a.tier_preset,
+                         "weight_decay": a.weight_decay, "grad_clip": a.grad_clip,
                          "frozen": ["features_1", "features_2"] if a.optim == "linear-probe" else [],
                          "status": status, "reason": reason})
         return {
@@ -672,6 +811,8 @@ class _Bench:
             "cells": records,
             "summary": summarise(cfg, records, class_names=self.run_classes(), eval_split=self.eval_split),
             "majority_val": self.majority_val, "target_check": self.target_check,
+            "sweeps": self.sweeps, "lr_scale": dict(self.lr_scale),
+            "capped_improving": [r["key"] for r in records if r.get("capped_improving")],
             "primary": primary_of(cfg),
             "contrasts": contrasts(cfg, records, eval_split=self.eval_split, no_verdict=self.no_verdict()),
         }
