@@ -112,6 +112,12 @@ def lr_sweep_png(curves: Mapping[str, Mapping[float, float | None]], *, chosen: 
     if majority is not None:
         ax.axhline(majority, color="black", linestyle="--", linewidth=1, label=f"majority {majority:.3f}")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    factors = sorted({f for c in curves.values() for f in c})
+    ax.xaxis.set_major_locator(FixedLocator(factors))
+    ax.xaxis.set_major_formatter(FixedFormatter([f"x{f:g}" for f in factors]))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("learning-rate factor (x the arm's configured LRs)")
     ax.set_ylabel("validation selection-F1")
     ax.set_title(f"LR sweep ({encoding})", fontsize=10)

@@ -430,7 +430,9 @@ def build(results: Mapping[str, Any]) -> _Doc:
         + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule"
         + (f" (warmup {cfg['warmup_steps']} steps)" if cfg.get("warmup_steps") is not None else
            " (warmup: 5% of each cell's steps)")
-        + ("; early stopping off" if cfg.get("train", {}).get("early_stopping") is None else
+        + (f"; early stopping after {cfg['patience']} epochs without a better validation selection-F1 (the "
+           "epochs above are the cap)" if cfg.get("patience") else
+           "; early stopping off" if cfg.get("train", {}).get("early_stopping") is None else
            f"; early stopping after {cfg['train']['early_stopping']} epochs without improvement")
         + "; each cell reports its best epoch on validation macro-F1."
         + (f" Extra training settings for every arm: {dict(cfg['train'])}." if cfg.get("train") else ""),
@@ -455,6 +457,8 @@ def build(results: Mapping[str, Any]) -> _Doc:
     arm_rows = []
     for a in results.get("arms", []):
         lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
+        if a.get("model") == "features":
+            lrs = "n/a (closed-form fit)"
         status = {"skipped": f"SKIPPED: {short_reason(a.get('reason'))}",
                   "partial": f"PARTIAL: {short_reason(a.get('reason'))}"}.get(a.get("status"), "ran")
         extra = []
@@ -497,8 +501,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
         rows = []
         for arm, w in sweeps.items():
             for enc, c in w["curve"].items():
-                rows.append([arm, enc] + [("**" if float(k) == w["chosen"] else "") + _f(v)
-                                          + (" (chosen)" if float(k) == w["chosen"] else "")
+                rows.append([arm, enc] + [_f(v) + (" (chosen)" if float(k) == w["chosen"] else "")
                                           for k, v in c.items()]
                             + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])])
         factors = sorted({f for w in sweeps.values() for f in w["factors"]})
