@@ -129,14 +129,14 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(write(tmp_path, "arms=['sratch']\n[task]\nstore='x'\n"))
 
 
-@pytest.mark.parametrize("name", ["smoke.toml", "cpu.toml", "gpu.toml", "gpu-ablation.toml"])
+@pytest.mark.parametrize("name", ["smoke.toml", "cpu.toml", "gpu.toml", "gpu-ablation.toml", "cpu-tuned-ds1.toml"])
 def test_shipped_profiles_load(name):
     path = REPO / "benchmarks" / name
     if not path.exists():
         pytest.skip(f"{path} not written yet")
     cfg = load_config(path)
     assert cfg.arms and cells(cfg)
-    assert "scratch" in [a.name for a in cfg.arms]
+    assert any(a.init == "scratch" and a.model is None for a in cfg.arms)  # a scratch image baseline
 
 
 def test_grid(tmp_path):

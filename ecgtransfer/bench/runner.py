@@ -141,10 +141,16 @@ def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tr
     from ecgtransfer.training.data import class_subset
     from ecgtransfer.training.engine import majority_metrics
 
+    from ecgtransfer.training.data import cap_majority
+
     tc = _train_config(dict(train))
     names, label_map = class_subset(store.class_names, tc.exclude_classes)
     y_train = label_map[np.asarray(store.labels)[parts["train"]]]
-    y_val = label_map[np.asarray(store.labels)[parts["val"]]]
+    val = parts["val"]
+    if tc.majority_cap and len(val) and len(parts["train"]):  # the engine caps validation the same way
+        maj = int(np.argmax(np.bincount(np.asarray(store.labels)[parts["train"]])))
+        val = cap_majority(val, store.labels, store.patient_ids, int(tc.majority_cap), 0, majority=maj)
+    y_val = label_map[np.asarray(store.labels)[val]]
     y_train, y_val = y_train[y_train >= 0], y_val[y_val >= 0]
     if not len(y_train) or not len(y_val):
         return {"predicts": None, "macro_f1": None, "n_val": int(len(y_val))}
