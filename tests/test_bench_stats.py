@@ -277,3 +277,33 @@ def test_source_model_at_chance_is_flagged():
     # each resample takes whole records (all 8 segments of each drawn record)
     ix = record_bootstrap_indices(records, 5, seed=1)[0]
     assert len(ix) == len(records) and all(np.sum(records[ix] == r) % 8 == 0 for r in np.unique(records[ix]))
+
+
+def test_per_class_bootstrap_se_ppv_recomputed_on_resamples():
+    """Per-class Se / +P intervals come from the same paired draws; each replicate equals the direct pooled rate."""
+    from ecgtransfer.bench.aggregate import _resamples, per_class_bootstrap
+    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.stats import bootstrap_replicates, class_rate_of_confusion, percentile_interval
+
+    cfg = config_from_dict({"bench": {"seeds": [0, 1], "bootstrap_replicates": 100}, "task": {"store": "/x"},
+                            "arms": ["scratch"]})
+    truth, preds = _beats(3, n_records=5, n_seeds=2)
+    cms = _cms(truth, preds)
+    rows = {s: {"record_confusion": {"records": [f"r{i}" for i in range(5)], "matrices": cms[s].tolist()}}
+            for s in range(2)}
+    out = per_class_bootstrap(cfg, rows, ["a", "b", "c", "d"])
+    rs = _resamples(5, 2, cfg)
+    reps = bootstrap_replicates(cms, rs, lambda c: class_rate_of_confusion(c, 1, "se"))
+    checked = 0
+    for b in range(rs.n):
+        support = np.sum([np.sum(truth[r] == 1) for r in rs.records[b]])
+        if support == 0:
+            assert np.isnan(reps[b])
+            continue
+        direct = np.mean([np.sum([np.sum((truth[r] == 1) & (preds[s][r] == 1)) for r in rs.records[b]]) / support
+                          for s in rs.seeds[b]])
+        assert reps[b] == pytest.approx(direct)
+        checked += 1
+    assert checked >= 50
+    lo, hi = percentile_interval(reps)
+    assert (out["b"]["se"]["lo"], out["b"]["se"]["hi"]) == pytest.approx((lo, hi))

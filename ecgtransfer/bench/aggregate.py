@@ -88,6 +88,7 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
         if boot is not None:
             entry["macro_f1_seeds"] = entry["macro_f1"]
             entry["macro_f1"] = boot
+            entry["per_class_bootstrap"] = per_class_bootstrap(config, seeds, class_names)
         per_class: dict[str, Any] = {}
         for name in class_names:
             vals = {k: [] for k in ("se", "ppv", "f1")}
@@ -189,6 +190,34 @@ def record_confusions(rows: Mapping[int, Mapping[str, Any]], seeds: Sequence[int
             if rid in p:
                 cms[i, j] = np.asarray(p[rid])
     return recs, cms
+
+
+def per_class_bootstrap(config: BenchConfig, rows: Mapping[int, Mapping[str, Any]], class_names: Sequence[str]
+                        ) -> dict[str, dict[str, Any]] | None:
+    """Per class: Se and +P of the pooled test records with the same bootstrap over records and seeds (the
+    point estimate is the mean over seeds of each seed's pooled Se / +P on the full split)."""
+    from ecgtransfer.bench.stats import class_rate_of_confusion
+
+    seeds = sorted(rows)
+    got = record_confusions(rows, seeds)
+    if got is None:
+        return None
+    recs, cms = got
+    if cms.shape[-1] != len(class_names):
+        return None
+    rs = _resamples(len(recs), len(seeds), config)
+    out: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(class_names):
+        out[name] = {}
+        for kind in ("se", "ppv"):
+            def metric(c, i=i, kind=kind):
+                return class_rate_of_confusion(c, i, kind)
+            full = metric(cms.sum(axis=1))
+            point = float(np.nanmean(full)) if np.any(~np.isnan(full)) else None
+            with np.errstate(all="ignore"):
+                reps = bootstrap_replicates(cms, rs, metric)
+            out[name][kind] = bootstrap_summary(point, reps, n_seeds=len(seeds), n_records=len(recs))
+    return out
 
 
 def paired_bootstrap(arms: Mapping[str, np.ndarray], resamples: Resamples, metric=macro_f1_of_confusion

@@ -605,11 +605,14 @@ def build(results: Mapping[str, Any]) -> _Doc:
                 pc = e["per_class"].get(c)
                 if pc is None or c in absent:
                     continue
+                pb = (e.get("per_class_bootstrap") or {}).get(c) or {}
                 rows.append([a["name"], c, pc.get("support", ""), fmt_spread(pc["se"]), fmt_spread(pc["ppv"]),
-                             fmt_spread(pc["f1"])])
+                             fmt_spread(pc["f1"]), fmt_summary(pb.get("se")) if pb else "n/a",
+                             fmt_summary(pb.get("ppv")) if pb else "n/a"])
         if rows:
             doc.h(3, f"{enc}, {top} of the training data")
-            doc.table(["arm", "class", "support", "Se", "+P", "F1"], rows)
+            doc.table(["arm", "class", "support", "Se", "+P", "F1", "Se [95% records x seeds]",
+                       "+P [95% records x seeds]"], rows)
 
     # confusion matrices
     doc.h(2, "Confusion matrices")

@@ -11,6 +11,7 @@ over those differences; this removes the between-seed variance the two arms shar
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -230,8 +231,12 @@ def bootstrap_replicates(cms: np.ndarray, resamples: Resamples, metric=macro_f1_
     weights = np.stack([np.bincount(row, minlength=r) for row in resamples.records]).astype(np.float64)  # [B, R]
     pooled = np.einsum("br,srk->sbk", weights, cms.reshape(s, r, k * k)).reshape(s, -1, k, k)  # [S, B, K, K]
     per_seed = metric(pooled)  # [S, B]
+    if s == 1:
+        return per_seed[0]
     b = np.arange(resamples.n)[:, None]
-    return np.nanmean(per_seed.T[b, resamples.seeds], axis=1) if s > 1 else per_seed[0]
+    with warnings.catch_warnings():  # a replicate where the metric is undefined for every drawn seed stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(per_seed.T[b, resamples.seeds], axis=1)
 
 
 def bootstrap_p_value(replicates: np.ndarray) -> float:
