@@ -514,3 +514,25 @@ def test_tuned_arms_sweep_2x2_reference_models_and_patients_fractions(tmp_path):
     # a re-run reuses every cell, the sweep's included
     again = run(cfg, out, progress=False)
     assert again.computed == [] and again.results["sweeps"] == r["sweeps"]
+
+
+def test_record_confusion_matches_the_engine_on_a_majority_capped_validation_split(tmp_path):
+    """Without a test part the bench reports validation, which the engine majority-caps: the per-record matrices
+    the bootstrap resamples are those of the same capped beats (they pool to the cell's validation macro-F1)."""
+    from ecgtransfer.bench import run
+    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.stats import macro_f1_of_confusion
+
+    store = _synthetic_store(tmp_path / "s", n_patients=8, per_patient=12)
+    cfg = config_from_dict({
+        "bench": {"name": "val", "seeds": [1], "image_size": 16, "epochs": 1, "batch_size": 8, "threads": 1,
+                  "arms": ["scratch"]},
+        "task": {"store": str(store), "val_fraction": 0.3, "test_fraction": 0.0},
+        "train": {"num_workers": 0, "majority_cap": 3},
+    })
+    res = run(cfg, tmp_path / "out", progress=False)
+    cell = res.results["cells"][0]
+    assert res.results["eval_split"] == "val" and cell["status"] == "done"
+    pooled = np.sum(np.asarray(cell["record_confusion"]["matrices"]), axis=0)
+    assert pooled.sum() == cell["val"]["n"] < res.results["split"]["n_val"]  # the capped validation beats
+    assert macro_f1_of_confusion(pooled) == pytest.approx(cell["val"]["macro_f1"], abs=1e-12)

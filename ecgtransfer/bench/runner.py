@@ -591,7 +591,14 @@ class _Bench:
         eval_metrics = res.test_metrics if self.eval_split == "test" else res.best_metrics
         rc = _record_confusion_from_metrics(eval_metrics, self.eval_split)
         if rc is None:
-            y, probs, idx = predict_part(run_dir, store, self.parts[self.eval_split], self.device)
+            eval_idx = self.parts[self.eval_split]
+            if self.eval_split == "val" and res.config.majority_cap:  # the engine scored a majority-capped val
+                from ecgtransfer.training.data import cap_majority
+
+                maj = int(np.argmax(np.bincount(store.labels[train_idx], minlength=store.num_classes)))
+                eval_idx = cap_majority(eval_idx, store.labels, store.patient_ids, int(res.config.majority_cap),
+                                        cell.seed, majority=maj)
+            y, probs, idx = predict_part(run_dir, store, eval_idx, self.device)
             rc = record_confusion(y, probs.argmax(1), store.record_ids[idx], probs.shape[1], self.eval_split)
         if not cfg.keep_checkpoints:
             _drop_checkpoints(run_dir)
