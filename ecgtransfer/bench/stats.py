@@ -228,7 +228,8 @@ def bootstrap_replicates(cms: np.ndarray, resamples: Resamples, metric=macro_f1_
     if resamples.records.shape[1] != r or resamples.seeds.max(initial=0) >= s:
         raise ValueError(f"resamples of {resamples.records.shape[1]} records / seeds < {resamples.seeds.max() + 1} "
                          f"do not fit confusion matrices of {s} seeds x {r} records")
-    weights = np.stack([np.bincount(row, minlength=r) for row in resamples.records]).astype(np.float64)  # [B, R]
+    weights = np.zeros((resamples.n, r))  # [B, R]: how often each record is drawn in each replicate
+    np.add.at(weights, (np.arange(resamples.n)[:, None], resamples.records), 1.0)
     pooled = np.einsum("br,srk->sbk", weights, cms.reshape(s, r, k * k)).reshape(s, -1, k, k)  # [S, B, K, K]
     per_seed = metric(pooled)  # [S, B]
     if s == 1:
