@@ -461,7 +461,8 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
     if "primary" in kw:
         pr = kw["primary"]
         if not isinstance(pr, Mapping):
-            raise _err(f"{where} [bench.primary]", f"must be a table {{arm, baseline, fraction, encoding}}, found {pr!r}")
+            raise _err(f"{where} [bench.primary]",
+                       f"must be a table {{arm, baseline, fraction, encoding}}, found {pr!r}")
         _check_keys(f"{where} [bench.primary]", pr, {f.name for f in fields(PrimaryContrast)})
         if "arm" not in pr or "baseline" not in pr:
             raise _err(f"{where} [bench.primary]", "needs 'arm' and 'baseline' (arm names)")
