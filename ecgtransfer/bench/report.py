@@ -536,6 +536,8 @@ def build(results: Mapping[str, Any]) -> _Doc:
 
     # main table
     fractions = sorted(cfg["fractions"])
+    con_verdict = {(c["arm"], c["baseline"], c["encoding"], float(c["fraction"])):
+                   c["verdict"] + ("" if c.get("primary") else ", Holm") for c in results.get("contrasts") or []}
     for enc in encodings_used(results):
         doc.h(2, f"{split.capitalize()} macro-F1 by fraction of training data ({enc})")
         rows = []
@@ -555,7 +557,9 @@ def build(results: Mapping[str, Any]) -> _Doc:
                     continue
                 txt = fmt_summary(e["macro_f1"])
                 if e.get("diff_vs_baseline"):
-                    txt += f"; Δ vs {base} {fmt_summary(e['diff_vs_baseline'], signed=True)} ({verdict(e['diff_vs_baseline'])})"
+                    # the contrast's verdict when there is one (primary: its interval; secondary: Holm-adjusted)
+                    v = con_verdict.get((a["name"], base, enc, float(f)), verdict(e["diff_vs_baseline"]))
+                    txt += f"; Δ vs {base} {fmt_summary(e['diff_vs_baseline'], signed=True)} ({v})"
                 row.append(txt)
             rows.append(row)
         mj = majority_test(results)
