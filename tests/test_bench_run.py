@@ -473,7 +473,7 @@ def test_tuned_arms_sweep_2x2_reference_models_and_patients_fractions(tmp_path):
     store = _synthetic_store(tmp_path / "s", n_patients=9, per_patient=12)
     cfg = config_from_dict({
         "bench": {"name": "new", "seeds": [0, 1], "fractions": [0.5, 1.0], "fraction_mode": "patients",
-                  "image_size": 16, "epochs": 3, "batch_size": 8, "threads": 1, "target_f1": 0.6,
+                  "image_size": 16, "epochs": 2, "batch_size": 8, "threads": 1, "target_f1": 0.6,
                   "lr_sweep": [0.5, 2.0], "patience": 1, "bootstrap_replicates": 200,
                   "primary": {"arm": "scratch-tiered", "baseline": "scratch-uniform"}},
         "task": {"store": str(store), "val_fraction": 0.25, "test_fraction": 0.3},
