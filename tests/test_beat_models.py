@@ -103,6 +103,7 @@ def test_dechazal_table_sums_to_the_confusion_matrix_and_matches_sklearn() -> No
               for r in np.unique(rec) if (y[rec == r] == 1).any()]
     assert a["per_record"]["S"]["se"] == pytest.approx(np.mean(rec_se))
     assert sum(r["n"] for r in a["records"].values()) == 400
+    np.testing.assert_array_equal(sum(np.asarray(r["confusion_matrix"]) for r in a["records"].values()), cm)
     table = dechazal_table(a)
     assert table.splitlines()[0].startswith("| statistic | N Se | N +P | N FPR | S Se")
     assert f"{100 * a['gross']['V']['se']:.1f}" in table.splitlines()[2]

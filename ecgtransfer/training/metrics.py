@@ -144,7 +144,7 @@ def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
     Returns:
         ``{"classes", "n", "accuracy", "gross": {class: {"support", "se", "ppv", "fpr", "tp", "fn", "fp", "tn"}},
         "per_record": {class: {"se", "ppv", "n_records_se", "n_records_ppv"}}, "records": {rid: {"n", "accuracy",
-        class: {"support", "se", "ppv"}}}, "confusion_matrix"}``. *Gross* statistics pool every beat of the split
+        "confusion_matrix", class: {"support", "se", "ppv"}}}, "confusion_matrix"}``. *Gross* statistics pool every beat of the split
         (one confusion matrix); *per-record* statistics average each record's Se over the records holding the
         class and its +P over the records where the class was predicted.
     """
@@ -175,6 +175,7 @@ def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
         c = confusion_matrix(y_true[m], y_pred[m], k)
         st = stats(c)
         per_rec[str(rid)] = {"n": int(m.sum()), "accuracy": float(np.trace(c) / max(c.sum(), 1)),
+                             "confusion_matrix": c.tolist(),
                              **{name: {key: st[name][key] for key in ("support", "se", "ppv")} for name in class_names}}
     averaged = {}
     for name in class_names:
