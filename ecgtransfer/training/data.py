@@ -76,10 +76,11 @@ def cap_majority(indices: np.ndarray, labels: np.ndarray, patients: np.ndarray, 
         majority = int(np.bincount(lab).argmax())
     rng = np.random.default_rng([seed, 6007])
     pat = np.asarray(patients)[indices]
-    keep = [indices[lab != majority]]
-    maj = indices[lab == majority]
-    for p in np.unique(pat[lab == majority]):
-        members = maj[pat[lab == majority] == p]
+    is_major = lab == majority
+    keep = [indices[~is_major]]
+    maj, maj_pat = indices[is_major], pat[is_major]
+    for p in np.unique(maj_pat):
+        members = maj[maj_pat == p]
         keep.append(members if len(members) <= cap else rng.choice(members, size=cap, replace=False))
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
