@@ -9,6 +9,9 @@ Tasks:
 - ``beats`` (mitdb, and the other beat-annotated databases of the catalog): a window of ``before + after``
   around each reference R peak of ``<record>.atr``, labelled with its AAMI class (N S V F Q, see
   :mod:`ecgtransfer.signals.beats`); paced records excluded unless ``include_paced``; optional RR context.
+- ``rhythm-beats`` (challenge-2017, ludb): the same beat windows around R peaks *detected* in the first lead
+  (:func:`ecgtransfer.signals.rpeaks.detect_r_peaks`, as ``predict`` finds them), each labelled with its record's
+  rhythm class; RR context from the detected peaks. A beat-scale source task for transfer to beat targets.
 - ``rhythm`` (challenge-2017, ludb): fixed windows of ``window`` seconds every ``stride`` seconds, or one
   window per record (``whole_record``: the first ``window`` seconds, zero-padded when shorter), labelled
   with the record's rhythm (:mod:`ecgtransfer.signals.rhythm`).
@@ -46,7 +49,10 @@ from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_inter
 
 log = logging.getLogger(__name__)
 
-TASKS = ("beats", "rhythm")
+#: the conversion tasks (``--task``); the first is no default: each database has its own (``Database.tasks``)
+TASKS = ("beats", "rhythm", "rhythm-beats")
+#: tasks whose segments are beat windows around R peaks (``before``/``after``, RR context)
+BEAT_TASKS = ("beats", "rhythm-beats")
 DTYPES = ("float32", "float16")
 
 DEFAULT_BEFORE = 0.25  # seconds before the R peak
@@ -150,7 +156,7 @@ class ConvertConfig:
     @property
     def length(self) -> int:
         """Samples per segment ``L``."""
-        return self.before_samples + self.after_samples if self.task == "beats" else self.window_samples
+        return self.before_samples + self.after_samples if self.task in BEAT_TASKS else self.window_samples
 
     def to_json(self) -> dict[str, Any]:
         """The parameters as JSON-compatible values (tuples become lists)."""
@@ -182,26 +188,42 @@ class _RecordResult:
 # --------------------------------------------------------------------------------------------------
 # per-record work (runs in worker processes)
 
-def _prepare_signal(job: _RecordJob) -> tuple[np.ndarray, tuple[str, ...], float, int, int]:
+def _prepare_signal(job: _RecordJob) -> tuple[np.ndarray, tuple[str, ...], float, int, int, np.ndarray | None]:
+    """``(x [C, L'] filtered and resampled, lead names, source fs, up, down, detected R peaks or None)``; the peaks
+    (``rhythm-beats``) are found in the unfiltered first lead at the source rate, as ``predict`` finds them."""
     cfg = job.config
     rec = read_record(job.path, None if cfg.lead == ALL_LEADS else cfg.lead, record_id=job.record_id)
+    detected = None
+    if cfg.task == "rhythm-beats":
+        from ecgtransfer.errors import SignalError
+        from ecgtransfer.signals import rpeaks
+
+        try:
+            detected = rpeaks.detect_r_peaks(np.asarray(rec.signal[0], dtype=np.float64), rec.fs)
+        except SignalError as exc:
+            raise RecordError(f"record {job.record_id}: R-peak detection failed: {exc}") from None
     x = filters.apply_filter(rec.signal, rec.fs, cfg.filter, cfg.band, cfg.filter_order)
     up, down = filters.resample_ratio(rec.fs, cfg.fs)
     x = filters.resample(x, rec.fs, cfg.fs)
-    return x, rec.lead_names, rec.fs, up, down
+    return x, rec.lead_names, rec.fs, up, down, detected
 
 
 def _process_record(job: _RecordJob) -> _RecordResult:
     """Read, filter, resample, segment and label one record."""
     cfg = job.config
-    x, leads, src_fs, up, down = _prepare_signal(job)
+    x, leads, src_fs, up, down, detected = _prepare_signal(job)
     extras: dict[str, np.ndarray] = {}
-    if cfg.task == "beats":
-        samples, symbols, ignored = beatmod.read_beat_symbols(job.path, record_id=job.record_id)
-        labels = beatmod.aami_labels(symbols)
+    if cfg.task in BEAT_TASKS:
+        if detected is None:
+            samples, symbols, ignored = beatmod.read_beat_symbols(job.path, record_id=job.record_id)
+            labels = beatmod.aami_labels(symbols)
+        else:  # rhythm-beats: every detected beat carries its record's rhythm class
+            samples, ignored = detected, 0
+            labels = np.full(len(samples), job.label, dtype=np.int64)
         peaks = (samples * up + down // 2) // down  # round(p * up / down) in output samples
         segs, keep = beatmod.beat_windows(x, peaks, cfg.before_samples, cfg.after_samples)
-        extras["symbol"] = symbols[keep].astype("<U2")
+        if detected is None:
+            extras["symbol"] = symbols[keep].astype("<U2")
         if cfg.rr_context:
             extras["rr"] = beatmod.rr_features(samples, src_fs)[keep].astype(np.float32)
         positions = samples[keep]
@@ -290,7 +312,7 @@ def _resolve_records(db: Database, vdir: Path, task: str, records: Sequence[str]
 def _labels_for(db: Database, vdir: Path, task: str, reference: str, rhythm_classes: str
                 ) -> tuple[tuple[str, ...], dict[str, int] | None, list[Path]]:
     """Class names, record -> class index (rhythm tasks) and the label files used."""
-    if task == "beats":
+    if task == "beats":  # rhythm-beats: the rhythm labels below
         if db.annotation is None:
             raise ConfigError(f"{db.name} has no beat annotations; tasks: {', '.join(db.tasks)}")
         return beatmod.AAMI_CLASSES, None, []
@@ -435,7 +457,7 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
         database: catalog name: ``mitdb`` (beats), ``challenge-2017`` or ``ludb`` (rhythm).
         data: folder holding ``<database>/<version>/`` as ``ecgtransfer download`` lays it out.
         out: the store directory to create.
-        task: ``beats`` or ``rhythm`` (default: the database's default task).
+        task: ``beats``, ``rhythm`` or ``rhythm-beats`` (:data:`TASKS`; default: the database's default task).
         records: record ids (``"101"``, ``"A00009"``, ``"1"``) or names as in ``RECORDS``; default every
             downloaded record (mitdb beats: without the paced records 102 104 107 217).
         lead: lead name (``"MLII"``), a list of names, or ``"all"``; default the catalog's first lead
@@ -509,7 +531,7 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
     band_t = (float(band[0]), float(band[1]))
     filters.design_filter(filter, src_fs, band_t, int(filter_order))
     before_n = after_n = window_n = stride_n = 0
-    if task == "beats":
+    if task in BEAT_TASKS:
         before_n = to_samples(before, out_fs, "before")
         after_n = to_samples(after, out_fs, "after")
         for name, given, n in (("before", before, before_n), ("after", after, after_n)):
@@ -557,18 +579,18 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
     assert lead_names is not None
     sources = _hash_sources(files, vdir)
 
-    beats = task == "beats"
+    beats = task in BEAT_TASKS
     cfg = ConvertConfig(
         database=db.name, version=version, task=task, records=tuple(r for r, _ in chosen),
         lead=lead_spec, fs=out_fs, source_fs=src_fs,
         before=before_n / out_fs if beats else None, after=after_n / out_fs if beats else None,
         before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and beats,
-        include_paced=bool(include_paced) and beats,
+        include_paced=bool(include_paced) and task == "beats",
         window=None if beats else float(window),
         stride=None if beats else float(stride if stride is not None else window),
         window_samples=window_n, stride_samples=stride_n, whole_record=bool(whole_record) and not beats,
-        reference=reference if db.name == "challenge-2017" and not beats else None,
-        rhythm_classes=rhythm_classes if db.name == "ludb" and not beats else None,
+        reference=reference if db.name == "challenge-2017" and task != "beats" else None,
+        rhythm_classes=rhythm_classes if db.name == "ludb" and task != "beats" else None,
         filter=filter, band=band_t, filter_order=int(filter_order),
         normalize=normalize, dtype=dtype, class_names=tuple(class_names))
 
@@ -616,5 +638,5 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
     return store
 
 
-__all__ = ["ConvertConfig", "convert", "to_samples", "TASKS"]
+__all__ = ["ConvertConfig", "convert", "to_samples", "TASKS", "BEAT_TASKS"]
 

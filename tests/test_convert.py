@@ -181,6 +181,38 @@ def test_challenge_2017_windows_and_labels(physionet_root, tmp_path):
         assert not np.any(whole.segments[i, 0, len(sig):])  # zero-padded tail
 
 
+def test_challenge_2017_rhythm_beats_around_detected_peaks(physionet_root, tmp_path):
+    """``rhythm-beats``: beat windows around R peaks found in the raw lead, each with its record's rhythm label, at
+    the target's rate. Oracle: wfdb's own GQRS on the raw lead (the peaks agree within 50 ms), REFERENCE.csv and
+    a scipy resample of the raw lead."""
+    from wfdb import processing
+
+    root = physionet_root / "challenge-2017" / "1.0.0" / "training2017"
+    ref = dict(csv.reader(open(root / "REFERENCE.csv")))
+    records = ["A00009", "A00039", "A00061"]  # A, N, O
+    store = et.convert("challenge-2017", data=physionet_root, out=tmp_path / "b", task="rhythm-beats",
+                       records=records, fs=360.0, filter="none", jobs=1, progress=False)
+    assert store.manifest["task"] == "rhythm-beats" and store.class_names == ["N", "A", "O", "~"]
+    assert store.shape[1:] == (1, BEFORE + AFTER) and store.fs == 360.0
+    for rec in records:
+        sig = wfdb.rdrecord(str(root / rec)).p_signal[:, 0]
+        gq = np.asarray(processing.gqrs_detect(sig=sig, fs=300.0))
+        idx = np.flatnonzero(store.record_ids == rec)
+        assert {store.class_names[store.labels[i]] for i in idx} == {ref[rec]}
+        pos = store.positions[idx]  # source samples (300 Hz)
+        assert np.all(np.diff(pos) > 0)
+        assert np.abs(pos[:, None] - gq[None, :]).min(axis=1).max() <= 15  # each within 50 ms of a GQRS peak
+        assert len(gq) - 4 <= len(idx) <= len(gq)  # only edge beats (window off the record) are dropped
+        up = ss.resample_poly(sig, 6, 5)
+        p = (pos[len(pos) // 2] * 6 + 2) // 5
+        np.testing.assert_allclose(store.segments[idx[len(idx) // 2], 0], up[p - BEFORE:p + AFTER], atol=1e-5)
+        rr = store.extra("rr")[idx]
+        np.testing.assert_allclose(rr[1:-1, 0], np.diff(pos)[:-1] / 300.0, rtol=1e-5)  # previous RR in seconds
+    with pytest.raises(ConfigError, match="mitdb supports the task"):
+        et.convert("mitdb", data=physionet_root, out=tmp_path / "m", task="rhythm-beats", records=["101"],
+                   progress=False)
+
+
 def test_ludb_rhythm_labels_and_leads(physionet_root, tmp_path):
     vdir = physionet_root / "ludb" / "1.0.1"
     table = pd.read_csv(vdir / "ludb.csv", dtype=str)

@@ -355,3 +355,26 @@ def test_cli_tier_options_reach_the_optimizer(small_store, tmp_path) -> None:
     assert not any(name.endswith("/no_decay") for name in lrs)
     frozen = [p for g in opt.param_groups if g["tier"] == "features_1" for p in g["params"]]
     assert frozen and not any(p.requires_grad for p in frozen)
+
+
+def test_validation_every_k_steps_gives_a_step_curve_and_changes_no_training_state(small_store, tmp_path) -> None:
+    """``val_every_steps`` validates inside epochs (the bench's learning curve in steps) without touching what is
+    trained: the weights equal those of the same run without it, the epoch rows are the same, and a resumed run
+    keeps the evaluations made before its checkpoint."""
+    kw = dict(**{**FAST, "seed": 7}, epochs=2, split="patient", early_stopping=None)
+    plain = fine_tune(small_store, out=tmp_path / "plain", **kw)
+    curve = fine_tune(small_store, out=tmp_path / "curve", **kw, val_every_steps=2)
+    spe = plain.steps // 2
+    want = [s for s in range(2, plain.steps + 1, 2) if s % spe]  # epoch ends are the epoch rows' job
+    assert [e["step"] for e in curve.step_evals] == want and want
+    assert all(0.0 <= e["val_macro_f1"] <= 1.0 and e["epoch"] == (e["step"] - 1) // spe + 1 for e in curve.step_evals)
+    rows = [json.loads(x) for x in (tmp_path / "curve" / "val_steps.jsonl").read_text().splitlines()]
+    assert rows == curve.step_evals
+    a = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "curve" / "last.pt")
+    for name, tensor in a.items():
+        assert torch.equal(b["model"][name], tensor), name
+    assert _strip(plain.history) == _strip(curve.history)
+    assert b["step_evals"] == curve.step_evals
+    with pytest.raises(ConfigError, match="val_every_steps"):
+        TrainConfig(val_every_steps=0)

@@ -112,7 +112,7 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
             [time_to_target(r.get("history") or [], config.target_f1) for r in rows])
         entry["time_to_target"]["target"] = config.target_f1
         entry["steps_to_target"] = summarise_steps_to_target(
-            [steps_to_target(r.get("history") or [], config.target_f1) for r in rows])
+            [steps_to_target(r.get("step_curve") or r.get("history") or [], config.target_f1) for r in rows])
         entry["steps_to_target"]["target"] = config.target_f1
         # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
         entry["images_per_s"] = spread((r.get("throughput") or {}).get("train_images_per_s") for r in rows)

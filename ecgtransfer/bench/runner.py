@@ -246,6 +246,17 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _step_curve(history_rows: Sequence[Mapping[str, Any]], step_evals: Sequence[Mapping[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """The validation learning curve in optimiser steps: the epoch-end rows and the evaluations every
+    ``val_every_steps`` steps (``TrainResult.step_evals``), ordered by step; what steps-to-target reads."""
+    rows = [{"epoch": int(h["epoch"]), "step": int(h["step"]), "val_macro_f1": h.get("val_macro_f1"),
+             "within_epoch": False} for h in history_rows]
+    rows += [{"epoch": int(e["epoch"]), "step": int(e["step"]), "val_macro_f1": e.get("val_macro_f1"),
+              "within_epoch": True} for e in step_evals]
+    return sorted(rows, key=lambda r: (r["step"], not r["within_epoch"]))
+
+
 def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
@@ -621,7 +632,8 @@ class _Bench:
             "init": init if arm.init != "ecg" else
             f"ecg source model ({self.source_models[cell.encoding]['checkpoint']} in the bench directory)",
             "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
-            "best_epoch": res.best_epoch, "history": history, "val": _clean_metrics(res.best_metrics),
+            "best_epoch": res.best_epoch, "history": history,
+            "step_curve": _step_curve(history, res.step_evals), "val": _clean_metrics(res.best_metrics),
             "test": _clean_metrics(res.test_metrics), "record_confusion": rc,
             "majority": _majority_line((res.test_metrics or {}).get("majority")),
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},

@@ -5,6 +5,8 @@ import argparse
 import logging
 import os
 
+from ecgtransfer.conversion import TASKS
+
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("database", metavar="DB", help="database: mitdb (beats), challenge-2017 or ludb (rhythm)")
     p.add_argument("--out", required=True, help="store directory to create")
-    p.add_argument("--task", choices=["beats", "rhythm"], default=None, help="task (default: the database's own)")
+    p.add_argument("--task", choices=TASKS, default=None,
+                   help="beats (annotated R peaks, AAMI classes) | rhythm (windows) | rhythm-beats (beats around "
+                   "detected R peaks, labelled with the record's rhythm); default: the database's own")
     p.add_argument("--version", default=None, help="database version (default: newest known)")
     add_convert_options(p)
     p.set_defaults(func=run)

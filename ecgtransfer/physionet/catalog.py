@@ -107,7 +107,7 @@ DATABASES: dict[str, Database] = {
             metadata_files=("training2017/REFERENCE.csv", "training2017/REFERENCE-v3.csv"), annotation=None,
             label_source="one rhythm label per record in training2017/REFERENCE.csv "
             "(N normal, A atrial fibrillation, O other rhythm, ~ noisy)",
-            tasks=("rhythm",),
+            tasks=("rhythm", "rhythm-beats"),
             # AliveCor recordings: the challenge documents no subject ids and does not state one recording per
             # person, so record-wise groups are not known to be patient-wise
             patients_known=False,
@@ -119,7 +119,7 @@ DATABASES: dict[str, Database] = {
             name="ludb", title="Lobachevsky University Electrocardiography Database", versions=("1.0.0", "1.0.1"),
             fs=500.0, leads=("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"),
             records_file="RECORDS", record_dir="", metadata_files=("ludb.csv",), annotation=None,
-            label_source="rhythm per record in ludb.csv (column 'Rhythms')", tasks=("rhythm",),
+            label_source="rhythm per record in ludb.csv (column 'Rhythms')", tasks=("rhythm", "rhythm-beats"),
             # 200 records of 200 subjects (Kalyakulina et al. 2020)
             citation="Kalyakulina AI et al. LUDB: a new open-access validation tool for electrocardiogram "
             "delineation algorithms. IEEE Access 8, 2020. " + _PHYSIONET,

@@ -115,6 +115,9 @@ class TrainConfig:
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         label_smoothing: cross-entropy label smoothing.
         early_stopping: stop after this many epochs without a better validation macro-F1 (``None``: never).
+        val_every_steps: also validate every this many optimizer steps inside an epoch (``None``: at epoch ends
+            only). These evaluations give the learning curve in steps (``val_steps.jsonl``, the bench's steps to
+            target); the best epoch and early stopping still use the epoch-end evaluations.
 
     Execution
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
@@ -177,6 +180,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     label_smoothing: float = 0.0
     early_stopping: int | None = 5
+    val_every_steps: int | None = None
 
     device: str = "auto"
     amp: str = "auto"
@@ -241,7 +245,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "a positive integer")
-        for name in ("max_steps", "eval_batch_size", "checkpoint_every", "early_stopping", "num_threads"):
+        for name in ("max_steps", "eval_batch_size", "checkpoint_every", "early_stopping", "num_threads",
+                     "val_every_steps"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise bad(name, "a positive integer or None")

@@ -105,6 +105,8 @@ class TrainResult:
         run_dir: the run directory.
         config: the resolved configuration.
         history: one dict per epoch (as in ``metrics.jsonl``).
+        step_evals: the validations every ``val_every_steps`` steps inside epochs (``val_steps.jsonl``): one dict
+            ``{"epoch", "step", "val_macro_f1", "val_selection_f1", "val_loss"}`` each; empty when off.
         best_epoch: epoch (1-based) with the best validation macro-F1.
         best_metrics: validation metrics of that epoch.
         final_metrics: validation metrics of the last epoch.
@@ -124,6 +126,7 @@ class TrainResult:
     steps: int
     stopped: str
     paths: dict[str, Path] = field(default_factory=dict)
+    step_evals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _split_parts(split: Any) -> dict[str, np.ndarray]:
@@ -346,6 +349,7 @@ class _Trainer:
         self.step_in_epoch = 0
         self.accum = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
         self.history: list[dict[str, Any]] = []
+        self.step_evals: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": None, "macro_f1": -math.inf, "selection_f1": -math.inf,
                                      "bad_epochs": 0}
         self.finished: str | None = None
@@ -415,6 +419,7 @@ class _Trainer:
         self.step_in_epoch = int(ckpt["step_in_epoch"])
         self.accum = {k: float(v) for k, v in ckpt["accum"].items()}
         self.history = list(ckpt["history"])
+        self.step_evals = list(ckpt.get("step_evals") or [])
         self.best = dict(ckpt["best"])
         self.finished = ckpt.get("finished") or None
         self.resumed_from = self.step
@@ -479,6 +484,7 @@ class _Trainer:
             "step_in_epoch": self.step_in_epoch,
             "accum": dict(self.accum),
             "history": self.history,
+            "step_evals": self.step_evals,
             "best": self.best,
             "finished": self.finished or "",
             "config": self.cfg.to_dict(),
@@ -608,6 +614,8 @@ class _Trainer:
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     hit_max = True
                     break
+                if cfg.val_every_steps and self.step % cfg.val_every_steps == 0 and k + 1 < len(batches):
+                    self._validate_within_epoch(epoch)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and k + 1 < len(batches):
                     self._save(self.ckpt_path)
             bar.close()
@@ -648,6 +656,21 @@ class _Trainer:
         self._end_epoch(0, partial=False, n_images=len(self.parts["train"]), train_time=time.perf_counter() - t0,
                         hit_max=False)
         return "fitted"
+
+    def _validate_within_epoch(self, epoch: int) -> None:
+        """One validation between the steps of an epoch (``val_every_steps``): a point of the learning curve in
+        steps. It selects nothing and changes no training state (evaluation draws no random numbers; the model is
+        put back into training mode)."""
+        val = self.evaluate_part(self.parts["val"])
+        self.train_model.train()
+        row = {"epoch": epoch + 1, "step": self.step, "val_macro_f1": val["macro_f1"],
+               "val_selection_f1": val["selection_f1"], "val_loss": val["loss"]}
+        self.step_evals.append(row)
+        if self.dist.is_main:
+            atomic_write_text(self.run_dir / "val_steps.jsonl",
+                              "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.step_evals))
+            log.info("step %d: val macro-F1 %.3f, selection-F1 %.3f", self.step, val["macro_f1"],
+                     val["selection_f1"])
 
     def _end_epoch(self, epoch: int, *, partial: bool, n_images: int, train_time: float,
                    hit_max: bool) -> str | None:
@@ -736,7 +759,8 @@ class _Trainer:
         return TrainResult(run_dir=self.run_dir, config=self.cfg, history=self.history,
                            best_epoch=self.best.get("epoch"), best_metrics=best_metrics,
                            final_metrics=self.history[-1]["val"] if self.history else None,
-                           test_metrics=test_metrics, steps=self.step, stopped=stopped, paths=paths)
+                           test_metrics=test_metrics, steps=self.step, stopped=stopped, paths=paths,
+                           step_evals=list(self.step_evals))
 
     def _report(self, stopped: str, best: dict[str, Any] | None, test: dict[str, Any] | None) -> str:
         cfg, store = self.cfg, self.store
