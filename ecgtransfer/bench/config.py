@@ -184,6 +184,8 @@ class SourceConfig:
         optim: optimiser mode of the source training.
         epochs, max_steps: budget of the source training (default: the bench's).
         seed: seed of the source training.
+        train: ``TrainConfig`` fields for the source training only, applied over the bench's ``[train]`` (for
+            example ``{exclude_classes = ["~"], rr = "on"}``: the source task's own classes and inputs).
     """
 
     store: str
@@ -193,6 +195,7 @@ class SourceConfig:
     epochs: int | None = None
     max_steps: int | None = None
     seed: int = 0
+    train: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -450,7 +453,11 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
         _check_keys(f"{where} [source]", raw["source"], {f.name for f in fields(SourceConfig)})
         if "store" not in raw["source"]:
             raise _err(f"{where} [source]", "missing 'store' (path of the source segment store)")
-        source = SourceConfig(**raw["source"])
+        src_raw = dict(raw["source"])
+        if not isinstance(src_raw.get("train", {}), Mapping):
+            raise _err(f"{where} [source]", f"train must be a table of TrainConfig fields, found {src_raw['train']!r}")
+        src_raw["train"] = dict(src_raw.get("train", {}))
+        source = SourceConfig(**src_raw)
     kw: dict[str, Any] = dict(bench)
     for key, kind in (("seeds", int), ("fractions", float), ("encodings", str), ("lrs", float),
                       ("lr_sweep", float)):
@@ -590,10 +597,11 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
             raise _err(f"{where} [source]", "the source model cannot itself start from 'ecg'")
     forbidden = {"epochs", "max_steps", "batch_size", "image_size", "encoding", "seed", "init", "weights",
                  "scheduler", "out", "out_dir", "run_dir", "device", "split"}
-    clash = sorted(forbidden & set(cfg.train))
-    if clash:
-        raise _err(f"{where} [train]", f"{clash} are set by the bench itself ([bench]/[task] keys or per cell); "
-                                       "remove them from [train]")
+    for section, table in (("[train]", cfg.train), ("[source.train]", cfg.source.train if cfg.source else {})):
+        clash = sorted(forbidden & set(table))
+        if clash:
+            raise _err(f"{where} {section}", f"{clash} are set by the bench itself ([bench]/[task]/[source] keys or "
+                                             f"per cell); remove them from {section}")
 
 
 def load_config(path: str | os.PathLike, *, overrides: Mapping[str, Any] | None = None) -> BenchConfig:

@@ -434,7 +434,8 @@ class _Bench:
              "record_confusion": RECORD_CONFUSION_VERSION}
         if arm.init == "ecg":  # only ecg arms depend on the source task
             d["source_store"] = self.source_hash
-            d["source"] = {k: v for k, v in vars(self.cfg.source).items() if k != "store"}
+            d["source"] = {k: (dict(v) if k == "train" else v) for k, v in vars(self.cfg.source).items()
+                           if k != "store"}
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
     def cell_fingerprint(self, arm: ArmConfig, lr_scale: float | None = None) -> str:
@@ -488,7 +489,8 @@ class _Bench:
         sdir = self.out / "source" / encoding
         marker = sdir / "source.json"
         excluded = list(self.split_info["heldout_patients"]) if self.source_overlap else []
-        src_settings = {k: v for k, v in vars(src).items() if k != "store"}  # its manifest hash is checked
+        src_settings = {k: (dict(v) if k == "train" else v) for k, v in vars(src).items()
+                        if k != "store"}  # its manifest hash is checked
         fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": src_settings, "enc": encoding,
                                         "store": self.source_hash, "macro_f1": MACRO_F1_DEFINITION,
                                         "excluded_patients": excluded}, sort_keys=True, default=str).encode()
@@ -514,6 +516,7 @@ class _Bench:
                              init=src.init)
         o.update(epochs=src.epochs or self.cfg.epochs, max_steps=src.max_steps if src.max_steps else
                  self.cfg.max_steps, split=src.split, split_seed=src.seed, progress=self.progress)
+        o.update(dict(src.train))  # the source task's own TrainConfig fields
         tc = _train_config(o)
         split_indices = None
         exclusion: dict[str, Any] | None = None
