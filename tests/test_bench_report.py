@@ -34,8 +34,8 @@ SCRATCH = {0.1: [0.40, 0.45, 0.50], 1.0: [0.60, 0.70, 0.65]}
 ECG = {0.1: [0.50, 0.57, 0.58], 1.0: [0.61, 0.69, 0.66]}
 
 
-@pytest.fixture
-def results():
+def _results() -> dict:
+    """The results of a three-arm synthetic bench (imagenet skipped), as the bench's results.json holds them."""
     cfg = config_from_dict({
         "bench": {"name": "synthetic", "seeds": [0, 1, 2], "fractions": [0.1, 1.0], "image_size": 64,
                   "target_f1": 0.5},
@@ -61,6 +61,11 @@ def results():
                       "manifest_hash": "abc", "n_segments": 500},
             "split": {"method": "patient", "class_counts": {"test": {c: 10 for c in CLASSES}}},
             "run": {"computed": [], "reused": []}, "failed": {}}
+
+
+@pytest.fixture
+def results():
+    return _results()
 
 
 def test_summary_numbers_match_scipy(results):
@@ -173,3 +178,135 @@ def test_ecg_pretrained_caveat_and_source_time(results):
                     and "/3 |" in line]
     assert ecg_rows and all(r.endswith("| 123.4 |") for r in ecg_rows)
     assert scratch_rows and all(r.endswith("|  |") for r in scratch_rows)
+
+
+def _every_section(results: dict) -> dict:
+    """``results`` with every optional part of the report filled in: declared primary and Holm-adjusted secondary
+    contrasts, a partly run arm, failed and capped cells, LR sweeps, a target check, source models (one that did
+    not learn, one with a patient exclusion), several invocations, the config as given and the source manifest."""
+    cfg = dict(results["config"], min_steps=50, max_steps=400, patience=3, warmup_steps=10,
+               notes="Synthetic: no model was trained.", train={"label_smoothing": 0.1})
+    arms = [dict(a) for a in results["arms"]]
+    arms[0].update(model="cnn1d", tier_preset="head-only", weight_decay=1e-4, grad_clip=0.0, lr_sweep=[0.5, 1, 2],
+                   lr_scale=2)
+    arms[1].update(status="partial", reason="2 cells ran out of time; the rest finished", weight_decay=0.0,
+                   grad_clip=1.0, lr_sweep=[0.5, 1, 2, 4], lr_scale=1)
+    diff = {"mean": 0.05, "lo": -0.01, "hi": 0.11, "n": 3, "n_records": 9, "p": 0.08}
+    contrasts = [
+        {"arm": "ecg-pretrained", "baseline": "scratch", "encoding": "spectrogram", "fraction": 1.0,
+         "label": "ecg-pretrained - scratch, spectrogram, 100%", "primary": True, "diff": diff, "p": 0.08,
+         "p_holm": None, "verdict": "no clear difference"},
+        {"arm": "ecg-pretrained", "baseline": "scratch", "encoding": "spectrogram", "fraction": 0.1,
+         "label": "ecg-pretrained - scratch, spectrogram, 10%", "primary": False,
+         "diff": dict(diff, mean=0.1, lo=0.04, hi=0.16, p=0.004), "p": 0.004, "p_holm": 0.008, "verdict": "helped"},
+        {"arm": "imagenet", "baseline": "scratch", "encoding": "spectrogram", "fraction": 0.1,
+         "label": "imagenet - scratch, spectrogram, 10%", "primary": False,
+         "diff": {"mean": -0.2, "lo": None, "hi": None, "n": 1, "p": None}, "p": None, "p_holm": 0.01,
+         "verdict": "hurt"}]
+    sweep = {"fraction": 0.1, "seed": 0, "chosen": 2.0, "chosen_lrs": [2e-5, 2e-4, 2e-3]}
+    sweeps = {"scratch": dict(sweep, factors=[0.5, 1.0, 2.0],
+                              curve={"spectrogram": {"0.5": 0.31, "1.0": 0.35, "2.0": 0.4}}),
+              "ecg-pretrained": dict(sweep, chosen=1.0, factors=[0.5, 1.0, 2.0, 4.0], chosen_lrs=[1e-5, 1e-4, 1e-3],
+                                     curve={"spectrogram": {"0.5": 0.41, "1.0": 0.45, "2.0": 0.44, "4.0": 0.3}})}
+    cells = [dict(r, data=dict(r["data"], epochs=12 if r["cell"]["fraction"] < 1 else 3)) for r in results["cells"]]
+    cells[0] = dict(cells[0], majority={"predicts": "N", "macro_f1": 0.18, "selection_f1": 0.2})
+    cells.append({"cell": {"arm": "ecg-pretrained", "encoding": "spectrogram", "fraction": 1.0, "seed": 3},
+                  "key": "ecg-pretrained__spectrogram__f1__s3", "status": "skipped",
+                  "reason": "out of time: not in the budget; " + "x" * 200})
+    source_models = {
+        "spectrogram": {"wall_s": 123.4, "store": "/src", "best_epoch": 1, "checkpoint": "c.pt",
+                        "val": {"macro_f1": 0.4, "macro_auroc": 0.7},
+                        "credibility": {"learned": False, "text": "val macro-F1 0.40 is within the majority's CI"},
+                        "exclusion": {"why": "the source store is the target store", "dropped_patients": ["100", "101"],
+                                      "dropped_segments": 40, "kept_segments": {"train": 300}}},
+        "recurrence": {"wall_s": 12.0, "store": "/src2", "best_epoch": 2, "val": {"macro_f1": 0.5},
+                       "checkpoint": "d.pt"}}
+    invocations = [{"bench_run_id": "r1", "started_at": "2026-01-01T00:00", "finished_at": None, "computed": ["a"],
+                    "reused": [], "recomputed": {"a": "changed: epochs", "b": "changed: epochs", "c": "new"},
+                    "wall_s": 12.3, "command": "ecgtransfer bench b.toml"},
+                   {"bench_run_id": "r2", "computed": [], "reused": ["a", "b"], "command": "ecgtransfer bench b.toml"}]
+    manifest = {"database": "mitdb", "version": "1.0.0", "task": "beats",
+                "source_files": {f"{i}.dat": f"{i:064x}" for i in range(13)}}
+    return dict(
+        results, config=cfg, arms=arms, cells=cells, contrasts=contrasts,
+        primary={"arm": "ecg-pretrained", "baseline": "scratch", "encoding": "spectrogram", "fraction": 1.0,
+                 "declared": True},
+        sweeps=sweeps, capped_improving=["scratch__spectrogram__f0.1__s0"],
+        majority_val={"macro_f1": 0.2, "selection_f1": 0.21},
+        target_check={"text": "the target 0.5 lies above the majority's 0.2", "below_majority": False},
+        source_models=source_models, invocations=invocations, config_text='[bench]\nname = "synthetic"\n',
+        command="ecgtransfer bench b.toml", source_store={"manifest": manifest},
+        store=dict(results["store"], manifest=manifest),
+        split=dict(results["split"], notes=["Record 201 and 202 are one patient."],
+                   class_counts={"test": {"N": 10, "S": 10, "V": 10, "F": 0, "Q": 10}}),
+        failed={"imagenet__spectrogram__f1__s0": "RuntimeError: boom"}, complete=False, interrupted="stopped",
+        macro_f1_definition="support")
+
+
+def _section_digests(doc) -> dict[str, str]:
+    """``{section heading: sha256[:16] of its Markdown and HTML}``; the figures count by name and caption only (their
+    PNG bytes depend on the matplotlib build), and the resolved config's JSON dump is left out (it is
+    ``BenchConfig.to_dict()``, owned and tested by the config)."""
+    import hashlib
+    import re
+
+    def sections(parts: list[str], heading: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        key = "(before the first heading)"
+        for part in parts:
+            if re.match(heading, part):
+                key = re.sub(r"<[^>]+>", "", part).lstrip("#").strip()
+            out.setdefault(key, []).append(part)
+        return out
+
+    md = [re.sub(r"(<summary>Resolved bench config \(JSON\)</summary>\n\n```json\n).*?(\n```)", r"\1…\2", p,
+                 flags=re.S) for p in doc.md]
+    page = [re.sub(r"(<summary>Resolved bench config \(JSON\)</summary><pre>).*?(</pre>)", r"\1…\2",
+                   re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,…", p), flags=re.S) for p in doc.html]
+    md_s, html_s = sections(md, r"#{1,2} "), sections(page, r"<h[12][ >]")
+    assert list(md_s) == list(html_s)
+    return {k: hashlib.sha256(("\n".join(md_s[k]) + "\0" + "\n".join(html_s[k])).encode()).hexdigest()[:16]
+            for k in md_s}
+
+
+# digests of the report as rendered before build() was split into one function per section (issue 9): the split
+# changed no byte. A deliberate change of the report's text changes them: print _section_digests(build(...)) and
+# paste the new values for the sections you meant to change.
+GOLDEN_PLAIN = {
+    "ecgtransfer bench: synthetic": "79657cc6a8ac47e4",
+    "Did transfer help?": "a872f97c25679593",
+    "Setup": "b1084a60439a0802",
+    "Arms": "cd93cb7d41243725",
+    "Test macro-F1 by fraction of training data (spectrogram)": "7621b28094e691c8",
+    "Per-class sensitivity (Se) and positive predictivity (+P)": "090acfd6940d85f0",
+    "Confusion matrices": "a408460016833b06",
+    "Time to reach validation macro-F1 ≥ 0.5": "3b1051ebbd8783d7",
+    "Throughput and hardware": "58b9ae7826c04aef",
+    "Every cell": "8c07637cee92fac7",
+    "Exact configuration and store manifests": "0f0dc458fb98c4a9",
+}
+GOLDEN_EVERY_SECTION = {
+    "ecgtransfer bench: synthetic": "79657cc6a8ac47e4",
+    "Did transfer help?": "7d463dd443055662",
+    "Setup": "d89dff0f5f89a456",
+    "Arms": "b34c639fec61305b",
+    "Learning-rate sweeps (chosen on validation only)": "552f05a5ca964e47",
+    "Test macro-F1 by fraction of training data (spectrogram)": "9fab96fd85162a84",
+    "Per-class sensitivity (Se) and positive predictivity (+P)": "bff44ffbbf3f3389",
+    "Confusion matrices": "a408460016833b06",
+    "Time to reach validation macro-F1 ≥ 0.5": "752909b30c6a03d8",
+    "Throughput and hardware": "d77a6d08e9144a35",
+    "Every cell": "10bff287b6fa7983",
+    "Exact configuration and store manifests": "32e90abaf3dbd4ab",
+}
+
+
+@pytest.mark.parametrize("variant", ["plain", "every section"])
+def test_report_sections_unchanged(results, variant):
+    res = results if variant == "plain" else _every_section(results)
+    doc = build(res)
+    got = _section_digests(doc)
+    assert got == (GOLDEN_PLAIN if variant == "plain" else GOLDEN_EVERY_SECTION)
+    figures = {"data_efficiency_spectrogram.png", "learning_curves_spectrogram.png",
+               "confusion_scratch_spectrogram.png", "confusion_ecg-pretrained_spectrogram.png"}
+    assert set(doc.figures) == (figures if variant == "plain" else figures | {"lr_sweep_spectrogram.png"})
