@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.models import ResNet50
+from ecgtransfer.models import BeatCNN, BeatFeatureModel, ResNet50
 from ecgtransfer.models.tiers import (
     SEED_PRESET,
     TIERS,
@@ -96,6 +96,55 @@ def test_layer_decay_inside_tiers(model):
     assert by_name["features_2.stage4.block0"] == pytest.approx(0.25e-4)
     assert by_name["classifier.fc"] == pytest.approx(1e-3)
     assert len(groups) == 14 + 3 + 1
+
+
+# Every model's tiers and block units, pinned as they were before the models declared them (group_matcher):
+# per tier the parameter count and the layer-decay units in order; each unit's parameters are exactly those
+# whose names start with it.
+_RESNET_F1 = ["stem"] + [f"stage{s}.block{b}" for s, n in ((1, 3), (2, 4), (3, 6)) for b in range(n)]
+_RESNET_F2 = [f"stage4.block{b}" for b in range(3)]
+TIER_LAYOUTS = {
+    "resnet50": (lambda: ResNet50(4), {"features_1": (129, _RESNET_F1), "features_2": (30, _RESNET_F2),
+                                       "classifier": (2, ["fc"])}),
+    "resnet50-rr": (lambda: ResNet50(4, rr_dim=6), {"features_1": (129, _RESNET_F1), "features_2": (30, _RESNET_F2),
+                                                    "classifier": (6, ["rr", "fc"])}),
+    "cnn1d": (lambda: BeatCNN(3), {"features_1": (21, ["stem", "block1", "block2"]), "features_2": (9, ["block3"]),
+                                   "classifier": (2, ["fc"])}),
+    "cnn1d-rr": (lambda: BeatCNN(5, in_channels=2, rr_dim=6),
+                 {"features_1": (21, ["stem", "block1", "block2"]), "features_2": (9, ["block3"]),
+                  "classifier": (6, ["rr", "fc"])}),
+    "features-rr": (lambda: BeatFeatureModel(5, 1, 128, 360.0, 48, rr_dim=6),
+                    {"features_1": (0, []), "features_2": (0, []), "classifier": (2, ["fc"])}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TIER_LAYOUTS))
+def test_tiers_and_units_of_every_model(kind):
+    build, want = TIER_LAYOUTS[kind]
+    model = build()
+    names = _names_by_id(model)
+    _check_partition(model, param_groups(model, TierConfig()))
+    groups = param_groups(model, TierConfig(layer_decay=0.5))
+    _check_partition(model, groups)
+    got: dict[str, list[str]] = {t: [] for t in TIERS}
+    counts = dict.fromkeys(TIERS, 0)
+    for g in groups:
+        no_decay = g["name"].endswith("/no_decay")
+        unit = g["name"].removesuffix("/no_decay")
+        if unit not in got[g["tier"]]:
+            got[g["tier"]].append(unit)
+        assert {names[id(p)] for p in g["params"]} == {
+            n for n, p in model.named_parameters() if n.startswith(unit + ".") and (p.ndim <= 1) == no_decay}, g["name"]
+        counts[g["tier"]] += len(g["params"])
+    assert got == {t: [f"{t}.{u}" for u in units] for t, (_, units) in want.items()}
+    assert counts == {t: n for t, (n, _) in want.items()}
+    base = dict(zip(TIERS, TierConfig().tier_lrs()))
+    for g in groups:
+        units = got[g["tier"]]
+        depth = len(units) - 1 - units.index(g["name"].removesuffix("/no_decay"))
+        assert g["lr"] == pytest.approx(base[g["tier"]] * 0.5**depth)
+    default = [(g["name"], len(g["params"])) for g in param_groups(model, TierConfig(no_decay_bn_bias=False))]
+    assert default == [(t, n) for t, (n, _) in want.items() if n]
 
 
 def test_seed_preset_values(model):
