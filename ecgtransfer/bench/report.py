@@ -7,6 +7,9 @@ data-efficiency curve, learning curves, per-class Se/+P with their spread over s
 time to the target validation macro-F1, throughput and hardware, every cell, the exact config and the
 store manifests. The HTML embeds its figures as base64 PNGs; the Markdown links the same PNGs written
 to ``figures/``.
+
+Each section is one function from the resolved inputs (:class:`_Inputs`) to its part of the document (a
+``_Doc``); :func:`build` joins the parts in the order of ``_SECTIONS``.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import base64
 import html
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -31,6 +35,12 @@ class _Doc:
         self.md: list[str] = []
         self.html: list[str] = []
         self.figures: dict[str, bytes] = {}
+
+    def extend(self, part: _Doc) -> None:
+        """Append another document's content (a report section) after this one's."""
+        self.md.extend(part.md)
+        self.html.extend(part.html)
+        self.figures.update(part.figures)
 
     def h(self, level: int, text: str, anchor: str | None = None) -> None:
         self.md.append(f"{'#' * level} {text}\n")
@@ -378,17 +388,63 @@ def headline(results: Mapping[str, Any]) -> list[str]:
     return out
 
 
-# -- the document -------------------------------------------------------------------------------------
-def build(results: Mapping[str, Any]) -> _Doc:
-    cfg = results["config"]
-    summary = results.get("summary") or {}
-    class_names = _ordered_classes(results["store"]["class_names"])
-    split = results.get("eval_split", "test")
-    records = results.get("cells", [])
-    base = results.get("baseline")
-    doc = _Doc()
+# -- the document, one function per section ---------------------------------------------------------
+@dataclass(frozen=True)
+class _Inputs:
+    """What the sections read from ``results``, resolved once.
 
-    doc.h(1, f"ecgtransfer bench: {cfg['name']}")
+    Attributes:
+        results: the bench's results (``results.json``).
+        cfg: the resolved bench config (``results["config"]``).
+        summary: ``{arm: {encoding: {fraction label: cell summary}}}``.
+        records: every cell record, in bench order.
+        split: the evaluated split (``test`` unless the bench evaluates on ``val``).
+        base: the baseline arm, or None.
+        class_names: the store's classes, AAMI classes in AAMI order.
+        fractions: the bench's fractions, ascending.
+        encodings: :func:`encodings_used`.
+    """
+
+    results: Mapping[str, Any]
+    cfg: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    records: Sequence[Mapping[str, Any]]
+    split: str
+    base: str | None
+    class_names: list[str]
+    fractions: list[float]
+    encodings: list[str]
+
+    @classmethod
+    def of(cls, results: Mapping[str, Any]) -> _Inputs:
+        """The inputs of every section, from ``results``."""
+        return cls(results=results, cfg=results["config"], summary=results.get("summary") or {},
+                   records=results.get("cells", []), split=results.get("eval_split", "test"),
+                   base=results.get("baseline"), class_names=_ordered_classes(results["store"]["class_names"]),
+                   fractions=sorted(results["config"]["fractions"]), encodings=encodings_used(results))
+
+    @property
+    def top(self) -> str:
+        """The label of the largest fraction (``100%``)."""
+        return fraction_label(max(self.fractions))
+
+    def arm_summary(self, arm: str, encoding: str) -> Mapping[str, Any]:
+        """``{fraction label: cell summary}`` of one arm and encoding (empty when it has none)."""
+        return (self.summary.get(arm) or {}).get(encoding) or {}
+
+
+def _title(v: _Inputs) -> _Doc:
+    """The report's title: the bench's name."""
+    doc = _Doc()
+    doc.h(1, f"ecgtransfer bench: {v.cfg['name']}")
+    return doc
+
+
+def _headline_section(v: _Inputs) -> _Doc:
+    """"Did transfer help?": the :func:`headline` sentences, the table of contrasts (primary first, then the
+    Holm-adjusted secondary ones) and warnings on an uninformative target or an incomplete bench."""
+    results = v.results
+    doc = _Doc()
     doc.h(2, "Did transfer help?", "headline")
     for s in headline(results):
         doc.p(s, cls="headline")
@@ -407,8 +463,31 @@ def build(results: Mapping[str, Any]) -> _Doc:
               + (f" (the run was {results['interrupted']}, e.g. by its time limit)" if results.get("interrupted")
                  else "")
               + ". Re-run the same command to finish it (finished cells are kept).", cls="warn")
+    return doc
 
-    # setup
+
+def _budget_line(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """The training budget every arm shares: epochs (raised to ``min_steps``), step cap, batch, optimiser,
+    schedule, warmup and early stopping."""
+    return (f"Budget, identical for every arm: {cfg['epochs']} epochs"
+            + min_steps_clause(cfg, records)
+            + (f", at most {cfg['max_steps']} steps" if cfg.get("max_steps") else "")
+            + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule"
+            + (f" (warmup {cfg['warmup_steps']} steps)" if cfg.get("warmup_steps") is not None else
+               " (warmup: 5% of each cell's steps)")
+            + (f"; early stopping after {cfg['patience']} epochs without a better validation selection-F1 (the "
+               "epochs above are the cap)" if cfg.get("patience") else
+               "; early stopping off" if cfg.get("train", {}).get("early_stopping") is None else
+               f"; early stopping after {cfg['train']['early_stopping']} epochs without improvement")
+            + "; each cell reports its best epoch on validation macro-F1."
+            + (f" Extra training settings for every arm: {dict(cfg['train'])}." if cfg.get("train") else ""))
+
+
+def _setup_section(v: _Inputs) -> _Doc:
+    """"Setup": the target store, the split, seeds and fractions, the budget, the images, the hardware, how the
+    statistics and macro-F1 are made, the source-model caveat, the split's notes and the config's notes."""
+    results, cfg, split = v.results, v.cfg, v.split
+    doc = _Doc()
     doc.h(2, "Setup")
     st = results["store"]
     sp = results.get("split") or {}
@@ -421,26 +500,15 @@ def build(results: Mapping[str, Any]) -> _Doc:
         f"{sp.get('patients_test')} patients. Metrics in the tables are on the {split} split; no patient is in two "
         "parts.",
         f"Seeds: {list(cfg['seeds'])}. Fractions of the training data: "
-        f"{', '.join(fraction_label(f) for f in sorted(cfg['fractions']))}, drawn {cfg['fraction_mode']} "
+        f"{', '.join(fraction_label(f) for f in v.fractions)}, drawn {cfg['fraction_mode']} "
         "(seeded by the cell's seed, nested: smaller fractions are subsets of larger ones; every arm of a seed "
         "sees the same subsample).",
-        f"Budget, identical for every arm: {cfg['epochs']} epochs"
-        + min_steps_clause(cfg, records)
-        + (f", at most {cfg['max_steps']} steps" if cfg.get("max_steps") else "")
-        + f", batch {cfg['batch_size']}, {cfg['optimizer']} with a {cfg['scheduler']} schedule"
-        + (f" (warmup {cfg['warmup_steps']} steps)" if cfg.get("warmup_steps") is not None else
-           " (warmup: 5% of each cell's steps)")
-        + (f"; early stopping after {cfg['patience']} epochs without a better validation selection-F1 (the "
-           "epochs above are the cap)" if cfg.get("patience") else
-           "; early stopping off" if cfg.get("train", {}).get("early_stopping") is None else
-           f"; early stopping after {cfg['train']['early_stopping']} epochs without improvement")
-        + "; each cell reports its best epoch on validation macro-F1."
-        + (f" Extra training settings for every arm: {dict(cfg['train'])}." if cfg.get("train") else ""),
+        _budget_line(cfg, v.records),
         f"Images: {cfg['image_size']}x{cfg['image_size']}"
         + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
-        + f", encodings {', '.join(encodings_used(results))}.",
+        + f", encodings {', '.join(v.encodings)}.",
         f"Hardware: {results['hardware_line']}.",
-        statistics_line(results, base),
+        statistics_line(results, v.base),
         macro_f1_line(results, split),
     ]
     cond = source_condition(results)
@@ -451,31 +519,39 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.bullets(setup)
     if cfg.get("notes"):
         doc.p(cfg["notes"], cls="warn")
+    return doc
 
-    # arms
+
+def _arm_row(a: Mapping[str, Any]) -> list[Any]:
+    """One arm's row of the "Arms" table: name, init, optimisation, LRs, encodings, settings, what, status."""
+    lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
+    if a.get("model") == "features":
+        lrs = "n/a (closed-form fit)"
+    status = {"skipped": f"SKIPPED: {short_reason(a.get('reason'))}",
+              "partial": f"PARTIAL: {short_reason(a.get('reason'))}"}.get(a.get("status"), "ran")
+    extra = []
+    if a.get("model") and a["model"] != "resnet50":
+        extra.append(f"model {a['model']}")
+    if a.get("tier_preset"):
+        extra.append(f"preset {a['tier_preset']}")
+    wd = a.get("weight_decay")
+    gc = a.get("grad_clip")
+    extra.append(f"weight decay {'default' if wd is None else f'{wd:g}'}, grad clip "
+                 f"{'default' if gc is None else ('off' if not gc else f'{gc:g}')}")
+    if a.get("lr_sweep"):
+        extra.append(f"LR sweep x{'/'.join(f'{f:g}' for f in a['lr_sweep'])} -> x{a.get('lr_scale', 1):g}")
+    return [a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])), "; ".join(extra),
+            a.get("description", ""), status]
+
+
+def _arms_section(v: _Inputs) -> _Doc:
+    """"Arms": one row per arm, then the skipped and partly run arms with their full reasons and the failed
+    cells."""
+    results = v.results
+    doc = _Doc()
     doc.h(2, "Arms")
-    arm_rows = []
-    for a in results.get("arms", []):
-        lrs = "/".join(f"{x:g}" for x in a["lrs_used"]) if a.get("lrs_used") else "n/a"
-        if a.get("model") == "features":
-            lrs = "n/a (closed-form fit)"
-        status = {"skipped": f"SKIPPED: {short_reason(a.get('reason'))}",
-                  "partial": f"PARTIAL: {short_reason(a.get('reason'))}"}.get(a.get("status"), "ran")
-        extra = []
-        if a.get("model") and a["model"] != "resnet50":
-            extra.append(f"model {a['model']}")
-        if a.get("tier_preset"):
-            extra.append(f"preset {a['tier_preset']}")
-        wd = a.get("weight_decay")
-        gc = a.get("grad_clip")
-        extra.append(f"weight decay {'default' if wd is None else f'{wd:g}'}, grad clip "
-                     f"{'default' if gc is None else ('off' if not gc else f'{gc:g}')}")
-        if a.get("lr_sweep"):
-            extra.append(f"LR sweep x{'/'.join(f'{f:g}' for f in a['lr_sweep'])} -> x{a.get('lr_scale', 1):g}")
-        arm_rows.append([a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])),
-                         "; ".join(extra), a.get("description", ""), status])
     doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "settings", "what",
-               "status"], arm_rows)
+               "status"], [_arm_row(a) for a in results.get("arms", [])])
     skipped = [a for a in results.get("arms", []) if a.get("status") == "skipped"]
     if skipped:
         doc.p("Skipped arms (their cells were not run; the reason in full):", strong=True)
@@ -487,9 +563,16 @@ def build(results: Mapping[str, Any]) -> _Doc:
     failed = results.get("failed") or {}
     if failed:
         doc.p(f"{len(failed)} cell(s) failed (re-running the bench retries them):", cls="warn")
-        doc.bullets([f"{k}: {v}" for k, v in failed.items()])
+        doc.bullets([f"{k}: {why}" for k, why in failed.items()])
+    return doc
 
-    # learning-rate sweeps
+
+def _lr_sweep_section(v: _Inputs) -> _Doc:
+    """"Learning-rate sweeps" (when any arm swept): validation selection-F1 per factor and the choice, a figure
+    per encoding; then the arms not swept and the cells stopped at the cap while still improving (these two
+    paragraphs also without sweeps)."""
+    results = v.results
+    doc = _Doc()
     sweeps = results.get("sweeps") or {}
     if sweeps:
         doc.h(2, "Learning-rate sweeps (chosen on validation only)")
@@ -501,8 +584,8 @@ def build(results: Mapping[str, Any]) -> _Doc:
         rows = []
         for arm, w in sweeps.items():
             for enc, c in w["curve"].items():
-                rows.append([arm, enc] + [_f(v) + (" (chosen)" if float(k) == w["chosen"] else "")
-                                          for k, v in c.items()]
+                rows.append([arm, enc] + [_f(val) + (" (chosen)" if float(k) == w["chosen"] else "")
+                                          for k, val in c.items()]
                             + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])])
         factors = sorted({f for w in sweeps.values() for f in w["factors"]})
         same = all(w["factors"] == factors for w in sweeps.values())
@@ -515,8 +598,8 @@ def build(results: Mapping[str, Any]) -> _Doc:
         if short:
             doc.p(f"Swept over fewer than 4 factors (not tuned in the sense of issue 11): {', '.join(short)}.",
                   cls="warn")
-        for enc in encodings_used(results):
-            curves = {a: {float(k): v for k, v in w["curve"].get(enc, {}).items()} for a, w in sweeps.items()
+        for enc in v.encodings:
+            curves = {a: {float(k): val for k, val in w["curve"].get(enc, {}).items()} for a, w in sweeps.items()
                       if w["curve"].get(enc)}
             if curves:
                 doc.figure(f"lr_sweep_{enc}.png",
@@ -533,24 +616,29 @@ def build(results: Mapping[str, Any]) -> _Doc:
         doc.p(f"{len(capped)} cell(s) stopped at the cap (epochs / max_steps) while validation was still improving "
               f"(best epoch = last epoch): {', '.join(capped)}. Their budget was not converged; raise the cap.",
               cls="warn")
+    return doc
 
-    # main table
-    fractions = sorted(cfg["fractions"])
+
+def _main_tables(v: _Inputs) -> _Doc:
+    """The main table, one per encoding: macro-F1 [95% interval] per arm and fraction with the paired difference
+    against the baseline and its verdict (the contrast's when there is one), and the majority classifier's row."""
+    results, base = v.results, v.base
+    doc = _Doc()
     con_verdict = {(c["arm"], c["baseline"], c["encoding"], float(c["fraction"])):
                    c["verdict"] + ("" if c.get("primary") else ", Holm") for c in results.get("contrasts") or []}
-    for enc in encodings_used(results):
-        doc.h(2, f"{split.capitalize()} macro-F1 by fraction of training data ({enc})")
+    for enc in v.encodings:
+        doc.h(2, f"{v.split.capitalize()} macro-F1 by fraction of training data ({enc})")
         rows = []
         for a in results.get("arms", []):
-            per = (summary.get(a["name"]) or {}).get(enc) or {}
+            per = v.arm_summary(a["name"], enc)
             if a.get("status") == "skipped":
-                if enc in (a.get("encodings_used") or cfg["encodings"]):
-                    rows.append([a["name"]] + ["skipped"] * len(fractions))
+                if enc in (a.get("encodings_used") or v.cfg["encodings"]):
+                    rows.append([a["name"]] + ["skipped"] * len(v.fractions))
                 continue
             if not per:
                 continue
             row = [a["name"]]
-            for f in fractions:
+            for f in v.fractions:
                 e = per.get(fraction_label(f))
                 if e is None:
                     row.append("skipped" if a.get("status") == "partial" else "not run")
@@ -558,54 +646,67 @@ def build(results: Mapping[str, Any]) -> _Doc:
                 txt = fmt_summary(e["macro_f1"])
                 if e.get("diff_vs_baseline"):
                     # the contrast's verdict when there is one (primary: its interval; secondary: Holm-adjusted)
-                    v = con_verdict.get((a["name"], base, enc, float(f)), verdict(e["diff_vs_baseline"]))
-                    txt += f"; Δ vs {base} {fmt_summary(e['diff_vs_baseline'], signed=True)} ({v})"
+                    verdict_text = con_verdict.get((a["name"], base, enc, float(f)), verdict(e["diff_vs_baseline"]))
+                    txt += f"; Δ vs {base} {fmt_summary(e['diff_vs_baseline'], signed=True)} ({verdict_text})"
                 row.append(txt)
             rows.append(row)
         mj = majority_test(results)
         if mj:
-            rows.append([f"majority (always {mj.get('predicts')})"] + [_f(mj["macro_f1"])] * len(fractions))
-        doc.table(["arm"] + [fraction_label(f) for f in fractions], rows)
+            rows.append([f"majority (always {mj.get('predicts')})"] + [_f(mj["macro_f1"])] * len(v.fractions))
+        doc.table(["arm"] + [fraction_label(f) for f in v.fractions], rows)
+    return doc
 
-    # figures
-    curves = learning_curves(records)
-    for enc in encodings_used(results):
-        if any(enc in per for per in summary.values()):
-            if len(fractions) > 1:
+
+def _curves(v: _Inputs) -> _Doc:
+    """The figures per encoding: the data-efficiency curve (with more than one fraction) and the learning
+    curves."""
+    results, cfg, split = v.results, v.cfg, v.split
+    doc = _Doc()
+    curves = learning_curves(v.records)
+    for enc in v.encodings:
+        if any(enc in per for per in v.summary.values()):
+            if len(v.fractions) > 1:
                 mj = majority_test(results)
                 doc.figure(f"data_efficiency_{enc}.png",
-                           plots.data_efficiency_png(summary, encoding=enc, ylabel=f"{split} macro-F1",
+                           plots.data_efficiency_png(v.summary, encoding=enc, ylabel=f"{split} macro-F1",
                                                      majority=mj["macro_f1"] if mj else None,
                                                      band="95% interval (records x seeds)" if "bootstrap" in
-                                                     statistics_line(results, base) else "95% CI over seeds"),
+                                                     statistics_line(results, v.base) else "95% CI over seeds"),
                            f"Data efficiency ({enc}): {split} macro-F1 vs training data used; bands are 95% "
                            "intervals; dashed: the majority classifier.")
             if any(k[1] == enc for k in curves):
                 doc.figure(f"learning_curves_{enc}.png",
-                           plots.learning_curves_png(curves, fractions=fractions, encoding=enc,
+                           plots.learning_curves_png(curves, fractions=v.fractions, encoding=enc,
                                                      target=cfg["target_f1"],
                                                      majority=(results.get("majority_val") or {}).get("macro_f1"),
                                                      x="step" if results.get("majority_val") else "epoch"),
                            f"Learning curves ({enc}): validation macro-F1 at each evaluation, at each fraction, mean "
                            "over seeds, band = min..max over seeds; dotted: the target; dashed: the majority "
                            "classifier on validation.")
+    return doc
 
-    # per-class
+
+def _per_class_section(v: _Inputs) -> _Doc:
+    """"Per-class sensitivity (Se) and positive predictivity (+P)" at the largest fraction, one table per
+    encoding: the spread over seeds and the records x seeds bootstrap interval; classes absent from the split are
+    named and left out."""
+    results, split, top = v.results, v.split, v.top
+    doc = _Doc()
     doc.h(2, "Per-class sensitivity (Se) and positive predictivity (+P)")
     aami = set(results["store"]["class_names"]) <= set(AAMI)
     doc.p(("AAMI beat classes (N normal, S supraventricular ectopic, V ventricular ectopic, F fusion, Q unknown). "
            if aami else "") + f"On the {split} split at the largest fraction; mean ± sd over seeds (min–max).")
-    top = fraction_label(max(fractions))
-    absent = [c for c in class_names if not (sp.get("class_counts") or {}).get(split, {}).get(c, 1)]
+    sp = results.get("split") or {}
+    absent = [c for c in v.class_names if not (sp.get("class_counts") or {}).get(split, {}).get(c, 1)]
     if absent:
         doc.p(f"Classes with no segment in the {split} split (left out of the table): {', '.join(absent)}.")
-    for enc in encodings_used(results):
+    for enc in v.encodings:
         rows = []
         for a in results.get("arms", []):
-            e = ((summary.get(a["name"]) or {}).get(enc) or {}).get(top)
+            e = v.arm_summary(a["name"], enc).get(top)
             if e is None:
                 continue
-            for c in class_names:
+            for c in v.class_names:
                 pc = e["per_class"].get(c)
                 if pc is None or c in absent:
                     continue
@@ -617,22 +718,33 @@ def build(results: Mapping[str, Any]) -> _Doc:
             doc.h(3, f"{enc}, {top} of the training data")
             doc.table(["arm", "class", "support", "Se", "+P", "F1", "Se [95% records x seeds]",
                        "+P [95% records x seeds]"], rows)
+    return doc
 
-    # confusion matrices
+
+def _confusion_section(v: _Inputs) -> _Doc:
+    """"Confusion matrices": a figure per arm and encoding at the largest fraction, summed over seeds."""
+    results, top = v.results, v.top
+    doc = _Doc()
     doc.h(2, "Confusion matrices")
-    doc.p(f"{split.capitalize()} split, largest fraction, summed over seeds; rows true class, columns predicted, "
+    doc.p(f"{v.split.capitalize()} split, largest fraction, summed over seeds; rows true class, columns predicted, "
           "colour = row-normalised share.")
-    for enc in encodings_used(results):
+    for enc in v.encodings:
         for a in results.get("arms", []):
-            e = ((summary.get(a["name"]) or {}).get(enc) or {}).get(top)
+            e = v.arm_summary(a["name"], enc).get(top)
             if e is None or e.get("confusion") is None:
                 continue
             names = results["store"]["class_names"]
             doc.figure(f"confusion_{a['name']}_{enc}.png",
                        plots.confusion_png(e["confusion"], names, title=f"{a['name']} ({enc}, {top})"),
                        f"Confusion matrix: {a['name']}, {enc}, {top}, summed over {len(e['seeds'])} seed(s).")
+    return doc
 
-    # time to target
+
+def _time_to_target_section(v: _Inputs) -> _Doc:
+    """"Time to reach validation macro-F1 ≥ target": steps, epochs and seconds per arm, encoding and fraction
+    (plus the source model's training time for ecg-pretrained arms), after the target check."""
+    results, cfg = v.results, v.cfg
+    doc = _Doc()
     doc.h(2, f"Time to reach validation macro-F1 ≥ {cfg['target_f1']:g}")
     sources = results.get("source_models") or {}
     doc.p("Epochs and cumulative seconds (training + validation) until a cell's validation macro-F1 first reaches "
@@ -647,7 +759,7 @@ def build(results: Mapping[str, Any]) -> _Doc:
               cls="warn" if tc.get("below_majority") else None)
     rows = []
     for a in results.get("arms", []):
-        for enc, per in (summary.get(a["name"]) or {}).items():
+        for enc, per in (v.summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
                 t = e["time_to_target"]
                 stp = e.get("steps_to_target") or {}
@@ -661,12 +773,18 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.table(["arm", "encoding", "fraction", "steps to target", "steps per seed (— not reached)",
                "seeds reaching it", "epochs (reached)", "seconds (reached)"]
               + (["+ source model s"] if sources else []), rows)
+    return doc
 
-    # throughput and hardware
+
+def _throughput_section(v: _Inputs) -> _Doc:
+    """"Throughput and hardware": images/s, peak memory and wall time per arm, encoding and fraction, and the
+    hardware table."""
+    results = v.results
+    doc = _Doc()
     doc.h(2, "Throughput and hardware")
     rows = []
     for a in results.get("arms", []):
-        for enc, per in (summary.get(a["name"]) or {}).items():
+        for enc, per in (v.summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
                 rows.append([a["name"], enc, flabel, fmt_range(e["images_per_s"]),
                              fmt_range(e.get("eval_images_per_s")), _bytes(e["peak_memory_bytes"]),
@@ -679,28 +797,43 @@ def build(results: Mapping[str, Any]) -> _Doc:
     doc.p(f"Images/s include rendering the images on the training device; peak memory is {kind}.")
     hw = results["hardware"]
     doc.table(["key", "value"], [[k, hw[k]] for k in sorted(hw)])
-    if results.get("source_models"):
-        doc.h(3, "Source models (ecg-pretrained)")
-        rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")),
-                 _f((m.get("val") or {}).get("macro_auroc")),
-                 (m.get("credibility") or {}).get("text", "not checked (older results)"), m.get("best_epoch"),
-                 _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in results["source_models"].items()]
-        doc.table(["encoding", "source store", "val macro-F1", "val macro-AUROC", "did it learn? (bootstrap over "
-                   "its validation records)", "best epoch", "wall s", "checkpoint"], rows)
-        for enc, m in results["source_models"].items():
-            ex = m.get("exclusion")
-            if ex:
-                doc.p(f"Source model ({enc}): {ex.get('why', 'the source store overlaps the target')}, so the "
-                      f"segments of the target's validation/test patients were dropped from it before its own split "
-                      f"(they were never trained on nor used to pick the source epoch): "
-                      f"{len(ex['dropped_patients'])} patients ({', '.join(ex['dropped_patients']) or 'none found'}), "
-                      f"{ex['dropped_segments']} segments; the source model trained on "
-                      f"{ex['kept_segments']['train']} segments.", cls="warn")
+    return doc
 
-    # every cell
+
+def _source_models_section(v: _Inputs) -> _Doc:
+    """"Source models (ecg-pretrained)", when the bench trained any: per encoding its store, validation scores,
+    whether it learned, best epoch, time and checkpoint, and the target patients dropped from its store."""
+    models = v.results.get("source_models")
+    doc = _Doc()
+    if not models:
+        return doc
+    doc.h(3, "Source models (ecg-pretrained)")
+    rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")),
+             _f((m.get("val") or {}).get("macro_auroc")),
+             (m.get("credibility") or {}).get("text", "not checked (older results)"), m.get("best_epoch"),
+             _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in models.items()]
+    doc.table(["encoding", "source store", "val macro-F1", "val macro-AUROC", "did it learn? (bootstrap over "
+               "its validation records)", "best epoch", "wall s", "checkpoint"], rows)
+    for enc, m in models.items():
+        ex = m.get("exclusion")
+        if ex:
+            doc.p(f"Source model ({enc}): {ex.get('why', 'the source store overlaps the target')}, so the "
+                  f"segments of the target's validation/test patients were dropped from it before its own split "
+                  f"(they were never trained on nor used to pick the source epoch): "
+                  f"{len(ex['dropped_patients'])} patients ({', '.join(ex['dropped_patients']) or 'none found'}), "
+                  f"{ex['dropped_segments']} segments; the source model trained on "
+                  f"{ex['kept_segments']['train']} segments.", cls="warn")
+    return doc
+
+
+def _cells_section(v: _Inputs) -> _Doc:
+    """"Every cell": one row per cell record, then one per invocation of the bench (computed, reused,
+    recomputed and why)."""
+    results, split = v.results, v.split
+    doc = _Doc()
     doc.h(2, "Every cell")
     rows = []
-    for r in records:
+    for r in v.records:
         c = r["cell"]
         m = r.get(split) or {}
         rows.append([c["arm"], c["encoding"], fraction_label(c["fraction"]), c["seed"], r.get("status"),
@@ -714,19 +847,42 @@ def build(results: Mapping[str, Any]) -> _Doc:
               [[i.get("bench_run_id"), i.get("started_at") or "n/a", i.get("finished_at") or "n/a",
                 len(i.get("computed", [])), len(i.get("reused", [])), _recomputed(i.get("recomputed")),
                 _f(i.get("wall_s"), 0), i.get("command", "")] for i in inv])
+    return doc
 
-    # exact config and manifests
+
+def _config_section(v: _Inputs) -> _Doc:
+    """"Exact configuration and store manifests": the command, the resolved config, the config file as given and
+    the target (and source) store manifests."""
+    results = v.results
+    doc = _Doc()
     doc.h(2, "Exact configuration and store manifests")
     if results.get("command"):
         doc.p(f"Command: {results['command']}")
-    doc.code(json.dumps(cfg, indent=2, sort_keys=True), "Resolved bench config (JSON)", "json")
+    doc.code(json.dumps(v.cfg, indent=2, sort_keys=True), "Resolved bench config (JSON)", "json")
     if results.get("config_text"):
         doc.code(results["config_text"], "Config file as given (TOML)", "toml")
-    doc.code(json.dumps(_manifest_for_report(st["manifest"]), indent=2, sort_keys=True), "Target store manifest",
-             "json")
+    doc.code(json.dumps(_manifest_for_report(results["store"]["manifest"]), indent=2, sort_keys=True),
+             "Target store manifest", "json")
     if results.get("source_store"):
         doc.code(json.dumps(_manifest_for_report(results["source_store"]["manifest"]), indent=2, sort_keys=True),
                  "Source store manifest", "json")
+    return doc
+
+
+#: the report's sections in order; each reads :class:`_Inputs` and returns its part of the document
+_SECTIONS = (_title, _headline_section, _setup_section, _arms_section, _lr_sweep_section, _main_tables, _curves,
+            _per_class_section, _confusion_section, _time_to_target_section, _throughput_section,
+            _source_models_section, _cells_section, _config_section)
+
+
+def build(results: Mapping[str, Any]) -> _Doc:
+    """The report of a bench's ``results`` (``results.json``) as a two-format document: the parts of
+    ``_SECTIONS``, in order (``.md`` and ``.html`` hold the same content; ``.figures`` maps file names to
+    PNG bytes)."""
+    inputs = _Inputs.of(results)
+    doc = _Doc()
+    for section in _SECTIONS:
+        doc.extend(section(inputs))
     return doc
 
 
