@@ -19,6 +19,9 @@ Tasks:
 Records are processed in parallel (a process pool of ``jobs`` workers, at most ``2 * jobs`` records in
 flight, so memory stays bounded) and appended in record order; the store appears under ``out`` only once
 complete. Re-running with the same parameters on the same source files skips the work.
+
+:func:`convert` is :func:`plan_conversion` (every check, every header read and every source file hashed, nothing
+written) followed by :func:`execute` (the work), and a :class:`ConversionPlan` can be inspected in between.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -440,6 +443,303 @@ def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], over
 
 
 # --------------------------------------------------------------------------------------------------
+# planning: every check and every read before anything is written (main process)
+
+@dataclass(frozen=True)
+class PlannedRecord:
+    """One record a plan converts.
+
+    Attributes:
+        record_id: the record's id (``"101"``, ``"A00009"``).
+        path: the record's path without extension (``.../mitdb/1.0.0/101``).
+        patient: the patient (subject) id of the record (``Database.patient_of``: mitdb 202 is patient 201).
+        label: the record's class index into ``ConvertConfig.class_names`` (rhythm tasks); None for ``beats``,
+            whose labels come from each beat's annotation.
+    """
+
+    record_id: str
+    path: Path
+    patient: str
+    label: int | None
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    """A conversion resolved and validated by :func:`plan_conversion`, ready for :func:`execute`.
+
+    Attributes:
+        database: the catalog entry of the database.
+        config: every parameter that determines the store's content (its ``version``, ``task``, ``records``
+            and ``class_names`` among them), as recorded in ``manifest["parameters"]``.
+        records: the records to convert, in store order (ids as in ``config.records``).
+        lead_names: the stored leads, as named in the first record's header (``C = len(lead_names)``).
+        source_files: relative path -> SHA256 of every source file read (headers, signals, annotations, label
+            files), sorted by path; ``manifest["source_files"]``.
+        data: the folder holding ``<database>/<version>/``.
+        out: the store directory to create.
+        jobs: worker processes (at most one per record; 1 converts in this process).
+        overwrite: whether a store of another conversion at ``out`` may be replaced.
+        up_to_date: ``out`` already holds exactly this conversion (same parameters and source files) when
+            planned; :func:`execute` then returns that store and writes nothing.
+    """
+
+    database: Database
+    config: ConvertConfig
+    records: tuple[PlannedRecord, ...]
+    lead_names: tuple[str, ...]
+    source_files: dict[str, str]
+    data: Path
+    out: Path
+    jobs: int
+    overwrite: bool
+    up_to_date: bool
+
+    @property
+    def version(self) -> str:
+        """The database version converted."""
+        return self.config.version
+
+    @property
+    def task(self) -> str:
+        """The conversion task (:data:`TASKS`)."""
+        return self.config.task
+
+
+def _check_choices(db: Database, task: str | None, dtype: str, normalize: str) -> str:
+    """The task (the database's default when None), after checking it, ``dtype`` and ``normalize``."""
+    task = task or db.default_task
+    if task not in db.tasks:
+        raise ConfigError(f"{db.name} supports the task(s) {', '.join(db.tasks)}, not {task!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if normalize not in filters.NORMALIZATIONS:
+        raise ConfigError(f"normalize must be one of {', '.join(filters.NORMALIZATIONS)}, got {normalize!r}")
+    return task
+
+
+def _lead_spec(db: Database, lead: str | Sequence[str] | None) -> str | tuple[str, ...]:
+    """The leads asked for: one name, a tuple of names, or :data:`ALL_LEADS` (default: the catalog's first)."""
+    if lead is None:
+        return db.leads[0]
+    if isinstance(lead, str):
+        return ALL_LEADS if lead.lower() == ALL_LEADS else lead
+    spec = tuple(str(x) for x in lead)
+    if not spec:
+        raise ConfigError("lead: give at least one lead name")
+    return spec
+
+
+def _rates(db: Database, fs: float | None, filter: str, band: Sequence[float],  # noqa: A002
+           filter_order: int) -> tuple[float, float, tuple[float, float]]:
+    """``(source fs, output fs, band)`` after checking that the resampling ratio and the filter can be made."""
+    src_fs = float(db.fs)
+    out_fs = float(fs) if fs is not None else src_fs
+    filters.resample_ratio(src_fs, out_fs)
+    band_t = (float(band[0]), float(band[1]))
+    filters.design_filter(filter, src_fs, band_t, int(filter_order))
+    return src_fs, out_fs, band_t
+
+
+def _window_lengths(task: str, out_fs: float, before: float | int | str, after: float | int | str, window: float,
+                    stride: float | None) -> tuple[int, int, int, int]:
+    """``(before, after, window, stride)`` in samples at ``out_fs``: the beat sides for beat tasks, the rhythm
+    window and step otherwise (the others 0)."""
+    before_n = after_n = window_n = stride_n = 0
+    if task in BEAT_TASKS:
+        before_n = to_samples(before, out_fs, "before")
+        after_n = to_samples(after, out_fs, "after")
+        for name, given, n in (("before", before, before_n), ("after", after, after_n)):
+            if n > MAX_BEAT_SIDE * out_fs:
+                raise ConfigError(
+                    f"{name}={given!r} is {n} samples = {n / out_fs:g} s at {out_fs:g} Hz; a beat window longer "
+                    f"than {MAX_BEAT_SIDE:g} s on either side of the R peak is refused. Units: in Python a float is "
+                    "seconds (0.25) and an int samples at the output rate (90); a string carries its unit "
+                    "('0.25s', '250ms', '90samples'); on the command line a bare number is seconds "
+                    "(--before 90samples for 90 samples)")
+        if before_n + after_n < 1:
+            raise ConfigError("the beat window is empty: before + after must be at least one sample")
+    else:
+        if window <= 0 or (stride is not None and stride <= 0):
+            raise ConfigError(f"window and stride must be positive seconds, got {window} and {stride}")
+        window_n = int(round(float(window) * out_fs))
+        stride_n = int(round(float(stride if stride is not None else window) * out_fs))
+        if window_n < 1 or stride_n < 1:
+            raise ConfigError(f"window/stride shorter than one sample at {out_fs:g} Hz")
+    return before_n, after_n, window_n, stride_n
+
+
+def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], lead_spec: str | tuple[str, ...],
+                  record_labels: Mapping[str, int] | None, label_files: Sequence[Path]
+                  ) -> tuple[tuple[str, ...], list[Path]]:
+    """``(lead names, source files)``: each record's header read once, its leads resolved (the same in every
+    record), its files listed, its annotation file checked (``beats``) or its label found (rhythm tasks)."""
+    files: list[Path] = list(label_files)
+    lead_names: tuple[str, ...] | None = None
+    for rid, path in chosen:
+        header = read_header(path, rid)
+        rec_files = record_files(path, rid, header=header)
+        idx = select_leads(header.sig_name, None if lead_spec == ALL_LEADS else lead_spec, record_id=rid)
+        names = tuple(header.sig_name[i] for i in idx)
+        if lead_names is None:
+            lead_names = names
+        elif len(names) != len(lead_names) or (lead_spec == ALL_LEADS and
+                                               [n.lower() for n in names] != [n.lower() for n in lead_names]):
+            raise RecordError(f"record {rid} has leads {', '.join(names)} but {chosen[0][0]} has "
+                              f"{', '.join(lead_names)}; lead='all' needs the same leads in every record: "
+                              "choose leads by name")
+        files.extend(rec_files)
+        if task == "beats":
+            ann = path.with_name(f"{path.name}.{db.annotation}")
+            if not ann.is_file():
+                raise RecordError(f"record {rid}: annotation file {ann} is missing")
+            beatmod.check_annotation_file(ann, rid)  # a truncated .atr is refused before anything is written
+            files.append(ann)
+        elif record_labels is not None and rid not in record_labels:
+            raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")
+    assert lead_names is not None  # _resolve_records leaves at least one record
+    return lead_names, files
+
+
+def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
+                    records: Sequence[str] | None = None, lead: str | Sequence[str] | None = None,
+                    fs: float | None = None, before: float | int | str = DEFAULT_BEFORE,
+                    after: float | int | str = DEFAULT_AFTER, rr_context: bool = True, include_paced: bool = False,
+                    window: float = DEFAULT_WINDOW, stride: float | None = None, whole_record: bool = False,
+                    reference: str = "original", rhythm_classes: str = "fine",
+                    filter: str = DEFAULT_FILTER,  # noqa: A002 - the natural name
+                    band: Sequence[float] = DEFAULT_BAND, filter_order: int = DEFAULT_FILTER_ORDER,
+                    normalize: str = "none", dtype: str = "float32", jobs: int | None = None,
+                    overwrite: bool = False, version: str | None = None) -> ConversionPlan:
+    """Resolve and validate a conversion without writing anything.
+
+    Checks every parameter and the output folder, resolves the records, their labels and leads, reads every
+    record's header, checks the annotation files, hashes every source file (cross-checked with
+    ``SHA256SUMS.txt``) and compares with a store already at ``out``. Nothing is written, not even a lock or a
+    temporary folder: :func:`execute` does the work.
+
+    Args:
+        database, data, out, task, records, lead, fs, before, after, rr_context, include_paced, window, stride,
+        whole_record, reference, rhythm_classes, filter, band, filter_order, normalize, dtype, jobs, overwrite,
+        version: as for :func:`convert`.
+
+    Returns:
+        The :class:`ConversionPlan`.
+
+    Raises:
+        CatalogError: unknown database, version or record.
+        ConfigError: invalid parameters or output folder.
+        RecordError: a missing or malformed source file (the message names the record and the file).
+        StoreError: ``out`` holds another conversion and ``overwrite`` is False.
+    """
+    db = get_database(database)
+    version = db.check_version(version)
+    task = _check_choices(db, task, dtype, normalize)
+    data = Path(data)
+    out = Path(out)
+    check_output_dir(out, kind="store", inputs={"--data": data})  # before reading or writing anything
+    vdir = _version_dir(db, data, version)
+    lead_spec = _lead_spec(db, lead)
+    chosen = _resolve_records(db, vdir, task, records, include_paced)
+    class_names, record_labels, label_files = _labels_for(db, vdir, task, reference, rhythm_classes)
+    src_fs, out_fs, band_t = _rates(db, fs, filter, band, filter_order)
+    before_n, after_n, window_n, stride_n = _window_lengths(task, out_fs, before, after, window, stride)
+    # headers, leads and source files, in the main process (errors before any heavy work)
+    lead_names, files = _read_headers(db, task, chosen, lead_spec, record_labels, label_files)
+    sources = _hash_sources(files, vdir)
+
+    beats = task in BEAT_TASKS
+    cfg = ConvertConfig(
+        database=db.name, version=version, task=task, records=tuple(r for r, _ in chosen),
+        lead=lead_spec, fs=out_fs, source_fs=src_fs,
+        before=before_n / out_fs if beats else None, after=after_n / out_fs if beats else None,
+        before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and beats,
+        include_paced=bool(include_paced) and task == "beats",
+        window=None if beats else float(window),
+        stride=None if beats else float(stride if stride is not None else window),
+        window_samples=window_n, stride_samples=stride_n, whole_record=bool(whole_record) and not beats,
+        reference=reference if db.name == "challenge-2017" and task != "beats" else None,
+        rhythm_classes=rhythm_classes if db.name == "ludb" and task != "beats" else None,
+        filter=filter, band=band_t, filter_order=int(filter_order),
+        normalize=normalize, dtype=dtype, class_names=tuple(class_names))
+    # read only: a store left aside by an interrupted overwrite is restored by execute, which checks again
+    up_to_date = _existing_store(out, cfg, sources, overwrite) is not None
+    n_workers = max(1, int(jobs if jobs is not None else min(4, os.cpu_count() or 1)))
+    planned = tuple(PlannedRecord(record_id=rid, path=path, patient=db.patient_of(rid),
+                                  label=None if record_labels is None else record_labels[rid])
+                    for rid, path in chosen)
+    return ConversionPlan(database=db, config=cfg, records=planned, lead_names=lead_names, source_files=sources,
+                          data=data, out=out, jobs=min(n_workers, len(planned)), overwrite=overwrite,
+                          up_to_date=up_to_date)
+
+
+# --------------------------------------------------------------------------------------------------
+# execution
+
+def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
+    """Convert the records of ``plan`` into its store and return the store.
+
+    An interrupted overwrite's leftovers beside ``plan.out`` are cleaned up first (the store it had moved aside
+    is restored); a store at ``plan.out`` holding exactly this conversion is returned as it is. Otherwise the
+    records are processed by ``plan.jobs`` workers and appended in order to a new store, which appears at
+    ``plan.out`` only once complete (see :func:`convert`).
+
+    Args:
+        plan: from :func:`plan_conversion`.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`~ecgtransfer.store.SegmentStore` (``segments`` ``[N, C, L]``).
+
+    Raises:
+        RecordError: a record fails to convert, or a worker process dies.
+        StoreError: ``plan.out`` holds another conversion and ``plan.overwrite`` is False.
+    """
+    db, cfg, out = plan.database, plan.config, plan.out
+    recover_interrupted(out)  # an overwrite killed between its renames leaves the previous store aside
+    existing = _existing_store(out, cfg, plan.source_files, plan.overwrite)
+    if existing is not None:
+        log.info("%s is up to date (same parameters and source files); skipping conversion", out)
+        return existing
+
+    run_jobs = [_RecordJob(record_id=r.record_id, path=str(r.path), patient=r.patient, label=r.label, config=cfg)
+                for r in plan.records]
+    log.info("converting %d %s records (%s task, %d worker(s)) into %s", len(run_jobs), db.name, cfg.task,
+             plan.jobs, out)
+
+    from tqdm.auto import tqdm
+
+    dropped: dict[str, int] = {}
+    ignored = 0
+    with StoreWriter(out, channels=len(plan.lead_names), length=cfg.length, dtype=cfg.dtype,
+                     overwrite=plan.overwrite) as writer:
+        with tqdm(total=len(run_jobs), desc=f"convert {db.name}", unit="record", disable=not progress) as bar:
+            for res in _run_jobs(run_jobs, plan.jobs):
+                if res.dropped:
+                    dropped[res.record_id] = res.dropped
+                ignored += res.ignored
+                if len(res.segments):
+                    writer.append(res.segments, res.labels, record_id=res.record_id, patient_id=res.patient,
+                                  positions=res.positions, extras=res.extras)
+                else:
+                    log.warning("record %s produced no segments", res.record_id)
+                bar.update(1)
+        if dropped:
+            log.info("dropped %d beats whose window falls off the record edge (%s)", sum(dropped.values()),
+                     ", ".join(f"{r}: {n}" for r, n in dropped.items()))
+        if ignored:
+            log.info("ignored %d non-beat annotations", ignored)
+        summary = {"n_records": len(run_jobs), "n_segments": len(writer), "dropped_edge": dropped,
+                   "ignored_annotations": ignored}
+        store = writer.close(database=db.name, version=cfg.version, task=cfg.task, fs=cfg.fs,
+                             lead_names=plan.lead_names, class_names=cfg.class_names,
+                             source_files=plan.source_files, parameters=cfg.to_json(), summary=summary,
+                             patients_known=db.patients_known,
+                             provenance={"source_root": str(plan.data.resolve()), "jobs": plan.jobs})
+    log.info("wrote %s: %d segments of shape %s", out, len(store), store.shape[1:])
+    return store
+
+
+# --------------------------------------------------------------------------------------------------
 # the public entry point
 
 def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
@@ -497,146 +797,14 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
         RecordError: a missing or malformed source file (the message names the record and the file).
         StoreError: ``out`` holds another conversion and ``overwrite`` is False.
     """
-    db = get_database(database)
-    version = db.check_version(version)
-    task = task or db.default_task
-    if task not in db.tasks:
-        raise ConfigError(f"{db.name} supports the task(s) {', '.join(db.tasks)}, not {task!r}")
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if normalize not in filters.NORMALIZATIONS:
-        raise ConfigError(f"normalize must be one of {', '.join(filters.NORMALIZATIONS)}, got {normalize!r}")
-    data = Path(data)
-    out = Path(out)
-    check_output_dir(out, kind="store", inputs={"--data": data})  # before reading or writing anything
-    vdir = _version_dir(db, data, version)
-
-    # leads
-    if lead is None:
-        lead_spec: str | tuple[str, ...] = db.leads[0]
-    elif isinstance(lead, str):
-        lead_spec = ALL_LEADS if lead.lower() == ALL_LEADS else lead
-    else:
-        lead_spec = tuple(str(x) for x in lead)
-        if not lead_spec:
-            raise ConfigError("lead: give at least one lead name")
-
-    chosen = _resolve_records(db, vdir, task, records, include_paced)
-    class_names, record_labels, label_files = _labels_for(db, vdir, task, reference, rhythm_classes)
-
-    # rates and lengths
-    src_fs = float(db.fs)
-    out_fs = float(fs) if fs is not None else src_fs
-    filters.resample_ratio(src_fs, out_fs)
-    band_t = (float(band[0]), float(band[1]))
-    filters.design_filter(filter, src_fs, band_t, int(filter_order))
-    before_n = after_n = window_n = stride_n = 0
-    if task in BEAT_TASKS:
-        before_n = to_samples(before, out_fs, "before")
-        after_n = to_samples(after, out_fs, "after")
-        for name, given, n in (("before", before, before_n), ("after", after, after_n)):
-            if n > MAX_BEAT_SIDE * out_fs:
-                raise ConfigError(
-                    f"{name}={given!r} is {n} samples = {n / out_fs:g} s at {out_fs:g} Hz; a beat window longer "
-                    f"than {MAX_BEAT_SIDE:g} s on either side of the R peak is refused. Units: in Python a float is "
-                    "seconds (0.25) and an int samples at the output rate (90); a string carries its unit "
-                    "('0.25s', '250ms', '90samples'); on the command line a bare number is seconds "
-                    "(--before 90samples for 90 samples)")
-        if before_n + after_n < 1:
-            raise ConfigError("the beat window is empty: before + after must be at least one sample")
-    else:
-        if window <= 0 or (stride is not None and stride <= 0):
-            raise ConfigError(f"window and stride must be positive seconds, got {window} and {stride}")
-        window_n = int(round(float(window) * out_fs))
-        stride_n = int(round(float(stride if stride is not None else window) * out_fs))
-        if window_n < 1 or stride_n < 1:
-            raise ConfigError(f"window/stride shorter than one sample at {out_fs:g} Hz")
-
-    # headers, leads and source files, in the main process (errors before any heavy work)
-    files: list[Path] = list(label_files)
-    lead_names: tuple[str, ...] | None = None
-    for rid, path in chosen:
-        header = read_header(path, rid)
-        rec_files = record_files(path, rid, header=header)
-        idx = select_leads(header.sig_name, None if lead_spec == ALL_LEADS else lead_spec, record_id=rid)
-        names = tuple(header.sig_name[i] for i in idx)
-        if lead_names is None:
-            lead_names = names
-        elif len(names) != len(lead_names) or (lead_spec == ALL_LEADS and
-                                               [n.lower() for n in names] != [n.lower() for n in lead_names]):
-            raise RecordError(f"record {rid} has leads {', '.join(names)} but {chosen[0][0]} has "
-                              f"{', '.join(lead_names)}; lead='all' needs the same leads in every record: "
-                              "choose leads by name")
-        files.extend(rec_files)
-        if task == "beats":
-            ann = path.with_name(f"{path.name}.{db.annotation}")
-            if not ann.is_file():
-                raise RecordError(f"record {rid}: annotation file {ann} is missing")
-            beatmod.check_annotation_file(ann, rid)  # a truncated .atr is refused before anything is written
-            files.append(ann)
-        elif record_labels is not None and rid not in record_labels:
-            raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")
-    assert lead_names is not None
-    sources = _hash_sources(files, vdir)
-
-    beats = task in BEAT_TASKS
-    cfg = ConvertConfig(
-        database=db.name, version=version, task=task, records=tuple(r for r, _ in chosen),
-        lead=lead_spec, fs=out_fs, source_fs=src_fs,
-        before=before_n / out_fs if beats else None, after=after_n / out_fs if beats else None,
-        before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and beats,
-        include_paced=bool(include_paced) and task == "beats",
-        window=None if beats else float(window),
-        stride=None if beats else float(stride if stride is not None else window),
-        window_samples=window_n, stride_samples=stride_n, whole_record=bool(whole_record) and not beats,
-        reference=reference if db.name == "challenge-2017" and task != "beats" else None,
-        rhythm_classes=rhythm_classes if db.name == "ludb" and task != "beats" else None,
-        filter=filter, band=band_t, filter_order=int(filter_order),
-        normalize=normalize, dtype=dtype, class_names=tuple(class_names))
-
-    recover_interrupted(out)  # an overwrite killed between its renames leaves the previous store aside
-    existing = _existing_store(out, cfg, sources, overwrite)
-    if existing is not None:
-        log.info("%s is up to date (same parameters and source files); skipping conversion", out)
-        return existing
-
-    n_workers = max(1, int(jobs if jobs is not None else min(4, os.cpu_count() or 1)))
-    n_workers = min(n_workers, len(chosen))
-    run_jobs = [_RecordJob(record_id=rid, path=str(path), patient=db.patient_of(rid),
-                           label=None if record_labels is None else record_labels[rid], config=cfg)
-                for rid, path in chosen]
-    log.info("converting %d %s records (%s task, %d worker(s)) into %s", len(run_jobs), db.name, task, n_workers, out)
-
-    from tqdm.auto import tqdm
-
-    dropped: dict[str, int] = {}
-    ignored = 0
-    with StoreWriter(out, channels=len(lead_names), length=cfg.length, dtype=dtype, overwrite=overwrite) as writer:
-        with tqdm(total=len(run_jobs), desc=f"convert {db.name}", unit="record", disable=not progress) as bar:
-            for res in _run_jobs(run_jobs, n_workers):
-                if res.dropped:
-                    dropped[res.record_id] = res.dropped
-                ignored += res.ignored
-                if len(res.segments):
-                    writer.append(res.segments, res.labels, record_id=res.record_id, patient_id=res.patient,
-                                  positions=res.positions, extras=res.extras)
-                else:
-                    log.warning("record %s produced no segments", res.record_id)
-                bar.update(1)
-        if dropped:
-            log.info("dropped %d beats whose window falls off the record edge (%s)", sum(dropped.values()),
-                     ", ".join(f"{r}: {n}" for r, n in dropped.items()))
-        if ignored:
-            log.info("ignored %d non-beat annotations", ignored)
-        summary = {"n_records": len(run_jobs), "n_segments": len(writer), "dropped_edge": dropped,
-                   "ignored_annotations": ignored}
-        store = writer.close(database=db.name, version=version, task=task, fs=out_fs, lead_names=lead_names,
-                             class_names=class_names, source_files=sources, parameters=cfg.to_json(),
-                             summary=summary, patients_known=db.patients_known,
-                             provenance={"source_root": str(data.resolve()), "jobs": n_workers})
-    log.info("wrote %s: %d segments of shape %s", out, len(store), store.shape[1:])
-    return store
+    plan = plan_conversion(database, data=data, out=out, task=task, records=records, lead=lead, fs=fs, before=before,
+                           after=after, rr_context=rr_context, include_paced=include_paced, window=window,
+                           stride=stride, whole_record=whole_record, reference=reference,
+                           rhythm_classes=rhythm_classes, filter=filter, band=band, filter_order=filter_order,
+                           normalize=normalize, dtype=dtype, jobs=jobs, overwrite=overwrite, version=version)
+    return execute(plan, progress=progress)
 
 
-__all__ = ["ConvertConfig", "convert", "to_samples", "TASKS", "BEAT_TASKS"]
+__all__ = ["ConvertConfig", "ConversionPlan", "PlannedRecord", "convert", "plan_conversion", "execute",
+           "to_samples", "TASKS", "BEAT_TASKS"]
 

@@ -617,3 +617,133 @@ def test_workers_avoid_fork_once_torch_is_loaded(physionet_root, tmp_path, monke
     assert par.manifest_hash == seq.manifest_hash
     monkeypatch.delitem(sys.modules, "torch")
     assert real().get_start_method() == "fork"
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (hidden ones included) -> (size, mtime_ns)."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_plan_writes_nothing_and_lists_what_execute_converts(physionet_root, tmp_path):
+    """plan_conversion reads headers and hashes files but writes nothing (no store, no partial folder, no lock);
+    execute converts exactly the planned records, classes and source files."""
+    from ecgtransfer.conversion import execute, plan_conversion
+
+    vdir = _copy_mitdb(physionet_root, tmp_path / "data", ["101", "106", "201"], sums=True)
+    out = tmp_path / "stores" / "s"
+    before = _tree(tmp_path)
+    plan = plan_conversion("mitdb", data=tmp_path / "data", out=out, records=["106", "101"], filter="none",
+                           jobs=1)
+    assert _tree(tmp_path) == before and not out.parent.exists()
+    assert [r.record_id for r in plan.records] == ["106", "101"] == list(plan.config.records)
+    assert [r.path for r in plan.records] == [vdir / "106", vdir / "101"]
+    assert [(r.patient, r.label) for r in plan.records] == [("106", None), ("101", None)]
+    assert plan.config.class_names == tuple(sorted(set(AAMI.values()), key="NSVFQ".index))
+    assert plan.lead_names == ("MLII",) and plan.jobs == 1 and not plan.up_to_date
+    assert plan.version == "1.0.0" and plan.task == "beats" and plan.out == out
+    files = [f"{r}.{e}" for r in ["101", "106"] for e in ["atr", "dat", "hea"]]
+    assert list(plan.source_files) == files  # sorted, 201's files not among them
+    assert plan.source_files == {f: hashlib.sha256((vdir / f).read_bytes()).hexdigest() for f in files}
+
+    store = execute(plan, progress=False)
+    assert store.manifest["source_files"] == plan.source_files
+    assert store.manifest["parameters"] == plan.config.to_json()
+    assert store.class_names == list(plan.config.class_names) and store.lead_names == list(plan.lead_names)
+    _, first = np.unique(store.record_ids, return_index=True)
+    assert [str(store.record_ids[i]) for i in sorted(first)] == ["106", "101"]
+    for rec in ["101", "106"]:
+        kept, _, _ = _expected_beats(physionet_root, rec)
+        assert (store.record_ids == rec).sum() == sum(kept.values())
+    # planned again: the store is up to date, and executing that plan writes nothing
+    written = _tree(tmp_path)
+    again = plan_conversion("mitdb", data=tmp_path / "data", out=out, records=["106", "101"], filter="none", jobs=1)
+    assert again.up_to_date and again.config == plan.config and again.source_files == plan.source_files
+    assert execute(again, progress=False).manifest_hash == store.manifest_hash
+    assert _tree(tmp_path) == written
+
+
+def test_plan_of_a_rhythm_task_holds_the_record_labels(physionet_root, tmp_path):
+    """challenge-2017: each planned record carries its REFERENCE-v3.csv class, read independently with csv."""
+    from ecgtransfer.conversion import plan_conversion
+
+    root = physionet_root / "challenge-2017" / "1.0.0" / "training2017"
+    v3 = dict(csv.reader(open(root / "REFERENCE-v3.csv")))
+    records = ["A00009", "A00039", "A00061"]
+    plan = plan_conversion("challenge-2017", data=physionet_root, out=tmp_path / "c", records=records,
+                           reference="v3", jobs=4)
+    names = plan.config.class_names
+    assert names == ("N", "A", "O", "~")
+    assert {r.record_id: names[r.label] for r in plan.records} == {r: v3[r] for r in records}
+    assert "training2017/REFERENCE-v3.csv" in plan.source_files and plan.jobs == 3  # one worker per record at most
+    assert not (tmp_path / "c").exists()
+
+
+_MITDB = dict(records=["101"], filter="none", jobs=1)
+
+
+@pytest.mark.parametrize("database, kwargs, error, message", [
+    ("nodb", {}, CatalogError, "unknown database"),
+    ("mitdb", dict(_MITDB, records=["999"]), CatalogError, r"unknown record '999' of mitdb: not listed in .*RECORDS"),
+    ("mitdb", dict(_MITDB, version="9.9.9"), CatalogError, "9.9.9"),
+    ("mitdb", dict(_MITDB, task="rhythm"), ConfigError, r"mitdb supports the task\(s\) beats, not 'rhythm'"),
+    ("mitdb", dict(_MITDB, dtype="int8"), ConfigError, "dtype must be one of float32, float16, got 'int8'"),
+    ("mitdb", dict(_MITDB, normalize="l2"), ConfigError, "normalize must be one of .*, got 'l2'"),
+    ("mitdb", dict(_MITDB, lead=[]), ConfigError, "lead: give at least one lead name"),
+    ("mitdb", dict(_MITDB, records=["114"], lead="V1"), RecordError,
+     "record 114 has no lead 'V1'; its leads are V5, MLII"),
+    ("mitdb", dict(_MITDB, before=90.0), ConfigError, r"before=90\.0 is 32400 samples = 90 s at 360 Hz"),
+    ("mitdb", dict(_MITDB, before=0, after=0), ConfigError, "the beat window is empty"),
+    ("challenge-2017", dict(_MITDB, records=["A00009"], window=-1.0), ConfigError,
+     "window and stride must be positive seconds, got -1.0 and None"),
+    ("challenge-2017", dict(_MITDB, records=["A00009"], reference="v9"), ConfigError,
+     "unknown challenge-2017 reference 'v9'"),
+])
+def test_plan_refuses_bad_input_in_one_line_and_writes_nothing(physionet_root, tmp_path, database, kwargs, error,
+                                                                message):
+    from ecgtransfer.conversion import plan_conversion
+
+    out = tmp_path / "s"
+    with pytest.raises(error, match=message) as info:
+        plan_conversion(database, data=physionet_root, out=out, **kwargs)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_refuses_another_conversion_at_out(physionet_root, tmp_path):
+    """A store of other parameters at ``out`` is refused when planning (before any work), as convert refuses it."""
+    from ecgtransfer.conversion import plan_conversion
+
+    out = tmp_path / "s"
+    et.convert("mitdb", data=physionet_root, out=out, **_MITDB, progress=False)
+    written = _tree(tmp_path)
+    with pytest.raises(StoreError, match=r"holds a different conversion \(differs in: after, after_samples\)"):
+        plan_conversion("mitdb", data=physionet_root, out=out, after=0.5, **_MITDB)
+    assert not plan_conversion("mitdb", data=physionet_root, out=out, after=0.5, overwrite=True, **_MITDB).up_to_date
+    assert _tree(tmp_path) == written
+
+
+def test_execute_restores_a_store_an_interrupted_overwrite_left_aside(physionet_root, tmp_path, caplog):
+    """An overwrite killed between its two renames leaves the store in ``.s.old-*``: planning leaves it there
+    (it writes nothing; nothing is at ``out``), execute puts it back and, being this very conversion, keeps it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from ecgtransfer.conversion import execute, plan_conversion
+
+    out = tmp_path / "s"
+    first = et.convert("mitdb", data=physionet_root, out=out, **_MITDB, progress=False)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    aside = tmp_path / ".s.old-dead"
+    aside.mkdir()
+    (aside / ".owner").write_text(f"{dead.pid} {socket.gethostname()}\n")
+    os.replace(out, aside / "store")
+    left = _tree(tmp_path)
+    plan = plan_conversion("mitdb", data=physionet_root, out=out, **_MITDB)
+    assert not plan.up_to_date and _tree(tmp_path) == left
+    with caplog.at_level(logging.INFO, logger="ecgtransfer.conversion"):
+        store = execute(plan, progress=False)
+    assert "up to date" in caplog.text
+    assert store.manifest_hash == first.manifest_hash and sorted(p.name for p in tmp_path.iterdir()) == ["s"]
