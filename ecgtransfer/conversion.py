@@ -106,7 +106,7 @@ class ConvertConfig:
     Attributes:
         database: catalog name (``mitdb``).
         version: database version.
-        task: ``beats`` or ``rhythm``.
+        task: one of :data:`TASKS` (``beats``, ``rhythm``, ``rhythm-beats``).
         records: record ids converted, in store order.
         lead: the leads: one name, a list of names, or ``"all"``.
         fs: rate of the stored segments in Hz (the source rate unless resampled).
