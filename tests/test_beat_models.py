@@ -11,9 +11,8 @@ import torch
 import torchvision
 
 from ecgtransfer.errors import ConfigError, TrainingError
-from ecgtransfer.models import ModelSpec, ResNet50, build_model, from_torchvision_name, to_torchvision_name
+from ecgtransfer.models import ModelSpec, build_model, from_torchvision_name, resnet50, to_torchvision_name
 from ecgtransfer.models.features import BeatFeatureModel, feature_count
-from ecgtransfer.models.weights import load_weights
 from ecgtransfer.signals.beats import RR_FEATURES
 from ecgtransfer.training import fine_tune
 from ecgtransfer.training.data import cap_majority, class_subset
@@ -44,8 +43,8 @@ def test_rr_fusion_keeps_every_backbone_tensor_and_torchvisions_features(tmp_pat
     tv = torchvision.models.resnet50().eval()
     path = tmp_path / "tv.pth"
     torch.save(tv.state_dict(), path)
-    model = ResNet50(4, rr_dim=len(RR_FEATURES))
-    report = load_weights(model, path)
+    model = resnet50(4, weights=path, rr_dim=len(RR_FEATURES), progress=False)  # the builder loads, then reports
+    report = model.load_report
     assert report.backbone_loaded == 318 and not report.missing and not report.mismatched
     assert all(k.startswith("classifier.") for k in report.reinitialised)
     assert {"classifier.rr.fc1.weight", "classifier.fc.weight"} <= set(report.reinitialised)

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from ecgtransfer.errors import ConfigError, WeightsError, WeightsUnavailableError
-from ecgtransfer.models import ResNet50, from_torchvision_name, to_torchvision_name
+from ecgtransfer.models import ResNet50, from_torchvision_name, resnet50, to_torchvision_name
 from ecgtransfer.models import weights as W
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -111,10 +111,41 @@ def test_tiers_and_shapes():
 
 
 # ------------------------------------------------------------------------------------------------
+# the builder: ResNet50 is the architecture, resnet50() builds then loads
+# ------------------------------------------------------------------------------------------------
+def test_the_architecture_loads_nothing_and_the_builder_without_weights_is_the_same_model():
+    torch.manual_seed(11)
+    bare = ResNet50(3, in_channels=2, rr_dim=6)
+    torch.manual_seed(11)
+    built = resnet50(3, in_channels=2, rr_dim=6)
+    assert bare.load_report is None and built.load_report is None
+    assert type(built) is ResNet50 and (built.num_classes, built.in_channels, built.rr_dim) == (3, 2, 6)
+    assert bare.state_dict().keys() == built.state_dict().keys()
+    assert all(torch.equal(v, built.state_dict()[k]) for k, v in bare.state_dict().items())
+    with pytest.raises(TypeError, match="weights"):
+        ResNet50(3, weights="imagenet")  # the constructor is the architecture only
+    with pytest.raises(TypeError):
+        ResNet50(3, 2)  # everything after num_classes is a keyword
+
+
+def test_builder_passes_class_names_to_the_head_check(tmp_path):
+    torch.manual_seed(4)
+    source = ResNet50(4)
+    ckpt = tmp_path / "four.pt"
+    torch.save({"model": source.state_dict(), "class_names": ["N", "S", "V", "F"]}, ckpt)
+    same = resnet50(4, weights=ckpt, class_names=["N", "S", "V", "F"], progress=False)
+    assert same.load_report.reinitialised == [] and len(same.load_report.loaded) == 320
+    assert torch.equal(same.classifier.fc.weight, source.classifier.fc.weight)
+    other = resnet50(4, weights=ckpt, class_names=["N", "S", "V", "Q"], progress=False)
+    assert other.load_report.reinitialised == ["classifier.fc.weight", "classifier.fc.bias"]
+    assert other.load_report.backbone_loaded == 318
+
+
+# ------------------------------------------------------------------------------------------------
 # loading
 # ------------------------------------------------------------------------------------------------
 def test_torchvision_file_loads_and_outputs_match(tv_file, tv_out, tv_model):
-    model = ResNet50(1000, weights=tv_file).eval()
+    model = resnet50(1000, weights=tv_file).eval()
     rep = model.load_report
     assert rep is not None and rep.ok
     assert rep.format == "torchvision"
@@ -135,7 +166,7 @@ def test_torchvision_file_loads_and_outputs_match(tv_file, tv_out, tv_model):
 
 def test_new_head_keeps_every_backbone_tensor(tv_file, tv_model):
     torch.manual_seed(0)
-    model = ResNet50(5, weights=tv_file)
+    model = resnet50(5, weights=tv_file)
     rep = model.load_report
     assert rep.reinitialised == ["classifier.fc.weight", "classifier.fc.bias"]
     assert rep.backbone_loaded == 318 and len(rep.loaded) == 318
@@ -175,7 +206,7 @@ def test_missing_tensors_raise(tv_model, tmp_path):
 
     path = _save_modified(tv_model, tmp_path / "missing.pth", edit)
     with pytest.raises(WeightsError, match="2 missing") as info:
-        ResNet50(1000, weights=path)
+        resnet50(1000, weights=path)
     assert "features_1.stage3.block5.bn3.running_var" in str(info.value)
     assert "features_1.stage1.block0.shortcut.conv.weight" in str(info.value)
 
@@ -186,7 +217,7 @@ def test_unexpected_tensors_raise(tv_model, tmp_path):
 
     path = _save_modified(tv_model, tmp_path / "extra.pth", edit)
     with pytest.raises(WeightsError, match=r"1 unexpected \(layer5\.0\.conv1\.weight\)"):
-        ResNet50(1000, weights=path)
+        resnet50(1000, weights=path)
 
 
 class NotAStateDict:
@@ -198,26 +229,26 @@ def test_pickled_object_is_refused(tmp_path):
     path = tmp_path / "object.pth"
     torch.save(NotAStateDict(), path)
     with pytest.raises(WeightsError, match="weights_only=True"):
-        ResNet50(2, weights=path)
+        resnet50(2, weights=path)
     whole = tmp_path / "module.pth"
     torch.save(torch.nn.Linear(2, 2), whole)
     with pytest.raises(WeightsError, match="refused"):
-        ResNet50(2, weights=whole)
+        resnet50(2, weights=whole)
 
 
 def test_unreadable_or_foreign_files_raise(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(WeightsError, match="not a readable torch file"):
-        ResNet50(2, weights=garbage)
+        resnet50(2, weights=garbage)
     with pytest.raises(WeightsError, match="does not exist"):
-        ResNet50(2, weights=tmp_path / "absent.pth")
+        resnet50(2, weights=tmp_path / "absent.pth")
     foreign = tmp_path / "foreign.pth"
     torch.save({"encoder.weight": torch.zeros(2)}, foreign)
     with pytest.raises(WeightsError, match="no ResNet50 tensor names"):
-        ResNet50(2, weights=foreign)
+        resnet50(2, weights=foreign)
     with pytest.raises(ConfigError, match="imagenet-v3"):
-        ResNet50(2, weights="imagenet-v3")
+        resnet50(2, weights="imagenet-v3")
 
 
 def test_ecgtransfer_checkpoint_and_state_dict_formats(tmp_path):
@@ -230,7 +261,7 @@ def test_ecgtransfer_checkpoint_and_state_dict_formats(tmp_path):
         want = trained(x)
     ckpt = tmp_path / "ckpt.pt"
     torch.save({"model": trained.state_dict(), "epoch": 3, "config": {"lr": 0.1}}, ckpt)
-    model = ResNet50(5, weights=ckpt, in_channels=1).eval()
+    model = resnet50(5, weights=ckpt, in_channels=1).eval()
     rep = model.load_report
     assert rep.format == "ecgtransfer-checkpoint"
     assert len(rep.loaded) == 320 and not rep.reinitialised and not rep.adapted
@@ -240,7 +271,7 @@ def test_ecgtransfer_checkpoint_and_state_dict_formats(tmp_path):
     # a DDP-wrapped model's bare state dict (module. prefix)
     ddp = tmp_path / "ddp.pt"
     torch.save({f"module.{k}": v for k, v in trained.state_dict().items()}, ddp)
-    model = ResNet50(3, weights=ddp, in_channels=1).eval()
+    model = resnet50(3, weights=ddp, in_channels=1).eval()
     assert model.load_report.format == "ecgtransfer-state-dict"
     assert model.load_report.reinitialised == ["classifier.fc.weight", "classifier.fc.bias"]
     assert any("module." in n for n in model.load_report.notes)
@@ -252,14 +283,14 @@ def test_in_channels_adaptation_matches_repeated_rgb(tv_file, tv_model, tv_out):
     grey = X[:, :1]
     with torch.no_grad():
         want = tv_model(grey.repeat(1, 3, 1, 1))
-    model = ResNet50(1000, weights=tv_file, in_channels=1).eval()
+    model = resnet50(1000, weights=tv_file, in_channels=1).eval()
     assert model.load_report.adapted == ["features_1.stem.conv.weight"]
     assert model.load_report.source_in_channels == 3
     assert model.features_1.stem.conv.weight.shape == (64, 1, 7, 7)
     with torch.no_grad():
         _close(model(grey), want, tol=1e-4)
 
-    six = ResNet50(1000, weights=tv_file, in_channels=6).eval()
+    six = resnet50(1000, weights=tv_file, in_channels=6).eval()
     with torch.no_grad():
         _close(six(torch.cat([X, X], dim=1)), tv_out, tol=1e-4)
 
@@ -272,7 +303,7 @@ def test_single_channel_file_cannot_fill_a_three_channel_model(tmp_path):
     path = tmp_path / "grey.pt"
     torch.save(ResNet50(2, in_channels=1).state_dict(), path)
     with pytest.raises(WeightsError, match=r"stem\.conv\.weight: model \[64, 3, 7, 7\], file \[64, 1, 7, 7\]"):
-        ResNet50(2, weights=path)
+        resnet50(2, weights=path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,12 +324,12 @@ def offline(monkeypatch, tmp_path):
 
 def test_imagenet_offline_raises_a_clear_error(offline):
     with pytest.raises(WeightsUnavailableError) as info:
-        ResNet50(2, weights="imagenet")
+        resnet50(2, weights="imagenet")
     msg = str(info.value)
     assert "IMAGENET1K_V2" in msg and "resnet50-11ad3fa6.pth" in msg
     assert "ecgtransfer weights fetch --version v2" in msg and W.WEIGHTS_DIR_ENV in msg
     with pytest.raises(WeightsUnavailableError, match="IMAGENET1K_V1"):
-        ResNet50(2, weights="imagenet-v1")
+        resnet50(2, weights="imagenet-v1")
     assert not list(offline.rglob("*.pth"))  # no half file left in the cache
 
 
@@ -314,14 +345,14 @@ def test_imagenet_from_torch_hub_cache(offline, monkeypatch, tv_model, tv_out, t
     cache.mkdir(parents=True)
     (cache / "resnet50-0676ba61.pth").write_bytes(tv_file.read_bytes())
     with pytest.raises(WeightsError, match="SHA256 does not start with 0676ba61.*torch's cache"):
-        ResNet50(1000, weights="imagenet-v1")  # a cache file that is not torchvision's is refused
+        resnet50(1000, weights="imagenet-v1")  # a cache file that is not torchvision's is refused
     _own_prefix(monkeypatch, cache / "resnet50-0676ba61.pth")
-    model = ResNet50(1000, weights="imagenet-v1").eval()
+    model = resnet50(1000, weights="imagenet-v1").eval()
     assert "IMAGENET1K_V1" in model.load_report.source
     with torch.no_grad():
         _close(model(X), tv_out)
     with pytest.raises(WeightsUnavailableError):  # v2 is not cached
-        ResNet50(1000, weights="imagenet")
+        resnet50(1000, weights="imagenet")
 
 
 def test_imagenet_from_weights_dir_checks_the_hash(offline, monkeypatch, tmp_path, tv_file):
@@ -330,9 +361,9 @@ def test_imagenet_from_weights_dir_checks_the_hash(offline, monkeypatch, tmp_pat
     (wdir / "resnet50-11ad3fa6.pth").write_bytes(tv_file.read_bytes())
     monkeypatch.setenv(W.WEIGHTS_DIR_ENV, str(wdir))
     with pytest.raises(WeightsError, match="SHA256 does not start with 11ad3fa6"):
-        ResNet50(2, weights="imagenet")
+        resnet50(2, weights="imagenet")
     _own_prefix(monkeypatch, wdir / "resnet50-11ad3fa6.pth")
-    assert ResNet50(2, weights="imagenet").load_report.backbone_loaded == 318
+    assert resnet50(2, weights="imagenet").load_report.backbone_loaded == 318
 
 
 def test_fetch_offline_fails_cleanly(offline, tmp_path):

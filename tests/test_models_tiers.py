@@ -1,4 +1,5 @@
-"""Tiered learning rates: parameter groups, optimizers, freezing, schedulers, the seed preset."""
+"""Tiered learning rates: the tiers each model declares, parameter groups, optimizers, freezing, schedulers,
+the seed preset."""
 from __future__ import annotations
 
 import math
@@ -14,12 +15,12 @@ from ecgtransfer.models.tiers import (
     TIERS,
     TierConfig,
     build_optimizer,
-    build_scheduler,
     freeze_tiers,
     keep_frozen_bn_eval,
     param_groups,
     unfreeze_tiers,
 )
+from ecgtransfer.training.schedules import SCHEDULERS, build_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +256,7 @@ def _tiny_optimizer(cfg: TierConfig) -> torch.optim.Optimizer:
     return build_optimizer(tiny, cfg)
 
 
-@pytest.mark.parametrize("kind", ["cosine", "onecycle", "constant"])
+@pytest.mark.parametrize("kind", SCHEDULERS)
 def test_schedulers_keep_group_ratios(kind):
     opt = _tiny_optimizer(TierConfig(layer_decay=None, lrs=(1e-5, 3e-4, 1e-2)))
     base = [g["lr"] for g in opt.param_groups]

@@ -159,7 +159,7 @@ def test_code_running_pickle_is_refused_with_the_projects_message(run, store, tm
 
 
 def test_all_nan_weights_fail_inspect_loading_and_train(run, store, tmp_path, capsys) -> None:
-    from ecgtransfer.models import ResNet50
+    from ecgtransfer.models import resnet50
 
     state = torch.load(run / "best.pt", weights_only=True)["model"]
     nan = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v) for k, v in state.items()}
@@ -169,7 +169,7 @@ def test_all_nan_weights_fail_inspect_loading_and_train(run, store, tmp_path, ca
     line = one_error_line(capsys)
     assert "NaN" in line and str(path) in line
     with pytest.raises(WeightsError, match="NaN or infinite"):
-        ResNet50(5, weights=path)
+        resnet50(5, weights=path)
     out = tmp_path / "r"
     argv = [a for a in TRAIN if a != "scratch"]
     argv[argv.index("--init") + 1:argv.index("--init") + 1] = [str(path)]

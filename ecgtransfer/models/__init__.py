@@ -4,22 +4,24 @@
   beat) and ``features`` (RR + morphology with linear discriminants), each optionally fusing RR context late
   (:class:`RRHead`);
 * :class:`ResNet50` (``features_1`` = stem + stages 1-3, ``features_2`` = stage 4 + pooling,
-  ``classifier`` = head), weights ``None`` / ``"imagenet"`` / ``"imagenet-v1"`` / ``"imagenet-v2"`` / a path;
+  ``classifier`` = head), the architecture; its builder :func:`resnet50` loads weights ``None`` /
+  ``"imagenet"`` / ``"imagenet-v1"`` / ``"imagenet-v2"`` / a path;
+* :class:`TieredModel`: every model declares its tiers and block units (``group_matcher``, applied by
+  :func:`match_tiers`);
 * :mod:`~ecgtransfer.models.weights`: the explicit name mapping to torchvision, weight sources, the
   :class:`LoadReport`, input-channel adaptation, pre-fetching for offline machines;
 * :mod:`~ecgtransfer.models.tiers`: :class:`TierConfig`, :func:`param_groups`, :func:`build_optimizer`,
-  :func:`build_scheduler`, :func:`freeze_tiers`.
+  :func:`freeze_tiers` (the learning-rate schedules are :mod:`ecgtransfer.training.schedules`).
 """
-from ecgtransfer.models.base import TIERS, TieredModel
+from ecgtransfer.models.base import TIERS, TieredModel, TierMatch, match_tiers
 from ecgtransfer.models.cnn1d import BeatCNN
 from ecgtransfer.models.features import BeatFeatureModel
 from ecgtransfer.models.fusion import RRHead
 from ecgtransfer.models.registry import MODELS, ModelSpec, build_model
-from ecgtransfer.models.resnet import Bottleneck, ResNet50, init_weights
+from ecgtransfer.models.resnet import Bottleneck, ResNet50, init_weights, resnet50
 from ecgtransfer.models.tiers import (
     TierConfig,
     build_optimizer,
-    build_scheduler,
     freeze_tiers,
     keep_frozen_bn_eval,
     param_groups,
@@ -41,6 +43,7 @@ __all__ = [
     "BeatFeatureModel",
     "ModelSpec",
     "RRHead",
+    "TierMatch",
     "TieredModel",
     "build_model",
     "Bottleneck",
@@ -49,14 +52,15 @@ __all__ = [
     "TierConfig",
     "adapt_input_conv",
     "build_optimizer",
-    "build_scheduler",
     "fetch_imagenet",
     "freeze_tiers",
     "from_torchvision_name",
     "init_weights",
     "keep_frozen_bn_eval",
     "load_weights",
+    "match_tiers",
     "param_groups",
+    "resnet50",
     "to_torchvision_name",
     "unfreeze_tiers",
 ]

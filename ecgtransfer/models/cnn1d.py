@@ -86,5 +86,14 @@ class BeatCNN(TieredModel):
     def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
         return self.classifier(self.features_2(self.features_1(x)), rr)
 
+    def group_matcher(self) -> dict[str, tuple[str, ...]]:
+        """Tiers and block units (see :meth:`TieredModel.group_matcher`): the stem and each residual block, then
+        the head's RR embedding and ``fc``."""
+        return {
+            "features_1": (r"features_1\.stem", r"features_1\.block\d+"),
+            "features_2": (r"features_2\.block\d+",),
+            "classifier": RRHead.unit_patterns("classifier"),
+        }
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, in_channels={self.in_channels}, rr_dim={self.rr_dim}"

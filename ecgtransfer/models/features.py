@@ -136,6 +136,11 @@ class BeatFeatureModel(TieredModel):
     def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
         return self.classifier(self.features_2(self.features(x, rr)))
 
+    def group_matcher(self) -> dict[str, tuple[str, ...]]:
+        """Tiers and block units (see :meth:`TieredModel.group_matcher`); only the linear layer has parameters."""
+        return {"features_1": (r"features_1\.extract",), "features_2": (r"features_2\.standardize",),
+                "classifier": (r"classifier\.fc",)}
+
     @torch.no_grad()
     def fit(self, features: np.ndarray, labels: np.ndarray) -> dict:
         """Fit the standardiser and the linear layer on raw features ``[n, F]`` and labels ``[n]``.

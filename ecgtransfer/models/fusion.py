@@ -15,6 +15,7 @@ torchvision's ``fc``). The logarithm makes intervals and ratios symmetric around
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 import torch
@@ -50,6 +51,12 @@ class RRHead(nn.Module):
             self.fc = nn.Linear(in_features + embed_dim, num_classes)
         else:
             self.fc = nn.Linear(in_features, num_classes)
+
+    @staticmethod
+    def unit_patterns(prefix: str) -> tuple[str, ...]:
+        """The block units of a head registered as ``prefix`` (for a model's ``group_matcher``): the RR embedding
+        ``rr`` (present with ``rr_dim > 0``), then ``fc``."""
+        return (rf"{re.escape(prefix)}\.rr", rf"{re.escape(prefix)}\.fc")
 
     def forward(self, features: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
         h = self.flatten(features)

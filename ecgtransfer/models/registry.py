@@ -64,18 +64,15 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec, *, weights: Any = None, class_names: Sequence[str] | None = None) -> nn.Module:
-    """A model of ``spec``, freshly initialised or loaded with ``weights`` (``resnet50`` only: ``"imagenet"``,
-    ``"imagenet-v1"``, ``"imagenet-v2"`` or a path, see :func:`ecgtransfer.models.weights.load_weights`; the load
-    report is ``model.load_report``). ``class_names`` are the model's classes: a source head of other classes is
-    re-initialised even when the count matches."""
+    """A model of ``spec``, freshly initialised or loaded with ``weights`` (``resnet50`` only, by its builder
+    :func:`ecgtransfer.models.resnet.resnet50`: ``"imagenet"``, ``"imagenet-v1"``, ``"imagenet-v2"`` or a path, see
+    :func:`ecgtransfer.models.weights.load_weights`; the load report is ``model.load_report``). ``class_names``
+    are the model's classes: a source head of other classes is re-initialised even when the count matches."""
     if spec.kind == "resnet50":
-        from ecgtransfer.models.resnet import ResNet50
-        from ecgtransfer.models.weights import load_weights
+        from ecgtransfer.models.resnet import resnet50
 
-        model = ResNet50(spec.num_classes, in_channels=spec.in_channels, rr_dim=spec.rr_dim)
-        if weights is not None:
-            model.load_report = load_weights(model, weights, class_names=class_names)
-        return model
+        return resnet50(spec.num_classes, weights=weights, in_channels=spec.in_channels, class_names=class_names,
+                        rr_dim=spec.rr_dim)
     if weights is not None:
         raise ConfigError(f"model {spec.kind!r} has no pretrained weights; use init = \"scratch\" "
                           "(pretrained initialisation is for the resnet50)")

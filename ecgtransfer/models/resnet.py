@@ -21,7 +21,12 @@ The modules are organised into the three learning-rate tiers of the transfer-lea
 so parameter names read ``features_1.stem.conv.weight``, ``features_1.stage1.block0.conv1.weight``,
 ``features_1.stage1.block0.shortcut.conv.weight``, ``features_2.stage4.block2.bn3.running_mean``,
 ``classifier.fc.weight``. :mod:`ecgtransfer.models.weights` translates these to and from torchvision's
-names explicitly; nothing is matched by position or by shape.
+names explicitly; nothing is matched by position or by shape. :meth:`ResNet50.group_matcher` declares the
+tiers and their block units (the stem, each bottleneck block, the head's RR embedding and ``fc``) to the
+tiered optimiser.
+
+:class:`ResNet50` is the architecture only (random init, as torchvision's ``ResNet``); :func:`resnet50` builds
+it and then loads weights, as torchvision's ``resnet50(weights=...)`` does.
 
 Shapes: input ``[B, C, H, W]`` (``C = in_channels``, 3 for ImageNet weights) and, with ``rr_dim > 0``, RR context
 ``[B, rr_dim]``; ``features_1`` output ``[B, 1024, H/16, W/16]``, ``features_2`` output ``[B, 2048, 1, 1]``, logits
@@ -32,16 +37,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from ecgtransfer.errors import ConfigError
 from ecgtransfer.models.base import TIERS, TieredModel
 from ecgtransfer.models.fusion import RRHead
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ecgtransfer.models.weights import LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 EXPANSION = 4
 STEM_CHANNELS = 64
 FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION  # 2048
-__all__ = ["TIERS", "Bottleneck", "ResNet50", "init_weights"]
+__all__ = ["TIERS", "Bottleneck", "ResNet50", "init_weights", "resnet50"]
 
 WeightsSpec = Union[None, str, os.PathLike]
 
@@ -124,29 +127,20 @@ def make_stage(in_channels: int, width: int, blocks: int, stride: int) -> nn.Seq
 
 
 class ResNet50(TieredModel):
-    """ResNet50 (torchvision-exact, V1.5) in three tiers, optionally with pretrained weights.
+    """ResNet50 (torchvision-exact, V1.5) in three tiers, randomly initialised: the architecture only.
+
+    :func:`resnet50` builds one and loads pretrained weights into it.
 
     Args:
-        num_classes: outputs of the head (``classifier.fc``), >= 1. With pretrained ImageNet weights and
-            ``num_classes != 1000`` the head is freshly initialised; every other tensor is loaded.
-        weights: ``None`` (random init, like torchvision), ``"imagenet"`` (= ``"imagenet-v2"``,
-            torchvision's ``IMAGENET1K_V2``), ``"imagenet-v1"`` (``IMAGENET1K_V1``), or a path to a
-            torchvision-format state dict or an ecgtransfer checkpoint (see
-            :func:`ecgtransfer.models.weights.load_weights`). Anything that does not match raises
-            :class:`~ecgtransfer.errors.WeightsError`; ImageNet weights that cannot be obtained (offline,
-            not cached) raise :class:`~ecgtransfer.errors.WeightsUnavailableError`.
-        in_channels: input channels ``C``. With pretrained 3-channel weights the first convolution is
-            adapted: 1 channel sums the RGB kernels; any other ``C`` repeats them cyclically and scales
-            by ``3 / C`` (so a ``C``-channel input made of repeated RGB gives the RGB response).
+        num_classes: outputs of the head (``classifier.fc``), >= 1.
+        in_channels: input channels ``C`` (3 for ImageNet weights as they are; see :func:`resnet50`).
         zero_init_residual: set every block's last batch-norm weight (``bn3``) to zero at init, so each
             block starts as the identity (torchvision's option; only affects random init).
-        rr_dim: RR-context columns fused late into the head (0: none, the plain torchvision head). With
-            ``rr_dim > 0`` the head (:class:`~ecgtransfer.models.fusion.RRHead`) is always freshly initialised
-            when weights load; every backbone tensor still loads.
+        rr_dim: RR-context columns fused late into the head (0: none, the plain torchvision head).
 
     Attributes:
-        load_report: the :class:`~ecgtransfer.models.weights.LoadReport` of the weights loaded at
-            construction, or ``None`` when ``weights=None``.
+        load_report: ``None``; :func:`resnet50` sets the
+            :class:`~ecgtransfer.models.weights.LoadReport` of the weights it loads.
         frozen_bn_tiers: tiers whose batch-norm layers :meth:`train` keeps in eval mode
             (set by :func:`ecgtransfer.models.tiers.freeze_tiers`).
 
@@ -156,19 +150,15 @@ class ResNet50(TieredModel):
     def __init__(
         self,
         num_classes: int = 1000,
-        weights: WeightsSpec = None,
+        *,
         in_channels: int = 3,
         zero_init_residual: bool = False,
         rr_dim: int = 0,
     ) -> None:
         super().__init__()
         if int(num_classes) < 1:
-            from ecgtransfer.errors import ConfigError
-
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         if int(in_channels) < 1:
-            from ecgtransfer.errors import ConfigError
-
             raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
@@ -184,10 +174,15 @@ class ResNet50(TieredModel):
         self.classifier = RRHead(FEATURE_DIM, self.num_classes, rr_dim=self.rr_dim)
         init_weights(self, zero_init_residual=zero_init_residual)
 
-        if weights is not None:
-            from ecgtransfer.models.weights import load_weights
-
-            self.load_report = load_weights(self, weights)
+    def group_matcher(self) -> dict[str, tuple[str, ...]]:
+        """Tiers and block units (see :meth:`TieredModel.group_matcher`): in ``features_1`` the stem and each
+        bottleneck block of stages 1-3, in ``features_2`` each block of stage 4 (the pooling has no parameters),
+        in the head the RR embedding (when fused) and ``fc``."""
+        return {
+            "features_1": (r"features_1\.stem", r"features_1\.stage\d+\.block\d+"),
+            "features_2": (r"features_2\.stage\d+\.block\d+",),
+            "classifier": RRHead.unit_patterns("classifier"),
+        }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W] -> [B, 2048, 1, 1]`` pooled features (before the head)."""
@@ -199,6 +194,47 @@ class ResNet50(TieredModel):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, in_channels={self.in_channels}, rr_dim={self.rr_dim}"
+
+
+def resnet50(
+    num_classes: int = 1000,
+    *,
+    weights: WeightsSpec = None,
+    in_channels: int = 3,
+    progress: bool = True,
+    class_names: Optional[Sequence[str]] = None,
+    **kwargs: Any,
+) -> ResNet50:
+    """Build a :class:`ResNet50`, then load ``weights`` into it and attach the load report (torchvision's builder).
+
+    Args:
+        num_classes: outputs of the head, >= 1. With pretrained ImageNet weights and ``num_classes != 1000`` the
+            head is freshly initialised; every other tensor is loaded.
+        weights: ``None`` (random init, like torchvision), ``"imagenet"`` (= ``"imagenet-v2"``, torchvision's
+            ``IMAGENET1K_V2``), ``"imagenet-v1"`` (``IMAGENET1K_V1``), or a path to a torchvision-format state dict
+            or an ecgtransfer checkpoint (see :func:`ecgtransfer.models.weights.load_weights`). Anything that does
+            not match raises :class:`~ecgtransfer.errors.WeightsError`; ImageNet weights that cannot be obtained
+            (offline, not cached) raise :class:`~ecgtransfer.errors.WeightsUnavailableError`.
+        in_channels: input channels ``C``. With pretrained 3-channel weights the first convolution is adapted:
+            1 channel sums the RGB kernels; any other ``C`` repeats them cyclically and scales by ``3 / C`` (so a
+            ``C``-channel input made of repeated RGB gives the RGB response).
+        progress: show a download progress bar (ImageNet weights not cached yet).
+        class_names: the model's classes; a source head of other classes is re-initialised even when the count
+            matches.
+        **kwargs: the other :class:`ResNet50` arguments (``zero_init_residual``, ``rr_dim``). With ``rr_dim > 0``
+            the head (:class:`~ecgtransfer.models.fusion.RRHead`) is always freshly initialised when weights load;
+            every backbone tensor still loads.
+
+    Returns:
+        the model; ``model.load_report`` is the :class:`~ecgtransfer.models.weights.LoadReport`, or ``None`` when
+        ``weights=None``.
+    """
+    model = ResNet50(num_classes, in_channels=in_channels, **kwargs)
+    if weights is not None:
+        from ecgtransfer.models.weights import load_weights  # weights reads this module's layout (STAGE_BLOCKS)
+
+        model.load_report = load_weights(model, weights, progress=progress, class_names=class_names)
+    return model
 
 
 def init_weights(model: nn.Module, *, zero_init_residual: bool = False) -> None:

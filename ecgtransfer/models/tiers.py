@@ -1,50 +1,52 @@
-"""Tiered learning rates: optimizer parameter groups for the three tiers of :class:`ResNet50`.
+"""Tiered learning rates: optimizer parameter groups for the three tiers a model declares.
 
 The transfer-learning recipe fine-tunes the early feature extractor slowly and the new head fast:
 
-=============  ==========================  ==============
-tier           modules                     default LR
-=============  ==========================  ==============
-features_1     stem + stage1..stage3       1e-5
-features_2     stage4 + pooling            1e-4
-classifier     the linear head             1e-3
-=============  ==========================  ==============
+=============  ==============================  ==============
+tier           modules                         default LR
+=============  ==============================  ==============
+features_1     the early feature extractor     1e-5
+features_2     the late features + pooling     1e-4
+classifier     the head                        1e-3
+=============  ==============================  ==============
+
+Which parameters form each tier, and each block unit inside it, is the model's own declaration
+(:meth:`~ecgtransfer.models.base.TieredModel.group_matcher`, applied by :func:`~ecgtransfer.models.base.match_tiers`);
+nothing here knows a model's parameter names.
 
 :class:`TierConfig` describes it (SGD or AdamW, weight decay off for batch-norm and bias parameters,
 frozen tiers, a geometric spread of LRs, optional layer-wise decay inside tiers, the ``"seed"`` preset);
 :func:`param_groups` turns it into ``torch.optim`` parameter groups (every group carries ``"tier"`` and
-``"name"`` keys), :func:`build_optimizer` into an optimizer, and :func:`build_scheduler` makes a
-warmup + cosine / one-cycle / constant schedule that scales every group from its own base LR, so the
-ratios between tiers stay fixed through training.
+``"name"`` keys) and :func:`build_optimizer` into an optimizer. The learning-rate schedules that scale every group
+from its own base LR are :mod:`ecgtransfer.training.schedules`.
 
 Frozen tiers (:func:`freeze_tiers`) get ``requires_grad=False`` and stay in their parameter groups (a
 parameter without a gradient is skipped by the optimizer, including its weight decay, so a later
 :func:`unfreeze_tiers` needs no new optimizer). With ``bn_eval=True`` (``TierConfig.freeze_bn_stats``) their
 batch-norm layers are also kept in eval mode, so running statistics stay the pretrained ones:
-:meth:`ResNet50.train` re-applies this automatically; for another module call :func:`keep_frozen_bn_eval`
-after ``model.train()``. With ``bn_eval=False`` a frozen tier's batch norms still update their running
-mean/variance in training mode (only their affine weights are frozen).
+:meth:`TieredModel.train <ecgtransfer.models.base.TieredModel.train>` re-applies this automatically; for another
+module call :func:`keep_frozen_bn_eval` after ``model.train()``. With ``bn_eval=False`` a frozen tier's batch norms
+still update their running mean/variance in training mode (only their affine weights are frozen).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.optim.lr_scheduler import LambdaLR
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.models.base import TIERS
+from ecgtransfer.models.base import TIERS, keep_frozen_bn_eval, match_tiers, tier_batchnorms, unwrap
 
 log = logging.getLogger(__name__)
 
+__all__ = ["OPTIMIZERS", "PRESETS", "SEED_PRESET", "TIERS", "TierConfig", "build_optimizer", "freeze_tiers",
+           "keep_frozen_bn_eval", "param_groups", "unfreeze_tiers", "unwrap"]
+
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
-SCHEDULES: tuple[str, ...] = ("cosine", "onecycle", "constant")
 
 #: The blog recipe this toolkit comes from: plain SGD, one group per tier, LRs 1e-5 / 1e-4 / 1e-3,
 #: momentum 0.1 on the first tier and 0.9 on the others, and no weight decay (SGD's default 0).
@@ -78,9 +80,9 @@ class TierConfig:
         freeze_bn_stats: keep the batch norms of frozen tiers in eval mode (running statistics frozen).
         spread: ``(lr_first, lr_last)``: geometric spread over the three tiers, replacing ``lrs``:
             ``lr_i = lr_first * (lr_last / lr_first) ** (i / 2)`` (``(1e-5, 1e-3)`` gives 1e-5, 1e-4, 1e-3).
-        layer_decay: in (0, 1]: layer-wise decay inside each tier; the tier's last block gets the tier LR
-            and each block before it ``layer_decay`` times the next one (blocks: stem, stage1.block0, ...;
-            the head is one block).
+        layer_decay: in (0, 1]: layer-wise decay inside each tier; the tier's last block unit gets the tier LR
+            and each unit before it ``layer_decay`` times the next one (the units are the model's declaration,
+            :meth:`~ecgtransfer.models.base.TieredModel.group_matcher`, e.g. one per residual block).
         betas: AdamW betas.
         nesterov: SGD Nesterov momentum.
         preset: ``None`` or ``"seed"`` (the blog recipe, :data:`SEED_PRESET`); a preset sets its fields,
@@ -163,59 +165,36 @@ class TierConfig:
         return self.tier_momentum if self.tier_momentum is not None else (self.momentum,) * 3  # type: ignore[return-value]
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module with the tiers inside a ``DistributedDataParallel`` / ``torch.compile`` wrapper."""
-    for attr in ("module", "_orig_mod"):
-        while not hasattr(model, TIERS[0]) and isinstance(getattr(model, attr, None), nn.Module):
-            model = getattr(model, attr)
-    return model
-
-
-def _tier_modules(model: nn.Module) -> dict[str, nn.Module]:
-    model = unwrap(model)
-    missing = [t for t in TIERS if not isinstance(getattr(model, t, None), nn.Module)]
-    if missing:
-        raise ConfigError(f"{type(model).__name__} has no tier module(s) {missing}; expected attributes {TIERS}")
-    return {t: getattr(model, t) for t in TIERS}
-
-
-def _unit(name: str) -> str:
-    """Layer-wise-decay unit of a parameter name inside its tier: ``stem``, ``stage2.block3``, ``fc``."""
-    parts = name.split(".")
-    if len(parts) >= 3 and parts[0].startswith("stage") and parts[1].startswith("block"):
-        return f"{parts[0]}.{parts[1]}"
-    return parts[0]
-
-
 def param_groups(model: nn.Module, cfg: Optional[TierConfig] = None) -> list[dict[str, Any]]:
-    """Optimizer parameter groups, one per (tier[, block], decay/no-decay).
+    """Optimizer parameter groups, one per (tier[, block unit], decay/no-decay), from the model's declaration.
 
-    Every parameter of the model (including frozen ones) is in exactly one group. Each group has
-    ``params``, ``lr``, ``weight_decay``, ``tier`` (a name of :data:`TIERS`), ``name`` (``"features_1"``,
-    ``"features_1/no_decay"``, ``"features_1.stage2.block3"`` with ``layer_decay``...) and, for SGD,
-    ``momentum``. Empty groups are left out.
+    Every parameter of the model (including frozen ones) is in exactly one group, in the model's parameter
+    order; groups follow :data:`TIERS`, then the units in order. Each group has ``params``, ``lr``,
+    ``weight_decay``, ``tier`` (a name of :data:`TIERS`), ``name`` (``"features_1"``, ``"features_1/no_decay"``,
+    with ``layer_decay`` the block unit's name as the model declares it...) and, for SGD, ``momentum``. Empty groups
+    are left out. A parameter the model's ``group_matcher`` puts in no tier, or in two, is a
+    :class:`~ecgtransfer.errors.ConfigError`.
     """
     cfg = cfg or TierConfig()
     lrs = dict(zip(TIERS, cfg.tier_lrs()))
     momenta = dict(zip(TIERS, cfg.tier_momenta()))
+    where = match_tiers(model)
+    # tier -> unit -> kind -> parameters, each in the model's order; units in order of first appearance
+    tiers: dict[str, dict[str, dict[str, list[nn.Parameter]]]] = {t: {} for t in TIERS}
+    for name, p in unwrap(model).named_parameters():
+        at = where[name]
+        unit = at.unit if cfg.layer_decay is not None else at.tier
+        kind = "no_decay" if (cfg.no_decay_bn_bias and p.ndim <= 1) else "decay"
+        tiers[at.tier].setdefault(unit, {"decay": [], "no_decay": []})[kind].append(p)
     groups: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for tier, module in _tier_modules(model).items():
-        units: dict[str, dict[str, list[nn.Parameter]]] = {}
-        for name, p in module.named_parameters():
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            unit = _unit(name) if cfg.layer_decay is not None else ""
-            kind = "no_decay" if (cfg.no_decay_bn_bias and p.ndim <= 1) else "decay"
-            units.setdefault(unit, {"decay": [], "no_decay": []})[kind].append(p)
+    for tier, units in tiers.items():
         n_units = len(units)
         for i, (unit, kinds) in enumerate(units.items()):
             scale = cfg.layer_decay ** (n_units - 1 - i) if cfg.layer_decay is not None else 1.0
             for kind, params in kinds.items():
                 if not params:
                     continue
-                name = tier + (f".{unit}" if unit else "") + ("/no_decay" if kind == "no_decay" and cfg.no_decay_bn_bias else "")
+                name = unit + ("/no_decay" if kind == "no_decay" and cfg.no_decay_bn_bias else "")
                 group: dict[str, Any] = {
                     "params": params,
                     "lr": lrs[tier] * scale,
@@ -226,9 +205,6 @@ def param_groups(model: nn.Module, cfg: Optional[TierConfig] = None) -> list[dic
                 if cfg.optimizer == "sgd":
                     group["momentum"] = momenta[tier]
                 groups.append(group)
-    outside = [n for n, p in unwrap(model).named_parameters() if id(p) not in seen]
-    if outside:
-        raise ConfigError(f"parameters outside the tiers {TIERS}: {outside[:5]}")
     return groups
 
 
@@ -254,97 +230,6 @@ def build_optimizer(model: nn.Module, cfg: Optional[TierConfig] = None) -> torch
 
 
 # --------------------------------------------------------------------------------------------------
-# schedules
-# --------------------------------------------------------------------------------------------------
-def _cos_anneal(start: float, end: float, pct: float) -> float:
-    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-
-
-def lr_factor(
-    kind: str,
-    total_steps: int,
-    warmup_steps: int = 0,
-    *,
-    final_lr_ratio: float = 0.0,
-    pct_start: float = 0.3,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-) -> Callable[[int], float]:
-    """The multiplier ``f(step)`` applied to every group's base LR.
-
-    * ``"constant"``: linear warmup ``(step + 1) / warmup_steps`` then 1;
-    * ``"cosine"``: linear warmup, then cosine from 1 down to ``final_lr_ratio`` at ``total_steps``;
-    * ``"onecycle"``: the shape of :class:`torch.optim.lr_scheduler.OneCycleLR` (cosine annealing, peak =
-      the base LR, start ``1 / div_factor``, end ``1 / (div_factor * final_div_factor)``), rising for
-      ``warmup_steps`` (or ``pct_start * total_steps`` when 0). Momentum is *not* cycled, so per-tier
-      momenta (the seed preset) stay as configured.
-    """
-    if kind not in SCHEDULES:
-        raise ConfigError(f"scheduler must be one of {SCHEDULES}, got {kind!r}")
-    total_steps = int(total_steps)
-    warmup_steps = int(warmup_steps)
-    if total_steps < 1:
-        raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
-    if warmup_steps < 0 or (kind != "constant" and warmup_steps >= total_steps):
-        raise ConfigError(f"warmup_steps must be in [0, total_steps={total_steps}), got {warmup_steps}")
-
-    if kind == "onecycle":
-        pct = warmup_steps / total_steps if warmup_steps else pct_start
-        up_end = pct * total_steps - 1
-        down_end = total_steps - 1
-        initial = 1.0 / div_factor
-        minimum = initial / final_div_factor
-        if up_end <= 0 or down_end <= up_end:
-            raise ConfigError(f"onecycle needs a rising and a falling phase; got total_steps={total_steps}, pct={pct}")
-
-        def onecycle(step: int) -> float:
-            if step <= up_end:
-                return _cos_anneal(initial, 1.0, step / up_end)
-            return _cos_anneal(1.0, minimum, min(1.0, (step - up_end) / (down_end - up_end)))
-
-        return onecycle
-
-    def warm(step: int) -> Optional[float]:
-        return (step + 1) / warmup_steps if step < warmup_steps else None
-
-    if kind == "constant":
-        def constant(step: int) -> float:
-            w = warm(step)
-            return 1.0 if w is None else w
-
-        return constant
-
-    span = max(1, total_steps - warmup_steps)
-
-    def cosine(step: int) -> float:
-        w = warm(step)
-        if w is not None:
-            return w
-        progress = min(1.0, (step - warmup_steps) / span)
-        return final_lr_ratio + (1 - final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return cosine
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer,
-    kind: str = "cosine",
-    total_steps: int = 1,
-    warmup_steps: int = 0,
-    **kwargs: Any,
-) -> LambdaLR:
-    """A per-step :class:`~torch.optim.lr_scheduler.LambdaLR` with one lambda per group.
-
-    Every group's LR is its own base LR (``initial_lr``) times the same :func:`lr_factor`, so the ratios
-    between tiers (and layer-decay blocks) never change. Call ``scheduler.step()`` after each optimizer
-    step. ``kwargs`` go to :func:`lr_factor` (``final_lr_ratio``, ``pct_start``, ``div_factor``,
-    ``final_div_factor``).
-    """
-    factor = lr_factor(kind, total_steps, warmup_steps, **kwargs)
-    return LambdaLR(optimizer, [factor] * len(optimizer.param_groups))
-
-
-# --------------------------------------------------------------------------------------------------
 # freezing
 # --------------------------------------------------------------------------------------------------
 def _check_names(names: Iterable[str]) -> list[str]:
@@ -358,11 +243,11 @@ def _check_names(names: Iterable[str]) -> list[str]:
 def _set_requires_grad(model: nn.Module, names: Sequence[str] | str, flag: bool) -> tuple[nn.Module, set[str], list]:
     """``requires_grad_(flag)`` on the named tiers' parameters: (inner model, its frozen-BN tiers, the names)."""
     names = _check_names(names)
-    tiers = _tier_modules(model)
-    for name in names:
-        for p in tiers[name].parameters():
-            p.requires_grad_(flag)
+    where = match_tiers(model)
     inner = unwrap(model)
+    for name, p in inner.named_parameters():
+        if where[name].tier in names:
+            p.requires_grad_(flag)
     return inner, set(getattr(inner, "frozen_bn_tiers", set())), names
 
 
@@ -370,8 +255,8 @@ def freeze_tiers(model: nn.Module, names: Sequence[str] | str, bn_eval: bool = T
     """Set ``requires_grad=False`` on every parameter of the named tiers.
 
     With ``bn_eval`` their batch norms are put in eval mode and remembered in ``model.frozen_bn_tiers``
-    (:meth:`ResNet50.train` keeps them in eval; for other modules call :func:`keep_frozen_bn_eval` after
-    ``model.train()``). Returns ``model``.
+    (:meth:`TieredModel.train <ecgtransfer.models.base.TieredModel.train>` keeps them in eval; for other modules
+    call :func:`keep_frozen_bn_eval` after ``model.train()``). Returns ``model``.
     """
     inner, frozen, names = _set_requires_grad(model, names, False)
     if bn_eval:
@@ -384,20 +269,8 @@ def freeze_tiers(model: nn.Module, names: Sequence[str] | str, bn_eval: bool = T
 def unfreeze_tiers(model: nn.Module, names: Sequence[str] | str) -> nn.Module:
     """Undo :func:`freeze_tiers`: gradients back on, batch norms follow the model's train/eval mode."""
     inner, frozen, names = _set_requires_grad(model, names, True)
-    for name in names:
-        frozen.discard(name)
-        for m in getattr(inner, name).modules():
-            if isinstance(m, _BatchNorm):
-                m.train(inner.training)
+    frozen.difference_update(names)
+    for m in tier_batchnorms(inner, names):
+        m.train(inner.training)
     inner.frozen_bn_tiers = frozen  # type: ignore[assignment]
-    return model
-
-
-def keep_frozen_bn_eval(model: nn.Module) -> nn.Module:
-    """Put the batch norms of ``model.frozen_bn_tiers`` in eval mode (call after ``model.train()``)."""
-    inner = unwrap(model)
-    for name in getattr(inner, "frozen_bn_tiers", ()):
-        for m in getattr(inner, name).modules():
-            if isinstance(m, _BatchNorm):
-                m.eval()
     return model

@@ -246,7 +246,8 @@ class _Trainer:
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
         from ecgtransfer.models.registry import CLOSED_FORM, MODEL_INPUT, build_model
-        from ecgtransfer.models.tiers import build_optimizer, build_scheduler
+        from ecgtransfer.models.tiers import build_optimizer
+        from ecgtransfer.training.schedules import build_scheduler
 
         cfg, store = self.cfg, self.store
         if cfg.num_threads:
