@@ -60,7 +60,7 @@ num_workers = 0
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No cached ImageNet weights and no network for them (as on an offline machine)."""
-    import torch
+    from ecgtransfer.models import weight_registry
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv("ECGTRANSFER_WEIGHTS_DIR", raising=False)
@@ -69,7 +69,7 @@ def offline(monkeypatch, tmp_path):
     def no_network(url, *a, **k):
         raise OSError(f"offline (test): {url} unreachable")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(weight_registry, "download_file", no_network)
 
 
 def test_tiny_bench_end_to_end_and_resume(small_store, tmp_path, offline, capsys):
@@ -334,45 +334,6 @@ def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
     assert set(inv[1]["recomputed"]) == {small["key"], full["key"]} == set(again.computed)
     assert all(w.endswith("changed: budget.min_steps)") for w in inv[1]["recomputed"].values())
     assert "2: computed under other settings" in (tmp_path / "out" / "report.md").read_text()
-
-
-def test_imagenet_check_offline_probe_and_cache(monkeypatch, tmp_path):
-    """ECGTRANSFER_OFFLINE skips any download; an unreachable URL is not downloaded; answers are cached."""
-    import socket
-
-    import torch
-
-    from ecgtransfer.bench import runner
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.delenv("ECGTRANSFER_WEIGHTS_DIR", raising=False)
-    downloads, probes = [], []
-
-    def fake_download(url, *a, **k):
-        downloads.append((url, socket.getdefaulttimeout()))
-        raise OSError("offline (test)")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    monkeypatch.setattr(runner, "_url_unreachable", lambda url, timeout=10.0: probes.append(url) or "timed out")
-
-    monkeypatch.setenv("ECGTRANSFER_OFFLINE", "1")
-    why = runner._imagenet_unavailable("imagenet")
-    assert "not available here" in why and "ECGTRANSFER_OFFLINE=1" in why and not probes and not downloads
-
-    monkeypatch.delenv("ECGTRANSFER_OFFLINE")
-    cache: dict = {}
-    why = runner._imagenet_unavailable("imagenet", cache)
-    assert "did not answer within 10 s (timed out)" in why and len(probes) == 1 and not downloads
-    assert runner._imagenet_unavailable("imagenet-v2", cache) == why and len(probes) == 1  # cached per version
-    runner._imagenet_unavailable("imagenet-v1", cache)
-    assert len(probes) == 2 and set(cache) == {"v1", "v2"}
-
-    # reachable: the download is tried, with a socket timeout, and the default timeout is restored afterwards
-    monkeypatch.setattr(runner, "_url_unreachable", lambda url, timeout=10.0: None)
-    before = socket.getdefaulttimeout()
-    why = runner._imagenet_unavailable("imagenet")
-    assert "offline (test)" in why and len(downloads) == 1 and downloads[0][1] is not None
-    assert socket.getdefaulttimeout() == before
 
 
 def test_interrupted_bench_writes_a_partial_report(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """ResNet50 against torchvision's resnet50 (the oracle), the name mapping and weight loading."""
 from __future__ import annotations
 
+import hashlib
 import socket
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torchvision
 
 from ecgtransfer.errors import ConfigError, WeightsError, WeightsUnavailableError
 from ecgtransfer.models import ResNet50, from_torchvision_name, resnet50, to_torchvision_name
+from ecgtransfer.models import weight_registry as R
 from ecgtransfer.models import weights as W
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -318,7 +320,7 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.delenv(W.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(R.WEIGHTS_DIR_ENV, raising=False)
     return tmp_path / "torch-home"
 
 
@@ -327,7 +329,7 @@ def test_imagenet_offline_raises_a_clear_error(offline):
         resnet50(2, weights="imagenet")
     msg = str(info.value)
     assert "IMAGENET1K_V2" in msg and "resnet50-11ad3fa6.pth" in msg
-    assert "ecgtransfer weights fetch --version v2" in msg and W.WEIGHTS_DIR_ENV in msg
+    assert "ecgtransfer weights fetch --version v2" in msg and R.WEIGHTS_DIR_ENV in msg
     with pytest.raises(WeightsUnavailableError, match="IMAGENET1K_V1"):
         resnet50(2, weights="imagenet-v1")
     assert not list(offline.rglob("*.pth"))  # no half file left in the cache
@@ -336,8 +338,8 @@ def test_imagenet_offline_raises_a_clear_error(offline):
 def _own_prefix(monkeypatch, path: Path) -> None:
     """Make ``path`` (random weights under torchvision's file name) carry its own SHA256 prefix, as the real
     file does: the name's prefix is what the content is checked against."""
-    real = W._sha256(path)[:8]
-    monkeypatch.setattr(W, "_hash_prefix", lambda filename: real)
+    real = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    monkeypatch.setattr(R, "hash_prefix_of", lambda file_name: real)
 
 
 def test_imagenet_from_torch_hub_cache(offline, monkeypatch, tv_model, tv_out, tv_file):
@@ -359,7 +361,7 @@ def test_imagenet_from_weights_dir_checks_the_hash(offline, monkeypatch, tmp_pat
     wdir = tmp_path / "wdir"
     wdir.mkdir()
     (wdir / "resnet50-11ad3fa6.pth").write_bytes(tv_file.read_bytes())
-    monkeypatch.setenv(W.WEIGHTS_DIR_ENV, str(wdir))
+    monkeypatch.setenv(R.WEIGHTS_DIR_ENV, str(wdir))
     with pytest.raises(WeightsError, match="SHA256 does not start with 11ad3fa6"):
         resnet50(2, weights="imagenet")
     _own_prefix(monkeypatch, wdir / "resnet50-11ad3fa6.pth")
@@ -369,7 +371,7 @@ def test_imagenet_from_weights_dir_checks_the_hash(offline, monkeypatch, tmp_pat
 def test_fetch_offline_fails_cleanly(offline, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(WeightsUnavailableError, match="weights fetch"):
-        W.fetch_imagenet("v2", out)
+        R.fetch_imagenet("v2", out)
     assert not out.exists() or not list(out.iterdir())
 
 
@@ -380,12 +382,48 @@ def test_fetch_copies_the_verified_file(offline, monkeypatch, tmp_path, tv_file)
     out = tmp_path / "weights"
     out.mkdir()
     with pytest.raises(WeightsError, match="SHA256 does not start with 11ad3fa6"):
-        W.fetch_imagenet("v2", out)  # random weights under the real name: refused, nothing written
+        R.fetch_imagenet("v2", out)  # random weights under the real name: refused, nothing written
     assert list(out.iterdir()) == []
     _own_prefix(monkeypatch, cache / "resnet50-11ad3fa6.pth")
-    written = W.fetch_imagenet("v2", out)
+    written = R.fetch_imagenet("v2", out)
     assert written == out / "resnet50-11ad3fa6.pth"
     assert written.read_bytes() == tv_file.read_bytes()
     assert [p.name for p in out.iterdir()] == ["resnet50-11ad3fa6.pth"]
-    named = W.fetch_imagenet("v2", tmp_path / "elsewhere" / "r50.pth")
+    named = R.fetch_imagenet("v2", tmp_path / "elsewhere" / "r50.pth")
     assert named.read_bytes() == tv_file.read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# the load report in run.json
+# ------------------------------------------------------------------------------------------------
+def test_run_json_stores_the_load_report_as_a_dict(physionet_root, tmp_path):
+    """run.json keeps ``LoadReport.to_dict()`` of the run's model; the bench's one-line summary of a cell and
+    load_run read it."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from training_helpers import make_store, record_split
+
+    from ecgtransfer.bench.runner import _load_report
+    from ecgtransfer.models import ModelSpec, build_model
+    from ecgtransfer.training import fine_tune, load_run
+
+    store = make_store(physionet_root, tmp_path / "store", {r: 8 for r in ("119", "209", "106")})
+    init = tmp_path / "init.pt"
+    torch.manual_seed(0)
+    torch.save(ResNet50(1000).state_dict(), init)
+    out = tmp_path / "run"
+    fine_tune(store, out=out, split_indices=record_split(store, ["119", "209"], ["106"], []), init=str(init),
+              image_size=32, batch_size=8, num_threads=1, progress=False, epochs=1, max_steps=1)
+    run = json.loads((out / "run.json").read_text())
+    stored = run["load_report"]
+    assert isinstance(stored, dict)
+    model = build_model(ModelSpec.from_dict(run["model"]))
+    expected = W.load_weights(model, init, class_names=run["class_names"]).to_dict()
+    assert stored == json.loads(json.dumps(expected))
+    assert stored["ok"] is True and stored["source"] == str(init) and len(stored["loaded"]) == 318
+    k = len(run["class_names"])
+    assert _load_report(out) == (f"source {init}; 318 tensors loaded; reinitialised: classifier.fc.weight, "
+                                 f"classifier.fc.bias; head (1000, 2048) -> ({k}, 2048)")
+    assert load_run(out).class_names == run["class_names"]

@@ -1,6 +1,7 @@
 """``ecgtransfer weights fetch|inspect``."""
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 
@@ -9,7 +10,7 @@ import torch
 import torchvision
 
 from ecgtransfer.cli import main
-from ecgtransfer.models import weights as W
+from ecgtransfer.models import weight_registry as R
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,42 @@ def test_fetch_offline_is_one_clear_error(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.delenv(W.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(R.WEIGHTS_DIR_ENV, raising=False)
     assert main(["-q", "weights", "fetch", "--version", "v1", "--out", str(tmp_path / "w") + "/"]) == 2
     err = capsys.readouterr().err
     assert "IMAGENET1K_V1" in err and "ecgtransfer weights fetch --version v1" in err
     assert not (tmp_path / "w").exists() or not list((tmp_path / "w").iterdir())
+
+
+def test_fetch_writes_the_file_only_once_it_loads_into_resnet50(monkeypatch, tmp_path, tv_file, capsys):
+    """A cached file carrying its own SHA256 prefix (as torchvision's do) is copied once it loads; one that
+    matches its hash but not ResNet50 fails with exit code 2 and nothing is written."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv(R.WEIGHTS_DIR_ENV, raising=False)
+    cache = tmp_path / "torch-home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    monkeypatch.setattr(R, "hash_prefix_of",
+                        lambda file_name: hashlib.sha256((cache / file_name).read_bytes()).hexdigest()[:8])
+    cached = cache / "resnet50-0676ba61.pth"
+    cached.write_bytes(tv_file.read_bytes())
+    out = tmp_path / "w"
+    assert main(["-q", "weights", "fetch", "--version", "v1", "--out", str(out) + "/"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "resnet50-0676ba61.pth")
+    assert (out / "resnet50-0676ba61.pth").read_bytes() == tv_file.read_bytes()
+
+    sd = torch.load(tv_file, weights_only=True)
+    del sd["layer4.2.bn3.bias"]
+    torch.save(sd, cached)
+    other = tmp_path / "w2"
+    assert main(["-q", "weights", "fetch", "--version", "v1", "--out", str(other) + "/"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ecgtransfer: error: ") and "features_2.stage4.block2.bn3.bias" in err
+    assert err.count("\n") == 1 and not other.exists()
+
+
+def test_fetch_versions_are_the_registry_versions(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["weights", "fetch", "--version", "v3", "--out", "w/"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'v3'" in err and ", ".join(repr(v) for v in R.VERSION_NAMES) in err

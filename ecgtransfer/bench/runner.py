@@ -463,11 +463,13 @@ class _Bench:
                         self.skipped[a.name] = f"source store unavailable: {exc}"
         else:
             self.source_store = None
+        from ecgtransfer.models.weight_registry import WEIGHT_NAMES, imagenet_unavailable
+
         for a in self.cfg.arms:
             if a.name in self.skipped:
                 continue
-            if a.init in ("imagenet", "imagenet-v1", "imagenet-v2"):
-                reason = _imagenet_unavailable(a.init, self.imagenet_checks)
+            if a.init in WEIGHT_NAMES:
+                reason = imagenet_unavailable(a.init, cache=self.imagenet_checks)
                 if reason:
                     self.skipped[a.name] = reason
             elif a.init not in ("scratch", "ecg"):
@@ -780,9 +782,6 @@ class _Bench:
     def results(self) -> dict[str, Any]:
         cfg, store = self.cfg, self.store
         records = [self.records[c.key] for c in self.grid if c.key in self.records]
-        for r in records:  # records of older runs may hold the full LoadReport repr
-            if isinstance(r.get("load_report"), str):
-                r["load_report"] = compact_load_report(r["load_report"])
         done = sum(1 for r in records if r["status"] == "done")
         skipped_cells = sum(1 for r in records if r["status"] == "skipped")
         arms = []
@@ -929,106 +928,25 @@ def _previous_invocations(out: Path) -> list[dict[str, Any]]:
 
 
 def _load_report(run_dir: Path) -> str | None:
+    """One line from the ``load_report`` of a cell's ``run.json`` (a ``LoadReport.to_dict()``): the source, how
+    many tensors loaded, which were re-initialised, adapted, unexpected or missing, and the head's shapes.
+    ``None`` when no weights were loaded (or ``run.json`` is unreadable)."""
     try:
-        return compact_load_report(json.loads((run_dir / "run.json").read_text()).get("load_report"))
-    except (OSError, ValueError):
+        report = json.loads((run_dir / "run.json").read_text()).get("load_report")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(report, dict):
         return None
 
+    def shape(s: Any) -> str:
+        return "None" if s is None else "(" + ", ".join(str(int(x)) for x in s) + ")"
 
-def compact_load_report(text: str | None) -> str | None:
-    """One line from a model's ``LoadReport`` repr: source, how many tensors loaded, which re-initialised."""
-    import re
-
-    if not text or len(text) < 300:
-        return text
-
-    def items(name: str) -> list[str]:
-        m = re.search(rf"\b{name}=\[(.*?)\]", text)
-        return re.findall(r"'([^']*)'", m.group(1)) if m else []
-
-    src = re.search(r"source='([^']*)'", text)
-    shapes = {k: (re.search(rf"{k}=(\([^)]*\)|None)", text) or [None, "?"])[1]
-              for k in ("source_head_shape", "model_head_shape")}
-    parts = [f"source {src.group(1) if src else '?'}", f"{len(items('loaded'))} tensors loaded"]
+    parts = [f"source {report.get('source', '?')}", f"{len(report.get('loaded') or [])} tensors loaded"]
     for name in ("reinitialised", "adapted", "unexpected", "missing"):
-        got = items(name)
-        if got:
-            parts.append(f"{name}: {', '.join(got)}")
-    parts.append(f"head {shapes['source_head_shape']} -> {shapes['model_head_shape']}")
+        if report.get(name):
+            parts.append(f"{name}: {', '.join(map(str, report[name]))}")
+    parts.append(f"head {shape(report.get('source_head_shape'))} -> {shape(report.get('model_head_shape'))}")
     return "; ".join(parts)
-
-
-#: Env var: when set to 1/true/yes, the bench never tries to download ImageNet weights (an offline machine).
-OFFLINE_ENV = "ECGTRANSFER_OFFLINE"
-#: Seconds the reachability probe (and each socket operation of a download) may wait.
-NETWORK_TIMEOUT_S = 10.0
-
-
-def _offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _url_unreachable(url: str, timeout: float = NETWORK_TIMEOUT_S) -> str | None:
-    """None when ``url`` answers a HEAD request within ``timeout`` seconds, else why not."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            return None
-    except urllib.error.HTTPError as exc:
-        return None if exc.code < 500 and exc.code not in (403, 404) else f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:  # URLError, timeouts, DNS failures
-        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-
-
-def _imagenet_unavailable(init: str, cache: dict[str, str | None] | None = None) -> str | None:
-    """None when the ImageNet weights of ``init`` can be had here, else why not.
-
-    Looks for the file locally (``$ECGTRANSFER_WEIGHTS_DIR``, torch's cache); if it is not there and
-    ``$ECGTRANSFER_OFFLINE`` is not set, probes the URL with a HEAD request (:data:`NETWORK_TIMEOUT_S`) and only
-    then downloads it, with a socket timeout, so an offline machine answers within seconds instead of hanging.
-    ``cache`` (``{version: answer}``) keeps the answer per weights version for the rest of a bench run.
-    """
-    version = "v1" if init == "imagenet-v1" else "v2"
-    if cache is not None and version in cache:
-        return cache[version]
-    reason = _check_imagenet(version)
-    if cache is not None:
-        cache[version] = reason
-    return reason
-
-
-def _check_imagenet(version: str) -> str | None:
-    import socket
-
-    try:
-        from ecgtransfer.models import weights as W
-    except ImportError as exc:  # pragma: no cover - models not installed
-        return f"ecgtransfer.models is unavailable: {exc}"
-    try:
-        W.imagenet_file(version, progress=False, download=False)
-        return None
-    except WeightsUnavailableError:
-        pass  # not on this machine: say below why no download is tried, or try it
-    if _offline():
-        return W.imagenet_unavailable_message(version, f"no download was attempted ({OFFLINE_ENV}=1)")
-    from torchvision.models import ResNet50_Weights
-
-    url = (ResNet50_Weights.IMAGENET1K_V1 if version == "v1" else ResNet50_Weights.IMAGENET1K_V2).url
-    why = _url_unreachable(url)
-    if why is not None:
-        return W.imagenet_unavailable_message(
-            version, f"no download was attempted: {url} did not answer within {NETWORK_TIMEOUT_S:g} s ({why})")
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(max(NETWORK_TIMEOUT_S, 30.0))  # a stalled download fails instead of hanging
-    try:
-        W.imagenet_file(version, progress=False, download=True)
-        return None
-    except WeightsUnavailableError as exc:
-        return str(exc)
-    finally:
-        socket.setdefaulttimeout(old)
 
 
 def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, store: str | os.PathLike | None = None,

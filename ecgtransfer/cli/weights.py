@@ -9,6 +9,10 @@ import argparse
 import json
 import sys
 
+from ecgtransfer.models.weight_registry import DEFAULT_WEIGHTS, VERSION_NAMES, WEIGHT_NAMES, get_weights
+
+_DEFAULT_VERSION = get_weights(DEFAULT_WEIGHTS).version
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,8 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "atomically to --out. Copy the result to an offline machine and pass its path as the weights, "
         "or point ECGTRANSFER_WEIGHTS_DIR at the folder.",
     )
-    fetch.add_argument("--version", choices=["v1", "v2"], default="v2",
-                       help="IMAGENET1K_V2 (default, 80.9%% top-1) or IMAGENET1K_V1 (76.1%%)")
+    fetch.add_argument("--version", choices=VERSION_NAMES, default=_DEFAULT_VERSION,
+                       help=f"default {_DEFAULT_VERSION}; " + "; ".join(
+                           f"{v}: {get_weights(v).member}, {get_weights(v).description}" for v in VERSION_NAMES
+                       ).replace("%", "%%"))
     fetch.add_argument("--out", required=True,
                        help="output file, or an existing folder / a path ending in '/' to keep torchvision's file name")
     fetch.set_defaults(func=_fetch)
@@ -36,10 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inspect",
         help="print the load report of a weights file",
         description="Load a weights file (torchvision state dict, ecgtransfer state dict or checkpoint; "
-        "or imagenet / imagenet-v1 / imagenet-v2) into ResNet50 and print what loaded. Exit code 2 "
+        f"or {' / '.join(WEIGHT_NAMES)}) into ResNet50 and print what loaded. Exit code 2 "
         "when it does not match.",
     )
-    inspect.add_argument("path", help="weights file, or imagenet / imagenet-v1 / imagenet-v2")
+    inspect.add_argument("path", help=f"weights file, or {' / '.join(WEIGHT_NAMES)}")
     inspect.add_argument("--num-classes", type=int, default=None,
                          help="head size of the model to load into (default: the file's head size, else 1000)")
     inspect.add_argument("--in-channels", type=int, default=None,
@@ -49,9 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from ecgtransfer.models.weights import fetch_imagenet
+    """Get the version's file (SHA256-checked), prove it loads into ResNet50, then write it to ``--out``."""
+    import logging
 
-    path = fetch_imagenet(args.version, args.out, progress=not args.quiet)
+    from ecgtransfer.models.resnet import ResNet50
+    from ecgtransfer.models.weight_registry import fetch_imagenet, imagenet_file
+    from ecgtransfer.models.weights import apply_weights, read_state_dict_file
+
+    progress = not args.quiet
+    report = apply_weights(ResNet50(1000), read_state_dict_file(imagenet_file(args.version, progress=progress)))
+    path = fetch_imagenet(args.version, args.out, progress=progress)
+    logging.getLogger(__name__).info("%s: %d tensors load into ResNet50", path, len(report.loaded))
     print(path)
     return 0
 

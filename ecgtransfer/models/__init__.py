@@ -8,8 +8,10 @@
   ``"imagenet"`` / ``"imagenet-v1"`` / ``"imagenet-v2"`` / a path;
 * :class:`TieredModel`: every model declares its tiers and block units (``group_matcher``, applied by
   :func:`match_tiers`);
-* :mod:`~ecgtransfer.models.weights`: the explicit name mapping to torchvision, weight sources, the
-  :class:`LoadReport`, input-channel adaptation, pre-fetching for offline machines;
+* :mod:`~ecgtransfer.models.weight_registry`: the weight versions (:data:`WEIGHT_NAMES`, :func:`get_weights`),
+  their hash-checked files, download, pre-fetching for offline machines, the availability probe;
+* :mod:`~ecgtransfer.models.weights`: the explicit name mapping to torchvision, reading weight files, the
+  :class:`LoadReport`, input-channel adaptation;
 * :mod:`~ecgtransfer.models.tiers`: :class:`TierConfig`, :func:`param_groups`, :func:`build_optimizer`,
   :func:`freeze_tiers` (the learning-rate schedules are :mod:`ecgtransfer.training.schedules`).
 """
@@ -27,10 +29,10 @@ from ecgtransfer.models.tiers import (
     param_groups,
     unfreeze_tiers,
 )
+from ecgtransfer.models.weight_registry import WEIGHT_NAMES, fetch_imagenet, get_weights
 from ecgtransfer.models.weights import (
     LoadReport,
     adapt_input_conv,
-    fetch_imagenet,
     from_torchvision_name,
     load_weights,
     to_torchvision_name,
@@ -50,11 +52,13 @@ __all__ = [
     "LoadReport",
     "ResNet50",
     "TierConfig",
+    "WEIGHT_NAMES",
     "adapt_input_conv",
     "build_optimizer",
     "fetch_imagenet",
     "freeze_tiers",
     "from_torchvision_name",
+    "get_weights",
     "init_weights",
     "keep_frozen_bn_eval",
     "load_weights",

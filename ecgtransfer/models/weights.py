@@ -1,14 +1,14 @@
-"""Pretrained weights for :class:`~ecgtransfer.models.resnet.ResNet50`: sources, name mapping, load report.
+"""Pretrained weights for :class:`~ecgtransfer.models.resnet.ResNet50`: name mapping, reading, applying, load report.
+
+Which weight versions exist and how their files are found, hash-checked, downloaded and fetched is
+:mod:`~ecgtransfer.models.weight_registry`; this module turns a file into loaded tensors.
 
 Where weights come from (:func:`read_weights`):
 
-* ``"imagenet"`` / ``"imagenet-v2"``: torchvision's ``ResNet50_Weights.IMAGENET1K_V2`` (80.9 % top-1);
-  ``"imagenet-v1"``: ``IMAGENET1K_V1`` (76.1 %, the original torchvision weights). The file is looked up,
-  in order, in ``$ECGTRANSFER_WEIGHTS_DIR`` (a folder filled by ``ecgtransfer weights fetch``) and in
-  torch.hub's cache (``$TORCH_HOME/hub/checkpoints``), in both with the file's SHA256 checked against the
-  prefix in torchvision's file name, and otherwise
-  downloaded into that cache from the URL torchvision's weights API names. When none works (an offline
-  machine) :class:`~ecgtransfer.errors.WeightsUnavailableError` says how to fix it.
+* a name of :data:`~ecgtransfer.models.weight_registry.WEIGHT_NAMES` (``"imagenet"`` = ``"imagenet-v2"``,
+  torchvision's ``IMAGENET1K_V2``; ``"imagenet-v1"``): the registry's local, SHA256-checked file
+  (:func:`~ecgtransfer.models.weight_registry.imagenet_file`; on an offline machine without it,
+  :class:`~ecgtransfer.errors.WeightsUnavailableError` says how to fix it);
 * a path: a torchvision-format state dict (``conv1.weight``, ``layer1.0.downsample.0.weight``, ``fc.bias``),
   an ecgtransfer state dict (``model.state_dict()``, our names) or an ecgtransfer checkpoint (a dict whose
   ``"model"`` entry is such a state dict). A uniform ``module.`` (DDP) or ``_orig_mod.`` (torch.compile)
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import pickle
@@ -35,26 +34,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from ecgtransfer._atomic import atomic_open
-from ecgtransfer.errors import ConfigError, WeightsError, WeightsUnavailableError
+from ecgtransfer.errors import ConfigError, WeightsError
+from ecgtransfer.models import weight_registry
 from ecgtransfer.models.resnet import STAGE_BLOCKS
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming a folder of pre-fetched weight files (``ecgtransfer weights fetch --out``).
-WEIGHTS_DIR_ENV = "ECGTRANSFER_WEIGHTS_DIR"
-#: Weight-spec strings -> torchvision ``ResNet50_Weights`` member names.
-IMAGENET_SPECS: dict[str, str] = {
-    "imagenet": "IMAGENET1K_V2",
-    "imagenet-v2": "IMAGENET1K_V2",
-    "imagenet-v1": "IMAGENET1K_V1",
-}
-VERSIONS: dict[str, str] = {"v1": "IMAGENET1K_V1", "v2": "IMAGENET1K_V2"}
 
 STEM_CONV = "features_1.stem.conv.weight"
 HEAD_PREFIX = "classifier."
@@ -257,7 +245,7 @@ def _names(names: list[str], limit: int = 8) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# sources
+# reading state-dict files
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class SourceWeights:
@@ -273,122 +261,6 @@ class SourceWeights:
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     class_names: Optional[list[str]] = None
-
-
-def _imagenet_weights(member: str):
-    from torchvision.models import ResNet50_Weights
-
-    return ResNet50_Weights[member]
-
-
-def imagenet_filename(version: str = "v2") -> str:
-    """torchvision's file name for ``version`` (``"v1"``/``"v2"``), e.g. ``resnet50-11ad3fa6.pth``."""
-    member = _version_member(version)
-    return os.path.basename(urlparse(_imagenet_weights(member).url).path)
-
-
-def _version_member(version: str) -> str:
-    v = str(version).lower()
-    if v in VERSIONS:
-        return VERSIONS[v]
-    if v in IMAGENET_SPECS:
-        return IMAGENET_SPECS[v]
-    raise ConfigError(f"unknown ImageNet weights version {version!r}: expected one of v1, v2")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _hash_prefix(filename: str) -> Optional[str]:
-    m = torch.hub.HASH_REGEX.search(filename)
-    return m.group(1) if m else None
-
-
-def _verify_prefix(path: Path, prefix: Optional[str], member: str, fix: str) -> Path:
-    """``path`` when its SHA256 starts with ``prefix`` (torchvision's file names embed it); else WeightsError.
-
-    A file already verified with the same size and modification time is not hashed again.
-    """
-    if not prefix:
-        return path
-    st = path.stat()
-    if not _sha256_cached(str(path), st.st_size, st.st_mtime_ns).startswith(prefix):
-        raise WeightsError(
-            f"{path}: SHA256 does not start with {prefix} (torchvision {member}); the file is corrupt or not "
-            f"torchvision's: {fix}"
-        )
-    return path
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256(Path(path))
-
-
-def imagenet_file(version: str = "v2", *, progress: bool = True, download: bool = True) -> Path:
-    """Local path of torchvision's ImageNet ResNet50 weight file, downloading it into torch.hub's cache if needed.
-
-    Looks in ``$ECGTRANSFER_WEIGHTS_DIR``, then torch.hub's cache (in both the file's SHA256 must start with the
-    prefix in torchvision's file name), then downloads from the URL of torchvision's ``ResNet50_Weights``
-    (hash-checked by torch.hub).
-
-    Raises:
-        WeightsUnavailableError: not found locally and the download fails (offline) or ``download=False``.
-        WeightsError: a local file whose SHA256 does not match torchvision's.
-    """
-    member = _version_member(version)
-    url = _imagenet_weights(member).url
-    filename = os.path.basename(urlparse(url).path)
-    prefix = _hash_prefix(filename)
-
-    env_dir = os.environ.get(WEIGHTS_DIR_ENV)
-    if env_dir:
-        candidate = Path(env_dir).expanduser() / filename
-        if candidate.is_file():
-            log.debug("ImageNet weights %s from %s=%s", member, WEIGHTS_DIR_ENV, env_dir)
-            return _verify_prefix(candidate, prefix, member, "fetch it again with `ecgtransfer weights fetch`")
-        log.debug("%s=%s has no %s", WEIGHTS_DIR_ENV, env_dir, filename)
-
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if cached.is_file():
-        return _verify_prefix(cached, prefix, member, "delete it from torch's cache so it is downloaded again")
-    if not download:
-        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, f"downloading {url} is disabled"))
-    log.info("downloading ImageNet ResNet50 weights (torchvision %s) from %s", member, url)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cached), prefix, progress=progress)
-    except OSError as exc:  # URLError, HTTPError, socket errors, no space left
-        raise WeightsUnavailableError(_unavailable_message(member, url, filename, cached, f"downloading {url} failed ({exc})")) from exc
-    except RuntimeError as exc:  # torch.hub's hash check
-        raise WeightsError(f"downloaded {url} does not match its SHA256 prefix {prefix}: {exc}") from exc
-    return cached
-
-
-def imagenet_unavailable_message(version: str, why: str) -> str:
-    """The message of :class:`WeightsUnavailableError` for ImageNet ``version`` ("v1"/"v2"), with ``why``
-    saying what happened to the download (for callers that decide themselves not to try it)."""
-    member = _version_member(version)
-    url = _imagenet_weights(member).url
-    filename = os.path.basename(urlparse(url).path)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    return _unavailable_message(member, url, filename, cached, why)
-
-
-def _unavailable_message(member: str, url: str, filename: str, cached: Path, why: str) -> str:
-    version = "v1" if member.endswith("V1") else "v2"
-    return (
-        f"ImageNet ResNet50 weights (torchvision {member}, {filename}) are not available here: not in "
-        f"${WEIGHTS_DIR_ENV} nor in torch's cache {cached.parent}, and {why}. "
-        f"On a machine with internet run `ecgtransfer weights fetch --version {version} --out weights/`, "
-        f"copy weights/{filename} here, then pass its path as the weights (e.g. --init weights/{filename}), "
-        f"or set {WEIGHTS_DIR_ENV}=weights, or put the file into {cached.parent}/"
-    )
 
 
 def _strip_prefix(state: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -513,15 +385,17 @@ def read_state_dict_file(path: Union[str, os.PathLike]) -> SourceWeights:
 
 
 def read_weights(spec: Union[str, os.PathLike], *, progress: bool = True) -> SourceWeights:
-    """Resolve a weights spec (``"imagenet"``, ``"imagenet-v1"``, ``"imagenet-v2"`` or a path) to tensors in our names."""
-    if isinstance(spec, str) and spec.lower() in IMAGENET_SPECS:
-        member = IMAGENET_SPECS[spec.lower()]
-        path = imagenet_file(spec.lower(), progress=progress)
+    """Resolve a weights spec (a name of :data:`~ecgtransfer.models.weight_registry.WEIGHT_NAMES` or a path) to
+    tensors in our names; a name's file comes from :func:`~ecgtransfer.models.weight_registry.imagenet_file`."""
+    if weight_registry.is_weight_name(spec):
+        version = weight_registry.get_weights(str(spec))
+        path = weight_registry.imagenet_file(version, progress=progress)
         src = read_state_dict_file(path)
-        src.source = f"torchvision ResNet50_Weights.{member} ({path})"
+        src.source = f"torchvision {version.torchvision_name} ({path})"
         return src
     if isinstance(spec, str) and spec.lower().startswith("imagenet") and not Path(spec).exists():
-        raise ConfigError(f"unknown weights {spec!r}: expected imagenet, imagenet-v1, imagenet-v2 or a file path")
+        raise ConfigError(f"unknown weights {spec!r}: expected {', '.join(weight_registry.WEIGHT_NAMES)} or a file "
+                          "path")
     return read_state_dict_file(spec)
 
 
@@ -652,42 +526,3 @@ def load_weights(model: nn.Module, spec: Union[str, os.PathLike], *, progress: b
     ``class_names``: the model's classes; a source head of other classes is re-initialised (see
     :func:`check_weights`)."""
     return apply_weights(model, read_weights(spec, progress=progress), class_names)
-
-
-# --------------------------------------------------------------------------------------------------
-# pre-fetching for offline machines
-# --------------------------------------------------------------------------------------------------
-def fetch_imagenet(version: str = "v2", out: Union[str, os.PathLike] = ".", *, progress: bool = True) -> Path:
-    """Download torchvision's ImageNet ResNet50 weights and write them to ``out`` atomically.
-
-    ``out`` is a folder (existing, or given with a trailing ``/``) that receives torchvision's file name
-    (``resnet50-11ad3fa6.pth`` for v2, ``resnet50-0676ba61.pth`` for v1), or a file path. The bytes are
-    torchvision's original state-dict file (SHA256-checked against the prefix in its name, whether it was
-    downloaded or found in torch's cache, and again as it is copied; verified to load into our ResNet50), so a
-    folder of fetched files works as ``$ECGTRANSFER_WEIGHTS_DIR``.
-
-    Raises:
-        WeightsUnavailableError: the download fails (offline machine).
-        WeightsError: a cached file that is not torchvision's (SHA256 mismatch).
-    """
-    filename = imagenet_filename(version)
-    out_s = os.fspath(out)
-    out_path = Path(out_s).expanduser()
-    if out_path.is_dir() or out_s.endswith(("/", os.sep)):
-        out_path = out_path / filename
-    src_path = imagenet_file(version, progress=progress)
-    from ecgtransfer.models.resnet import ResNet50
-
-    report = apply_weights(ResNet50(1000), read_state_dict_file(src_path))  # proves it loads
-    if src_path.resolve() != out_path.resolve():
-        prefix = _hash_prefix(filename)
-        h = hashlib.sha256()
-        with open(src_path, "rb") as fin, atomic_open(out_path, "wb") as fout:
-            for chunk in iter(lambda: fin.read(1 << 20), b""):
-                h.update(chunk)
-                fout.write(chunk)
-            if prefix and not h.hexdigest().startswith(prefix):  # the bytes written, checked before the rename
-                raise WeightsError(f"{src_path} changed while it was copied to {out_path}: its SHA256 no longer "
-                                   f"starts with {prefix}; nothing was written")
-    log.info("wrote %s (%d tensors loaded into ResNet50)", out_path, len(report.loaded))
-    return out_path

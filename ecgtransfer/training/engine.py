@@ -368,12 +368,12 @@ class _Trainer:
         the cached file after a barrier.
         """
         from ecgtransfer.errors import WeightsError
-        from ecgtransfer.models.weights import IMAGENET_SPECS, imagenet_file
+        from ecgtransfer.models.weight_registry import imagenet_file, is_weight_name
 
         init = self.cfg.init
         if init == "scratch" or (self.resume and self.ckpt_path.exists()):
             return None
-        if self.dist.enabled and str(init).lower() in IMAGENET_SPECS:
+        if self.dist.enabled and is_weight_name(init):
             failed: WeightsError | None = None
             if self.dist.local_rank == 0:
                 try:
@@ -449,7 +449,7 @@ class _Trainer:
             "amp": dtype_name(self.dtype),  # resolved: float32 (no autocast), bfloat16 or float16
             "channels_last": self.channels_last,
             "environment": environment(self.device),
-            "load_report": str(self.model.load_report) if self.model.load_report is not None else None,
+            "load_report": self.model.load_report.to_dict() if self.model.load_report is not None else None,
             "model": self.model_spec.to_dict(),
             "rr_columns": self._rr_columns(),
             "excluded_classes": list(self.excluded),
