@@ -45,17 +45,13 @@ from torch import nn
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.models.base import TIERS, TieredModel
 from ecgtransfer.models.fusion import RRHead
+from ecgtransfer.models.resnet_layout import EXPANSION, FEATURE_DIM, STAGE_BLOCKS, STAGE_WIDTHS, STEM_CHANNELS
+from ecgtransfer.models.weights import load_weights
 
 log = logging.getLogger(__name__)
 
-#: Bottleneck blocks per stage (ResNet50).
-STAGE_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)
-#: Middle ("bottleneck") channels per stage; outputs are ``EXPANSION`` times as wide.
-STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
-EXPANSION = 4
-STEM_CHANNELS = 64
-FEATURE_DIM = STAGE_WIDTHS[-1] * EXPANSION  # 2048
-__all__ = ["TIERS", "Bottleneck", "ResNet50", "init_weights", "resnet50"]
+__all__ = ["TIERS", "Bottleneck", "EXPANSION", "FEATURE_DIM", "ResNet50", "STAGE_BLOCKS", "STAGE_WIDTHS",
+           "STEM_CHANNELS", "init_weights", "resnet50"]
 
 WeightsSpec = Union[None, str, os.PathLike]
 
@@ -231,8 +227,6 @@ def resnet50(
     """
     model = ResNet50(num_classes, in_channels=in_channels, **kwargs)
     if weights is not None:
-        from ecgtransfer.models.weights import load_weights  # weights reads this module's layout (STAGE_BLOCKS)
-
         model.load_report = load_weights(model, weights, progress=progress, class_names=class_names)
     return model
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from ecgtransfer.errors import ConfigError, WeightsError
 from ecgtransfer.models import weight_registry
-from ecgtransfer.models.resnet import STAGE_BLOCKS
+from ecgtransfer.models.resnet_layout import STAGE_BLOCKS
 
 log = logging.getLogger(__name__)
 
