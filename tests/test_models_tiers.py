@@ -3,13 +3,16 @@ the seed preset."""
 from __future__ import annotations
 
 import math
+import re
+from collections import OrderedDict
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.models import BeatCNN, BeatFeatureModel, ResNet50
+from ecgtransfer.models import BeatCNN, BeatFeatureModel, ResNet50, TieredModel, match_tiers
 from ecgtransfer.models.tiers import (
     SEED_PRESET,
     TIERS,
@@ -148,6 +151,91 @@ def test_tiers_and_units_of_every_model(kind):
     assert default == [(t, n) for t, (n, _) in want.items() if n]
 
 
+@pytest.mark.parametrize("kind", sorted(TIER_LAYOUTS))
+def test_group_matcher_puts_every_parameter_in_exactly_one_tier(kind):
+    model = TIER_LAYOUTS[kind][0]()
+    where = match_tiers(model)
+    assert list(where) == [n for n, _ in model.named_parameters()]
+    for name, at in where.items():
+        assert name.startswith(at.unit + ".") and at.unit.startswith(at.tier + "."), (name, at)
+        claims = [t for t, patterns in model.group_matcher().items()
+                  if any(re.match(f"(?:{p})(?=\\.|$)", name) for p in patterns)]
+        assert claims == [at.tier], name
+
+
+class TorchvisionTiered(TieredModel):
+    """torchvision's resnet18 under its own names, in three tiers by declaration only (no tier child modules)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torchvision.models.resnet18(num_classes=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def group_matcher(self) -> dict[str, tuple[str, ...]]:
+        return {"features_1": (r"net\.conv1", r"net\.bn1", r"net\.layer[1-3]\.\d+"),
+                "features_2": (r"net\.layer4\.\d+",), "classifier": (r"net\.fc",)}
+
+
+def test_tiers_follow_the_declaration_not_module_names():
+    """A model with other names (torchvision's) gets its groups, freezing and frozen batch norms from its
+    group_matcher alone."""
+    model = TorchvisionTiered()
+    groups = param_groups(model, TierConfig(layer_decay=0.5, no_decay_bn_bias=False))
+    names = _names_by_id(model)
+    assert [g["name"] for g in groups] == (
+        ["net.conv1", "net.bn1"] + [f"net.layer{s}.{b}" for s in (1, 2, 3) for b in (0, 1)]
+        + ["net.layer4.0", "net.layer4.1", "net.fc"])
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    assert {names[id(p)] for g in groups if g["tier"] == "features_2" for p in g["params"]} == {
+        n for n in names.values() if n.startswith("net.layer4.")}
+    assert groups[0]["lr"] == pytest.approx(1e-5 * 0.5**7) and groups[-1]["lr"] == pytest.approx(1e-3)
+
+    freeze_tiers(model, "features_1")
+    model.train()
+    early = [model.net.bn1] + [m for s in (1, 2, 3) for m in getattr(model.net, f"layer{s}").modules()
+                               if isinstance(m, nn.BatchNorm2d)]
+    late = [m for m in model.net.layer4.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert not any(m.training for m in early) and all(m.training for m in late)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith(("net.layer4", "net.fc")))
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith(("net.layer4", "net.fc")))
+    unfreeze_tiers(model, ["features_1"])
+    assert all(m.training for m in early) and all(p.requires_grad for p in model.parameters())
+
+
+class _Declared(TieredModel):
+    def __init__(self, matcher: dict) -> None:
+        super().__init__()
+        self.features_1 = nn.Sequential(OrderedDict(block1=nn.Linear(2, 2), block10=nn.Linear(2, 2)))
+        self.features_2 = nn.Linear(2, 2)
+        self.classifier = nn.Linear(2, 1)
+        self._matcher = matcher
+
+    def group_matcher(self) -> dict:
+        return self._matcher
+
+
+@pytest.mark.parametrize(
+    "matcher, message",
+    [({"features_1": (r"features_1\.block1",), "features_2": (r"features_2",), "classifier": (r"classifier",)},
+      r"outside the tiers .*features_1\.block10\.weight"),  # a pattern ends at a name boundary: block1 != block10
+     ({"features_1": (r"features_1\.block\d+",), "features_2": (r"features_2", r"features_1\.block10"),
+       "classifier": (r"classifier",)}, "in two tiers"),
+     ({"features_1": (r"features_1",), "features_2": (r"features_2",), "head": (r"classifier",)},
+      "unknown tier"),
+     ({"features_1": (r"features_1\.(",), "features_2": (r"features_2",), "classifier": (r"classifier",)},
+      "invalid regular expression")],
+    ids=["a-parameter-in-no-tier", "a-parameter-in-two-tiers", "an-unknown-tier", "a-bad-pattern"],
+)
+def test_a_wrong_declaration_is_one_clear_error(matcher, message):
+    model = _Declared(matcher)
+    with pytest.raises(ConfigError, match=message):
+        param_groups(model)
+    with pytest.raises(ConfigError, match=message):
+        freeze_tiers(model, "features_1")
+
+
 def test_seed_preset_values(model):
     cfg = TierConfig(preset="seed")
     assert cfg.optimizer == "sgd" and cfg.lrs == (1e-5, 1e-4, 1e-3)
@@ -245,6 +333,16 @@ def test_freeze_without_bn_eval_and_the_helper_for_other_modules():
         freeze_tiers(wrapped, ["layer4"])
     with pytest.raises(ConfigError, match="no tier module"):
         param_groups(nn.Linear(2, 2))
+
+
+def test_groups_and_freezing_through_torch_compile():
+    inner = BeatCNN(3)
+    compiled = torch.compile(inner)  # an OptimizedModule: the model is its _orig_mod
+    assert [g["name"] for g in param_groups(compiled)] == [g["name"] for g in param_groups(inner)]
+    freeze_tiers(compiled, "features_1")
+    assert inner.frozen_bn_tiers == {"features_1"}
+    assert not any(p.requires_grad for p in inner.features_1.parameters())
+    assert all(p.requires_grad for p in inner.features_2.parameters())
 
 
 def _tiny_optimizer(cfg: TierConfig) -> torch.optim.Optimizer:
