@@ -276,11 +276,11 @@ def test_source_from_the_target_store_never_trains_on_target_val_test_patients(t
     src_val = set(store.patient_ids[src["val"]].astype(str))
     assert src_train and not (src_train & heldout) and not (src_val & heldout)
     # without the exclusion the source split would have trained on some of them (the check bites)
-    from ecgtransfer.bench.runner import _train_config
+    from ecgtransfer.training import TrainConfig
     from ecgtransfer.training.engine import make_split
 
     info = res.results["source_models"]["spectrogram"]
-    plain = make_split(store, _train_config({**info_train_config(out), "progress": False}))
+    plain = make_split(store, TrainConfig.from_dict({**info_train_config(out), "progress": False}))
     assert set(store.patient_ids[plain["train"]].astype(str)) & heldout
     ex = info["exclusion"]
     assert "target store itself" in ex["why"] and set(ex["dropped_patients"]) == heldout

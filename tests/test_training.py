@@ -253,7 +253,17 @@ def test_config_toml_and_overrides(tmp_path) -> None:
     older = {k: v for k, v in cfg.to_dict().items() if k not in ("tier_preset", "layer_decay", "freeze_bn_stats")}
     assert cfg.incompatible_with(older) == {}  # fields added since, at their defaults, still resume
     older = {k: v for k, v in TrainConfig().to_dict().items() if k != "tier_preset"}
-    assert set(TrainConfig(tier_preset="seed").incompatible_with(older)) == {"tier_preset"}
+    # the preset names itself (with the values it sets: no weight decay, momentum 0.1 on features_1)
+    from ecgtransfer.models.tiers import PRESETS
+    from ecgtransfer.training.config import PART_KEYS
+
+    sets = {k for k, (part, name) in PART_KEYS.items() if part == "optim" and name in PRESETS["seed"]}
+    diff = set(TrainConfig(tier_preset="seed").incompatible_with(older))
+    assert "tier_preset" in diff and diff - {"tier_preset"} <= sets and "weight_decay" in diff
+    seed_run = TrainConfig(tier_preset="seed").to_dict()
+    before = {k: v for k, v in seed_run.items() if k not in ("tier_momentum", "betas", "nesterov")}
+    before["weight_decay"] = TrainConfig().weight_decay  # a config.json written before TierConfig was held whole
+    assert TrainConfig(tier_preset="seed").incompatible_with(before) == {}
 
 
 def test_lead_stack_trains_evaluates_and_reloads_with_lead_channels(store, tmp_path) -> None:

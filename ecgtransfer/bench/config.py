@@ -40,6 +40,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.imaging.encode import check_encoding
+from ecgtransfer.models.tiers import TierConfig
+from ecgtransfer.models.weight_registry import WEIGHT_NAMES
+from ecgtransfer.signals.split import SplitConfig
+from ecgtransfer.training.config import PART_KEYS, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,12 +56,20 @@ else:  # pragma: no cover
 #: ``uniform``: one learning rate for every parameter;
 #: ``linear-probe``: backbone frozen, only the classifier head trains.
 OPTIM_MODES = ("tiered", "uniform", "linear-probe")
-#: Initialisations an arm can start from (a path to a checkpoint or state_dict is accepted too).
-INITS = ("scratch", "imagenet", "imagenet-v1", "imagenet-v2", "ecg")
-ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "stack")
-SPLITS = ("patient", "kfold", "dechazal", "random")
+#: Initialisations an arm can start from (a path to a checkpoint or state_dict is accepted too): random, the weight
+#: registry's names, or the bench's own ECG source model.
+INITS = ("scratch", *WEIGHT_NAMES, "ecg")
 FRACTION_MODES = ("per-class", "per-patient", "patients")  # "patients" = "per-patient": fewer labelled patients
-DEFAULT_TIER_LRS = (1e-5, 1e-4, 1e-3)
+#: ``[bench]`` keys that are training settings: bench key -> ``TrainConfig`` field of :attr:`BenchConfig.base`
+#: (validated there, by their owner)
+BENCH_TRAIN_KEYS: dict[str, str] = {
+    "image_size": "image_size", "epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size",
+    "scheduler": "scheduler", "warmup_steps": "warmup_steps", "lrs": "tiers", "optimizer": "optimizer",
+    "device": "device", "threads": "num_threads", "patience": "early_stopping"}
+#: the bench's own defaults for them where they differ from ``TrainConfig``'s (a short budget, no early stopping)
+BENCH_TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 64, "early_stopping": None}
+#: ``[task]`` keys that are split settings: task key -> ``SplitConfig`` field (the bench's split seed defaults to 0)
+TASK_SPLIT_KEYS: dict[str, str] = {k: name for k, (part, name) in PART_KEYS.items() if part == "data_split"}
 
 
 @dataclass(frozen=True)
@@ -151,10 +164,11 @@ class TaskConfig:
 
     Attributes:
         store: path of the segment store (relative paths are relative to the config file).
-        split: ``patient`` | ``kfold`` | ``dechazal`` | ``random`` (see ``ecgtransfer.signals.split``).
-        split_seed: seed of the split (fixed across arms and bench seeds: every cell sees the same patients).
-        val_fraction, test_fraction: shares of patients for validation and test (``patient`` split).
-        n_folds, fold: for ``kfold``.
+        data_split: the split (:class:`ecgtransfer.signals.split.SplitConfig`, the owner of its rules), written flat
+            in ``[task]``: ``split`` (``patient`` | ``kfold`` | ``dechazal`` | ``random``), ``split_seed`` (fixed
+            across arms and bench seeds: every cell sees the same patients; default 0), ``val_fraction``,
+            ``test_fraction`` (shares of patients for validation and test, ``patient`` split), ``n_folds``, ``fold``
+            (``kfold``). Read back as ``task.split``, ``task.split_seed``, ...
         eval_split: the split whose metrics the report's tables use (``test``; ``val`` when there is no test).
         max_val_segments, max_test_segments: cap the validation / test split at about this many segments,
             drawn per class in proportion (seeded by ``split_seed``; the same subset for every cell), to fit a
@@ -162,15 +176,33 @@ class TaskConfig:
     """
 
     store: str
-    split: str = "patient"
-    split_seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    n_folds: int = 5
-    fold: int = 0
+    data_split: SplitConfig = field(default_factory=lambda: SplitConfig(seed=0))
     eval_split: str = "test"
     max_val_segments: int | None = None
     max_test_segments: int | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> "TaskConfig":
+        """From a ``[task]`` table with the split settings written flat (:data:`TASK_SPLIT_KEYS`)."""
+        kw = {k: v for k, v in table.items() if k not in TASK_SPLIT_KEYS}
+        split_kw = {"seed": 0, **{TASK_SPLIT_KEYS[k]: v for k, v in table.items() if k in TASK_SPLIT_KEYS}}
+        return cls(data_split=SplitConfig(**split_kw), **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[task]`` table (split settings flat)."""
+        out: dict[str, Any] = {"store": self.store}
+        out.update({k: getattr(self.data_split, name) for k, name in TASK_SPLIT_KEYS.items()})
+        out.update(eval_split=self.eval_split, max_val_segments=self.max_val_segments,
+                   max_test_segments=self.max_test_segments)
+        return out
+
+
+def _task_view(key: str, name: str) -> property:
+    return property(lambda self: getattr(self.data_split, name), doc=f"``data_split.{name}`` (``[task].{key}``)")
+
+
+for _key, _name in TASK_SPLIT_KEYS.items():
+    setattr(TaskConfig, _key, _task_view(_key, _name))
 
 
 @dataclass(frozen=True)
@@ -227,23 +259,23 @@ class BenchConfig:
         fraction_mode: ``per-class`` (that share of each class's training segments, at least one per class)
             or ``per-patient`` (that share of the training patients, all their segments).
         encodings: the encodings (every arm runs each unless it names its own).
-        image_size: side of the square images.
-        epochs: epochs per cell (same for every arm).
+        base: the training settings every cell shares, one :class:`~ecgtransfer.training.TrainConfig` (the owner of
+            their defaults and rules); a cell's config is this with the cell's coordinates replaced. Written in TOML
+            as ``[bench]`` keys (:data:`BENCH_TRAIN_KEYS`, read back as ``cfg.epochs``, ``cfg.lrs``...) and the
+            ``[train]`` table, with the ``[task]`` split: ``image_size``; ``epochs`` (per cell, the same for every
+            arm; with ``patience`` the cap); ``max_steps`` (optional cap on a cell's steps); ``batch_size``;
+            ``scheduler`` (one schedule family for every arm); ``warmup_steps`` (None: 5% of the cell's steps);
+            ``lrs`` (the default tier learning rates, TrainConfig ``tiers``); ``optimizer``; ``device``; ``threads``
+            (torch CPU threads, TrainConfig ``num_threads``); ``patience`` (early stopping after this many epochs
+            without a better validation selection-F1, TrainConfig ``early_stopping``; the same rule for every arm).
         min_steps: optional floor on the optimisation steps of a cell: a cell whose training subsample gives
             fewer than ``min_steps`` steps in ``epochs`` epochs trains ``ceil(min_steps / steps_per_epoch)``
             epochs instead (small fractions otherwise get only a handful of steps). The steps per epoch depend
             only on the cell's subsample, which every arm of a (fraction, seed) shares, so arms stay equal.
-        max_steps: optional cap on the optimisation steps of a cell (same for every arm).
-        batch_size: batch size.
-        scheduler: schedule family for every arm (``cosine``, ``onecycle``, ``constant``).
-        warmup_steps: linear warmup steps of the schedule (None: 5% of the cell's steps, the engine's default).
-        lrs: default tier learning rates (features_1, features_2, classifier).
-        optimizer: ``sgd`` or ``adamw``.
         target_f1: the validation macro-F1 whose first crossing gives "epochs/seconds to target".
-        device: ``auto``, ``cpu``, ``cuda``...
-        threads: torch CPU threads (None: torch's default).
         keep_checkpoints: keep each cell's checkpoints (off: a bench directory stays small).
-        train: extra ``TrainConfig`` fields applied to every cell (e.g. ``num_workers``, ``amp``, augmentation).
+        train: the ``[train]`` table as written (``TrainConfig`` fields for every cell, e.g. ``num_workers``,
+            ``amp``, augmentation), already part of ``base``.
         source: the source task of ``ecg`` arms.
         notes: free text printed near the top of the report (e.g. why the image size is reduced).
         lr_sweep: scale factors of every arm's learning rate(s) (e.g. ``[0.1, 0.3, 1, 3]``, >= 4 log-spaced for a
@@ -251,8 +283,6 @@ class BenchConfig:
             largest fraction) and the first seed; the chosen factor then trains every seed and fraction. Empty: no
             sweep (the configured LRs).
         sweep_fraction: the fraction the sweep trains on.
-        patience: early stopping: stop a cell after this many epochs without a better validation selection-F1;
-            ``epochs`` (raised by ``min_steps``) is then the cap. The same rule for every arm. None: off.
         primary: the primary contrast (``[bench.primary]``: ``arm``, ``baseline``, ``fraction``, ``encoding``);
             None: the first contrast at the largest fraction, reported as not declared.
         contrasts: the ``[arm, baseline]`` pairs compared (default: every arm against the baseline arm).
@@ -268,25 +298,15 @@ class BenchConfig:
     fractions: tuple[float, ...] = (1.0,)
     fraction_mode: str = "per-class"
     encodings: tuple[str, ...] = ("spectrogram",)
-    image_size: int = 224
-    epochs: int = 5
+    base: TrainConfig = field(default_factory=lambda: TrainConfig(**BENCH_TRAIN_DEFAULTS))
     min_steps: int | None = None
-    max_steps: int | None = None
-    batch_size: int = 64
-    scheduler: str = "cosine"
-    warmup_steps: int | None = None
-    lrs: tuple[float, float, float] = DEFAULT_TIER_LRS
-    optimizer: str = "sgd"
     target_f1: float = 0.5
-    device: str = "auto"
-    threads: int | None = None
     keep_checkpoints: bool = False
     train: Mapping[str, Any] = field(default_factory=dict)
     source: SourceConfig | None = None
     notes: str = ""
     lr_sweep: tuple[float, ...] = ()
     sweep_fraction: float | None = None
-    patience: int | None = None
     primary: PrimaryContrast | None = None
     contrasts: tuple[tuple[str, str], ...] = ()
     bootstrap_replicates: int = 2000
@@ -343,9 +363,15 @@ class BenchConfig:
         return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples as lists), as recorded in results.json."""
-        d = asdict(self)
-        d["train"] = dict(self.train)
+        """Plain JSON-able dict (tuples as lists), as recorded in results.json: the TOML keys (``[bench]`` training
+        keys flat, ``task`` with its split flat) and ``base``, the shared TrainConfig."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("base", "task", "arms", "source",
+                                                                                    "primary")}
+        d.update({k: getattr(self, k) for k in BENCH_TRAIN_KEYS})
+        d.update(task=self.task.to_dict(), arms=[asdict(a) for a in self.arms],
+                 source=None if self.source is None else {**asdict(self.source), "train": dict(self.source.train)},
+                 primary=None if self.primary is None else asdict(self.primary), train=dict(self.train),
+                 base=self.base.to_dict())
         return json.loads(json.dumps(d))
 
     def budget_fingerprint(self) -> str:
@@ -363,6 +389,14 @@ class BenchConfig:
         d = self.to_dict()
         d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
         return {k: d[k] for k in keys}
+
+
+def _bench_view(key: str, name: str) -> property:
+    return property(lambda self: getattr(self.base, name), doc=f"``base.{name}`` (``[bench].{key}``)")
+
+
+for _key, _name in BENCH_TRAIN_KEYS.items():  # cfg.epochs, cfg.lrs, cfg.threads...: views of base, not copies
+    setattr(BenchConfig, _key, _bench_view(_key, _name))
 
 
 # -- loading and validation ---------------------------------------------------------------------
@@ -435,15 +469,20 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
         if "arms" in raw:
             raise _err(where, "arms are given twice ([bench].arms and top-level arms / [[arms]])")
         raw["arms"] = bench.pop("arms")
-    bench_fields = {f.name for f in fields(BenchConfig)} - {"task", "arms", "train", "source", "config_dir"}
+    bench_fields = ({f.name for f in fields(BenchConfig)} - {"task", "arms", "train", "source", "config_dir", "base"}
+                    | set(BENCH_TRAIN_KEYS))
     _check_keys(f"{where} [bench]", bench, bench_fields)
     if "task" not in raw:
         raise _err(where, "missing [task] table (at least task.store)")
     task_raw = raw["task"]
-    _check_keys(f"{where} [task]", task_raw, {f.name for f in fields(TaskConfig)})
+    _check_keys(f"{where} [task]", task_raw, ({f.name for f in fields(TaskConfig)} - {"data_split"})
+                | set(TASK_SPLIT_KEYS))
     if "store" not in task_raw:
         raise _err(f"{where} [task]", "missing 'store' (path of the target segment store)")
-    task = TaskConfig(**task_raw)
+    try:
+        task = TaskConfig.from_table(task_raw)
+    except ConfigError as exc:
+        raise _err(f"{where} [task]", str(exc)) from None
     arms_raw = raw.get("arms")
     if not arms_raw:
         raise _err(where, "no arms: add arms = [\"scratch\", \"imagenet\"] or [[arms]] tables")
@@ -463,6 +502,18 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
                       ("lr_sweep", float)):
         if key in kw:
             kw[key] = _tuple_of(f"{where} [bench]", key, kw[key], kind)
+    train_raw = raw.get("train", {})
+    if not isinstance(train_raw, Mapping):
+        raise _err(f"{where} [train]", f"must be a table of TrainConfig fields, found {train_raw!r}")
+    _check_bench_owned(where, dict(train_raw), None if source is None else dict(source.train), bench)
+    base_kw = {**BENCH_TRAIN_DEFAULTS, **dict(train_raw),
+               **{BENCH_TRAIN_KEYS[k]: kw.pop(k) for k in list(kw) if k in BENCH_TRAIN_KEYS}}
+    try:
+        base = TrainConfig(**base_kw, data_split=task.data_split)
+    except ConfigError as exc:
+        renamed = [f"[bench].{k} is TrainConfig {n}" for k, n in BENCH_TRAIN_KEYS.items()
+                   if k != n and n in str(exc)]
+        raise _err(where, f"{exc}" + (f" ({'; '.join(renamed)})" if renamed else "")) from None
     if "target_f1" in kw:
         kw["target_f1"] = float(kw["target_f1"])
     if "primary" in kw:
@@ -484,10 +535,30 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
                 raise _err(f"{where} [bench]", f"contrasts must be a list of [arm, baseline] pairs, found {pair!r}")
             pairs.append((pair[0], pair[1]))
         kw["contrasts"] = tuple(pairs)
-    cfg = BenchConfig(task=task, arms=arms, train=dict(raw.get("train", {})), source=source,
+    cfg = BenchConfig(task=task, arms=arms, train=dict(train_raw), source=source, base=base,
                       config_dir=str(config_dir) if config_dir is not None else None, **kw)
     validate(cfg, where=where)
     return cfg
+
+
+#: TrainConfig fields a ``[train]`` table may not set: the bench sets them per cell or from its own keys
+#: (the split's fractions are allowed: they are the ``ecg`` source model's; the target's come from ``[task]``)
+BENCH_OWNED_TRAIN_FIELDS = frozenset({"encoding", "seed", "init", "weights", "out", "out_dir", "run_dir",
+                                      "data_split", "optim", "split", "split_seed", "tiers", "freeze",
+                                      *(n for k, n in BENCH_TRAIN_KEYS.items() if k != "patience")})
+
+
+def _check_bench_owned(where: str, train: Mapping[str, Any], source_train: Mapping[str, Any] | None,
+                       bench: Mapping[str, Any]) -> None:
+    """``[train]`` / ``[source.train]`` may not set what the bench sets (:data:`BENCH_OWNED_TRAIN_FIELDS`), nor
+    ``early_stopping`` next to ``[bench].patience``."""
+    for section, table in (("[train]", train), ("[source.train]", source_train or {})):
+        clash = sorted(BENCH_OWNED_TRAIN_FIELDS & set(table))
+        if clash:
+            raise _err(f"{where} {section}", f"{clash} are set by the bench itself ([bench]/[task]/[source] keys or "
+                                             f"per cell); remove them from {section}")
+    if bench.get("patience") is not None and "early_stopping" in train:
+        raise _err(f"{where} [train]", "early_stopping is set by [bench].patience; remove it from [train]")
 
 
 def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
@@ -498,16 +569,11 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise _err(where, f"{key} must be a positive integer, found {v!r}")
 
-    pos_int("epochs", cfg.epochs)
-    pos_int("batch_size", cfg.batch_size)
-    pos_int("image_size", cfg.image_size)
-    pos_int("max_steps", cfg.max_steps, allow_none=True)
+    # the training settings (epochs, batch_size, image_size, max_steps, threads, warmup_steps, lrs, scheduler,
+    # optimizer, patience, the split) were validated by their owners when ``base`` was built
     pos_int("min_steps", cfg.min_steps, allow_none=True)
     if cfg.min_steps and cfg.max_steps and cfg.min_steps > cfg.max_steps:
         raise _err(where, f"min_steps ({cfg.min_steps}) is larger than max_steps ({cfg.max_steps})")
-    pos_int("threads", cfg.threads, allow_none=True)
-    if cfg.warmup_steps is not None and (not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < 0):
-        raise _err(where, f"warmup_steps must be an integer >= 0, found {cfg.warmup_steps!r}")
     if not cfg.seeds:
         raise _err(where, "seeds is empty")
     if len(set(cfg.seeds)) != len(cfg.seeds):
@@ -522,18 +588,9 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     if cfg.fraction_mode not in FRACTION_MODES:
         raise _err(where, f"fraction_mode must be one of {FRACTION_MODES}, found {cfg.fraction_mode!r}")
     for enc in cfg.encodings:
-        if enc not in ENCODINGS:
-            raise _err(where, f"unknown encoding {enc!r}; expected one of {ENCODINGS}")
-    if len(cfg.lrs) != 3 or any(not (lr > 0) for lr in cfg.lrs):
-        raise _err(where, f"lrs must be three positive learning rates, found {list(cfg.lrs)}")
-    if cfg.scheduler not in ("cosine", "onecycle", "constant"):
-        raise _err(where, f"scheduler must be cosine, onecycle or constant, found {cfg.scheduler!r}")
-    if cfg.optimizer not in ("sgd", "adamw"):
-        raise _err(where, f"optimizer must be sgd or adamw, found {cfg.optimizer!r}")
+        check_encoding(enc, where)
     if not (0.0 < cfg.target_f1 <= 1.0):
         raise _err(where, f"target_f1 must be in (0, 1], found {cfg.target_f1}")
-    if cfg.task.split not in SPLITS:
-        raise _err(where, f"task.split must be one of {SPLITS}, found {cfg.task.split!r}")
     pos_int("task.max_val_segments", cfg.task.max_val_segments, allow_none=True)
     pos_int("task.max_test_segments", cfg.task.max_test_segments, allow_none=True)
     if cfg.task.eval_split not in ("test", "val"):
@@ -542,13 +599,10 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     if len(set(names)) != len(names):
         raise _err(where, f"arm names must be unique, found {names}")
     pos_int("bootstrap_replicates", cfg.bootstrap_replicates)
-    pos_int("patience", cfg.patience, allow_none=True)
     if any(not (x > 0) for x in cfg.lr_sweep) or len(set(cfg.lr_sweep)) != len(cfg.lr_sweep):
         raise _err(where, f"lr_sweep factors must be distinct positive numbers, found {list(cfg.lr_sweep)}")
     if cfg.sweep_fraction is not None and all(abs(cfg.sweep_fraction - f) > 1e-12 for f in cfg.fractions):
         raise _err(where, f"sweep_fraction {cfg.sweep_fraction} is not one of the fractions {list(cfg.fractions)}")
-    if cfg.patience is not None and "early_stopping" in cfg.train:
-        raise _err(f"{where} [train]", "early_stopping is set by [bench].patience; remove it from [train]")
     for a, b in cfg.contrasts:
         for x in (a, b):
             if x not in names:
@@ -574,13 +628,15 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
             raise _err(aw, f"init must be one of {INITS} or a checkpoint path, found {a.init!r}")
         if a.init == "ecg" and cfg.source is None:
             raise _err(aw, "init = 'ecg' needs a [source] table naming the source store")
-        if a.lrs is not None and (len(a.lrs) != 3 or any(not (lr > 0) for lr in a.lrs)):
-            raise _err(aw, f"lrs must be three positive learning rates, found {list(a.lrs)}")
+        if a.lrs is not None:
+            try:  # the tier rule's owner
+                TierConfig(lrs=tuple(a.lrs))
+            except ConfigError as exc:
+                raise _err(aw, str(exc)) from None
         if a.lr is not None and not a.lr > 0:
             raise _err(aw, f"lr must be positive, found {a.lr}")
         for enc in cfg.arm_encodings(a):
-            if enc not in ENCODINGS:
-                raise _err(aw, f"unknown encoding {enc!r}; expected one of {ENCODINGS}")
+            check_encoding(enc, aw)
         if a.model is not None:
             from ecgtransfer.models.registry import MODELS
 
@@ -595,13 +651,6 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
             raise _err(f"{where} [source]", f"optim must be one of {OPTIM_MODES}, found {cfg.source.optim!r}")
         if cfg.source.init == "ecg":
             raise _err(f"{where} [source]", "the source model cannot itself start from 'ecg'")
-    forbidden = {"epochs", "max_steps", "batch_size", "image_size", "encoding", "seed", "init", "weights",
-                 "scheduler", "out", "out_dir", "run_dir", "device", "split"}
-    for section, table in (("[train]", cfg.train), ("[source.train]", cfg.source.train if cfg.source else {})):
-        clash = sorted(forbidden & set(table))
-        if clash:
-            raise _err(f"{where} {section}", f"{clash} are set by the bench itself ([bench]/[task]/[source] keys or "
-                                             f"per cell); remove them from {section}")
 
 
 def load_config(path: str | os.PathLike, *, overrides: Mapping[str, Any] | None = None) -> BenchConfig:

@@ -44,12 +44,14 @@ from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
 from ecgtransfer.bench.cells import CellStore
-from ecgtransfer.bench.config import ArmConfig, BenchConfig, load_config
+from ecgtransfer.bench.config import TASK_SPLIT_KEYS, ArmConfig, BenchConfig, load_config
 from ecgtransfer.bench.fractions import cap_evaluation, subsample
 from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
 from ecgtransfer.bench.report import write_reports
 from ecgtransfer.errors import ConfigError, EcgTransferError, StoreError, WeightsUnavailableError
+from ecgtransfer.signals.split import SplitConfig
+from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.signals.split import SPLIT_RULE_VERSION
 from ecgtransfer.store import SegmentStore
 
@@ -98,11 +100,8 @@ def _now() -> str:
 
 
 def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from ecgtransfer.signals.split import split as split_fn
-
     t = cfg.task
-    s = split_fn(store, method=t.split, seed=t.split_seed, val_fraction=t.val_fraction,
-                 test_fraction=t.test_fraction, n_folds=t.n_folds, fold=t.fold)
+    s = t.data_split.apply(store)
     parts = {p: np.asarray(getattr(s, p), dtype=np.int64) for p in ("train", "val", "test")}
     full_sizes = {p: int(len(idx)) for p, idx in parts.items()}
     # patients of the whole (uncapped) val and test parts: a source model must never have trained on them
@@ -134,7 +133,7 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
     return parts, info
 
 
-def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], train: Mapping[str, Any]
+def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tc: "TrainConfig"
                         ) -> dict[str, Any]:
     """Validation macro-F1 (and selection-F1) of the majority classifier: always the training part's most frequent
     class (the engine's ``majority_metrics``), on the bench's validation part, in the classes the cells score."""
@@ -143,7 +142,6 @@ def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tr
 
     from ecgtransfer.training.data import cap_majority
 
-    tc = _train_config(dict(train))
     names, label_map = class_subset(store.class_names, tc.exclude_classes)
     y_train = label_map[np.asarray(store.labels)[parts["train"]]]
     val = parts["val"]
@@ -172,13 +170,13 @@ def target_check(target: float, majority: Mapping[str, Any]) -> dict[str, Any]:
     return {"target": target, "majority_val_macro_f1": mf, "below_majority": bool(below), "text": text}
 
 
-def _train_overrides(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, device: str,
-                     init: str, lr_scale: float = 1.0) -> dict[str, Any]:
-    """The TrainConfig fields of one cell: the shared budget plus the arm's init, model and optimiser mode, its
-    learning rate(s) times ``lr_scale`` (the LR sweep's factor; a tiered arm scales the whole triple)."""
-    # equal epochs for every arm unless [train] says otherwise; [bench].patience: early stopping, epochs the cap
-    o: dict[str, Any] = {"early_stopping": cfg.patience}
-    o.update(dict(cfg.train))
+def cell_config(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, device: str, init: str,
+                lr_scale: float = 1.0, **changes: Any) -> "TrainConfig":
+    """The TrainConfig of one cell: ``cfg.base`` (the budget every cell shares: ``[bench]`` training keys,
+    ``[train]``, the split) with the cell's coordinates and the arm's init, model and optimiser mode, its learning
+    rate(s) times ``lr_scale`` (the LR sweep's factor; a tiered arm scales the whole triple), then ``changes``
+    (TrainConfig fields, e.g. the epochs ``min_steps`` gives)."""
+    o: dict[str, Any] = {}
     lrs = tuple(float(x) * lr_scale for x in cfg.arm_lrs(arm))
     if arm.optim == "tiered":
         tiers, freeze = lrs, ()
@@ -199,14 +197,11 @@ def _train_overrides(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: i
         o["weight_decay"] = arm.weight_decay
     if arm.grad_clip is not None:
         o["grad_clip"] = arm.grad_clip or None  # 0: no clipping
-    o.update(init=init, encoding=encoding, image_size=cfg.image_size, epochs=cfg.epochs, max_steps=cfg.max_steps,
-             batch_size=cfg.batch_size, tiers=tuple(tiers), freeze=tuple(freeze),
-             optimizer="sgd" if arm.tier_preset else cfg.optimizer,
-             scheduler=cfg.scheduler, warmup_steps=cfg.warmup_steps, seed=int(seed), device=device,
-             split=cfg.task.split, split_seed=cfg.task.split_seed)
-    if cfg.threads:
-        o["num_threads"] = cfg.threads
-    return o
+    if arm.tier_preset is not None:
+        o["optimizer"] = "sgd"
+    o.update(init=init, encoding=encoding, tiers=tuple(tiers), freeze=tuple(freeze), seed=int(seed), device=device)
+    o.update(changes)
+    return cfg.base.replace(**o)
 
 
 def cell_budget(cfg: BenchConfig, train_idx: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
@@ -220,13 +215,6 @@ def cell_budget(cfg: BenchConfig, train_idx: np.ndarray, labels: np.ndarray) -> 
 
     spe = len(BatchPlan(train_idx, labels, cfg.batch_size, 0))
     return spe, cfg.cell_epochs(spe)
-
-
-def _train_config(overrides: Mapping[str, Any]):
-    """A validated :class:`~ecgtransfer.training.TrainConfig` (a bad ``[train]`` key fails here, clearly)."""
-    from ecgtransfer.training import TrainConfig
-
-    return TrainConfig.from_dict(dict(overrides))
 
 
 def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -411,7 +399,7 @@ class _Bench:
                 "validation split, which also selected the best epoch: these figures are optimistic.")
             log.warning("split %s of %s has no test part: reporting the validation split", cfg.task.split,
                         self.store.path)
-        self.majority_val = majority_validation(self.store, self.parts, dict(cfg.train))
+        self.majority_val = majority_validation(self.store, self.parts, cfg.base)
         self.target_check = target_check(cfg.target_f1, self.majority_val)
         if self.target_check["below_majority"]:
             log.warning("bench %s: %s", cfg.name, self.target_check["text"])
@@ -514,12 +502,13 @@ class _Bench:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         src_arm = ArmConfig("source", init=src.init, optim=src.optim)
-        o = _train_overrides(self.cfg, src_arm, encoding=encoding, seed=src.seed, device=self.device,
-                             init=src.init)
-        o.update(epochs=src.epochs or self.cfg.epochs, max_steps=src.max_steps if src.max_steps else
-                 self.cfg.max_steps, split=src.split, split_seed=src.seed, progress=self.progress)
-        o.update(dict(src.train))  # the source task's own TrainConfig fields
-        tc = _train_config(o)
+        tc = cell_config(self.cfg, src_arm, encoding=encoding, seed=src.seed, device=self.device, init=src.init,
+                         epochs=src.epochs or self.cfg.epochs,
+                         max_steps=src.max_steps if src.max_steps else self.cfg.max_steps, progress=self.progress,
+                         **dict(src.train))  # the source task's own TrainConfig fields last
+        # the source store's own split (the split settings' defaults, its method and seed), not the target's
+        src_split = {TASK_SPLIT_KEYS[k]: v for k, v in {**self.cfg.train, **src.train}.items() if k in TASK_SPLIT_KEYS}
+        tc = replace(tc, data_split=SplitConfig(**{**src_split, "method": src.split, "seed": src.seed}))
         split_indices = None
         exclusion: dict[str, Any] | None = None
         if excluded:
@@ -590,16 +579,15 @@ class _Bench:
             init = arm.init
         else:
             init = str(self.cfg.resolve_path(arm.init))
-        o = _train_overrides(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init,
-                             lr_scale=lr_scale)
-        o["epochs"] = epochs
-        o.setdefault("progress", self.progress)
+        tc = cell_config(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init,
+                         lr_scale=lr_scale, epochs=epochs,
+                         progress=cfg.train["progress"] if "progress" in cfg.train else self.progress)
         run_dir = self.out / "runs" / cell.key
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a half run of a killed bench: start the cell again
         started = _now()
         t0 = time.perf_counter()
-        res = fine_tune(store, _train_config(o), out=run_dir,
+        res = fine_tune(store, tc, out=run_dir,
                         split_indices={"train": train_idx, "val": self.parts["val"], "test": self.parts["test"]})
         wall = time.perf_counter() - t0
         # the eval split's per-record confusion matrices (the bootstrap over patients resamples them): from the
@@ -628,7 +616,7 @@ class _Bench:
             last_epoch is not None and res.best_epoch >= last_epoch and len(history) > 1
         return {
             "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
-            "lr_scale": lr_scale, "lrs_used": list(o["tiers"]), "capped_improving": bool(capped),
+            "lr_scale": lr_scale, "lrs_used": list(tc.tiers), "capped_improving": bool(capped),
             "fingerprint": self.cell_fingerprint(arm, lr_scale),
             "fingerprint_inputs": self.fingerprint_inputs(arm, lr_scale),
             "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started,
@@ -859,7 +847,7 @@ class _Bench:
         """The classes the cells train and score: the store's, less the training config's ``exclude_classes``."""
         from ecgtransfer.training.data import class_subset
 
-        return class_subset(self.store.class_names, _train_config(dict(self.cfg.train)).exclude_classes)[0]
+        return class_subset(self.store.class_names, self.cfg.base.exclude_classes)[0]
 
     def write_results(self) -> dict[str, Any]:
         res = self.results()
@@ -985,7 +973,7 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
             raise ConfigError("--source-store given but the config has no [source] table (no 'ecg' arm)")
         cfg = replace(cfg, source=replace(cfg.source, store=str(Path(source_store).resolve())))
     if device is not None:
-        cfg = replace(cfg, device=device)
+        cfg = replace(cfg, base=cfg.base.replace(device=device))
     out = check_output_dir(out, kind="bench", inputs={"--store": cfg.store_path,
                                                       "--source-store": cfg.source_store_path})
     with FolderLock(out, what="bench folder"):

@@ -33,7 +33,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="TOML file with TrainConfig fields (top level or a [train] table)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     from ecgtransfer.models.registry import MODELS
-    from ecgtransfer.training.config import RR_MODES
+    from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS
+    from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
+    from ecgtransfer.training.config import ENCODINGS, IMBALANCE, INIT_CHOICES, RR_MODES, SCHEDULERS
 
     g = p.add_argument_group("model and input")
     g.add_argument("--model", choices=MODELS,
@@ -41,11 +43,11 @@ def register(subparsers: Any) -> None:
                         "linear discriminants)")
     g.add_argument("--rr", choices=RR_MODES,
                    help="fuse the store's RR context into the model: auto (when the store has it, default) | on | off")
-    g.add_argument("--init", help="imagenet | imagenet-v1 | imagenet-v2 | scratch | PATH of weights (default imagenet)")
-    g.add_argument("--encoding", help="spectrogram | recurrence | gasf | gadf | stack (default spectrogram)")
+    g.add_argument("--init", help=f"{' | '.join(INIT_CHOICES)} | PATH of weights (default imagenet)")
+    g.add_argument("--encoding", choices=ENCODINGS, help="image encoding (default spectrogram)")
     g.add_argument("--image-size", type=int, help="image side in pixels (default 224)")
     g = p.add_argument_group("data")
-    g.add_argument("--split", help="patient | kfold | dechazal | random (default patient)")
+    g.add_argument("--split", choices=SPLIT_METHODS, help="how the store is split by patient (default patient)")
     g.add_argument("--fold", type=int, help="test fold of --split kfold")
     g.add_argument("--n-folds", type=int, help="folds of --split kfold")
     g.add_argument("--val-fraction", type=float)
@@ -57,7 +59,7 @@ def register(subparsers: Any) -> None:
                    help="at most this many majority-class segments per patient in train and val (test never capped)")
     g.add_argument("--select-min-support", type=int,
                    help="best epoch by validation macro-F1 over classes with at least this many segments (default 10)")
-    g.add_argument("--imbalance", choices=["weighted", "sampler", "none"],
+    g.add_argument("--imbalance", choices=IMBALANCE,
                    help="class imbalance: weighted loss (default), balanced sampler or none")
     g.add_argument("--augment", action="store_true", default=None, help="signal augmentation of training batches")
     g = p.add_argument_group("optimisation")
@@ -65,10 +67,10 @@ def register(subparsers: Any) -> None:
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     g.add_argument("--batch-size", type=int, help="batch size per process")
     g.add_argument("--tiers", help="three learning rates: features_1,features_2,classifier (default 1e-5,1e-4,1e-3)")
-    g.add_argument("--optimizer", choices=["sgd", "adamw"])
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
     g.add_argument("--momentum", type=float, help="SGD momentum of every tier (default 0.9)")
     g.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
-    g.add_argument("--tier-preset", choices=["seed"],
+    g.add_argument("--tier-preset", choices=sorted(PRESETS),
                    help="seed: the blog recipe (SGD, 1e-5/1e-4/1e-3, momentum 0.1/0.9/0.9, no weight decay)")
     g.add_argument("--lr-spread", metavar="FIRST,LAST",
                    help="geometric spread of the tier learning rates from FIRST to LAST (replaces --tiers)")
@@ -78,7 +80,7 @@ def register(subparsers: Any) -> None:
                    help="keep the batch norms of frozen tiers in eval mode (default true)")
     g.add_argument("--no-decay-bn-bias", type=_bool, metavar="BOOL",
                    help="no weight decay on batch-norm weights and biases (default true)")
-    g.add_argument("--scheduler", choices=["cosine", "onecycle", "constant"])
+    g.add_argument("--scheduler", choices=SCHEDULERS)
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--grad-clip", type=float)
     g.add_argument("--early-stopping", type=int, help="patience in epochs (validation macro-F1)")

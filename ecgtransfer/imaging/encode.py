@@ -52,6 +52,14 @@ from ecgtransfer.imaging.spectrogram import spectrogram
 ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack")
 #: the default R, G, B encodings of ``encoding="stack"``
 DEFAULT_STACK = ("spectrogram", "recurrence", "gasf")
+
+
+def check_encoding(encoding: str, where: str = "encoding") -> str:
+    """``encoding`` if it is one of :data:`ENCODINGS`, else :class:`ConfigError` naming ``where`` (the one rule that
+    ``encode``, :class:`ImageEncoder`, the training config and the bench config apply)."""
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"{where}: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+    return encoding
 #: defaults of the spectrogram inside ``encode`` (override any by keyword)
 SPECTROGRAM_DEFAULTS: dict[str, Any] = {"nperseg": 64, "hop": 4, "n_fft": 256, "window": "hann",
                                         "detrend": "constant", "scaling": "density", "top_db": 80.0}
@@ -155,8 +163,7 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
             normalize: bool, channels: Sequence[str], check: bool, params: Mapping[str, Any],
             lut: torch.Tensor | None = None, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
             window: torch.Tensor | None = None) -> torch.Tensor:
-    if encoding not in ENCODINGS:
-        raise ConfigError(f"encode: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+    check_encoding(encoding, "encode")
     if not is_int(size) or size < 2:
         raise ConfigError(f"encode: size must be an integer >= 2, got {size!r}")
     if colour not in ("gray", "colormap"):
@@ -293,8 +300,7 @@ class ImageEncoder(nn.Module):
                  lead: int | str = 0, colour: str = "gray", cmap: str = "viridis", normalize: bool = True,
                  channels: Sequence[str] = DEFAULT_STACK, check_finite_values: bool = True, **params: Any) -> None:
         super().__init__()
-        if encoding not in ENCODINGS:
-            raise ConfigError(f"ImageEncoder: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+        check_encoding(encoding, "ImageEncoder")
         self.encoding, self.size, self.fs, self.lead = encoding, int(size), fs, lead
         self.colour, self.cmap, self.normalize = colour, cmap, normalize
         self.channels, self.check, self.params = tuple(channels), check_finite_values, dict(params)

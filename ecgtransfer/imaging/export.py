@@ -35,7 +35,7 @@ from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import naming_segments
-from ecgtransfer.imaging.encode import ENCODINGS, encode
+from ecgtransfer.imaging.encode import check_encoding, encode
 from ecgtransfer.store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
     st = store if isinstance(store, SegmentStore) else SegmentStore(store)
     out = Path(out)
     check_output_dir(out, kind="images", inputs={"STORE": st.path})
-    if encoding not in ENCODINGS:
-        raise ConfigError(f"images: unknown encoding {encoding!r}; expected one of {list(ENCODINGS)}")
+    check_encoding(encoding, "images")
     if format not in FORMATS:
         raise ConfigError(f"images: format must be one of {list(FORMATS)}, got {format!r}")
     if int(batch_size) < 1:

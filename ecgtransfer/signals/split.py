@@ -165,6 +165,51 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
                           f"{val_fraction} and {test_fraction}")
 
 
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown split method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+def _check_folds(n_folds: int, fold: int) -> None:
+    if n_folds < 2 or not 0 <= fold < n_folds:
+        raise ConfigError(f"kfold needs n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How a store is split: the one definition of the split settings that training and the bench share.
+
+    Attributes:
+        method: ``"patient"`` (default), ``"kfold"``, ``"dechazal"`` or ``"random"`` (:data:`METHODS`).
+        seed: seed of the split; ``None``: the caller's seed (a training run uses its ``seed``).
+        val_fraction, test_fraction: shares of the segments for validation and test (see :func:`split`).
+        n_folds, fold: ``kfold`` only.
+
+    Validated on construction (each rule once, here): an unknown method, fractions outside [0, 1) or summing
+    to 1 or more, and (for ``kfold``) ``n_folds < 2`` or a fold outside ``[0, n_folds)`` raise
+    :class:`~ecgtransfer.errors.ConfigError`.
+    """
+
+    method: str = "patient"
+    seed: int | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    n_folds: int = 5
+    fold: int = 0
+
+    def __post_init__(self) -> None:
+        _check_method(self.method)
+        _check_fractions(float(self.val_fraction), float(self.test_fraction))
+        if self.method == "kfold":
+            _check_folds(int(self.n_folds), int(self.fold))
+
+    def apply(self, store: Any, *, default_seed: int = 0, unknown_patients: str = "warn") -> "Split":
+        """:func:`split` of ``store`` with these settings (``seed`` None: ``default_seed``)."""
+        return split(store, self.method, seed=default_seed if self.seed is None else int(self.seed),
+                     val_fraction=self.val_fraction, test_fraction=self.test_fraction, n_folds=self.n_folds,
+                     fold=self.fold, unknown_patients=unknown_patients)
+
+
 def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: float = 0.15,
           test_fraction: float = 0.15, n_folds: int = 5, fold: int = 0, unknown_patients: str = "warn") -> Split:
     """Split a store (or anything with ``labels``, ``patient_ids``, ``record_ids``, ``num_classes``).
@@ -185,8 +230,7 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
     Returns:
         a :class:`Split`; no patient id appears in two parts.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown split method {method!r}; expected one of {', '.join(METHODS)}")
+    _check_method(method)
     if unknown_patients not in UNKNOWN_PATIENTS:
         raise ConfigError(f"unknown_patients must be one of {', '.join(UNKNOWN_PATIENTS)}, got {unknown_patients!r}")
     patients_known = bool(getattr(store, "patients_known", True))
@@ -224,8 +268,7 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
         fr = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
         train, val, test = _split_groups(patient_ids, labels, n_classes, fr, rng, all_idx)
     elif method == "kfold":
-        if n_folds < 2 or not 0 <= fold < n_folds:
-            raise ConfigError(f"kfold needs n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
+        _check_folds(n_folds, fold)
         folds = _split_groups(patient_ids, labels, n_classes, np.full(n_folds, 1.0 / n_folds), rng, all_idx)
         test = folds[fold]
         rest = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != fold])).astype(np.int64)

@@ -26,20 +26,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.models.base import TIERS
+from ecgtransfer.imaging.encode import ENCODINGS, check_encoding
+from ecgtransfer.models.tiers import TierConfig
+from ecgtransfer.models.weight_registry import WEIGHT_NAMES
+from ecgtransfer.training.schedules import SCHEDULERS
+from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
+from ecgtransfer.signals.split import SplitConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from ecgtransfer.imaging import ImageEncoder
-    from ecgtransfer.models.tiers import TierConfig
 
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-INIT_CHOICES = ("imagenet", "imagenet-v1", "imagenet-v2", "scratch")
-SPLIT_METHODS = ("patient", "kfold", "dechazal", "random")
-SCHEDULERS = ("cosine", "onecycle", "constant")
+#: ``init`` names (a path to a weights file is accepted too): the weight registry's names, then random init
+INIT_CHOICES = (*WEIGHT_NAMES, "scratch")
 IMBALANCE = ("weighted", "sampler", "none")
 #: ``rr``: ``auto`` reads the store's RR context when it has one, ``on`` requires it, ``off`` ignores it
 RR_MODES = ("auto", "on", "off")
@@ -53,7 +56,18 @@ RESUME_MUTABLE = frozenset({"device", "num_workers", "checkpoint_every", "progre
                             "log_every"})
 
 
-@dataclass
+#: the parts a TrainConfig holds, each defined (defaults, validation) by its owner
+PARTS: dict[str, type] = {"data_split": SplitConfig, "optim": TierConfig}
+#: flat names of the parts' fields where they differ from the field's own name (older configs use them)
+_FLAT_NAMES = {"data_split": {"method": "split", "seed": "split_seed"},
+               "optim": {"lrs": "tiers", "preset": "tier_preset", "spread": "lr_spread"}}
+#: flat key (TOML, CLI, keyword argument, ``config.json``) -> (part, field of the part); derived from the parts, so
+#: a new field of TierConfig or SplitConfig is a training option without any change here
+PART_KEYS: dict[str, tuple[str, str]] = {_FLAT_NAMES[part].get(f.name, f.name): (part, f.name)
+                                         for part, cls in PARTS.items() for f in fields(cls)}
+
+
+@dataclass(init=False)
 class TrainConfig:
     """Everything that defines a fine-tuning run.
 
@@ -71,10 +85,9 @@ class TrainConfig:
         image_size: side of the square images ``[B, 3, image_size, image_size]``.
 
     Data
-        split: split method (``"patient"``, ``"kfold"``, ``"dechazal"``, ``"random"``), see
-            :func:`ecgtransfer.signals.split.split`.
-        split_seed: seed of the split; ``None`` uses ``seed``.
-        val_fraction, test_fraction, n_folds, fold: split parameters.
+        data_split: how the store is split, a :class:`ecgtransfer.signals.split.SplitConfig` (its owner). Given
+            flat as ``split`` (the method: ``"patient"``, ``"kfold"``, ``"dechazal"``, ``"random"``), ``split_seed``
+            (``None``: ``seed``), ``val_fraction``, ``test_fraction``, ``n_folds``, ``fold``.
         train_fraction: fraction (0, 1] of the training segments used (class-stratified, seeded); for
             data-efficiency curves.
         exclude_classes: classes left out of training and evaluation (their segments are dropped, the model has no
@@ -101,15 +114,12 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps in total (``None``: no limit).
         batch_size: training batch size per process.
         eval_batch_size: evaluation batch size (``None``: ``2 * batch_size``).
-        tiers: learning rates of the three tiers (stem+layer1-3, layer4, head).
-        optimizer, momentum, weight_decay: see :class:`ecgtransfer.models.tiers.TierConfig`.
-        tier_preset: ``None`` or ``"seed"``: the blog recipe (SGD, 1e-5/1e-4/1e-3, momentum 0.1 on the first
-            tier and 0.9 on the others, no weight decay); fields it sets may not be given other values.
-        lr_spread: ``(lr_first, lr_last)``: geometric spread of the tier LRs, replacing ``tiers``.
-        layer_decay: in (0, 1]: layer-wise LR decay inside each tier (``None``: off).
-        freeze: tier names whose parameters are frozen.
-        freeze_bn_stats: keep the batch norms of frozen tiers in eval mode (running statistics frozen).
-        no_decay_bn_bias: no weight decay on batch-norm weights and biases.
+        optim: the optimiser and its tiers, a :class:`ecgtransfer.models.tiers.TierConfig` (its owner: defaults and
+            validation live there). Its fields are also given flat (TOML, CLI, keyword arguments, ``config.json``),
+            under their own names except ``tiers`` (``lrs``: learning rates of the three tiers), ``tier_preset``
+            (``preset``: ``"seed"``, the blog recipe) and ``lr_spread`` (``spread``); see :data:`PART_KEYS`:
+            ``optimizer``, ``momentum``, ``tier_momentum``, ``weight_decay``, ``layer_decay``, ``freeze``,
+            ``freeze_bn_stats``, ``no_decay_bn_bias``, ``betas``, ``nesterov``.
         scheduler: ``"cosine"`` (linear warmup then cosine decay), ``"onecycle"`` or ``"constant"``.
         warmup_steps: linear warmup steps (``None``: 5% of the total steps).
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
@@ -144,12 +154,7 @@ class TrainConfig:
     encoding_params: dict[str, Any] = field(default_factory=dict)
     image_size: int = 224
 
-    split: str = "patient"
-    split_seed: int | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    n_folds: int = 5
-    fold: int = 0
+    data_split: SplitConfig = field(default_factory=SplitConfig)
     train_fraction: float = 1.0
     exclude_classes: tuple[str, ...] = ("Q",)
     majority_cap: int | None = None
@@ -165,16 +170,7 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 32
     eval_batch_size: int | None = None
-    tiers: tuple[float, float, float] = (1e-5, 1e-4, 1e-3)
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    tier_preset: str | None = None
-    lr_spread: tuple[float, float] | None = None
-    layer_decay: float | None = None
-    freeze: tuple[str, ...] = ()
-    freeze_bn_stats: bool = True
-    no_decay_bn_bias: bool = True
+    optim: TierConfig = field(default_factory=TierConfig)
     scheduler: str = "cosine"
     warmup_steps: int | None = None
     grad_clip: float | None = 1.0
@@ -194,9 +190,46 @@ class TrainConfig:
     log_every: int = 1
     progress: bool = True
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Keyword arguments are the fields, or the parts' fields by their flat names (:data:`PART_KEYS`), which
+        replace those of a part given whole (``optim=TierConfig(...)``)."""
+        given: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
+        for key in [k for k in kwargs if k in PART_KEYS]:
+            part, name = PART_KEYS[key]
+            given[part][name] = kwargs.pop(key)
+        own = {f.name: f for f in fields(self)}
+        unknown = sorted(set(kwargs) - set(own))
+        if unknown:
+            raise ConfigError(f"train config: unknown key(s) {unknown}; valid keys are "
+                              f"{sorted((set(own) - set(PARTS)) | set(PART_KEYS))}")
+        for name, f in own.items():
+            if name in kwargs:
+                value = kwargs[name]
+            elif f.default is not dataclasses.MISSING:
+                value = f.default
+            else:
+                value = f.default_factory()  # type: ignore[misc]
+            setattr(self, name, value)
+        for part, cls in PARTS.items():
+            value = getattr(self, part)
+            if isinstance(value, Mapping):  # a nested table
+                value = {**value, **given[part]}
+            elif isinstance(value, cls):
+                value = {**{f.name: getattr(value, f.name) for f in fields(cls)}, **given[part]} if given[part] \
+                    else value
+            else:
+                raise ConfigError(f"train config: {part} must be a {cls.__name__} or a table, got {value!r}")
+            if isinstance(value, Mapping):
+                try:
+                    value = cls(**value)
+                except ConfigError as exc:
+                    raise ConfigError(f"train config: {exc}") from None
+                except TypeError as exc:
+                    raise ConfigError(f"train config: {part}: {exc}") from None
+            setattr(self, part, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
-        self.tiers = tuple(float(v) for v in self.tiers)  # type: ignore[assignment]
-        self.freeze = (self.freeze,) if isinstance(self.freeze, str) else tuple(str(v) for v in self.freeze)
         if self.model != "resnet50" and self.init == "imagenet":  # the default init is the resnet50's
             self.init = "scratch"
         self.exclude_classes = ((self.exclude_classes,) if isinstance(self.exclude_classes, str)
@@ -228,10 +261,9 @@ class TrainConfig:
             raise bad("majority_cap", "a positive integer or None")
         if int(self.select_min_support) < 1:
             raise bad("select_min_support", "a positive integer")
-        if self.split not in SPLIT_METHODS:
-            raise bad("split", f"one of {SPLIT_METHODS}")
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"one of {SCHEDULERS}")
+        check_encoding(self.encoding, "train config: encoding")
         if self.imbalance not in IMBALANCE:
             raise bad("imbalance", f"one of {IMBALANCE}")
         if self.amp not in AMP_CHOICES:
@@ -240,8 +272,6 @@ class TrainConfig:
             raise bad("channels_last", f"one of {CHANNELS_LAST_CHOICES}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise bad("device", f"one of {DEVICES} or 'cuda:N'")
-        if len(self.tiers) != 3 or any(not (lr > 0) for lr in self.tiers):
-            raise bad("tiers", f"three positive learning rates ({', '.join(TIERS)})")
         for name in ("epochs", "batch_size", "image_size", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "a positive integer")
@@ -263,20 +293,10 @@ class TrainConfig:
         for name in ("aug_scale", "aug_wander", "aug_noise", "aug_shift"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise bad(name, "in [0, 1)")
-        bad_tiers = [t for t in self.freeze if t not in TIERS]
-        if bad_tiers:
-            raise bad("freeze", f"tier names among {', '.join(TIERS)}")
 
-        self.tier_config()  # the optimizer settings must make a valid TierConfig (preset conflicts, ranges)
-
-    def tier_config(self) -> "TierConfig":
-        """The :class:`~ecgtransfer.models.tiers.TierConfig` of the optimizer this configuration builds."""
-        from ecgtransfer.models.tiers import TierConfig
-
-        return TierConfig(lrs=tuple(self.tiers), optimizer=self.optimizer, momentum=self.momentum,
-                          weight_decay=self.weight_decay, freeze=tuple(self.freeze),
-                          freeze_bn_stats=self.freeze_bn_stats, no_decay_bn_bias=self.no_decay_bn_bias,
-                          spread=self.lr_spread, layer_decay=self.layer_decay, preset=self.tier_preset)
+    def tier_config(self) -> TierConfig:
+        """The :class:`~ecgtransfer.models.tiers.TierConfig` of the optimizer this configuration builds (``optim``)."""
+        return self.optim
 
     def eval_batch(self) -> int:
         """The evaluation batch size: ``eval_batch_size``, or ``2 * batch_size`` when it is ``None``."""
@@ -291,19 +311,21 @@ class TrainConfig:
 
     # -- conversion -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/TOML-friendly dict (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        out["tiers"] = list(self.tiers)
-        out["freeze"] = list(self.freeze)
-        out["exclude_classes"] = list(self.exclude_classes)
-        if self.lr_spread is not None:
-            out["lr_spread"] = list(self.lr_spread)
+        """A flat JSON/TOML-friendly dict (tuples become lists): the fields, with the parts' fields under their
+        flat names (:data:`PART_KEYS`), as TOML files and ``config.json`` spell them."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in PARTS:
+                continue
+            out[f.name] = _plain(getattr(self, f.name))
+        for key, (part, name) in PART_KEYS.items():
+            out[key] = _plain(getattr(getattr(self, part), name))
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
         """Build from a mapping; unknown keys raise :class:`ConfigError` listing the valid ones."""
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | set(PART_KEYS)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"train config: unknown key(s) {unknown}; valid keys are {sorted(known)}")
@@ -344,23 +366,49 @@ class TrainConfig:
         Returns ``{name: (other's value, this value)}``; empty when a checkpoint with ``other`` may be resumed.
         """
         mine = self.to_dict()
+        try:  # the checkpoint's settings as this version resolves them (a preset's values, flat names)
+            resolved = TrainConfig.from_dict({k: v for k, v in other.items() if k in mine}).to_dict()
+        except ConfigError:
+            resolved = {}
+        defaults = TrainConfig().to_dict()
         diff = {}
-        for f in fields(TrainConfig):
-            key, value = f.name, mine[f.name]
+        for key, value in mine.items():
             if key in RESUME_MUTABLE:
                 continue
             theirs = other.get(key, _MISSING)
             if key == "channels_last" and theirs is not _MISSING:
                 theirs = normalise_channels_last(theirs)  # a checkpoint's older None/True/False
-            if theirs is _MISSING and f.default is not dataclasses.MISSING and _normalise(value) == _normalise(
-                    f.default):
-                continue  # a field added later, at its default: the checkpoint's run used that behaviour
+            if theirs is _MISSING:
+                if key in resolved and _normalise(resolved[key]) == _normalise(value):
+                    continue  # set by the checkpoint's own preset the same way
+                if _normalise(value) == _normalise(defaults[key]):
+                    continue  # a field added later, at its default: the checkpoint's run used that behaviour
+            elif key in resolved:
+                theirs = resolved[key]  # an older checkpoint's preset read as this version expands it
             if _normalise(theirs) != _normalise(value):
                 diff[key] = (theirs if theirs is not _MISSING else "<absent>", value)
         return diff
 
 
 _MISSING = object()
+
+
+def _plain(v: Any) -> Any:
+    """Tuples (also nested) as lists, dicts copied: a JSON/TOML value."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def _flat_view(key: str, part: str, name: str) -> property:
+    return property(lambda self: getattr(getattr(self, part), name),
+                    doc=f"``{part}.{name}`` (read-only: give ``{key}=`` or replace the part)")
+
+
+for _key, (_part, _name) in PART_KEYS.items():  # cfg.tiers, cfg.split, ...: views of the parts, not copies
+    setattr(TrainConfig, _key, _flat_view(_key, _part, _name))
 
 
 def normalise_channels_last(value: Any) -> Any:

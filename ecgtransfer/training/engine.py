@@ -182,13 +182,9 @@ def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str]) 
 
 
 def make_split(store: SegmentStore, cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """Train/val/test indices of ``store`` by the configured split method."""
-    from ecgtransfer.signals.split import split as split_fn
-
-    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    s = split_fn(store, method=cfg.split, seed=seed, val_fraction=cfg.val_fraction,
-                 test_fraction=cfg.test_fraction, n_folds=cfg.n_folds, fold=cfg.fold)
-    return _split_parts(s)
+    """Train/val/test indices of ``store`` by the configured split (``cfg.data_split``; its seed defaults to the
+    run's ``seed``)."""
+    return _split_parts(cfg.data_split.apply(store, default_seed=cfg.seed))
 
 
 def _check_data(store: SegmentStore, parts: dict[str, np.ndarray]) -> None:
