@@ -12,7 +12,7 @@ import torch
 
 from ecgtransfer.errors import TrainingError
 from ecgtransfer.training import evaluate, fine_tune, predict
-from ecgtransfer.training.data import BatchPlan, SignalAugment, class_weights, stratified_subsample
+from ecgtransfer.training.data import BatchPlan, SignalAugment, class_weights, subsample
 from ecgtransfer.training.evaluation import load_run
 from ecgtransfer.signals.rpeaks import detect_r_peaks
 from ecgtransfer.training.runtime import infer
@@ -146,8 +146,9 @@ def test_class_weights_match_sklearn_balanced_and_subsample_is_stratified() -> N
     w = class_weights(y, 5)
     np.testing.assert_allclose(w[[0, 1, 3]], compute_class_weight("balanced", classes=np.array([0, 1, 3]), y=y))
     assert w[2] == 0 and w[4] == 0
-    sub = stratified_subsample(np.arange(60), y, 0.2, seed=0)
-    assert np.bincount(y[sub], minlength=4).tolist() == [10, 1, 0, 1]
+    # the one subsampler (train_fraction and the bench's fractions): ceil(fraction * n_class), at least one per class
+    sub = subsample(np.arange(60), y, np.zeros(60), 0.2, mode="per-class", seed=0)
+    assert np.bincount(y[sub], minlength=4).tolist() == [10, 2, 0, 1]
 
 
 def test_augmentation_is_seeded_and_bounded() -> None:

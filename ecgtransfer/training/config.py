@@ -88,7 +88,8 @@ class TrainConfig:
         data_split: how the store is split, a :class:`ecgtransfer.signals.split.SplitConfig` (its owner). Given
             flat as ``split`` (the method: ``"patient"``, ``"kfold"``, ``"dechazal"``, ``"random"``), ``split_seed``
             (``None``: ``seed``), ``val_fraction``, ``test_fraction``, ``n_folds``, ``fold``.
-        train_fraction: fraction (0, 1] of the training segments used (class-stratified, seeded); for
+        train_fraction: fraction (0, 1] of the training segments used, per class (``ceil(fraction * n_class)``,
+            at least one, seeded: :func:`ecgtransfer.training.data.subsample`, the bench's subsampler too); for
             data-efficiency curves.
         exclude_classes: classes left out of training and evaluation (their segments are dropped, the model has no
             output for them). Default ``("Q",)``: AAMI practice for MIT-BIH (unclassifiable beats, 8 in DS1); a

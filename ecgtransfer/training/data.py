@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ecgtransfer.errors import ConfigError
 from ecgtransfer.store import SegmentStore
 
 
@@ -33,17 +34,54 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return w
 
 
-def stratified_subsample(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Keep ``fraction`` of ``indices`` per class (at least one per class), seeded; returned sorted."""
+#: Mixed into the seed so the subsample stream is independent of the training RNG of the same seed.
+SUBSAMPLE_SALT = 0x5EB5A3
+
+
+def _keep(n: int, fraction: float) -> int:
+    return max(1, min(n, math.ceil(fraction * n - 1e-9)))
+
+
+def subsample(train: np.ndarray, labels: np.ndarray, patient_ids: np.ndarray, fraction: float, *,
+              mode: str = "per-class", seed: int = 0) -> np.ndarray:
+    """Indices of the training subsample: the one subsampler, for ``TrainConfig.train_fraction`` (per class) and
+    the bench's data fractions (:mod:`ecgtransfer.bench.fractions` documents the modes and their nesting).
+
+    Args:
+        train: int64 ``[n]`` indices into the store (the training split).
+        labels: int64 ``[N]`` labels of the whole store.
+        patient_ids: ``[N]`` patient ids of the whole store.
+        fraction: share to keep, in (0, 1]; 1 returns ``train`` (sorted).
+        mode: ``per-class`` or ``per-patient`` (alias ``patients``; see the module docstring).
+        seed: subsample seed (the bench uses the cell's seed).
+
+    Returns:
+        sorted int64 ``[m]`` subset of ``train``.
+    """
+    train = np.asarray(train, dtype=np.int64)
+    if not (0.0 < fraction <= 1.0):
+        raise ConfigError(f"fraction must be in (0, 1], found {fraction}")
+    if train.size == 0:
+        return train.copy()
     if fraction >= 1.0:
-        return np.asarray(indices, dtype=np.int64)
-    rng = np.random.default_rng([seed, 7919])
-    keep = []
-    for c in np.unique(labels[indices]):
-        members = indices[labels[indices] == c]
-        k = max(1, int(round(fraction * len(members))))
-        keep.append(rng.choice(members, size=k, replace=False))
-    return np.sort(np.concatenate(keep)).astype(np.int64)
+        return np.sort(train)
+    rng = np.random.default_rng([SUBSAMPLE_SALT, int(seed)])
+    if mode == "per-class":
+        lab = np.asarray(labels)[train]
+        kept = []
+        # sorted classes and a stable argsort: the order depends only on the seed and the data
+        for c in np.unique(lab):
+            members = np.sort(train[lab == c])
+            order = rng.permutation(members.size)
+            kept.append(members[order[:_keep(members.size, fraction)]])
+        return np.sort(np.concatenate(kept))
+    if mode in ("per-patient", "patients"):  # "patients": the same, named for what it models (fewer patients)
+        pats = np.asarray(patient_ids)[train].astype(str)
+        uniq = np.unique(pats)
+        order = rng.permutation(uniq.size)
+        chosen = uniq[order[:_keep(uniq.size, fraction)]]
+        return np.sort(train[np.isin(pats, chosen)])
+    raise ConfigError(f"fraction mode must be 'per-class', 'per-patient' or 'patients', found {mode!r}")
 
 
 def class_subset(class_names: Sequence[str], exclude: Sequence[str]) -> tuple[list[str], np.ndarray]:

@@ -66,7 +66,7 @@ from ecgtransfer.training.data import (
     class_weights,
     eval_batches,
     eval_shard,
-    stratified_subsample,
+    subsample,
 )
 from ecgtransfer.training.metrics import (
     aami_evaluation,
@@ -265,7 +265,8 @@ class _Trainer:
             parts = {name: idx[keep[idx]] for name, idx in parts.items()}
         _check_data(store, parts)
         if cfg.train_fraction < 1.0:
-            parts["train"] = stratified_subsample(parts["train"], store.labels, cfg.train_fraction, cfg.seed)
+            parts["train"] = subsample(parts["train"], store.labels, store.patient_ids, cfg.train_fraction,
+                                       mode="per-class", seed=cfg.seed)
         self.majority_capped: dict[str, int] = {}
         # the most frequent class of the training part (before any cap): the majority line and the capped class
         self.majority = int(np.argmax(np.bincount(self.label_map[store.labels[parts["train"]]])))
