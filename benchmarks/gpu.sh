@@ -5,7 +5,7 @@
 #   MITDB_BEAT_STORE  a converted mitdb beat store holding DS1 and DS2 (all 44 non-paced records):
 #                     ecgtransfer convert mitdb --data DATA --out stores/mitdb-beats --task beats --dtype float16
 #   SOURCE_STORE      source store of the ecg-pretrained arm; given but missing is an error. Default (or ""):
-#                     <repo>/stores/challenge-2017-rhythm when the profile has a [source] table and it exists.
+#                     <repo>/stores/challenge-2017-beats when the profile has a [source] table and it exists.
 #   OUT_DIR           output directory (default <repo>/reports/gpu-<date>); re-running with it resumes.
 # Env: PROFILE (a config in benchmarks/ or a path; default gpu.toml; gpu-ablation.toml for the ablation arms),
 #      PY (python; default <repo>/.venv/bin/python if present, else python3), EXTRA (more `ecgtransfer bench`
@@ -70,10 +70,10 @@ if grep -q '^\[source\]' "$profile"; then
   if [ -n "$source_arg" ]; then
     [ -d "$source_arg" ] || { echo "gpu.sh: source store $source_arg does not exist" >&2; exit 2; }
     args+=(--source-store "$source_arg")
-  elif [ -d "$repo/stores/challenge-2017-rhythm" ]; then
-    args+=(--source-store "$repo/stores/challenge-2017-rhythm")
+  elif [ -d "$repo/stores/challenge-2017-beats" ]; then
+    args+=(--source-store "$repo/stores/challenge-2017-beats")
   else
-    echo "WARNING: no source store given and $repo/stores/challenge-2017-rhythm missing: the ecg-pretrained arm will be reported skipped"
+    echo "WARNING: no source store given and $repo/stores/challenge-2017-beats missing: the ecg-pretrained arm will be reported skipped"
   fi
 elif [ -n "$source_arg" ]; then
   echo "gpu.sh: $profile has no [source] table (no ecg-pretrained arm), but a source store was given" >&2; exit 2
