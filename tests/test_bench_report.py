@@ -288,7 +288,7 @@ GOLDEN_PLAIN = {
 GOLDEN_EVERY_SECTION = {
     "ecgtransfer bench: synthetic": "79657cc6a8ac47e4",
     "Did transfer help?": "7d463dd443055662",
-    "Setup": "d89dff0f5f89a456",
+    "Setup": "b24896857c4c96fa",
     "Arms": "b34c639fec61305b",
     "Learning-rate sweeps (chosen on validation only)": "552f05a5ca964e47",
     "Test macro-F1 by fraction of training data (spectrogram)": "9fab96fd85162a84",
@@ -310,3 +310,15 @@ def test_report_sections_unchanged(results, variant):
     figures = {"data_efficiency_spectrogram.png", "learning_curves_spectrogram.png",
                "confusion_scratch_spectrogram.png", "confusion_ecg-pretrained_spectrogram.png"}
     assert set(doc.figures) == (figures if variant == "plain" else figures | {"lr_sweep_spectrogram.png"})
+
+
+def test_macro_f1_line_lists_only_the_classes_the_cells_score() -> None:
+    """The setup's macro-F1 line names the evaluated classes: those with support, less the excluded ones (Q by
+    default: AAMI practice), as the cells scored them."""
+    from ecgtransfer.bench.report import macro_f1_line
+
+    res = {"macro_f1_definition": "support",
+           "split": {"class_counts": {p: {"N": 90, "S": 5, "V": 4, "F": 0, "Q": 1} for p in ("val", "test")}}}
+    assert "test: N, S, V;" in macro_f1_line({**res, "config": {}}, "test")  # the TrainConfig default leaves Q out
+    assert "test: N, S, V, Q;" in macro_f1_line({**res, "config": {"base": {"exclude_classes": []}}}, "test")
+    assert "test: N, S, V;" in macro_f1_line({**res, "config": {"train": {"exclude_classes": ["Q"]}}}, "test")

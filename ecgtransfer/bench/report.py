@@ -227,11 +227,23 @@ def statistics_line(results: Mapping[str, Any], base: str | None) -> str:
             "records are fixed: the intervals cover the seeds only).")
 
 
+def _excluded_classes(config: Mapping[str, Any]) -> list[str]:
+    """The classes the cells left out (``exclude_classes`` of the shared TrainConfig; older results: ``[train]``,
+    else the TrainConfig default)."""
+    from ecgtransfer.training.config import TrainConfig
+
+    for table in (config.get("base") or {}, config.get("train") or {}):
+        if "exclude_classes" in table:
+            return list(table["exclude_classes"])
+    return list(TrainConfig().exclude_classes)
+
+
 def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
     """How macro-F1 was averaged: over the classes with support in the split (or the older definition)."""
     counts = ((results.get("split") or {}).get("class_counts") or {})
+    excluded = set(_excluded_classes(results.get("config") or {}))
     if results.get("macro_f1_definition") == "support":
-        have = {p: [c for c, n in (counts.get(p) or {}).items() if n] for p in ("val", split)}
+        have = {p: [c for c, n in (counts.get(p) or {}).items() if n and c not in excluded] for p in ("val", split)}
         return (f"Macro-F1 is the mean F1 over the classes with support in the evaluated split ({split}: "
                 f"{', '.join(have[split]) or 'n/a'}; validation: {', '.join(have['val']) or 'n/a'}), fixed by "
                 "the split and the same for every cell; classes without support are left out of the average "
