@@ -168,3 +168,25 @@ def test_a_cell_config_is_the_base_with_the_cells_coordinates_replaced(tmp_path)
         (3, "adamw", 2, 1, 50, 10)
     assert tc.data_split == SplitConfig(seed=4, val_fraction=0.15, test_fraction=0.15)
     assert tc.tiers == pytest.approx((3e-4, 3e-3, 3e-2))
+
+
+def test_each_arm_states_the_optimiser_weight_decay_and_clipping_its_cells_use(tmp_path) -> None:
+    """The report's arms table states what every arm trained with, read from the cell config (one definition):
+    a recipe's own values, an arm's overrides (marked), and the shared ones."""
+    from ecgtransfer.bench.report import _arm_row
+    from ecgtransfer.bench.runner import _arm_settings
+
+    cfg = config_from_dict({"bench": {"optimizer": "adamw", "lrs": [1e-4, 1e-3, 1e-2],
+                                      "arms": ["scratch-uniform", "seed-recipe",
+                                               {"name": "tuned", "init": "scratch", "optim": "tiered",
+                                                "weight_decay": 0.05, "grad_clip": 0}]},
+                            "task": {"store": str(tmp_path)}, "train": {"weight_decay": 1e-3}})
+    got = {a.name: _arm_settings(cfg, a, 2.0) for a in cfg.arms}
+    assert got["scratch-uniform"] == {"lrs_used": [2e-2] * 3, "optimizer_used": "adamw", "weight_decay_used": 1e-3,
+                                      "grad_clip_used": 1.0}
+    assert got["seed-recipe"]["optimizer_used"] == "sgd" and got["seed-recipe"]["weight_decay_used"] == 0.0
+    assert got["seed-recipe"]["lrs_used"] == list(PRESETS["seed"]["lrs"])
+    assert got["tuned"]["weight_decay_used"] == 0.05 and got["tuned"]["grad_clip_used"] is None
+    row = _arm_row({"name": "tuned", "init": "scratch", "optim": "tiered", "weight_decay": 0.05, "grad_clip": 0.0,
+                    **got["tuned"]})
+    assert "adamw, weight decay 0.05 (arm), grad clip off (arm)" in row[5]

@@ -546,10 +546,16 @@ def _arm_row(a: Mapping[str, Any]) -> list[Any]:
         extra.append(f"model {a['model']}")
     if a.get("tier_preset"):
         extra.append(f"preset {a['tier_preset']}")
-    wd = a.get("weight_decay")
-    gc = a.get("grad_clip")
-    extra.append(f"weight decay {'default' if wd is None else f'{wd:g}'}, grad clip "
-                 f"{'default' if gc is None else ('off' if not gc else f'{gc:g}')}")
+    if "weight_decay_used" in a:  # the values the cells trained with (an arm's own override marked)
+        gc = a.get("grad_clip_used")
+        extra.append(f"{a.get('optimizer_used')}, weight decay {a['weight_decay_used']:g}"
+                     f"{' (arm)' if a.get('weight_decay') is not None else ''}, grad clip "
+                     f"{'off' if not gc else f'{gc:g}'}{' (arm)' if a.get('grad_clip') is not None else ''}")
+    else:  # results of an older version
+        wd = a.get("weight_decay")
+        gc = a.get("grad_clip")
+        extra.append(f"weight decay {'default' if wd is None else f'{wd:g}'}, grad clip "
+                     f"{'default' if gc is None else ('off' if not gc else f'{gc:g}')}")
     if a.get("lr_sweep"):
         extra.append(f"LR sweep x{'/'.join(f'{f:g}' for f in a['lr_sweep'])} -> x{a.get('lr_scale', 1):g}")
     return [a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])), "; ".join(extra),

@@ -186,9 +186,12 @@ def cell_config(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, d
     else:  # linear-probe: only the head trains, at the arm's LR
         lr = cfg.arm_lr(arm) * lr_scale
         tiers, freeze = (lr, lr, lr), ("features_1", "features_2")
-    if arm.tier_preset is not None:  # a fixed recipe: its own learning rates and optimiser settings
-        from ecgtransfer.models.tiers import PRESETS
+    if arm.tier_preset is not None:  # a fixed recipe: its own learning rates and optimiser settings, over the
+        from ecgtransfer.models.tiers import PRESETS  # shared ones ([train] weight_decay, [bench] optimizer...)
+        from ecgtransfer.training.config import PART_KEYS
 
+        flat = {name: key for key, (part, name) in PART_KEYS.items() if part == "optim"}
+        o.update({flat[name]: value for name, value in PRESETS[arm.tier_preset].items()})
         tiers = tuple(PRESETS[arm.tier_preset]["lrs"])
         o["tier_preset"] = arm.tier_preset
     if arm.model is not None:
@@ -197,8 +200,6 @@ def cell_config(cfg: BenchConfig, arm: ArmConfig, *, encoding: str, seed: int, d
         o["weight_decay"] = arm.weight_decay
     if arm.grad_clip is not None:
         o["grad_clip"] = arm.grad_clip or None  # 0: no clipping
-    if arm.tier_preset is not None:
-        o["optimizer"] = "sgd"
     o.update(init=init, encoding=encoding, tiers=tuple(tiers), freeze=tuple(freeze), seed=int(seed), device=device)
     o.update(changes)
     return cfg.base.replace(**o)
@@ -253,14 +254,13 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: m[k] for k in keep if k in m}
 
 
-def _arm_lrs_used(cfg: BenchConfig, arm: ArmConfig, scale: float) -> list[float]:
-    """The tier learning rates an arm's cells train with (after its sweep's factor; a preset's own)."""
-    if arm.tier_preset is not None:
-        from ecgtransfer.models.tiers import PRESETS
-
-        return list(PRESETS[arm.tier_preset]["lrs"])
-    base = cfg.arm_lrs(arm) if arm.optim == "tiered" else (cfg.arm_lr(arm),) * 3
-    return [float(x) * scale for x in base]
+def _arm_settings(cfg: BenchConfig, arm: ArmConfig, scale: float) -> dict[str, Any]:
+    """What an arm's cells train with (its sweep's factor applied; a preset's own): the tier learning rates, the
+    optimiser, weight decay and gradient clipping, read from :func:`cell_config` (their one definition)."""
+    tc = cell_config(cfg, arm, encoding=cfg.arm_encodings(arm)[0], seed=0, device="cpu", init="scratch",
+                     lr_scale=scale)
+    return {"lrs_used": [float(x) for x in tc.tiers], "optimizer_used": tc.optimizer,
+            "weight_decay_used": float(tc.weight_decay), "grad_clip_used": tc.grad_clip}
 
 
 def _majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -784,7 +784,7 @@ class _Bench:
                     ("skipped", self.skipped[a.name])
             arms.append({"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
                          "encodings_used": list(cfg.arm_encodings(a)),
-                         "lrs_used": _arm_lrs_used(cfg, a, self.lr_scale.get(a.name, 1.0)),
+                         **_arm_settings(cfg, a, self.lr_scale.get(a.name, 1.0)),
                          "lr_scale": self.lr_scale.get(a.name, 1.0), "lr_sweep": list(cfg.arm_sweep(a)),
                          "model": a.model or "resnet50", "tier_preset": a.tier_preset,
                          "weight_decay": a.weight_decay, "grad_clip": a.grad_clip,
