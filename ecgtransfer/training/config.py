@@ -235,8 +235,6 @@ class TrainConfig:
             self.init = "scratch"
         self.exclude_classes = ((self.exclude_classes,) if isinstance(self.exclude_classes, str)
                                 else tuple(str(v) for v in self.exclude_classes))
-        if self.lr_spread is not None:
-            self.lr_spread = tuple(float(v) for v in self.lr_spread)  # type: ignore[assignment]
         self.encoding_params = dict(self.encoding_params)
         self.channels_last = normalise_channels_last(self.channels_last)
         self.validate()

@@ -348,6 +348,7 @@ class _Trainer:
         self.accum = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
         self.history: list[dict[str, Any]] = []
         self.step_evals: list[dict[str, Any]] = []
+        self.within_epoch_eval_s = 0.0  # seconds of val_every_steps validations in this epoch (not training time)
         self.best: dict[str, Any] = {"epoch": None, "macro_f1": -math.inf, "selection_f1": -math.inf,
                                      "bad_epochs": 0}
         self.finished: str | None = None
@@ -617,7 +618,8 @@ class _Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and k + 1 < len(batches):
                     self._save(self.ckpt_path)
             bar.close()
-            train_time = time.perf_counter() - t0
+            train_time = time.perf_counter() - t0 - self.within_epoch_eval_s  # training only
+            self.within_epoch_eval_s = 0.0
             stopped_now = self._end_epoch(epoch, partial=self.step_in_epoch < len(batches), n_images=n_images,
                                           train_time=train_time, hit_max=hit_max)
             if stopped_now:
@@ -659,8 +661,10 @@ class _Trainer:
         """One validation between the steps of an epoch (``val_every_steps``): a point of the learning curve in
         steps. It selects nothing and changes no training state (evaluation draws no random numbers; the model is
         put back into training mode)."""
+        t0 = time.perf_counter()
         val = self.evaluate_part(self.parts["val"])
         self.train_model.train()
+        self.within_epoch_eval_s += time.perf_counter() - t0
         row = {"epoch": epoch + 1, "step": self.step, "val_macro_f1": val["macro_f1"],
                "val_selection_f1": val["selection_f1"], "val_loss": val["loss"]}
         self.step_evals.append(row)
