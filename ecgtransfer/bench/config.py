@@ -44,7 +44,7 @@ from ecgtransfer.imaging.encode import check_encoding
 from ecgtransfer.models.tiers import TierConfig
 from ecgtransfer.models.weight_registry import WEIGHT_NAMES
 from ecgtransfer.signals.split import SplitConfig
-from ecgtransfer.training.config import PART_KEYS, TrainConfig
+from ecgtransfer.training.config import PART_KEYS, TrainConfig, part_view
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -197,12 +197,8 @@ class TaskConfig:
         return out
 
 
-def _task_view(key: str, name: str) -> property:
-    return property(lambda self: getattr(self.data_split, name), doc=f"``data_split.{name}`` (``[task].{key}``)")
-
-
 for _key, _name in TASK_SPLIT_KEYS.items():
-    setattr(TaskConfig, _key, _task_view(_key, _name))
+    setattr(TaskConfig, _key, part_view("data_split", _name, f"``data_split.{_name}`` (``[task].{_key}``)"))
 
 
 @dataclass(frozen=True)
@@ -391,12 +387,8 @@ class BenchConfig:
         return {k: d[k] for k in keys}
 
 
-def _bench_view(key: str, name: str) -> property:
-    return property(lambda self: getattr(self.base, name), doc=f"``base.{name}`` (``[bench].{key}``)")
-
-
 for _key, _name in BENCH_TRAIN_KEYS.items():  # cfg.epochs, cfg.lrs, cfg.threads...: views of base, not copies
-    setattr(BenchConfig, _key, _bench_view(_key, _name))
+    setattr(BenchConfig, _key, part_view("base", _name, f"``base.{_name}`` (``[bench].{_key}``)"))
 
 
 # -- loading and validation ---------------------------------------------------------------------

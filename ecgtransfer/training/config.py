@@ -401,13 +401,15 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _flat_view(key: str, part: str, name: str) -> property:
-    return property(lambda self: getattr(getattr(self, part), name),
-                    doc=f"``{part}.{name}`` (read-only: give ``{key}=`` or replace the part)")
+def part_view(part: str, name: str, doc: str) -> property:
+    """A read-only property reading ``self.<part>.<name>``: how a config exposes a field of a part it holds whole
+    (TrainConfig's flat names, the bench's ``[bench]`` / ``[task]`` keys) without a copy."""
+    return property(lambda self: getattr(getattr(self, part), name), doc=doc)
 
 
 for _key, (_part, _name) in PART_KEYS.items():  # cfg.tiers, cfg.split, ...: views of the parts, not copies
-    setattr(TrainConfig, _key, _flat_view(_key, _part, _name))
+    setattr(TrainConfig, _key, part_view(_part, _name, f"``{_part}.{_name}`` (read-only: give ``{_key}=`` or "
+                                                       "replace the part)"))
 
 
 def normalise_channels_last(value: Any) -> Any:
