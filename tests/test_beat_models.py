@@ -135,6 +135,37 @@ def test_majority_cap_keeps_minorities_and_caps_per_patient() -> None:
     np.testing.assert_array_equal(kept, cap_majority(np.arange(42), labels, patients, cap=10, seed=0))
 
 
+def test_run_parts_is_what_the_engine_trains_on(beats, split, tmp_path) -> None:
+    """One rule for the segments a run uses: the engine's split file equals ``run_parts`` of the same settings
+    (classes left out of every part, the training fraction, the majority cap on train and val, never on test)."""
+    from ecgtransfer.training.data import run_parts, subsample
+
+    settings = dict(exclude_classes=["Q", "F"], train_fraction=0.5, majority_cap=40, seed=3)
+    rp = run_parts(beats, split, **settings)
+    # the rule spelled out with its parts: exclusion, then the training fraction, then the cap on train and val
+    _, label_map = class_subset(beats.class_names, ["Q", "F"])
+    kept = {p: idx[label_map[beats.labels[idx]] >= 0] for p, idx in split.items()}
+    kept["train"] = subsample(kept["train"], beats.labels, beats.patient_ids, 0.5, mode="per-class", seed=3)
+    for p in ("train", "val"):
+        kept[p] = cap_majority(kept[p], beats.labels, beats.patient_ids, 40, 3, majority=0)
+    for p in ("train", "val", "test"):
+        np.testing.assert_array_equal(rp.parts[p], kept[p])
+    res = fine_tune(beats, out=tmp_path / "run", split_indices=split, model="features", progress=False,
+                    num_threads=1, **settings)
+    saved = np.load(tmp_path / "run" / "split.npz")
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(saved[part], rp.parts[part])
+    assert rp.class_names == ["N", "S", "V"] == res.test_metrics["class_names"] and rp.excluded == ["F", "Q"]
+    assert rp.majority == 0 and rp.majority_capped["train"] > 0 and "test" not in rp.majority_capped
+    test_labels = beats.labels[split["test"]]
+    assert len(rp.parts["test"]) == int(np.isin(test_labels, [0, 1, 2]).sum())  # the test part is never capped
+    # per patient at most 40 N beats in train and val; the other classes whole
+    for part in ("train", "val"):
+        lab, pat = beats.labels[rp.parts[part]], beats.patient_ids[rp.parts[part]]
+        assert max(np.unique(pat[lab == 0], return_counts=True)[1]) <= 40
+    assert (beats.labels[rp.parts["val"]] == 2).sum() == (beats.labels[split["val"]] == 2).sum()
+
+
 # -- the reference models, end to end on real beats --------------------------------------------------
 
 def test_features_model_fits_in_closed_form_and_evaluates(beats, split, tmp_path) -> None:

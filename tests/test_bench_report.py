@@ -204,10 +204,19 @@ def _every_section(results: dict) -> dict:
          "diff": {"mean": -0.2, "lo": None, "hi": None, "n": 1, "p": None}, "p": None, "p_holm": 0.01,
          "verdict": "hurt"}]
     sweep = {"fraction": 0.1, "seed": 0, "chosen": 2.0, "chosen_lrs": [2e-5, 2e-4, 2e-3]}
-    sweeps = {"scratch": dict(sweep, factors=[0.5, 1.0, 2.0],
+    sweeps = {"scratch": dict(sweep, factors=[0.5, 1.0, 2.0], edge="highest",
                               curve={"spectrogram": {"0.5": 0.31, "1.0": 0.35, "2.0": 0.4}}),
               "ecg-pretrained": dict(sweep, chosen=1.0, factors=[0.5, 1.0, 2.0, 4.0], chosen_lrs=[1e-5, 1e-4, 1e-3],
-                                     curve={"spectrogram": {"0.5": 0.41, "1.0": 0.45, "2.0": 0.44, "4.0": 0.3}})}
+                                     curve={"spectrogram": {"0.5": 0.41, "1.0": 0.45, "2.0": 0.44, "4.0": 0.3}},
+                                     edge=None, stages=[
+                                         {"setting": "weight_decay", "label": "weight decay", "key": "wd_sweep",
+                                          "values": [0.0, 1e-4, 1e-2], "own": 1e-4, "chosen": 1e-2,
+                                          "edge": "highest", "at": {"factor": 1.0},
+                                          "curve": {"spectrogram": {"0": 0.43, "0.0001": 0.45, "0.01": 0.47}}},
+                                         {"setting": "grad_clip", "label": "gradient clipping (max norm, 0 = off)",
+                                          "key": "clip_sweep", "values": [0.0, 1.0], "own": 1.0, "chosen": 1.0,
+                                          "edge": None, "at": {"factor": 1.0, "weight_decay": 1e-2},
+                                          "curve": {"spectrogram": {"0": 0.44, "1": 0.47}}}])}
     cells = [dict(r, data=dict(r["data"], epochs=12 if r["cell"]["fraction"] < 1 else 3)) for r in results["cells"]]
     cells[0] = dict(cells[0], majority={"predicts": "N", "macro_f1": 0.18, "selection_f1": 0.2})
     cells.append({"cell": {"arm": "ecg-pretrained", "encoding": "spectrogram", "fraction": 1.0, "seed": 3},
@@ -287,10 +296,10 @@ GOLDEN_PLAIN = {
 }
 GOLDEN_EVERY_SECTION = {
     "ecgtransfer bench: synthetic": "79657cc6a8ac47e4",
-    "Did transfer help?": "7d463dd443055662",
+    "Did transfer help?": "a9d7b3cf261b5788",
     "Setup": "b24896857c4c96fa",
     "Arms": "b34c639fec61305b",
-    "Learning-rate sweeps (chosen on validation only)": "552f05a5ca964e47",
+    "Learning-rate sweeps (chosen on validation only)": "c03004c34ee73a5b",
     "Test macro-F1 by fraction of training data (spectrogram)": "9fab96fd85162a84",
     "Per-class sensitivity (Se) and positive predictivity (+P)": "bff44ffbbf3f3389",
     "Confusion matrices": "a408460016833b06",
@@ -310,6 +319,16 @@ def test_report_sections_unchanged(results, variant):
     figures = {"data_efficiency_spectrogram.png", "learning_curves_spectrogram.png",
                "confusion_scratch_spectrogram.png", "confusion_ecg-pretrained_spectrogram.png"}
     assert set(doc.figures) == (figures if variant == "plain" else figures | {"lr_sweep_spectrogram.png"})
+    if variant == "every section":  # the sweep's caveats: an edge choice (also in the headline), weight decay
+        md = "\n".join(doc.md)
+        assert "Tuning caveat: a value chosen on validation is at the edge of its sweep grid for scratch (LR x2, " \
+               "the highest factor), ecg-pretrained (weight decay 0.01, the highest value)" in md
+        assert "At the edge of the sweep grid" in md and "scratch chose x2, the grid's highest factor" in md
+        assert "0: 0.430; 0.0001: 0.450 (arm's); 0.01: 0.470 (chosen)" in md
+        assert "ecg-pretrained chose weight decay 0.01, the grid's highest value (widen wd_sweep)" in md
+        assert "| ecg-pretrained | gradient clipping (max norm, 0 = off) | spectrogram | 0: 0.440; 1: 0.470 " \
+               "(chosen) (arm's) |" in md
+        assert "Budget caveat: 1 of" in md
 
 
 def test_macro_f1_line_lists_only_the_classes_the_cells_score() -> None:

@@ -334,6 +334,14 @@ def test_min_steps_raises_the_epochs_of_small_fractions(tmp_path):
     assert set(inv[1]["recomputed"]) == {small["key"], full["key"]} == set(again.computed)
     assert all(w.endswith("changed: budget.min_steps)") for w in inv[1]["recomputed"].values())
     assert "2: computed under other settings" in (tmp_path / "out" / "report.md").read_text()
+    # a cell whose recorded epochs are not what min_steps gives now (a version that counted the drawn segments,
+    # before the majority cap) is recomputed, and says why; the other is reused
+    path = tmp_path / "out" / "cells" / f"{small['key']}.json"
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(rec, data=dict(rec["data"], epochs=rec["data"]["epochs"] + 1))))
+    third = run(replace(cfg, min_steps=4), tmp_path / "out", progress=False)
+    assert third.computed == [small["key"]] and third.reused == [full["key"]]
+    assert third.results["invocations"][-1]["recomputed"][small["key"]].startswith("its budget changed: it trained")
 
 
 def test_interrupted_bench_writes_a_partial_report(tmp_path, monkeypatch):
@@ -497,3 +505,35 @@ def test_record_confusion_matches_the_engine_on_a_majority_capped_validation_spl
     pooled = np.sum(np.asarray(cell["record_confusion"]["matrices"]), axis=0)
     assert pooled.sum() == cell["val"]["n"] < res.results["split"]["n_val"]  # the capped validation beats
     assert macro_f1_of_confusion(pooled) == pytest.approx(cell["val"]["macro_f1"], abs=1e-12)
+    # the cell's counts and budget are those of the segments the engine trained on (after the cap), read back
+    # from the run's own split file
+    split = np.load(tmp_path / "out" / "runs" / cell["key"] / "split.npz")
+    d = cell["data"]
+    assert d["n_train"] == len(split["train"]) < d["n_train_drawn"] and d["majority_capped"]["train"] > 0
+    assert d["n_val"] == len(split["val"]) == cell["val"]["n"]
+    assert sum(d["train_class_counts"].values()) == d["n_train"]
+    assert d["steps_per_epoch"] == -(-d["n_train"] // 8) == cell["steps"]  # one epoch, batch 8
+
+
+def test_cells_of_an_earlier_version_get_their_counts_from_the_runs_split(tmp_path):
+    """Cells written before the counts followed the majority cap said they trained on the drawn segments: on a
+    resume the counts are read back from the run's own split.npz; cells of this version are left as they are."""
+    from types import SimpleNamespace
+
+    from ecgtransfer.bench.runner import _counts_from_run
+
+    store = SimpleNamespace(labels=np.array([0] * 8 + [1] * 4), patient_ids=np.array(list("aabbccddaabb")),
+                            class_names=["N", "S"], num_classes=2)
+    (tmp_path / "runs" / "c").mkdir(parents=True)
+    np.savez(tmp_path / "runs" / "c" / "split.npz", train=np.array([0, 1, 2, 8, 9]), val=np.array([10, 11]),
+             test=np.array([3]))
+    old = {"run_dir": "runs/c", "history": [{"step": 3, "partial": False}, {"step": 6, "partial": False}],
+           "data": {"n_train": 9, "n_val": 3, "steps_per_epoch": 5, "train_class_counts": {"N": 7, "S": 2}}}
+    d = _counts_from_run(old, tmp_path, store)["data"]
+    assert d["n_train"] == 5 and d["n_train_drawn"] == 9 and d["n_val"] == 2 and d["steps_per_epoch"] == 3
+    assert d["train_class_counts"] == {"N": 3, "S": 2} and d["n_train_patients"] == 2
+    assert "split.npz" in d["counts_from"]
+    assert old["data"]["n_train"] == 9  # the stored record itself is not changed
+    new = {"run_dir": "runs/c", "data": {"n_train": 5, "n_train_drawn": 9}}
+    assert _counts_from_run(new, tmp_path, store) is new
+    assert _counts_from_run({"run_dir": "runs/none", "data": {"n_train": 9}}, tmp_path, store)["data"] == {"n_train": 9}

@@ -37,8 +37,9 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
 from ecgtransfer.models.tiers import TierConfig
@@ -93,6 +94,8 @@ class ArmConfig:
         weight_decay, grad_clip: per-arm overrides of the training defaults (``grad_clip = 0`` turns clipping off).
         lr_sweep: scale factors of this arm's learning rate(s) tried on validation (default ``[bench].lr_sweep``);
             tiered arms scale the whole triple; ``[]`` turns the sweep off for this arm.
+        wd_sweep, clip_sweep: weight decays / gradient-clipping norms (0 = off) tried on validation at the chosen
+            LR factor (defaults ``[bench].wd_sweep`` / ``clip_sweep``; ``[]``: the arm's own value, not swept).
     """
 
     name: str
@@ -107,10 +110,12 @@ class ArmConfig:
     weight_decay: float | None = None
     grad_clip: float | None = None
     lr_sweep: tuple[float, ...] | None = None
+    wd_sweep: tuple[float, ...] | None = None
+    clip_sweep: tuple[float, ...] | None = None
 
     @property
     def sweepable(self) -> bool:
-        """Whether a learning-rate sweep applies (not to a fixed recipe or a closed-form fit)."""
+        """Whether a learning-rate / weight-decay sweep applies (not to a fixed recipe or a closed-form fit)."""
         return self.tier_preset is None and self.model != "features"
 
     @property
@@ -278,6 +283,10 @@ class BenchConfig:
             tuned arm) tried before the grid, on validation ``selection_f1`` only, at ``sweep_fraction`` (default the
             largest fraction) and the first seed; the chosen factor then trains every seed and fraction. Empty: no
             sweep (the configured LRs).
+        wd_sweep: weight-decay values (absolute, >= 0) tried after the LR sweep, at each arm's chosen LR factor,
+            on validation ``selection_f1`` (a coordinate-wise search, :mod:`ecgtransfer.bench.sweeps`: LR first,
+            then weight decay, then clipping). The arm's own value is the point already trained. Empty: not swept.
+        clip_sweep: gradient-clipping max norms (0 = off) tried after the weight decay, the same way.
         sweep_fraction: the fraction the sweep trains on.
         primary: the primary contrast (``[bench.primary]``: ``arm``, ``baseline``, ``fraction``, ``encoding``);
             None: the first contrast at the largest fraction, reported as not declared.
@@ -302,6 +311,8 @@ class BenchConfig:
     source: SourceConfig | None = None
     notes: str = ""
     lr_sweep: tuple[float, ...] = ()
+    wd_sweep: tuple[float, ...] = ()
+    clip_sweep: tuple[float, ...] = ()
     sweep_fraction: float | None = None
     primary: PrimaryContrast | None = None
     contrasts: tuple[tuple[str, str], ...] = ()
@@ -342,6 +353,16 @@ class BenchConfig:
         if not arm.sweepable:
             return ()
         return tuple(arm.lr_sweep) if arm.lr_sweep is not None else tuple(self.lr_sweep)
+
+    def arm_values(self, arm: ArmConfig, key: str) -> tuple[float, ...]:
+        """The values of swept setting ``key`` (``wd_sweep``, ``clip_sweep``: :data:`SETTING_KEYS`) tried for
+        ``arm`` after its LR factor (empty: not swept)."""
+        if key not in SETTING_KEYS:
+            raise ConfigError(f"{key!r} is not a swept setting; they are {list(SETTING_KEYS)}")
+        if not arm.sweepable:
+            return ()
+        own = getattr(arm, key)
+        return tuple(own) if own is not None else tuple(getattr(self, key))
 
     @property
     def sweep_at(self) -> float:
@@ -400,6 +421,22 @@ def _err(where: str, msg: str) -> ConfigError:
     return ConfigError(f"{where}: {msg}")
 
 
+def _check_setting_values(where: str, key: str, values: Sequence[float]) -> None:
+    """The values of a swept setting (``wd_sweep``, ``clip_sweep``): distinct numbers >= 0, each named exactly."""
+    if any(not (x >= 0) for x in values) or len(set(values)) != len(values):
+        raise _err(where, f"{key} values must be distinct numbers >= 0, found {list(values)}")
+    _check_nameable(where, key, values)
+
+
+def _check_nameable(where: str, key: str, values: Sequence[float]) -> None:
+    """A sweep point's cell name carries its values with 6 significant digits (``f"{v:g}"``) and the cell trains
+    the value read back from it: a value the name cannot hold exactly is refused."""
+    inexact = [x for x in values if float(f"{x:g}") != x]
+    if inexact:
+        raise _err(where, f"{key} values {inexact} have more than 6 significant digits (cell names hold "
+                          f"{[float(f'{x:g}') for x in inexact]}): round them")
+
+
 def _check_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -437,8 +474,9 @@ def _arm_from(where: str, raw: Any) -> ArmConfig:
         kw["encodings"] = _tuple_of(where, "encodings", kw["encodings"], str)
     if "lrs" in kw:
         kw["lrs"] = _tuple_of(where, "lrs", kw["lrs"], float)
-    if "lr_sweep" in kw:
-        kw["lr_sweep"] = _tuple_of(where, "lr_sweep", kw["lr_sweep"], float)
+    for key in ("lr_sweep", *SETTING_KEYS):
+        if key in kw:
+            kw[key] = _tuple_of(where, key, kw[key], float)
     for key in ("weight_decay", "grad_clip"):
         if key in kw and kw[key] is not None:
             if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)) or kw[key] < 0:
@@ -491,7 +529,7 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
         source = SourceConfig(**src_raw)
     kw: dict[str, Any] = dict(bench)
     for key, kind in (("seeds", int), ("fractions", float), ("encodings", str), ("lrs", float),
-                      ("lr_sweep", float)):
+                      ("lr_sweep", float), *((k, float) for k in SETTING_KEYS)):
         if key in kw:
             kw[key] = _tuple_of(f"{where} [bench]", key, kw[key], kind)
     train_raw = raw.get("train", {})
@@ -593,6 +631,9 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
     pos_int("bootstrap_replicates", cfg.bootstrap_replicates)
     if any(not (x > 0) for x in cfg.lr_sweep) or len(set(cfg.lr_sweep)) != len(cfg.lr_sweep):
         raise _err(where, f"lr_sweep factors must be distinct positive numbers, found {list(cfg.lr_sweep)}")
+    _check_nameable(where, "lr_sweep", cfg.lr_sweep)
+    for key in SETTING_KEYS:
+        _check_setting_values(where, key, getattr(cfg, key))
     if cfg.sweep_fraction is not None and all(abs(cfg.sweep_fraction - f) > 1e-12 for f in cfg.fractions):
         raise _err(where, f"sweep_fraction {cfg.sweep_fraction} is not one of the fractions {list(cfg.fractions)}")
     for a, b in cfg.contrasts:
@@ -638,6 +679,9 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
             raise _err(aw, f"tier_preset must be 'seed' or absent, found {a.tier_preset!r}")
         if any(not (x > 0) for x in (a.lr_sweep or ())):
             raise _err(aw, f"lr_sweep factors must be positive, found {list(a.lr_sweep or ())}")
+        _check_nameable(aw, "lr_sweep", a.lr_sweep or ())
+        for key in SETTING_KEYS:
+            _check_setting_values(aw, key, getattr(a, key) or ())
     if cfg.source is not None:
         if cfg.source.optim not in OPTIM_MODES:
             raise _err(f"{where} [source]", f"optim must be one of {OPTIM_MODES}, found {cfg.source.optim!r}")

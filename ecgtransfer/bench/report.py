@@ -469,6 +469,18 @@ def _headline_section(v: _Inputs) -> _Doc:
     tc = results.get("target_check") or {}
     if tc.get("below_majority"):
         doc.p(f"Steps to target are not informative here: {tc['text']}.", cls="warn")
+    sweeps = (results.get("sweeps") or {}).items()
+    edges = [f"{a} (LR x{w['chosen']:g}, the {w['edge']} factor)" for a, w in sweeps if w.get("edge")]
+    edges += [f"{a} ({st['label']} {st['chosen']:g}, the {st['edge']} value)" for a, w in sweeps
+              for st in w.get("stages", []) if st.get("edge")]
+    if edges:
+        doc.p("Tuning caveat: a value chosen on validation is at the edge of its sweep grid for "
+              + ", ".join(edges) + "; these arms may be short of their best (see Learning-rate sweeps).", cls="warn")
+    capped = results.get("capped_improving") or []
+    if capped:
+        n_cells = sum(1 for c in results.get("cells", []) if c.get("status") == "done")
+        doc.p(f"Budget caveat: {len(capped)} of {n_cells} grid cells stopped at the epoch cap while validation was "
+              "still improving (listed below the sweeps).", cls="warn")
     if not results.get("complete", True):
         doc.p(f"This bench is incomplete: {results['progress']['done']} of {results['progress']['total']} cells "
               "are finished"
@@ -548,9 +560,13 @@ def _arm_row(a: Mapping[str, Any]) -> list[Any]:
         extra.append(f"preset {a['tier_preset']}")
     if "weight_decay_used" in a:  # the values the cells trained with (an arm's own override marked)
         gc = a.get("grad_clip_used")
-        extra.append(f"{a.get('optimizer_used')}, weight decay {a['weight_decay_used']:g}"
-                     f"{' (arm)' if a.get('weight_decay') is not None else ''}, grad clip "
-                     f"{'off' if not gc else f'{gc:g}'}{' (arm)' if a.get('grad_clip') is not None else ''}")
+        swept = a.get("settings_swept") or {}
+
+        def how(name: str) -> str:
+            return " (swept)" if name in swept else (" (arm)" if a.get(name) is not None else "")
+
+        extra.append(f"{a.get('optimizer_used')}, weight decay {a['weight_decay_used']:g}{how('weight_decay')}, grad "
+                     f"clip {'off' if not gc else f'{gc:g}'}{how('grad_clip')}")
     else:  # results of an older version
         wd = a.get("weight_decay")
         gc = a.get("grad_clip")
@@ -558,6 +574,9 @@ def _arm_row(a: Mapping[str, Any]) -> list[Any]:
                      f"{'default' if gc is None else ('off' if not gc else f'{gc:g}')}")
     if a.get("lr_sweep"):
         extra.append(f"LR sweep x{'/'.join(f'{f:g}' for f in a['lr_sweep'])} -> x{a.get('lr_scale', 1):g}")
+    for key, what in (("wd_sweep", "weight-decay"), ("clip_sweep", "clipping")):
+        if a.get(key):
+            extra.append(f"{what} sweep {'/'.join(f'{w:g}' for w in a[key])}")
     return [a["name"], a["init"], a["optim"], lrs, ", ".join(a.get("encodings_used", [])), "; ".join(extra),
             a.get("description", ""), status]
 
@@ -585,6 +604,13 @@ def _arms_section(v: _Inputs) -> _Doc:
     return doc
 
 
+def _stage_point(stage: Mapping[str, Any], curve: Mapping[str, Any], x: float) -> str:
+    """One point of a sweep stage (weight decay, clipping): ``"<value>: <validation score>"``, tagged chosen / the
+    arm's."""
+    tags = [t for t, on in (("chosen", x == stage["chosen"]), ("arm's", x == stage["own"])) if on]
+    return f"{x:g}: {_f(curve.get(f'{x:g}'))}" + "".join(f" ({t})" for t in tags)
+
+
 def _lr_sweep_section(v: _Inputs) -> _Doc:
     """"Learning-rate sweeps" (when any arm swept): validation selection-F1 per factor and the choice, a figure
     per encoding; then the arms not swept and the cells stopped at the cap while still improving (these two
@@ -604,7 +630,9 @@ def _lr_sweep_section(v: _Inputs) -> _Doc:
             for enc, c in w["curve"].items():
                 rows.append([arm, enc] + [_f(val) + (" (chosen)" if float(k) == w["chosen"] else "")
                                           for k, val in c.items()]
-                            + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])])
+                            + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])
+                               + "".join(f", {st['label']} {st['chosen']:g}" for st in w.get("stages", [])
+                                         if st["chosen"] != st["own"])])
         factors = sorted({f for w in sweeps.values() for f in w["factors"]})
         same = all(w["factors"] == factors for w in sweeps.values())
         if same:
@@ -612,9 +640,25 @@ def _lr_sweep_section(v: _Inputs) -> _Doc:
         else:
             doc.table(["arm", "encoding", "validation selection-F1 per factor (ascending)", "chosen: LRs"],
                       [[r[0], r[1], "; ".join(r[2:-1]), r[-1]] for r in rows])
+        edges = [f"{a} chose x{w['chosen']:g}, the grid's {w['edge']} factor" for a, w in sweeps.items()
+                 if w.get("edge")]
+        if edges:
+            doc.p("At the edge of the sweep grid (the best learning rate may lie beyond it; widen lr_sweep before "
+                  "reading these arms as tuned): " + "; ".join(edges) + ".", cls="warn")
+        stage_rows = [[arm, st["label"], enc, "; ".join(_stage_point(st, c, x) for x in st["values"])]
+                      for arm, w in sweeps.items() for st in w.get("stages", []) for enc, c in st["curve"].items()]
+        if stage_rows:
+            doc.p("Then each further setting in turn, at the arm's chosen LR factor and the settings chosen before it "
+                  "(validation selection-F1; the arm's own value is the point already trained):")
+            doc.table(["arm", "setting", "encoding", "validation selection-F1 per value (ascending)"], stage_rows)
+            stage_edges = [f"{a} chose {st['label']} {st['chosen']:g}, the grid's {st['edge']} value (widen "
+                           f"{st['key']})" for a, w in sweeps.items() for st in w.get("stages", []) if st.get("edge")]
+            if stage_edges:
+                doc.p("At the edge of a setting's grid: " + "; ".join(stage_edges) + ".", cls="warn")
         short = [a for a, w in sweeps.items() if len(w["factors"]) < 4]
         if short:
-            doc.p(f"Swept over fewer than 4 factors (not tuned in the sense of issue 11): {', '.join(short)}.",
+            doc.p(f"Swept over fewer than 4 factors (not tuned: a tuned arm needs at least 4 log-spaced factors): "
+                  f"{', '.join(short)}.",
                   cls="warn")
         for enc in v.encodings:
             curves = {a: {float(k): val for k, val in w["curve"].get(enc, {}).items()} for a, w in sweeps.items()

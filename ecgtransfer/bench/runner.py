@@ -30,10 +30,11 @@ import sys
 import time
 import traceback
 import uuid
+import zipfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -49,11 +50,23 @@ from ecgtransfer.bench.fractions import cap_evaluation, subsample
 from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
 from ecgtransfer.bench.report import write_reports
+from ecgtransfer.bench.sweeps import (
+    SETTING_KEYS,
+    SWEPT_SETTINGS,
+    SweptSetting,
+    grid_edge,
+    parse_sweep_arm,
+    setting_change,
+    sweep_arm_name,
+)
 from ecgtransfer.errors import ConfigError, EcgTransferError, StoreError, WeightsUnavailableError
 from ecgtransfer.signals.split import SplitConfig
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.signals.split import SPLIT_RULE_VERSION
 from ecgtransfer.store import SegmentStore
+
+if TYPE_CHECKING:  # training.data imports torch: only where a cell runs
+    from ecgtransfer.training.data import RunParts
 
 log = logging.getLogger(__name__)
 
@@ -133,26 +146,29 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
     return parts, info
 
 
+def _cell_parts(store: SegmentStore, tc: "TrainConfig", parts: Mapping[str, np.ndarray], seed: int) -> "RunParts":
+    """The parts a cell's run uses (:func:`ecgtransfer.training.data.run_parts`, the engine's rule) with
+    ``tc``'s class exclusions, training fraction and majority cap at ``seed``."""
+    from ecgtransfer.training.data import run_parts
+
+    return run_parts(store, parts, exclude_classes=tc.exclude_classes, train_fraction=tc.train_fraction,
+                     majority_cap=tc.majority_cap, seed=seed)
+
+
 def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tc: "TrainConfig"
                         ) -> dict[str, Any]:
     """Validation macro-F1 (and selection-F1) of the majority classifier: always the training part's most frequent
-    class (the engine's ``majority_metrics``), on the bench's validation part, in the classes the cells score."""
-    from ecgtransfer.training.data import class_subset
+    class (the engine's ``majority_metrics``), on the validation part a run of ``tc`` (at its seed) scores, in the
+    classes the cells score."""
     from ecgtransfer.training.engine import majority_metrics
 
-    from ecgtransfer.training.data import cap_majority
-
-    names, label_map = class_subset(store.class_names, tc.exclude_classes)
-    y_train = label_map[np.asarray(store.labels)[parts["train"]]]
-    val = parts["val"]
-    if tc.majority_cap and len(val) and len(parts["train"]):  # the engine caps validation the same way
-        maj = int(np.argmax(np.bincount(np.asarray(store.labels)[parts["train"]])))
-        val = cap_majority(val, store.labels, store.patient_ids, int(tc.majority_cap), 0, majority=maj)
-    y_val = label_map[np.asarray(store.labels)[val]]
-    y_train, y_val = y_train[y_train >= 0], y_val[y_val >= 0]
+    used = _cell_parts(store, tc, parts, tc.seed)
+    names = used.class_names
+    y_train = used.label_map[np.asarray(store.labels)[used.parts["train"]]]
+    y_val = used.label_map[np.asarray(store.labels)[used.parts["val"]]]
     if not len(y_train) or not len(y_val):
         return {"predicts": None, "macro_f1": None, "n_val": int(len(y_val))}
-    maj = int(np.argmax(np.bincount(y_train, minlength=len(names))))
+    maj = used.majority
     m = majority_metrics(maj, y_val, names)
     return {"predicts": names[maj], "macro_f1": float(m["macro_f1"]), "selection_f1": m.get("selection_f1"),
             "accuracy": float(m["accuracy"]), "n_val": int(len(y_val))}
@@ -254,13 +270,50 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: m[k] for k in keep if k in m}
 
 
-def _arm_settings(cfg: BenchConfig, arm: ArmConfig, scale: float) -> dict[str, Any]:
-    """What an arm's cells train with (its sweep's factor applied; a preset's own): the tier learning rates, the
-    optimiser, weight decay and gradient clipping, read from :func:`cell_config` (their one definition)."""
+def _arm_settings(cfg: BenchConfig, arm: ArmConfig, scale: float, settings: Mapping[str, float] | None = None
+                  ) -> dict[str, Any]:
+    """What an arm's cells train with (its sweep's factor and swept settings applied; a preset's own): the tier
+    learning rates, the optimiser, weight decay and gradient clipping, read from :func:`cell_config` (their one
+    definition)."""
     tc = cell_config(cfg, arm, encoding=cfg.arm_encodings(arm)[0], seed=0, device="cpu", init="scratch",
-                     lr_scale=scale)
+                     lr_scale=scale, **setting_change(settings or {}))
     return {"lrs_used": [float(x) for x in tc.tiers], "optimizer_used": tc.optimizer,
             "weight_decay_used": float(tc.weight_decay), "grad_clip_used": tc.grad_clip}
+
+
+def _own_value(settings: Mapping[str, Any], field: str) -> float:
+    """An arm's own value of a swept setting, from :func:`_arm_settings` (clipping off is 0)."""
+    return float(settings[f"{field}_used"] or 0.0)
+
+
+def _mean_curve(curve: Mapping[str, Mapping[float, float | None]], points: Sequence[float]) -> dict[float, float]:
+    """Per sweep point, the mean validation score over the encodings (only points every encoding scored)."""
+    return {p: float(np.mean(v)) for p in points
+            if (v := [c[p] for c in curve.values() if c.get(p) is not None]) and len(v) == len(curve)}
+
+
+def _counts_from_run(record: dict[str, Any], out: Path, store: SegmentStore) -> dict[str, Any]:
+    """A finished cell of an earlier version counted its *drawn* training segments (before the majority cap):
+    its ``data`` counts are read back from its run's ``split.npz`` (what the engine trained on), marked
+    ``counts_from``; cells of this version (``n_train_drawn`` present) and runs without the file are unchanged."""
+    data = record.get("data")
+    if not data or "n_train_drawn" in data or not record.get("run_dir"):
+        return record
+    try:
+        with np.load(out / record["run_dir"] / "split.npz") as z:
+            train, val = np.asarray(z["train"]), np.asarray(z["val"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return record
+    if len(train) == data.get("n_train"):
+        return record
+    counts = np.bincount(store.labels[train], minlength=store.num_classes)
+    first = next((h for h in record.get("history") or [] if not h.get("partial")), None)
+    return dict(record, data=dict(
+        data, n_train_drawn=data.get("n_train"), n_train=int(len(train)), n_val=int(len(val)),
+        n_train_patients=int(len(set(store.patient_ids[train]))),
+        train_class_counts={c: int(counts[i]) for i, c in enumerate(store.class_names)},
+        steps_per_epoch=int(first["step"]) if first else data.get("steps_per_epoch"),
+        counts_from="split.npz of the run (after the majority cap)"))
 
 
 def _majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -285,21 +338,6 @@ def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, 
         "peak_memory_bytes": int(max(mems) * 2**20) if mems else None,
         "peak_memory_kind": "cuda max_memory_allocated" if device.startswith("cuda") else "process peak RSS",
     }
-
-
-#: How a sweep cell's arm is named: ``<arm>@lr<factor>`` (``@`` cannot occur in an arm name).
-SWEEP_SEP = "@lr"
-
-
-def sweep_arm_name(arm: str, factor: float) -> str:
-    """The cell arm name of ``arm``'s LR sweep point ``factor`` (e.g. ``scratch@lr0.3``)."""
-    return f"{arm}{SWEEP_SEP}{factor:g}"
-
-
-def parse_sweep_arm(name: str) -> tuple[str, float | None]:
-    """``"scratch@lr0.3"`` -> ``("scratch", 0.3)``; a grid cell's arm -> ``(arm, None)``."""
-    arm, sep, factor = name.partition(SWEEP_SEP)
-    return (arm, float(factor)) if sep else (name, None)
 
 
 #: What each cell keeps per evaluated record (part of the cell fingerprint: cells without it are recomputed).
@@ -380,6 +418,7 @@ class _Bench:
         self.recomputed: dict[str, str] = {}  # cell key -> why its earlier result could not be reused
         self.config_text: str | None = None  # the TOML text of the config file, read once (for results.json)
         self.lr_scale: dict[str, float] = {}  # arm -> the LR factor its sweep chose
+        self.choice: dict[str, dict[str, float]] = {}  # arm -> the settings its sweep chose away from its own
         self.sweeps: dict[str, dict[str, Any]] = {}  # arm -> the sweep's cells, validation curve and choice
 
     # -- setup ------------------------------------------------------------------------------------
@@ -408,27 +447,37 @@ class _Bench:
         self.fingerprint = cfg.budget_fingerprint()
         self.grid = grid_cells(cfg)
 
-    def fingerprint_inputs(self, arm: ArmConfig, lr_scale: float | None = None) -> dict[str, Any]:
+    def fingerprint_inputs(self, arm: ArmConfig, lr_scale: float | None = None,
+                           settings: Mapping[str, float] | None = None) -> dict[str, Any]:
         """Everything a cell's result depends on besides its coordinates (JSON-normalised, stored per cell).
 
-        ``lr_scale``: the LR factor the cell trains with (default: the one its arm's sweep chose, else 1)."""
+        ``lr_scale``: the LR factor the cell trains with (default: the one its arm's sweep chose, else 1);
+        ``settings``: swept settings away from the arm's own (default: those its sweep chose). The grids
+        themselves (``lr_sweep``, ``wd_sweep``...) are not inputs: a point's cell is the same whichever grid it
+        belongs to."""
         if lr_scale is None:
             lr_scale = self.lr_scale.get(arm.name, 1.0)
+        if settings is None:
+            settings = self.choice.get(arm.name, {})
         d = {"budget": self.cfg.budget_dict(),
-             "arm": {k: v for k, v in vars(arm).items() if k not in ("description", "encodings", "lr_sweep")},
+             "arm": {k: v for k, v in vars(arm).items()
+                     if k not in ("description", "encodings", "lr_sweep", *SETTING_KEYS)},
              "lr_scale": float(lr_scale),
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
              "macro_f1": MACRO_F1_DEFINITION, "split_rule": SPLIT_RULE_VERSION,
              "record_confusion": RECORD_CONFUSION_VERSION}
+        for name, value in settings.items():  # only swept points carry them: earlier cells keep their fingerprints
+            d[f"{name}_swept"] = float(value)
         if arm.init == "ecg":  # only ecg arms depend on the source task
             d["source_store"] = self.source_hash
             d["source"] = {k: (dict(v) if k == "train" else v) for k, v in vars(self.cfg.source).items()
                            if k != "store"}
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
-    def cell_fingerprint(self, arm: ArmConfig, lr_scale: float | None = None) -> str:
-        return hashlib.sha256(json.dumps(self.fingerprint_inputs(arm, lr_scale), sort_keys=True).encode()
-                              ).hexdigest()[:16]
+    def cell_fingerprint(self, arm: ArmConfig, lr_scale: float | None = None,
+                         settings: Mapping[str, float] | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint_inputs(arm, lr_scale, settings), sort_keys=True
+                                         ).encode()).hexdigest()[:16]
 
     # -- prerequisites ----------------------------------------------------------------------------
     def check_arms(self) -> None:
@@ -558,20 +607,44 @@ class _Bench:
                                   replicates=min(1000, self.cfg.bootstrap_replicates), seed=self.cfg.bootstrap_seed)
 
     # -- cells ------------------------------------------------------------------------------------
+    def cell_budget(self, cell: Cell) -> tuple[np.ndarray, "RunParts", int, int]:
+        """``(drawn training segments, the parts the engine will use, steps per epoch, epochs)`` of ``cell``: its
+        fraction's draw, then what the engine trains and validates on (classes left out, the majority cap), whose
+        steps the budget counts (:func:`cell_budget`)."""
+        store = self.store
+        train_idx = subsample(self.parts["train"], store.labels, store.patient_ids, cell.fraction,
+                              mode=self.cfg.fraction_mode, seed=cell.seed)
+        used = _cell_parts(store, self.cfg.base, {**self.parts, "train": train_idx}, cell.seed)
+        spe, epochs = cell_budget(self.cfg, used.parts["train"], store.labels)
+        return train_idx, used, spe, epochs
+
+    def stale_budget(self, cell: Cell, done: Mapping[str, Any]) -> str | None:
+        """Why a finished cell's budget is not this bench's (None: it is). Only ``min_steps`` makes a cell's epochs
+        depend on its segments; cells of versions that counted the drawn segments (before the majority cap) may
+        have trained another number of epochs, and are then recomputed."""
+        if not self.cfg.min_steps:
+            return None
+        had = (done.get("data") or {}).get("epochs")
+        epochs = self.cell_budget(cell)[3]
+        if had is None or int(had) == epochs:
+            return None
+        return f"its budget changed: it trained {had} epochs, min_steps now gives {epochs}"
+
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         from ecgtransfer.training import fine_tune
 
         cfg, store = self.cfg, self.store
-        arm_name, factor = parse_sweep_arm(cell.arm)
+        arm_name, factor, point_settings = parse_sweep_arm(cell.arm)
         arm = cfg.arm(arm_name)
         lr_scale = factor if factor is not None else self.lr_scale.get(arm_name, 1.0)
-        train_idx = subsample(self.parts["train"], store.labels, store.patient_ids, cell.fraction,
-                              mode=cfg.fraction_mode, seed=cell.seed)
-        counts = np.bincount(store.labels[train_idx], minlength=store.num_classes)
-        spe, epochs = cell_budget(cfg, train_idx, store.labels)
-        data = {"n_train": int(len(train_idx)), "n_train_patients": int(len(set(store.patient_ids[train_idx]))),
+        settings = dict(point_settings) if factor is not None else dict(self.choice.get(arm_name, {}))
+        train_idx, used, spe, epochs = self.cell_budget(cell)
+        counts = np.bincount(store.labels[used.parts["train"]], minlength=store.num_classes)
+        data = {"n_train": int(len(used.parts["train"])),
+                "n_train_patients": int(len(set(store.patient_ids[used.parts["train"]]))),
                 "train_class_counts": {c: int(counts[i]) for i, c in enumerate(store.class_names)},
-                "n_val": int(len(self.parts["val"])), "n_test": int(len(self.parts["test"])),
+                "n_train_drawn": int(len(train_idx)), "majority_capped": used.majority_capped,
+                "n_val": int(len(used.parts["val"])), "n_test": int(len(used.parts["test"])),
                 "steps_per_epoch": spe, "epochs": epochs}
         if arm.init == "ecg":
             init = str(self.source_checkpoint(cell.encoding).resolve())
@@ -580,7 +653,7 @@ class _Bench:
         else:
             init = str(self.cfg.resolve_path(arm.init))
         tc = cell_config(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init,
-                         lr_scale=lr_scale, epochs=epochs,
+                         lr_scale=lr_scale, epochs=epochs, **setting_change(settings),
                          progress=cfg.train["progress"] if "progress" in cfg.train else self.progress)
         run_dir = self.out / "runs" / cell.key
         if run_dir.exists():
@@ -594,14 +667,8 @@ class _Bench:
         # test metrics when they carry them, else one more pass of the best model over the eval split
         eval_metrics = res.test_metrics if self.eval_split == "test" else res.best_metrics
         rc = _record_confusion_from_metrics(eval_metrics, self.eval_split)
-        if rc is None:
-            eval_idx = self.parts[self.eval_split]
-            if self.eval_split == "val" and res.config.majority_cap:  # the engine scored a majority-capped val
-                from ecgtransfer.training.data import cap_majority
-
-                maj = int(np.argmax(np.bincount(store.labels[train_idx], minlength=store.num_classes)))
-                eval_idx = cap_majority(eval_idx, store.labels, store.patient_ids, int(res.config.majority_cap),
-                                        cell.seed, majority=maj)
+        if rc is None:  # the eval part as the engine scored it (a validation part majority-capped)
+            eval_idx = used.parts[self.eval_split]
             y, probs, idx = predict_part(run_dir, store, eval_idx, self.device)
             rc = record_confusion(y, probs.argmax(1), store.record_ids[idx], probs.shape[1], self.eval_split)
         if not cfg.keep_checkpoints:
@@ -617,8 +684,9 @@ class _Bench:
         return {
             "cell": cell.to_dict(), "key": cell.key, "status": "done", "reason": None,
             "lr_scale": lr_scale, "lrs_used": list(tc.tiers), "capped_improving": bool(capped),
-            "fingerprint": self.cell_fingerprint(arm, lr_scale),
-            "fingerprint_inputs": self.fingerprint_inputs(arm, lr_scale),
+            **({"settings_swept": settings} if settings else {}),
+            "fingerprint": self.cell_fingerprint(arm, lr_scale, settings),
+            "fingerprint_inputs": self.fingerprint_inputs(arm, lr_scale, settings),
             "store_manifest_hash": store.manifest_hash, "bench_run_id": self.run_id, "started_at": started,
             "finished_at": _now(), "wall_s": wall,
             "data": data,
@@ -636,64 +704,128 @@ class _Bench:
             "package_version": __version__,
         }
 
-    # -- learning-rate sweeps -----------------------------------------------------------------------
+    # -- sweeps: learning rate, then weight decay and clipping -------------------------------------
     def run_sweeps(self) -> None:
-        """Each arm's LR sweep (its factors at ``sweep_at`` and the first seed, per encoding), chosen on validation
-        ``selection_f1`` only; the choice (one factor per arm: the best mean over its encodings) then trains every
-        cell of the arm. The sweep's cell of the chosen factor is the grid cell of that fraction and seed."""
+        """Each arm's sweep (:mod:`ecgtransfer.bench.sweeps`) at ``sweep_at`` and the first seed, per encoding,
+        chosen on validation ``selection_f1`` only: its LR factors, then, at the chosen factor, each setting of
+        :data:`~ecgtransfer.bench.sweeps.SWEPT_SETTINGS` it lists values for (``wd_sweep``, ``clip_sweep``).
+        The choice (one point per arm: the best mean over its encodings) then trains every cell of the arm; the
+        sweep's cell of the chosen point is the grid cell of that fraction and seed."""
         cfg = self.cfg
         seed = int(cfg.seeds[0])
         for arm in cfg.arms:
             factors = sorted(cfg.arm_sweep(arm))
             if not factors or arm.name in self.skipped:
                 continue
-            curve: dict[str, dict[float, float | None]] = {}
-            cells: list[dict[str, Any]] = []
-            for enc in cfg.arm_encodings(arm):
-                for f in factors:
-                    cell = Cell(sweep_arm_name(arm.name, f), enc, cfg.sweep_at, seed)
-                    rec = self._run_or_reuse(cell, arm, f)
-                    if rec is None:  # the arm became unavailable
-                        break
-                    v = ((rec.get("val") or {}).get("selection_f1") if rec.get("status") == "done" else None)
-                    curve.setdefault(enc, {})[f] = v
-                    cells.append({"key": cell.key, "encoding": enc, "factor": f, "status": rec.get("status"),
-                                  "lrs": rec.get("lrs_used"), "val_selection_f1": v,
-                                  "val_macro_f1": (rec.get("val") or {}).get("macro_f1"),
-                                  "best_epoch": rec.get("best_epoch"), "steps": rec.get("steps"),
-                                  "capped_improving": rec.get("capped_improving")})
-                if arm.name in self.skipped:
-                    break
-            means = {f: float(np.mean(v)) for f in factors
-                     if (v := [c[f] for c in curve.values() if c.get(f) is not None]) and len(v) == len(curve)}
+            encs = cfg.arm_encodings(arm)
+            curve_i, cells = self._sweep_points(arm, [(f, {}) for f in factors], seed)
+            curve = {enc: {factors[i]: v for i, v in c.items()} for enc, c in curve_i.items()}
+            means = _mean_curve(curve, factors)
             chosen = max(means, key=lambda f: (means[f], -f)) if means else 1.0
             self.lr_scale[arm.name] = chosen
             base_lrs = cfg.arm_lrs(arm) if arm.optim == "tiered" else (cfg.arm_lr(arm),) * 3
-            self.sweeps[arm.name] = {
+            edge = grid_edge(factors, chosen) if means else None
+            rec: dict[str, Any] = {
                 "factors": factors, "seed": seed, "fraction": cfg.sweep_at, "metric": "val selection_f1",
                 "curve": {enc: {f"{f:g}": v for f, v in c.items()} for enc, c in curve.items()},
                 "mean_curve": {f"{f:g}": v for f, v in means.items()}, "chosen": chosen,
                 "chosen_lrs": [x * chosen for x in base_lrs], "base_lrs": list(base_lrs), "cells": cells,
+                "edge": edge,
                 "note": None if means else "no sweep cell finished: the configured learning rates are used"}
             log.info("arm %s: LR sweep %s -> factor %g (validation selection-F1 %s)", arm.name, factors, chosen,
                      means.get(chosen))
-            # the chosen factor's sweep cell is the grid cell of that fraction and seed (same settings)
-            for enc in cfg.arm_encodings(arm):
-                src = self.cellstore.load(Cell(sweep_arm_name(arm.name, chosen), enc, cfg.sweep_at, seed))
+            if edge:
+                log.warning("arm %s: the chosen LR factor x%g is the sweep grid's %s value: the optimum may lie "
+                            "beyond it (widen lr_sweep)", arm.name, chosen, edge)
+            chosen_settings: dict[str, float] = {}
+            if means and arm.name not in self.skipped:
+                best_curve = {enc: c.get(chosen) for enc, c in curve.items()}  # the current best point, per encoding
+                rec["stages"] = []
+                for setting in SWEPT_SETTINGS:
+                    values = sorted(cfg.arm_values(arm, setting.key))
+                    if values and arm.name not in self.skipped:
+                        chosen_settings, best_curve = self._setting_stage(arm, chosen, chosen_settings, setting,
+                                                                          values, best_curve, seed, rec)
+                rec["chosen_settings"] = dict(chosen_settings)
+            if chosen_settings:
+                self.choice[arm.name] = chosen_settings
+            self.sweeps[arm.name] = rec
+            # the chosen point's sweep cell is the grid cell of that fraction and seed (same settings)
+            for enc in encs:
+                src = self.cellstore.load(Cell(sweep_arm_name(arm.name, chosen, chosen_settings), enc, cfg.sweep_at,
+                                               seed))
                 target = Cell(arm.name, enc, cfg.sweep_at, seed)
                 if src is None or src.get("status") != "done" or target not in self.grid:
                     continue
                 done, _ = self.cellstore.check(target, fingerprint=self.cell_fingerprint(arm),
                                                store_hash=self.store.manifest_hash)
                 if done is None:
-                    rec = dict(src, cell=target.to_dict(), key=target.key, from_sweep=src["key"])
-                    self.cellstore.save(target, rec)
+                    grid_rec = dict(src, cell=target.to_dict(), key=target.key, from_sweep=src["key"])
+                    self.cellstore.save(target, grid_rec)
 
-    def _run_or_reuse(self, cell: Cell, arm: ArmConfig, factor: float) -> dict[str, Any] | None:
+    def _setting_stage(self, arm: ArmConfig, factor: float, fixed: Mapping[str, float], setting: SweptSetting,
+                       values: Sequence[float], current: Mapping[str, float | None], seed: int, rec: dict[str, Any]
+                       ) -> tuple[dict[str, float], dict[str, float | None]]:
+        """One setting's stage of ``arm``'s sweep at LR ``factor`` and the settings chosen so far (``fixed``):
+        the current best point (its per-encoding scores ``current``: the arm's own value of ``setting``) and a cell
+        for each other value of ``values``. Appends the stage to ``rec["stages"]``; returns the settings and the
+        per-encoding scores of the stage's choice (ties: the own value, then the smaller)."""
+        own = float(fixed.get(setting.field, _own_value(_arm_settings(self.cfg, arm, factor), setting.field)))
+        others = [v for v in values if v != own]
+        points = [(factor, {**fixed, setting.field: v}) for v in others]
+        curve, cells = self._sweep_points(arm, points, seed)
+        grid = sorted({*values, own})
+        by_value = {enc: {**{others[i]: sc for i, sc in curve.get(enc, {}).items()}, own: sc_own}
+                    for enc, sc_own in current.items()}
+        means = _mean_curve(by_value, grid)
+        best = max(means, key=lambda v: (means[v], v == own, -v)) if means else own
+        edge = grid_edge(grid, best, floor=setting.floor) if means and setting.edges else None
+        rec["stages"].append({
+            "setting": setting.field, "label": setting.label, "key": setting.key, "values": grid, "own": own,
+            "at": {"factor": factor, **fixed},
+            "curve": {enc: {f"{v:g}": c.get(v) for v in grid} for enc, c in by_value.items()},
+            "mean_curve": {f"{v:g}": m for v, m in means.items()}, "chosen": best, "edge": edge})
+        rec["cells"] = rec["cells"] + cells
+        log.info("arm %s: %s sweep %s at x%g -> %g (validation selection-F1 %s)", arm.name, setting.label, grid,
+                 factor, best, means.get(best))
+        if edge:
+            log.warning("arm %s: the chosen %s %g is the sweep grid's %s value: the optimum may lie beyond it "
+                        "(widen %s)", arm.name, setting.label, best, edge, setting.key)
+        if best == own:
+            return dict(fixed), dict(current)
+        return {**fixed, setting.field: best}, {enc: c.get(best) for enc, c in by_value.items()}
+
+    def _sweep_points(self, arm: ArmConfig, points: Sequence[tuple[float, Mapping[str, float]]], seed: int
+                      ) -> tuple[dict[str, dict[int, float | None]], list[dict[str, Any]]]:
+        """Train (or reuse) the cells of ``points`` ``(LR factor, swept settings)`` for every encoding of ``arm``:
+        ``({encoding: {point index: validation selection_f1 or None}}, the cells' summary rows)``."""
+        cfg = self.cfg
+        curve: dict[str, dict[int, float | None]] = {}
+        cells: list[dict[str, Any]] = []
+        for enc in cfg.arm_encodings(arm):
+            for i, (f, settings) in enumerate(points):
+                cell = Cell(sweep_arm_name(arm.name, f, settings), enc, cfg.sweep_at, seed)
+                rec = self._run_or_reuse(cell, arm, f, settings)
+                if rec is None:  # the arm became unavailable
+                    return curve, cells
+                v = (rec.get("val") or {}).get("selection_f1") if rec.get("status") == "done" else None
+                curve.setdefault(enc, {})[i] = v
+                cells.append({"key": cell.key, "encoding": enc, "factor": f, **dict(settings),
+                              "status": rec.get("status"), "lrs": rec.get("lrs_used"), "val_selection_f1": v,
+                              "val_macro_f1": (rec.get("val") or {}).get("macro_f1"),
+                              "best_epoch": rec.get("best_epoch"), "steps": rec.get("steps"),
+                              "capped_improving": rec.get("capped_improving")})
+        return curve, cells
+
+    def _run_or_reuse(self, cell: Cell, arm: ArmConfig, factor: float, settings: Mapping[str, float]
+                      ) -> dict[str, Any] | None:
         """A sweep cell: reused when finished under the same settings, else trained (None: the arm is skipped)."""
-        fp = self.cell_fingerprint(arm, factor)
+        fp = self.cell_fingerprint(arm, factor, settings)
         if self.resume:
             done, _ = self.cellstore.check(cell, fingerprint=fp, store_hash=self.store.manifest_hash)
+            if done is not None and (stale := self.stale_budget(cell, done)) is not None:
+                self.recomputed[cell.key] = stale
+                done = None
             if done is not None:
                 self.reused.append(cell.key)
                 return done
@@ -727,8 +859,10 @@ class _Bench:
                 done, why = self.cellstore.check(cell, fingerprint=self.cell_fingerprint(arm),
                                                  store_hash=self.store.manifest_hash,
                                                  inputs=self.fingerprint_inputs(arm))
+                if done is not None and (stale := self.stale_budget(cell, done)) is not None:
+                    done, why = None, stale
                 if done is not None:
-                    self.records[cell.key] = done
+                    self.records[cell.key] = _counts_from_run(done, self.out, self.store)
                     self.reused.append(cell.key)
                     continue
                 if why is not None:
@@ -784,8 +918,10 @@ class _Bench:
                     ("skipped", self.skipped[a.name])
             arms.append({"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
                          "encodings_used": list(cfg.arm_encodings(a)),
-                         **_arm_settings(cfg, a, self.lr_scale.get(a.name, 1.0)),
+                         **_arm_settings(cfg, a, self.lr_scale.get(a.name, 1.0), self.choice.get(a.name)),
                          "lr_scale": self.lr_scale.get(a.name, 1.0), "lr_sweep": list(cfg.arm_sweep(a)),
+                         **{key: list(cfg.arm_values(a, key)) for key in SETTING_KEYS},
+                         "settings_swept": dict(self.choice.get(a.name, {})),
                          "model": a.model or "resnet50", "tier_preset": a.tier_preset,
                          "weight_decay": a.weight_decay, "grad_clip": a.grad_clip,
                          "frozen": ["features_1", "features_2"] if a.optim == "linear-probe" else [],
@@ -826,7 +962,7 @@ class _Bench:
             "cells": records,
             "summary": summarise(cfg, records, class_names=self.run_classes(), eval_split=self.eval_split),
             "majority_val": self.majority_val, "target_check": self.target_check,
-            "sweeps": self.sweeps, "lr_scale": dict(self.lr_scale),
+            "sweeps": self.sweeps, "lr_scale": dict(self.lr_scale), "settings_swept": dict(self.choice),
             "capped_improving": [r["key"] for r in records if r.get("capped_improving")],
             "primary": primary_of(cfg),
             "contrasts": contrasts(cfg, records, eval_split=self.eval_split, no_verdict=self.no_verdict()),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -121,6 +123,55 @@ def cap_majority(indices: np.ndarray, labels: np.ndarray, patients: np.ndarray, 
         members = maj[maj_pat == p]
         keep.append(members if len(members) <= cap else rng.choice(members, size=cap, replace=False))
     return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """The segments a run actually uses (:func:`run_parts`).
+
+    Attributes:
+        parts: ``{"train", "val", "test": store indices [n]}`` after the rules below.
+        class_names: the classes the run keeps; ``label_map [K_store]``: store label -> run label (-1: left out).
+        excluded: the store classes left out.
+        majority: the training part's most frequent class (a run label), taken before any cap: the majority
+            classifier's class and the class ``majority_cap`` limits.
+        majority_capped: segments the cap removed, per part.
+    """
+
+    parts: dict[str, np.ndarray]
+    class_names: list[str]
+    label_map: np.ndarray
+    excluded: list[str]
+    majority: int
+    majority_capped: dict[str, int]
+
+
+def run_parts(store: SegmentStore, parts: Mapping[str, np.ndarray], *, exclude_classes: Sequence[str] = (),
+              train_fraction: float = 1.0, majority_cap: int | None = None, seed: int = 0) -> RunParts:
+    """What a run trains, validates and tests on, from a split's ``parts`` (the one definition: the training
+    engine and the bench's budget both call it): segments of ``exclude_classes`` leave every part; the training
+    part keeps ``train_fraction`` of each class (seeded); then at most ``majority_cap`` segments of the majority
+    class per patient in the training and validation parts (seeded; the test part is never capped)."""
+    class_names, label_map = class_subset(store.class_names, exclude_classes)
+    excluded = [c for c in store.class_names if c not in class_names]
+    out = {name: np.asarray(idx, dtype=np.int64) for name, idx in parts.items()}
+    if excluded:  # their segments leave every part; the model has no output for them
+        keep = label_map[np.asarray(store.labels)] >= 0
+        out = {name: idx[keep[idx]] for name, idx in out.items()}
+    if train_fraction < 1.0:
+        out["train"] = subsample(out["train"], store.labels, store.patient_ids, train_fraction, mode="per-class",
+                                 seed=seed)
+    train_labels = label_map[np.asarray(store.labels)[out["train"]]]
+    majority = int(np.argmax(np.bincount(train_labels))) if train_labels.size else 0
+    capped: dict[str, int] = {}
+    if majority_cap and train_labels.size:
+        as_store = int(np.argmax(label_map == majority))  # the majority as a store label
+        for name in ("train", "val"):
+            before = len(out[name])
+            out[name] = cap_majority(out[name], store.labels, store.patient_ids, int(majority_cap), seed,
+                                     majority=as_store)
+            capped[name] = before - len(out[name])
+    return RunParts(out, class_names, label_map, excluded, majority, capped)
 
 
 class BatchPlan:

@@ -61,12 +61,10 @@ from ecgtransfer.training.data import (
     BatchPlan,
     SignalAugment,
     batch_loader,
-    cap_majority,
-    class_subset,
     class_weights,
     eval_batches,
     eval_shard,
-    subsample,
+    run_parts,
 )
 from ecgtransfer.training.metrics import (
     aami_evaluation,
@@ -258,25 +256,13 @@ class _Trainer:
 
         parts = _split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
         _check_data(store, parts)
-        self.class_names, self.label_map = class_subset(store.class_names, cfg.exclude_classes)
-        self.excluded = [c for c in store.class_names if c not in self.class_names]
-        if self.excluded:  # their segments leave every part; the model has no output for them
-            keep = self.label_map[np.asarray(store.labels)] >= 0
-            parts = {name: idx[keep[idx]] for name, idx in parts.items()}
-        _check_data(store, parts)
-        if cfg.train_fraction < 1.0:
-            parts["train"] = subsample(parts["train"], store.labels, store.patient_ids, cfg.train_fraction,
-                                       mode="per-class", seed=cfg.seed)
-        self.majority_capped: dict[str, int] = {}
+        rp = run_parts(store, parts, exclude_classes=cfg.exclude_classes, train_fraction=cfg.train_fraction,
+                       majority_cap=cfg.majority_cap, seed=cfg.seed)
+        _check_data(store, rp.parts)
+        self.class_names, self.label_map, self.excluded = rp.class_names, rp.label_map, rp.excluded
         # the most frequent class of the training part (before any cap): the majority line and the capped class
-        self.majority = int(np.argmax(np.bincount(self.label_map[store.labels[parts["train"]]])))
-        if cfg.majority_cap:
-            majority = int(np.argmax(self.label_map == self.majority))  # as a store label
-            for name in ("train", "val"):
-                before = len(parts[name])
-                parts[name] = cap_majority(parts[name], store.labels, store.patient_ids, int(cfg.majority_cap),
-                                           cfg.seed, majority=majority)
-                self.majority_capped[name] = before - len(parts[name])
+        self.majority, self.majority_capped = rp.majority, rp.majority_capped
+        parts = rp.parts
         self.parts = parts
         self.run_labels = self.label_map[np.asarray(store.labels)]  # [N] the run's labels (-1: excluded)
         k = len(self.class_names)
