@@ -289,7 +289,7 @@ GOLDEN_PLAIN = {
     "Test macro-F1 by fraction of training data (spectrogram)": "7621b28094e691c8",
     "Per-class sensitivity (Se) and positive predictivity (+P)": "090acfd6940d85f0",
     "Confusion matrices": "a408460016833b06",
-    "Time to reach validation macro-F1 ≥ 0.5": "3b1051ebbd8783d7",
+    "Time to reach validation macro-F1 ≥ 0.5": "f56ecd41406a2361",
     "Throughput and hardware": "58b9ae7826c04aef",
     "Every cell": "8c07637cee92fac7",
     "Exact configuration and store manifests": "0f0dc458fb98c4a9",
@@ -303,7 +303,7 @@ GOLDEN_EVERY_SECTION = {
     "Test macro-F1 by fraction of training data (spectrogram)": "9fab96fd85162a84",
     "Per-class sensitivity (Se) and positive predictivity (+P)": "bff44ffbbf3f3389",
     "Confusion matrices": "a408460016833b06",
-    "Time to reach validation macro-F1 ≥ 0.5": "752909b30c6a03d8",
+    "Time to reach validation macro-F1 ≥ 0.5": "9c2ffbec10d49362",
     "Throughput and hardware": "d77a6d08e9144a35",
     "Every cell": "10bff287b6fa7983",
     "Exact configuration and store manifests": "32e90abaf3dbd4ab",
@@ -341,3 +341,19 @@ def test_macro_f1_line_lists_only_the_classes_the_cells_score() -> None:
     assert "test: N, S, V;" in macro_f1_line({**res, "config": {}}, "test")  # the TrainConfig default leaves Q out
     assert "test: N, S, V, Q;" in macro_f1_line({**res, "config": {"base": {"exclude_classes": []}}}, "test")
     assert "test: N, S, V;" in macro_f1_line({**res, "config": {"train": {"exclude_classes": ["Q"]}}}, "test")
+
+
+def test_time_to_target_columns_say_which_evaluations_they_count() -> None:
+    """Steps count every validation, epochs and seconds the epoch-end ones only: the seeds-reaching column is the
+    steps' count, and the epoch columns give the mean (min–max) of the seeds that reached it at an epoch end with
+    their count, never an interval over two values that runs below zero."""
+    from ecgtransfer.bench.report import _reached_at_epoch_end
+    from ecgtransfer.bench.stats import summarise_time_to_target
+
+    t = summarise_time_to_target([(2, 100.0), None, (3, 250.0)])
+    assert _reached_at_epoch_end(t, "epochs", 1) == "2.5 (2.0–3.0), 2/3 seeds"
+    assert _reached_at_epoch_end(t, "seconds", 1) == "175.0 (100.0–250.0), 2/3 seeds"
+    assert _reached_at_epoch_end(summarise_time_to_target([(4, 9.0)]), "epochs", 1) == "4.0, 1/1 seeds"
+    assert _reached_at_epoch_end(summarise_time_to_target([None, None]), "epochs", 1) == "not reached (0/2 seeds)"
+    old = {"reached": 1, "of": 1, "epochs": {"n": 1, "mean": 2.0, "lo": None, "hi": None}}
+    assert _reached_at_epoch_end(old, "epochs", 1) == "2.0 (1 seed, no CI)"  # results of an older version

@@ -77,7 +77,7 @@ def test_time_to_target():
     assert time_to_target(hist, 0.9) is None
     s = summarise_time_to_target([(3, 30.0), None, (5, 50.0)])
     assert s["reached"] == 2 and s["of"] == 3
-    assert s["epochs"]["mean"] == 4.0
+    assert s["epochs"]["mean"] == 4.0 and s["epochs_each"] == [3, 5] and s["seconds_each"] == [30.0, 50.0]
     lo, hi = st.t.interval(0.95, 1, loc=40.0, scale=st.sem([30.0, 50.0]))
     assert (s["seconds"]["lo"], s["seconds"]["hi"]) == pytest.approx((lo, hi))
 

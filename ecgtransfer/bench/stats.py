@@ -89,13 +89,16 @@ def time_to_target(history: Sequence[Mapping[str, Any]], target: float, key: str
 
 
 def summarise_time_to_target(hits: Sequence[tuple[int, float] | None], level: float = 0.95) -> dict[str, Any]:
-    """Over seeds: how many reached the target, and mean/CI of epochs and seconds among those that did."""
+    """Over seeds: how many reached the target, and mean/CI of epochs and seconds among those that did (with each
+    of those seeds' values: ``epochs_each``, ``seconds_each``)."""
     reached = [h for h in hits if h is not None]
     return {
         "reached": len(reached),
         "of": len(hits),
         "epochs": mean_ci([h[0] for h in reached], level).to_dict(),
         "seconds": mean_ci([h[1] for h in reached], level).to_dict(),
+        "epochs_each": [int(h[0]) for h in reached],
+        "seconds_each": [float(h[1]) for h in reached],
     }
 
 
