@@ -469,10 +469,9 @@ def _headline_section(v: _Inputs) -> _Doc:
     tc = results.get("target_check") or {}
     if tc.get("below_majority"):
         doc.p(f"Steps to target are not informative here: {tc['text']}.", cls="warn")
-    sweeps = (results.get("sweeps") or {}).items()
-    edges = [f"{a} (LR x{w['chosen']:g}, the {w['edge']} factor)" for a, w in sweeps if w.get("edge")]
-    edges += [f"{a} ({st['label']} {st['chosen']:g}, the {st['edge']} value)" for a, w in sweeps
-              for st in w.get("stages", []) if st.get("edge")]
+    edges = [f"{a} (LR x{w['chosen']:g}, the {w['edge']} factor)" if st is None else
+             f"{a} ({st['label']} {st['chosen']:g}, the {st['edge']} value)"
+             for a, w, st in _edge_choices(results.get("sweeps") or {})]
     if edges:
         doc.p("Tuning caveat: a value chosen on validation is at the edge of its sweep grid for "
               + ", ".join(edges) + "; these arms may be short of their best (see Learning-rate sweeps).", cls="warn")
@@ -604,6 +603,14 @@ def _arms_section(v: _Inputs) -> _Doc:
     return doc
 
 
+def _edge_choices(sweeps: Mapping[str, Mapping[str, Any]]
+                  ) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]]:
+    """``(arm, its sweep, stage)`` for each choice at the edge of its grid: the LR factors' (stage None) first, then
+    each setting stage's (weight decay, clipping)."""
+    return ([(a, w, None) for a, w in sweeps.items() if w.get("edge")]
+            + [(a, w, st) for a, w in sweeps.items() for st in w.get("stages", []) if st.get("edge")])
+
+
 def _stage_point(stage: Mapping[str, Any], curve: Mapping[str, Any], x: float) -> str:
     """One point of a sweep stage (weight decay, clipping): ``"<value>: <validation score>"``, tagged chosen / the
     arm's."""
@@ -640,8 +647,9 @@ def _lr_sweep_section(v: _Inputs) -> _Doc:
         else:
             doc.table(["arm", "encoding", "validation selection-F1 per factor (ascending)", "chosen: LRs"],
                       [[r[0], r[1], "; ".join(r[2:-1]), r[-1]] for r in rows])
-        edges = [f"{a} chose x{w['chosen']:g}, the grid's {w['edge']} factor" for a, w in sweeps.items()
-                 if w.get("edge")]
+        edge_choices = _edge_choices(sweeps)
+        edges = [f"{a} chose x{w['chosen']:g}, the grid's {w['edge']} factor" for a, w, st in edge_choices
+                 if st is None]
         if edges:
             doc.p("At the edge of the sweep grid (the best learning rate may lie beyond it; widen lr_sweep before "
                   "reading these arms as tuned): " + "; ".join(edges) + ".", cls="warn")
@@ -652,7 +660,7 @@ def _lr_sweep_section(v: _Inputs) -> _Doc:
                   "(validation selection-F1; the arm's own value is the point already trained):")
             doc.table(["arm", "setting", "encoding", "validation selection-F1 per value (ascending)"], stage_rows)
             stage_edges = [f"{a} chose {st['label']} {st['chosen']:g}, the grid's {st['edge']} value (widen "
-                           f"{st['key']})" for a, w in sweeps.items() for st in w.get("stages", []) if st.get("edge")]
+                           f"{st['key']})" for a, _, st in edge_choices if st is not None]
             if stage_edges:
                 doc.p("At the edge of a setting's grid: " + "; ".join(stage_edges) + ".", cls="warn")
         short = [a for a, w in sweeps.items() if len(w["factors"]) < 4]

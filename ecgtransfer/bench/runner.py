@@ -146,23 +146,15 @@ def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarr
     return parts, info
 
 
-def _cell_parts(store: SegmentStore, tc: "TrainConfig", parts: Mapping[str, np.ndarray], seed: int) -> "RunParts":
-    """The parts a cell's run uses (:func:`ecgtransfer.training.data.run_parts`, the engine's rule) with
-    ``tc``'s class exclusions, training fraction and majority cap at ``seed``."""
-    from ecgtransfer.training.data import run_parts
-
-    return run_parts(store, parts, exclude_classes=tc.exclude_classes, train_fraction=tc.train_fraction,
-                     majority_cap=tc.majority_cap, seed=seed)
-
-
 def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tc: "TrainConfig"
                         ) -> dict[str, Any]:
     """Validation macro-F1 (and selection-F1) of the majority classifier: always the training part's most frequent
     class (the engine's ``majority_metrics``), on the validation part a run of ``tc`` (at its seed) scores, in the
     classes the cells score."""
+    from ecgtransfer.training.data import run_parts_of
     from ecgtransfer.training.engine import majority_metrics
 
-    used = _cell_parts(store, tc, parts, tc.seed)
+    used = run_parts_of(store, parts, tc)
     names = used.class_names
     y_train = used.label_map[np.asarray(store.labels)[used.parts["train"]]]
     y_val = used.label_map[np.asarray(store.labels)[used.parts["val"]]]
@@ -607,14 +599,16 @@ class _Bench:
                                   replicates=min(1000, self.cfg.bootstrap_replicates), seed=self.cfg.bootstrap_seed)
 
     # -- cells ------------------------------------------------------------------------------------
-    def cell_budget(self, cell: Cell) -> tuple[np.ndarray, "RunParts", int, int]:
+    def plan_cell(self, cell: Cell) -> tuple[np.ndarray, "RunParts", int, int]:
         """``(drawn training segments, the parts the engine will use, steps per epoch, epochs)`` of ``cell``: its
         fraction's draw, then what the engine trains and validates on (classes left out, the majority cap), whose
         steps the budget counts (:func:`cell_budget`)."""
+        from ecgtransfer.training.data import run_parts_of
+
         store = self.store
         train_idx = subsample(self.parts["train"], store.labels, store.patient_ids, cell.fraction,
                               mode=self.cfg.fraction_mode, seed=cell.seed)
-        used = _cell_parts(store, self.cfg.base, {**self.parts, "train": train_idx}, cell.seed)
+        used = run_parts_of(store, {**self.parts, "train": train_idx}, self.cfg.base, cell.seed)
         spe, epochs = cell_budget(self.cfg, used.parts["train"], store.labels)
         return train_idx, used, spe, epochs
 
@@ -625,7 +619,7 @@ class _Bench:
         if not self.cfg.min_steps:
             return None
         had = (done.get("data") or {}).get("epochs")
-        epochs = self.cell_budget(cell)[3]
+        epochs = self.plan_cell(cell)[3]
         if had is None or int(had) == epochs:
             return None
         return f"its budget changed: it trained {had} epochs, min_steps now gives {epochs}"
@@ -638,7 +632,7 @@ class _Bench:
         arm = cfg.arm(arm_name)
         lr_scale = factor if factor is not None else self.lr_scale.get(arm_name, 1.0)
         settings = dict(point_settings) if factor is not None else dict(self.choice.get(arm_name, {}))
-        train_idx, used, spe, epochs = self.cell_budget(cell)
+        train_idx, used, spe, epochs = self.plan_cell(cell)
         counts = np.bincount(store.labels[used.parts["train"]], minlength=store.num_classes)
         data = {"n_train": int(len(used.parts["train"])),
                 "n_train_patients": int(len(set(store.patient_ids[used.parts["train"]]))),
@@ -785,7 +779,7 @@ class _Bench:
             "at": {"factor": factor, **fixed},
             "curve": {enc: {f"{v:g}": c.get(v) for v in grid} for enc, c in by_value.items()},
             "mean_curve": {f"{v:g}": m for v, m in means.items()}, "chosen": best, "edge": edge})
-        rec["cells"] = rec["cells"] + cells
+        rec["cells"].extend(cells)
         log.info("arm %s: %s sweep %s at x%g -> %g (validation selection-F1 %s)", arm.name, setting.label, grid,
                  factor, best, means.get(best))
         if edge:

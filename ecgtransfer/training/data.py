@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.store import SegmentStore
+
+if TYPE_CHECKING:
+    from ecgtransfer.training.config import TrainConfig
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -172,6 +175,14 @@ def run_parts(store: SegmentStore, parts: Mapping[str, np.ndarray], *, exclude_c
                                      majority=as_store)
             capped[name] = before - len(out[name])
     return RunParts(out, class_names, label_map, excluded, majority, capped)
+
+
+def run_parts_of(store: SegmentStore, parts: Mapping[str, np.ndarray], cfg: "TrainConfig", seed: int | None = None
+                 ) -> RunParts:
+    """:func:`run_parts` with ``cfg``'s class exclusions, training fraction and majority cap, at ``seed`` (default
+    ``cfg.seed``): what a run of ``cfg`` trains, validates and tests on."""
+    return run_parts(store, parts, exclude_classes=cfg.exclude_classes, train_fraction=cfg.train_fraction,
+                     majority_cap=cfg.majority_cap, seed=cfg.seed if seed is None else seed)
 
 
 class BatchPlan:

@@ -64,7 +64,7 @@ from ecgtransfer.training.data import (
     class_weights,
     eval_batches,
     eval_shard,
-    run_parts,
+    run_parts_of,
 )
 from ecgtransfer.training.metrics import (
     aami_evaluation,
@@ -256,8 +256,7 @@ class _Trainer:
 
         parts = _split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
         _check_data(store, parts)
-        rp = run_parts(store, parts, exclude_classes=cfg.exclude_classes, train_fraction=cfg.train_fraction,
-                       majority_cap=cfg.majority_cap, seed=cfg.seed)
+        rp = run_parts_of(store, parts, cfg)
         _check_data(store, rp.parts)
         self.class_names, self.label_map, self.excluded = rp.class_names, rp.label_map, rp.excluded
         # the most frequent class of the training part (before any cap): the majority line and the capped class
