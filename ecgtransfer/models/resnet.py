@@ -56,13 +56,40 @@ __all__ = ["TIERS", "Bottleneck", "EXPANSION", "FEATURE_DIM", "ResNet50", "STAGE
 WeightsSpec = Union[None, str, os.PathLike]
 
 
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that steps with stride 1 along an input dimension of size 1 whenever that gives the same
+    output (one output position whose window starts at ``-padding`` either way): the same numbers, a different
+    kernel. oneDNN's bf16 weight gradient of a strided convolution over a 1-pixel input reads uninitialised memory
+    on CPUs with native bf16 (AVX512-BF16 / AMX, torch 2.14): about one backward pass in ten returns NaN in the
+    weight gradient, which clipping then spreads into every weight. ResNet50 meets that shape at small images
+    (layer4's first 3x3/2 convolution sees 1x1 features below 32 px; layer3's below 16 px). State dict and
+    outputs are nn.Conv2d's (``tests/test_models.py`` checks torchvision equality, ``tests/test_precision.py``
+    the bf16 gradients).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != (1, 1) and 1 in x.shape[-2:]:
+            stride = tuple(1 if n == 1 and _out_len(n, k, s, p, d) == _out_len(n, k, 1, p, d) else s
+                           for n, k, s, p, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.padding,
+                                                    self.dilation))
+            if stride != self.stride:
+                return nn.functional.conv2d(x, self.weight, self.bias, stride, self.padding, self.dilation,
+                                            self.groups)
+        return super().forward(x)
+
+
+def _out_len(n: int, k: int, s: int, p: int, d: int) -> int:
+    """Output length of a convolution along one dimension (input ``n``, kernel ``k``, stride, padding, dilation)."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
 class Stem(nn.Sequential):
     """7x7/2 convolution -> batch norm -> ReLU -> 3x3/2 max pool: ``[B, C, H, W] -> [B, 64, H/4, W/4]``."""
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__(
             OrderedDict(
-                conv=nn.Conv2d(in_channels, STEM_CHANNELS, kernel_size=7, stride=2, padding=3, bias=False),
+                conv=Conv2d(in_channels, STEM_CHANNELS, kernel_size=7, stride=2, padding=3, bias=False),
                 bn=nn.BatchNorm2d(STEM_CHANNELS),
                 relu=nn.ReLU(inplace=True),
                 pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
@@ -76,7 +103,7 @@ class Shortcut(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__(
             OrderedDict(
-                conv=nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                conv=Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
                 bn=nn.BatchNorm2d(out_channels),
             )
         )
@@ -95,11 +122,11 @@ class Bottleneck(nn.Module):
         out_channels = width * EXPANSION
         # Registration order matches torchvision's Bottleneck (conv1, bn1, conv2, bn2, conv3, bn3, relu,
         # downsample) so that, from the same RNG seed, both models draw identical initial weights.
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
+        self.conv1 = Conv2d(in_channels, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv2 = Conv2d(width, width, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, bias=False)
+        self.conv3 = Conv2d(width, out_channels, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: Optional[Shortcut] = None
