@@ -595,7 +595,7 @@ class SegmentStore:
         entries = self.manifest.get("databases")
         if isinstance(entries, list) and entries:
             return [str(e["database"]) for e in entries]
-        return [self.database]
+        return [str(self.manifest.get("database", "unknown"))]  # older or hand-made manifests may name none
 
     @property
     def segment_databases(self) -> np.ndarray:
@@ -606,7 +606,8 @@ class SegmentStore:
             if isinstance(self.manifest.get("databases"), list):
                 cached = np.asarray([split_qualified(r)[0] or "" for r in self.record_ids.tolist()], dtype=str)
             else:
-                cached = np.full(len(self), self.database, dtype=f"<U{max(len(self.database), 1)}")
+                name = self.databases[0]
+                cached = np.full(len(self), name, dtype=f"<U{max(len(name), 1)}")
             self.__dict__["_segment_databases"] = cached
         return cached
 
