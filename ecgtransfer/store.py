@@ -598,6 +598,22 @@ class SegmentStore:
         return [str(self.manifest.get("database", "unknown"))]  # older or hand-made manifests may name none
 
     @property
+    def database_versions(self) -> list[tuple[str, str]]:
+        """``(database, version)`` of each database of the store, in store order."""
+        entries = self.manifest.get("databases")
+        if isinstance(entries, list) and entries:
+            return [(str(e["database"]), str(e.get("version", ""))) for e in entries]
+        return [(self.databases[0], str(self.manifest.get("version", "")))]
+
+    @property
+    def qualified_patient_ids(self) -> np.ndarray:
+        """Patient ids ``[N]`` qualified by database (:func:`qualify`), comparable across stores: as stored in a
+        combined store, ``"<database>:<id>"`` of the stored id otherwise."""
+        if isinstance(self.manifest.get("databases"), list):
+            return np.asarray(self.patient_ids).astype(str)
+        return np.asarray([qualify(self.databases[0], p) for p in self.patient_ids.tolist()], dtype=str)
+
+    @property
     def segment_databases(self) -> np.ndarray:
         """The database of each segment ``[N]`` str: the qualifier of its record id in a combined store
         (:func:`split_qualified`), else the manifest's ``database`` for every segment."""

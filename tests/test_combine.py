@@ -308,3 +308,21 @@ def test_info_counts_per_database(stores, capsys):
     assert main(["info", str(x.path)]) == 0
     text = capsys.readouterr().out
     assert "per database:" in text and "svdb:800" in text
+
+
+def test_bench_sees_a_combined_source_store_overlapping_a_mitdb_target(stores):
+    """A combined source holds the target's mitdb patients under qualified ids: the overlap is found and the
+    target's held-out patients are dropped from the source before it is split (dechazal on the combined view)."""
+    from ecgtransfer.bench.runner import exclude_patients, source_overlap
+    from ecgtransfer.training.config import TrainConfig
+
+    m, s, x = stores
+    assert source_overlap(m, x) == "is of the target's database (mitdb 1.0.0)"
+    assert source_overlap(s, m) is None
+    parts, info = exclude_patients(x, TrainConfig(split="dechazal"), ["114"], patients_database="mitdb")
+    assert info["dropped_patients"] == ["mitdb:114"]
+    assert info["dropped_segments"] == int((x.record_ids == "mitdb:114").sum())
+    used = np.concatenate([parts["train"], parts["val"], parts["test"]])
+    assert set(x.record_ids[used].tolist()) == {"mitdb:101", "mitdb:124", "svdb:800", "svdb:801", "svdb:802"}
+    np.testing.assert_array_equal(m.qualified_patient_ids, [f"mitdb:{p}" for p in m.patient_ids.tolist()])
+    np.testing.assert_array_equal(x.qualified_patient_ids, x.patient_ids)
