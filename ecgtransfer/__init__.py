@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "download": "ecgtransfer.physionet.download:download",
     "convert": "ecgtransfer.conversion:convert",
+    "combine_stores": "ecgtransfer.combine:combine_stores",
     "SegmentStore": "ecgtransfer.store:SegmentStore",
     "split": "ecgtransfer.signals.split:split",
     "fine_tune": "ecgtransfer.training:fine_tune",

@@ -46,7 +46,7 @@ from ecgtransfer.signals import beats as beatmod
 from ecgtransfer.signals import filters, rhythm
 from ecgtransfer._hashing import sha256_file
 from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
-from ecgtransfer.signals.record import ALL_LEADS, read_header, read_record, record_files, select_leads
+from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header, read_record, record_files, select_leads
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
 
@@ -572,9 +572,14 @@ def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], l
                   record_labels: Mapping[str, int] | None, label_files: Sequence[Path]
                   ) -> tuple[tuple[str, ...], list[Path]]:
     """``(lead names, source files)``: each record's header read once, its leads resolved (the same in every
-    record), its files listed, its annotation file checked (``beats``) or its label found (rhythm tasks)."""
+    record), its files listed, its annotation file checked (``beats``) or its label found (rhythm tasks).
+
+    A stored lead that is not the same lead in every record (a requested name with alternatives, ``"V1|V4|V5"``) is
+    named by the leads found, joined by :data:`LEAD_ALTERNATIVES` in the order met (mitdb ``MLII`` and
+    ``"V1|V5|V4"``)."""
     files: list[Path] = list(label_files)
     lead_names: tuple[str, ...] | None = None
+    found: list[list[str]] = []  # per stored lead: the names met, one spelling each
     for rid, path in chosen:
         header = read_header(path, rid)
         rec_files = record_files(path, rid, header=header)
@@ -582,11 +587,16 @@ def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], l
         names = tuple(header.sig_name[i] for i in idx)
         if lead_names is None:
             lead_names = names
+            found = [[n] for n in names]
         elif len(names) != len(lead_names) or (lead_spec == ALL_LEADS and
                                                [n.lower() for n in names] != [n.lower() for n in lead_names]):
             raise RecordError(f"record {rid} has leads {', '.join(names)} but {chosen[0][0]} has "
                               f"{', '.join(lead_names)}; lead='all' needs the same leads in every record: "
-                              "choose leads by name")
+                              f"choose leads by name, with alternatives where records differ (--lead MLII "
+                              f"'V1{LEAD_ALTERNATIVES}V5{LEAD_ALTERNATIVES}V4')")
+        for met, name in zip(found, names):
+            if name.lower() not in [m.lower() for m in met]:
+                met.append(name)
         files.extend(rec_files)
         if task == "beats":
             ann = path.with_name(f"{path.name}.{db.annotation}")
@@ -597,7 +607,7 @@ def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], l
         elif record_labels is not None and rid not in record_labels:
             raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")
     assert lead_names is not None  # _resolve_records leaves at least one record
-    return lead_names, files
+    return tuple(LEAD_ALTERNATIVES.join(met) for met in found), files
 
 
 def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
@@ -709,6 +719,7 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
     from tqdm.auto import tqdm
 
     dropped: dict[str, int] = {}
+    record_leads: dict[str, list[str]] = {}
     ignored = 0
     with StoreWriter(out, channels=len(plan.lead_names), length=cfg.length, dtype=cfg.dtype,
                      overwrite=plan.overwrite) as writer:
@@ -716,6 +727,7 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
             for res in _run_jobs(run_jobs, plan.jobs):
                 if res.dropped:
                     dropped[res.record_id] = res.dropped
+                record_leads[res.record_id] = list(res.lead_names)
                 ignored += res.ignored
                 if len(res.segments):
                     writer.append(res.segments, res.labels, record_id=res.record_id, patient_id=res.patient,
@@ -730,6 +742,8 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
             log.info("ignored %d non-beat annotations", ignored)
         summary = {"n_records": len(run_jobs), "n_segments": len(writer), "dropped_edge": dropped,
                    "ignored_annotations": ignored}
+        if any(LEAD_ALTERNATIVES in name for name in plan.lead_names):  # the stored leads differ between records
+            summary["record_leads"] = record_leads
         store = writer.close(database=db.name, version=cfg.version, task=cfg.task, fs=cfg.fs,
                              lead_names=plan.lead_names, class_names=cfg.class_names,
                              source_files=plan.source_files, parameters=cfg.to_json(), summary=summary,
@@ -761,7 +775,9 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
         records: record ids (``"101"``, ``"A00009"``, ``"1"``) or names as in ``RECORDS``; default every
             downloaded record (mitdb beats: without the paced records 102 104 107 217).
         lead: lead name (``"MLII"``), a list of names, or ``"all"``; default the catalog's first lead
-            (mitdb MLII, challenge-2017 ECG, ludb i). Names are matched exactly, then case-insensitively.
+            (mitdb MLII, challenge-2017 ECG, ludb i). Names are matched exactly, then case-insensitively. A name
+            may list alternatives, ``"V1|V2|V4|V5"``: the first one a record has (mitdb's two leads:
+            ``["MLII", "V1|V2|V4|V5"]``; the leads each record gave are in ``manifest["summary"]["record_leads"]``).
         fs: output sampling rate in Hz (default: the source rate); resampling uses
             :func:`scipy.signal.resample_poly` after filtering. Positions stay in source samples.
         before, after: beat window around the R peak: a ``float`` is seconds, an ``int`` is samples at the

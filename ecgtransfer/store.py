@@ -17,7 +17,9 @@ The manifest (JSON) holds ``format``, ``format_version``, ``database``, ``versio
 ``source_files`` (relative path -> SHA256 of every source file used), ``parameters`` (every conversion
 parameter), ``extras``, ``patients_known`` (convert: whether the patient ids are known to identify
 subjects, see :attr:`SegmentStore.patients_known`) and ``provenance`` (where and how the store was made: ``package_version``,
-``created``, and what the writer adds, e.g. convert's ``source_root`` and ``jobs``).
+``created``, and what the writer adds, e.g. convert's ``source_root`` and ``jobs``). A store combined from several
+databases (:func:`ecgtransfer.combine.combine_stores`) also holds ``databases`` (one entry per source store) and
+qualifies its record and patient ids by database, ``"<database>:<id>"`` (:func:`qualify`, :func:`split_qualified`).
 
 :attr:`SegmentStore.manifest_hash` identifies a store's content: the SHA256 of the canonical JSON (sorted
 keys, compact) of the :data:`CONTENT_KEYS` of the manifest, with the environment parameters
@@ -47,8 +49,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -71,7 +72,23 @@ _ARRAYS = ("labels", "record_ids", "patient_ids", "positions")
 
 #: manifest keys that define a store's content: :attr:`SegmentStore.manifest_hash` covers exactly these
 CONTENT_KEYS = ("format", "format_version", "database", "version", "task", "fs", "lead_names", "shape", "dtype",
-                "class_names", "source_files", "parameters", "extras", "patients_known")
+                "class_names", "source_files", "parameters", "extras", "patients_known", "databases")
+
+#: joins a database name and a record or patient id in a combined store: ``"mitdb:100"`` (:func:`qualify`)
+DATABASE_SEPARATOR = ":"
+
+
+def qualify(database: str, ident: str) -> str:
+    """The id ``ident`` (a record, a patient, a source file) of ``database`` as a combined store holds it:
+    ``qualify("svdb", "800") == "svdb:800"``. The one rule of qualified ids; :func:`split_qualified` reverses it."""
+    return f"{database}{DATABASE_SEPARATOR}{ident}"
+
+
+def split_qualified(ident: str) -> tuple[str | None, str]:
+    """``(database, id)`` of a qualified id (``"mitdb:100"`` -> ``("mitdb", "100")``); ``(None, ident)`` for a bare
+    id (PhysioNet record names hold no ``:``)."""
+    database, sep, rest = str(ident).partition(DATABASE_SEPARATOR)
+    return (database, rest) if sep else (None, str(ident))
 #: entries of ``manifest["parameters"]`` that describe how a conversion ran, not what it produced (not hashed)
 ENVIRONMENT_PARAMETERS = ("jobs", "progress")
 
@@ -408,7 +425,7 @@ def check_manifest(manifest: Any, path: str | os.PathLike) -> None:
     """Raise one :class:`StoreError` line naming ``path`` unless ``manifest`` (parsed JSON) is a usable store
     manifest: a JSON object of :data:`STORE_FORMAT`, a readable ``format_version``, ``shape`` ``[N, C, L]``,
     ``class_names`` (distinct strings), ``fs`` (positive), ``lead_names`` (strings) and, when present, ``dtype``,
-    ``extras``, ``parameters``, ``source_files`` and ``patients_known`` of the right types."""
+    ``extras``, ``parameters``, ``source_files``, ``patients_known`` and ``databases`` of the right types."""
     def bad(what: str) -> StoreError:
         return StoreError(f"{path}: {what}; the store manifest is damaged (convert the store again)")
 
@@ -453,6 +470,11 @@ def check_manifest(manifest: Any, path: str | os.PathLike) -> None:
     for key in ("database", "version", "task"):
         if key in manifest and not isinstance(manifest[key], str):
             raise bad(f"{key} must be a string, found {manifest[key]!r}")
+    if "databases" in manifest:
+        dbs = manifest["databases"]
+        if not (isinstance(dbs, list) and dbs and all(isinstance(e, dict) and isinstance(e.get("database"), str)
+                                                      and e["database"] for e in dbs)):
+            raise bad(f"databases must be a non-empty list of objects naming their database, found {dbs!r}")
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
@@ -475,10 +497,12 @@ class StoreInfo:
     classes: dict[str, int]
     records: dict[str, dict[str, int]]
     patients: dict[str, dict[str, int]]
+    #: database -> ``{"segments", "records", "patients", "classes"}`` (one entry for a single-database store)
+    databases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_segments": self.n_segments, "shape": list(self.shape), "fs": self.fs, "classes": self.classes,
-                "records": self.records, "patients": self.patients}
+                "records": self.records, "patients": self.patients, "databases": self.databases}
 
 
 class SegmentStore:
@@ -565,6 +589,45 @@ class SegmentStore:
         return str(self.manifest["task"])
 
     @property
+    def databases(self) -> list[str]:
+        """The databases of the segments, in store order: the entries of ``manifest["databases"]`` for a combined
+        store, else ``[database]``."""
+        entries = self.manifest.get("databases")
+        if isinstance(entries, list) and entries:
+            return [str(e["database"]) for e in entries]
+        return [str(self.manifest.get("database", "unknown"))]  # older or hand-made manifests may name none
+
+    @property
+    def database_versions(self) -> list[tuple[str, str]]:
+        """``(database, version)`` of each database of the store, in store order."""
+        entries = self.manifest.get("databases")
+        if isinstance(entries, list) and entries:
+            return [(str(e["database"]), str(e.get("version", ""))) for e in entries]
+        return [(self.databases[0], str(self.manifest.get("version", "")))]
+
+    @property
+    def qualified_patient_ids(self) -> np.ndarray:
+        """Patient ids ``[N]`` qualified by database (:func:`qualify`), comparable across stores: as stored in a
+        combined store, ``"<database>:<id>"`` of the stored id otherwise."""
+        if isinstance(self.manifest.get("databases"), list):
+            return np.asarray(self.patient_ids).astype(str)
+        return np.asarray([qualify(self.databases[0], p) for p in self.patient_ids.tolist()], dtype=str)
+
+    @property
+    def segment_databases(self) -> np.ndarray:
+        """The database of each segment ``[N]`` str: the qualifier of its record id in a combined store
+        (:func:`split_qualified`), else the manifest's ``database`` for every segment."""
+        cached = self.__dict__.get("_segment_databases")
+        if cached is None:
+            if isinstance(self.manifest.get("databases"), list):
+                cached = np.asarray([split_qualified(r)[0] or "" for r in self.record_ids.tolist()], dtype=str)
+            else:
+                name = self.databases[0]
+                cached = np.full(len(self), name, dtype=f"<U{max(len(name), 1)}")
+            self.__dict__["_segment_databases"] = cached
+        return cached
+
+    @property
     def patients_known(self) -> bool:
         """Whether ``patient_ids`` are known to identify subjects (``manifest["patients_known"]``).
 
@@ -621,10 +684,19 @@ class SegmentStore:
                 d[names[lab]] = d.get(names[lab], 0) + 1
             return dict(sorted(out.items()))
 
-        counts = Counter(self.labels.tolist())
-        return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs,
-                         classes={c: int(counts.get(i, 0)) for i, c in enumerate(names)},
-                         records=per(self.record_ids), patients=per(self.patient_ids))
+        def classes_of(labels: np.ndarray) -> dict[str, int]:
+            counts = np.bincount(labels.astype(np.int64), minlength=len(names))
+            return {c: int(counts[i]) for i, c in enumerate(names)}
+
+        seg_db = self.segment_databases
+        databases = {}
+        for db in self.databases:
+            mask = seg_db == db
+            databases[db] = {"segments": int(mask.sum()), "records": int(len(np.unique(self.record_ids[mask]))),
+                             "patients": int(len(np.unique(self.patient_ids[mask]))),
+                             "classes": classes_of(self.labels[mask])}
+        return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs, classes=classes_of(self.labels),
+                         records=per(self.record_ids), patients=per(self.patient_ids), databases=databases)
 
     def __repr__(self) -> str:
         return (f"SegmentStore({str(self.path)!r}, database={self.database!r}, task={self.task!r}, "

@@ -44,7 +44,7 @@ from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
 from ecgtransfer.models.tiers import TierConfig
 from ecgtransfer.models.weight_registry import WEIGHT_NAMES
-from ecgtransfer.signals.split import SplitConfig
+from ecgtransfer.signals.split import LATER_FIELDS, SplitConfig
 from ecgtransfer.training.config import PART_KEYS, TrainConfig, part_view
 
 if sys.version_info >= (3, 11):
@@ -194,9 +194,11 @@ class TaskConfig:
         return cls(data_split=SplitConfig(**split_kw), **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``[task]`` table (split settings flat)."""
+        """The ``[task]`` table (split settings flat; those of :data:`~ecgtransfer.signals.split.LATER_FIELDS`
+        only when set, so a bench that does not use them keeps its fingerprint)."""
         out: dict[str, Any] = {"store": self.store}
-        out.update({k: getattr(self.data_split, name) for k, name in TASK_SPLIT_KEYS.items()})
+        out.update({k: getattr(self.data_split, name) for k, name in TASK_SPLIT_KEYS.items()
+                    if not (name in LATER_FIELDS and getattr(self.data_split, name) == LATER_FIELDS[name])})
         out.update(eval_split=self.eval_split, max_val_segments=self.max_val_segments,
                    max_test_segments=self.max_test_segments)
         return out

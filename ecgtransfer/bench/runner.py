@@ -553,7 +553,8 @@ class _Bench:
         split_indices = None
         exclusion: dict[str, Any] | None = None
         if excluded:
-            split_indices, exclusion = exclude_patients(self.source_store, tc, excluded)
+            split_indices, exclusion = exclude_patients(self.source_store, tc, excluded,
+                                                        patients_database=self.store.database)
             exclusion["why"] = f"the source store {self.source_overlap}"
             log.warning("source model (%s): dropped the %d segments of %d target val/test patients from the source "
                         "store before splitting it", encoding, exclusion["dropped_segments"],
@@ -993,19 +994,24 @@ def source_overlap(target: SegmentStore, source: SegmentStore) -> str | None:
     """
     if source.manifest_hash == target.manifest_hash:
         return f"is the target store itself (manifest {target.manifest_hash[:12]})"
-    sm, tm = source.manifest, target.manifest
-    if sm.get("database") == tm.get("database") and str(sm.get("version")) == str(tm.get("version")):
-        return f"is of the target's database ({tm.get('database')} {tm.get('version')})"
+    # a combined store (ecgtransfer.combine) holds several databases: any one shared with the target counts
+    shared = [dv for dv in target.database_versions if dv in set(source.database_versions)]
+    if shared:
+        return f"is of the target's database ({', '.join(f'{d} {v}' for d, v in shared)})"
     return None
 
 
-def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str]
+def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str], *, patients_database: str | None = None
                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The source split of ``tc`` drawn among the patients of ``store`` that are not in ``patients``.
 
     The segments of ``patients`` (the target's validation and test patients) are removed from the source store
     first; the remaining patients are then split by the source's own method and seed (so the source model
     neither trains on them nor picks its best epoch on them).
+
+    ``patients_database``: the database of ``patients`` given bare (the target's); then patients are compared
+    qualified by database (:func:`ecgtransfer.store.qualify`), so a combined source store (``"mitdb:100"``) drops
+    the target's ``"100"``. ``None``: compared as given.
 
     Returns:
         ``({"train", "val", "test": int64 indices into store}, {"dropped_patients", "dropped_segments",
@@ -1014,17 +1020,24 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str]
     from types import SimpleNamespace
 
     from ecgtransfer.errors import TrainingError
+    from ecgtransfer.store import qualify, split_qualified
     from ecgtransfer.training.engine import make_split
 
     pats = np.asarray(store.patient_ids).astype(str)
-    bad = np.isin(pats, sorted({str(p) for p in patients}))
+    if patients_database is None:
+        bad = np.isin(pats, sorted({str(p) for p in patients}))
+    else:
+        wanted = {str(p) if split_qualified(str(p))[0] is not None else qualify(patients_database, str(p))
+                  for p in patients}
+        bad = np.isin(store.qualified_patient_ids, sorted(wanted))
     keep = np.flatnonzero(~bad).astype(np.int64)
     if keep.size == 0:
         raise TrainingError(f"the source store {store.path} holds only patients of the target's validation/test "
                             "part; use a source store of other patients or of another database")
     view = SimpleNamespace(labels=np.asarray(store.labels)[keep], patient_ids=pats[keep],
                            record_ids=np.asarray(store.record_ids).astype(str)[keep], num_classes=store.num_classes,
-                           patients_known=store.patients_known, database=store.database)
+                           patients_known=store.patients_known, database=store.database,
+                           databases=store.databases, segment_databases=store.segment_databases[keep])
     parts = {p: keep[idx] for p, idx in make_split(view, tc).items()}  # type: ignore[arg-type]
     info = {"dropped_patients": sorted(set(pats[bad].tolist())), "dropped_segments": int(bad.sum()),
             "kept_segments": {p: int(len(parts[p])) for p in ("train", "val", "test")}}

@@ -21,7 +21,7 @@ from typing import Sequence
 from ecgtransfer import __version__
 from ecgtransfer.errors import EcgTransferError
 
-VERB_ORDER = ["download", "convert", "info", "images", "train", "evaluate", "predict", "bench", "weights"]
+VERB_ORDER = ["download", "convert", "combine", "info", "images", "train", "evaluate", "predict", "bench", "weights"]
 
 
 def build_parser() -> argparse.ArgumentParser:

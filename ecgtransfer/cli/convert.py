@@ -34,7 +34,8 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                    help="folder holding <db>/<version>/ as `ecgtransfer download` writes it (env ECGTRANSFER_DATA)")
     p.add_argument("--records", nargs="+", default=None, metavar="R", help="records to convert (default: all present)")
     p.add_argument("--lead", nargs="+", default=None, metavar="NAME",
-                   help="lead name(s) or 'all' (default: mitdb MLII, challenge-2017 ECG, ludb i)")
+                   help="lead name(s) or 'all' (default: mitdb MLII, challenge-2017 ECG, ludb i); a name may list "
+                   "alternatives, the first a record has: mitdb's two leads are MLII 'V1|V2|V4|V5'")
     p.add_argument("--fs", type=float, default=None, help="resample to this rate in Hz (default: source rate)")
     g = p.add_argument_group("beats (mitdb)")
     g.add_argument("--before", type=_duration, default="0.25s",

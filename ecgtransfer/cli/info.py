@@ -9,7 +9,7 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="counts per class, record and patient of a segment store",
                               description="Print a store's segment shape, rate, leads and the counts per class, "
-                              "per record and per patient.")
+                              "per record and per patient (and per database for a combined store; --json always has them).")
     p.add_argument("store", metavar="STORE", help="segment store directory")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(func=run)
@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
            f"records    {len(info.records)}   patients {len(info.patients)}",
            f"extras     {', '.join(m.get('extras', [])) or '-'}",
            "classes    " + "  ".join(f"{k}={v}" for k, v in info.classes.items())]
+    if len(info.databases) > 1:
+        out.append("per database:")
+        rows = {db: d["classes"] for db, d in info.databases.items()}
+        out.extend(line + (f"  {'records':>7}  {'patients':>8}" if k == 0 else
+                           f"  {info.databases[db]['records']:>7}  {info.databases[db]['patients']:>8}")
+                   for k, (line, db) in enumerate(zip(_table(rows, classes, "database"), ["", *rows])))
     out.append("per record:")
     out.extend(_table(info.records, classes, "record"))
     if info.patients != info.records:

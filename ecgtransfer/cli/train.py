@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--split", choices=SPLIT_METHODS, help="how the store is split by patient (default patient)")
     g.add_argument("--fold", type=int, help="test fold of --split kfold")
     g.add_argument("--n-folds", type=int, help="folds of --split kfold")
+    g.add_argument("--fold-database", metavar="DB",
+                   help="--split kfold on a combined store: folds over this database's patients; the other "
+                   "databases always train/validate")
+    g.add_argument("--test-records", nargs="+", metavar="R",
+                   help="--split records: the test records (with every other record of their patients); in a "
+                   "combined store 'svdb:800', or '800' when one database has it")
     g.add_argument("--val-fraction", type=float)
     g.add_argument("--test-fraction", type=float)
     g.add_argument("--train-fraction", type=float, help="use this fraction of the training segments (per class)")
@@ -98,7 +104,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ("model", "rr", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
+_FIELDS = ("model", "rr", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "fold_database", "test_records", "val_fraction", "test_fraction",
            "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
            "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",

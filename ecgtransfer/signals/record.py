@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: ``lead`` value that selects every lead of a record, in header order
 ALL_LEADS = "all"
+#: separates alternative names of one requested lead: ``"V1|V2|V4|V5"`` takes the first of them that a record has
+#: (mitdb's second lead is V1 in most records, V5 in 114, V4 in 124, V2 or V5 in the paced ones)
+LEAD_ALTERNATIVES = "|"
 #: longest run of invalid (NaN) samples, in seconds, that :func:`read_record` fills by interpolation
 MAX_GAP_S = 1.0
 #: bits per sample of the WFDB signal formats whose file size follows from the sample count (the packed
@@ -191,8 +194,10 @@ def select_leads(available: Sequence[str], requested: str | Sequence[str] | None
                  record_id: str = "?") -> list[int]:
     """Indices into ``available`` of the ``requested`` lead names, in the requested order.
 
-    Matching is exact first, then case-insensitive (``"II"`` finds ludb's ``"ii"``). ``None`` or
-    ``"all"`` selects every lead. Raises :class:`RecordError` naming the record and the leads it has.
+    Matching is exact first, then case-insensitive (``"II"`` finds ludb's ``"ii"``). A name may list
+    alternatives separated by :data:`LEAD_ALTERNATIVES` (``"V1|V2|V4|V5"``): the first one the record has is
+    taken. ``None`` or ``"all"`` selects every lead. Raises :class:`RecordError` naming the record and the leads
+    it has.
     """
     available = list(available)
     if requested is None or (isinstance(requested, str) and requested.lower() == ALL_LEADS):
@@ -201,12 +206,18 @@ def select_leads(available: Sequence[str], requested: str | Sequence[str] | None
     lower = [a.lower() for a in available]
     out = []
     for name in names:
-        if name in available:
-            out.append(available.index(name))
-        elif name.lower() in lower:
-            out.append(lower.index(name.lower()))
-        else:
-            raise RecordError(f"record {record_id} has no lead {name!r}; its leads are {', '.join(available)}")
+        found = None
+        for alt in name.split(LEAD_ALTERNATIVES):
+            if alt in available:
+                found = available.index(alt)
+            elif alt.lower() in lower:
+                found = lower.index(alt.lower())
+            if found is not None:
+                break
+        if found is None:
+            what = f"any of the leads {name!r}" if LEAD_ALTERNATIVES in name else f"lead {name!r}"
+            raise RecordError(f"record {record_id} has no {what}; its leads are {', '.join(available)}")
+        out.append(found)
     return out
 
 

@@ -13,12 +13,24 @@ Methods:
   jittered size: the seed changes the parts), so that each part gets close to its fraction of every class
   (patient-grouped, class-stratified).
 - ``"kfold"``: patients are assigned to ``n_folds`` folds in the same way; test is fold ``fold``, validation
-  is carved out of the remaining patients, train is the rest.
-- ``"dechazal"``: mitdb only. Train/val come from the DS1 records, test is DS2. Records 201 (DS1) and 202
+  is carved out of the remaining patients, train is the rest. With ``fold_database`` (a store combined from
+  several databases, :mod:`ecgtransfer.combine`) the folds are made over that database's patients only: test is
+  fold ``fold`` of them, and every other database's patients are always in train/validation, never in test
+  (validation is carved, as always, by patient out of every non-test patient, of every database).
+- ``"dechazal"``: mitdb. Train/val come from the DS1 records, test is DS2. Records 201 (DS1) and 202
   (DS2) come from one patient: when both are in the store, 201 is left out of train/val so that no
   patient is on two sides (DS2 stays the standard test set). Records outside DS1 and DS2 (the paced ones)
-  are left out. Without DS2 records the test part is empty and a warning is logged.
+  are left out. Without DS2 records the test part is empty and a warning is logged. On a combined store
+  holding mitdb, test is exactly the mitdb DS2 records and every other database's patients join DS1 in
+  train/val.
+- ``"records"``: test is the records ``test_records`` and every other record of their patients; train/val is
+  the rest, by patient (validation carved as for ``kfold``). In a combined store a name is a record id as
+  stored (``"svdb:800"``) or a bare name (``"800"``) that exactly one database has.
 - ``"random"``: segment-level, stratified by class. Leaks patients: only on explicit request.
+
+On a combined store the ids are qualified by database (``"mitdb:201"``, :func:`ecgtransfer.store.qualify`), so
+patients of different databases never share an id, and the database of each segment is
+:attr:`ecgtransfer.store.SegmentStore.segment_databases`.
 
 Grouping by patient only protects against leaks when the store's patient ids identify subjects. For
 databases whose record -> subject map is unknown (incartdb: 75 records of 32 subjects; see
@@ -30,15 +42,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.store import qualify, split_qualified
 
 log = logging.getLogger(__name__)
 
-METHODS = ("patient", "kfold", "dechazal", "random")
+METHODS = ("patient", "kfold", "dechazal", "records", "random")
 UNKNOWN_PATIENTS = ("warn", "refuse", "allow")
 PARTS = ("train", "val", "test")
 #: Spread of the seeded multiplicative jitter of patient sizes that orders the greedy assignment (log scale):
@@ -175,6 +188,20 @@ def _check_folds(n_folds: int, fold: int) -> None:
         raise ConfigError(f"kfold needs n_folds >= 2 and 0 <= fold < n_folds, got n_folds={n_folds}, fold={fold}")
 
 
+def _check_method_fields(method: str, test_records: tuple[str, ...], fold_database: str | None) -> None:
+    if method == "records" and not test_records:
+        raise ConfigError("the records split needs test_records: the records of the test part")
+    if test_records and method != "records":
+        raise ConfigError(f"test_records {list(test_records)} apply to the records split only, not {method!r}")
+    if fold_database is not None and method != "kfold":
+        raise ConfigError(f"fold_database {fold_database!r} applies to the kfold split only, not {method!r}")
+
+
+#: SplitConfig fields added after the first bench results: records of the split settings (the bench's ``[task]``)
+#: leave them out at their default, which leaves every split as it was, so earlier fingerprints stay valid
+LATER_FIELDS = {"test_records": (), "fold_database": None}
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """How a store is split: the one definition of the split settings that training and the bench share.
@@ -184,9 +211,13 @@ class SplitConfig:
         seed: seed of the split; ``None``: the caller's seed (a training run uses its ``seed``).
         val_fraction, test_fraction: shares of the segments for validation and test (see :func:`split`).
         n_folds, fold: ``kfold`` only.
+        test_records: ``records`` only: the records of the test part (with every other record of their patients).
+        fold_database: ``kfold`` only: make the folds over this database's patients (a combined store); the other
+            databases' patients always train/validate. ``None``: folds over every patient.
 
     Validated on construction (each rule once, here): an unknown method, fractions outside [0, 1) or summing
-    to 1 or more, and (for ``kfold``) ``n_folds < 2`` or a fold outside ``[0, n_folds)`` raise
+    to 1 or more, (for ``kfold``) ``n_folds < 2`` or a fold outside ``[0, n_folds)``, ``records`` without
+    ``test_records``, and ``test_records`` or ``fold_database`` with another method raise
     :class:`~ecgtransfer.errors.ConfigError`.
     """
 
@@ -196,33 +227,45 @@ class SplitConfig:
     test_fraction: float = 0.15
     n_folds: int = 5
     fold: int = 0
+    test_records: tuple[str, ...] = ()
+    fold_database: str | None = None
 
     def __post_init__(self) -> None:
         _check_method(self.method)
         _check_fractions(float(self.val_fraction), float(self.test_fraction))
         if self.method == "kfold":
             _check_folds(int(self.n_folds), int(self.fold))
+        records = (self.test_records,) if isinstance(self.test_records, str) else self.test_records
+        object.__setattr__(self, "test_records", tuple(str(r) for r in records or ()))
+        if self.fold_database is not None:
+            object.__setattr__(self, "fold_database", str(self.fold_database))
+        _check_method_fields(self.method, self.test_records, self.fold_database)
 
     def apply(self, store: Any, *, default_seed: int = 0, unknown_patients: str = "warn") -> "Split":
         """:func:`split` of ``store`` with these settings (``seed`` None: ``default_seed``)."""
         return split(store, self.method, seed=default_seed if self.seed is None else int(self.seed),
                      val_fraction=self.val_fraction, test_fraction=self.test_fraction, n_folds=self.n_folds,
-                     fold=self.fold, unknown_patients=unknown_patients)
+                     fold=self.fold, test_records=self.test_records, fold_database=self.fold_database,
+                     unknown_patients=unknown_patients)
 
 
 def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: float = 0.15,
-          test_fraction: float = 0.15, n_folds: int = 5, fold: int = 0, unknown_patients: str = "warn") -> Split:
+          test_fraction: float = 0.15, n_folds: int = 5, fold: int = 0, test_records: Sequence[str] = (),
+          fold_database: str | None = None, unknown_patients: str = "warn") -> Split:
     """Split a store (or anything with ``labels``, ``patient_ids``, ``record_ids``, ``num_classes``).
 
     Args:
         store: a :class:`~ecgtransfer.store.SegmentStore`.
-        method: ``"patient"`` (default), ``"kfold"``, ``"dechazal"`` or ``"random"`` (see the module doc).
+        method: ``"patient"`` (default), ``"kfold"``, ``"dechazal"``, ``"records"`` or ``"random"`` (see the
+            module doc).
         seed: random seed: the jittered order of the patient assignment (so the seed changes which patients
             land in validation, and in test for ``patient``/``kfold``), the permutation for ``random``.
         val_fraction, test_fraction: targets as fractions of all segments (``patient``, ``random``);
-            for ``kfold`` and ``dechazal``, ``val_fraction`` of all segments is carved out of the non-test
-            patients. Patient groups make the achieved fractions approximate.
+            for ``kfold``, ``dechazal`` and ``records``, ``val_fraction`` of all segments is carved out of the
+            non-test patients. Patient groups make the achieved fractions approximate.
         n_folds, fold: ``kfold`` only: number of folds (>= 2) and the test fold (0 <= fold < n_folds).
+        test_records: ``records`` only: record names of the test part (see the module doc for how a name matches).
+        fold_database: ``kfold`` only: the database whose patients make the folds (a combined store).
         unknown_patients: what a patient-wise method does when the store's ``patients_known`` is False
             (its patient ids may not identify subjects): ``"warn"`` (default, a logged warning),
             ``"refuse"`` (:class:`ConfigError`) or ``"allow"`` (silent).
@@ -231,6 +274,8 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
         a :class:`Split`; no patient id appears in two parts.
     """
     _check_method(method)
+    test_records = (test_records,) if isinstance(test_records, str) else tuple(str(r) for r in test_records)
+    _check_method_fields(method, test_records, fold_database)
     if unknown_patients not in UNKNOWN_PATIENTS:
         raise ConfigError(f"unknown_patients must be one of {', '.join(UNKNOWN_PATIENTS)}, got {unknown_patients!r}")
     patients_known = bool(getattr(store, "patients_known", True))
@@ -251,6 +296,7 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
     rng = np.random.default_rng(seed)
     all_idx = np.arange(n, dtype=np.int64)
     excluded = np.zeros(0, dtype=np.int64)
+    seg_db, databases = _segment_databases(store, n)
 
     if method == "random":
         log.warning("random segment-level split: segments of one patient land in train and test, which leaks "
@@ -269,16 +315,35 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
         train, val, test = _split_groups(patient_ids, labels, n_classes, fr, rng, all_idx)
     elif method == "kfold":
         _check_folds(n_folds, fold)
-        folds = _split_groups(patient_ids, labels, n_classes, np.full(n_folds, 1.0 / n_folds), rng, all_idx)
+        pool = all_idx
+        if fold_database is not None:
+            if fold_database not in databases:
+                raise ConfigError(f"fold_database {fold_database!r} is not a database of this store; it holds "
+                                  f"{', '.join(databases)}")
+            pool = all_idx[seg_db == fold_database]
+        folds = _split_groups(patient_ids, labels, n_classes, np.full(n_folds, 1.0 / n_folds), rng, pool)
         test = folds[fold]
-        rest = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != fold])).astype(np.int64)
+        rest = np.setdiff1d(all_idx, test).astype(np.int64)
+        train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+    elif method == "records":
+        chosen = _resolve_test_records(record_ids, seg_db, test_records)
+        test_patients = np.unique(patient_ids[np.isin(record_ids, chosen)])
+        in_test = np.isin(patient_ids, test_patients)
+        others = sorted(set(record_ids[in_test].tolist()) - set(chosen))
+        if others:
+            log.info("records split: %s share a patient with the test records and go to test too", " ".join(others))
+        test = all_idx[in_test]
+        rest = all_idx[~in_test]
         train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
     else:  # dechazal
-        database = getattr(store, "database", None) or getattr(store, "manifest", {}).get("database")
-        if database not in (None, "mitdb"):
-            raise ConfigError(f"the dechazal split is defined for mitdb records, this store holds {database}")
-        in_ds1 = np.isin(record_ids, DS1)
-        in_ds2 = np.isin(record_ids, DS2)
+        if "mitdb" not in databases and databases != [None]:
+            raise ConfigError(f"the dechazal split is defined for mitdb records, this store holds "
+                              f"{'+'.join(str(d) for d in databases)}")
+        # a store that names no database is taken as mitdb (its records are matched against DS1/DS2)
+        is_mitdb = (seg_db == "mitdb") if databases != [None] else np.ones(n, dtype=bool)
+        bare = np.asarray([split_qualified(r)[1] for r in record_ids.tolist()], dtype=str) if n else record_ids
+        in_ds1 = is_mitdb & np.isin(bare, DS1)
+        in_ds2 = is_mitdb & np.isin(bare, DS2)
         shared = set(patient_ids[in_ds1]) & set(patient_ids[in_ds2])
         if shared:
             log.warning("patient(s) %s have records in DS1 and DS2 (mitdb 201 and 202 are one subject); their DS1 "
@@ -286,17 +351,22 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
                         ", ".join(sorted(shared)))
             in_ds1 &= ~np.isin(patient_ids, sorted(shared))
         test = all_idx[in_ds2]
-        excluded = all_idx[~in_ds1 & ~in_ds2]
+        excluded = all_idx[is_mitdb & ~in_ds1 & ~in_ds2]
         if len(excluded):
             log.info("dechazal split: %d segments of records outside DS1/DS2 left out (%s)", len(excluded),
                      " ".join(sorted(set(record_ids[excluded]))))
         if not len(test):
             log.warning("dechazal split: no DS2 record in this store, the test part is empty (convert the full "
                         "mitdb for the DS1 -> DS2 evaluation)")
-        ds1 = all_idx[in_ds1]
-        if not len(ds1):
+        if not in_ds1.any():
             raise ConfigError("dechazal split: no DS1 record in this store")
-        train, val = _carve_val(patient_ids, labels, n_classes, ds1, val_fraction * n / max(len(ds1), 1), rng)
+        others = ~is_mitdb
+        if others.any():
+            log.info("dechazal split: the %d segments of %s train/validate with DS1", int(others.sum()),
+                     "+".join(d for d in databases if d != "mitdb"))
+        trainval = all_idx[in_ds1 | others]
+        train, val = _carve_val(patient_ids, labels, n_classes, trainval, val_fraction * n / max(len(trainval), 1),
+                                rng)
 
     result = Split(train=train, val=val, test=test, method=method,
                    patients={p: sorted(set(patient_ids[ix].tolist())) for p, ix in zip(PARTS, (train, val, test))},
@@ -307,6 +377,49 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
             assert not both, f"patients {both} in {a} and {b}"  # guaranteed by construction
     log.info("%s split: %s", method, result.sizes())
     return result
+
+
+def _segment_databases(store: Any, n: int) -> tuple[np.ndarray, list[Any]]:
+    """``(database of each segment [N], the databases in store order)``: the store's
+    :attr:`~ecgtransfer.store.SegmentStore.segment_databases` when it has them, else its one ``database`` (``None``
+    for an object that names none)."""
+    seg_db = getattr(store, "segment_databases", None)
+    if seg_db is not None:
+        seg_db = np.asarray(seg_db).astype(str)
+        listed = getattr(store, "databases", None)
+        return seg_db, list(listed) if listed else sorted(set(seg_db.tolist()))
+    database = getattr(store, "database", None) or getattr(store, "manifest", {}).get("database")
+    return np.full(n, "" if database is None else str(database)), [database]
+
+
+def _resolve_test_records(record_ids: np.ndarray, seg_db: np.ndarray, names: Sequence[str]) -> list[str]:
+    """The stored record ids that ``names`` (of the ``records`` split) denote.
+
+    A name is a record id as stored; else ``"<database>:<id>"`` or a bare id, which must denote exactly one
+    stored record. Unknown names and bare names several databases have are one :class:`ConfigError`."""
+    table: dict[str, tuple[str, str]] = {}  # stored id -> (database, bare id)
+    for rid, db in zip(record_ids.tolist(), seg_db.tolist()):
+        if rid not in table:
+            table[rid] = (db, split_qualified(rid)[1])
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        if name in table:
+            found = [name]
+        else:
+            db, bare = split_qualified(name)
+            found = [rid for rid, (d, b) in table.items() if b == bare and (db is None or d == db)]
+        if not found:
+            unknown.append(name)
+        elif len(found) > 1:
+            raise ConfigError(f"records split: test record {name!r} is in several databases of this store; name one "
+                              f"of {', '.join(qualify(*table[r]) for r in sorted(found))}")
+        elif found[0] not in chosen:
+            chosen.append(found[0])
+    if unknown:
+        raise ConfigError(f"records split: no record {', '.join(map(repr, unknown))} in this store (it has "
+                          f"{len(table)} records, e.g. {', '.join(sorted(table)[:5])})")
+    return chosen
 
 
 def _carve_val(patient_ids: np.ndarray, labels: np.ndarray, n_classes: int, indices: np.ndarray,

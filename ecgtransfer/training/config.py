@@ -86,8 +86,9 @@ class TrainConfig:
 
     Data
         data_split: how the store is split, a :class:`ecgtransfer.signals.split.SplitConfig` (its owner). Given
-            flat as ``split`` (the method: ``"patient"``, ``"kfold"``, ``"dechazal"``, ``"random"``), ``split_seed``
-            (``None``: ``seed``), ``val_fraction``, ``test_fraction``, ``n_folds``, ``fold``.
+            flat as ``split`` (the method: ``"patient"``, ``"kfold"``, ``"dechazal"``, ``"records"``, ``"random"``),
+            ``split_seed`` (``None``: ``seed``), ``val_fraction``, ``test_fraction``, ``n_folds``, ``fold``,
+            ``fold_database`` (``kfold``), ``test_records`` (``records``).
         train_fraction: fraction (0, 1] of the training segments used, per class (``ceil(fraction * n_class)``,
             at least one, seeded: :func:`ecgtransfer.training.data.subsample`, the bench's subsampler too); for
             data-efficiency curves.
