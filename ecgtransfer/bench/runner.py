@@ -351,7 +351,7 @@ def predict_part(run_dir: Path, store: SegmentStore, indices: np.ndarray, device
     idx = np.asarray(indices, dtype=np.int64)
     idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]
     loader = batch_loader(store, eval_batches(idx, run.config.eval_batch()), num_workers=0, label_map=label_map,
-                          rr_dim=run.rr_dim)
+                          rr_dim=run.rr_dim, beat_input=run.config.beat_input)
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
     out = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
                 weight=weight, store=store)

@@ -32,6 +32,7 @@ from ecgtransfer.models.weight_registry import WEIGHT_NAMES
 from ecgtransfer.training.schedules import SCHEDULERS
 from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
 from ecgtransfer.signals.split import SplitConfig
+from ecgtransfer.signals.template import check_beat_input, uses_template
 
 if TYPE_CHECKING:  # pragma: no cover
     from ecgtransfer.imaging import ImageEncoder
@@ -83,6 +84,12 @@ class TrainConfig:
             ``"stack"``); images are rendered per batch on the training device.
         encoding_params: extra keyword arguments of the encoder (for example ``nperseg``).
         image_size: side of the square images ``[B, 3, image_size, image_size]``.
+        beat_input: what the model sees of a beat (:data:`ecgtransfer.signals.template.BEAT_INPUTS`): ``"leads"``
+            (the stored leads), ``"template"`` (the leads and each lead minus its record's template: ``2C``
+            channels) or ``"template-rgb"`` (lead 0 / lead 0 minus its template / lead 1: three image channels).
+            The template is the median beat of the record (:mod:`ecgtransfer.signals.template`), computed from
+            the record alone, in training as at predict time. With an image model the channels become the
+            image's channels (``lead="stack"`` unless ``encoding_params`` names a lead).
 
     Data
         data_split: how the store is split, a :class:`ecgtransfer.signals.split.SplitConfig` (its owner). Given
@@ -155,6 +162,7 @@ class TrainConfig:
     encoding: str = "spectrogram"
     encoding_params: dict[str, Any] = field(default_factory=dict)
     image_size: int = 224
+    beat_input: str = "leads"
 
     data_split: SplitConfig = field(default_factory=SplitConfig)
     train_fraction: float = 1.0
@@ -264,6 +272,7 @@ class TrainConfig:
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"one of {SCHEDULERS}")
         check_encoding(self.encoding, "train config: encoding")
+        check_beat_input(self.beat_input, "train config: beat_input")
         if self.imbalance not in IMBALANCE:
             raise bad("imbalance", f"one of {IMBALANCE}")
         if self.amp not in AMP_CHOICES:
@@ -306,8 +315,11 @@ class TrainConfig:
         """The :class:`~ecgtransfer.imaging.ImageEncoder` of this run for a store sampled at ``fs`` Hz."""
         from ecgtransfer.imaging import ImageEncoder
 
+        params = dict(self.encoding_params)
+        if uses_template(self.beat_input):  # the composed channels (beat, beat - template, ...) are the image's
+            params.setdefault("lead", "stack")
         return ImageEncoder(self.encoding, size=self.image_size, fs=fs, check_finite_values=check_finite_values,
-                            **self.encoding_params)
+                            **params)
 
     # -- conversion -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.signals.template import check_beat_input, compose_input, store_templates, uses_template
 from ecgtransfer.store import SegmentStore
 
 if TYPE_CHECKING:
@@ -245,20 +246,24 @@ def eval_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 class StoreBatches(Dataset):
     """A dataset whose items are whole batches:
-    ``ds[k] -> (signals [b, C, L] float32, labels [b] int64, idx [b], rr [b, R] float32 or None)``.
+    ``ds[k] -> (signals [b, C', L] float32, labels [b] int64, idx [b], rr [b, R] float32 or None)``.
 
     ``label_map`` (from :func:`class_subset`) turns store labels into the run's labels; ``rr_dim > 0`` reads the
-    first ``rr_dim`` columns of the store's ``rr`` extra. The store is opened lazily in each worker process
+    first ``rr_dim`` columns of the store's ``rr`` extra; ``beat_input`` composes the model's input from the beats
+    and their record templates (:func:`ecgtransfer.signals.template.compose_input`; ``C' = C`` for ``"leads"``). The store is opened lazily in each worker process
     (memory maps do not travel through pickling).
     """
 
     def __init__(self, store: SegmentStore | str | os.PathLike, batches: Sequence[np.ndarray], *,
-                 label_map: np.ndarray | None = None, rr_dim: int = 0) -> None:
+                 label_map: np.ndarray | None = None, rr_dim: int = 0, beat_input: str = "leads") -> None:
         self.path = Path(store.path if isinstance(store, SegmentStore) else store)
         self._store = store if isinstance(store, SegmentStore) else None
         self.batches = list(batches)
         self.label_map = None if label_map is None else np.asarray(label_map, dtype=np.int64)
         self.rr_dim = int(rr_dim)
+        self.beat_input = check_beat_input(beat_input)
+        # the record templates are computed here, in the main process, and travel to the workers (small arrays)
+        self.templates = store_templates(self.store) if uses_template(beat_input) else None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -276,7 +281,11 @@ class StoreBatches(Dataset):
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         idx = self.batches[k]
-        x = torch.from_numpy(self.store.batch(idx))
+        x = self.store.batch(idx)
+        if self.templates is not None:
+            templates, index = self.templates
+            x = compose_input(x, templates[index[idx]], self.beat_input)
+        x = torch.from_numpy(x)
         lab = np.asarray(self.store.labels[idx], dtype=np.int64)
         if self.label_map is not None:
             lab = self.label_map[lab]
@@ -287,10 +296,12 @@ class StoreBatches(Dataset):
 
 
 def batch_loader(store: SegmentStore, batches: Sequence[np.ndarray], *, num_workers: int = 0,
-                 pin_memory: bool = False, label_map: np.ndarray | None = None, rr_dim: int = 0) -> DataLoader:
-    """A DataLoader yielding ``(x [b, C, L], y [b], idx [b], rr [b, R] or None)`` for the given batches, in order
-    (see :class:`StoreBatches`)."""
-    return DataLoader(StoreBatches(store, batches, label_map=label_map, rr_dim=rr_dim), batch_size=None, shuffle=False, num_workers=num_workers,
+                 pin_memory: bool = False, label_map: np.ndarray | None = None, rr_dim: int = 0,
+                 beat_input: str = "leads") -> DataLoader:
+    """A DataLoader yielding ``(x [b, C', L], y [b], idx [b], rr [b, R] or None)`` for the given batches, in order
+    (see :class:`StoreBatches`; ``C'`` is :func:`ecgtransfer.signals.template.input_channels` of ``beat_input``)."""
+    ds = StoreBatches(store, batches, label_map=label_map, rr_dim=rr_dim, beat_input=beat_input)
+    return DataLoader(ds, batch_size=None, shuffle=False, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=False,
                       prefetch_factor=2 if num_workers else None)
 

@@ -42,8 +42,10 @@ from tqdm.auto import tqdm
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.errors import TrainingError
+from ecgtransfer.conversion import BEAT_TASKS
+from ecgtransfer.errors import ConfigError, TrainingError
 from ecgtransfer.imaging._tensor import check_finite, naming_segments
+from ecgtransfer.signals.template import compose_input, input_channels, store_templates, uses_template
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import distributed as D
 from ecgtransfer.training.checkpoint import (
@@ -276,16 +278,24 @@ class _Trainer:
 
         self.encoder: torch.nn.Module | None = None
         self.train_encoder: torch.nn.Module | None = None
-        in_channels = int(store.shape[1])
+        if uses_template(cfg.beat_input) and store.manifest.get("task") not in BEAT_TASKS:
+            raise ConfigError(f"beat_input {cfg.beat_input!r} needs a beat store (tasks {list(BEAT_TASKS)}); "
+                              f"{store.path} holds {store.manifest.get('task')!r} segments")
+        in_channels = input_channels(cfg.beat_input, int(store.shape[1]))
         if MODEL_INPUT[cfg.model] == "images":
             self.encoder = cfg.image_encoder(store.fs).to(self.device)
-            probe = torch.from_numpy(store.batch(parts["train"][:1])).to(self.device)
+            first = parts["train"][:1]
+            probe_np = store.batch(first)
+            if uses_template(cfg.beat_input):
+                templates, index = store_templates(store)
+                probe_np = compose_input(probe_np, templates[index[first]], cfg.beat_input)
+            probe = torch.from_numpy(probe_np).to(self.device)
             with naming_segments(probe, parts["train"][:1], store):
                 self.encoder(probe)  # image size and encoding settings fail here, before the run directory is written
             # the train step checks its batch for NaN/inf inside its one device sync (the loss read-back) instead of
             # the encoder's own check, which would add a second sync per step before the forward pass
             self.train_encoder = cfg.image_encoder(store.fs, check_finite_values=False).to(self.device)
-            in_channels = self.encoder.out_channels(store.shape[1])
+            in_channels = self.encoder.out_channels(in_channels)
         self.model_spec = model_spec_of(cfg, store, num_classes=k, in_channels=in_channels, rr_dim=self.rr_dim)
         weights = self._init_weights()
         self.model = build_model(self.model_spec, weights=weights, class_names=self.class_names).to(self.device)
@@ -491,7 +501,8 @@ class _Trainer:
         t0 = time.perf_counter()
         mine = eval_shard(indices, self.dist.rank, self.dist.world_size)
         loader = batch_loader(self.store, eval_batches(mine, self.cfg.eval_batch()), num_workers=self.cfg.num_workers,
-                              pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim)
+                              pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim,
+                              beat_input=self.cfg.beat_input)
         out = infer(self.model, self.encoder, loader, self.device, dtype=self.dtype,
                     channels_last=self.channels_last, weight=self.loss_weight, store=self.store)
         probs = np.concatenate(D.all_gather_array(out["probs"], self.dist))
@@ -569,7 +580,8 @@ class _Trainer:
             batches = self.plan.batches(epoch)
             skip = self.step_in_epoch
             loader = batch_loader(self.store, batches[skip:], num_workers=cfg.num_workers,
-                                  pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim)
+                                  pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim,
+                              beat_input=self.cfg.beat_input)
             self.train_model.train()
             reset_peak_memory(self.device)
             t0 = time.perf_counter()
@@ -624,7 +636,7 @@ class _Trainer:
         feats, labels = [], []
         batches = eval_batches(self.parts["train"], self.cfg.eval_batch())
         loader = batch_loader(self.store, batches, num_workers=self.cfg.num_workers, label_map=self.label_map,
-                              rr_dim=self.rr_dim)
+                              rr_dim=self.rr_dim, beat_input=self.cfg.beat_input)
         for x, y, idx, rr in tqdm(loader, total=len(batches), desc="features", leave=False,
                                   disable=not (self.dist.is_main and self.cfg.progress)):
             x = x.to(self.device)

@@ -205,7 +205,7 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
         raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
                             "(try --split val or --split all)")
     loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
-                          label_map=label_map, rr_dim=run.rr_dim)
+                          label_map=label_map, rr_dim=run.rr_dim, beat_input=run.config.beat_input)
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
     res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
                 weight=weight, store=store)

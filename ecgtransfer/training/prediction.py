@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ecgtransfer._atomic import atomic_write_text
 from ecgtransfer.errors import ConfigError, RecordError, SignalError, TrainingError
 from ecgtransfer.signals import beats as beatmod
-from ecgtransfer.signals import filters, readers, rhythm, rpeaks
+from ecgtransfer.signals import filters, readers, rhythm, rpeaks, template
 from ecgtransfer.signals.readers import Recording
 from ecgtransfer.signals.record import ALL_LEADS
 from ecgtransfer.training.evaluation import LoadedRun, load_run
@@ -201,41 +201,76 @@ def _prepare(rec: Recording, leads: list[int], params: dict, lo: int, hi: int) -
     return filters.resample(x, rec.fs, fs)
 
 
-def _beat_table(run: LoadedRun, rec: Recording, leads: list[int], params: dict, r_peaks: str, batch_size: int,
-                progress: bool) -> pd.DataFrame:
-    """Per-beat rows of one recording, streamed chunk by chunk."""
-    peaks, rr, reference = _beats_and_rr(rec, leads, r_peaks, progress)
+def _beat_windows_by_chunk(rec: Recording, leads: list[int], params: dict, peaks: np.ndarray, wanted: np.ndarray,
+                           bar: tqdm | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(sel [m], segments [m, C, L] float32)`` chunk by chunk for the beats ``wanted`` (bool ``[n]`` over ``peaks``,
+    all inside the record: :func:`_inside`), cut, filtered, resampled and normalised as the store's were."""
     fs = float(params.get("fs") or rec.fs)
     up, down = filters.resample_ratio(rec.fs, fs)
     before, after = int(params["before_samples"]), int(params["after_samples"])
-    n_out = -(-rec.n_samples * up // down)
     out_pos = (peaks * up + down // 2) // down  # round(p * up / down), as conversion does
-    inside = (out_pos - before >= 0) & (out_pos + after <= n_out)  # beat_windows' edge rule on the whole record
     # chunk and margin are whole multiples of ``down``, so every chunk starts on the output sample grid
     chunk = max(1, -(-int(CHUNK_S * rec.fs) // down)) * down
     need = max(MARGIN_S * rec.fs, (max(before, after) + 1) * down / up)
     margin = -(-int(need) // down) * down
     norm = params.get("normalize", "none")
+    for a in range(0, rec.n_samples, chunk):
+        b = min(a + chunk, rec.n_samples)
+        sel = np.flatnonzero((peaks >= a) & (peaks < b) & wanted)
+        if len(sel):
+            lo, hi = max(0, a - margin), min(rec.n_samples, b + margin)
+            x = _prepare(rec, leads, params, lo, hi)
+            segs, keep = beatmod.beat_windows(x, out_pos[sel] - lo * up // down, before, after)
+            if not keep.all():  # cannot happen: the margin holds every window of the chunk
+                raise RecordError(f"{rec.path}: beat windows near samples {a}-{b} fall outside the chunk read")
+            yield sel, filters.normalize(segs, norm).astype(np.float32)
+        if bar is not None:
+            bar.update(round((b - a) / rec.fs, 1))
+
+
+def _inside(rec: Recording, params: dict, peaks: np.ndarray) -> np.ndarray:
+    """Bool ``[n]``: the beats whose window lies inside the record (beat_windows' edge rule on the whole record)."""
+    fs = float(params.get("fs") or rec.fs)
+    up, down = filters.resample_ratio(rec.fs, fs)
+    before, after = int(params["before_samples"]), int(params["after_samples"])
+    n_out = -(-rec.n_samples * up // down)
+    out_pos = (peaks * up + down // 2) // down
+    return (out_pos - before >= 0) & (out_pos + after <= n_out)
+
+
+def _recording_template(rec: Recording, leads: list[int], params: dict, peaks: np.ndarray,
+                        inside: np.ndarray) -> np.ndarray:
+    """The recording's template ``[C, L]`` (:func:`ecgtransfer.signals.template.record_template`) from its own beats,
+    the same subset rule as a store's record (a first pass over the beats it takes)."""
+    members = np.flatnonzero(inside)
+    if not len(members):
+        raise RecordError(f"{rec.path}: no complete beat window to build the record's template from")
+    wanted = np.zeros(len(peaks), dtype=bool)
+    wanted[members[template.template_subset(len(members))]] = True
+    segs = np.concatenate([s for _, s in _beat_windows_by_chunk(rec, leads, params, peaks, wanted)])
+    return template.record_template(segs)
+
+
+def _beat_table(run: LoadedRun, rec: Recording, leads: list[int], params: dict, r_peaks: str, batch_size: int,
+                progress: bool) -> pd.DataFrame:
+    """Per-beat rows of one recording, streamed chunk by chunk (a first pass builds the record's template when the
+    run's ``beat_input`` uses one)."""
+    peaks, rr, reference = _beats_and_rr(rec, leads, r_peaks, progress)
+    inside = _inside(rec, params, peaks)
+    mode = run.config.beat_input
+    tmpl = _recording_template(rec, leads, params, peaks, inside) if template.uses_template(mode) else None
     frames = []
     with _progress(rec.n_samples / rec.fs, f"{rec.record_id}: beats", progress) as bar:
-        for a in range(0, rec.n_samples, chunk):
-            b = min(a + chunk, rec.n_samples)
-            sel = np.flatnonzero((peaks >= a) & (peaks < b) & inside)
-            if len(sel):
-                lo, hi = max(0, a - margin), min(rec.n_samples, b + margin)
-                x = _prepare(rec, leads, params, lo, hi)
-                segs, keep = beatmod.beat_windows(x, out_pos[sel] - lo * up // down, before, after)
-                if not keep.all():  # cannot happen: the margin holds every window of the chunk
-                    raise RecordError(f"{rec.path}: beat windows near samples {a}-{b} fall outside the chunk read")
-                segs = filters.normalize(segs, norm).astype(np.float32)
-                _check_shape(run, segs, rec.record_id)
-                probs = _classify(run, segs, rr[sel], batch_size)
-                rows: dict[str, np.ndarray] = {"position": peaks[sel], "time_s": peaks[sel] / rec.fs,
-                                               "r_peak_source": np.full(len(sel), r_peaks)}
-                if reference is not None:
-                    rows["reference"] = reference[sel]
-                frames.append(_with_probs(run, pd.DataFrame(rows), probs))
-            bar.update(round((b - a) / rec.fs, 1))
+        for sel, segs in _beat_windows_by_chunk(rec, leads, params, peaks, inside, bar):
+            _check_shape(run, segs, rec.record_id)
+            if tmpl is not None:
+                segs = template.compose_input(segs, np.broadcast_to(tmpl, segs.shape), mode)
+            probs = _classify(run, segs, rr[sel], batch_size)
+            rows: dict[str, np.ndarray] = {"position": peaks[sel], "time_s": peaks[sel] / rec.fs,
+                                           "r_peak_source": np.full(len(sel), r_peaks)}
+            if reference is not None:
+                rows["reference"] = reference[sel]
+            frames.append(_with_probs(run, pd.DataFrame(rows), probs))
     if not frames:
         return pd.DataFrame()
     table = pd.concat(frames, ignore_index=True)
