@@ -258,7 +258,7 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
     keep = ("n", "loss", "accuracy", "macro_f1", "selection_f1", "macro_auroc", "macro_classes", "per_class",
-            "confusion_matrix", "class_names", "notes")
+            "confusion_matrix", "class_names", "notes", "prevalence", "weighted_n", "decision")
     return {k: m[k] for k in keep if k in m}
 
 
