@@ -343,3 +343,22 @@ def test_predict_class_column_follows_the_rule(tuned_run, physionet_root, tmp_pa
     np.testing.assert_array_equal(plain[["p_N", "p_S", "p_V", "p_F"]].to_numpy(), probs)  # probabilities unchanged
     assert list(plain["predicted"]) == list(np.asarray(["N", "S", "V", "F"])[probs.argmax(1)])
     assert (plain["decision"] == "argmax").all()
+
+
+def test_resuming_a_finished_run_with_another_decision_refits_it_without_training(tuned_run, beats, split,
+                                                                                   tmp_path) -> None:
+    """``decision`` may change on resume: the finished run's best model is validated once more and the new rule
+    fitted; the same validation probabilities give the prior the tuned search started from."""
+    again = tmp_path / "again"
+    shutil.copytree(tuned_run.run_dir, again)
+    before = torch.load(again / "best.pt", weights_only=True)["model"]
+    res = fine_tune(beats, out=again, split_indices=split, resume=True, **{**SETTINGS, "decision": "prior"})
+    assert res.steps == tuned_run.steps and res.decision["method"] == "prior"
+    tuned = tuned_run.decision
+    np.testing.assert_allclose(res.decision["bias"],
+                               np.asarray(tuned["bias"]) - np.asarray(tuned["details"]["search"]["change"]),
+                               rtol=1e-12, atol=1e-12)
+    ckpt = torch.load(again / "best.pt", weights_only=True)
+    assert ckpt["decision"]["method"] == "prior"
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in before.items())  # no training happened
+    assert load_run(again).decision.method == "prior"
