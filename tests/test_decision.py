@@ -362,3 +362,15 @@ def test_resuming_a_finished_run_with_another_decision_refits_it_without_trainin
     assert ckpt["decision"]["method"] == "prior"
     assert all(torch.equal(ckpt["model"][k], v) for k, v in before.items())  # no training happened
     assert load_run(again).decision.method == "prior"
+
+
+def test_cli_options_reach_the_config() -> None:
+    from ecgtransfer.cli import build_parser
+    from ecgtransfer.cli.train import config_from_args
+
+    args = build_parser().parse_args(["train", "store", "--out", "run", "--decision", "prior",
+                                      "--validation-prevalence", "capped"])
+    cfg = config_from_args(args)
+    assert (cfg.decision, cfg.validation_prevalence) == ("prior", "capped")
+    default = config_from_args(build_parser().parse_args(["train", "store", "--out", "run"]))
+    assert (default.decision, default.validation_prevalence) == ("argmax", "true")

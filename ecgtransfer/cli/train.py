@@ -106,11 +106,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ("model", "rr", "majority_cap", "select_min_support", "validation_prevalence", "decision", "init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
+_FIELDS = ("model", "rr", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "val_fraction", "test_fraction",
            "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
            "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",
-           "num_workers", "num_threads", "checkpoint_every")
+           "num_workers", "num_threads", "checkpoint_every", "validation_prevalence", "decision")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

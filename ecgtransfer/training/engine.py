@@ -74,7 +74,6 @@ from ecgtransfer.training.data import (
 )
 from ecgtransfer.training.decision import DecisionRule, brief, effective_prior, fit_decision, scored
 from ecgtransfer.training.metrics import (
-    aami_evaluation,
     aami_table,
     classification_metrics,
     dechazal_table,
