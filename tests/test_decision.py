@@ -374,3 +374,24 @@ def test_cli_options_reach_the_config() -> None:
     assert (cfg.decision, cfg.validation_prevalence) == ("prior", "capped")
     default = config_from_args(build_parser().parse_args(["train", "store", "--out", "run"]))
     assert (default.decision, default.validation_prevalence) == ("argmax", "true")
+
+
+def test_an_ensemble_scores_the_mean_probabilities_with_the_first_runs_rule(tuned_run, beats, split,
+                                                                             tmp_path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    other = fine_tune(beats, out=tmp_path / "half", split_indices=split, train_fraction=0.5,
+                      **{**SETTINGS, "decision": "prior"}).run_dir
+    y, p1 = _test_probs(tuned_run.run_dir, beats, split)
+    _, p2 = _test_probs(other, beats, split)
+    assert not np.allclose(p1, p2)  # two different members
+    mean = (p1.astype(np.float64) + p2) / 2
+    m = evaluate(tuned_run.run_dir, beats, "test", out=tmp_path / "ens", ensemble=[other])
+    for k, c in enumerate(["N", "S", "V"]):  # 207 has no F beat: its AUROC is undefined
+        assert m["per_class"][c]["auroc"] == pytest.approx(roc_auc_score(y == k, mean[:, k]), abs=1e-9)
+    rule = load_run(tuned_run.run_dir).decision  # the first member's rule; the second's ("prior") is not applied
+    with np.errstate(divide="ignore"):
+        by_hand = (np.log(mean) + np.asarray(rule.bias)).argmax(1)
+    np.testing.assert_array_equal(m["confusion_matrix"], sk_confusion(y, by_hand, labels=[0, 1, 2, 3]))
+    np.testing.assert_array_equal(m["argmax"]["confusion_matrix"], sk_confusion(y, mean.argmax(1), labels=[0, 1, 2, 3]))
+    assert m["decision"]["method"] == "tuned" and len(m["ensemble"]["members"]) == 2

@@ -19,6 +19,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", help="output folder (default RUN_DIR)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON to stdout")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN", default=(),
+                   help="further run directories: evaluate the mean of the runs' probabilities, with RUN_DIR's "
+                        "decision rule (the other runs' rules are not applied)")
     from ecgtransfer.training.decision import DECISION_USES
 
     p.add_argument("--decision", choices=DECISION_USES, default=DECISION_USES[0],
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from ecgtransfer.training.metrics import metrics_table
 
     m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
-                 batch_size=args.batch_size, out=args.out, decision=args.decision)
+                 batch_size=args.batch_size, out=args.out, decision=args.decision,
+                 ensemble=args.ensemble)
     if args.json:
         sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\n")
     else:

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -183,29 +183,9 @@ def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
     return make_split(store, run.config)[split]
 
 
-def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike, split: str = "test", *,
-             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
-             out: str | os.PathLike | None = None, num_workers: int = 0,
-             decision: str = DECISION_USES[0]) -> dict[str, Any]:
-    """Metrics of a trained run on a split of a store; writes ``eval_<split>.json`` and a confusion-matrix PNG.
-
-    Args:
-        run_dir: a run directory of :func:`~ecgtransfer.training.fine_tune`.
-        store: a segment store with the same classes (usually the training store).
-        split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``. On the training store, the run's saved indices
-            (``split.npz``); on another store, the run's split method applied to that store (or ``all``).
-        checkpoint: ``"best"``, ``"last"`` or a checkpoint path.
-        out: output folder (default ``run_dir``).
-        decision: ``"stored"`` (the checkpoint's decision rule; ``"argmax"`` for checkpoints without one) or
-            ``"argmax"``.
-
-    Returns:
-        the metrics of the decision rule's labels (see :func:`~ecgtransfer.training.metrics.classification_metrics`;
-        for beats with ``"aami"``), the plain arg-max metrics under ``"argmax"``, the rule under ``"decision"``
-        (``{"method", "bias", "fitted_on"}``), plus ``"split"``, ``"checkpoint"``, ``"store"``, ``"paths"``.
-    """
-    run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
-    store = store if isinstance(store, SegmentStore) else SegmentStore(store)
+def _label_map(run: LoadedRun, store: SegmentStore) -> np.ndarray:
+    """The store-to-run label map ``[K_store]`` of ``run`` on ``store``, after checking that the store has the run's
+    classes (and its RR context when the model reads it)."""
     kept, label_map = class_subset(store.class_names, run.excluded_classes)
     if kept != run.class_names:
         raise TrainingError(f"store {store.path} has classes {store.class_names}, the run {run.run_dir} was trained on "
@@ -217,26 +197,86 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
         if resolve_rr("auto", store) < run.rr_dim:
             raise TrainingError(f"the run {run.run_dir} reads RR context ({', '.join(run.rr_columns)}) but store "
                                 f"{store.path} holds no such 'rr' extra; convert it with --rr-context")
+    return label_map
+
+
+def _infer_part(run: LoadedRun, store: SegmentStore, idx: np.ndarray, label_map: np.ndarray, *,
+                batch_size: int | None, num_workers: int) -> dict[str, Any]:
+    """``infer`` of ``run``'s model on store indices ``idx [n]``: ``probs [n, K]``, ``labels``, ``indices`` (in the
+    order of ``idx``) and the weighted loss sums."""
+    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
+                          label_map=label_map, rr_dim=run.rr_dim)
+    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
+    return infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
+                 weight=weight, store=store)
+
+
+def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike, split: str = "test", *,
+             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
+             out: str | os.PathLike | None = None, num_workers: int = 0,
+             decision: str = DECISION_USES[0], ensemble: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
+    """Metrics of a trained run on a split of a store; writes ``eval_<split>.json`` and a confusion-matrix PNG.
+
+    Args:
+        run_dir: a run directory of :func:`~ecgtransfer.training.fine_tune`.
+        store: a segment store with the same classes (usually the training store).
+        split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``. On the training store, the run's saved indices
+            (``split.npz``); on another store, the run's split method applied to that store (or ``all``).
+        checkpoint: ``"best"``, ``"last"`` or a checkpoint path.
+        out: output folder (default ``run_dir``).
+        decision: ``"stored"`` (the checkpoint's decision rule; ``"argmax"`` for checkpoints without one) or
+            ``"argmax"``.
+        ensemble: further run directories (same classes): the members' probabilities are averaged with
+            ``run_dir``'s on ``run_dir``'s split, and the decision rule is ``run_dir``'s (the other members' rules
+            are not applied); the loss is the weighted cross-entropy of the mean probabilities (``run_dir``'s class
+            weights).
+
+    Returns:
+        the metrics of the decision rule's labels (see :func:`~ecgtransfer.training.metrics.classification_metrics`;
+        for beats with ``"aami"``), the plain arg-max metrics under ``"argmax"``, the rule under ``"decision"``
+        (``{"method", "bias", "fitted_on"}``), plus ``"split"``, ``"checkpoint"``, ``"store"``, ``"paths"`` (and
+        ``"ensemble"``: the members' checkpoints, when there are several).
+    """
+    run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
+    members = [load_run(r, checkpoint=checkpoint, device=device, decision="argmax") for r in ensemble]
+    store = store if isinstance(store, SegmentStore) else SegmentStore(store)
+    label_map = _label_map(run, store)
+    for mem in members:
+        _label_map(mem, store)
     idx = _indices(run, store, split)
     idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]  # the classes the run left out are not scored
     if idx.size == 0:
         raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
                             "(try --split val or --split all)")
-    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
-                          label_map=label_map, rr_dim=run.rr_dim)
-    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
-    res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
-                weight=weight, store=store)
+    res = _infer_part(run, store, idx, label_map, batch_size=batch_size, num_workers=num_workers)
+    probs = res["probs"]
+    loss = res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan")
+    if members:
+        probs = probs.astype(np.float64)
+        for mem in members:
+            got = _infer_part(mem, store, idx, label_map, batch_size=batch_size, num_workers=num_workers)
+            if got["probs"].shape != probs.shape or not np.array_equal(got["indices"], res["indices"]):
+                raise TrainingError(f"ensemble member {mem.run_dir} scored other segments than {run.run_dir}")
+            probs = probs + got["probs"]
+        probs = probs / (len(members) + 1)
+        w = run.class_weights[res["labels"]]
+        with np.errstate(divide="ignore"):
+            nll = -np.log(probs[np.arange(len(probs)), res["labels"]])
+        loss = float((w * nll).sum() / w.sum()) if w.sum() else float("nan")
     records = store.record_ids[res["indices"]] if store.manifest.get("task") == "beats" else None
-    m = scored(res["labels"], res["probs"], run.class_names, run.decision,
-               loss=res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan"),
+    m = scored(res["labels"], probs, run.class_names, run.decision, loss=loss,
                min_support=run.config.select_min_support, records=records)
-    log.info("%s: decision rule %s", run.checkpoint, run.decision.describe())
+    log.info("%s: decision rule %s%s", run.checkpoint, run.decision.describe(),
+             f", on the mean probabilities of {len(members) + 1} runs" if members else "")
     out_dir = Path(out) if out is not None else run.run_dir
     paths = {"metrics": out_dir / f"eval_{split}.json", "confusion": out_dir / f"eval_{split}_confusion.png"}
     m.update({"split": split, "checkpoint": str(run.checkpoint), "store": str(store.path),
               "store_manifest_hash": store.manifest_hash,
               "paths": {k: str(v) for k, v in paths.items()}})
+    if members:
+        m["ensemble"] = {"members": [str(run.checkpoint)] + [str(mem.checkpoint) for mem in members],
+                         "probabilities": "mean", "decision_of": str(run.checkpoint)}
     atomic_write_json(paths["metrics"], m)
-    plot_confusion_matrix(m, paths["confusion"], title=f"{split} ({run.checkpoint.name}, {run.decision.method})")
+    plot_confusion_matrix(m, paths["confusion"], title=f"{split} ({run.checkpoint.name}, {run.decision.method}"
+                                                       + (f", ensemble of {len(members) + 1})" if members else ")"))
     return m
