@@ -17,7 +17,7 @@ from sklearn.metrics import f1_score
 
 from ecgtransfer.errors import TrainingError
 from ecgtransfer.training import evaluate, fine_tune, predict
-from ecgtransfer.training.data import cap_majority, prevalence_weights, run_parts
+from ecgtransfer.training.data import cap_majority, prevalence_weights, run_parts, validation_weights
 from ecgtransfer.training.decision import (
     DECISIONS,
     DecisionRule,
@@ -108,6 +108,9 @@ def test_run_parts_keep_the_uncapped_validation_part(physionet_root, tmp_path) -
     np.testing.assert_array_equal(kept_val, parts["val"])  # nothing left out: the part before the cap
     assert rp.majority_capped["val"] == len(kept_val) - len(rp.parts["val"]) > 0
     w = prevalence_weights(rp.parts["val"], kept_val, store.labels, store.patient_ids)
+    np.testing.assert_array_equal(validation_weights(store, rp, "true"), w)  # what the engine scores with
+    assert validation_weights(store, rp, "capped") is None
+    assert validation_weights(store, run_parts(store, parts, seed=0), "true") is None  # nothing capped
     lab = np.asarray(store.labels)
     for c in np.unique(lab[kept_val]):
         assert w[lab[rp.parts["val"]] == c].sum() == pytest.approx((lab[kept_val] == c).sum())

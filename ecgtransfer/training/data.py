@@ -210,6 +210,15 @@ def run_parts(store: SegmentStore, parts: Mapping[str, np.ndarray], *, exclude_c
     return RunParts(out, class_names, label_map, excluded, majority, capped, uncapped)
 
 
+def validation_weights(store: SegmentStore, rp: RunParts, prevalence: str) -> np.ndarray | None:
+    """The weights ``[len(rp.parts["val"])]`` a run scores its validation part with (the one rule: the engine's
+    selection and decision rule, the bench's majority line): :func:`prevalence_weights` back to the uncapped part
+    for ``prevalence = "true"`` when the cap removed validation segments; ``None`` (unweighted) otherwise."""
+    if prevalence != "true" or not rp.majority_capped.get("val") or "val" not in rp.uncapped:
+        return None
+    return prevalence_weights(rp.parts["val"], rp.uncapped["val"], store.labels, store.patient_ids)
+
+
 def run_parts_of(store: SegmentStore, parts: Mapping[str, np.ndarray], cfg: "TrainConfig", seed: int | None = None
                  ) -> RunParts:
     """:func:`run_parts` with ``cfg``'s class exclusions, training fraction and majority cap, at ``seed`` (default

@@ -69,8 +69,8 @@ from ecgtransfer.training.data import (
     class_weights,
     eval_batches,
     eval_shard,
-    prevalence_weights,
     run_parts_of,
+    validation_weights,
 )
 from ecgtransfer.training.decision import DecisionRule, brief, effective_prior, fit_decision, scored
 from ecgtransfer.training.metrics import (
@@ -178,12 +178,14 @@ def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in
                      r_index=int(params.get("before_samples") or 0))
 
 
-def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority``."""
+def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str],
+                     sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority`` (weighted by
+    ``sample_weight [n]`` when given)."""
     k = len(class_names)
     probs = np.zeros((len(labels), k))
     probs[:, majority] = 1.0
-    m = classification_metrics(labels, probs, class_names)
+    m = classification_metrics(labels, probs, class_names, sample_weight=sample_weight)
     m["predicts"] = class_names[majority]
     return m
 
@@ -273,9 +275,7 @@ class _Trainer:
         parts = rp.parts
         self.parts = parts
         # the validation part at its true prevalence: weights undoing the majority cap (None: nothing to undo)
-        self.val_weights: np.ndarray | None = None
-        if cfg.validation_prevalence == "true" and rp.majority_capped.get("val") and "val" in rp.uncapped:
-            self.val_weights = prevalence_weights(parts["val"], rp.uncapped["val"], store.labels, store.patient_ids)
+        self.val_weights = validation_weights(store, rp, cfg.validation_prevalence)
         self.val_prevalence = "capped" if rp.majority_capped.get("val") and self.val_weights is None else "true"
         self.best_val: dict[str, np.ndarray] | None = None  # the best epoch's validation labels and probabilities
         self.decision: DecisionRule = DecisionRule()
