@@ -265,6 +265,11 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
+def _count(v: float) -> str:
+    """A support: an integer count, or a summed weight (a reweighted validation part) to the nearest unit."""
+    return str(v) if isinstance(v, (int, np.integer)) else f"{v:.0f}"
+
+
 def _fmt(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
@@ -278,7 +283,7 @@ def aami_table(metrics: dict[str, Any]) -> str:
         if row is None:
             lines.append(f"| {name} | 0 | n/a | n/a | n/a | n/a |")
         else:
-            lines.append(f"| {name} | {row['support']} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
+            lines.append(f"| {name} | {_count(row['support'])} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
                          f"{_fmt(row['specificity'])} | {_fmt(row['f1'])} |")
     return "\n".join(lines)
 
@@ -288,7 +293,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     lines = ["| class | support | Se (%) | +P (%) | Sp (%) | F1 (%) | AUROC |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in metrics.get("per_class", {}).items():
         auc = "n/a" if math.isnan(row["auroc"]) else f"{row['auroc']:.3f}"
-        lines.append(f"| {name} | {row['support']} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
+        lines.append(f"| {name} | {_count(row['support'])} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
                      f"{_fmt(row['specificity'])} | {_fmt(row['f1'])} | {auc} |")
     return "\n".join(lines)
 
