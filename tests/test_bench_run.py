@@ -486,8 +486,9 @@ def test_tuned_arms_sweep_2x2_reference_models_and_patients_fractions(tmp_path):
 
 
 def test_record_confusion_matches_the_engine_on_a_majority_capped_validation_split(tmp_path):
-    """Without a test part the bench reports validation, which the engine majority-caps: the per-record matrices
-    the bootstrap resamples are those of the same capped beats (they pool to the cell's validation macro-F1)."""
+    """Without a test part the bench reports validation, which the engine majority-caps and weighs back to its
+    true prevalence: the per-record matrices the bootstrap resamples are those of the same capped beats, weighted
+    the same way (they pool to the cell's validation macro-F1 and to the uncapped counts)."""
     from ecgtransfer.bench import run
     from ecgtransfer.bench.config import config_from_dict
     from ecgtransfer.bench.stats import macro_f1_of_confusion
@@ -497,13 +498,15 @@ def test_record_confusion_matches_the_engine_on_a_majority_capped_validation_spl
         "bench": {"name": "val", "seeds": [1], "image_size": 16, "epochs": 1, "batch_size": 8, "threads": 1,
                   "arms": ["scratch"]},
         "task": {"store": str(store), "val_fraction": 0.3, "test_fraction": 0.0},
-        "train": {"num_workers": 0, "majority_cap": 3},
+        "train": {"num_workers": 0, "majority_cap": 3, "amp": "off"},  # bf16 on CPU: this tiny net can hit NaN
     })
     res = run(cfg, tmp_path / "out", progress=False)
     cell = res.results["cells"][0]
     assert res.results["eval_split"] == "val" and cell["status"] == "done"
     pooled = np.sum(np.asarray(cell["record_confusion"]["matrices"]), axis=0)
-    assert pooled.sum() == cell["val"]["n"] < res.results["split"]["n_val"]  # the capped validation beats
+    assert cell["val"]["n"] < res.results["split"]["n_val"]  # the capped validation beats ...
+    assert pooled.sum() == pytest.approx(res.results["split"]["n_val"])  # ... weighted back to the uncapped count
+    assert cell["val"]["prevalence"] == "true" and cell["val"]["weighted_n"] == pytest.approx(pooled.sum())
     assert macro_f1_of_confusion(pooled) == pytest.approx(cell["val"]["macro_f1"], abs=1e-12)
     # the cell's counts and budget are those of the segments the engine trained on (after the cap), read back
     # from the run's own split file

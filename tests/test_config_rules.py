@@ -20,6 +20,7 @@ from ecgtransfer.models.weight_registry import VERSION_NAMES, WEIGHT_NAMES
 from ecgtransfer.signals.split import METHODS, SplitConfig
 from ecgtransfer.training.config import (AMP_CHOICES, CHANNELS_LAST_CHOICES, IMBALANCE, INIT_CHOICES, PART_KEYS,
                                          PARTS, RR_MODES, TrainConfig)
+from ecgtransfer.training.decision import DECISION_USES, DECISIONS, PREVALENCES
 from ecgtransfer.training.schedules import SCHEDULERS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ecgtransfer"
@@ -46,6 +47,10 @@ def test_every_cli_choice_list_is_its_owners_tuple() -> None:
     assert train["--rr"] == RR_MODES
     assert train["--amp"] == AMP_CHOICES
     assert train["--channels-last"] == CHANNELS_LAST_CHOICES
+    assert train["--decision"] == DECISIONS
+    assert train["--validation-prevalence"] == PREVALENCES
+    assert _choices("evaluate")["--decision"] == DECISION_USES
+    assert _choices("predict")["--decision"] == DECISION_USES
     assert _choices("images")["--encoding"] == ENCODINGS
     assert _choices("convert")["--task"] == TASKS
     assert _choices("weights", "fetch")["--version"] == VERSION_NAMES
@@ -98,6 +103,8 @@ RULES = [
     (TrainConfig, dict(model="vgg"), r"model must be one of \('resnet50', 'cnn1d', 'features'\)"),
     (TrainConfig, dict(rr="maybe"), r"rr must be one of \('auto', 'on', 'off'\)"),
     (TrainConfig, dict(majority_cap=0), r"majority_cap must be a positive integer or None"),
+    (TrainConfig, dict(decision="bayes"), r"decision must be one of \('argmax', 'prior', 'tuned'\), got 'bayes'"),
+    (TrainConfig, dict(validation_prevalence="raw"), r"validation_prevalence must be one of \('true', 'capped'\)"),
     (TrainConfig, dict(train_fraction=0.0), r"train_fraction must be in \(0, 1\]"),
     (TrainConfig, dict(grad_clip=0.0), r"grad_clip must be positive or None"),
     (TrainConfig, dict(epochz=3), r"unknown key\(s\) \['epochz'\]"),

@@ -150,8 +150,8 @@ def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tc
                         ) -> dict[str, Any]:
     """Validation macro-F1 (and selection-F1) of the majority classifier: always the training part's most frequent
     class (the engine's ``majority_metrics``), on the validation part a run of ``tc`` (at its seed) scores, in the
-    classes the cells score."""
-    from ecgtransfer.training.data import run_parts_of
+    classes the cells score, weighted as the cells' validation is (``validation_prevalence``)."""
+    from ecgtransfer.training.data import run_parts_of, validation_weights
     from ecgtransfer.training.engine import majority_metrics
 
     used = run_parts_of(store, parts, tc)
@@ -161,7 +161,7 @@ def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tc
     if not len(y_train) or not len(y_val):
         return {"predicts": None, "macro_f1": None, "n_val": int(len(y_val))}
     maj = used.majority
-    m = majority_metrics(maj, y_val, names)
+    m = majority_metrics(maj, y_val, names, validation_weights(store, used, tc.validation_prevalence))
     return {"predicts": names[maj], "macro_f1": float(m["macro_f1"]), "selection_f1": m.get("selection_f1"),
             "accuracy": float(m["accuracy"]), "n_val": int(len(y_val))}
 
@@ -258,7 +258,7 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
     keep = ("n", "loss", "accuracy", "macro_f1", "selection_f1", "macro_auroc", "macro_classes", "per_class",
-            "confusion_matrix", "class_names", "notes")
+            "confusion_matrix", "class_names", "notes", "prevalence", "weighted_n", "decision")
     return {k: m[k] for k in keep if k in m}
 
 

@@ -19,6 +19,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", help="output folder (default RUN_DIR)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON to stdout")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN", default=(),
+                   help="further run directories: evaluate the mean of the runs' probabilities, with RUN_DIR's "
+                        "decision rule (the other runs' rules are not applied)")
+    from ecgtransfer.training.decision import DECISION_USES
+
+    p.add_argument("--decision", choices=DECISION_USES, default=DECISION_USES[0],
+                   help="stored (default): the decision rule fitted with the run (argmax for runs without one), "
+                        "reported with the plain arg-max beside it | argmax: the plain arg-max only")
     p.set_defaults(func=run)
 
 
@@ -27,11 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from ecgtransfer.training.metrics import metrics_table
 
     m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
-                 batch_size=args.batch_size, out=args.out)
+                 batch_size=args.batch_size, out=args.out, decision=args.decision,
+                 ensemble=args.ensemble)
     if args.json:
         sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\n")
     else:
+        am = m["argmax"]
         sys.stdout.write(f"{args.split}: n = {m['n']}, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-                         f"macro AUROC {m['macro_auroc']:.4f}\n{metrics_table(m)}\n"
+                         f"macro AUROC {m['macro_auroc']:.4f}\n"
+                         f"decision rule {m['decision']['method']} (fitted on {m['decision']['fitted_on']}); plain "
+                         f"arg-max: accuracy {am['accuracy']:.4f}, macro-F1 {am['macro_f1']:.4f}\n{metrics_table(m)}\n"
                          f"written: {m['paths']['metrics']}, {m['paths']['confusion']}\n")
     return 0

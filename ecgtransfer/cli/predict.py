@@ -36,6 +36,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", default="best", help="best | last | PATH (default best)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's)")
     p.add_argument("--batch-size", type=int, default=64)
+    from ecgtransfer.training.decision import DECISION_USES
+
+    p.add_argument("--decision", choices=DECISION_USES, default=DECISION_USES[0],
+                   help="the class column by the run's decision rule (stored, default; argmax for runs without "
+                        "one) or by the plain arg-max; the probability columns are the same either way")
     p.set_defaults(func=run)
 
 
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = predict(args.run_dir, args.records, checkpoint=args.checkpoint, device=args.device,
                     batch_size=args.batch_size, out=args.out, fs=args.fs, lead=args.lead, units=args.units,
-                    r_peaks=args.r_peaks, report=args.report, progress=not args.quiet)
+                    r_peaks=args.r_peaks, report=args.report, progress=not args.quiet, decision=args.decision)
     if args.out is None:
         table.to_csv(sys.stdout, index=False, float_format="%.6g")
     return 0

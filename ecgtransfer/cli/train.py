@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
     from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS
     from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
     from ecgtransfer.training.config import ENCODINGS, IMBALANCE, INIT_CHOICES, RR_MODES, SCHEDULERS
+    from ecgtransfer.training.decision import DECISIONS, PREVALENCES
 
     g = p.add_argument_group("model and input")
     g.add_argument("--model", choices=MODELS,
@@ -67,6 +68,13 @@ def register(subparsers: Any) -> None:
                    help="best epoch by validation macro-F1 over classes with at least this many segments (default 10)")
     g.add_argument("--imbalance", choices=IMBALANCE,
                    help="class imbalance: weighted loss (default), balanced sampler or none")
+    g.add_argument("--validation-prevalence", choices=PREVALENCES,
+                   help="true (default): a majority-capped validation part weighted back to its uncapped counts "
+                        "(selection and decision at the real prevalence) | capped: scored as capped")
+    g.add_argument("--decision", choices=DECISIONS,
+                   help="decision rule fitted on validation after training, applied by evaluate and predict: "
+                        "argmax (default) | prior (correct the training prior to the validation prevalence) | "
+                        "tuned (prior, then per-class biases tuned to the validation selection-F1)")
     g.add_argument("--augment", action="store_true", default=None, help="signal augmentation of training batches")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
@@ -108,7 +116,7 @@ _FIELDS = ("model", "rr", "majority_cap", "select_min_support", "init", "encodin
            "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
            "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",
-           "num_workers", "num_threads", "checkpoint_every")
+           "num_workers", "num_threads", "checkpoint_every", "validation_prevalence", "decision")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

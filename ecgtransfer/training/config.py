@@ -29,6 +29,7 @@ from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import ENCODINGS, check_encoding
 from ecgtransfer.models.tiers import TierConfig
 from ecgtransfer.models.weight_registry import WEIGHT_NAMES
+from ecgtransfer.training.decision import DECISIONS, PREVALENCES
 from ecgtransfer.training.schedules import SCHEDULERS
 from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
 from ecgtransfer.signals.split import SplitConfig
@@ -52,9 +53,10 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
 
-#: fields that may differ between a checkpoint and the configuration that resumes it
+#: fields that may differ between a checkpoint and the configuration that resumes it (``decision`` is fitted
+#: after training: resuming a finished run with another one refits it)
 RESUME_MUTABLE = frozenset({"device", "num_workers", "checkpoint_every", "progress", "compile", "num_threads",
-                            "log_every"})
+                            "log_every", "decision"})
 
 
 #: the parts a TrainConfig holds, each defined (defaults, validation) by its owner
@@ -108,6 +110,16 @@ class TrainConfig:
         select_min_support: the best epoch (``best.pt``, early stopping) maximises the validation macro-F1 over
             the classes with at least this many validation segments (``selection_f1``), so that a class with a
             handful of validation beats cannot swing the choice.
+        validation_prevalence: ``"true"`` (default): when ``majority_cap`` capped the validation part, its
+            segments are weighted back to the uncapped counts per patient and class
+            (:func:`ecgtransfer.training.data.prevalence_weights`), so the validation metrics, the selection of the
+            best epoch and the decision rule are those of the real prevalence; ``"capped"``: the capped part as it
+            is. Choices: :data:`ecgtransfer.training.decision.PREVALENCES`.
+        decision: how probabilities become a class, fitted on validation after training and stored in ``best.pt``
+            and ``run.json`` (``evaluate`` and ``predict`` apply it): ``"argmax"`` (default, no bias),
+            ``"prior"`` (Bayes correction from the training's prior to the validation prevalence) or ``"tuned"``
+            (the prior rule adjusted per class to the best validation selection-F1); see
+            :mod:`ecgtransfer.training.decision`.
         imbalance: ``"weighted"`` (default: cross-entropy with inverse-frequency class weights
             ``w_c = n / (K * n_c)`` over the K classes present in the training split), ``"sampler"``
             (plain cross-entropy, batches drawn with replacement with probability proportional to
@@ -169,6 +181,8 @@ class TrainConfig:
     exclude_classes: tuple[str, ...] = ("Q",)
     majority_cap: int | None = None
     select_min_support: int = 10
+    validation_prevalence: str = "true"
+    decision: str = "argmax"
     imbalance: str = "weighted"
     augment: bool = False
     aug_scale: float = 0.1
@@ -269,6 +283,10 @@ class TrainConfig:
             raise bad("majority_cap", "a positive integer or None")
         if int(self.select_min_support) < 1:
             raise bad("select_min_support", "a positive integer")
+        if self.validation_prevalence not in PREVALENCES:
+            raise bad("validation_prevalence", f"one of {PREVALENCES}")
+        if self.decision not in DECISIONS:
+            raise bad("decision", f"one of {DECISIONS}")
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"one of {SCHEDULERS}")
         check_encoding(self.encoding, "train config: encoding")

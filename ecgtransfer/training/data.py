@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -129,6 +129,34 @@ def cap_majority(indices: np.ndarray, labels: np.ndarray, patients: np.ndarray, 
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
+def prevalence_weights(kept: np.ndarray, uncapped: np.ndarray, labels: np.ndarray, patients: np.ndarray
+                       ) -> np.ndarray:
+    """Weights ``[len(kept)]`` float64 that undo a cap (:func:`cap_majority`): each kept segment of (patient,
+    class) weighs ``uncapped count / kept count`` of that (patient, class), so the weighted counts per patient and
+    class equal those of ``uncapped``; 1 where nothing was removed.
+
+    ``kept`` must be a subset of ``uncapped`` (store indices); ``labels`` and ``patients`` index the whole store
+    ``[N]``.
+    """
+    kept = np.asarray(kept, dtype=np.int64)
+    uncapped = np.asarray(uncapped, dtype=np.int64)
+    if kept.size == 0:
+        return np.zeros(0)
+    pat = np.asarray(patients).astype(str)
+    lab = np.asarray(labels, dtype=np.int64)
+    # one key per (patient, class): the patient's position among the sorted patients, then the class
+    names, codes = np.unique(np.concatenate([pat[kept], pat[uncapped]]), return_inverse=True)
+    k = int(lab.max()) + 1 if lab.size else 1
+    key_kept = codes[:kept.size] * k + lab[kept]
+    key_all = codes[kept.size:] * k + lab[uncapped]
+    size = len(names) * k
+    n_kept = np.bincount(key_kept, minlength=size)
+    n_all = np.bincount(key_all, minlength=size)
+    if (n_all[key_kept] < n_kept[key_kept]).any():
+        raise ValueError("prevalence_weights: kept holds segments that uncapped does not")
+    return n_all[key_kept] / n_kept[key_kept]
+
+
 @dataclass(frozen=True)
 class RunParts:
     """The segments a run actually uses (:func:`run_parts`).
@@ -140,6 +168,8 @@ class RunParts:
         majority: the training part's most frequent class (a run label), taken before any cap: the majority
             classifier's class and the class ``majority_cap`` limits.
         majority_capped: segments the cap removed, per part.
+        uncapped: the parts before the cap (``{}`` when nothing was capped): what
+            :func:`prevalence_weights` reweights the capped validation part to.
     """
 
     parts: dict[str, np.ndarray]
@@ -148,6 +178,7 @@ class RunParts:
     excluded: list[str]
     majority: int
     majority_capped: dict[str, int]
+    uncapped: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def run_parts(store: SegmentStore, parts: Mapping[str, np.ndarray], *, exclude_classes: Sequence[str] = (),
@@ -168,14 +199,25 @@ def run_parts(store: SegmentStore, parts: Mapping[str, np.ndarray], *, exclude_c
     train_labels = label_map[np.asarray(store.labels)[out["train"]]]
     majority = int(np.argmax(np.bincount(train_labels))) if train_labels.size else 0
     capped: dict[str, int] = {}
+    uncapped: dict[str, np.ndarray] = {}
     if majority_cap and train_labels.size:
         as_store = int(np.argmax(label_map == majority))  # the majority as a store label
         for name in ("train", "val"):
             before = len(out[name])
+            uncapped[name] = out[name]
             out[name] = cap_majority(out[name], store.labels, store.patient_ids, int(majority_cap), seed,
                                      majority=as_store)
             capped[name] = before - len(out[name])
-    return RunParts(out, class_names, label_map, excluded, majority, capped)
+    return RunParts(out, class_names, label_map, excluded, majority, capped, uncapped)
+
+
+def validation_weights(store: SegmentStore, rp: RunParts, prevalence: str) -> np.ndarray | None:
+    """The weights ``[len(rp.parts["val"])]`` a run scores its validation part with (the one rule: the engine's
+    selection and decision rule, the bench's majority line): :func:`prevalence_weights` back to the uncapped part
+    for ``prevalence = "true"`` when the cap removed validation segments; ``None`` (unweighted) otherwise."""
+    if prevalence != "true" or not rp.majority_capped.get("val") or "val" not in rp.uncapped:
+        return None
+    return prevalence_weights(rp.parts["val"], rp.uncapped["val"], store.labels, store.patient_ids)
 
 
 def run_parts_of(store: SegmentStore, parts: Mapping[str, np.ndarray], cfg: "TrainConfig", seed: int | None = None

@@ -19,6 +19,11 @@ Run directory::
       metrics.csv        the same, flattened to scalar columns
       last.pt, best.pt   checkpoints (weights-only loadable)
       test_metrics.json, confusion_test.png, report.md   after training (test split, best model)
+
+A majority-capped validation part is scored at its true prevalence (``validation_prevalence = "true"``: each
+segment weighted back to the uncapped counts of its patient and class), and after training the decision rule
+(``decision``) is fitted on the best model's validation probabilities and stored in ``best.pt`` and ``run.json``
+(:mod:`ecgtransfer.training.decision`); the test metrics are those of the rule, with the arg-max beside them.
 """
 from __future__ import annotations
 
@@ -67,9 +72,10 @@ from ecgtransfer.training.data import (
     eval_batches,
     eval_shard,
     run_parts_of,
+    validation_weights,
 )
+from ecgtransfer.training.decision import DecisionRule, brief, effective_prior, fit_decision, scored
 from ecgtransfer.training.metrics import (
-    aami_evaluation,
     aami_table,
     classification_metrics,
     dechazal_table,
@@ -114,6 +120,8 @@ class TrainResult:
         steps: optimizer steps taken.
         stopped: ``"epochs"``, ``"max_steps"`` or ``"early_stopping"``.
         paths: ``{"config", "run", "metrics_jsonl", "metrics_csv", "last", "best", "report", ...}``.
+        decision: the decision rule fitted on validation (``run.json``'s ``decision``: the rule and the
+            validation metrics before and after it), ``None`` when none was fitted.
     """
 
     run_dir: Path
@@ -127,6 +135,7 @@ class TrainResult:
     stopped: str
     paths: dict[str, Path] = field(default_factory=dict)
     step_evals: list[dict[str, Any]] = field(default_factory=list)
+    decision: dict[str, Any] | None = None
 
 
 def _split_parts(split: Any) -> dict[str, np.ndarray]:
@@ -171,12 +180,14 @@ def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in
                      r_index=int(params.get("before_samples") or 0))
 
 
-def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority``."""
+def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str],
+                     sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority`` (weighted by
+    ``sample_weight [n]`` when given)."""
     k = len(class_names)
     probs = np.zeros((len(labels), k))
     probs[:, majority] = 1.0
-    m = classification_metrics(labels, probs, class_names)
+    m = classification_metrics(labels, probs, class_names, sample_weight=sample_weight)
     m["predicts"] = class_names[majority]
     return m
 
@@ -265,6 +276,11 @@ class _Trainer:
         self.majority, self.majority_capped = rp.majority, rp.majority_capped
         parts = rp.parts
         self.parts = parts
+        # the validation part at its true prevalence: weights undoing the majority cap (None: nothing to undo)
+        self.val_weights = validation_weights(store, rp, cfg.validation_prevalence)
+        self.val_prevalence = "capped" if rp.majority_capped.get("val") and self.val_weights is None else "true"
+        self.best_val: dict[str, np.ndarray] | None = None  # the best epoch's validation labels and probabilities
+        self.decision: DecisionRule = DecisionRule()
         self.run_labels = self.label_map[np.asarray(store.labels)]  # [N] the run's labels (-1: excluded)
         k = len(self.class_names)
         self.rr_dim = resolve_rr(cfg.rr, store)
@@ -496,8 +512,16 @@ class _Trainer:
             save_checkpoint(path, self._checkpoint_state())
 
     # -- evaluation -------------------------------------------------------------------------------
-    def evaluate_part(self, indices: np.ndarray) -> dict[str, Any]:
-        """Metrics of the current model on ``indices`` (sharded over ranks, gathered exactly)."""
+    def evaluate_part(self, indices: np.ndarray, *, weights: np.ndarray | None = None,
+                      rule: DecisionRule | None = None) -> dict[str, Any]:
+        """Metrics of the current model on ``indices`` (sharded over ranks, gathered exactly).
+
+        ``weights [len(indices)]`` (aligned with ``indices``): the true-prevalence weights of a capped validation
+        part; the metrics are then weighted (``"prevalence": "true"``) and the unweighted ones kept under
+        ``"capped"``. ``rule``: score its labels, with the arg-max metrics beside them
+        (:func:`ecgtransfer.training.decision.scored`). The sorted labels ``[n]`` and probabilities ``[n, K]``
+        are left in ``self.last_eval``.
+        """
         t0 = time.perf_counter()
         mine = eval_shard(indices, self.dist.rank, self.dist.world_size)
         loader = batch_loader(self.store, eval_batches(mine, self.cfg.eval_batch()), num_workers=self.cfg.num_workers,
@@ -510,12 +534,21 @@ class _Trainer:
         idx = np.concatenate(D.all_gather_array(out["indices"], self.dist))
         loss_sum, weight_sum = D.all_reduce_sum([out["loss_sum"], out["weight_sum"]], self.dist)
         order = np.argsort(idx, kind="stable")
-        m = classification_metrics(labels[order], probs[order], self.class_names,
-                                   loss=loss_sum / weight_sum if weight_sum else float("nan"),
-                                   min_support=self.cfg.select_min_support)
-        if self.store.manifest.get("task") == "beats":
-            m["aami"] = aami_evaluation(labels[order], probs[order].argmax(1), self.store.record_ids[idx[order]],
-                                        self.class_names)
+        labels, probs, idx = labels[order], probs[order], idx[order]
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)[np.argsort(indices, kind="stable")]
+        loss = loss_sum / weight_sum if weight_sum else float("nan")
+        records = self.store.record_ids[idx] if self.store.manifest.get("task") == "beats" else None
+        m = scored(labels, probs, self.class_names, rule or DecisionRule(), loss=loss,
+                   min_support=self.cfg.select_min_support, sample_weight=w, records=records)
+        if rule is None:  # the plain arg-max: no second copy of the same metrics
+            m.pop("argmax")
+            m.pop("decision")
+        if w is not None:
+            m["prevalence"] = "true"
+            m["capped"] = brief(classification_metrics(labels, probs, self.class_names,
+                                                       min_support=self.cfg.select_min_support))
+            m["capped"]["n"] = int(len(labels))
+        self.last_eval = {"labels": labels, "probs": probs}
         m["eval_time_s"] = time.perf_counter() - t0
         return m
 
@@ -659,7 +692,7 @@ class _Trainer:
         steps. It selects nothing and changes no training state (evaluation draws no random numbers; the model is
         put back into training mode)."""
         t0 = time.perf_counter()
-        val = self.evaluate_part(self.parts["val"])
+        val = self.evaluate_part(self.parts["val"], weights=self.val_weights)
         self.train_model.train()
         self.within_epoch_eval_s += time.perf_counter() - t0
         row = {"epoch": epoch + 1, "step": self.step, "val_macro_f1": val["macro_f1"],
@@ -677,12 +710,14 @@ class _Trainer:
         D.broadcast_buffers(self.model, self.dist)
         n_local = D.all_reduce_sum([self.accum["loss_sum"], self.accum["n"], self.accum["correct"],
                                     float(n_images)], self.dist)
-        val = self.evaluate_part(self.parts["val"])
+        val = self.evaluate_part(self.parts["val"], weights=self.val_weights)
         eval_time = val.pop("eval_time_s")
+        val.setdefault("prevalence", self.val_prevalence)  # which weighting the metrics (and the selection) used
         improved = val["selection_f1"] > self.best.get("selection_f1", self.best["macro_f1"])
         if improved:
             self.best = {"epoch": epoch + 1, "macro_f1": val["macro_f1"], "selection_f1": val["selection_f1"],
                          "bad_epochs": 0}
+            self.best_val = self.last_eval
         else:
             self.best["bad_epochs"] = int(self.best["bad_epochs"]) + 1
         entry = {
@@ -735,9 +770,12 @@ class _Trainer:
             if self.best_path.exists():
                 load_model_state(self.model, load_checkpoint(self.best_path, map_location=self.device).get("model"),
                                  path=self.best_path)
+        decision = None
+        if self.best.get("epoch") is not None and self.best_path.exists():
+            decision = self._fit_decision()
         test_metrics = None
         if self.parts["test"].size:
-            test_metrics = self.evaluate_part(self.parts["test"])
+            test_metrics = self.evaluate_part(self.parts["test"], rule=self.decision)
             test_metrics.pop("eval_time_s", None)
             test_metrics["majority"] = majority_metrics(self.majority, self.run_labels[self.parts["test"]],
                                                         self.class_names)
@@ -753,13 +791,43 @@ class _Trainer:
                 paths["confusion_test"] = self.run_dir / "confusion_test.png"
             atomic_write_text(self.run_dir / "report.md", self._report(stopped, best_metrics, test_metrics))
             self._write_run_files("finished", stopped=stopped, steps=self.step, best_epoch=self.best.get("epoch"),
-                                  rank_weight_digests=digests, resumed_at_step=self.resumed_from)
+                                  rank_weight_digests=digests, resumed_at_step=self.resumed_from, decision=decision)
         D.barrier(self.dist)
         return TrainResult(run_dir=self.run_dir, config=self.cfg, history=self.history,
                            best_epoch=self.best.get("epoch"), best_metrics=best_metrics,
                            final_metrics=self.history[-1]["val"] if self.history else None,
                            test_metrics=test_metrics, steps=self.step, stopped=stopped, paths=paths,
-                           step_evals=list(self.step_evals))
+                           step_evals=list(self.step_evals), decision=decision)
+
+    def _fit_decision(self) -> dict[str, Any]:
+        """Fit ``cfg.decision`` on the best model's validation probabilities (those of its epoch when this process
+        kept them, else one more validation pass of ``best.pt``, which ``self.model`` holds now), store it in
+        ``best.pt`` under ``decision``, and return ``run.json``'s ``decision``: the rule and the validation metrics
+        (at the prevalence the selection used) before and after it."""
+        cfg = self.cfg
+        if self.best_val is None:  # a resumed run whose best epoch was evaluated by an earlier process
+            self.evaluate_part(self.parts["val"], weights=self.val_weights)
+            self.best_val = self.last_eval
+        labels, probs = self.best_val["labels"], self.best_val["probs"]
+        w = None if self.val_weights is None else self.val_weights[np.argsort(self.parts["val"], kind="stable")]
+        prior = effective_prior(cfg.imbalance, self.run_labels[self.parts["train"]], len(self.class_names),
+                                balanced_model=self.closed_form)  # the features model's LDA has equal priors
+        rule = fit_decision(cfg.decision, probs, labels, train_prior=prior, weights=w,
+                            min_support=cfg.select_min_support)
+        self.decision = rule
+        kw = dict(min_support=cfg.select_min_support, sample_weight=w)
+        before = classification_metrics(labels, probs, self.class_names, **kw)
+        after = classification_metrics(labels, probs, self.class_names, y_pred=rule.apply(probs), **kw)
+        entry = {**rule.to_dict(), "validation": {"prevalence": self.val_prevalence, "epoch": self.best.get("epoch"),
+                                                  "argmax": brief(before), "rule": brief(after)}}
+        if self.dist.is_main:
+            ckpt = load_checkpoint(self.best_path, map_location="cpu")
+            ckpt["decision"] = rule.to_dict()
+            save_checkpoint(self.best_path, ckpt)
+            log.info("decision rule %s: validation selection-F1 %.4f (argmax %.4f), macro-F1 %.4f (argmax %.4f)",
+                     rule.describe(), after["selection_f1"], before["selection_f1"], after["macro_f1"],
+                     before["macro_f1"])
+        return entry
 
     def _report(self, stopped: str, best: dict[str, Any] | None, test: dict[str, Any] | None) -> str:
         cfg, store = self.cfg, self.store
@@ -778,7 +846,9 @@ class _Trainer:
                  f"{cfg.majority_cap or 'none'} (train and val; the test part is never subsampled)",
                  f"- {self.step} steps, stopped by {stopped}; best validation selection-F1 (macro-F1 over the classes "
                  f"with >= {cfg.select_min_support} validation segments) {self.best.get('selection_f1', float('nan')):.4f}"
-                 f", macro-F1 {self.best.get('macro_f1', float('nan')):.4f} at epoch {self.best.get('epoch')}", ""]
+                 f", macro-F1 {self.best.get('macro_f1', float('nan')):.4f} at epoch {self.best.get('epoch')}"
+                 f" (validation prevalence: {self.val_prevalence})",
+                 f"- decision rule: {self.decision.describe()}; the test metrics below are the rule's", ""]
         for title, m in (("Validation (best epoch)", best), ("Test (best model)", test)):
             if m is None:
                 continue
@@ -789,6 +859,10 @@ class _Trainer:
                 mj = m["majority"]
                 lines += [f"Majority line (always `{mj['predicts']}`): accuracy {mj['accuracy']:.4f}, "
                           f"macro-F1 {mj['macro_f1']:.4f}.", ""]
+            if m.get("argmax") and (m.get("decision") or {}).get("method") != "argmax":
+                am = m["argmax"]
+                lines += [f"Decision rule `{m['decision']['method']}`; the plain arg-max gives accuracy "
+                          f"{am['accuracy']:.4f}, macro-F1 {am['macro_f1']:.4f}.", ""]
             lines += [metrics_table(m), ""]
             if m.get("aami") and set(self.class_names) >= {"N", "S", "V"}:
                 lines += ["de Chazal et al. (2004) layout, in % (gross: pooled over all beats; per-record average: "

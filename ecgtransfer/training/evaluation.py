@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.data import batch_loader, class_subset, eval_batches
-from ecgtransfer.training.metrics import aami_evaluation, classification_metrics, plot_confusion_matrix
+from ecgtransfer.training.decision import DECISION_USES, DecisionRule, scored
+from ecgtransfer.training.metrics import plot_confusion_matrix
 from ecgtransfer.training.runtime import amp_dtype, infer, resolve_device, use_channels_last
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class LoadedRun:
         rr_columns: the RR-context columns the model reads (``[]``: none), a prefix of
             :data:`ecgtransfer.signals.beats.RR_FEATURES`.
         excluded_classes: store classes the run left out (no output for them).
+        decision: the checkpoint's :class:`~ecgtransfer.training.decision.DecisionRule` (``"argmax"`` for a
+            checkpoint without one, or when loaded with ``decision="argmax"``).
     """
 
     run_dir: Path
@@ -60,6 +63,7 @@ class LoadedRun:
     spec: Any = None
     rr_columns: list[str] = field(default_factory=list)
     excluded_classes: list[str] = field(default_factory=list)
+    decision: DecisionRule = field(default_factory=DecisionRule)
 
     @property
     def rr_dim(self) -> int:
@@ -80,9 +84,14 @@ def _json_object(path: Path) -> dict[str, Any]:
     return obj
 
 
-def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None) -> LoadedRun:
-    """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path)."""
+def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None,
+             decision: str = DECISION_USES[0]) -> LoadedRun:
+    """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path), with
+    the checkpoint's decision rule (``decision="stored"``; ``"argmax"``: the plain arg-max)."""
     from ecgtransfer.models.registry import MODEL_INPUT, ModelSpec, build_model
+
+    if decision not in DECISION_USES:
+        raise TrainingError(f"decision must be one of {DECISION_USES}, got {decision!r}")
 
     run_dir = Path(run_dir)
     cfg_file = run_dir / "config.json"
@@ -143,13 +152,18 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     if encoder is not None:
         encoder = encoder.to(dev)
     weights = np.asarray(run.get("class_weights") or np.ones(len(names)), dtype=np.float64)
+    try:
+        rule = DecisionRule.from_dict(ckpt.get("decision") if decision == "stored" else None,
+                                      num_classes=len(names))
+    except TrainingError as exc:
+        raise TrainingError(f"checkpoint {path}: {exc}") from None
     from ecgtransfer.signals.beats import RR_FEATURES
 
     return LoadedRun(run_dir=run_dir, config=cfg, model=model, encoder=encoder, class_names=names,
                      store_manifest=manifest, store_manifest_hash=str(ckpt.get("store_manifest_hash", "")),
                      checkpoint=path, device=dev, dtype=dtype, channels_last=channels_last,
                      class_weights=weights, spec=spec, rr_columns=list(RR_FEATURES[:spec.rr_dim]),
-                     excluded_classes=[str(c) for c in ckpt.get("excluded_classes", [])])
+                     excluded_classes=[str(c) for c in ckpt.get("excluded_classes", [])], decision=rule)
 
 
 def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
@@ -169,25 +183,9 @@ def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
     return make_split(store, run.config)[split]
 
 
-def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike, split: str = "test", *,
-             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
-             out: str | os.PathLike | None = None, num_workers: int = 0) -> dict[str, Any]:
-    """Metrics of a trained run on a split of a store; writes ``eval_<split>.json`` and a confusion-matrix PNG.
-
-    Args:
-        run_dir: a run directory of :func:`~ecgtransfer.training.fine_tune`.
-        store: a segment store with the same classes (usually the training store).
-        split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``. On the training store, the run's saved indices
-            (``split.npz``); on another store, the run's split method applied to that store (or ``all``).
-        checkpoint: ``"best"``, ``"last"`` or a checkpoint path.
-        out: output folder (default ``run_dir``).
-
-    Returns:
-        the metrics dict (see :func:`~ecgtransfer.training.metrics.classification_metrics`) plus ``"split"``,
-        ``"checkpoint"``, ``"store"``, ``"paths"``.
-    """
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    store = store if isinstance(store, SegmentStore) else SegmentStore(store)
+def _label_map(run: LoadedRun, store: SegmentStore) -> np.ndarray:
+    """The store-to-run label map ``[K_store]`` of ``run`` on ``store``, after checking that the store has the run's
+    classes (and its RR context when the model reads it)."""
     kept, label_map = class_subset(store.class_names, run.excluded_classes)
     if kept != run.class_names:
         raise TrainingError(f"store {store.path} has classes {store.class_names}, the run {run.run_dir} was trained on "
@@ -199,27 +197,86 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
         if resolve_rr("auto", store) < run.rr_dim:
             raise TrainingError(f"the run {run.run_dir} reads RR context ({', '.join(run.rr_columns)}) but store "
                                 f"{store.path} holds no such 'rr' extra; convert it with --rr-context")
+    return label_map
+
+
+def _infer_part(run: LoadedRun, store: SegmentStore, idx: np.ndarray, label_map: np.ndarray, *,
+                batch_size: int | None, num_workers: int) -> dict[str, Any]:
+    """``infer`` of ``run``'s model on store indices ``idx [n]``: ``probs [n, K]``, ``labels``, ``indices`` (in the
+    order of ``idx``) and the weighted loss sums."""
+    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
+                          label_map=label_map, rr_dim=run.rr_dim, beat_input=run.config.beat_input)
+    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
+    return infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
+                 weight=weight, store=store)
+
+
+def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike, split: str = "test", *,
+             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
+             out: str | os.PathLike | None = None, num_workers: int = 0,
+             decision: str = DECISION_USES[0], ensemble: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
+    """Metrics of a trained run on a split of a store; writes ``eval_<split>.json`` and a confusion-matrix PNG.
+
+    Args:
+        run_dir: a run directory of :func:`~ecgtransfer.training.fine_tune`.
+        store: a segment store with the same classes (usually the training store).
+        split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``. On the training store, the run's saved indices
+            (``split.npz``); on another store, the run's split method applied to that store (or ``all``).
+        checkpoint: ``"best"``, ``"last"`` or a checkpoint path.
+        out: output folder (default ``run_dir``).
+        decision: ``"stored"`` (the checkpoint's decision rule; ``"argmax"`` for checkpoints without one) or
+            ``"argmax"``.
+        ensemble: further run directories (same classes): the members' probabilities are averaged with
+            ``run_dir``'s on ``run_dir``'s split, and the decision rule is ``run_dir``'s (the other members' rules
+            are not applied); the loss is the weighted cross-entropy of the mean probabilities (``run_dir``'s class
+            weights).
+
+    Returns:
+        the metrics of the decision rule's labels (see :func:`~ecgtransfer.training.metrics.classification_metrics`;
+        for beats with ``"aami"``), the plain arg-max metrics under ``"argmax"``, the rule under ``"decision"``
+        (``{"method", "bias", "fitted_on"}``), plus ``"split"``, ``"checkpoint"``, ``"store"``, ``"paths"`` (and
+        ``"ensemble"``: the members' checkpoints, when there are several).
+    """
+    run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
+    members = [load_run(r, checkpoint=checkpoint, device=device, decision="argmax") for r in ensemble]
+    store = store if isinstance(store, SegmentStore) else SegmentStore(store)
+    label_map = _label_map(run, store)
+    for mem in members:
+        _label_map(mem, store)
     idx = _indices(run, store, split)
     idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]  # the classes the run left out are not scored
     if idx.size == 0:
         raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
                             "(try --split val or --split all)")
-    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
-                          label_map=label_map, rr_dim=run.rr_dim, beat_input=run.config.beat_input)
-    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
-    res = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
-                weight=weight, store=store)
-    m = classification_metrics(res["labels"], res["probs"], run.class_names,
-                               loss=res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan"),
-                               min_support=run.config.select_min_support)
-    if store.manifest.get("task") == "beats":
-        m["aami"] = aami_evaluation(res["labels"], res["probs"].argmax(1), store.record_ids[res["indices"]],
-                                    run.class_names)
+    res = _infer_part(run, store, idx, label_map, batch_size=batch_size, num_workers=num_workers)
+    probs = res["probs"]
+    loss = res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan")
+    if members:
+        probs = probs.astype(np.float64)
+        for mem in members:
+            got = _infer_part(mem, store, idx, label_map, batch_size=batch_size, num_workers=num_workers)
+            if got["probs"].shape != probs.shape or not np.array_equal(got["indices"], res["indices"]):
+                raise TrainingError(f"ensemble member {mem.run_dir} scored other segments than {run.run_dir}")
+            probs = probs + got["probs"]
+        probs = probs / (len(members) + 1)
+        w = run.class_weights[res["labels"]]
+        with np.errstate(divide="ignore"):
+            nll = -np.log(probs[np.arange(len(probs)), res["labels"]])
+        loss = float((w * nll).sum() / w.sum()) if w.sum() else float("nan")
+    records = store.record_ids[res["indices"]] if store.manifest.get("task") == "beats" else None
+    m = scored(res["labels"], probs, run.class_names, run.decision, loss=loss,
+               min_support=run.config.select_min_support, records=records)
+    log.info("%s: decision rule %s%s", run.checkpoint, run.decision.describe(),
+             f", on the mean probabilities of {len(members) + 1} runs" if members else "")
     out_dir = Path(out) if out is not None else run.run_dir
     paths = {"metrics": out_dir / f"eval_{split}.json", "confusion": out_dir / f"eval_{split}_confusion.png"}
     m.update({"split": split, "checkpoint": str(run.checkpoint), "store": str(store.path),
               "store_manifest_hash": store.manifest_hash,
               "paths": {k: str(v) for k, v in paths.items()}})
+    if members:
+        m["ensemble"] = {"members": [str(run.checkpoint)] + [str(mem.checkpoint) for mem in members],
+                         "probabilities": "mean", "decision_of": str(run.checkpoint)}
     atomic_write_json(paths["metrics"], m)
-    plot_confusion_matrix(m, paths["confusion"], title=f"{split} ({run.checkpoint.name})")
+    plot_confusion_matrix(m, paths["confusion"], title=f"{split} ({run.checkpoint.name}, {run.decision.method}"
+                                                       + (f", ensemble of {len(members) + 1})" if members else ")"))
     return m

@@ -33,14 +33,30 @@ from scipy.stats import rankdata
 AAMI_CLASSES = ("N", "S", "V", "F")
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``[K, K]`` int64, rows = true class, columns = predicted class."""
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+                     sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Counts ``[K, K]`` int64, rows = true class, columns = predicted class; with ``sample_weight [n]`` the
+    summed weights ``[K, K]`` float64 (scikit-learn's ``confusion_matrix(..., sample_weight=...)``)."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(
+    cells = y_true * num_classes + y_pred
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != y_true.shape:
+            raise ValueError(f"sample_weight {w.shape} and y_true {y_true.shape} differ in shape")
+        return np.bincount(cells, weights=w, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(cells, minlength=num_classes * num_classes).reshape(
         num_classes, num_classes).astype(np.int64)
+
+
+def f1_per_class(cm: np.ndarray) -> np.ndarray:
+    """F1 of each class ``[K]`` from a confusion matrix ``[K, K]`` (counts or summed weights): ``2 TP / (2 TP + FP
+    + FN)``, 0 where the denominator is 0."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    return _div(2 * tp, cm.sum(axis=0) + cm.sum(axis=1))
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,40 +82,66 @@ def auroc_ovr(y_true: np.ndarray, scores: np.ndarray, num_classes: int) -> np.nd
     return out
 
 
+def selection_mask(y_true: np.ndarray, num_classes: int, min_support: int | None) -> np.ndarray:
+    """The classes ``selection_f1`` averages ``[K]`` bool: those with at least ``min_support`` true segments
+    (counted unweighted), or every class with support when none reaches it (or ``min_support`` is ``None``)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    segments = np.bincount(y_true, minlength=num_classes)[:num_classes] if y_true.size \
+        else np.zeros(num_classes, dtype=np.int64)
+    present = segments > 0
+    selected = present & (segments >= (min_support or 1))
+    return selected if selected.any() else present
+
+
 def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                           *, loss: float | None = None, min_support: int | None = None) -> dict[str, Any]:
+                           *, loss: float | None = None, min_support: int | None = None,
+                           sample_weight: np.ndarray | None = None, y_pred: np.ndarray | None = None
+                           ) -> dict[str, Any]:
     """All metrics of one evaluation.
 
     Args:
         y_true: true labels ``[n]``.
-        probs: class probabilities (or any scores) ``[n, K]``; the prediction is the arg-max.
+        probs: class probabilities (or any scores) ``[n, K]``; the prediction is the arg-max unless ``y_pred``.
         class_names: the ``K`` class names.
         loss: mean loss, copied into the result.
-        min_support: classes with fewer true segments are left out of ``selection_f1``.
+        min_support: classes with fewer true segments are left out of ``selection_f1`` (segments counted
+            unweighted).
+        sample_weight: positive weights ``[n]`` of the segments (a majority-capped validation part reweighted to
+            its true prevalence, :func:`ecgtransfer.training.data.prevalence_weights`): the confusion matrix and
+            every rate derived from it (accuracy, Se, +P, Sp, F1, macro- and selection-F1, ``support``) are
+            weighted; ``n`` stays the number of segments, ``weighted_n`` is the summed weight. AUROC stays
+            unweighted (it does not depend on the prevalence).
+        y_pred: predicted labels ``[n]`` to score (a decision rule's, :mod:`ecgtransfer.training.decision`)
+            instead of the arg-max of ``probs``; AUROC is always computed from ``probs``.
 
     Returns:
         ``{"n", "loss", "accuracy", "macro_f1", "macro_auroc", "macro_classes", "per_class": {name: {"support",
-        "se", "ppv", "specificity", "f1", "auroc"}}, "confusion_matrix": [[...]], "class_names", "notes": [...]}``.
-        ``macro_classes`` are the classes with support in this split, over which ``macro_f1`` averages.
+        "se", "ppv", "specificity", "f1", "auroc"}}, "confusion_matrix": [[...]], "class_names", "notes": [...]}``
+        (plus ``"weighted_n"`` with ``sample_weight``). ``macro_classes`` are the classes with support in this
+        split, over which ``macro_f1`` averages.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     k = len(class_names)
     if probs.ndim != 2 or probs.shape != (y_true.shape[0], k):
         raise ValueError(f"expected probs of shape [{y_true.shape[0]}, {k}], got {probs.shape}")
-    y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
-    cm = confusion_matrix(y_true, y_pred, k)
-    n = int(cm.sum())
+    if y_pred is None:
+        y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
+    if sample_weight is not None and not (np.asarray(sample_weight) > 0).all():
+        raise ValueError("sample_weight must be positive")
+    cm = confusion_matrix(y_true, y_pred, k, sample_weight)
+    n = int(len(y_true)) if sample_weight is not None else int(cm.sum())
+    total = float(cm.sum())
     tp = np.diag(cm).astype(np.float64)
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
     fn = support - tp
     fp = predicted - tp
-    tn = n - tp - fn - fp
+    tn = total - tp - fn - fp
     se = _div(tp, tp + fn)
     ppv = _div(tp, tp + fp)
     spec = _div(tn, tn + fp)
-    f1 = _div(2 * tp, 2 * tp + fp + fn)
+    f1 = f1_per_class(cm)
     auc = auroc_ovr(y_true, probs, k)
     present = support > 0  # fixed by the split's true labels: the same class set for every model
     notes = []
@@ -108,20 +150,19 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
             why = "no segment of the class" if support[i] == 0 else "only segments of the class"
             notes.append(f"AUROC of class {name!r} is undefined (NaN): the split has {why}")
     defined = auc[~np.isnan(auc)]
-    selected = present & (support >= (min_support or 1))
-    if not selected.any():
-        selected = present
-    return {
+    selected = selection_mask(y_true, k, min_support)
+    out: dict[str, Any] = {
         "n": n,
         "loss": None if loss is None else float(loss),
-        "accuracy": float(tp.sum() / n) if n else float("nan"),
+        "accuracy": float(tp.sum() / total) if n else float("nan"),
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
         "macro_auroc": float(defined.mean()) if defined.size else float("nan"),
         "macro_classes": [name for i, name in enumerate(class_names) if present[i]],
         "selection_f1": float(f1[selected].mean()) if selected.any() else float("nan"),
         "selection_classes": [name for i, name in enumerate(class_names) if selected[i]],
         "per_class": {
-            name: {"support": int(support[i]), "se": float(se[i]), "ppv": float(ppv[i]),
+            name: {"support": float(support[i]) if sample_weight is not None else int(support[i]),
+                   "se": float(se[i]), "ppv": float(ppv[i]),
                    "specificity": float(spec[i]), "fpr": float(1.0 - spec[i]) if n else 0.0, "f1": float(f1[i]),
                    "auroc": float(auc[i])}
             for i, name in enumerate(class_names)
@@ -130,16 +171,21 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         "class_names": list(class_names),
         "notes": notes,
     }
+    if sample_weight is not None:
+        out["weighted_n"] = total
+    return out
 
 
 def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
-                    class_names: Sequence[str]) -> dict[str, Any]:
+                    class_names: Sequence[str], sample_weight: np.ndarray | None = None) -> dict[str, Any]:
     """Beat classification as the field reports it on MIT-BIH (de Chazal et al. 2004; AAMI EC57).
 
     Args:
         y_true, y_pred: true and predicted labels ``[n]`` (indices into ``class_names``).
         records: record id of each beat ``[n]``.
         class_names: the classes (usually N, S, V, F: Q left out).
+        sample_weight: weights ``[n]`` of the beats (see :func:`classification_metrics`): every count (``tp``,
+            ``support``, the confusion matrices) is a summed weight, a float; ``n`` stays the number of beats.
 
     Returns:
         ``{"classes", "n", "accuracy", "gross": {class: {"support", "se", "ppv", "fpr", "tp", "fn", "fp", "tn"}},
@@ -152,16 +198,18 @@ def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
     y_pred = np.asarray(y_pred, dtype=np.int64)
     records = np.asarray(records).astype(str)
     k = len(class_names)
-    cm = confusion_matrix(y_true, y_pred, k)
-    n = int(cm.sum())
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    cm = confusion_matrix(y_true, y_pred, k, w)
+    n = int(len(y_true))
+    num = int if w is None else float
 
     def stats(c: np.ndarray) -> dict[str, dict[str, Any]]:
-        tot = int(c.sum())
+        tot = num(c.sum())
         out = {}
         for i, name in enumerate(class_names):
-            tp = int(c[i, i])
-            fn = int(c[i].sum()) - tp
-            fp = int(c[:, i].sum()) - tp
+            tp = num(c[i, i])
+            fn = num(c[i].sum()) - tp
+            fp = num(c[:, i].sum()) - tp
             tn = tot - tp - fn - fp
             out[name] = {"support": tp + fn, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
                          "se": tp / (tp + fn) if tp + fn else float("nan"),
@@ -172,7 +220,7 @@ def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
     per_rec: dict[str, Any] = {}
     for rid in np.unique(records):
         m = records == rid
-        c = confusion_matrix(y_true[m], y_pred[m], k)
+        c = confusion_matrix(y_true[m], y_pred[m], k, None if w is None else w[m])
         st = stats(c)
         per_rec[str(rid)] = {"n": int(m.sum()), "accuracy": float(np.trace(c) / max(c.sum(), 1)),
                              "confusion_matrix": c.tolist(),
@@ -184,7 +232,8 @@ def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
         averaged[name] = {"se": float(np.mean(se)) if se else float("nan"),
                           "ppv": float(np.mean(ppv)) if ppv else float("nan"),
                           "n_records_se": len(se), "n_records_ppv": len(ppv)}
-    return {"classes": list(class_names), "n": n, "accuracy": float(np.trace(cm) / n) if n else float("nan"),
+    return {"classes": list(class_names), "n": n,
+            "accuracy": float(np.trace(cm) / cm.sum()) if n else float("nan"),
             "gross": stats(cm), "per_record": averaged, "records": per_rec, "confusion_matrix": cm.tolist()}
 
 
@@ -216,6 +265,11 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
+def _count(v: float) -> str:
+    """A support: an integer count, or a summed weight (a reweighted validation part) to the nearest unit."""
+    return str(v) if isinstance(v, (int, np.integer)) else f"{v:.0f}"
+
+
 def _fmt(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
@@ -229,7 +283,7 @@ def aami_table(metrics: dict[str, Any]) -> str:
         if row is None:
             lines.append(f"| {name} | 0 | n/a | n/a | n/a | n/a |")
         else:
-            lines.append(f"| {name} | {row['support']} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
+            lines.append(f"| {name} | {_count(row['support'])} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
                          f"{_fmt(row['specificity'])} | {_fmt(row['f1'])} |")
     return "\n".join(lines)
 
@@ -239,7 +293,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     lines = ["| class | support | Se (%) | +P (%) | Sp (%) | F1 (%) | AUROC |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in metrics.get("per_class", {}).items():
         auc = "n/a" if math.isnan(row["auroc"]) else f"{row['auroc']:.3f}"
-        lines.append(f"| {name} | {row['support']} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
+        lines.append(f"| {name} | {_count(row['support'])} | {_fmt(row['se'])} | {_fmt(row['ppv'])} | "
                      f"{_fmt(row['specificity'])} | {_fmt(row['f1'])} | {auc} |")
     return "\n".join(lines)
 

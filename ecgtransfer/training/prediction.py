@@ -38,6 +38,7 @@ from ecgtransfer.signals import beats as beatmod
 from ecgtransfer.signals import filters, readers, rhythm, rpeaks, template
 from ecgtransfer.signals.readers import Recording
 from ecgtransfer.signals.record import ALL_LEADS
+from ecgtransfer.training.decision import DECISION_USES
 from ecgtransfer.training.evaluation import LoadedRun, load_run
 from ecgtransfer.training.runtime import infer
 
@@ -297,8 +298,12 @@ def _rhythm_table(run: LoadedRun, rec: Recording, leads: list[int], params: dict
 
 
 def _with_probs(run: LoadedRun, frame: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
-    frame["predicted"] = np.asarray(run.class_names)[probs.argmax(1)]
-    frame["confidence"] = probs.max(1)
+    """``predicted``: the class of the run's decision rule; ``decision``: the rule's method; ``confidence``: the
+    probability of the predicted class; ``p_<class>``: the model's probabilities, unchanged."""
+    pred = run.decision.apply(probs)
+    frame["predicted"] = np.asarray(run.class_names)[pred]
+    frame["decision"] = run.decision.method
+    frame["confidence"] = probs[np.arange(len(pred)), pred]
     for k, name in enumerate(run.class_names):
         frame[f"p_{name}"] = probs[:, k]
     return frame
@@ -308,7 +313,7 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
             device: str | None = None, batch_size: int = 64, out: str | os.PathLike | None = None,
             fs: float | None = None, lead: str | Sequence[str] | None = None, units: str | None = None,
             r_peaks: str = R_PEAK_SOURCES[0], report: str | os.PathLike | None = None,
-            progress: bool = True) -> pd.DataFrame:
+            progress: bool = True, decision: str = DECISION_USES[0]) -> pd.DataFrame:
     """Class probabilities for every beat (or window) of recordings.
 
     Args:
@@ -325,16 +330,21 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         r_peaks: ``"detector"`` (default) or ``"atr"`` (the WFDB record's reference beats), for beat stores.
         report: a folder for the beat report (:func:`ecgtransfer.training.beat_report.write_beat_report`).
         progress: show tqdm progress bars.
+        decision: ``"stored"`` (the run's decision rule, :mod:`ecgtransfer.training.decision`; the plain arg-max
+            for runs without one) or ``"argmax"``.
 
     Returns:
         a DataFrame with ``record``, ``segment``, ``position`` (sample at the source rate: R peak or window
-        start), ``time_s``, ``predicted`` (class name), ``confidence``, one ``p_<class>`` column per class, and
+        start), ``time_s``, ``predicted`` (class name by the decision rule), ``decision`` (the rule's method),
+        ``confidence`` (the probability of the predicted class), one ``p_<class>`` column per class (the model's
+        probabilities, whatever the rule), and
         for beats ``r_peak_source`` (``atr`` or ``detector``) and, for WFDB records with an ``.atr``,
         ``reference`` (AAMI class).
     """
     if r_peaks not in R_PEAK_SOURCES:
         raise ConfigError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
+    log.info("%s: classes by the decision rule %s", run.checkpoint, run.decision.describe())
     params = _store_params(run)
     task = params.get("task", run.store_manifest.get("task"))
     if task not in ("beats", "rhythm"):
