@@ -42,8 +42,9 @@ the model is given its first ``rr_dim`` columns and reads those of :data:`DECHAZ
 of older conversions has no ``rr_avg``, so three). The store's ratio columns (each RR over the record's mean RR)
 are not read: as logarithms they are exactly collinear with the seconds (``log(a / m) = log a - log m``), so they
 add one direction only, the record's mean RR, a per-patient constant that the discriminant uses as a patient
-identity when few patients are trained on (trained on 208 and 209, every beat of 207 became V), and its singular
-covariance made the unshrunk fit unusable in float32 (measured: validation macro-F1 0.15).
+identity when few patients are trained on (with it, trained on 208 and 209, every beat of 207 became V); and
+all eight logarithms make the covariance singular (three exact dependencies), which, before the fit used a
+pseudo-inverse, made the unshrunk discriminant unusable in float32 (validation macro-F1 0.15).
 
 ``F = 20 C + 3 n_leads + R'`` (``R'`` the RR features, 4, or 3 from a 6-column store): 50 for two leads (the
 paper's 45, plus the two energies and the second lead's intervals), 90 for two leads plus two difference
@@ -52,9 +53,13 @@ channels (``C = 4``, ``n_leads = 2``); 49 and 89 from a 6-column store.
 Classifier: linear discriminants with equal class priors and each class's examples weighted so that every class
 counts equally (de Chazal's "weighted LDA"): the class means, and as covariance the mean of the per-class
 (maximum-likelihood) covariances. scikit-learn's
-:class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis` computes exactly this with ``solver="lsqr"``
-and equal ``priors`` (its within-class covariance is the prior-weighted sum of the class covariances), so it does
-the fit; ``shrinkage="auto"`` (Ledoit-Wolf) is the option for a covariance made singular by a rare class.
+:class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis` estimates exactly these with ``solver="lsqr"``
+and equal ``priors`` (its within-class covariance is the prior-weighted sum of the class covariances); the
+discriminant is computed from them with a pseudo-inverse (:meth:`BeatFeatureModel.fit`), so exactly collinear
+features (T samples clamped to the end of a short segment) leave a usable fit. ``lda_shrinkage = "auto"``
+(Ledoit-Wolf) is the option for a poorly estimated covariance (few examples of a class); ``"none"``, as
+published, is the default: it does not fail on the DS1 records, though shrinkage scored higher there (see
+``docs/training.md``).
 
 Differences from the paper, stated:
 
