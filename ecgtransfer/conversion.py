@@ -114,8 +114,12 @@ class ConvertConfig:
         before, after: beat window before/after the R peak in seconds (``*_samples / fs``; however they were
             given, so equal windows compare equal); None for rhythm tasks.
         before_samples, after_samples: the same in samples at ``fs`` (beats); segment length is their sum.
-        rr_context: store RR context as extra ``rr`` ``[N, 6]`` (beats; columns
+        rr_context: store RR context as extra ``rr`` ``[N, R]`` (beats; columns
             :data:`ecgtransfer.signals.beats.RR_FEATURES`).
+        rr_columns: the names of the ``rr`` extra's columns (the :data:`~ecgtransfer.signals.beats.RR_FEATURES` of
+            the conversion; empty without RR context). A store written before the columns grew lacks this key, so
+            re-running the conversion does not mistake it for an up-to-date one (``--overwrite`` rewrites it);
+            its narrower ``rr`` extra is still read (models read the first ``rr_dim`` columns).
         include_paced: keep paced records (beats).
         window, stride: rhythm window length and step in seconds (None for beats).
         window_samples, stride_samples: the same in samples at ``fs`` (rhythm).
@@ -141,6 +145,7 @@ class ConvertConfig:
     before_samples: int = 0
     after_samples: int = 0
     rr_context: bool = True
+    rr_columns: tuple[str, ...] = ()
     include_paced: bool = False
     window: float | None = None
     stride: float | None = None
@@ -663,6 +668,7 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
         lead=lead_spec, fs=out_fs, source_fs=src_fs,
         before=before_n / out_fs if beats else None, after=after_n / out_fs if beats else None,
         before_samples=before_n, after_samples=after_n, rr_context=bool(rr_context) and beats,
+        rr_columns=beatmod.RR_FEATURES if rr_context and beats else (),
         include_paced=bool(include_paced) and task == "beats",
         window=None if beats else float(window),
         stride=None if beats else float(stride if stride is not None else window),
@@ -784,9 +790,10 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
             output rate, a string carries its unit (``"0.25s"``, ``"250ms"``, ``"90samples"``). Default
             0.25 s before and 0.45 s after (252 samples at 360 Hz). Beats whose window falls off the record
             edge are dropped (counted in the log and in ``manifest["summary"]``).
-        rr_context: store the extra ``rr`` ``[N, 6]`` float32 (default on for beats): previous RR, next RR and local
-            average RR (mean of the 10 surrounding intervals) in seconds, and the three divided by the record's mean
-            RR, from all reference beats of the record (:func:`ecgtransfer.signals.beats.rr_features`; columns
+        rr_context: store the extra ``rr`` ``[N, 8]`` float32 (default on for beats): previous RR, next RR and local
+            average RR (mean of the 10 surrounding intervals) in seconds, the three divided by the record's mean
+            RR, then the 5-minute average RR (the intervals within 150 s of the beat) in seconds and over the
+            record's mean RR, from all reference beats of the record (:func:`ecgtransfer.signals.beats.rr_features`; columns
             :data:`~ecgtransfer.signals.beats.RR_FEATURES`). Models read it with ``rr="auto"``.
         include_paced: keep mitdb's paced records (102 104 107 217).
         window: rhythm window length in seconds (default 10 s).

@@ -14,6 +14,7 @@ from ecgtransfer.cli import build_parser
 from ecgtransfer.conversion import TASKS
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import ENCODINGS, ImageEncoder, encode
+from ecgtransfer.models.features import LDA_SHRINKAGE
 from ecgtransfer.models.registry import MODELS
 from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS, TierConfig
 from ecgtransfer.models.weight_registry import VERSION_NAMES, WEIGHT_NAMES
@@ -45,6 +46,7 @@ def test_every_cli_choice_list_is_its_owners_tuple() -> None:
     assert train["--imbalance"] == IMBALANCE
     assert train["--model"] == MODELS
     assert train["--rr"] == RR_MODES
+    assert train["--lda-shrinkage"] == LDA_SHRINKAGE
     assert train["--amp"] == AMP_CHOICES
     assert train["--channels-last"] == CHANNELS_LAST_CHOICES
     assert train["--decision"] == DECISIONS
@@ -102,6 +104,7 @@ RULES = [
     (TrainConfig, dict(scheduler="step"), r"scheduler must be one of \('cosine', 'onecycle', 'constant'\)"),
     (TrainConfig, dict(model="vgg"), r"model must be one of \('resnet50', 'cnn1d', 'features'\)"),
     (TrainConfig, dict(rr="maybe"), r"rr must be one of \('auto', 'on', 'off'\)"),
+    (TrainConfig, dict(lda_shrinkage=None), r"lda_shrinkage must be one of \('none', 'auto'\), got None"),
     (TrainConfig, dict(majority_cap=0), r"majority_cap must be a positive integer or None"),
     (TrainConfig, dict(decision="bayes"), r"decision must be one of \('argmax', 'prior', 'tuned'\), got 'bayes'"),
     (TrainConfig, dict(validation_prevalence="raw"), r"validation_prevalence must be one of \('true', 'capped'\)"),

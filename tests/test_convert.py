@@ -109,7 +109,7 @@ def test_symbols_and_rr_extra(beats3, physionet_root):
     syms_all = [sym for sym in ann.symbol if sym in AAMI]
     idx = np.flatnonzero(beats3.record_ids == "207")
     rr = np.asarray(beats3.extra("rr"))[idx]
-    assert rr.shape == (len(idx), len(RR_FEATURES)) == (len(idx), 6) and rr.dtype == np.float32
+    assert rr.shape == (len(idx), len(RR_FEATURES)) == (len(idx), 8) and rr.dtype == np.float32
     pos = beats3.positions[idx]
     j = np.searchsorted(beats_all, pos)  # index of each stored beat among all reference beats
     np.testing.assert_array_equal(beats_all[j], pos)

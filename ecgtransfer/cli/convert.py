@@ -43,7 +43,8 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                    "('90samples')")
     g.add_argument("--after", type=_duration, default="0.45s", help="window after the R peak (same units)")
     g.add_argument("--rr-context", action=argparse.BooleanOptionalAction, default=True,
-                   help="store previous/next/local RR intervals and their ratio to the record's mean RR (extra 'rr'; "
+                   help="store previous/next/local/5-minute average RR intervals and their ratio to the record's mean RR "
+                   "(extra 'rr'; "
                    "default on, --no-rr-context to leave it out)")
     g.add_argument("--include-paced", action="store_true", help="keep the paced records 102 104 107 217")
     g = p.add_argument_group("rhythm (challenge-2017, ludb)")

@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--config", help="TOML file with TrainConfig fields (top level or a [train] table)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    from ecgtransfer.models.features import LDA_SHRINKAGE
     from ecgtransfer.models.registry import MODELS
     from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS
     from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
@@ -44,6 +45,8 @@ def register(subparsers: Any) -> None:
                         "linear discriminants)")
     g.add_argument("--rr", choices=RR_MODES,
                    help="fuse the store's RR context into the model: auto (when the store has it, default) | on | off")
+    g.add_argument("--lda-shrinkage", choices=LDA_SHRINKAGE,
+                   help="features model: covariance shrinkage of the weighted LDA, none (as published, default) | auto")
     g.add_argument("--init", help=f"{' | '.join(INIT_CHOICES)} | PATH of weights (default imagenet)")
     g.add_argument("--encoding", choices=ENCODINGS, help="image encoding (default spectrogram)")
     g.add_argument("--image-size", type=int, help="image side in pixels (default 224)")
@@ -112,7 +115,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ("model", "rr", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "fold_database", "test_records", "val_fraction", "test_fraction",
+_FIELDS = ("model", "rr", "lda_shrinkage", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "fold_database", "test_records", "val_fraction", "test_fraction",
            "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
            "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",

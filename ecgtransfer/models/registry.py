@@ -40,6 +40,8 @@ class ModelSpec:
         in_channels: input channels (image channels for ``resnet50``, leads for the others).
         rr_dim: RR-context columns fused (0: none).
         length, fs, r_index: segment samples, rate and R-peak sample (the ``features`` extractor needs them).
+        n_leads: raw leads among the input channels, the first ``n_leads`` (0: every channel is a lead); the
+            ``features`` model computes heartbeat intervals of these only (the rest are difference channels).
     """
 
     kind: str
@@ -49,6 +51,7 @@ class ModelSpec:
     length: int = 0
     fs: float = 0.0
     r_index: int = 0
+    n_leads: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in MODELS:
@@ -85,4 +88,4 @@ def build_model(spec: ModelSpec, *, weights: Any = None, class_names: Sequence[s
     if spec.length < 1 or spec.fs <= 0:
         raise ConfigError("the features model needs the segment length and sampling rate of the store")
     return BeatFeatureModel(spec.num_classes, spec.in_channels, spec.length, spec.fs, spec.r_index,
-                            rr_dim=spec.rr_dim)
+                            rr_dim=spec.rr_dim, n_leads=spec.n_leads or None)

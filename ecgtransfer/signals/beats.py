@@ -117,22 +117,40 @@ def check_annotation_file(ann_file: str | os.PathLike, record_id: str | None = N
                       f"({n} bytes, no end-of-file marker): it is truncated; download the record again")
 
 
-#: the columns of :func:`rr_features` (and of a beat store's ``rr`` extra), in order
-RR_FEATURES: tuple[str, ...] = ("rr_prev", "rr_next", "rr_local", "rr_prev_rel", "rr_next_rel", "rr_local_rel")
+#: half-width in seconds of the window of the average RR (:func:`rr_features` ``rr_avg``): a 5-minute window centred
+#: on the beat, as de Chazal et al. (2004) averaged the RR intervals "of a 5-minute period surrounding the beat"
+AVERAGE_RR_HALF_WINDOW = 150.0
+
+#: the columns of :func:`rr_features` (and of a beat store's ``rr`` extra), in order. Columns are only ever appended:
+#: a model reads the first ``rr_dim`` of them, so a store written with fewer (the first six, before ``rr_avg``) and
+#: a checkpoint that read fewer keep working.
+RR_FEATURES: tuple[str, ...] = ("rr_prev", "rr_next", "rr_local", "rr_prev_rel", "rr_next_rel", "rr_local_rel",
+                                "rr_avg", "rr_avg_rel")
 
 
-def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS) -> np.ndarray:
-    """RR-interval context of each beat ``[n, 6]`` float64, the columns of :data:`RR_FEATURES`.
+def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS,
+                half_window: float = AVERAGE_RR_HALF_WINDOW) -> np.ndarray:
+    """RR-interval context of each beat ``[n, 8]`` float64, the columns of :data:`RR_FEATURES`.
 
-    Columns 0-2 are in seconds: previous RR, next RR, local average RR; columns 3-5 are the same divided by the
-    record's mean RR (the mean of all its intervals), a per-patient normaliser that makes prematurity (a short
-    previous RR) comparable between a slow and a fast heart. Everything is computed inside one record, from its
-    R peaks alone, so the features exist for a new recording at predict time and carry nothing across patients.
+    ``samples`` are the R peaks of *all* beats of a record (before any edge drop), increasing. Interval ``k`` is
+    ``(samples[k + 1] - samples[k]) / fs`` seconds, between beats ``k`` and ``k + 1``. For beat ``i``:
 
-    ``samples`` are the R peaks of *all* beats of a record (before any edge drop), increasing. Previous RR of the
-    first beat is its next RR and next RR of the last beat is its previous RR. The local average RR of beat ``i``
-    is the mean of the ``local`` intervals around it (``local // 2`` ending at or before the beat, the rest after
-    it), truncated at the record's ends. With a single beat all are NaN.
+    - ``rr_prev``: interval ``i - 1`` (the first beat: its next interval);
+    - ``rr_next``: interval ``i`` (the last beat: its previous interval);
+    - ``rr_local``: the mean of the ``local`` intervals around the beat (``local // 2`` ending at or before it,
+      the rest after it), truncated at the record's ends (de Chazal's "local average RR", 10 intervals);
+    - ``rr_avg``: the mean of the intervals whose midpoint ``(samples[k] + samples[k + 1]) / 2`` lies within
+      ``half_window`` seconds of the beat (``|mid - samples[i]| <= half_window * fs``), so a 5-minute window
+      centred on the beat, truncated at the record's ends (then shorter, not shifted); the beat's own previous
+      and next intervals always count (they are the nearest), so the window is never empty (de Chazal's
+      "average RR");
+    - ``*_rel``: ``rr_prev``, ``rr_next``, ``rr_local`` and ``rr_avg`` divided by the record's mean RR (the mean of
+      all its intervals), a per-patient normaliser that makes prematurity (a short previous RR) comparable
+      between a slow and a fast heart.
+
+    Seconds columns are 0-2 and 6, ratio columns 3-5 and 7 (appended columns keep older stores readable, see
+    :data:`RR_FEATURES`). Everything is computed inside one record, from its R peaks alone, so the features exist
+    for a new recording at predict time and carry nothing across patients. With a single beat all are NaN.
     """
     samples = np.asarray(samples, dtype=np.int64)
     n = len(samples)
@@ -146,14 +164,24 @@ def rr_features(samples: np.ndarray, fs: float, local: int = LOCAL_RR_INTERVALS)
     prev[0] = rr[0]
     nxt[:-1] = rr
     nxt[-1] = rr[-1]
-    half = local // 2
     csum = np.concatenate([[0.0], np.cumsum(rr)])
+
+    def window_mean(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Mean of intervals ``lo[i] <= k < hi[i]``."""
+        return (csum[hi] - csum[lo]) / (hi - lo)
+
+    half = local // 2
     i = np.arange(n)
-    lo = np.clip(i - half, 0, len(rr))
-    hi = np.clip(i + (local - half), 0, len(rr))
-    avg = (csum[hi] - csum[lo]) / (hi - lo)
-    out[:, 0], out[:, 1], out[:, 2] = prev, nxt, avg
-    out[:, 3:6] = out[:, 0:3] / rr.mean()
+    local_avg = window_mean(np.clip(i - half, 0, len(rr)), np.clip(i + (local - half), 0, len(rr)))
+    mid2 = samples[:-1] + samples[1:]  # twice the interval midpoints, increasing
+    w2 = 2.0 * half_window * fs
+    lo = np.minimum(np.searchsorted(mid2, 2 * samples - w2, side="left"), np.maximum(i - 1, 0))
+    hi = np.maximum(np.searchsorted(mid2, 2 * samples + w2, side="right"), np.minimum(i + 1, len(rr)))
+    avg = window_mean(lo, hi)
+    mean_rr = rr.mean()
+    out[:, 0], out[:, 1], out[:, 2], out[:, 6] = prev, nxt, local_avg, avg
+    out[:, 3:6] = out[:, 0:3] / mean_rr
+    out[:, 7] = avg / mean_rr
     return out
 
 

@@ -80,6 +80,9 @@ class TrainConfig:
             ``init`` defaults to ``"scratch"`` for the reference models (they have no pretrained weights).
         rr: RR context fused late into the model: ``"auto"`` (when the store holds the ``rr`` extra), ``"on"``
             (required: a store without it is an error) or ``"off"``.
+        lda_shrinkage: covariance shrinkage of the ``features`` model's weighted LDA, one of
+            :data:`ecgtransfer.models.features.LDA_SHRINKAGE`: ``"none"`` (as de Chazal et al. published, the
+            default) or ``"auto"`` (Ledoit-Wolf); other models ignore it.
         init: ``"imagenet"`` (torchvision's current ImageNet weights), ``"imagenet-v1"``, ``"imagenet-v2"``,
             ``"scratch"`` (random init) or a path to a weights file (``.pt``/``.pth``, loaded weights-only).
         encoding: image encoding of the signals (``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"``,
@@ -170,6 +173,7 @@ class TrainConfig:
 
     model: str = "resnet50"
     rr: str = "auto"
+    lda_shrinkage: str = "none"
     init: str = "imagenet"
     encoding: str = "spectrogram"
     encoding_params: dict[str, Any] = field(default_factory=dict)
@@ -277,6 +281,10 @@ class TrainConfig:
             raise bad("model", f"one of {MODELS}")
         if self.rr not in RR_MODES:
             raise bad("rr", f"one of {RR_MODES}")
+        from ecgtransfer.models.features import LDA_SHRINKAGE
+
+        if self.lda_shrinkage not in LDA_SHRINKAGE:
+            raise bad("lda_shrinkage", f"one of {LDA_SHRINKAGE}")
         if self.model != "resnet50" and self.init != "scratch":
             raise bad("init", f"'scratch' for model {self.model!r} (pretrained weights exist for the resnet50 only)")
         if self.majority_cap is not None and int(self.majority_cap) < 1:

@@ -677,7 +677,7 @@ class _Trainer:
                 check_finite(x, name="features")
             feats.append(self.model.features(x, None if rr is None else rr.to(self.device)).cpu().numpy())
             labels.append(y.numpy())
-        summary = self.model.fit(np.concatenate(feats), np.concatenate(labels))
+        summary = self.model.fit(np.concatenate(feats), np.concatenate(labels), shrinkage=self.cfg.lda_shrinkage)
         if self.dist.is_main:
             log.info("fitted %s on %d segments, %d features", summary["classifier"], summary["n_train"],
                      summary["n_features"])
