@@ -69,6 +69,18 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
 def convert_kwargs(args: argparse.Namespace) -> dict:
     """:func:`ecgtransfer.convert` keyword arguments from the options of :func:`add_convert_options`
     (plus ``quiet``: no progress bar)."""
+    from ecgtransfer._validate import finite_number, positive_int
+
+    if args.fs is not None:
+        finite_number(args.fs, "--fs")
+    finite_number(args.window, "--window")
+    if args.stride is not None:
+        finite_number(args.stride, "--stride")
+    for value in args.band:
+        finite_number(value, "--band", positive=False, minimum=0.0)
+    positive_int(args.filter_order, "--filter-order")
+    if args.jobs is not None:
+        positive_int(args.jobs, "--jobs")
     lead = args.lead
     if lead is not None and len(lead) == 1:
         lead = lead[0]

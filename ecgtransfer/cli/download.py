@@ -45,8 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from ecgtransfer._validate import finite_number, positive_int
     from ecgtransfer.physionet.download import download
 
+    finite_number(args.timeout, "--timeout")
+    positive_int(args.jobs, "--jobs")
+    if args.retries < 0:
+        from ecgtransfer.errors import ConfigError
+
+        raise ConfigError(f"--retries must be a non-negative integer, got {args.retries}")
     # tqdm reads TQDM_DISABLE when it is imported, so --quiet is honoured here explicitly
     progress = not getattr(args, "quiet", False)
     with logging_redirect_tqdm() if progress else contextlib.nullcontext():

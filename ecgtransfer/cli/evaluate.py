@@ -24,8 +24,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ecgtransfer.training.evaluation import evaluate
+    from ecgtransfer._validate import positive_int
     from ecgtransfer.training.metrics import metrics_table
 
+    if args.batch_size is not None:
+        positive_int(args.batch_size, "--batch-size")  # before anything is read or written
     m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
                  batch_size=args.batch_size, out=args.out)
     if args.json:

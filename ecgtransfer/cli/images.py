@@ -45,8 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from ecgtransfer.imaging.export import materialise
 
+    from ecgtransfer._validate import image_size, positive_int
     from ecgtransfer.errors import ConfigError
 
+    image_size(args.size, "--size")  # before the [N, 3, S, S] output is allocated
+    positive_int(args.batch_size, "--batch-size")
     if args.lead == "stack":
         lead: int | str = "stack"
     else:

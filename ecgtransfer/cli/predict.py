@@ -40,8 +40,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ecgtransfer._validate import positive_int
+    from ecgtransfer.errors import ConfigError
     from ecgtransfer.training.prediction import predict
 
+    positive_int(args.batch_size, "--batch-size")  # before anything is read or written
+    for i, record in enumerate(args.records, 1):
+        if not record.strip():
+            raise ConfigError(f"INPUT {i} is an empty path; expected a recording (a WFDB record, .edf, .csv or .npy)")
     table = predict(args.run_dir, args.records, checkpoint=args.checkpoint, device=args.device,
                     batch_size=args.batch_size, out=args.out, fs=args.fs, lead=args.lead, units=args.units,
                     r_peaks=args.r_peaks, report=args.report, progress=not args.quiet)

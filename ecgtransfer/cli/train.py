@@ -113,6 +113,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from ecgtransfer.training.config import resolve_config
     from ecgtransfer.training.runtime import parse_tiers
 
+    from ecgtransfer._validate import thread_count
+
+    if getattr(args, "num_threads", None) is not None:
+        thread_count(args.num_threads, "--threads")
     overrides = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
     if args.tiers is not None:
         overrides["tiers"] = parse_tiers(args.tiers)

@@ -245,7 +245,12 @@ class _Trainer:
 
         cfg, store = self.cfg, self.store
         if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+            from ecgtransfer._validate import max_threads
+
+            if cfg.num_threads > max_threads():  # a config asking for 100000 threads: libgomp aborts the process
+                log.warning("num_threads %d is more than %d (4 per CPU); using %d", cfg.num_threads, max_threads(),
+                            max_threads())
+            torch.set_num_threads(min(cfg.num_threads, max_threads()))
         self.device = resolve_device(cfg.device)
         self._own_pg = D.launched_by_torchrun() and not torch.distributed.is_initialized()
         self.dist = D.init_distributed(self.device.type)
