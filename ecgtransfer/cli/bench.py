@@ -39,6 +39,9 @@ def _main(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("bench needs a CONFIG.toml (or --report-only)")
     overrides = dict(parse_override(s) for s in args.set)
+    from ecgtransfer._outdir import check_not_inside_output
+
+    check_not_inside_output(args.out)  # not inside a run, a store or another bench folder
     from ecgtransfer.bench.runner import run
 
     command = "ecgtransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None

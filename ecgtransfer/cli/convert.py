@@ -109,9 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ecgtransfer._outdir import check_not_inside_output
     from ecgtransfer.conversion import convert
 
-    store = convert(args.database, out=args.out, task=args.task, version=args.version, **convert_kwargs(args))
+    kwargs = convert_kwargs(args)  # the numbers validated first
+    check_not_inside_output(args.out)  # not inside a run, another store or a bench folder
+    store = convert(args.database, out=args.out, task=args.task, version=args.version, **kwargs)
     info = store.info()
     counts = " ".join(f"{k}={v}" for k, v in info.classes.items())
     log.info("%s: %d segments %s at %g Hz, classes %s", store.path, info.n_segments, list(info.shape[1:]), info.fs,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -29,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None:
         positive_int(args.batch_size, "--batch-size")  # before anything is read or written
+    if args.out is not None:  # RUN_DIR (the default) is evaluate's own; any other folder must be empty or an --out's
+        from ecgtransfer._outdir import check_output_dir
+
+        inputs = {"STORE": args.store}
+        if args.checkpoint not in ("best", "last"):
+            inputs["--checkpoint"] = args.checkpoint
+        if os.path.realpath(args.out) != os.path.realpath(args.run_dir):
+            check_output_dir(args.out, kind="eval", inputs=inputs, owned=(args.run_dir,))
     m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
                  batch_size=args.batch_size, out=args.out)
     if args.json:

@@ -49,6 +49,9 @@ def _main(args: argparse.Namespace) -> int:
     from ecgtransfer.errors import ConfigError
 
     image_size(args.size, "--size")  # before the [N, 3, S, S] output is allocated
+    from ecgtransfer._outdir import check_not_inside_output
+
+    check_not_inside_output(args.out)  # not inside a run, a store or a bench folder
     positive_int(args.batch_size, "--batch-size")
     if args.lead == "stack":
         lead: int | str = "stack"

@@ -142,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ecgtransfer.training import fine_tune
 
+    from ecgtransfer._outdir import check_not_inside_output
+
     cfg = config_from_args(args)
+    check_not_inside_output(args.out)  # not inside another run, a store or a bench folder
     result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.best_metrics or {}
