@@ -174,10 +174,19 @@ def enclosing_output(path: str | os.PathLike, *, owned: Iterable[str | os.PathLi
 
 
 def check_not_inside_output(out: str | os.PathLike, *, option: str = "--out",
+                            inputs: Mapping[str, str | os.PathLike | None] = {},
                             owned: Iterable[str | os.PathLike] = ()) -> None:
     """Refuse an output ``out`` inside an ecgtransfer store, run, bench or image folder (other than ``owned``):
     the command line's verbs (train, convert, images, bench) call it besides :func:`check_output_dir`, whose
-    library callers (the bench writing runs into its own folder) may write there."""
+    library callers (the bench writing runs into its own folder) may write there. Inside one of ``inputs``, the
+    refusal names the input, as :func:`check_output_dir` does."""
+    found = enclosing_output(out, owned=owned)
+    if found is None:
+        return
+    for name, given in inputs.items():
+        if given is not None and _real(Path(given)) == found[0]:
+            raise ConfigError(f"{option} {out} is inside the input {name} {given}; write the output elsewhere, "
+                              "outside the input")
     _refuse_enclosing(Path(out), option, owned)
 
 

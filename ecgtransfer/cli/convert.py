@@ -89,7 +89,8 @@ def convert_kwargs(args: argparse.Namespace) -> dict:
                 stride=args.stride, whole_record=args.whole_record, reference=args.reference,
                 rhythm_classes=args.rhythm_classes, filter=args.filter, band=tuple(args.band),
                 filter_order=args.filter_order, normalize=args.normalize, dtype=args.dtype, jobs=args.jobs,
-                overwrite=args.overwrite, progress=not getattr(args, "quiet", False))
+                overwrite=args.overwrite,
+                progress=bool(getattr(args, "progress", not getattr(args, "quiet", False))))  # cli.show_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from ecgtransfer.conversion import convert
 
     kwargs = convert_kwargs(args)  # the numbers validated first
-    check_not_inside_output(args.out)  # not inside a run, another store or a bench folder
+    check_not_inside_output(args.out, inputs={"--data": args.data})  # not inside a run, another store or a bench folder
     store = convert(args.database, out=args.out, task=args.task, version=args.version, **kwargs)
     info = store.info()
     counts = " ".join(f"{k}={v}" for k, v in info.classes.items())

@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from ecgtransfer.errors import ConfigError
 
         raise ConfigError(f"--retries must be a non-negative integer, got {args.retries}")
-    # tqdm reads TQDM_DISABLE when it is imported, so --quiet is honoured here explicitly
-    progress = not getattr(args, "quiet", False)
+    progress = bool(getattr(args, "progress", not getattr(args, "quiet", False)))  # ecgtransfer.cli.show_progress
     with logging_redirect_tqdm() if progress else contextlib.nullcontext():
         download(args.database, version=args.db_version, records=args.records, out=args.out, mirror=args.mirror,
                  jobs=args.jobs, retries=args.retries, timeout=args.timeout, strict=args.strict,

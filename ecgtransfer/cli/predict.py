@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     table = predict(args.run_dir, args.records, checkpoint=args.checkpoint, device=args.device,
                     batch_size=args.batch_size, out=args.out, fs=args.fs, lead=args.lead, units=args.units,
-                    r_peaks=args.r_peaks, report=args.report, progress=not args.quiet)
+                    r_peaks=args.r_peaks, report=args.report, progress=args.progress)
     if args.out is None:
         table.to_csv(sys.stdout, index=False, float_format="%.6g")
     return 0

@@ -132,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if len(spread) != 2:
             raise ConfigError(f"--lr-spread expects two learning rates FIRST,LAST, got {args.lr_spread!r}")
         overrides["lr_spread"] = spread
-    if os.environ.get("TQDM_DISABLE") == "1":
+    if not getattr(args, "progress", os.environ.get("TQDM_DISABLE") != "1"):  # ecgtransfer.cli.show_progress
         overrides["progress"] = False
     return resolve_config(args.config, **overrides)
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from ecgtransfer._outdir import check_not_inside_output
 
     cfg = config_from_args(args)
-    check_not_inside_output(args.out)  # not inside another run, a store or a bench folder
+    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside another run, a store or a bench folder
     result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.best_metrics or {}

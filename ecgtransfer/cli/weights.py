@@ -62,7 +62,7 @@ def _fetch(args: argparse.Namespace) -> int:
     from ecgtransfer.models.weight_registry import fetch_imagenet, imagenet_file
     from ecgtransfer.models.weights import apply_weights, read_state_dict_file
 
-    progress = not args.quiet
+    progress = args.progress
     report = apply_weights(ResNet50(1000), read_state_dict_file(imagenet_file(args.version, progress=progress)))
     path = fetch_imagenet(args.version, args.out, progress=progress)
     logging.getLogger(__name__).info("%s: %d tensors load into ResNet50", path, len(report.loaded))
@@ -74,7 +74,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from ecgtransfer.models.resnet import ResNet50
     from ecgtransfer.models.weights import apply_weights, check_weights, read_weights
 
-    src = read_weights(args.path, progress=not args.quiet)
+    src = read_weights(args.path, progress=args.progress)
     head = src.state.get("classifier.fc.weight")
     conv = src.state.get("features_1.stem.conv.weight")
     num_classes = args.num_classes or (int(head.shape[0]) if head is not None and head.dim() == 2 else 1000)
