@@ -304,5 +304,5 @@ def check_output_dir(out: str | os.PathLike, *, kind: str, inputs: Mapping[str, 
     return out
 
 
-__all__ = ["check_output_dir", "check_output_file", "check_not_inside_output", "enclosing_output", "KINDS", "STORE_FILES", "IMAGE_FILES",
-           "RUN_FILES", "RUN_MARKERS", "REPORT_FILES"]
+__all__ = ["check_output_dir", "check_output_file", "check_not_inside_output", "enclosing_output", "KINDS",
+           "STORE_FILES", "IMAGE_FILES", "RUN_FILES", "RUN_MARKERS", "REPORT_FILES"]

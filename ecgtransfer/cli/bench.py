@@ -41,7 +41,8 @@ def _main(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(s) for s in args.set)
     from ecgtransfer._outdir import check_not_inside_output
 
-    check_not_inside_output(args.out, inputs={"--store": args.store, "--source-store": args.source_store})  # not inside a run, a store or another bench folder
+    # not inside a run, a store or another bench folder
+    check_not_inside_output(args.out, inputs={"--store": args.store, "--source-store": args.source_store})
     from ecgtransfer.bench.runner import run
 
     command = "ecgtransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None

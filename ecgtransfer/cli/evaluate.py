@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ecgtransfer.training.evaluation import evaluate
     from ecgtransfer._validate import positive_int
+    from ecgtransfer.training.evaluation import evaluate
     from ecgtransfer.training.metrics import metrics_table
 
     if args.batch_size is not None:

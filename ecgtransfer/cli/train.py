@@ -109,11 +109,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~ecgtransfer.training.TrainConfig` of parsed ``train`` arguments (``--config`` + options)."""
     import os
 
+    from ecgtransfer._validate import thread_count
     from ecgtransfer.errors import ConfigError
     from ecgtransfer.training.config import resolve_config
     from ecgtransfer.training.runtime import parse_tiers
-
-    from ecgtransfer._validate import thread_count
 
     if getattr(args, "num_threads", None) is not None:
         thread_count(args.num_threads, "--threads")
@@ -140,12 +139,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from ecgtransfer._outdir import check_not_inside_output
     from ecgtransfer.training import fine_tune
 
-    from ecgtransfer._outdir import check_not_inside_output
-
     cfg = config_from_args(args)
-    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside another run, a store or a bench folder
+    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside another run, store or bench
     result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.best_metrics or {}
