@@ -181,3 +181,19 @@ def test_folder_verbs_may_not_write_inside_another_run(run, store, physionet_roo
     from ecgtransfer._outdir import enclosing_output
 
     assert enclosing_output(project / "runs" / "x") is None
+
+
+def test_weights_fetch_keeps_a_users_file_and_stays_out_of_runs(run, tmp_path, capsys) -> None:
+    """Checked before anything is downloaded: no network needed."""
+    from ecgtransfer.models.weight_registry import get_weights
+
+    w = tmp_path / "w"
+    w.mkdir()
+    mine = w / get_weights("v1").file_name
+    mine.write_bytes(b"my own file")
+    _refused(capsys, ["weights", "fetch", "--version", "v1", "--out", str(w) + "/"], str(mine), "exists",
+             "--overwrite")
+    assert mine.read_bytes() == b"my own file"
+    before = tree(run)
+    _refused(capsys, ["weights", "fetch", "--version", "v1", "--out", str(run / "r50.pth")], "inside", "training run")
+    assert tree(run) == before
