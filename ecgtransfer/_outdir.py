@@ -139,7 +139,10 @@ def _output_kind(folder: Path) -> str | None:
     try:
         if not folder.is_dir():
             return None
-        if any((folder / m).exists() for m in RUN_MARKERS):
+        # a run's own records, or its config beside a checkpoint (a stray last.pt alone makes no run)
+        checkpoint = (folder / "best.pt").exists() or (folder / "last.pt").exists()
+        if (folder / "run.json").is_file() or (folder / "store_manifest.json").is_file() or (
+                checkpoint and (folder / "config.json").is_file()):
             return "run"
         if (folder / "results.json").is_file() and ((folder / "cells").is_dir() or (folder / "runs").is_dir()):
             from ecgtransfer.bench.runner import RESULTS_FORMAT

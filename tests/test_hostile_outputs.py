@@ -155,6 +155,8 @@ def test_check_output_file_directly(tmp_path) -> None:
     assert enclosing_output(tmp_path / "a" / "b.csv") is None
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "best.pt").write_bytes(b"")
+    assert enclosing_output(tmp_path / "r" / "x" / "y.csv") is None  # a stray checkpoint alone makes no run
+    (tmp_path / "r" / "config.json").write_text("{}")
     assert enclosing_output(tmp_path / "r" / "x" / "y.csv") == (tmp_path.resolve() / "r", "run")
     assert enclosing_output(tmp_path / "r" / "x" / "y.csv", owned=[tmp_path / "r"]) is None
 
