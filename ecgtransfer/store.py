@@ -368,8 +368,12 @@ class StoreWriter:
         if self.path.exists():
             check_output_dir(self.path, kind="store")  # again: files may have been added while converting
             trash = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
-            _write_owner(trash)
-            os.replace(self.path, trash / "store")
+            try:
+                _write_owner(trash)
+                os.replace(self.path, trash / "store")
+            except OSError:  # the store cannot be moved aside (read-only): it stays where it is, and so no .old-*
+                shutil.rmtree(trash, ignore_errors=True)
+                raise
             try:
                 os.replace(self._tmp, self.path)
             except OSError:

@@ -619,6 +619,8 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
         raise _err(where, f"fractions contain duplicates: {list(cfg.fractions)}")
     if cfg.fraction_mode not in FRACTION_MODES:
         raise _err(where, f"fraction_mode must be one of {FRACTION_MODES}, found {cfg.fraction_mode!r}")
+    if not cfg.encodings:
+        raise _err(where, "encodings is empty; name at least one image encoding (e.g. [\"spectrogram\"])")
     for enc in cfg.encodings:
         check_encoding(enc, where)
     if not (0.0 < cfg.target_f1 <= 1.0):

@@ -5,7 +5,9 @@ Each verb lives in its own module of this package (``download.py``, ``convert.py
 Verbs are discovered here, so adding one never touches this file.
 
 Every failure that ecgtransfer raises on purpose (:class:`~ecgtransfer.errors.EcgTransferError`)
-is printed as one line ``ecgtransfer: error: ...`` with exit code 2. An :class:`OSError` that escapes
+is printed as one line ``ecgtransfer: error: ...`` with exit code 2. Progress bars are shown only when stderr is a
+terminal (:func:`show_progress`; ``--progress`` / ``--no-progress`` decide otherwise): every verb reads
+``args.progress``, so a log file of a batch job gets no bar updates. An :class:`OSError` that escapes
 (a full disk, a permission problem) is printed the same way, ``ecgtransfer: error: <reason>: <file>``,
 with its traceback only under ``-vv``.
 """
@@ -16,7 +18,7 @@ import importlib
 import logging
 import pkgutil
 import sys
-from typing import Sequence
+from typing import Sequence, TextIO
 
 from ecgtransfer import __version__
 from ecgtransfer.errors import EcgTransferError
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecgtransfer {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars on stderr (default: only when stderr is a terminal and without -q)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
     names.sort(key=lambda n: (VERB_ORDER.index(n) if n in VERB_ORDER else len(VERB_ORDER), n))
@@ -44,13 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+def show_progress(progress: bool | None, quiet: bool, stream: TextIO | None = None) -> bool:
+    """Whether the verbs show progress bars: ``--progress`` / ``--no-progress`` when given, else only when
+    ``stream`` (stderr) is a terminal and ``--quiet`` is off. The one place that decides it."""
+    if progress is not None:
+        return progress
+    stream = sys.stderr if stream is None else stream
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        tty = False
+    return bool(tty) and not quiet
+
+
+def _configure_logging(verbose: int, quiet: bool, progress: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if quiet:
+    if not progress:
         import os
 
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")  # for tqdm imported later (the verbs pass args.progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    _configure_logging(args.verbose, args.quiet)
+    args.progress = show_progress(args.progress, args.quiet)
+    _configure_logging(args.verbose, args.quiet, args.progress)
     try:
         return int(args.func(args) or 0)
     except EcgTransferError as exc:

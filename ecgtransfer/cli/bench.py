@@ -39,11 +39,15 @@ def _main(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("bench needs a CONFIG.toml (or --report-only)")
     overrides = dict(parse_override(s) for s in args.set)
+    from ecgtransfer._outdir import check_not_inside_output
+
+    # not inside a run, a store or another bench folder
+    check_not_inside_output(args.out, inputs={"--store": args.store, "--source-store": args.source_store})
     from ecgtransfer.bench.runner import run
 
     command = "ecgtransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     res = run(Path(args.config), args.out, store=args.store, source_store=args.source_store, device=args.device,
-              resume=not args.no_resume, progress=not getattr(args, "quiet", False),
+              resume=not args.no_resume, progress=args.progress,
               overrides=overrides, command=command)
     r = res.results
     print(f"bench {r['name']}: {len(res.computed)} cell(s) computed, {len(res.reused)} reused, "

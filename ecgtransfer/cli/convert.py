@@ -71,6 +71,18 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
 def convert_kwargs(args: argparse.Namespace) -> dict:
     """:func:`ecgtransfer.convert` keyword arguments from the options of :func:`add_convert_options`
     (plus ``quiet``: no progress bar)."""
+    from ecgtransfer._validate import finite_number, positive_int
+
+    if args.fs is not None:
+        finite_number(args.fs, "--fs")
+    finite_number(args.window, "--window")
+    if args.stride is not None:
+        finite_number(args.stride, "--stride")
+    for value in args.band:
+        finite_number(value, "--band", positive=False, minimum=0.0)
+    positive_int(args.filter_order, "--filter-order")
+    if args.jobs is not None:
+        positive_int(args.jobs, "--jobs")
     lead = args.lead
     if lead is not None and len(lead) == 1:
         lead = lead[0]
@@ -79,7 +91,8 @@ def convert_kwargs(args: argparse.Namespace) -> dict:
                 stride=args.stride, whole_record=args.whole_record, reference=args.reference,
                 rhythm_classes=args.rhythm_classes, filter=args.filter, band=tuple(args.band),
                 filter_order=args.filter_order, normalize=args.normalize, dtype=args.dtype, jobs=args.jobs,
-                overwrite=args.overwrite, progress=not getattr(args, "quiet", False))
+                overwrite=args.overwrite,
+                progress=bool(getattr(args, "progress", not getattr(args, "quiet", False))))  # cli.show_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,9 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ecgtransfer._outdir import check_not_inside_output
     from ecgtransfer.conversion import convert
 
-    store = convert(args.database, out=args.out, task=args.task, version=args.version, **convert_kwargs(args))
+    kwargs = convert_kwargs(args)  # the numbers validated first
+    check_not_inside_output(args.out, inputs={"--data": args.data})  # not inside a run, another store or a bench folder
+    store = convert(args.database, out=args.out, task=args.task, version=args.version, **kwargs)
     info = store.info()
     counts = " ".join(f"{k}={v}" for k, v in info.classes.items())
     log.info("%s: %d segments %s at %g Hz, classes %s", store.path, info.n_segments, list(info.shape[1:]), info.fs,

@@ -45,10 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from ecgtransfer._validate import finite_number, positive_int
     from ecgtransfer.physionet.download import download
 
-    # tqdm reads TQDM_DISABLE when it is imported, so --quiet is honoured here explicitly
-    progress = not getattr(args, "quiet", False)
+    finite_number(args.timeout, "--timeout")
+    positive_int(args.jobs, "--jobs")
+    if args.retries < 0:
+        from ecgtransfer.errors import ConfigError
+
+        raise ConfigError(f"--retries must be a non-negative integer, got {args.retries}")
+    progress = bool(getattr(args, "progress", not getattr(args, "quiet", False)))  # ecgtransfer.cli.show_progress
     with logging_redirect_tqdm() if progress else contextlib.nullcontext():
         download(args.database, version=args.db_version, records=args.records, out=args.out, mirror=args.mirror,
                  jobs=args.jobs, retries=args.retries, timeout=args.timeout, strict=args.strict,

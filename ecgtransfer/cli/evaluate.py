@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -31,9 +32,20 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ecgtransfer._validate import positive_int
     from ecgtransfer.training.evaluation import evaluate
     from ecgtransfer.training.metrics import metrics_table
 
+    if args.batch_size is not None:
+        positive_int(args.batch_size, "--batch-size")  # before anything is read or written
+    if args.out is not None:  # RUN_DIR (the default) is evaluate's own; any other folder must be empty or an --out's
+        from ecgtransfer._outdir import check_output_dir
+
+        inputs = {"STORE": args.store}
+        if args.checkpoint not in ("best", "last"):
+            inputs["--checkpoint"] = args.checkpoint
+        if os.path.realpath(args.out) != os.path.realpath(args.run_dir):
+            check_output_dir(args.out, kind="eval", inputs=inputs, owned=(args.run_dir,))
     m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
                  batch_size=args.batch_size, out=args.out, decision=args.decision,
                  ensemble=args.ensemble)

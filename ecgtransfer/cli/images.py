@@ -45,8 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from ecgtransfer.imaging.export import materialise
 
+    from ecgtransfer._validate import image_size, positive_int
     from ecgtransfer.errors import ConfigError
 
+    image_size(args.size, "--size")  # before the [N, 3, S, S] output is allocated
+    from ecgtransfer._outdir import check_not_inside_output
+
+    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside a run, a store or a bench folder
+    positive_int(args.batch_size, "--batch-size")
     if args.lead == "stack":
         lead: int | str = "stack"
     else:
@@ -56,7 +62,7 @@ def _main(args: argparse.Namespace) -> int:
             raise ConfigError(f"--lead must be a lead index or 'stack', got {args.lead!r}") from None
     out = materialise(args.store, args.out, encoding=args.encoding, size=args.size, format=args.format,
                       batch_size=args.batch_size, lead=lead, colour=args.colour, cmap=args.cmap, device=args.device,
-                      overwrite=args.overwrite, progress=not args.quiet, **dict(args.param))
+                      overwrite=args.overwrite, progress=args.progress, **dict(args.param))
     info = json.loads((out / "images.json").read_text())
     print(f"images: {info['shape'][0]} x {info['shape'][1:]} uint8 ({args.format}) in {out}; index: {out / 'index.csv'}")
     return 0

@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
                    help=f"recordings: {', '.join(FORMATS)} (a WFDB record path without extension, "
                         "data/mitdb/1.0.0/100; holter.edf; export.csv with a header row naming the leads; "
                         "signal.npy [n] or [n, leads])")
-    p.add_argument("--out", help="CSV file (default: stdout)")
+    p.add_argument("--out", help="CSV file (default: stdout); an existing file is replaced only with --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--fs", type=float, default=None,
                    help="sampling rate in Hz of CSV/.npy inputs (WFDB and EDF state their own; a --fs that "
                         "contradicts them is refused)")
@@ -44,12 +45,33 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """The output rule of :mod:`ecgtransfer._outdir` for --out and --report, before anything is read or written:
+    predict owns no run, store or bench folder, and replaces neither an input nor a user's file."""
+    from ecgtransfer._outdir import check_output_dir, check_output_file
+
+    inputs = {"RUN_DIR": args.run_dir, **{f"INPUT {i}": r for i, r in enumerate(args.records, 1)}}
+    if args.checkpoint not in ("best", "last"):
+        inputs["--checkpoint"] = args.checkpoint
+    if args.out is not None:
+        check_output_file(args.out, inputs=inputs, option="--out", overwrite=args.overwrite)
+    if args.report is not None:
+        check_output_dir(args.report, kind="report", inputs=inputs, option="--report", owned=())
+
+
 def run(args: argparse.Namespace) -> int:
+    from ecgtransfer._validate import positive_int
+    from ecgtransfer.errors import ConfigError
     from ecgtransfer.training.prediction import predict
 
+    positive_int(args.batch_size, "--batch-size")  # before anything is read or written
+    for i, record in enumerate(args.records, 1):
+        if not record.strip():
+            raise ConfigError(f"INPUT {i} is an empty path; expected a recording (a WFDB record, .edf, .csv or .npy)")
+    _check_outputs(args)
     table = predict(args.run_dir, args.records, checkpoint=args.checkpoint, device=args.device,
                     batch_size=args.batch_size, out=args.out, fs=args.fs, lead=args.lead, units=args.units,
-                    r_peaks=args.r_peaks, report=args.report, progress=not args.quiet, decision=args.decision)
+                     r_peaks=args.r_peaks, report=args.report, progress=args.progress, decision=args.decision)
     if args.out is None:
         table.to_csv(sys.stdout, index=False, float_format="%.6g")
     return 0

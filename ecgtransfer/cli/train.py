@@ -126,10 +126,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~ecgtransfer.training.TrainConfig` of parsed ``train`` arguments (``--config`` + options)."""
     import os
 
+    from ecgtransfer._validate import thread_count
     from ecgtransfer.errors import ConfigError
     from ecgtransfer.training.config import resolve_config
     from ecgtransfer.training.runtime import parse_tiers
 
+    if getattr(args, "num_threads", None) is not None:
+        thread_count(args.num_threads, "--threads")
     overrides = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
     if args.tiers is not None:
         overrides["tiers"] = parse_tiers(args.tiers)
@@ -145,7 +148,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if len(spread) != 2:
             raise ConfigError(f"--lr-spread expects two learning rates FIRST,LAST, got {args.lr_spread!r}")
         overrides["lr_spread"] = spread
-    if os.environ.get("TQDM_DISABLE") == "1":
+    if not getattr(args, "progress", os.environ.get("TQDM_DISABLE") != "1"):  # ecgtransfer.cli.show_progress
         overrides["progress"] = False
     return resolve_config(args.config, **overrides)
 
@@ -153,9 +156,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from ecgtransfer._outdir import check_not_inside_output
     from ecgtransfer.training import fine_tune
 
     cfg = config_from_args(args)
+    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside another run, store or bench
     result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.best_metrics or {}

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        ).replace("%", "%%"))
     fetch.add_argument("--out", required=True,
                        help="output file, or an existing folder / a path ending in '/' to keep torchvision's file name")
+    fetch.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out file that is not already these weights")
     fetch.set_defaults(func=_fetch)
 
     inspect = sub.add_parser(
@@ -54,6 +56,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect.set_defaults(func=_inspect)
 
 
+def _check_target(args: argparse.Namespace) -> None:
+    """The output rule of :mod:`ecgtransfer._outdir` for the file ``fetch`` writes: not inside a run, store or
+    bench folder, and an existing file is replaced only when it already holds these weights (its SHA256 starts
+    with their prefix) or with --overwrite."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from ecgtransfer._outdir import check_output_file
+
+    w = get_weights(args.version)
+    target = Path(args.out).expanduser()
+    if target.is_dir() or args.out.endswith(("/", os.sep)):
+        target = target / w.file_name
+    same = False
+    if target.is_file() and w.hash_prefix:
+        digest = hashlib.sha256()
+        with open(target, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        same = digest.hexdigest().startswith(w.hash_prefix)
+    check_output_file(target, option="--out", overwrite=args.overwrite or same)
+
+
 def _fetch(args: argparse.Namespace) -> int:
     """Get the version's file (SHA256-checked), prove it loads into ResNet50, then write it to ``--out``."""
     import logging
@@ -62,7 +88,8 @@ def _fetch(args: argparse.Namespace) -> int:
     from ecgtransfer.models.weight_registry import fetch_imagenet, imagenet_file
     from ecgtransfer.models.weights import apply_weights, read_state_dict_file
 
-    progress = not args.quiet
+    _check_target(args)  # the output rule, before anything is downloaded or written
+    progress = args.progress
     report = apply_weights(ResNet50(1000), read_state_dict_file(imagenet_file(args.version, progress=progress)))
     path = fetch_imagenet(args.version, args.out, progress=progress)
     logging.getLogger(__name__).info("%s: %d tensors load into ResNet50", path, len(report.loaded))
@@ -74,7 +101,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from ecgtransfer.models.resnet import ResNet50
     from ecgtransfer.models.weights import apply_weights, check_weights, read_weights
 
-    src = read_weights(args.path, progress=not args.quiet)
+    src = read_weights(args.path, progress=args.progress)
     head = src.state.get("classifier.fc.weight")
     conv = src.state.get("features_1.stem.conv.weight")
     num_classes = args.num_classes or (int(head.shape[0]) if head is not None and head.dim() == 2 else 1000)

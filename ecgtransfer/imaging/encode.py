@@ -166,6 +166,10 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
     check_encoding(encoding, "encode")
     if not is_int(size) or size < 2:
         raise ConfigError(f"encode: size must be an integer >= 2, got {size!r}")
+    from ecgtransfer._validate import MAX_IMAGE_SIZE
+
+    if size > MAX_IMAGE_SIZE:
+        raise ConfigError(f"encode: size must be at most {MAX_IMAGE_SIZE} pixels, got {size!r}")
     if colour not in ("gray", "colormap"):
         raise ConfigError(f"encode: colour must be 'gray' or 'colormap', got {colour!r}")
     x = as_signal(x)

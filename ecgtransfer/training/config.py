@@ -307,14 +307,22 @@ class TrainConfig:
             raise bad("channels_last", f"one of {CHANNELS_LAST_CHOICES}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise bad("device", f"one of {DEVICES} or 'cuda:N'")
+        from ecgtransfer._validate import MAX_IMAGE_SIZE, positive_int
+
+        def whole(name: str, expected: str) -> None:  # inf / nan / 1.5 are refused, not int()-ed into a traceback
+            try:
+                positive_int(getattr(self, name), name)
+            except ConfigError:
+                raise bad(name, expected) from None
+
         for name in ("epochs", "batch_size", "image_size", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise bad(name, "a positive integer")
+            whole(name, "a positive integer")
+        if int(self.image_size) > MAX_IMAGE_SIZE:  # before any [B, 3, S, S] image is allocated
+            raise bad("image_size", f"at most {MAX_IMAGE_SIZE} pixels")
         for name in ("max_steps", "eval_batch_size", "checkpoint_every", "early_stopping", "num_threads",
                      "val_every_steps"):
-            v = getattr(self, name)
-            if v is not None and int(v) < 1:
-                raise bad(name, "a positive integer or None")
+            if getattr(self, name) is not None:
+                whole(name, "a positive integer or None")
         if self.warmup_steps is not None and int(self.warmup_steps) < 0:
             raise bad("warmup_steps", "a non-negative integer or None")
         if self.num_workers < 0:

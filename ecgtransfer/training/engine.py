@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer._lock import FolderLock
-from ecgtransfer._outdir import check_output_dir
+from ecgtransfer._outdir import RUN_FILES, check_output_dir
 from ecgtransfer.conversion import BEAT_TASKS
 from ecgtransfer.errors import ConfigError, TrainingError
 from ecgtransfer.imaging._tensor import check_finite, naming_segments
@@ -241,6 +241,51 @@ def _write_metrics_files(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
+def check_run_identity(run_dir: Path, cfg: TrainConfig, *, resume: bool) -> None:
+    """Refuse to train into ``run_dir`` when it holds a run that this one would damage.
+
+    A folder holding any file a run owns (:data:`ecgtransfer._outdir.RUN_FILES`: config.json, run.json, best.pt,
+    last.pt, metrics.jsonl, ...) is a run, whichever of them is left. It may be continued only with ``resume``
+    and its ``last.pt`` (the optimizer, schedule and data-order state; :meth:`_Trainer._load_resume` checks the
+    checkpoint); its ``config.json`` must hold these settings (:meth:`TrainConfig.incompatible_with`); a trained
+    model (``best.pt``) without ``last.pt`` is never trained over. A run stopped before its first checkpoint
+    (config and split only) with the same settings starts again.
+
+    Raises:
+        TrainingError: one line naming the folder, the files found and what to do.
+    """
+    present = sorted(f for f in RUN_FILES if (run_dir / f).exists())
+    if not present:
+        return
+    listed = ", ".join(present)
+    if "last.pt" in present and not resume:
+        raise TrainingError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it or choose "
+                            "another --out")
+    cfg_file = run_dir / "config.json"
+    if not cfg_file.is_file():
+        raise TrainingError(f"{run_dir} holds files of a run ({listed}) but no config.json, so its settings are "
+                            "unknown; nothing was written: choose another --out")
+    try:
+        saved = json.loads(cfg_file.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise TrainingError(f"{cfg_file} is not a readable training config; nothing was written: choose another --out")
+    diff = cfg.incompatible_with(saved)
+    if diff:
+        shown = ", ".join(f"{k}: run {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items())[:4])
+        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        raise TrainingError(f"{run_dir} holds a run with other settings ({shown}{more}); nothing was written: "
+                            "choose another --out")
+    if "best.pt" in present and "last.pt" not in present:
+        if resume:
+            raise TrainingError(f"{run_dir} has best.pt but no last.pt: --resume cannot continue it exactly (last.pt "
+                                "holds the optimizer, schedule and data order); nothing was written: train into "
+                                "another --out")
+        raise TrainingError(f"{run_dir} already holds a trained run (best.pt; last.pt is missing); nothing was "
+                            "written: choose another --out")
+
+
 class _Trainer:
     def __init__(self, store: SegmentStore, cfg: TrainConfig, out: Path, *, resume: bool,
                  split: Any | None) -> None:
@@ -258,7 +303,12 @@ class _Trainer:
 
         cfg, store = self.cfg, self.store
         if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+            from ecgtransfer._validate import max_threads
+
+            if cfg.num_threads > max_threads():  # a config asking for 100000 threads: libgomp aborts the process
+                log.warning("num_threads %d is more than %d (4 per CPU); using %d", cfg.num_threads, max_threads(),
+                            max_threads())
+            torch.set_num_threads(min(cfg.num_threads, max_threads()))
         self.device = resolve_device(cfg.device)
         self._own_pg = D.launched_by_torchrun() and not torch.distributed.is_initialized()
         self.dist = D.init_distributed(self.device.type)
@@ -288,9 +338,7 @@ class _Trainer:
 
         self.ckpt_path = self.run_dir / "last.pt"
         self.best_path = self.run_dir / "best.pt"
-        if self.ckpt_path.exists() and not self.resume:
-            raise TrainingError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
-                                "or choose another --out")
+        check_run_identity(self.run_dir, cfg, resume=self.resume)  # again, under the lock
 
         self.encoder: torch.nn.Module | None = None
         self.train_encoder: torch.nn.Module | None = None
@@ -901,6 +949,7 @@ def fine_tune(store: SegmentStore | str | os.PathLike, config: TrainConfig | Map
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{store.manifest.get('database', 'store')}-{stamp}"
     out = check_output_dir(out, kind="run", inputs={"STORE": store.path})  # before anything is written
+    check_run_identity(out, cfg, resume=resume)
     trainer = _Trainer(store, cfg, out, resume=resume, split=split_indices)
     lock = FolderLock(out, what="run directory")  # one writer per run directory: global rank 0 writes it
     try:

@@ -1,0 +1,66 @@
+"""Shared checks of numbers given on the command line or in a config: one :class:`ConfigError` line naming the
+option and what it expects, raised before anything is read, allocated or written.
+
+The owner of two bounds: :data:`MAX_IMAGE_SIZE` (the largest image side of ``train``, ``images`` and ``bench``)
+and :func:`max_threads` (the most torch CPU threads a run may ask for).
+"""
+from __future__ import annotations
+
+import math
+import os
+from numbers import Integral, Real
+from typing import Any
+
+from ecgtransfer.errors import ConfigError
+
+#: the largest image side in pixels (``train --image-size``, ``images --size``, a bench's ``image_size``); a
+#: 3 x 1024 x 1024 float32 image is 12 MiB per segment, 100000 would be 120 GB
+MAX_IMAGE_SIZE = 1024
+
+
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: four per CPU of this machine."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def positive_int(value: Any, name: str, *, maximum: int | None = None, why: str = "") -> int:
+    """``value`` as an int if it is a whole number >= 1 (and <= ``maximum``), else one ConfigError line."""
+    ok = isinstance(value, Integral) and not isinstance(value, bool)
+    if not ok and isinstance(value, Real) and not isinstance(value, bool):
+        ok = math.isfinite(float(value)) and float(value).is_integer()
+    if not ok or int(value) < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if maximum is not None and int(value) > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}{why}, got {value!r}")
+    return int(value)
+
+
+def finite_number(value: Any, name: str, *, positive: bool = True, minimum: float | None = None) -> float:
+    """``value`` as a float if it is a finite number (> 0 with ``positive``, >= ``minimum``), else one line."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if isinstance(value, bool) or not math.isfinite(x):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if positive and not x > 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    if minimum is not None and x < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return x
+
+
+def image_size(value: Any, name: str) -> int:
+    """An image side: an integer in [2, :data:`MAX_IMAGE_SIZE`]."""
+    size = positive_int(value, name, maximum=MAX_IMAGE_SIZE, why=" pixels")
+    if size < 2:
+        raise ConfigError(f"{name} must be an integer >= 2, got {value!r}")
+    return size
+
+
+def thread_count(value: Any, name: str) -> int:
+    """A number of CPU threads: an integer in [1, :func:`max_threads`]."""
+    return positive_int(value, name, maximum=max_threads(), why=f" (4 x the {os.cpu_count() or 1} CPUs here)")
+
+
+__all__ = ["MAX_IMAGE_SIZE", "max_threads", "positive_int", "finite_number", "image_size", "thread_count"]
