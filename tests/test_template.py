@@ -65,7 +65,7 @@ def test_compose_input_channels() -> None:
         TrainConfig(beat_input="median")
 
 
-@pytest.mark.parametrize("model,mode", [("resnet50", "template-rgb"), ("cnn1d", "template")])
+@pytest.mark.parametrize("model,mode", [("resnet50", "template-rgb"), ("cnn1d", "template"), ("features", "template")])
 def test_predict_builds_the_template_from_the_recording_as_the_store_does(store, physionet_root, tmp_path,
                                                                           monkeypatch, model, mode) -> None:
     """A run trained with templates: predict on the WFDB record (its own first pass for the template, 2-minute

@@ -59,6 +59,13 @@ def input_channels(mode: str, n_leads: int) -> int:
     return {"leads": n_leads, "template": 2 * n_leads, "template-rgb": 3}[mode]
 
 
+def raw_lead_channels(mode: str, n_leads: int) -> int:
+    """How many of :func:`compose_input`'s first channels are raw leads (the rest are differences from the template
+    or, for ``template-rgb``, its third channel): the features model computes interval features on these only."""
+    check_beat_input(mode)
+    return 1 if mode == "template-rgb" else n_leads
+
+
 def template_subset(n: int, max_beats: int = TEMPLATE_MAX_BEATS) -> np.ndarray:
     """Indices ``[m]`` (``m = min(n, max_beats)``, increasing) of the beats a template of ``n`` time-ordered beats is
     the median of: all of them, or ``max_beats`` spread evenly from the first to the last."""

@@ -50,7 +50,8 @@ from ecgtransfer._outdir import RUN_FILES, check_output_dir
 from ecgtransfer.conversion import BEAT_TASKS
 from ecgtransfer.errors import ConfigError, TrainingError
 from ecgtransfer.imaging._tensor import check_finite, naming_segments
-from ecgtransfer.signals.template import compose_input, input_channels, store_templates, uses_template
+from ecgtransfer.signals.template import (compose_input, input_channels, raw_lead_channels, store_templates,
+                                          uses_template)
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import distributed as D
 from ecgtransfer.training.checkpoint import (
@@ -177,7 +178,9 @@ def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in
     params = store.manifest.get("parameters") or {}
     return ModelSpec(kind=cfg.model, num_classes=num_classes, in_channels=in_channels, rr_dim=rr_dim,
                      length=int(store.shape[2]), fs=float(store.fs or 0.0),
-                     r_index=int(params.get("before_samples") or 0))
+                     r_index=int(params.get("before_samples") or 0),
+                     n_leads=raw_lead_channels(cfg.beat_input, int(store.shape[1])) if uses_template(cfg.beat_input)
+                     else 0)
 
 
 def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str],
