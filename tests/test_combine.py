@@ -18,6 +18,7 @@ import ecgtransfer as et
 from ecgtransfer.cli import main
 from ecgtransfer.combine import AGREED_PARAMETERS
 from ecgtransfer.errors import ConfigError, StoreError
+from ecgtransfer.signals.beats import RR_FEATURES
 from ecgtransfer.signals.split import DS1, DS2, SplitConfig
 from ecgtransfer.store import write_store
 
@@ -219,7 +220,7 @@ def _synthetic_mitdb(path: Path, like: et.SegmentStore, records: list[str]) -> e
                        patient_ids=["201" if r == "202" else r for r in rec], positions=np.arange(n),
                        class_names=CLASSES, fs=360.0, lead_names=["MLII", "V1"], database="mitdb", version="1.0.0",
                        task="beats", parameters=params,
-                       extras={"rr": np.ones((n, 6), np.float32), "symbol": np.full(n, "N", dtype="<U2")})
+                       extras={"rr": np.ones((n, len(RR_FEATURES)), np.float32), "symbol": np.full(n, "N", dtype="<U2")})
 
 
 def test_dechazal_on_a_combined_store_tests_exactly_the_mitdb_ds2_records(stores, tmp_path):

@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
     from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS
     from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
     from ecgtransfer.training.config import ENCODINGS, IMBALANCE, INIT_CHOICES, RR_MODES, SCHEDULERS
+    from ecgtransfer.signals.template import BEAT_INPUTS
     from ecgtransfer.training.decision import DECISIONS, PREVALENCES
 
     g = p.add_argument_group("model and input")
@@ -50,6 +51,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--init", help=f"{' | '.join(INIT_CHOICES)} | PATH of weights (default imagenet)")
     g.add_argument("--encoding", choices=ENCODINGS, help="image encoding (default spectrogram)")
     g.add_argument("--image-size", type=int, help="image side in pixels (default 224)")
+    g.add_argument("--beat-input", choices=BEAT_INPUTS,
+                   help="what the model sees of a beat: leads (default) | template (the leads and each minus the "
+                        "record's median beat) | template-rgb (lead 1 / lead 1 - template / lead 2 as image channels)")
     g = p.add_argument_group("data")
     g.add_argument("--split", choices=SPLIT_METHODS, help="how the store is split by patient (default patient)")
     g.add_argument("--fold", type=int, help="test fold of --split kfold")
@@ -115,7 +119,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-_FIELDS = ("model", "rr", "lda_shrinkage", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "fold_database", "test_records", "val_fraction", "test_fraction",
+_FIELDS = ("model", "rr", "lda_shrinkage", "beat_input", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "fold_database", "test_records", "val_fraction", "test_fraction",
            "train_fraction", "imbalance", "augment", "epochs", "max_steps", "batch_size", "optimizer", "momentum",
            "weight_decay", "tier_preset", "layer_decay", "freeze_bn_stats", "no_decay_bn_bias", "scheduler",
            "warmup_steps", "grad_clip", "early_stopping", "device", "amp", "channels_last", "compile", "seed",
