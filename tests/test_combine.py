@@ -327,3 +327,21 @@ def test_bench_sees_a_combined_source_store_overlapping_a_mitdb_target(stores):
     assert set(x.record_ids[used].tolist()) == {"mitdb:101", "mitdb:124", "svdb:800", "svdb:801", "svdb:802"}
     np.testing.assert_array_equal(m.qualified_patient_ids, [f"mitdb:{p}" for p in m.patient_ids.tolist()])
     np.testing.assert_array_equal(x.qualified_patient_ids, x.patient_ids)
+
+
+def test_predict_with_a_run_of_a_combined_store_finds_its_leads(stores, physionet_root, tmp_path):
+    """A combined store names its leads by position (lead1, lead2); predict takes the first database's names (with
+    their alternatives) to find them in a new recording: mitdb's MLII + V1 here, the store's beats and RR."""
+    m, _, x = stores
+    rid = np.asarray(x.record_ids).astype(str)
+    train = np.flatnonzero(np.char.startswith(rid, "svdb:"))[::50]
+    val = np.flatnonzero(np.char.startswith(rid, "mitdb:"))[::50]
+    run = tmp_path / "run"
+    et.fine_tune(x, out=run, split_indices={"train": train, "val": val, "test": np.zeros(0, dtype=np.int64)},
+                 model="cnn1d", epochs=1, batch_size=32, num_threads=1, progress=False, amp="off")
+    rec = MITDB[0]
+    from ecgtransfer.training import predict
+
+    table = predict(run, [physionet_root / "mitdb" / "1.0.0" / rec], r_peaks="atr", progress=False)
+    sel = np.flatnonzero(rid == f"mitdb:{rec}")
+    assert list(table["position"]) == list(x.positions[sel])

@@ -73,6 +73,11 @@ def _store_leads(run: LoadedRun, params: dict) -> list[str]:
     if isinstance(lead, (list, tuple)):
         return [str(x) for x in lead]
     names = [str(x) for x in run.store_manifest.get("lead_names") or []]
+    parts = run.store_manifest.get("databases")
+    if isinstance(parts, list) and parts and isinstance(parts[0], dict) and parts[0].get("lead_names"):
+        # a combined store names its leads by position; its first database's names (with alternatives such as
+        # 'V1|V5|V4') find them in a new recording, --lead picks others
+        names = [str(x) for x in parts[0]["lead_names"]]
     if not names:
         raise TrainingError(f"{run.run_dir}: store_manifest.json names no leads; predict cannot tell which lead the "
                             "model was trained on")
