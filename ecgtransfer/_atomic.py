@@ -14,7 +14,8 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync the folder ``path`` so that a rename inside it is durable (best effort: errors are ignored)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -42,7 +43,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from ecgtransfer._formats import RESULTS_FORMAT, STORE_FORMAT
 from ecgtransfer.errors import ConfigError
 
 #: files of a segment store (``extra_<name>.npy`` besides), see :mod:`ecgtransfer.store`
@@ -60,8 +61,6 @@ def _is_store(entries: list[str], folder: Path) -> bool:
         manifest = json.loads((folder / "manifest.json").read_bytes())
     except (OSError, ValueError):
         return False
-    from ecgtransfer.store import STORE_FORMAT
-
     return isinstance(manifest, dict) and manifest.get("format") == STORE_FORMAT
 
 
@@ -145,16 +144,12 @@ def _output_kind(folder: Path) -> str | None:
                 checkpoint and (folder / "config.json").is_file()):
             return "run"
         if (folder / "results.json").is_file() and ((folder / "cells").is_dir() or (folder / "runs").is_dir()):
-            from ecgtransfer.bench.runner import RESULTS_FORMAT
-
             results = _json_dict(folder / "results.json")
             if results is not None and results.get("format") == RESULTS_FORMAT:
                 return "bench"
         if (folder / "images.json").is_file():
             return "images"
         if (folder / "manifest.json").is_file():
-            from ecgtransfer.store import STORE_FORMAT
-
             manifest = _json_dict(folder / "manifest.json")
             if manifest is not None and manifest.get("format") == STORE_FORMAT:
                 return "store"

@@ -11,7 +11,7 @@ Rules:
   (:data:`AGREED_PARAMETERS`: the window around the R peak or the rhythm window, the filter, the normalisation).
   Each must hold one database, and no database may come twice: the first disagreement is one
   :class:`~ecgtransfer.errors.StoreError` line naming the store and the field.
-- Record and patient ids are qualified by database, ``"<database>:<id>"`` (:func:`ecgtransfer.store.qualify`):
+- Record and patient ids are qualified by database, ``"<database>:<id>"`` (:func:`ecgtransfer.signals.ids.qualify`):
   ``mitdb:100`` and ``svdb:800`` are different people, and no two databases' ids can collide. The database of
   each segment is :attr:`SegmentStore.segment_databases`.
 - Lead names are kept when every store names its leads alike (case aside); otherwise the combined store names
@@ -35,7 +35,8 @@ import numpy as np
 
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import StoreError
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, qualify, recover_interrupted, split_qualified
+from ecgtransfer.signals.ids import qualify, split_qualified
+from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
 
 log = logging.getLogger(__name__)
 

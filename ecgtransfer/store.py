@@ -19,7 +19,7 @@ parameter), ``extras``, ``patients_known`` (convert: whether the patient ids are
 subjects, see :attr:`SegmentStore.patients_known`) and ``provenance`` (where and how the store was made: ``package_version``,
 ``created``, and what the writer adds, e.g. convert's ``source_root`` and ``jobs``). A store combined from several
 databases (:func:`ecgtransfer.combine.combine_stores`) also holds ``databases`` (one entry per source store) and
-qualifies its record and patient ids by database, ``"<database>:<id>"`` (:func:`qualify`, :func:`split_qualified`).
+qualifies its record and patient ids by database, ``"<database>:<id>"`` (:func:`~ecgtransfer.signals.ids.qualify`, :func:`~ecgtransfer.signals.ids.split_qualified`).
 
 :attr:`SegmentStore.manifest_hash` identifies a store's content: the SHA256 of the canonical JSON (sorted
 keys, compact) of the :data:`CONTENT_KEYS` of the manifest, with the environment parameters
@@ -56,16 +56,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ecgtransfer import __version__
-from ecgtransfer._atomic import _fsync_dir, atomic_save_npy, atomic_write_json
+from ecgtransfer._atomic import atomic_save_npy, atomic_write_json, fsync_dir
+from ecgtransfer._formats import STORE_FORMAT, STORE_FORMAT_VERSION
 from ecgtransfer._hashing import sha256_json
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import StoreError
+from ecgtransfer.signals.ids import DATABASE_SEPARATOR, qualify, split_qualified  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = "ecgtransfer-store"
-STORE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _NPY_HEADER_BYTES = 128  # fixed .npy header so segments can be streamed before N is known
 _ARRAYS = ("labels", "record_ids", "patient_ids", "positions")
@@ -74,21 +74,6 @@ _ARRAYS = ("labels", "record_ids", "patient_ids", "positions")
 CONTENT_KEYS = ("format", "format_version", "database", "version", "task", "fs", "lead_names", "shape", "dtype",
                 "class_names", "source_files", "parameters", "extras", "patients_known", "databases")
 
-#: joins a database name and a record or patient id in a combined store: ``"mitdb:100"`` (:func:`qualify`)
-DATABASE_SEPARATOR = ":"
-
-
-def qualify(database: str, ident: str) -> str:
-    """The id ``ident`` (a record, a patient, a source file) of ``database`` as a combined store holds it:
-    ``qualify("svdb", "800") == "svdb:800"``. The one rule of qualified ids; :func:`split_qualified` reverses it."""
-    return f"{database}{DATABASE_SEPARATOR}{ident}"
-
-
-def split_qualified(ident: str) -> tuple[str | None, str]:
-    """``(database, id)`` of a qualified id (``"mitdb:100"`` -> ``("mitdb", "100")``); ``(None, ident)`` for a bare
-    id (PhysioNet record names hold no ``:``)."""
-    database, sep, rest = str(ident).partition(DATABASE_SEPARATOR)
-    return (database, rest) if sep else (None, str(ident))
 #: entries of ``manifest["parameters"]`` that describe how a conversion ran, not what it produced (not hashed)
 ENVIRONMENT_PARAMETERS = ("jobs", "progress")
 
@@ -339,7 +324,7 @@ class StoreWriter:
         }
         try:
             atomic_write_json(self._tmp / MANIFEST, manifest)
-            _fsync_dir(self._tmp)
+            fsync_dir(self._tmp)
             self._move_into_place()
         except OSError as exc:
             raise _os_error(exc, "write the segment store", self.path) from exc
@@ -383,7 +368,7 @@ class StoreWriter:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(self._tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Remove the partial store; an existing store at the final path is untouched."""

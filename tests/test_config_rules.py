@@ -200,3 +200,29 @@ def test_each_arm_states_the_optimiser_weight_decay_and_clipping_its_cells_use(t
     row = _arm_row({"name": "tuned", "init": "scratch", "optim": "tiered", "weight_decay": 0.05, "grad_clip": 0.0,
                     **got["tuned"]})
     assert "adamw, weight decay 0.05 (arm), grad clip off (arm)" in row[5]
+
+
+@pytest.mark.parametrize("definition, owner", [
+    ('("N", "S", "V", "F"', "signals/beats.py"),  # AAMI_CLASSES (AAMI_SCORED is derived from it there)
+    ("BOOTSTRAP_REPLICATES = ", "bench/stats.py"),
+    ("def resolve_device(", "training/runtime.py"),  # the bench's hardware record uses the training's rule
+])
+def test_each_domain_constant_is_defined_once_at_its_owner(definition, owner) -> None:
+    hits = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+            if definition in p.read_text(encoding="utf-8")]
+    assert hits == [owner]
+
+
+def test_the_bootstrap_default_is_the_stats_one_and_written_nowhere_else() -> None:
+    import ast
+
+    from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
+    from ecgtransfer.signals.beats import AAMI_CLASSES, AAMI_SCORED
+
+    default = {f.name: f.default for f in dataclasses.fields(BenchConfig)}["bootstrap_replicates"]
+    assert default == BOOTSTRAP_REPLICATES
+    literal = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+               if any(isinstance(n, ast.Constant) and type(n.value) is int and n.value == BOOTSTRAP_REPLICATES
+                      for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
+    assert literal == ["bench/stats.py"]
+    assert AAMI_SCORED == AAMI_CLASSES[:4] and "Q" not in AAMI_SCORED

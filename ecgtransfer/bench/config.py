@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
 from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
@@ -318,7 +319,7 @@ class BenchConfig:
     sweep_fraction: float | None = None
     primary: PrimaryContrast | None = None
     contrasts: tuple[tuple[str, str], ...] = ()
-    bootstrap_replicates: int = 2000
+    bootstrap_replicates: int = BOOTSTRAP_REPLICATES
     bootstrap_seed: int = 0
     config_dir: str | None = None
 

@@ -24,15 +24,6 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other names unchanged."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def hardware_info(device: str = "auto") -> dict[str, Any]:
     """Device name, CUDA/cuDNN/torch/torchvision/numpy versions, CPU model and thread counts."""
     import numpy
@@ -40,8 +31,9 @@ def hardware_info(device: str = "auto") -> dict[str, Any]:
     import torchvision
 
     from ecgtransfer import __version__
+    from ecgtransfer.training.runtime import resolve_device
 
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))  # the training's rule: "cuda" without a GPU is refused here too
     info: dict[str, Any] = {
         "device": dev,
         "device_name": _cpu_model(),

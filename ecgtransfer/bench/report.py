@@ -9,12 +9,10 @@ store manifests. The HTML embeds its figures as base64 PNGs; the Markdown links 
 to ``figures/``.
 
 Each section is one function from the resolved inputs (:class:`_Inputs`) to its part of the document (a
-``_Doc``); :func:`build` joins the parts in the order of ``_SECTIONS``.
+``Doc``); :func:`build` joins the parts in the order of ``_SECTIONS``.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from dataclasses import dataclass
@@ -22,75 +20,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ecgtransfer._atomic import atomic_write_bytes, atomic_write_text
+from ecgtransfer._document import Doc, html_page
 from ecgtransfer.bench import plots
 from ecgtransfer.bench.aggregate import learning_curves, verdict
 from ecgtransfer.bench.grid import fraction_label
-
-AAMI = ("N", "S", "V", "F", "Q")
-
-
-# -- a tiny two-format document ------------------------------------------------------------------
-class _Doc:
-    def __init__(self) -> None:
-        self.md: list[str] = []
-        self.html: list[str] = []
-        self.figures: dict[str, bytes] = {}
-
-    def extend(self, part: _Doc) -> None:
-        """Append another document's content (a report section) after this one's."""
-        self.md.extend(part.md)
-        self.html.extend(part.html)
-        self.figures.update(part.figures)
-
-    def h(self, level: int, text: str, anchor: str | None = None) -> None:
-        self.md.append(f"{'#' * level} {text}\n")
-        a = f' id="{anchor}"' if anchor else ""
-        self.html.append(f"<h{level}{a}>{html.escape(text)}</h{level}>")
-
-    def p(self, text: str, *, strong: bool = False, cls: str | None = None) -> None:
-        self.md.append((f"**{text}**" if strong else text) + "\n")
-        body = html.escape(text)
-        if strong:
-            body = f"<strong>{body}</strong>"
-        c = f' class="{cls}"' if cls else ""
-        self.html.append(f"<p{c}>{body}</p>")
-
-    def bullets(self, items: Sequence[str]) -> None:
-        self.md.append("\n".join(f"- {i}" for i in items) + "\n")
-        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        def cell(v: Any) -> str:
-            return str(v).replace("|", "\\|").replace("\n", " ")
-
-        self.md.append("| " + " | ".join(cell(h) for h in header) + " |")
-        self.md.append("|" + "|".join("---" for _ in header) + "|")
-        for r in rows:
-            self.md.append("| " + " | ".join(cell(v) for v in r) + " |")
-        self.md.append("")
-        th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-        self.html.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
-
-    def figure(self, name: str, png: bytes, caption: str) -> None:
-        self.figures[name] = png
-        self.md.append(f"![{caption}](figures/{name})\n")
-        b64 = base64.b64encode(png).decode("ascii")
-        self.html.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-
-    def code(self, text: str, summary: str, lang: str = "") -> None:
-        self.md.append(f"<details><summary>{summary}</summary>\n\n```{lang}\n{text}\n```\n\n</details>\n")
-        self.html.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
-
-
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-td,th{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top}th{background:#f3f3f3}
-.headline{font-size:1.15em;background:#eef6ee;border-left:5px solid #3a3;padding:.6em 1em}
-.warn{background:#fff4e0;border-left:5px solid #e90;padding:.5em 1em}figure{margin:1em 0}
-figcaption{font-size:.85em;color:#555}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
-img{max-width:100%}"""
+from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
+from ecgtransfer.signals.beats import AAMI_CLASSES
 
 
 # -- formatting helpers -----------------------------------------------------------------------------
@@ -154,8 +89,8 @@ def short_reason(reason: str | None, limit: int = 140) -> str:
 
 
 def _ordered_classes(class_names: Sequence[str]) -> list[str]:
-    if set(class_names) <= set(AAMI):
-        return [c for c in AAMI if c in class_names]
+    if set(class_names) <= set(AAMI_CLASSES):
+        return [c for c in AAMI_CLASSES if c in class_names]
     return list(class_names)
 
 
@@ -217,7 +152,7 @@ def statistics_line(results: Mapping[str, Any], base: str | None) -> str:
                for fr in per.values() for e in fr.values())
     if boot:
         return (f"Statistics: patients (test records) are the unit. Each interval is the 95% percentile interval of "
-                f"{cfg.get('bootstrap_replicates', 2000)} bootstrap replicates that draw the test records and the "
+                f"{cfg.get('bootstrap_replicates', BOOTSTRAP_REPLICATES)} bootstrap replicates that draw the test records and the "
                 "seeds with replacement, the same draws for every arm (paired), so it covers which patients are "
                 "tested as well as the seed; point estimates are means over seeds on the full test split. One "
                 "contrast is primary (its interval decides); the others are secondary, their bootstrap p-values "
@@ -445,18 +380,18 @@ class _Inputs:
         return (self.summary.get(arm) or {}).get(encoding) or {}
 
 
-def _title(v: _Inputs) -> _Doc:
+def _title(v: _Inputs) -> Doc:
     """The report's title: the bench's name."""
-    doc = _Doc()
+    doc = Doc()
     doc.h(1, f"ecgtransfer bench: {v.cfg['name']}")
     return doc
 
 
-def _headline_section(v: _Inputs) -> _Doc:
+def _headline_section(v: _Inputs) -> Doc:
     """"Did transfer help?": the :func:`headline` sentences, the table of contrasts (primary first, then the
     Holm-adjusted secondary ones) and warnings on an uninformative target or an incomplete bench."""
     results = v.results
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Did transfer help?", "headline")
     for s in headline(results):
         doc.p(s, cls="headline")
@@ -506,11 +441,11 @@ def _budget_line(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
             + (f" Extra training settings for every arm: {dict(cfg['train'])}." if cfg.get("train") else ""))
 
 
-def _setup_section(v: _Inputs) -> _Doc:
+def _setup_section(v: _Inputs) -> Doc:
     """"Setup": the target store, the split, seeds and fractions, the budget, the images, the hardware, how the
     statistics and macro-F1 are made, the source-model caveat, the split's notes and the config's notes."""
     results, cfg, split = v.results, v.cfg, v.split
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Setup")
     st = results["store"]
     sp = results.get("split") or {}
@@ -580,11 +515,11 @@ def _arm_row(a: Mapping[str, Any]) -> list[Any]:
             a.get("description", ""), status]
 
 
-def _arms_section(v: _Inputs) -> _Doc:
+def _arms_section(v: _Inputs) -> Doc:
     """"Arms": one row per arm, then the skipped and partly run arms with their full reasons and the failed
     cells."""
     results = v.results
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Arms")
     doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "settings", "what",
                "status"], [_arm_row(a) for a in results.get("arms", [])])
@@ -618,12 +553,12 @@ def _stage_point(stage: Mapping[str, Any], curve: Mapping[str, Any], x: float) -
     return f"{x:g}: {_f(curve.get(f'{x:g}'))}" + "".join(f" ({t})" for t in tags)
 
 
-def _lr_sweep_section(v: _Inputs) -> _Doc:
+def _lr_sweep_section(v: _Inputs) -> Doc:
     """"Learning-rate sweeps" (when any arm swept): validation selection-F1 per factor and the choice, a figure
     per encoding; then the arms not swept and the cells stopped at the cap while still improving (these two
     paragraphs also without sweeps)."""
     results = v.results
-    doc = _Doc()
+    doc = Doc()
     sweeps = results.get("sweeps") or {}
     if sweeps:
         doc.h(2, "Learning-rate sweeps (chosen on validation only)")
@@ -689,11 +624,11 @@ def _lr_sweep_section(v: _Inputs) -> _Doc:
     return doc
 
 
-def _main_tables(v: _Inputs) -> _Doc:
+def _main_tables(v: _Inputs) -> Doc:
     """The main table, one per encoding: macro-F1 [95% interval] per arm and fraction with the paired difference
     against the baseline and its verdict (the contrast's when there is one), and the majority classifier's row."""
     results, base = v.results, v.base
-    doc = _Doc()
+    doc = Doc()
     con_verdict = {(c["arm"], c["baseline"], c["encoding"], float(c["fraction"])):
                    c["verdict"] + ("" if c.get("primary") else ", Holm") for c in results.get("contrasts") or []}
     for enc in v.encodings:
@@ -727,11 +662,11 @@ def _main_tables(v: _Inputs) -> _Doc:
     return doc
 
 
-def _curves(v: _Inputs) -> _Doc:
+def _curves(v: _Inputs) -> Doc:
     """The figures per encoding: the data-efficiency curve (with more than one fraction) and the learning
     curves."""
     results, cfg, split = v.results, v.cfg, v.split
-    doc = _Doc()
+    doc = Doc()
     curves = learning_curves(v.records)
     for enc in v.encodings:
         if any(enc in per for per in v.summary.values()):
@@ -756,14 +691,14 @@ def _curves(v: _Inputs) -> _Doc:
     return doc
 
 
-def _per_class_section(v: _Inputs) -> _Doc:
+def _per_class_section(v: _Inputs) -> Doc:
     """"Per-class sensitivity (Se) and positive predictivity (+P)" at the largest fraction, one table per
     encoding: the spread over seeds and the records x seeds bootstrap interval; classes absent from the split are
     named and left out."""
     results, split, top = v.results, v.split, v.top
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Per-class sensitivity (Se) and positive predictivity (+P)")
-    aami = set(results["store"]["class_names"]) <= set(AAMI)
+    aami = set(results["store"]["class_names"]) <= set(AAMI_CLASSES)
     doc.p(("AAMI beat classes (N normal, S supraventricular ectopic, V ventricular ectopic, F fusion, Q unknown). "
            if aami else "") + f"On the {split} split at the largest fraction; mean ± sd over seeds (min–max).")
     sp = results.get("split") or {}
@@ -791,10 +726,10 @@ def _per_class_section(v: _Inputs) -> _Doc:
     return doc
 
 
-def _confusion_section(v: _Inputs) -> _Doc:
+def _confusion_section(v: _Inputs) -> Doc:
     """"Confusion matrices": a figure per arm and encoding at the largest fraction, summed over seeds."""
     results, top = v.results, v.top
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Confusion matrices")
     doc.p(f"{v.split.capitalize()} split, largest fraction, summed over seeds; rows true class, columns predicted, "
           "colour = row-normalised share.")
@@ -822,11 +757,11 @@ def _reached_at_epoch_end(t: Mapping[str, Any], key: str, digits: int) -> str:
     return f"{_f(sum(each) / len(each), digits)}{spread_}, {t['reached']}/{t['of']} seeds"
 
 
-def _time_to_target_section(v: _Inputs) -> _Doc:
+def _time_to_target_section(v: _Inputs) -> Doc:
     """"Time to reach validation macro-F1 ≥ target": steps, epochs and seconds per arm, encoding and fraction
     (plus the source model's training time for ecg-pretrained arms), after the target check."""
     results, cfg = v.results, v.cfg
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, f"Time to reach validation macro-F1 ≥ {cfg['target_f1']:g}")
     sources = results.get("source_models") or {}
     doc.p("Steps count every validation (the within-epoch ones of val_every_steps too); epochs and cumulative "
@@ -861,11 +796,11 @@ def _time_to_target_section(v: _Inputs) -> _Doc:
     return doc
 
 
-def _throughput_section(v: _Inputs) -> _Doc:
+def _throughput_section(v: _Inputs) -> Doc:
     """"Throughput and hardware": images/s, peak memory and wall time per arm, encoding and fraction, and the
     hardware table."""
     results = v.results
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Throughput and hardware")
     rows = []
     for a in results.get("arms", []):
@@ -885,11 +820,11 @@ def _throughput_section(v: _Inputs) -> _Doc:
     return doc
 
 
-def _source_models_section(v: _Inputs) -> _Doc:
+def _source_models_section(v: _Inputs) -> Doc:
     """"Source models (ecg-pretrained)", when the bench trained any: per encoding its store, validation scores,
     whether it learned, best epoch, time and checkpoint, and the target patients dropped from its store."""
     models = v.results.get("source_models")
-    doc = _Doc()
+    doc = Doc()
     if not models:
         return doc
     doc.h(3, "Source models (ecg-pretrained)")
@@ -911,11 +846,11 @@ def _source_models_section(v: _Inputs) -> _Doc:
     return doc
 
 
-def _cells_section(v: _Inputs) -> _Doc:
+def _cells_section(v: _Inputs) -> Doc:
     """"Every cell": one row per cell record, then one per invocation of the bench (computed, reused,
     recomputed and why)."""
     results, split = v.results, v.split
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Every cell")
     rows = []
     for r in v.records:
@@ -935,11 +870,11 @@ def _cells_section(v: _Inputs) -> _Doc:
     return doc
 
 
-def _config_section(v: _Inputs) -> _Doc:
+def _config_section(v: _Inputs) -> Doc:
     """"Exact configuration and store manifests": the command, the resolved config, the config file as given and
     the target (and source) store manifests."""
     results = v.results
-    doc = _Doc()
+    doc = Doc()
     doc.h(2, "Exact configuration and store manifests")
     if results.get("command"):
         doc.p(f"Command: {results['command']}")
@@ -960,12 +895,12 @@ _SECTIONS = (_title, _headline_section, _setup_section, _arms_section, _lr_sweep
             _source_models_section, _cells_section, _config_section)
 
 
-def build(results: Mapping[str, Any]) -> _Doc:
+def build(results: Mapping[str, Any]) -> Doc:
     """The report of a bench's ``results`` (``results.json``) as a two-format document: the parts of
     ``_SECTIONS``, in order (``.md`` and ``.html`` hold the same content; ``.figures`` maps file names to
     PNG bytes)."""
     inputs = _Inputs.of(results)
-    doc = _Doc()
+    doc = Doc()
     for section in _SECTIONS:
         doc.extend(section(inputs))
     return doc
@@ -978,9 +913,7 @@ def write_reports(results: Mapping[str, Any], out: str | Path) -> dict[str, Path
     for name, png in doc.figures.items():
         atomic_write_bytes(out / "figures" / name, png)
     md = "\n".join(doc.md) + "\n"
-    title = html.escape(f"ecgtransfer bench: {results['config']['name']}")
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(doc.html) + "\n</body></html>\n")
+    page = html_page(f"ecgtransfer bench: {results['config']['name']}", doc)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", page)
     return {"md": out / "report.md", "html": out / "report.html", "figures": out / "figures"}

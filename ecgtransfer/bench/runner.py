@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer._lock import FolderLock
+from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
 from ecgtransfer.bench.cells import CellStore
@@ -70,8 +71,6 @@ if TYPE_CHECKING:  # training.data imports torch: only where a cell runs
 
 log = logging.getLogger(__name__)
 
-RESULTS_FORMAT = "ecgtransfer-bench-results"
-RESULTS_FORMAT_VERSION = 1
 #: How the cells' macro-F1 averages classes (``ecgtransfer.training.metrics``): over the classes with support
 #: in the evaluated split. Results without this key used the older label set (true labels or predictions).
 MACRO_F1_DEFINITION = "support"
@@ -1010,7 +1009,7 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str], *, p
     neither trains on them nor picks its best epoch on them).
 
     ``patients_database``: the database of ``patients`` given bare (the target's); then patients are compared
-    qualified by database (:func:`ecgtransfer.store.qualify`), so a combined source store (``"mitdb:100"``) drops
+    qualified by database (:func:`ecgtransfer.signals.ids.qualify`), so a combined source store (``"mitdb:100"``) drops
     the target's ``"100"``. ``None``: compared as given.
 
     Returns:
@@ -1020,7 +1019,7 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str], *, p
     from types import SimpleNamespace
 
     from ecgtransfer.errors import TrainingError
-    from ecgtransfer.store import qualify, split_qualified
+    from ecgtransfer.signals.ids import qualify, split_qualified
     from ecgtransfer.training.engine import make_split
 
     pats = np.asarray(store.patient_ids).astype(str)

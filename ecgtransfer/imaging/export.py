@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ecgtransfer import __version__
-from ecgtransfer._atomic import _fsync_dir, atomic_open, atomic_write_json, atomic_write_text
+from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text, fsync_dir
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import ConfigError
@@ -173,7 +173,7 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
         with open(out / PARTIAL, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(out / PARTIAL, out / ARRAY)
-        _fsync_dir(out)
+        fsync_dir(out)
     _write_index(st, out, format)
     atomic_write_json(info_path, {**settings, "key": key, "shape": list(shape), "dtype": "uint8",
                                   "scaling": "round(255 * v), v = per-image min-max scaled image in [0, 1]",

@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from tqdm.auto import tqdm
 
-from ecgtransfer._atomic import _fsync_dir
+from ecgtransfer._atomic import fsync_dir
 from ecgtransfer._hashing import sha256_file
 from ecgtransfer.errors import CatalogError, ChecksumError, ConfigError, DownloadError, EcgTransferError
 from ecgtransfer.physionet.catalog import get_database
@@ -551,7 +551,7 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         finally:  # make the renames durable (one fsync per folder, not per file)
             all_files = [SUMS_FILE, records_file, *files]
             for folder in sorted({(root / f).parent for f in all_files}):
-                _fsync_dir(folder)
+                fsync_dir(folder)
 
     result = DownloadResult(database=db.name, version=version, root=root, records=wanted,
                             paths=[root / f for f in all_files], bytes_fetched=fetcher.bytes, unverified=unverified)

@@ -25,6 +25,8 @@ import numpy as np
 from ecgtransfer.errors import RecordError
 
 AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+#: the AAMI classes the field's tables score (Se, +P of N, S, V, F): all but Q (unclassifiable beats)
+AAMI_SCORED: tuple[str, ...] = tuple(c for c in AAMI_CLASSES if c != "Q")
 
 #: MIT-BIH beat symbol -> AAMI class
 AAMI_MAP: dict[str, str] = {

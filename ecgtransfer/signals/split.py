@@ -28,7 +28,7 @@ Methods:
   stored (``"svdb:800"``) or a bare name (``"800"``) that exactly one database has.
 - ``"random"``: segment-level, stratified by class. Leaks patients: only on explicit request.
 
-On a combined store the ids are qualified by database (``"mitdb:201"``, :func:`ecgtransfer.store.qualify`), so
+On a combined store the ids are qualified by database (``"mitdb:201"``, :func:`ecgtransfer.signals.ids.qualify`), so
 patients of different databases never share an id, and the database of each segment is
 :attr:`ecgtransfer.store.SegmentStore.segment_databases`.
 
@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.store import qualify, split_qualified
+from ecgtransfer.signals.ids import qualify, split_qualified
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,12 @@
 :func:`beat_summary` counts the predicted beats of each class per record and in total (the *burden* is the
 share of all beats, in percent: "V: 412 beats, 3.1 %") and finds the longest runs of consecutive beats of the
 ectopic classes (V, S: three or more V in a row is a ventricular run). :func:`write_beat_report` writes it as
-``report.md`` + ``report.html`` (with the bench report's document code, :mod:`ecgtransfer.bench.report`),
+``report.md`` + ``report.html`` (with the reports' shared document code, :mod:`ecgtransfer._document`),
 ``summary.json`` and ``figures/strips.png``: for every predicted class other than N, the ECG strip around
 its highest-confidence beats with every beat of the strip marked by its predicted class.
 """
 from __future__ import annotations
 
-import html
 import io
 import json
 import os
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ecgtransfer._atomic import atomic_write_bytes, atomic_write_text
+from ecgtransfer._document import Doc, html_page
 
 #: classes whose longest runs of consecutive beats are reported
 RUN_CLASSES = ("V", "S")
@@ -133,12 +133,10 @@ def write_beat_report(table: pd.DataFrame, out: str | os.PathLike, *, class_name
                       strip: StripReader | None = None) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``summary.json`` and ``figures/strips.png`` (when ``strip`` reads the
     ECG and some beat is not N) into ``out``; returns their paths."""
-    from ecgtransfer.bench.report import _CSS, _Doc
-
     out = Path(out)
     summary = beat_summary(table, class_names)
     classes = summary["classes"]
-    doc = _Doc()
+    doc = Doc()
     doc.h(1, "Beat report")
     tot = summary["total"]
     doc.p(", ".join(f"{k}: {tot['counts'][k]} beats, {tot['burden_percent'][k]:.1f} %" for k in classes)
@@ -165,8 +163,7 @@ def write_beat_report(table: pd.DataFrame, out: str | os.PathLike, *, class_name
     for name, png in doc.figures.items():
         atomic_write_bytes(out / "figures" / name, png)
         paths[name] = out / "figures" / name
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape('Beat report')}"
-            f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(doc.html) + "\n</body></html>\n")
+    page = html_page("Beat report", doc)
     atomic_write_text(out / "report.md", "\n".join(doc.md) + "\n")
     atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")

@@ -49,7 +49,7 @@ from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import RUN_FILES, check_output_dir
 from ecgtransfer.conversion import BEAT_TASKS
 from ecgtransfer.errors import ConfigError, TrainingError
-from ecgtransfer.imaging._tensor import check_finite, naming_segments
+from ecgtransfer.imaging import check_finite, naming_segments
 from ecgtransfer.signals.template import (compose_input, input_channels, raw_lead_channels, store_templates,
                                           uses_template)
 from ecgtransfer.store import SegmentStore

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-AAMI_CLASSES = ("N", "S", "V", "F")
+from ecgtransfer.signals.beats import AAMI_SCORED
+
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
@@ -278,7 +279,7 @@ def aami_table(metrics: dict[str, Any]) -> str:
     """The AAMI-style table (Se and +P of N, S, V, F, in %) as Markdown; classes missing from the store show n/a."""
     pc = metrics.get("per_class", {})
     lines = ["| class | support | Se (%) | +P (%) | Sp (%) | F1 (%) |", "|---|---:|---:|---:|---:|---:|"]
-    for name in AAMI_CLASSES:
+    for name in AAMI_SCORED:
         row = pc.get(name)
         if row is None:
             lines.append(f"| {name} | 0 | n/a | n/a | n/a | n/a |")

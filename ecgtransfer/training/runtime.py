@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.imaging._tensor import naming_segments
+from ecgtransfer.imaging import naming_segments
 from ecgtransfer.training.precision import amp_dtype, cpu_info, use_channels_last
 
 __all__ = ["amp_dtype", "autocast", "environment", "infer", "logits_of", "parse_tiers", "peak_memory_mb",
