@@ -42,7 +42,8 @@ from ecgtransfer.bench.stats import (BOOTSTRAP_REPLICATES, bootstrap_p_value, bo
                                      class_rate_of_confusion, draw_resamples, holm, macro_f1_of_confusion,
                                      percentile_interval)
 from ecgtransfer.signals.split import split  # noqa: E402
-from ecgtransfer.store import SegmentStore, split_qualified  # noqa: E402
+from ecgtransfer.signals.ids import split_qualified  # noqa: E402
+from ecgtransfer.store import SegmentStore  # noqa: E402
 
 log = logging.getLogger("beats_xdb_cv")
 
