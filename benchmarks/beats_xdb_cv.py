@@ -199,6 +199,8 @@ def report(results: dict[str, Any]) -> str:
                 cells = [f"{c[m]['diff']:+.3f} [{_f(c[m]['lo'])}, {_f(c[m]['hi'])}] p={c[m]['p']:.3f} "
                          f"(Holm {c[m]['p_holm']:.3f})" for m in ("accuracy", "macro_f1", "S_f1", "V_f1")]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if conds.get("not_run"):
+            lines += ["", f"Not run (CPU time): {', '.join(conds['not_run'])}."]
         lines.append("")
     lines += ["## References on the same question (DS2, published)", "",
               "de Chazal 2004 (linear discriminants, DS1 -> DS2): accuracy 0.862, S Se/+P 76 / 38 (F1 0.51), "
@@ -215,6 +217,8 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
+    ap.add_argument("--no-train", action="store_true",
+                    help="aggregate the cells already evaluated; a condition with a missing fold is listed as not run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     work = Path(args.work)
@@ -240,6 +244,10 @@ def main() -> int:
         entry: dict[str, Any] = {"recipe": str(RECIPES[model].relative_to(HERE.parent)), "conditions": {}}
         cms = {}
         for cond in args.conditions:
+            cells = [work / model / cond.replace(" + ", "+") / f"fold{f}" / "eval_test.json" for f in range(len(folds))]
+            if args.no_train and not all(c.exists() for c in cells):
+                entry.setdefault("not_run", []).append(cond)
+                continue
             evals = [run_cell(model, cond, f, recs, stores, work, et) for f, recs in enumerate(folds)]
             cms[cond] = record_confusions(evals, records)
             s = summarise(cms[cond], resamples)
