@@ -291,7 +291,7 @@ def _counts_from_run(record: dict[str, Any], out: Path, store: SegmentStore) -> 
     if not data or "n_train_drawn" in data or not record.get("run_dir"):
         return record
     try:
-        parts = read_split(out / record["run_dir"] / "split.npz", len(store), parts=("train", "val"))
+        parts = read_split(out / record["run_dir"] / "split.npz", len(store.labels), parts=("train", "val"))
     except (EcgTransferError, TypeError):
         return record
     train, val = parts["train"], parts["val"]
