@@ -32,17 +32,22 @@ from training_helpers import make_store  # noqa: E402
 RECORDS = {"119": 6, "209": 6}
 
 
+class Hang(BaseException):
+    """Raised by :func:`deadline`; not an OSError/Exception, so no ``except OSError`` on the way swallows it."""
+
+
 @contextmanager
 def deadline(seconds: int):
-    """Fail (instead of hanging the suite) when the body runs longer than ``seconds``."""
+    """Fail (instead of hanging the suite) when the body runs longer than ``seconds`` (the timer fires again
+    every second after that, in case something swallowed the first one)."""
     def boom(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: a hang")
+        raise Hang(f"still running after {seconds} s: a hang")
     old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 
 
@@ -154,3 +159,22 @@ def test_trickling_server_is_abandoned_and_resumable(http_mirror, physionet_root
     assert main(argv) == 0
     assert (tmp_path / "mitdb" / "1.0.0" / "101.hea").read_bytes() == full
     assert [r for _, p, r in http_mirror.log[n_before:] if p == path] == [f"bytes={kept}-"]
+
+
+def test_output_folder_check_never_opens_a_fifo(physionet_root, tmp_path, capsys) -> None:
+    """The output-folder rule (``_outdir``) read ``manifest.json`` of a store-like folder without checking it is a
+    regular file: ``convert --out S`` with a FIFO there blocked; a deeply nested one was a RecursionError."""
+    from ecgtransfer import _outdir
+
+    s = tmp_path / "s"
+    s.mkdir()
+    os.mkfifo(s / "manifest.json")
+    (s / "labels.npy").write_bytes(b"")
+    with deadline(20):
+        assert _outdir._json_dict(s / "manifest.json") is None
+        assert main(["-q", "convert", "mitdb", "--data", str(physionet_root), "--out", str(s), "--records", "119",
+                     "--jobs", "1"]) == 2
+    assert str(s) in one_error_line(capsys)
+    (s / "manifest.json").unlink()
+    (s / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert _outdir._json_dict(s / "manifest.json") is None
