@@ -457,7 +457,8 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             a file of a local-directory mirror cannot change between tries, so its mismatch is not retried).
         backoff: first retry delay in seconds, doubled each retry (capped at 60 s); ``Retry-After`` wins
             when longer (capped at 300 s).
-        timeout: socket timeout in seconds for each HTTP connection/read.
+        timeout: socket timeout in seconds for each HTTP connection/read; a file whose transfer stays below
+            ``MIN_RATE`` bytes/s for ``STALL_TIMEOUTS`` x ``timeout`` seconds is abandoned and retried (resumed).
         strict: refuse files that ``SHA256SUMS.txt`` does not list instead of fetching them unverified.
         refresh_index: fetch ``SHA256SUMS.txt`` from the mirror even when a local copy exists (a file that
             disagrees with the local copy triggers the same re-fetch by itself).
