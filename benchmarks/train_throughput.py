@@ -35,6 +35,10 @@ bf16 detection and what ``auto`` resolved to::
     python benchmarks/train_throughput.py --compare --device cpu --sizes 64,224 --batch-size 4 --steps 3 \
         --out benchmarks/results/2026-12-01-cpu-precision
     python benchmarks/train_throughput.py --compare --modes off:on,bf16:off,bf16:on --sizes 64 ...
+    python benchmarks/train_throughput.py --compare --image-size 128 --batch-size 4   # one size, one batch
+
+``--image-size`` and ``--batch-size`` apply to ``--compare`` (``--batch-size`` alone: the default sizes at that
+batch); ``--image-size`` together with ``--sizes`` is refused.
 """
 from __future__ import annotations
 
@@ -71,11 +75,21 @@ def synthetic_store(path: Path, n: int = 2048, length: int = 256) -> SegmentStor
                        class_names=["N", "S", "V", "F", "Q"], fs=360.0, lead_names=["MLII"])
 
 
-def main() -> None:
+BATCH_SIZE, IMAGE_SIZE = 16, 224  # of a single-mode run
+COMPARE_SIZES = "64:8,224:2"  # of --compare
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the sizes it will measure resolved: ``--image-size`` / ``--batch-size`` apply to
+    ``--compare`` too (``--image-size 128 --batch-size 4`` measures 128 at batch 4; ``--batch-size 4`` alone
+    measures the default sizes at batch 4), and ``--image-size`` with ``--sizes`` is refused in one line rather
+    than silently ignored. Under ``--compare``, ``args.sizes`` is the resolved ``SIZE:BATCH,...``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help=f"batch size (default {BATCH_SIZE}; with --compare: the batch of every measured size)")
+    ap.add_argument("--image-size", type=int, default=None,
+                    help=f"image size (default {IMAGE_SIZE}; with --compare: measure this size only)")
     ap.add_argument("--encoding", default="spectrogram")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -89,9 +103,39 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the train step (single-mode run)")
     ap.add_argument("--compare", action="store_true", help="fp32 vs the auto choice (and --modes), interleaved")
     ap.add_argument("--modes", default="", help="extra AMP:CHANNELS_LAST[:compile] modes for --compare")
-    ap.add_argument("--sizes", default="64:8,224:2", help="SIZE[:BATCH],... image sizes (and batch) of --compare")
+    ap.add_argument("--sizes", default=None,
+                    help=f"SIZE[:BATCH],... image sizes (and batch) of --compare (default {COMPARE_SIZES})")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    for name in ("batch_size", "image_size"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if not args.compare:
+        if args.sizes is not None:
+            ap.error("--sizes applies to --compare only (a single-mode run measures --image-size)")
+        args.image_size = IMAGE_SIZE if args.image_size is None else args.image_size
+        args.batch_size = BATCH_SIZE if args.batch_size is None else args.batch_size
+        return args
+    if args.sizes is not None and args.image_size is not None:
+        ap.error("--image-size and --sizes both give the sizes of --compare: give one "
+                 "(--sizes SIZE[:BATCH],... for several)")
+    if args.sizes is None:
+        sizes = ([(args.image_size, args.batch_size or BATCH_SIZE)] if args.image_size is not None
+                 else [(size, args.batch_size or b) for size, b in _sizes(COMPARE_SIZES, BATCH_SIZE)])
+    else:
+        sizes = _sizes(args.sizes, args.batch_size or BATCH_SIZE)
+        if not sizes:
+            ap.error(f"--sizes {args.sizes!r} names no size")
+        if any(size < 1 or b < 1 for size, b in sizes):
+            ap.error(f"--sizes {args.sizes!r}: sizes and batches must be >= 1")
+    args.sizes = ",".join(f"{size}:{b}" for size, b in sizes)
+    args.batch_size = args.batch_size or BATCH_SIZE
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.compare:
         compare(args)

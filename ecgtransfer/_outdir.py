@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -57,11 +58,8 @@ def _is_store(entries: list[str], folder: Path) -> bool:
         return False
     if any(e not in STORE_FILES and not _EXTRA.match(e) for e in entries):
         return False
-    try:
-        manifest = json.loads((folder / "manifest.json").read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == STORE_FORMAT
+    manifest = _json_dict(folder / "manifest.json")
+    return manifest is not None and manifest.get("format") == STORE_FORMAT
 
 
 def _is_images(entries: list[str], folder: Path) -> bool:
@@ -73,9 +71,13 @@ def _is_run(entries: list[str], folder: Path) -> bool:
 
 
 def _json_dict(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None for anything else: a missing file, one that is not a regular file
+    (never opened: a FIFO would block), unreadable, not JSON, or nested deeper than the parser goes."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         obj = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -55,3 +55,7 @@ class SignalError(EcgTransferError, ValueError):
 
 class BusyError(EcgTransferError):
     """Another process is writing the same output folder (its lock names the holder)."""
+
+
+class BenchError(EcgTransferError):
+    """A bench folder's own files (``results.json``, cell records) are damaged or do not fit together."""

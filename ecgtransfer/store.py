@@ -47,6 +47,7 @@ import math
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -155,6 +156,22 @@ def recover_interrupted(path: str | os.PathLike) -> None:
         if entry.is_dir() and not _owner_alive(entry):
             shutil.rmtree(entry, ignore_errors=True)
             log.info("removed %s, left by an interrupted store writer", entry)
+
+
+def _require_regular(path: Path, store: Path) -> None:
+    """Refuse anything that is not a regular file (a FIFO, a device, a folder) *before* opening it: opening a FIFO
+    blocks until a writer appears, so a store reader must never try. Symbolic links to regular files are fine."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise StoreError(f"store {store}: {path.name} is missing (expected a regular file)") from None
+    except OSError as exc:
+        raise StoreError(f"store {store}: {path.name} cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if (stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode)) else "not a regular file")
+        raise StoreError(f"store {store}: {path} is {kind}, expected a regular file")
 
 
 def _empty_dir(path: Path) -> bool:
@@ -504,6 +521,8 @@ class SegmentStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         mpath = self.path / MANIFEST
+        if self.path.is_dir() and os.path.lexists(mpath):
+            _require_regular(mpath, self.path)
         if not mpath.is_file():
             if self.path.is_dir():
                 raise StoreError(f"{self.path} is not a complete segment store: no {MANIFEST} "
@@ -525,6 +544,8 @@ class SegmentStore:
         #: identifies the store's content and parameters, not where or when it was made
         #: (:func:`manifest_content_hash`)
         self.manifest_hash: str = manifest_content_hash(self.manifest)
+        for name in ("segments", *_ARRAYS):
+            _require_regular(self.path / f"{name}.npy", self.path)
         try:
             self.segments: np.ndarray = np.load(self.path / "segments.npy", mmap_mode="r")
             self.labels: np.ndarray = np.load(self.path / "labels.npy")
@@ -548,9 +569,10 @@ class SegmentStore:
         if self.positions.dtype.kind not in "iu":
             raise StoreError(f"store {self.path}: positions.npy holds {self.positions.dtype}, expected integers")
         for name in self.manifest.get("extras", []):
-            if not (self.path / f"extra_{name}.npy").is_file():
+            if not os.path.lexists(self.path / f"extra_{name}.npy"):
                 raise StoreError(f"store {self.path}: the manifest lists the extra {name!r} but extra_{name}.npy "
                                  "is missing")
+            _require_regular(self.path / f"extra_{name}.npy", self.path)
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -639,6 +661,7 @@ class SegmentStore:
         """A per-segment extra array ``[N, ...]`` (for example ``"rr"``), memory-mapped."""
         if name not in self.manifest.get("extras", []):
             raise StoreError(f"store {self.path} has no extra {name!r}; it has {self.manifest.get('extras', [])}")
+        _require_regular(self.path / f"extra_{name}.npy", self.path)
         try:
             arr = np.load(self.path / f"extra_{name}.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:

@@ -264,3 +264,30 @@ def test_longest_runs_and_burden_against_groupby() -> None:
     assert s["total"]["counts"] == {k: int((labels == k).sum()) for k in ["N", "S", "V", "F"]}
     assert s["total"]["burden_percent"]["V"] == pytest.approx(100 * (labels == "V").mean())
     assert s["records"]["b"]["runs"]["V"][0]["length"] == longest_runs(labels[300:], "V")[0][1]
+
+
+def test_recordings_named_alike_stay_apart(run, inputs, tmp_path) -> None:
+    """Issue 20 group 3: ``predict a/rec.csv b/rec.csv`` merged the two recordings into one record ``rec`` of the
+    table and the beat report. Each keeps its own id now: the path below the common parent when names collide."""
+    full = pd.read_csv(inputs["csv"])
+    half = len(full) // 2
+    for sub, part in (("a", full.iloc[:half]), ("b", full.iloc[half:])):
+        (tmp_path / sub).mkdir()
+        part.to_csv(tmp_path / sub / "rec.csv", index=False)
+    a, b = tmp_path / "a" / "rec.csv", tmp_path / "b" / "rec.csv"
+    alone = {k: predict(run, [p], units="uV", progress=False) for k, p in (("a/rec.csv", a), ("b/rec.csv", b))}
+    out, rep = tmp_path / "pred.csv", tmp_path / "report"
+    assert cli_main(["-q", "predict", str(run), str(a), str(b), "--units", "uV", "--out", str(out),
+                     "--report", str(rep)]) == 0
+    table = pd.read_csv(out)
+    assert list(dict.fromkeys(table["record"])) == ["a/rec.csv", "b/rec.csv"]
+    for rid, ref in alone.items():
+        got = table[table["record"] == rid]
+        assert list(got["position"]) == list(ref["position"]) and list(got["predicted"]) == list(ref["predicted"])
+    summary = json.loads((rep / "summary.json").read_text())
+    assert set(summary["records"]) == {"a/rec.csv", "b/rec.csv"}
+    assert {k: v["beats"] for k, v in summary["records"].items()} == {k: len(v) for k, v in alone.items()}
+    # a unique name stays the plain name; the same file twice is told apart by #2
+    from ecgtransfer.training.prediction import unique_record_ids
+    recs = [open_recording(p, units="uV") for p in (a, b, inputs["csv"], a)]
+    assert unique_record_ids(recs) == ["a/rec.csv", "b/rec.csv", "export", "a/rec.csv#2"]

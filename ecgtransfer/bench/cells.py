@@ -7,13 +7,14 @@ worst lose the cell in progress: files appear under their final names only once 
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.bench.grid import Cell
+from ecgtransfer.errors import BenchError
+from ecgtransfer.training.run_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class CellStore:
         if not p.is_file():
             return None
         try:
-            record = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            record = read_json_object(p, "cell record", error=BenchError)
+        except BenchError as exc:
             log.warning("ignoring unreadable cell file %s (%s); the cell will be recomputed", p, exc)
             return None
         if not isinstance(record, dict) or "cell" not in record:

@@ -30,7 +30,6 @@ import sys
 import time
 import traceback
 import uuid
-import zipfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,9 +59,10 @@ from ecgtransfer.bench.sweeps import (
     setting_change,
     sweep_arm_name,
 )
-from ecgtransfer.errors import ConfigError, EcgTransferError, StoreError, WeightsUnavailableError
+from ecgtransfer.errors import BenchError, ConfigError, EcgTransferError, StoreError, WeightsUnavailableError
 from ecgtransfer.signals.split import SplitConfig
 from ecgtransfer.training.config import TrainConfig
+from ecgtransfer.training.run_files import read_json_object, read_split
 from ecgtransfer.signals.split import SPLIT_RULE_VERSION
 from ecgtransfer.store import SegmentStore
 
@@ -291,10 +291,10 @@ def _counts_from_run(record: dict[str, Any], out: Path, store: SegmentStore) -> 
     if not data or "n_train_drawn" in data or not record.get("run_dir"):
         return record
     try:
-        with np.load(out / record["run_dir"] / "split.npz") as z:
-            train, val = np.asarray(z["train"]), np.asarray(z["val"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        parts = read_split(out / record["run_dir"] / "split.npz", len(store.labels), parts=("train", "val"))
+    except (EcgTransferError, TypeError):
         return record
+    train, val = parts["train"], parts["val"]
     if len(train) == data.get("n_train"):
         return record
     counts = np.bincount(store.labels[train], minlength=store.num_classes)
@@ -527,8 +527,11 @@ class _Bench:
                             ).hexdigest()[:16]
         if self.resume and marker.is_file():
             try:
-                info = json.loads(marker.read_text())
-            except (OSError, ValueError):
+                info = read_json_object(marker, "source model record", error=BenchError)
+            except BenchError as exc:
+                log.warning("%s; the source model is trained again", exc)
+                info = {}
+            if not isinstance(info.get("checkpoint"), (str, type(None))):
                 info = {}
             # the checkpoint is stored relative to OUT (the bench directory may move)
             if info.get("fingerprint") == fp and info.get("checkpoint") and (self.out / info["checkpoint"]).is_file():
@@ -589,8 +592,8 @@ class _Bench:
 
         run_dir = ckpt.parent
         try:
-            val = np.load(run_dir / "split.npz")["val"]
-        except (OSError, KeyError, ValueError) as exc:
+            val = read_split(run_dir / "split.npz", len(self.source_store), parts=("val",))["val"]
+        except EcgTransferError as exc:
             return {"learned": None, "text": f"not checked: the source run's split.npz is unreadable ({exc})"}
         if len(val) == 0:
             return {"learned": None, "text": "not checked: the source split has no validation part"}
@@ -1045,12 +1048,17 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str], *, p
 
 def _previous_invocations(out: Path) -> list[dict[str, Any]]:
     """The invocations recorded in an existing ``out/results.json`` (a resumed bench keeps its history)."""
-    try:
-        prev = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not os.path.lexists(out / "results.json"):
         return []
-    if prev.get("invocations"):
-        return list(prev["invocations"])
+    try:
+        prev = read_json_object(out / "results.json", "bench results", error=BenchError)
+    except BenchError as exc:
+        log.warning("%s; its earlier invocations are not carried over", exc)
+        return []
+    if isinstance(prev.get("invocations"), list):
+        return [i for i in prev["invocations"] if isinstance(i, dict)]
+    if not isinstance(prev.get("run"), dict):
+        return []
     if prev.get("run"):  # results.json of an older version: created_at is when it was written, not the start
         return [{"bench_run_id": prev.get("bench_run_id"), "started_at": None, "finished_at": prev.get("created_at"),
                  "command": prev.get("command"), **prev["run"]}]
@@ -1062,8 +1070,8 @@ def _load_report(run_dir: Path) -> str | None:
     many tensors loaded, which were re-initialised, adapted, unexpected or missing, and the head's shapes.
     ``None`` when no weights were loaded (or ``run.json`` is unreadable)."""
     try:
-        report = json.loads((run_dir / "run.json").read_text()).get("load_report")
-    except (OSError, ValueError, AttributeError):
+        report = read_json_object(run_dir / "run.json", "run record").get("load_report")
+    except EcgTransferError:
         return None
     if not isinstance(report, dict):
         return None
@@ -1155,13 +1163,58 @@ def _run_locked(cfg: BenchConfig, out: Path, *, config_path: Path | None, resume
                        skipped=dict(bench.skipped), failed=dict(bench.failed))
 
 
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """A bench's ``results.json``, read by the one reader of run and bench files and checked where the report
+    relies on it (format, ``config`` with name, encodings and fractions, ``store`` with class names, ``cells`` /
+    ``arms`` lists of objects, ``summary`` / ``split`` objects); else one :class:`BenchError` line naming it."""
+    path = Path(path)
+    results = read_json_object(path, "bench results", error=BenchError)
+
+    def bad(what: str) -> BenchError:
+        return BenchError(f"{path}: {what}; the bench results are damaged (run the bench again to rewrite them)")
+
+    def of(obj: Any, key: str, kind: type, where: str = "") -> Any:
+        v = obj.get(key)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise bad(f"{where}{key} must be a JSON {'object' if kind is dict else kind.__name__}, found "
+                      f"{type(v).__name__}")
+        return v
+
+    if results.get("format", RESULTS_FORMAT) != RESULTS_FORMAT:
+        raise bad(f"expected format {RESULTS_FORMAT!r}, found {results.get('format')!r}")
+    cfg = of(results, "config", dict)
+    of(cfg, "name", str, "config.")
+    encodings = of(cfg, "encodings", list, "config.")
+    if not all(isinstance(e, str) for e in encodings):
+        raise bad("config.encodings must be a list of names")
+    fractions = of(cfg, "fractions", list, "config.")
+    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions):
+        raise bad("config.fractions must be a list of numbers")
+    names = of(of(results, "store", dict), "class_names", list, "store.")
+    if not all(isinstance(c, str) for c in names):
+        raise bad("store.class_names must be a list of names")
+    for key in ("cells", "arms", "contrasts"):
+        if results.get(key) is not None and not (isinstance(results[key], list)
+                                                 and all(isinstance(x, dict) for x in results[key])):
+            raise bad(f"{key} must be a list of JSON objects")
+    for key in ("summary", "split", "primary", "source_models", "sweeps", "target_check", "progress"):
+        if results.get(key) is not None and not isinstance(results[key], dict):
+            raise bad(f"{key} must be a JSON object, found {type(results[key]).__name__}")
+    return results
+
+
 def write_report(out: str | os.PathLike) -> dict[str, Path]:
-    """Re-write ``report.md``/``report.html`` of a bench directory from its ``results.json``."""
+    """Re-write ``report.md``/``report.html`` of a bench directory from its ``results.json`` (a damaged one is one
+    :class:`BenchError` line naming it)."""
     out = Path(out)
+    path = out / "results.json"
+    if not os.path.lexists(path):
+        raise ConfigError(f"{out} holds no results.json (run the bench first)")
+    results = read_results(path)
     try:
-        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{out} holds no results.json (run the bench first)") from None
-    except ValueError as exc:
-        raise ConfigError(f"{out / 'results.json'} is not valid JSON: {exc}") from exc
-    return write_reports(results, out)
+        return write_reports(results, out)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, RecursionError) as exc:
+        # a value deeper in the file of the wrong kind: still the file's fault, named as such
+        raise BenchError(f"{path}: a value the report needs is missing or of the wrong type "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); the bench results are "
+                         "damaged (run the bench again to rewrite them)") from None

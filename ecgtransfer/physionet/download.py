@@ -11,7 +11,8 @@ Guarantees:
   the check (a crash or a bad file never leaves a wrong file under a final name);
 * an interrupted transfer resumes from the ``.part`` size with an HTTP ``Range`` request (a server that
   ignores ``Range``, or a ``.part`` longer than the file, restarts that file from zero);
-* transient failures (timeouts, connection resets, HTTP 408/425/429/5xx) are retried with exponential
+* transient failures (timeouts, connection resets, HTTP 408/425/429/5xx, a transfer slower than ``MIN_RATE``
+  bytes/s for ``STALL_TIMEOUTS`` x ``timeout`` seconds) are retried with exponential
   backoff, honouring ``Retry-After``; a digest that still mismatches after the retries (at once for a
   local-directory mirror, whose files cannot change between tries) raises
   :class:`~ecgtransfer.errors.ChecksumError` naming both suspects, the file and the mirror's index, and the
@@ -37,6 +38,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,12 @@ PART_SUFFIX = ".part"
 #: ``.damaged.1``, ...) and kept until its replacement verifies
 ASIDE_SUFFIX = ".damaged"
 MAX_BACKOFF = 60.0
+#: a transfer slower than MIN_RATE bytes/s, measured over windows of STALL_TIMEOUTS x ``timeout`` seconds, is
+#: abandoned as a transient failure (kept in ``.part``, retried with a Range request): a server that announces a
+#: length and then trickles a byte a second never trips the per-read socket timeout, and would hold the download
+#: forever with a frozen bar
+MIN_RATE = 1024
+STALL_TIMEOUTS = 4.0
 MAX_RETRY_AFTER = 300.0
 
 
@@ -129,7 +137,7 @@ class _Fetcher:
     """Fetches single files of one database version into ``root`` with verification, resume and retries."""
 
     def __init__(self, source: Source, db: str, version: str, root: Path, *, retries: int, backoff: float,
-                 bar: tqdm, max_bytes: int) -> None:
+                 bar: tqdm, max_bytes: int, stall_s: float = 120.0) -> None:
         self.source = source
         self.db = db
         self.version = version
@@ -138,6 +146,8 @@ class _Fetcher:
         self.backoff = backoff
         self.bar = bar
         self.max_bytes = max_bytes
+        #: the window over which a transfer must average at least MIN_RATE bytes/s
+        self.stall_s = stall_s
         #: whether the digests come from an index fetched from the mirror in this run. Until then a mismatch
         #: may be the local index's fault: it is reported as "mismatch" and nothing is moved or retried
         self.index_fresh = False
@@ -291,6 +301,7 @@ class _Fetcher:
             self._grow_total(body.length)
             received = 0
             oversize = False
+            window_start, window_bytes = time.monotonic(), 0
             try:
                 with open(part, "ab" if offset else "wb", opener=_nofollow) as fh:
                     while True:
@@ -308,6 +319,16 @@ class _Fetcher:
                         h.update(block)
                         received += len(block)
                         self._count(len(block))
+                        window_bytes += len(block)
+                        now = time.monotonic()
+                        if now - window_start >= self.stall_s and received < room:
+                            if window_bytes < MIN_RATE * (now - window_start):
+                                fh.flush()  # keep what came: the retry resumes after it
+                                os.fsync(fh.fileno())
+                                raise TransientError(
+                                    f"{where} is too slow: {window_bytes} bytes in {now - window_start:.0f} s "
+                                    f"(expected at least {MIN_RATE} bytes/s; a stalled or throttled server)")
+                            window_start, window_bytes = now, 0
                         if received >= room and body.length is not None and len(block) < CHUNK:
                             break  # all that was announced is here; a source still sending is cut off
                     fh.flush()
@@ -436,7 +457,8 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             a file of a local-directory mirror cannot change between tries, so its mismatch is not retried).
         backoff: first retry delay in seconds, doubled each retry (capped at 60 s); ``Retry-After`` wins
             when longer (capped at 300 s).
-        timeout: socket timeout in seconds for each HTTP connection/read.
+        timeout: socket timeout in seconds for each HTTP connection/read; a file whose transfer stays below
+            ``MIN_RATE`` bytes/s for ``STALL_TIMEOUTS`` x ``timeout`` seconds is abandoned and retried (resumed).
         strict: refuse files that ``SHA256SUMS.txt`` does not list instead of fetching them unverified.
         refresh_index: fetch ``SHA256SUMS.txt`` from the mirror even when a local copy exists (a file that
             disagrees with the local copy triggers the same re-fetch by itself).
@@ -476,7 +498,7 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         bar_args["disable"] = True
     with tqdm(**bar_args) as bar:
         fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar,
-                           max_bytes=int(db.max_file_bytes))
+                           max_bytes=int(db.max_file_bytes), stall_s=STALL_TIMEOUTS * float(timeout))
         outcomes: dict[str, _Outcome] = {}
         log.info("%s %s from %s into %s", db.name, version, source, root)
 

@@ -27,6 +27,7 @@ import torch
 from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_open
 from ecgtransfer.errors import TrainingError
+from ecgtransfer.training.run_files import check_checkpoint_fields
 
 CHECKPOINT_FORMAT = "ecgtransfer-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -148,7 +149,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     ckpt = torch_load_weights_only(path, map_location=map_location, error=TrainingError, what="checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an ecgtransfer checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    if int(ckpt.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
+    check_checkpoint_fields(ckpt, path)
+    if ckpt.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
         raise TrainingError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this ecgtransfer "
                             f"reads ({CHECKPOINT_FORMAT_VERSION}); upgrade ecgtransfer")
     return ckpt

@@ -86,6 +86,7 @@ from ecgtransfer.training.metrics import (
 )
 from ecgtransfer.training.precision import describe as describe_precision
 from ecgtransfer.training.precision import dtype_name
+from ecgtransfer.training.run_files import read_json_object, read_split
 from ecgtransfer.training.runtime import (
     amp_dtype,
     environment,
@@ -269,11 +270,10 @@ def check_run_identity(run_dir: Path, cfg: TrainConfig, *, resume: bool) -> None
         raise TrainingError(f"{run_dir} holds files of a run ({listed}) but no config.json, so its settings are "
                             "unknown; nothing was written: choose another --out")
     try:
-        saved = json.loads(cfg_file.read_text())
-    except (OSError, ValueError):
-        saved = None
-    if not isinstance(saved, dict):
-        raise TrainingError(f"{cfg_file} is not a readable training config; nothing was written: choose another --out")
+        saved = read_json_object(cfg_file, "training config")
+    except TrainingError as exc:
+        raise TrainingError(f"{exc}: not a readable training config; nothing was written: choose another --out"
+                            ) from None
     diff = cfg.incompatible_with(saved)
     if diff:
         shown = ", ".join(f"{k}: run {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items())[:4])
@@ -458,11 +458,11 @@ class _Trainer:
                                 f"run has {self.dist.world_size}; the data order depends on it: resume with the same "
                                 "--nproc_per_node x --nnodes")
         split_file = self.run_dir / "split.npz"
-        if split_file.exists():
-            with np.load(split_file) as z:
-                if not np.array_equal(z["train"], self.parts["train"]):
-                    raise TrainingError(f"{split_file}: the training indices of the checkpoint differ from this "
-                                        "run's split; resume with the same split settings")
+        if os.path.lexists(split_file):
+            saved_parts = read_split(split_file, len(self.store))
+            if not np.array_equal(saved_parts["train"], self.parts["train"]):
+                raise TrainingError(f"{split_file}: the training indices of the checkpoint differ from this "
+                                    "run's split; resume with the same split settings")
         load_model_state(self.model, ckpt.get("model"), path=self.ckpt_path)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])

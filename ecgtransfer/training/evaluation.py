@@ -1,7 +1,6 @@
 """Evaluate a trained run on a store: ``evaluate(run_dir, store, split="test")`` and ``ecgtransfer evaluate``."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from torch import nn
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.errors import TrainingError
 from ecgtransfer.store import SegmentStore
+from ecgtransfer.training import run_files
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.data import batch_loader, class_subset, eval_batches
@@ -71,17 +71,9 @@ class LoadedRun:
         return len(self.rr_columns)
 
 
-def _json_object(path: Path) -> dict[str, Any]:
+def _json_object(path: Path, what: str) -> dict[str, Any]:
     """A JSON object file of a run directory, or one :class:`TrainingError` line naming it."""
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"{path} is not readable JSON ({' '.join(str(exc).split())[:120]}); the run directory "
-                            "is damaged") from None
-    if not isinstance(obj, dict):
-        raise TrainingError(f"{path} holds a {type(obj).__name__}, expected a JSON object; the run directory is "
-                            "damaged")
-    return obj
+    return run_files.read_json_object(path, what)
 
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None,
@@ -95,9 +87,9 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
 
     run_dir = Path(run_dir)
     cfg_file = run_dir / "config.json"
-    if not cfg_file.is_file():
+    if not os.path.lexists(cfg_file):
         raise TrainingError(f"{run_dir} is not a training run directory: no config.json")
-    cfg = TrainConfig.from_dict(_json_object(cfg_file))
+    cfg = TrainConfig.from_dict(_json_object(cfg_file, "training config"))
     path = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / f"{checkpoint}.pt"
     if checkpoint == "best" and not path.exists() and (run_dir / "last.pt").exists():
         log.warning("%s has no best.pt; using last.pt", run_dir)
@@ -115,7 +107,10 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
         raise TrainingError(f"checkpoint {path} lacks its class names or model state; it is damaged")
     names = [str(n) for n in names]
     manifest_file = run_dir / "store_manifest.json"
-    manifest = _json_object(manifest_file) if manifest_file.is_file() else {}
+    manifest = {}
+    if os.path.lexists(manifest_file):
+        manifest = _json_object(manifest_file, "store manifest of the run")
+        run_files.check_store_manifest(manifest, manifest_file)
     raw_spec = ckpt.get("model_spec")
     try:
         spec = ModelSpec.from_dict(raw_spec) if isinstance(raw_spec, dict) else None
@@ -143,7 +138,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     check_finite_state(ckpt["model"], path)
     model.eval()
     run_file = run_dir / "run.json"
-    run = _json_object(run_file) if run_file.is_file() else {}
+    run = _json_object(run_file, "run record") if os.path.lexists(run_file) else {}
     dtype = amp_dtype(cfg.amp, dev)  # the run's choices, resolved for this device (as the engine does)
     channels_last = use_channels_last(cfg.channels_last, dev, dtype)
     model = model.to(dev)
@@ -151,7 +146,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
         model = model.to(memory_format=torch.channels_last)
     if encoder is not None:
         encoder = encoder.to(dev)
-    weights = np.asarray(run.get("class_weights") or np.ones(len(names)), dtype=np.float64)
+    weights = run_files.class_weights(run, len(names), run_file)
     try:
         rule = DecisionRule.from_dict(ckpt.get("decision") if decision == "stored" else None,
                                       num_classes=len(names))
@@ -173,8 +168,7 @@ def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
         raise TrainingError(f"split must be train, val, test or all, got {split!r}")
     saved = run.run_dir / "split.npz"
     if store.manifest_hash == run.store_manifest_hash and saved.is_file():
-        with np.load(saved) as z:
-            return np.asarray(z[split], dtype=np.int64)
+        return run_files.read_split(saved, len(store))[split]
     if store.manifest_hash != run.store_manifest_hash:
         log.warning("store %s is not the store %s was trained on; its %r split is computed afresh with the run's "
                     "split settings (%s)", store.path, run.run_dir, split, run.config.split)

@@ -57,6 +57,29 @@ HEART_RATE_RANGE = (20.0, 300.0)
 AMPLITUDE_RANGE_MV = (0.05, 40.0)
 
 
+def unique_record_ids(recs: Sequence[Recording]) -> list[str]:
+    """One id per recording, unique across the inputs: the file's name (``rec``) where it is unique, else the
+    path relative to the common parent folder of the recordings sharing that name (``a/rec.csv``, ``b/rec.csv``),
+    and ``#2``, ``#3``... after a recording given more than once. Two recordings must never merge into one
+    record of the table or the beat report."""
+    ids = [r.record_id for r in recs]
+    out = list(ids)
+    for name in set(ids):
+        same = [i for i, x in enumerate(ids) if x == name]
+        if len(same) < 2:
+            continue
+        paths = [os.path.abspath(recs[i].path) for i in same]
+        parent = os.path.commonpath([os.path.dirname(p) for p in paths])
+        for i, p in zip(same, paths):
+            out[i] = os.path.relpath(p, parent).replace(os.sep, "/")
+    seen: dict[str, int] = {}
+    for i, rid in enumerate(out):
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1:
+            out[i] = f"{rid}#{seen[rid]}"
+    return out
+
+
 def _store_params(run: LoadedRun) -> dict:
     params = run.store_manifest.get("parameters") or {}
     if not params:
@@ -356,8 +379,10 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         raise TrainingError(f"{run.run_dir}: unknown store task {task!r}; expected beats or rhythm")
     store_leads = _store_leads(run, params)
     frames, opened = [], {}
-    for path in records:
-        rec = readers.open_recording(path, fs=fs, units=units)
+    recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
+    for rec, rid in zip(recs, unique_record_ids(recs)):
+        rec.record_id = rid
+    for rec in recs:
         leads = readers.select(rec, lead, store_leads)
         try:
             if task == "beats":
