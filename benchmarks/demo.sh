@@ -7,14 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-demo-out}
-py=${PY:-.venv/bin/python}
-mirror=${ECGTRANSFER_PHYSIONET_MIRROR:-}
-if [ -z "$mirror" ] && [ -d ../shared/data/physionet ]; then
-  mirror=../shared/data/physionet   # this team's offline mirror of part of PhysioNet
-fi
-margs=()
-if [ -n "$mirror" ]; then margs=(--mirror "$mirror"); echo "== PhysioNet mirror: $mirror"; fi
-et() { "$py" -m ecgtransfer "$@"; }
+source benchmarks/mirror.sh
 # held out: seven DS1 patients rich in S and V beats (de Chazal's DS2 takes their place on a full download:
 # bash benchmarks/beats-xdb.sh DATA OUT with no records)
 held_out=(mitdb:106 mitdb:118 mitdb:119 mitdb:201 mitdb:207 mitdb:209 mitdb:223)

@@ -5,14 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-smoke-out}
-py=${PY:-.venv/bin/python}
-mirror=${ECGTRANSFER_PHYSIONET_MIRROR:-}
-if [ -z "$mirror" ] && [ -d ../shared/data/physionet ]; then
-  mirror=../shared/data/physionet   # this team's offline mirror of part of PhysioNet
-fi
-margs=()
-if [ -n "$mirror" ]; then margs=(--mirror "$mirror"); echo "== PhysioNet mirror: $mirror"; fi
-et() { "$py" -m ecgtransfer "$@"; }
+source benchmarks/mirror.sh
 
 echo "== download"
 et download mitdb --out "$out/data" "${margs[@]}"

@@ -17,23 +17,9 @@ from ecgtransfer.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_safety_outdir import one_error_line, tree  # noqa: E402
-from training_helpers import make_store  # noqa: E402
+from training_helpers import CLI_RECORDS, CLI_TRAIN, make_store, run, store  # noqa: E402,F401
 
-RECORDS = {r: 8 for r in ("119", "209", "106", "118", "208", "223")}
-TRAIN = ["--init", "scratch", "--image-size", "32", "--batch-size", "8", "--epochs", "1", "--max-steps", "2",
-         "--threads", "1", "--split", "random", "--seed", "1"]
-
-
-@pytest.fixture(scope="module")
-def store(physionet_root, tmp_path_factory):
-    return make_store(physionet_root, tmp_path_factory.mktemp("stores") / "s", RECORDS)
-
-
-@pytest.fixture(scope="module")
-def run(store, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "r"
-    assert main(["-q", "train", str(store.path), "--out", str(out), *TRAIN]) == 0
-    return out
+RECORDS, TRAIN = CLI_RECORDS, CLI_TRAIN
 
 
 @pytest.fixture()

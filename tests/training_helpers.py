@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ecgtransfer.store import SegmentStore, write_store
 
@@ -68,3 +69,26 @@ def record_split(store: SegmentStore, train: list[str], val: list[str], test: li
     rid = np.asarray(store.record_ids).astype(str)
     return {name: np.flatnonzero(np.isin(rid, recs)).astype(np.int64)
             for name, recs in (("train", train), ("val", val), ("test", test))}
+
+
+#: the records and ``train`` options of the command-line safety tests' tiny run (a few beats each, two steps)
+CLI_RECORDS = {r: 8 for r in ("119", "209", "106", "118", "208", "223")}
+CLI_TRAIN = ["--init", "scratch", "--image-size", "32", "--batch-size", "8", "--epochs", "1", "--max-steps", "2",
+             "--threads", "1", "--split", "random", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def store(physionet_root, tmp_path_factory):
+    """A small store of :data:`CLI_RECORDS` (import this fixture into a test module as ``store``)."""
+    return make_store(physionet_root, tmp_path_factory.mktemp("stores") / "s", CLI_RECORDS)
+
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory) -> Path:
+    """A finished tiny run on ``store`` made by ``ecgtransfer train`` with :data:`CLI_TRAIN`."""
+    from ecgtransfer.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "r"
+    assert main(["-q", "train", str(store.path), "--out", str(out), *CLI_TRAIN]) == 0
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    return out
