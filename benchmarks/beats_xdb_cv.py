@@ -179,7 +179,7 @@ def report(results: dict[str, Any]) -> str:
              f"Machine: {results['machine']}.", ""]
     for model, conds in results["models"].items():
         lines += [f"## {model}", "",
-                  "| condition | acc | macro-F1 | N Se/+P | S Se/+P | S F1 | V Se/+P | V F1 | F Se/+P | train min |",
+                  "| condition | acc | macro-F1 | N Se/+P | S Se/+P | S F1 | V Se/+P | V F1 | F Se/+P | train min (3 folds) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for cond, r in conds["conditions"].items():
             g = r["gross"]
