@@ -3,7 +3,7 @@
 #   download mitdb + svdb (PhysioNet, or the mirror in ECGTRANSFER_PHYSIONET_MIRROR) -> convert -> combine ->
 #   train resnet50 / cnn1d / features (benchmarks/beats-xdb*.toml) on every patient but seven held-out MIT-BIH
 #   patients -> the de Chazal table on those seven -> a beat report of one of their recordings.
-# Usage: benchmarks/demo.sh [OUT_DIR]   (default demo-out; re-running resumes every step). ~10-15 min on 2 cores.
+# Usage: benchmarks/demo.sh [OUT_DIR]   (default demo-out; re-running resumes every step). ~11 min on 2 cores (measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-demo-out}
