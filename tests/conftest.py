@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
@@ -11,6 +12,37 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PHYSIONET = Path(os.environ.get("ECGTRANSFER_TEST_PHYSIONET", REPO.parent / "shared" / "data" / "physionet"))
+
+
+_FAILED_MODULES: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember the modules that had a failing test (their folders are kept for inspection)."""
+    report = yield
+    if report.failed:
+        _FAILED_MODULES.add(item.module.__name__)
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_disk_hygiene(request, tmp_path_factory) -> Iterator[None]:
+    """Removes the folders a test module made under pytest's base temp folder once the module is done.
+
+    The suite trains many small ResNet50s whose checkpoints weigh ~190 MB each; module-scoped fixtures
+    (stores, runs) would otherwise stay on disk until the end of the session, and CI once ran out of disk
+    space on a shared machine. Folders of a module with a failing test are kept, as pytest's own
+    ``tmp_path_retention_policy = "failed"`` (pyproject.toml) keeps those of failing tests.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = {p.name for p in base.iterdir()}
+    yield
+    if request.module.__name__ in _FAILED_MODULES:
+        return
+    for p in base.iterdir():
+        if p.name not in before and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -19,21 +19,10 @@ from ecgtransfer.training.data import cap_majority, class_subset
 from ecgtransfer.training.evaluation import evaluate, load_run
 from ecgtransfer.training.metrics import aami_evaluation, classification_metrics, dechazal_table
 
-
-@pytest.fixture(scope="module")
-def beats(physionet_root, tmp_path_factory):
-    """Four real mitdb records (every AAMI class; 208 has F and Q beats), RR context on (the default)."""
-    from ecgtransfer.conversion import convert
-
-    return convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("beats") / "s",
-                   records=["119", "207", "208", "209"], before=48, after=80, progress=False, jobs=1)
+from training_helpers import beats, split  # noqa: E402,F401 - shared fixtures
 
 
-@pytest.fixture(scope="module")
-def split(beats):
-    rid = np.asarray(beats.record_ids).astype(str)
-    idx = lambda *r: np.flatnonzero(np.isin(rid, r))  # noqa: E731
-    return {"train": idx("208", "209"), "val": idx("119"), "test": idx("207")}
+# ``beats`` and ``split``: four real mitdb records, from training_helpers (imported above)
 
 
 # -- RR fusion ---------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from ecgtransfer.training.evaluation import load_run
 from ecgtransfer.training.metrics import aami_evaluation, classification_metrics, confusion_matrix
 from ecgtransfer.training.runtime import infer
 
+from training_helpers import beats, split  # noqa: E402,F401 - shared fixtures
+
 
 # -- 1. validation at the true prevalence --------------------------------------------------------------------------
 
@@ -205,19 +207,7 @@ def test_rule_round_trips_through_dicts_and_checks_its_size() -> None:
 
 # -- 3. the engine, evaluate and predict on real beats ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def beats(physionet_root, tmp_path_factory):
-    from ecgtransfer.conversion import convert
-
-    return convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("beats") / "s",
-                   records=["119", "207", "208", "209"], before=48, after=80, progress=False, jobs=1)
-
-
-@pytest.fixture(scope="module")
-def split(beats):
-    rid = np.asarray(beats.record_ids).astype(str)
-    idx = lambda *r: np.flatnonzero(np.isin(rid, r))  # noqa: E731
-    return {"train": idx("208", "209"), "val": idx("119"), "test": idx("207")}
+# ``beats`` and ``split``: four real mitdb records, from training_helpers (imported above)
 
 
 SETTINGS = dict(model="features", decision="tuned", majority_cap=100, progress=False, num_threads=1)

@@ -92,3 +92,23 @@ def run(store, tmp_path_factory) -> Path:
     assert main(["-q", "train", str(store.path), "--out", str(out), *CLI_TRAIN]) == 0
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     return out
+
+
+#: four real mitdb records with every AAMI class (208 has F and Q beats): train 208+209, validation 119, test 207
+FOUR_RECORDS = {"train": ["208", "209"], "val": ["119"], "test": ["207"]}
+
+
+@pytest.fixture(scope="module")
+def beats(physionet_root, tmp_path_factory) -> SegmentStore:
+    """The beats of :data:`FOUR_RECORDS` converted by ``convert`` (RR context on, the default), L = 128."""
+    from ecgtransfer.conversion import convert
+
+    records = sorted(r for part in FOUR_RECORDS.values() for r in part)
+    return convert("mitdb", data=physionet_root, out=tmp_path_factory.mktemp("beats") / "s",
+                   records=records, before=BEFORE, after=AFTER, progress=False, jobs=1)
+
+
+@pytest.fixture(scope="module")
+def split(beats) -> dict[str, np.ndarray]:
+    """The patient-disjoint split of :data:`FOUR_RECORDS` over ``beats``."""
+    return record_split(beats, **FOUR_RECORDS)
