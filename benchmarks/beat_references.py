@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ecgtransfer.store import SegmentStore
     from ecgtransfer.training.config import TrainConfig
-    from ecgtransfer.training.engine import make_split
+    from ecgtransfer.training.data import make_split
     from ecgtransfer.training.metrics import dechazal_table
 
     out = Path(args.out)

@@ -277,7 +277,7 @@ def test_source_from_the_target_store_never_trains_on_target_val_test_patients(t
     assert src_train and not (src_train & heldout) and not (src_val & heldout)
     # without the exclusion the source split would have trained on some of them (the check bites)
     from ecgtransfer.training import TrainConfig
-    from ecgtransfer.training.engine import make_split
+    from ecgtransfer.training.data import make_split
 
     info = res.results["source_models"]["spectrogram"]
     plain = make_split(store, TrainConfig.from_dict({**info_train_config(out), "progress": False}))

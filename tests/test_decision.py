@@ -300,6 +300,24 @@ def test_evaluate_reports_the_rule_with_the_argmax_beside_it(tuned_run, beats, s
         m["argmax"]["macro_f1"])
 
 
+def test_the_bench_scores_a_part_as_evaluate_does(tuned_run, beats, split, tmp_path) -> None:
+    """The bench's extra pass (its per-record confusions, what the patient bootstrap resamples) goes through the one
+    scoring path and counts the checkpoint's decision rule, as the run's test metrics do (it counted the arg-max
+    before); rows come back in store order whatever order the indices were given in."""
+    from ecgtransfer.bench.runner import predict_part, record_confusion
+    from ecgtransfer.training.evaluation import score_run
+
+    m = evaluate(tuned_run.run_dir, beats, "test", out=tmp_path)
+    y, probs, idx, decided = predict_part(tuned_run.run_dir, beats, split["test"][::-1], "cpu")
+    assert np.all(np.diff(idx) > 0) and not np.isin(np.asarray(beats.labels)[idx], [4]).any()  # Q left out
+    assert confusion_matrix(y, decided, 4).tolist() == m["confusion_matrix"] != m["argmax"]["confusion_matrix"]
+    rc = record_confusion(y, decided, beats.record_ids[idx], 4, "test")
+    assert np.sum(rc["matrices"], axis=0).tolist() == m["confusion_matrix"]
+    part = score_run(load_run(tuned_run.run_dir), beats, split["test"])
+    np.testing.assert_array_equal(part.probs, probs)
+    assert part.loss == pytest.approx(m["loss"])
+
+
 def test_a_checkpoint_without_a_rule_evaluates_exactly_as_before(tuned_run, beats, split, tmp_path) -> None:
     old = tmp_path / "old"
     shutil.copytree(tuned_run.run_dir, old)

@@ -151,7 +151,7 @@ def majority_validation(store: SegmentStore, parts: Mapping[str, np.ndarray], tc
     class (the engine's ``majority_metrics``), on the validation part a run of ``tc`` (at its seed) scores, in the
     classes the cells score, weighted as the cells' validation is (``validation_prevalence``)."""
     from ecgtransfer.training.data import run_parts_of, validation_weights
-    from ecgtransfer.training.engine import majority_metrics
+    from ecgtransfer.training.metrics import majority_metrics
 
     used = run_parts_of(store, parts, tc)
     names = used.class_names
@@ -336,26 +336,16 @@ RECORD_CONFUSION_VERSION = 1
 
 
 def predict_part(run_dir: Path, store: SegmentStore, indices: np.ndarray, device: str
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(true labels [n], probabilities [n, K], store indices [n])`` of a run's best model on ``indices`` (in the
-    run's class numbering; segments of classes the run left out are dropped)."""
-    import torch
-
-    from ecgtransfer.training.data import batch_loader, class_subset, eval_batches
-    from ecgtransfer.training.evaluation import load_run
-    from ecgtransfer.training.runtime import infer
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(true labels [n], probabilities [n, K], store indices [n], decided labels [n])`` of a run's best model on
+    ``indices`` (in the run's class numbering; segments of classes the run left out are dropped), by the one scoring
+    path (:func:`ecgtransfer.training.evaluation.score_run`); the decided labels are those of the checkpoint's
+    decision rule, as the run's own test metrics count them."""
+    from ecgtransfer.training.evaluation import load_run, score_run
 
     run = load_run(run_dir, checkpoint="best", device=device)
-    _, label_map = class_subset(store.class_names, run.excluded_classes)
-    idx = np.asarray(indices, dtype=np.int64)
-    idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]
-    loader = batch_loader(store, eval_batches(idx, run.config.eval_batch()), num_workers=0, label_map=label_map,
-                          rr_dim=run.rr_dim, beat_input=run.config.beat_input)
-    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
-    out = infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
-                weight=weight, store=store)
-    order = np.argsort(out["indices"], kind="stable")
-    return out["labels"][order], out["probs"][order], np.asarray(out["indices"])[order]
+    part = score_run(run, store, indices)
+    return part.labels, part.probs, part.indices, run.decision.apply(part.probs)
 
 
 def record_confusion(labels: np.ndarray, preds: np.ndarray, record_ids: np.ndarray, k: int, split: str
@@ -597,7 +587,7 @@ class _Bench:
             return {"learned": None, "text": f"not checked: the source run's split.npz is unreadable ({exc})"}
         if len(val) == 0:
             return {"learned": None, "text": "not checked: the source split has no validation part"}
-        y, probs, idx = predict_part(run_dir, self.source_store, val, self.device)
+        y, probs, idx, _ = predict_part(run_dir, self.source_store, val, self.device)
         return source_credibility(y, probs, self.source_store.record_ids[idx],
                                   replicates=min(1000, self.cfg.bootstrap_replicates), seed=self.cfg.bootstrap_seed)
 
@@ -666,8 +656,8 @@ class _Bench:
         rc = _record_confusion_from_metrics(eval_metrics, self.eval_split)
         if rc is None:  # the eval part as the engine scored it (a validation part majority-capped)
             eval_idx = used.parts[self.eval_split]
-            y, probs, idx = predict_part(run_dir, store, eval_idx, self.device)
-            rc = record_confusion(y, probs.argmax(1), store.record_ids[idx], probs.shape[1], self.eval_split)
+            y, probs, idx, decided = predict_part(run_dir, store, eval_idx, self.device)
+            rc = record_confusion(y, decided, store.record_ids[idx], probs.shape[1], self.eval_split)
         if not cfg.keep_checkpoints:
             _drop_checkpoints(run_dir)
         from ecgtransfer.bench.stats import time_to_target
@@ -1023,7 +1013,7 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str], *, p
 
     from ecgtransfer.errors import TrainingError
     from ecgtransfer.signals.ids import qualify, split_qualified
-    from ecgtransfer.training.engine import make_split
+    from ecgtransfer.training.data import make_split
 
     pats = np.asarray(store.patient_ids).astype(str)
     if patients_database is None:

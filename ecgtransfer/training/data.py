@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -422,3 +422,39 @@ class SignalAugment:
         return out
 
 
+def split_parts(split: Any) -> dict[str, np.ndarray]:
+    """``{"train", "val", "test"}`` int64 index arrays of a split given as a mapping or an object with those
+    attributes (a missing or None part is empty)."""
+    if isinstance(split, Mapping):
+        get = split.get
+    else:
+        def get(name: str, default: Any = None) -> Any:
+            return getattr(split, name, default)
+    return {part: np.asarray(get(part, []) if get(part, None) is not None else [], dtype=np.int64)
+            for part in ("train", "val", "test")}
+
+
+def make_split(store: SegmentStore, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """Train/val/test indices of ``store`` by the configured split (``cfg.data_split``; its seed defaults to the
+    run's ``seed``)."""
+    return split_parts(cfg.data_split.apply(store, default_seed=cfg.seed))
+
+
+def resolve_rr(mode: str, store: SegmentStore) -> int:
+    """RR-context columns a run reads from ``store``: its ``rr`` extra's width for ``"auto"`` (0 without one) and
+    ``"on"`` (a :class:`~ecgtransfer.errors.ConfigError` without one), 0 for ``"off"``."""
+    from ecgtransfer.signals.beats import RR_FEATURES
+
+    if mode == "off":
+        return 0
+    has = "rr" in (store.manifest.get("extras") or [])
+    if not has:
+        if mode == "on":
+            raise ConfigError(f"rr = 'on' but store {store.path} holds no RR context (extra 'rr'); convert it with "
+                              "--rr-context (the default for beats) or train with --rr off")
+        return 0
+    width = int(store.extra("rr").shape[1])
+    if width > len(RR_FEATURES):
+        raise ConfigError(f"store {store.path}: its rr extra has {width} columns, expected at most "
+                          f"{len(RR_FEATURES)} ({', '.join(RR_FEATURES)})")
+    return width

@@ -72,7 +72,10 @@ from ecgtransfer.training.data import (
     class_weights,
     eval_batches,
     eval_shard,
+    make_split,
+    resolve_rr,
     run_parts_of,
+    split_parts,
     validation_weights,
 )
 from ecgtransfer.training.decision import DecisionRule, brief, effective_prior, fit_decision, scored
@@ -81,16 +84,17 @@ from ecgtransfer.training.metrics import (
     classification_metrics,
     dechazal_table,
     flatten_metrics,
+    majority_metrics,
     metrics_table,
     plot_confusion_matrix,
 )
 from ecgtransfer.training.precision import describe as describe_precision
 from ecgtransfer.training.precision import dtype_name
 from ecgtransfer.training.run_files import read_json_object, read_split
+from ecgtransfer.training.scoring import RawScores, score_part
 from ecgtransfer.training.runtime import (
     amp_dtype,
     environment,
-    infer,
     logits_of,
     peak_memory_mb,
     reset_peak_memory,
@@ -140,35 +144,8 @@ class TrainResult:
     decision: dict[str, Any] | None = None
 
 
-def _split_parts(split: Any) -> dict[str, np.ndarray]:
-    if isinstance(split, Mapping):
-        get = split.get
-    else:
-        def get(name: str, default: Any = None) -> Any:
-            return getattr(split, name, default)
-    return {part: np.asarray(get(part, []) if get(part, None) is not None else [], dtype=np.int64)
-            for part in ("train", "val", "test")}
 
 
-def resolve_rr(mode: str, store: SegmentStore) -> int:
-    """RR-context columns a run reads from ``store``: its ``rr`` extra's width for ``"auto"`` (0 without one) and
-    ``"on"`` (a :class:`~ecgtransfer.errors.ConfigError` without one), 0 for ``"off"``."""
-    from ecgtransfer.errors import ConfigError
-    from ecgtransfer.signals.beats import RR_FEATURES
-
-    if mode == "off":
-        return 0
-    has = "rr" in (store.manifest.get("extras") or [])
-    if not has:
-        if mode == "on":
-            raise ConfigError(f"rr = 'on' but store {store.path} holds no RR context (extra 'rr'); convert it with "
-                              "--rr-context (the default for beats) or train with --rr off")
-        return 0
-    width = int(store.extra("rr").shape[1])
-    if width > len(RR_FEATURES):
-        raise ConfigError(f"store {store.path}: its rr extra has {width} columns, expected at most "
-                          f"{len(RR_FEATURES)} ({', '.join(RR_FEATURES)})")
-    return width
 
 
 def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in_channels: int,
@@ -184,22 +161,8 @@ def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in
                      else 0)
 
 
-def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str],
-                     sample_weight: np.ndarray | None = None) -> dict[str, Any]:
-    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority`` (weighted by
-    ``sample_weight [n]`` when given)."""
-    k = len(class_names)
-    probs = np.zeros((len(labels), k))
-    probs[:, majority] = 1.0
-    m = classification_metrics(labels, probs, class_names, sample_weight=sample_weight)
-    m["predicts"] = class_names[majority]
-    return m
 
 
-def make_split(store: SegmentStore, cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """Train/val/test indices of ``store`` by the configured split (``cfg.data_split``; its seed defaults to the
-    run's ``seed``)."""
-    return _split_parts(cfg.data_split.apply(store, default_seed=cfg.seed))
 
 
 def _check_data(store: SegmentStore, parts: dict[str, np.ndarray]) -> None:
@@ -320,7 +283,7 @@ class _Trainer:
         set_determinism(cfg.deterministic, self.device)
         seed_everything(cfg.seed)
 
-        parts = _split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
+        parts = split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
         _check_data(store, parts)
         rp = run_parts_of(store, parts, cfg)
         _check_data(store, rp.parts)
@@ -574,22 +537,23 @@ class _Trainer:
         are left in ``self.last_eval``.
         """
         t0 = time.perf_counter()
-        mine = eval_shard(indices, self.dist.rank, self.dist.world_size)
-        loader = batch_loader(self.store, eval_batches(mine, self.cfg.eval_batch()), num_workers=self.cfg.num_workers,
-                              pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim,
-                              beat_input=self.cfg.beat_input)
-        out = infer(self.model, self.encoder, loader, self.device, dtype=self.dtype,
-                    channels_last=self.channels_last, weight=self.loss_weight, store=self.store)
-        probs = np.concatenate(D.all_gather_array(out["probs"], self.dist))
-        labels = np.concatenate(D.all_gather_array(out["labels"], self.dist))
-        idx = np.concatenate(D.all_gather_array(out["indices"], self.dist))
-        loss_sum, weight_sum = D.all_reduce_sum([out["loss_sum"], out["weight_sum"]], self.dist)
-        order = np.argsort(idx, kind="stable")
-        labels, probs, idx = labels[order], probs[order], idx[order]
+
+        def gather(out: RawScores) -> RawScores:  # every rank scored its shard: all of them, on every rank
+            loss_sum, weight_sum = D.all_reduce_sum([out["loss_sum"], out["weight_sum"]], self.dist)
+            return {**{k: np.concatenate(D.all_gather_array(out[k], self.dist)) for k in ("probs", "labels",
+                                                                                          "indices")},
+                    "loss_sum": loss_sum, "weight_sum": weight_sum}
+
+        part = score_part(self.model, self.encoder, self.store, eval_shard(indices, self.dist.rank,
+                                                                           self.dist.world_size),
+                          label_map=self.label_map, rr_dim=self.rr_dim, beat_input=self.cfg.beat_input,
+                          batch_size=self.cfg.eval_batch(), device=self.device, dtype=self.dtype,
+                          channels_last=self.channels_last, weight=self.loss_weight,
+                          num_workers=self.cfg.num_workers, gather=gather)
+        labels, probs, idx = part.labels, part.probs, part.indices
         w = None if weights is None else np.asarray(weights, dtype=np.float64)[np.argsort(indices, kind="stable")]
-        loss = loss_sum / weight_sum if weight_sum else float("nan")
         records = self.store.record_ids[idx] if self.store.manifest.get("task") == "beats" else None
-        m = scored(labels, probs, self.class_names, rule or DecisionRule(), loss=loss,
+        m = scored(labels, probs, self.class_names, rule or DecisionRule(), loss=part.loss,
                    min_support=self.cfg.select_min_support, sample_weight=w, records=records)
         if rule is None:  # the plain arg-max: no second copy of the same metrics
             m.pop("argmax")

@@ -17,10 +17,11 @@ from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import run_files
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state
 from ecgtransfer.training.config import TrainConfig
-from ecgtransfer.training.data import batch_loader, class_subset, eval_batches
+from ecgtransfer.training.data import class_subset, make_split, resolve_rr
 from ecgtransfer.training.decision import DECISION_USES, DecisionRule, scored
 from ecgtransfer.training.metrics import plot_confusion_matrix
-from ecgtransfer.training.runtime import amp_dtype, infer, resolve_device, use_channels_last
+from ecgtransfer.training.runtime import amp_dtype, resolve_device, use_channels_last
+from ecgtransfer.training.scoring import PartScores, score_part
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,6 @@ def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
     if store.manifest_hash != run.store_manifest_hash:
         log.warning("store %s is not the store %s was trained on; its %r split is computed afresh with the run's "
                     "split settings (%s)", store.path, run.run_dir, split, run.config.split)
-    from ecgtransfer.training.engine import make_split
-
     return make_split(store, run.config)[split]
 
 
@@ -186,23 +185,25 @@ def _label_map(run: LoadedRun, store: SegmentStore) -> np.ndarray:
                             f"{run.class_names}" + (f" (left out: {run.excluded_classes})" if run.excluded_classes
                                                     else ""))
     if run.rr_dim:
-        from ecgtransfer.training.engine import resolve_rr
-
         if resolve_rr("auto", store) < run.rr_dim:
             raise TrainingError(f"the run {run.run_dir} reads RR context ({', '.join(run.rr_columns)}) but store "
                                 f"{store.path} holds no such 'rr' extra; convert it with --rr-context")
     return label_map
 
 
-def _infer_part(run: LoadedRun, store: SegmentStore, idx: np.ndarray, label_map: np.ndarray, *,
-                batch_size: int | None, num_workers: int) -> dict[str, Any]:
-    """``infer`` of ``run``'s model on store indices ``idx [n]``: ``probs [n, K]``, ``labels``, ``indices`` (in the
-    order of ``idx``) and the weighted loss sums."""
-    loader = batch_loader(store, eval_batches(idx, batch_size or run.config.eval_batch()), num_workers=num_workers,
-                          label_map=label_map, rr_dim=run.rr_dim, beat_input=run.config.beat_input)
+def score_run(run: LoadedRun, store: SegmentStore, indices: np.ndarray, *, batch_size: int | None = None,
+              num_workers: int = 0) -> PartScores:
+    """``run``'s model on the store segments ``indices [n]`` (:func:`~ecgtransfer.training.scoring.score_part`), after
+    checking that the store has the run's classes and inputs; segments of classes the run left out are dropped.
+    Rows are ordered by store index."""
+    label_map = _label_map(run, store)
+    idx = np.asarray(indices, dtype=np.int64)
+    idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=run.device)
-    return infer(run.model, run.encoder, loader, run.device, dtype=run.dtype, channels_last=run.channels_last,
-                 weight=weight, store=store)
+    return score_part(run.model, run.encoder, store, idx, label_map=label_map, rr_dim=run.rr_dim,
+                      beat_input=run.config.beat_input, batch_size=batch_size or run.config.eval_batch(),
+                      device=run.device, dtype=run.dtype, channels_last=run.channels_last, weight=weight,
+                      num_workers=num_workers)
 
 
 def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike, split: str = "test", *,
@@ -238,27 +239,25 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
     for mem in members:
         _label_map(mem, store)
     idx = _indices(run, store, split)
-    idx = idx[label_map[np.asarray(store.labels)[idx]] >= 0]  # the classes the run left out are not scored
-    if idx.size == 0:
+    if not (label_map[np.asarray(store.labels)[idx]] >= 0).any():  # the classes the run left out are not scored
         raise TrainingError(f"the {split!r} split of store {store.path} is empty; nothing to evaluate "
                             "(try --split val or --split all)")
-    res = _infer_part(run, store, idx, label_map, batch_size=batch_size, num_workers=num_workers)
-    probs = res["probs"]
-    loss = res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan")
+    res = score_run(run, store, idx, batch_size=batch_size, num_workers=num_workers)
+    probs, loss = res.probs, res.loss
     if members:
         probs = probs.astype(np.float64)
         for mem in members:
-            got = _infer_part(mem, store, idx, label_map, batch_size=batch_size, num_workers=num_workers)
-            if got["probs"].shape != probs.shape or not np.array_equal(got["indices"], res["indices"]):
+            got = score_run(mem, store, idx, batch_size=batch_size, num_workers=num_workers)
+            if got.probs.shape != probs.shape or not np.array_equal(got.indices, res.indices):
                 raise TrainingError(f"ensemble member {mem.run_dir} scored other segments than {run.run_dir}")
-            probs = probs + got["probs"]
+            probs = probs + got.probs
         probs = probs / (len(members) + 1)
-        w = run.class_weights[res["labels"]]
+        w = run.class_weights[res.labels]
         with np.errstate(divide="ignore"):
-            nll = -np.log(probs[np.arange(len(probs)), res["labels"]])
+            nll = -np.log(probs[np.arange(len(probs)), res.labels])
         loss = float((w * nll).sum() / w.sum()) if w.sum() else float("nan")
-    records = store.record_ids[res["indices"]] if store.manifest.get("task") == "beats" else None
-    m = scored(res["labels"], probs, run.class_names, run.decision, loss=loss,
+    records = store.record_ids[res.indices] if store.manifest.get("task") == "beats" else None
+    m = scored(res.labels, probs, run.class_names, run.decision, loss=loss,
                min_support=run.config.select_min_support, records=records)
     log.info("%s: decision rule %s%s", run.checkpoint, run.decision.describe(),
              f", on the mean probabilities of {len(members) + 1} runs" if members else "")

@@ -254,6 +254,18 @@ def dechazal_table(aami: dict[str, Any]) -> str:
     return "\n".join([head, sep, gross, avg])
 
 
+def majority_metrics(majority: int, labels: np.ndarray, class_names: list[str],
+                     sample_weight: np.ndarray | None = None) -> dict[str, Any]:
+    """Metrics on ``labels`` of the constant classifier that always predicts class ``majority`` (weighted by
+    ``sample_weight [n]`` when given)."""
+    k = len(class_names)
+    probs = np.zeros((len(labels), k))
+    probs[:, majority] = 1.0
+    m = classification_metrics(labels, probs, class_names, sample_weight=sample_weight)
+    m["predicts"] = class_names[majority]
+    return m
+
+
 def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Scalar columns of a metrics dict for CSV: ``{prefix}_loss``, ``{prefix}_se_N``, ..."""
     out: dict[str, Any] = {}
