@@ -71,6 +71,15 @@ def finite_number(value: Any, name: str, *, positive: bool = True, minimum: floa
     return x
 
 
+def path_given(value: Any, name: str) -> str:
+    """A path option that names something: ``""`` (or blanks) is ``Path(".")``, the current folder, which nobody
+    means by ``--out ''``; one ConfigError line instead."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if text is None or not str(text).strip():
+        raise ConfigError(f"{name} is empty ({value!r}); name a folder")
+    return str(text)
+
+
 def image_size(value: Any, name: str) -> int:
     """An image side: an integer in [2, :data:`MAX_IMAGE_SIZE`]."""
     size = positive_int(value, name, maximum=MAX_IMAGE_SIZE, why=" pixels")
@@ -84,5 +93,5 @@ def thread_count(value: Any, name: str) -> int:
     return positive_int(value, name, maximum=max_threads(), why=f" (4 x the {os.cpu_count() or 1} CPUs here)")
 
 
-__all__ = ["MAX_IMAGE_SIZE", "max_threads", "memory_budget", "human_bytes", "positive_int", "finite_number",
+__all__ = ["MAX_IMAGE_SIZE", "max_threads", "memory_budget", "human_bytes", "positive_int", "finite_number", "path_given",
            "image_size", "thread_count"]

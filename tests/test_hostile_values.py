@@ -152,3 +152,12 @@ def test_resample_memory_bound_directly() -> None:
         filters.check_resample_memory(n_ok, 1, 360.0, 720.0, what="r", workers=4)
     with pytest.raises(ConfigError, match="memory"):
         filters.resample(x, 360.0, 1e9)
+
+
+def test_download_empty_out_is_refused_not_the_current_folder(physionet_root, tmp_path, capsys, monkeypatch) -> None:
+    """``download --out ''`` wrote into the current folder (Path('') is '.'): refused by name
+    (``_validate.path_given``)."""
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["download", "mitdb", "--records", "119", "--mirror", str(physionet_root), "--out", ""],
+             "--out is empty", "name a folder")
+    assert list(tmp_path.iterdir()) == []
