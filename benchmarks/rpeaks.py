@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no detection results in {out} to keep; name --detectors")
     if "memory" in previous and not args.hours:  # not measured again: keep the earlier figures
         result["memory"] = previous["memory"]
+        if previous.get("memory_command"):
+            result["memory_command"] = previous["memory_command"]
     _write(out, result)
     if args.hours:
         result["memory"] = memory(data, args.hours)
