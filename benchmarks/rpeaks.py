@@ -1,13 +1,16 @@
-"""Benchmark R-peak detectors on the shared mitdb records (EC57 style) and predict's memory on a long record.
+"""Benchmark R-peak detectors on the shared mitdb and svdb records (EC57 style) and predict's memory on a long record.
 
-Detection: every record of ``mitdb/1.0.0/RECORDS`` under ``--data``, lead MLII, scored with
+Detection: every record of ``DB/1.0.0/RECORDS`` under ``--data`` for each of ``--databases`` (mitdb: lead MLII,
+360 Hz; svdb: lead ECG1, 128 Hz), scored with
 :func:`wfdb.processing.compare_annotations` (150 ms window = ``int(0.15 * fs)`` samples) against the ``.atr``
 beat annotations (beat symbols only, :data:`ecgtransfer.signals.beats.AAMI_MAP`), per record and in total
 (TP/FP/FN summed over records: gross Se and +P). The ventricular flutter episodes (``[`` ... ``]``) are left out
 of scoring, as EC57 does (record 207: six episodes). Detectors:
 
 - ``chosen``: :func:`ecgtransfer.signals.rpeaks.detect_r_peaks_chunked` (GQRS + R-peak correction + refractory
-  de-duplication, in the 30-minute chunks that ``predict`` uses: one chunk per mitdb record);
+  de-duplication + the T-wave rule, in the 30-minute chunks that ``predict`` uses: one chunk per record);
+- ``before-twave``: the same without the T-wave rule (:func:`ecgtransfer.signals.rpeaks.drop_t_waves`), the
+  detector before issue 20;
 - ``gqrs``: :func:`wfdb.processing.gqrs_detect` alone (default settings, whole record);
 - ``xqrs``: :func:`wfdb.processing.xqrs_detect` with default settings (whole record);
 - ``old``: the hand-written detector that ``predict`` used before (band-pass envelope + find_peaks), kept here
@@ -22,7 +25,8 @@ with a tiny 1-D CNN trained here; each length runs in a fresh process, whose pea
 different lengths show that memory is bounded by the chunk size, not the record length.
 
     .venv/bin/python benchmarks/rpeaks.py --out benchmarks/results/2026-12-01-rpeaks \\
-        [--data ../shared/data/physionet] [--detectors chosen old xqrs] [--records 101 207] [--hours 0.5 2 6]
+        [--data ../shared/data/physionet] [--databases mitdb svdb] [--detectors chosen old xqrs] [--records 101 207]
+        [--hours 0.5 2 6]
 
 ``--detectors`` without names keeps the detection table already in ``--out`` (and measures memory only);
 ``--hours`` without values skips the memory part. Each part is written as soon as it is measured.
@@ -44,7 +48,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "physionet"
 #: detector names, in table order
-DETECTORS = ("chosen", "gqrs", "old", "xqrs", "neurokit2")
+DETECTORS = ("chosen", "before-twave", "gqrs", "old", "xqrs", "neurokit2")
+#: the lead scored in each database
+LEADS = {"mitdb": "MLII", "svdb": "ECG1"}
 
 
 def old_detector(x: np.ndarray, fs: float) -> np.ndarray:
@@ -77,8 +83,17 @@ def _detectors() -> dict:
         _, info = nk.ecg_peaks(nk.ecg_clean(x, sampling_rate=int(fs)), sampling_rate=int(fs), method="neurokit")
         return np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
 
+    def before_twave(x: np.ndarray, fs: float) -> np.ndarray:  # the chosen detector without the T-wave rule
+        keep = rpeaks.drop_t_waves
+        rpeaks.drop_t_waves = lambda x, peaks, fs: np.asarray(peaks, dtype=np.int64)
+        try:
+            return rpeaks.detect_r_peaks_chunked(x, fs)
+        finally:
+            rpeaks.drop_t_waves = keep
+
     return {
         "chosen": rpeaks.detect_r_peaks_chunked,
+        "before-twave": before_twave,
         "gqrs": lambda x, fs: processing.gqrs_detect(sig=x, fs=fs),
         "xqrs": lambda x, fs: processing.xqrs_detect(x, fs, verbose=False),
         "old": old_detector,
@@ -86,7 +101,7 @@ def _detectors() -> dict:
     }
 
 
-def detection(data: Path, names: list[str], records: list[str] | None) -> dict:
+def detection(data: Path, names: list[str], records: list[str] | None, database: str = "mitdb") -> dict:
     """Per-record and total scores of each detector."""
     import logging
 
@@ -95,14 +110,14 @@ def detection(data: Path, names: list[str], records: list[str] | None) -> dict:
     from ecgtransfer.signals.rpeaks import excluded_episodes, score_detections
 
     logging.getLogger("wfdb").setLevel(logging.ERROR)
-    vdir = data / "mitdb" / "1.0.0"
+    vdir = data / database / "1.0.0"
     recs = records or [r.strip() for r in (vdir / "RECORDS").read_text().split() if r.strip()]
     dets = _detectors()
     out: dict = {name: {"records": {}, "seconds": 0.0} for name in names}
     excluded: dict[str, list] = {}
     for rid in recs:
         path = vdir / rid
-        rec = read_record(path, "MLII")
+        rec = read_record(path, LEADS[database])
         ref, _, _ = read_beat_symbols(path)
         spans = excluded_episodes(path)
         if spans:
@@ -116,14 +131,14 @@ def detection(data: Path, names: list[str], records: list[str] | None) -> dict:
             out[name]["records"][rid] = {"tp": s.tp, "fp": s.fp, "fn": s.fn, "se": s.se, "ppv": s.ppv,
                                          "offset_ms": s.offset_ms, "seconds": dt}
             out[name]["seconds"] += dt
-            print(f"{name:7s} {rid}: Se {100 * s.se:.2f} +P {100 * s.ppv:.2f} ({s.fp} FP, {s.fn} FN, "
+            print(f"{database} {name:7s} {rid}: Se {100 * s.se:.2f} +P {100 * s.ppv:.2f} ({s.fp} FP, {s.fn} FN, "
                   f"{s.offset_ms:.1f} ms) {dt:.1f}s", file=sys.stderr, flush=True)
     for name in names:
         rows = out[name]["records"].values()
         tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
         out[name]["total"] = {"tp": tp, "fp": fp, "fn": fn, "se": tp / (tp + fn), "ppv": tp / (tp + fp),
                               "offset_ms": float(np.median([r["offset_ms"] for r in rows]))}
-    return {"records": recs, "detectors": out, "excluded": excluded}
+    return {"records": recs, "detectors": out, "excluded": excluded, "lead": LEADS[database], "fs": float(rec.fs)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,29 +226,38 @@ def memory(data: Path, hours: list[float]) -> list[dict]:
     return rows
 
 
-def markdown(result: dict) -> str:
-    det = result["detection"]
+def _databases(result: dict) -> dict:
+    """``{database: detection}``; results written before svdb was added hold mitdb's under ``detection``."""
+    dbs = dict(result.get("databases") or {})
+    if "detection" in result and "mitdb" not in dbs:
+        dbs = {"mitdb": result["detection"], **dbs}
+    return dbs
+
+
+def _detection_md(database: str, det: dict) -> list[str]:
     names = [n for n in DETECTORS if n in det["detectors"]]
-    lines = ["# R-peak detection on the shared mitdb records", "",
-             f"Command: `{result['command']}`", "",
-             "Scored with `wfdb.processing.compare_annotations`, 150 ms window (54 samples at 360 Hz), against "
-             "the `.atr` beat annotations (AAMI beat symbols), lead MLII. Total = TP/FP/FN summed over records "
-             "(gross Se, +P). Excluded from scoring (EC57, ventricular flutter `[`...`]`): " +
-             "; ".join(f"record {r}: " + ", ".join(f"samples {a}-{b} ({d:g} s, {n} reference beats)"
-                                                  for a, b, d, n in spans)
-                       for r, spans in det["excluded"].items()) + ".", "",
-             "| record | " + " | ".join(f"{n} Se % | {n} +P %" for n in names) + " |",
-             "|---|" + "---:|---:|" * len(names)]
+    fs = float(det.get("fs", 360.0))
+    lines = [f"## {database}: {len(det['records'])} records, lead {det.get('lead', 'MLII')}, {fs:g} Hz", "",
+             f"Scored with `wfdb.processing.compare_annotations`, 150 ms window ({int(0.15 * fs)} samples at {fs:g} "
+             "Hz), against the `.atr` beat annotations (AAMI beat symbols). Total = TP/FP/FN summed over records "
+             "(gross Se, +P)."]
+    if det["excluded"]:
+        lines[-1] += (" Excluded from scoring (EC57, ventricular flutter `[`...`]`): " +
+                      "; ".join(f"record {r}: " + ", ".join(f"samples {a}-{b} ({d:g} s, {n} reference beats)"
+                                                           for a, b, d, n in spans)
+                                for r, spans in det["excluded"].items()) + ".")
+    lines += ["", "| record | " + " | ".join(f"{n} Se % | {n} +P % | {n} FP" for n in names) + " |",
+              "|---|" + "---:|---:|---:|" * len(names)]
     for rid in det["records"]:
         cells = []
         for n in names:
             r = det["detectors"][n]["records"][rid]
-            cells += [f"{100 * r['se']:.2f}", f"{100 * r['ppv']:.2f}"]
+            cells += [f"{100 * r['se']:.2f}", f"{100 * r['ppv']:.2f}", str(r["fp"])]
         lines.append(f"| {rid} | " + " | ".join(cells) + " |")
     cells = []
     for n in names:
         t = det["detectors"][n]["total"]
-        cells += [f"**{100 * t['se']:.2f}**", f"**{100 * t['ppv']:.2f}**"]
+        cells += [f"**{100 * t['se']:.2f}**", f"**{100 * t['ppv']:.2f}**", f"**{t['fp']}**"]
     lines.append("| **total** | " + " | ".join(cells) + " |")
     lines += ["", "| detector | TP | FP | FN | Se % | +P % | median offset to reference (ms) | CPU s (all records) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -241,6 +265,18 @@ def markdown(result: dict) -> str:
         t = det["detectors"][n]["total"]
         lines.append(f"| {n} | {t['tp']} | {t['fp']} | {t['fn']} | {100 * t['se']:.2f} | {100 * t['ppv']:.2f} | "
                      f"{t['offset_ms']:.1f} | {det['detectors'][n]['seconds']:.0f} |")
+    return lines + [""]
+
+
+def markdown(result: dict) -> str:
+    dbs = _databases(result)
+    lines = ["# R-peak detection on the shared " + " and ".join(dbs) + " records", "",
+             f"Command: `{result['command']}`", "",
+             "`chosen` is the detector of `ecgtransfer.signals.rpeaks`; `before-twave` is the same without its "
+             "T-wave rule (`drop_t_waves`, issue 20), which removes detections within 360 ms of the beat before "
+             "them whose steepest slope is below half of that beat's.", ""]
+    for database, det in dbs.items():
+        lines += _detection_md(database, det)
     if result.get("memory"):
         lines += ["", "## predict on a long record (streamed in chunks)", "",
                   f"Command: `{result.get('memory_command', result['command'])}`", "",
@@ -267,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_measure_one(argv[1], argv[2])))
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with mitdb/1.0.0/")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with mitdb/1.0.0/ and svdb/1.0.0/")
+    p.add_argument("--databases", nargs="+", default=["mitdb", "svdb"], choices=sorted(LEADS))
     p.add_argument("--detectors", nargs="*", default=["chosen", "old", "xqrs"],
                    choices=list(DETECTORS))
     p.add_argument("--records", nargs="*", default=None, help="records (default: all in RECORDS)")
@@ -283,20 +320,27 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     previous = json.loads((out / "rpeaks.json").read_text()) if (out / "rpeaks.json").is_file() else {}
     result = {"command": command, "machine": machine}
+    previous_dbs = _databases(previous)
     if args.detectors:
-        result["detection"] = detection(data, args.detectors, args.records)
-        kept = {k: v for k, v in (previous.get("detection") or {}).get("detectors", {}).items()
-                if k not in args.detectors}
-        if kept and args.merge and previous["detection"]["records"] == result["detection"]["records"]:
-            # detectors measured by an earlier run on the same records, not run again (--merge)
-            result["detection"]["detectors"] = {**kept, **result["detection"]["detectors"]}
-            result["command"] = previous["command"] + "; " + command
-    elif "detection" in previous:  # --detectors with no names: keep the detection table of an earlier run
-        result.update(detection=previous["detection"], command=previous["command"])
+        result["databases"] = dict(previous_dbs)
+        commands = [previous["command"]] if args.merge and previous.get("command") else []
+        for database in args.databases:
+            det = detection(data, args.detectors, args.records, database)
+            before = previous_dbs.get(database) or {}
+            kept = {k: v for k, v in before.get("detectors", {}).items() if k not in args.detectors}
+            if kept and args.merge and before["records"] == det["records"]:
+                # detectors measured by an earlier run on the same records, not run again (--merge)
+                det["detectors"] = {**kept, **det["detectors"]}
+            result["databases"][database] = det
+        result["command"] = "; ".join(commands + [command])
+    elif previous_dbs:  # --detectors with no names: keep the detection tables of an earlier run
+        result.update(databases=previous_dbs, command=previous["command"])
     else:
         raise SystemExit(f"no detection results in {out} to keep; name --detectors")
     if "memory" in previous and not args.hours:  # not measured again: keep the earlier figures
         result["memory"] = previous["memory"]
+        if previous.get("memory_command"):
+            result["memory_command"] = previous["memory_command"]
     _write(out, result)
     if args.hours:
         result["memory"] = memory(data, args.hours)

@@ -1,8 +1,9 @@
 """Shared checks of numbers given on the command line or in a config: one :class:`ConfigError` line naming the
 option and what it expects, raised before anything is read, allocated or written.
 
-The owner of two bounds: :data:`MAX_IMAGE_SIZE` (the largest image side of ``train``, ``images`` and ``bench``)
-and :func:`max_threads` (the most torch CPU threads a run may ask for).
+The owner of three bounds: :data:`MAX_IMAGE_SIZE` (the largest image side of ``train``, ``images`` and ``bench``),
+:func:`max_threads` (the most torch CPU threads a run may ask for) and :func:`memory_budget` (the most memory
+one computation sized by the user, such as resampling a record, may ask for).
 """
 from __future__ import annotations
 
@@ -21,6 +22,26 @@ MAX_IMAGE_SIZE = 1024
 def max_threads() -> int:
     """The most CPU threads a run may ask for: four per CPU of this machine."""
     return 4 * (os.cpu_count() or 1)
+
+
+def memory_budget() -> int:
+    """The most bytes one computation sized by a user's number may allocate: half of this machine's memory
+    (``os.sysconf``; 8 GiB where the system does not say). Asked before allocating, so that a number like
+    ``convert --fs 1e9`` is one line instead of the kernel's out-of-memory kill."""
+    try:
+        total = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        total = 0
+    return (total if total > 0 else 16 * 2**30) // 2
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes as a short text: ``"1.5 GB"`` (powers of 1000, as disk and memory tools print them)."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
 
 
 def positive_int(value: Any, name: str, *, maximum: int | None = None, why: str = "") -> int:
@@ -50,6 +71,15 @@ def finite_number(value: Any, name: str, *, positive: bool = True, minimum: floa
     return x
 
 
+def path_given(value: Any, name: str) -> str:
+    """A path option that names something: ``""`` (or blanks) is ``Path(".")``, the current folder, which nobody
+    means by ``--out ''``; one ConfigError line instead."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if text is None or not str(text).strip():
+        raise ConfigError(f"{name} is empty ({value!r}); name a folder")
+    return str(text)
+
+
 def image_size(value: Any, name: str) -> int:
     """An image side: an integer in [2, :data:`MAX_IMAGE_SIZE`]."""
     size = positive_int(value, name, maximum=MAX_IMAGE_SIZE, why=" pixels")
@@ -63,4 +93,5 @@ def thread_count(value: Any, name: str) -> int:
     return positive_int(value, name, maximum=max_threads(), why=f" (4 x the {os.cpu_count() or 1} CPUs here)")
 
 
-__all__ = ["MAX_IMAGE_SIZE", "max_threads", "positive_int", "finite_number", "image_size", "thread_count"]
+__all__ = ["MAX_IMAGE_SIZE", "max_threads", "memory_budget", "human_bytes", "positive_int", "finite_number", "path_given",
+           "image_size", "thread_count"]

@@ -575,9 +575,10 @@ def _window_lengths(task: str, out_fs: float, before: float | int | str, after: 
 
 def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], lead_spec: str | tuple[str, ...],
                   record_labels: Mapping[str, int] | None, label_files: Sequence[Path]
-                  ) -> tuple[tuple[str, ...], list[Path]]:
-    """``(lead names, source files)``: each record's header read once, its leads resolved (the same in every
-    record), its files listed, its annotation file checked (``beats``) or its label found (rhythm tasks).
+                  ) -> tuple[tuple[str, ...], list[Path], tuple[str, int]]:
+    """``(lead names, source files, (longest record, its samples))``: each record's header read once, its leads
+    resolved (the same in every record), its files listed, its annotation file checked (``beats``) or its label
+    found (rhythm tasks).
 
     A stored lead that is not the same lead in every record (a requested name with alternatives, ``"V1|V4|V5"``) is
     named by the leads found, joined by :data:`LEAD_ALTERNATIVES` in the order met (mitdb ``MLII`` and
@@ -585,8 +586,11 @@ def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], l
     files: list[Path] = list(label_files)
     lead_names: tuple[str, ...] | None = None
     found: list[list[str]] = []  # per stored lead: the names met, one spelling each
+    longest = ("", 0)
     for rid, path in chosen:
         header = read_header(path, rid)
+        if int(header.sig_len or 0) > longest[1]:
+            longest = (rid, int(header.sig_len))
         rec_files = record_files(path, rid, header=header)
         idx = select_leads(header.sig_name, None if lead_spec == ALL_LEADS else lead_spec, record_id=rid)
         names = tuple(header.sig_name[i] for i in idx)
@@ -612,7 +616,7 @@ def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], l
         elif record_labels is not None and rid not in record_labels:
             raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")
     assert lead_names is not None  # _resolve_records leaves at least one record
-    return tuple(LEAD_ALTERNATIVES.join(met) for met in found), files
+    return tuple(LEAD_ALTERNATIVES.join(met) for met in found), files, longest
 
 
 def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
@@ -659,7 +663,11 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
     src_fs, out_fs, band_t = _rates(db, fs, filter, band, filter_order)
     before_n, after_n, window_n, stride_n = _window_lengths(task, out_fs, before, after, window, stride)
     # headers, leads and source files, in the main process (errors before any heavy work)
-    lead_names, files = _read_headers(db, task, chosen, lead_spec, record_labels, label_files)
+    lead_names, files, (longest, n_longest) = _read_headers(db, task, chosen, lead_spec, record_labels, label_files)
+    n_workers = max(1, int(jobs if jobs is not None else min(4, os.cpu_count() or 1)))
+    # before any worker allocates it (--fs 1e9 was an out-of-memory kill leaving a .partial store and a lock)
+    filters.check_resample_memory(n_longest, len(lead_names), src_fs, out_fs, what=f"record {longest}",
+                                  workers=min(n_workers, len(chosen)))
     sources = _hash_sources(files, vdir)
 
     beats = task in BEAT_TASKS
@@ -679,7 +687,6 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
         normalize=normalize, dtype=dtype, class_names=tuple(class_names))
     # read only: a store left aside by an interrupted overwrite is restored by execute, which checks again
     up_to_date = _existing_store(out, cfg, sources, overwrite) is not None
-    n_workers = max(1, int(jobs if jobs is not None else min(4, os.cpu_count() or 1)))
     planned = tuple(PlannedRecord(record_id=rid, path=path, patient=db.patient_of(rid),
                                   label=None if record_labels is None else record_labels[rid])
                     for rid, path in chosen)

@@ -122,3 +122,42 @@ def test_validators_directly() -> None:
         image_size(1, "s")
     with pytest.raises(ConfigError, match="at most"):
         thread_count(10 ** 6, "t")
+
+
+def test_convert_fs_too_high_for_memory_is_refused_before_allocation(physionet_root, tmp_path, capsys) -> None:
+    """``--fs 1e9`` resamples a 30-minute record to 1.8e12 samples: it was killed by the kernel at 19.5 GB and left
+    a hidden ``.partial`` store and a lock; now one line naming the record and the memory, nothing written."""
+    out = tmp_path / "s"
+    _refused(capsys, ["convert", "mitdb", "--data", str(physionet_root), "--out", str(out), "--records", "119",
+                      "--jobs", "1", "--fs", "1e9"], "record 119", "1e+09 Hz", "memory", "lower --fs")
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_resample_memory_bound_directly() -> None:
+    import numpy as np
+
+    from ecgtransfer._validate import memory_budget
+    from ecgtransfer.errors import ConfigError
+    from ecgtransfer.signals import filters
+
+    x = np.zeros((1, 1000))
+    assert filters.resample(x, 360.0, 720.0).shape == (1, 2000)
+    assert filters.resample_bytes(1000, 1, 360.0, 360.0) == 8000
+    # the bound sits between what fits and what does not, for the same record
+    n_ok = memory_budget() // (8 * 3 * 2)  # input + output at 2x, with room for the filter
+    filters.check_resample_memory(n_ok // 2, 1, 360.0, 720.0, what="r")
+    with pytest.raises(ConfigError, match="resampling r .* lower --fs"):
+        filters.check_resample_memory(n_ok * 4, 1, 360.0, 720.0, what="r")
+    with pytest.raises(ConfigError, match="shared by 4 workers"):
+        filters.check_resample_memory(n_ok, 1, 360.0, 720.0, what="r", workers=4)
+    with pytest.raises(ConfigError, match="memory"):
+        filters.resample(x, 360.0, 1e9)
+
+
+def test_download_empty_out_is_refused_not_the_current_folder(physionet_root, tmp_path, capsys, monkeypatch) -> None:
+    """``download --out ''`` wrote into the current folder (Path('') is '.'): refused by name
+    (``_validate.path_given``)."""
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["download", "mitdb", "--records", "119", "--mirror", str(physionet_root), "--out", ""],
+             "--out is empty", "name a folder")
+    assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,77 @@ def test_nan_segments_are_named_by_store_index_and_record(tiny_store: SegmentSto
     bad = SegmentStore(tmp_path / "nan")
     with pytest.raises(SignalError, match=r"segments \[7\] \(records \['208'\]\) hold NaN"):
         materialise(bad, tmp_path / "img", encoding="gasf", size=16, batch_size=4, lead="stack", progress=False)
+
+
+def _full_disk_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("ecgtransfer:")]
+    assert len(lines) == 1 and "needs" in lines[0] and "free some space" in lines[0], err
+    return lines[0]
+
+
+def test_images_larger_than_the_free_space_are_refused_before_the_array(tiny_store: SegmentStore, tmp_path: Path,
+                                                                        monkeypatch, capsys) -> None:
+    """Issue 20: ``images --size 2000`` made a 203 GB sparse file with 44 GB free (a later SIGBUS); the bytes are
+    now compared with the free space first: one line, exit 2, no folder, no array, no lock left."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 50_000, 50_000))
+    out = tmp_path / "img"
+    rc = main(["-q", "images", str(tiny_store.path), "--out", str(out), "--size", "64"])
+    line = _full_disk_line(capsys)
+    assert rc == 2 and "images.npy" in line and "11 x 3 x 64 x 64" in line and "50.0 kB free" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_images_reserve_their_blocks_so_a_full_disk_is_an_error_not_sigbus(tiny_store: SegmentStore,
+                                                                           tmp_path: Path, monkeypatch,
+                                                                           capsys) -> None:
+    """The array's blocks are reserved (posix_fallocate) before it is memory-mapped: a disk that fills between the
+    check and the writes is one line and nothing half-written, where a sparse memmap died of SIGBUS (exit 135)."""
+    import errno
+    import os
+
+    calls: list[int] = []
+
+    def full(fd: int, offset: int, length: int) -> None:
+        calls.append(length)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "img"
+    assert main(["-q", "images", str(tiny_store.path), "--out", str(out), "--size", "32"]) == 2
+    _full_disk_line(capsys)
+    assert calls == [11 * 3 * 32 * 32] and list(tmp_path.iterdir()) == []
+
+
+def test_images_onto_a_small_tmpfs(tiny_store: SegmentStore, tmp_path: Path) -> None:
+    """A real 1 MB tmpfs (as root; skipped elsewhere): 11 x 3 x 512 x 512 bytes do not fit. The old code died of
+    SIGBUS (exit 135, no message) writing the sparse memmap; run in a subprocess so that would not kill pytest."""
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        out = disk / "img"
+        done = subprocess.run([sys.executable, "-m", "ecgtransfer", "-q", "images", str(tiny_store.path), "--out",
+                               str(out), "--size", "512", "--encoding", "gasf"], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2, (done.returncode, done.stderr)
+        assert "needs 8.7 MB but its disk has" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert list(disk.iterdir()) == []
+        # what fits is still made, on the same disk
+        ok = subprocess.run([sys.executable, "-m", "ecgtransfer", "-q", "images", str(tiny_store.path), "--out",
+                             str(out), "--size", "64", "--encoding", "gasf"], capture_output=True, text=True,
+                            timeout=300)
+        assert ok.returncode == 0, ok.stderr
+        assert np.load(out / "images.npy", mmap_mode="r").shape == (11, 3, 64, 64)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

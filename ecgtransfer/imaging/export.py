@@ -16,12 +16,15 @@ into place when complete; every PNG, the CSV and the JSON are written atomically
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text, fsync_dir
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
+from ecgtransfer._validate import human_bytes
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import naming_segments
 from ecgtransfer.imaging.encode import check_encoding, encode
@@ -132,21 +136,21 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
                               f"({done_info.get('encoding')}, size {done_info.get('size')}); choose another --out "
                               "or pass --overwrite")
         info_path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    done = _resume_point(out, key, n, format)
     shape = (n, channels, int(size), int(size))
+    done = _resume_point(out, key, n, format) if out.is_dir() else 0
     if format == "npy":
         partial = out / PARTIAL
-        if done == 0 or not partial.is_file():
-            done = 0
-            arr = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
-        else:
+        arr = None
+        if done and partial.is_file():
             arr = np.load(partial, mmap_mode="r+")
             if arr.shape != shape:
-                done = 0
                 del arr
-                arr = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+                arr = None
+        if arr is None:
+            done = 0
+            arr = _allocate_array(out, partial, shape)
     else:
+        out.mkdir(parents=True, exist_ok=True)
         (out / "png").mkdir(exist_ok=True)
     if done:
         log.info("resuming %s at segment %d of %d", out, done, n)
@@ -181,6 +185,65 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
                                   "package_version": __version__})
     (out / PROGRESS).unlink(missing_ok=True)
     return out
+
+
+def _nearest_folder(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (where the bytes of a folder yet to be made will go)."""
+    path = Path(os.path.abspath(path))
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _allocate_array(out: Path, partial: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new uint8 ``.npy`` of ``shape`` at ``partial``, its blocks reserved on the disk, memory-mapped for writing.
+
+    The bytes it needs are compared with the free space of ``out``'s disk before anything is created, and reserved
+    with :func:`os.posix_fallocate`: a memory-mapped file left sparse turns a full disk into a SIGBUS in the middle
+    of the run (exit 135, no message), where here it is one :class:`ConfigError` line, with neither the array nor
+    a folder made for it left behind.
+    """
+    header = len(_npy_header_bytes(shape))
+    need = header + int(np.prod(shape, dtype=np.int64))
+    made_out = not out.is_dir()
+    try:
+        free = shutil.disk_usage(_nearest_folder(out)).free
+    except OSError:
+        free = None
+    if partial.is_file():  # an array of another shape, replaced: its blocks come back
+        free = None if free is None else free + partial.stat().st_blocks * 512
+
+    def refuse(have: int | None) -> ConfigError:
+        dims = " x ".join(str(d) for d in shape)
+        return ConfigError(f"images: {out / ARRAY} ({dims} uint8) needs {human_bytes(need)} but its disk has "
+                           f"{human_bytes(have) + ' free' if have is not None else 'not enough free'}; free some "
+                           f"space, choose a smaller --size or another --out")
+
+    if free is not None and need > free:
+        raise refuse(free)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(partial, "wb") as fh:
+            fh.write(_npy_header_bytes(shape))
+            fh.flush()
+            os.posix_fallocate(fh.fileno(), header, need - header)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if made_out:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise refuse(None) from None
+        raise
+    return np.load(partial, mmap_mode="r+")
+
+
+def _npy_header_bytes(shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` (format 1.0) header of a C-ordered uint8 array of ``shape``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                               "fortran_order": False, "shape": tuple(int(d) for d in shape)})
+    return buf.getvalue()
 
 
 def _png_name(i: int) -> str:

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import fsync_dir
 from ecgtransfer._hashing import sha256_file
+from ecgtransfer._validate import path_given
 from ecgtransfer.errors import CatalogError, ChecksumError, ConfigError, DownloadError, EcgTransferError
 from ecgtransfer.physionet.catalog import get_database
 from ecgtransfer.physionet.index import SUMS_FILE, Sha256Sums, parse_records, parse_sha256sums, safe_relpath
@@ -488,8 +489,8 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         raise ConfigError(f"retries must be >= 0, got {retries}")
     if backoff < 0 or timeout <= 0:
         raise ConfigError(f"backoff must be >= 0 and timeout > 0, got backoff={backoff}, timeout={timeout}")
+    root = Path(path_given(out, "--out")) / db.name / version
     source = resolve_source(mirror, timeout=timeout)
-    root = Path(out) / db.name / version
     records_file = safe_relpath(db.records_file, source="the catalog")
 
     bar_args: dict = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": f"{db.name} {version}",

@@ -92,14 +92,47 @@ def resample_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
+def resample_bytes(n: int, channels: int, fs_in: float, fs_out: float) -> int:
+    """Bytes :func:`resample` allocates at most for ``[channels, n]`` samples: the float64 input and output and
+    :func:`scipy.signal.resample_poly`'s filter (``20 * max(up, down) + 1`` taps) with its full-length output."""
+    up, down = resample_ratio(fs_in, fs_out)
+    if up == down:
+        return 8 * channels * n
+    taps = 20 * max(up, down) + 1
+    full = ((max(n, 1) - 1) * up + taps) // down + 1
+    return 8 * (channels * (n + full) + taps)
+
+
+def check_resample_memory(n: int, channels: int, fs_in: float, fs_out: float, *, what: str,
+                          workers: int = 1) -> None:
+    """Refuse, before allocating, a resampling of ``[channels, n]`` from ``fs_in`` to ``fs_out`` Hz that needs
+    more than :func:`ecgtransfer._validate.memory_budget` shared by ``workers`` processes: one
+    :class:`ConfigError` line naming ``what`` (the record), the rates and the memory."""
+    from ecgtransfer._validate import human_bytes, memory_budget
+
+    workers = max(1, int(workers))
+    budget = memory_budget() // workers
+    need = resample_bytes(int(n), int(channels), fs_in, fs_out)
+    if need > budget:
+        shared = f", shared by {workers} workers" if workers > 1 else ""
+        raise ConfigError(f"resampling {what} ({n} samples x {channels} lead(s)) from {fs_in:g} to {fs_out:g} Hz "
+                          f"needs about {human_bytes(need)} of memory, more than the {human_bytes(budget)} allowed "
+                          f"(half of this machine's memory{shared}); choose a lower --fs")
+
+
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Resample ``[C, n]`` from ``fs_in`` to ``fs_out`` with :func:`scipy.signal.resample_poly` (polyphase FIR).
 
     The output has ``ceil(n * up / down)`` samples; source sample ``p`` lands at ``round(p * up / down)``.
+    A resampling that needs more than :func:`ecgtransfer._validate.memory_budget` is refused before it allocates
+    (:func:`check_resample_memory`).
     """
     from scipy import signal as ss
 
     up, down = resample_ratio(fs_in, fs_out)
+    x = np.asarray(x)
+    check_resample_memory(x.shape[-1], int(np.prod(x.shape[:-1], dtype=np.int64)), fs_in, fs_out,
+                          what=f"an array of shape {x.shape}")
     if up == down:
         return np.asarray(x, dtype=np.float64)
     return ss.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1)

@@ -49,6 +49,17 @@ TIME_COLUMNS = ("time", "time_s", "t", "seconds")
 FS_TOLERANCE = 0.01
 
 
+def unit_hint(span_mv: float, units: str | None, low: float, high: float) -> str | None:
+    """The unit (``"uV"``, ``"mV"``, ``"V"``) in which values read as ``units`` (None: mV) would span between ``low``
+    and ``high`` mV, given that they span ``span_mv`` mV as read; None if no other unit fits."""
+    assumed = UNIT_TO_MV.get((units or "mV").strip().lower().replace(" ", ""), 1.0)
+    raw = span_mv / assumed
+    for name in ("mV", "uV", "V", "nV"):
+        if UNIT_TO_MV[name.lower()] != assumed and low <= raw * UNIT_TO_MV[name.lower()] <= high:
+            return name
+    return None
+
+
 def unit_factor(unit: str, *, where: str) -> float:
     """Factor from ``unit`` to mV; raises :class:`RecordError` naming ``where`` for an unknown unit."""
     key = unit.strip().lower().replace(" ", "")
@@ -70,6 +81,8 @@ class Recording:
         lead_names: every lead of the file, in file order.
         n_samples: samples per lead.
         annotation: the WFDB record path whose ``.atr`` holds reference beats, or None.
+        units: the unit the values were read in (``--units``, or mV for CSV and ``.npy``); None where the file
+            states its own units (WFDB, EDF).
     """
 
     path: Path
@@ -79,6 +92,8 @@ class Recording:
     lead_names: tuple[str, ...]
     n_samples: int
     annotation: Path | None = None
+    #: the unit the values were taken to be in (``--units``, or mV for CSV and .npy); None: the file's own units
+    units: str | None = None
     _read: Callable[[list[int], int, int], np.ndarray] = field(default=None, repr=False)  # type: ignore[assignment]
     _on_select: Callable[[Recording, list[int]], None] | None = field(default=None, repr=False)
 
@@ -228,7 +243,7 @@ def _open_edf(path: Path, fs: float | None, units: str | None) -> Recording:
         raise RecordError(f"{path}: the EDF file holds no samples")
     if len(set(rates)) == 1:
         _check_fs(path, rates[0], fs)
-    return Recording(path=path, record_id=path.stem, format="edf", fs=rates[0], lead_names=names,
+    return Recording(path=path, record_id=path.stem, format="edf", fs=rates[0], lead_names=names, units=units,
                      n_samples=min(lengths[i] for i in idx), _read=read, _on_select=on_select)
 
 
@@ -256,14 +271,23 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
             raise RecordError(empty) from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise RecordError(f"{path}: not a CSV table ({type(exc).__name__}: {exc})") from exc
+    columns = [str(c).strip() for c in frame.columns]
+    if len(columns) == 1:
+        sep = next((c for c in (";", "\t", "|") if c in columns[0]), None)
+        if sep is not None:
+            raise RecordError(f"{path}: the header row {columns[0]!r} is separated by {sep!r}; expected "
+                              "comma-separated columns (save the table as CSV with commas, and decimal points)")
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise RecordError(f"{path}: no samples; expected a header row naming the leads and one numeric column per "
                           "lead")
-    columns = [str(c).strip() for c in frame.columns]
     if any(c.lower().startswith("unnamed") or c == "" for c in columns):
         raise RecordError(f"{path}: the header row must name every column; got {', '.join(columns)}")
     if clean:
         data = frame.to_numpy(dtype=np.float64)
+        if not np.isfinite(data).all():  # "inf" is a float to pandas; refused like "nan" and empty cells
+            r, c = np.argwhere(~np.isfinite(data))[0]
+            raise RecordError(f"{path}: row {r + 2}, column {columns[c]!r} is {data[r, c]!r}, not a finite number; "
+                              "expected one numeric column per lead under a header row")
     else:
         values = frame.apply(pd.to_numeric, errors="coerce")
         bad = values.isna().to_numpy()
@@ -288,7 +312,7 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
         raise RecordError(f"{path}: no lead columns besides {columns[tcol[0]]!r}")
     factor = unit_factor(units or "mV", where=f"{path}")
     sig = np.ascontiguousarray(data[:, keep].T) * factor
-    return Recording(path=path, record_id=path.stem, format="csv", fs=rate,
+    return Recording(path=path, record_id=path.stem, format="csv", fs=rate, units=units or "mV",
                      lead_names=tuple(columns[i] for i in keep), n_samples=sig.shape[1],
                      _read=lambda leads, a, b: sig[leads, a:b])
 
@@ -304,11 +328,14 @@ def _open_npy(path: Path, fs: float | None, units: str | None) -> Recording:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise RecordError(f"{path}: expected an array [n] or [n, leads] with samples, got shape {arr.shape}")
+    if arr.shape[1] > arr.shape[0]:
+        raise RecordError(f"{path}: shape {arr.shape} has more leads ({arr.shape[1]}) than samples ({arr.shape[0]}); "
+                          f"expected [n samples, leads]: is it transposed? (save x.T, shape {arr.shape[::-1]})")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise RecordError(f"{path}: expected real numbers, got dtype {arr.dtype}")
     rate = _need_fs(path, fs)
     factor = unit_factor(units or "mV", where=f"{path}")
-    return Recording(path=path, record_id=path.stem, format="npy", fs=rate,
+    return Recording(path=path, record_id=path.stem, format="npy", fs=rate, units=units or "mV",
                      lead_names=tuple(str(i) for i in range(arr.shape[1])), n_samples=int(arr.shape[0]),
                      _read=lambda leads, a, b: np.asarray(arr[a:b, leads], dtype=np.float64).T * factor)
 

@@ -115,10 +115,12 @@ def _progress(total_s: float, desc: str, enabled: bool) -> tqdm:
 def _check_amplitude(rec: Recording, span: float) -> None:
     """A lead's typical 0.1-99.9 percentile span ``span`` (mV) must be an ECG's (catches µV or V taken as mV)."""
     if not AMPLITUDE_RANGE_MV[0] <= span <= AMPLITUDE_RANGE_MV[1]:
-        hint = "uV" if span > AMPLITUDE_RANGE_MV[1] else "V"
-        raise RecordError(f"{rec.path}: the lead spans {span:.3g} mV, outside the {AMPLITUDE_RANGE_MV[0]:g}-"
-                          f"{AMPLITUDE_RANGE_MV[1]:g} mV of an ECG; are the values in {hint}? (--units {hint}), or "
-                          "is the lead flat?")
+        # the unit that puts the lead in range, from the unit it was read in (--units uV on a file in mV: mV)
+        hint = readers.unit_hint(span, rec.units, *AMPLITUDE_RANGE_MV)
+        read_as = f" read as {rec.units}" if rec.units else ""
+        ask = f"are the values in {hint}? (--units {hint}), or is the lead flat?" if hint else "is the lead flat?"
+        raise RecordError(f"{rec.path}: the lead{read_as} spans {span:.3g} mV, outside the "
+                          f"{AMPLITUDE_RANGE_MV[0]:g}-{AMPLITUDE_RANGE_MV[1]:g} mV of an ECG; {ask}")
 
 
 def _detect(rec: Recording, lead: int, progress: bool) -> np.ndarray:
