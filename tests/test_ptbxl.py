@@ -275,3 +275,78 @@ def test_grid_image_has_the_documented_layout_and_equals_scipy_tiles(store_all):
     torch.testing.assert_close(enc(x), encode(x, "spectrogram", 224, fs=100.0, lead="grid"))
     with pytest.raises(ConfigError, match="grid"):
         encode(x, "stack", 224, fs=100.0, lead="grid")
+
+
+# ------------------------------------------------------------------------------- multi-label metrics and training
+def test_macro_and_label_auc_equal_scikit_learn_and_fmax_by_hand():
+    from sklearn.metrics import roc_auc_score
+
+    from ecgtransfer.training.multilabel_metrics import fmax, label_auc, multilabel_metrics
+
+    rng = np.random.default_rng(7)
+    y = (rng.random((60, 5)) < [0.5, 0.2, 0.1, 0.3, 0.05]).astype(int)
+    y[:, 4] = 0  # a label without positives: undefined, left out of the macro mean
+    p = np.round(np.clip(0.3 * y + rng.random((60, 5)) * 0.7, 0, 1), 2)  # rounded: ties count one half
+    auc = label_auc(y, p)
+    for k in range(4):
+        assert auc[k] == pytest.approx(roc_auc_score(y[:, k], p[:, k]), abs=1e-12)
+    assert np.isnan(auc[4])
+    m = multilabel_metrics(y, p, list("ABCDE"))
+    assert m["macro_auc"] == pytest.approx(roc_auc_score(y[:, :4], p[:, :4], average="macro"), abs=1e-12)
+    assert m["undefined"] == ["E"] and m["positives"]["A"] == int(y[:, 0].sum())
+    # Fmax by hand on three records: at t = 0.5 record 1 predicts {0} (its one label), record 2 {0, 1} (its label 1
+    # and a wrong 0), record 3 nothing; precision over the two that predict (1 + 0.5) / 2, recall (1 + 1 + 0) / 3
+    y3 = np.array([[1, 0], [0, 1], [1, 1]])
+    p3 = np.array([[0.9, 0.1], [0.6, 0.7], [0.2, 0.3]])
+    f, t = fmax(y3, p3, thresholds=np.array([0.5]))
+    pr, rc = 0.75, 2 / 3
+    assert (f, t) == (pytest.approx(2 * pr * rc / (pr + rc)), 0.5)
+
+
+def test_bootstrap_resamples_patients_and_is_seeded():
+    from ecgtransfer.training.multilabel_metrics import bootstrap_intervals
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 3)) < 0.4).astype(int)
+    p = rng.random((40, 3))
+    patients = np.repeat([f"p{i}" for i in range(10)], 4)
+    a = bootstrap_intervals(y, p, patients, ["a", "b", "c"], replicates=200, seed=3)
+    b = bootstrap_intervals(y, p, patients, ["a", "b", "c"], replicates=200, seed=3)
+    assert a == b and a["n_patients"] == 10 and a["unit"] == "patient"
+    lo, hi = a["macro_auc"]
+    assert lo < hi and 0.0 <= lo and hi <= 1.0
+
+
+def test_multilabel_training_evaluate_and_predict_on_real_records(store_all, ptbxl_root, tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    from ecgtransfer.training import fine_tune
+
+    run = tmp_path / "run"
+    result = fine_tune(store_all, out=run, model="cnn1d", init="scratch", split="ptbxl", epochs=2, max_steps=6,
+                       batch_size=16, num_threads=1, optimizer="adamw", tiers=(1e-3, 1e-3, 1e-3))
+    assert result.best_epoch is not None and (run / "best.pt").is_file() and not (run / "last.pt").exists()
+    test = result.test_metrics
+    assert set(test["intervals"]) >= {"macro_auc", "fmax", "auc"} and test["intervals"]["unit"] == "patient"
+    # the run's own test probabilities, recomputed from its checkpoint: macro AUC as scikit-learn has it
+    from ecgtransfer.training.multilabel import _probs, load_multilabel
+
+    model, encoder, _, dev = load_multilabel(run)
+    with np.load(run / "split.npz") as z:
+        idx = z["test"]
+    probs = _probs(model, encoder, store_all, idx, dev, 32)
+    y = np.asarray(store_all.targets)[idx]
+    ok = (y.sum(0) > 0) & (y.sum(0) < len(y))
+    assert test["macro_auc"] == pytest.approx(roc_auc_score(y[:, ok], probs[:, ok], average="macro"), abs=1e-6)
+    assert cli_main(["evaluate", str(run), str(store_all.path), "--split", "test", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["macro_auc"] == pytest.approx(test["macro_auc"], abs=1e-9) and m["task"] == "multilabel"
+    out = tmp_path / "pred.csv"
+    assert cli_main(["predict", str(run), str(ptbxl_root / "records100/00000/00001_lr"), "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["record"] + [f"p_{n}" for n in store_all.class_names]
+    row = np.asarray(store_all.record_ids.tolist()) == "1"
+    direct = _probs(model, encoder, store_all, np.flatnonzero(row), dev, 1)[0]
+    np.testing.assert_allclose(table.iloc[0, 1:].to_numpy(dtype=float), direct, atol=1e-5)
