@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             task = task or get_database(name).default_task
             out = Path(args.out) / f"{name}-{task}"
-            store = convert(name, out=out, task=task, version=version, **kwargs)
+            own = {k: v for k, v in kwargs.items() if task == "multilabel" or k not in ("level", "rate")}
+            store = convert(name, out=out, task=task, version=version, **own)
             info = store.info()
             log.info("%s: %d segments %s, classes %s", out, info.n_segments, list(info.shape[1:]), info.classes)
         except EcgTransferError as exc:

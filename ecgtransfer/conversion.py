@@ -49,11 +49,16 @@ from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256su
 from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header, read_record, record_files, select_leads
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
+from ecgtransfer.ptbxl_plan import MultilabelPlan, plan_multilabel
 
 log = logging.getLogger(__name__)
 
-#: the conversion tasks (``--task``); the first is no default: each database has its own (``Database.tasks``)
-TASKS = ("beats", "rhythm", "rhythm-beats")
+#: the conversion tasks (``--task``); the first is no default: each database has its own (``Database.tasks``).
+#: ``multilabel`` (ptb-xl): one whole record per segment with a multi-hot target row (``extra_targets``)
+TASKS = ("beats", "rhythm", "rhythm-beats", "multilabel")
+#: parameters of the ``multilabel`` task only: left out of ``ConvertConfig.to_json`` when None, so the manifests (and
+#: hashes) of stores of the other tasks are what they were before the task existed
+_MULTILABEL_KEYS = ("level", "rate")
 #: tasks whose segments are beat windows around R peaks (``before``/``after``, RR context)
 BEAT_TASKS = ("beats", "rhythm-beats")
 DTYPES = ("float32", "float16")
@@ -131,6 +136,9 @@ class ConvertConfig:
         normalize: per-segment normalisation, ``none`` (default), ``zscore`` or ``minmax``.
         dtype: ``float32`` or ``float16``.
         class_names: the store's classes.
+        level: ``multilabel`` (ptb-xl): the label level of the targets (:data:`ecgtransfer.physionet.ptbxl.LEVELS`);
+            None for the other tasks.
+        rate: ``multilabel`` (ptb-xl): the published rate the records were read at (100 or 500 Hz); None otherwise.
     """
 
     database: str
@@ -160,6 +168,8 @@ class ConvertConfig:
     normalize: str = "none"
     dtype: str = "float32"
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    level: str | None = None
+    rate: int | None = None
 
     @property
     def length(self) -> int:
@@ -167,8 +177,13 @@ class ConvertConfig:
         return self.before_samples + self.after_samples if self.task in BEAT_TASKS else self.window_samples
 
     def to_json(self) -> dict[str, Any]:
-        """The parameters as JSON-compatible values (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The parameters as JSON-compatible values (tuples become lists); the ``multilabel`` task's own keys only
+        when set."""
+        out = json.loads(json.dumps(asdict(self)))
+        for key in _MULTILABEL_KEYS:
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,7 @@ class _RecordJob:
     patient: str
     label: int | None
     config: ConvertConfig
+    extras: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -245,6 +261,8 @@ def _process_record(job: _RecordJob) -> _RecordResult:
         positions = (starts * down + up // 2) // up  # back to source samples
         labels = np.full(len(segs), job.label, dtype=np.int64)
         ignored = dropped = 0
+        for name, row in (job.extras or {}).items():  # multilabel: the record's targets, for every segment
+            extras[name] = np.repeat(np.asarray(row)[None], len(segs), axis=0)
     segs = filters.normalize(segs, cfg.normalize).astype(cfg.dtype)
     return _RecordResult(record_id=job.record_id, patient=job.patient, segments=segs, labels=labels,
                          positions=positions.astype(np.int64), lead_names=leads, extras=extras, dropped=dropped,
@@ -466,6 +484,7 @@ class PlannedRecord:
     path: Path
     patient: str
     label: int | None
+    extras: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -486,6 +505,8 @@ class ConversionPlan:
         overwrite: whether a store of another conversion at ``out`` may be replaced.
         up_to_date: ``out`` already holds exactly this conversion (same parameters and source files) when
             planned; :func:`execute` then returns that store and writes nothing.
+        manifest_extra: top-level manifest entries of the task (``multilabel``: the label names of every level).
+        summary_extra: entries of ``manifest["summary"]`` (``multilabel``: the records left out without a label).
     """
 
     database: Database
@@ -498,6 +519,8 @@ class ConversionPlan:
     jobs: int
     overwrite: bool
     up_to_date: bool
+    manifest_extra: Mapping[str, Any] = field(default_factory=dict)
+    summary_extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -535,9 +558,10 @@ def _lead_spec(db: Database, lead: str | Sequence[str] | None) -> str | tuple[st
 
 
 def _rates(db: Database, fs: float | None, filter: str, band: Sequence[float],  # noqa: A002
-           filter_order: int) -> tuple[float, float, tuple[float, float]]:
-    """``(source fs, output fs, band)`` after checking that the resampling ratio and the filter can be made."""
-    src_fs = float(db.fs)
+           filter_order: int, source_fs: float | None = None) -> tuple[float, float, tuple[float, float]]:
+    """``(source fs, output fs, band)`` after checking that the resampling ratio and the filter can be made
+    (``source_fs``: the rate of the files read when a database publishes several, ptb-xl)."""
+    src_fs = float(db.fs if source_fs is None else source_fs)
     out_fs = float(fs) if fs is not None else src_fs
     filters.resample_ratio(src_fs, out_fs)
     band_t = (float(band[0]), float(band[1]))
@@ -628,7 +652,8 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
                     filter: str = DEFAULT_FILTER,  # noqa: A002 - the natural name
                     band: Sequence[float] = DEFAULT_BAND, filter_order: int = DEFAULT_FILTER_ORDER,
                     normalize: str = "none", dtype: str = "float32", jobs: int | None = None,
-                    overwrite: bool = False, version: str | None = None) -> ConversionPlan:
+                    overwrite: bool = False, version: str | None = None, level: str | None = None,
+                    rate: int | None = None) -> ConversionPlan:
     """Resolve and validate a conversion without writing anything.
 
     Checks every parameter and the output folder, resolves the records, their labels and leads, reads every
@@ -639,7 +664,7 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
     Args:
         database, data, out, task, records, lead, fs, before, after, rr_context, include_paced, window, stride,
         whole_record, reference, rhythm_classes, filter, band, filter_order, normalize, dtype, jobs, overwrite,
-        version: as for :func:`convert`.
+        version, level, rate: as for :func:`convert`.
 
     Returns:
         The :class:`ConversionPlan`.
@@ -657,10 +682,20 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
     out = Path(out)
     check_output_dir(out, kind="store", inputs={"--data": data})  # before reading or writing anything
     vdir = _version_dir(db, data, version)
-    lead_spec = _lead_spec(db, lead)
-    chosen = _resolve_records(db, vdir, task, records, include_paced)
-    class_names, record_labels, label_files = _labels_for(db, vdir, task, reference, rhythm_classes)
-    src_fs, out_fs, band_t = _rates(db, fs, filter, band, filter_order)
+    multi: MultilabelPlan | None = None
+    if task == "multilabel":
+        multi = plan_multilabel(db, vdir, records=records, level=level, rate=rate)
+        chosen, (class_names, record_labels, label_files) = multi.chosen, multi.labels
+        lead_spec = _lead_spec(db, ALL_LEADS if lead is None else lead)
+        whole_record, stride = True, None  # one 10 s record per segment
+    else:
+        if level is not None or rate is not None:
+            raise ConfigError(f"level and rate apply to the multilabel task (ptb-xl), not to {db.name} {task}")
+        lead_spec = _lead_spec(db, lead)
+        chosen = _resolve_records(db, vdir, task, records, include_paced)
+        class_names, record_labels, label_files = _labels_for(db, vdir, task, reference, rhythm_classes)
+    src_fs, out_fs, band_t = _rates(db, fs, filter, band, filter_order,
+                                    source_fs=None if multi is None else float(multi.rate))
     before_n, after_n, window_n, stride_n = _window_lengths(task, out_fs, before, after, window, stride)
     # headers, leads and source files, in the main process (errors before any heavy work)
     lead_names, files, (longest, n_longest) = _read_headers(db, task, chosen, lead_spec, record_labels, label_files)
@@ -684,15 +719,20 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
         reference=reference if db.name == "challenge-2017" and task != "beats" else None,
         rhythm_classes=rhythm_classes if db.name == "ludb" and task != "beats" else None,
         filter=filter, band=band_t, filter_order=int(filter_order),
-        normalize=normalize, dtype=dtype, class_names=tuple(class_names))
+        normalize=normalize, dtype=dtype, class_names=tuple(class_names),
+        level=None if multi is None else multi.level, rate=None if multi is None else multi.rate)
     # read only: a store left aside by an interrupted overwrite is restored by execute, which checks again
     up_to_date = _existing_store(out, cfg, sources, overwrite) is not None
-    planned = tuple(PlannedRecord(record_id=rid, path=path, patient=db.patient_of(rid),
-                                  label=None if record_labels is None else record_labels[rid])
+    planned = tuple(PlannedRecord(record_id=rid, path=path,
+                                  patient=db.patient_of(rid) if multi is None else multi.patients[rid],
+                                  label=None if record_labels is None else record_labels[rid],
+                                  extras=None if multi is None else multi.extras[rid])
                     for rid, path in chosen)
     return ConversionPlan(database=db, config=cfg, records=planned, lead_names=lead_names, source_files=sources,
                           data=data, out=out, jobs=min(n_workers, len(planned)), overwrite=overwrite,
-                          up_to_date=up_to_date)
+                          up_to_date=up_to_date,
+                          manifest_extra={} if multi is None else {"multilabel": multi.manifest_entry()},
+                          summary_extra={} if multi is None else {"unlabelled_records": list(multi.unlabelled)})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -724,8 +764,8 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
         log.info("%s is up to date (same parameters and source files); skipping conversion", out)
         return existing
 
-    run_jobs = [_RecordJob(record_id=r.record_id, path=str(r.path), patient=r.patient, label=r.label, config=cfg)
-                for r in plan.records]
+    run_jobs = [_RecordJob(record_id=r.record_id, path=str(r.path), patient=r.patient, label=r.label, config=cfg,
+                           extras=r.extras) for r in plan.records]
     log.info("converting %d %s records (%s task, %d worker(s)) into %s", len(run_jobs), db.name, cfg.task,
              plan.jobs, out)
 
@@ -754,13 +794,13 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
         if ignored:
             log.info("ignored %d non-beat annotations", ignored)
         summary = {"n_records": len(run_jobs), "n_segments": len(writer), "dropped_edge": dropped,
-                   "ignored_annotations": ignored}
+                   "ignored_annotations": ignored, **plan.summary_extra}
         if any(LEAD_ALTERNATIVES in name for name in plan.lead_names):  # the stored leads differ between records
             summary["record_leads"] = record_leads
         store = writer.close(database=db.name, version=cfg.version, task=cfg.task, fs=cfg.fs,
                              lead_names=plan.lead_names, class_names=cfg.class_names,
                              source_files=plan.source_files, parameters=cfg.to_json(), summary=summary,
-                             patients_known=db.patients_known,
+                             patients_known=db.patients_known, **plan.manifest_extra,
                              provenance={"source_root": str(plan.data.resolve()), "jobs": plan.jobs})
     log.info("wrote %s: %d segments of shape %s", out, len(store), store.shape[1:])
     return store
@@ -777,7 +817,7 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
             rhythm_classes: str = "fine", filter: str = DEFAULT_FILTER,  # noqa: A002 - the natural name
             band: Sequence[float] = DEFAULT_BAND, filter_order: int = DEFAULT_FILTER_ORDER, normalize: str = "none",
             dtype: str = "float32", jobs: int | None = None, overwrite: bool = False, version: str | None = None,
-            progress: bool = True) -> SegmentStore:
+            progress: bool = True, level: str | None = None, rate: int | None = None) -> SegmentStore:
     """Convert a downloaded database into a segment store and return it.
 
     Args:
@@ -817,6 +857,10 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
         overwrite: replace an existing store holding a different conversion.
         version: database version (default: the catalog's newest).
         progress: show a tqdm progress bar.
+        level: ``multilabel`` (ptb-xl): the label level of the targets, one of
+            :data:`ecgtransfer.physionet.ptbxl.LEVELS` (default ``superdiagnostic``); every level's targets are stored
+            as extras ``targets_<level>``, the chosen one also as ``targets``.
+        rate: ``multilabel`` (ptb-xl): read the 100 Hz (default) or 500 Hz records.
 
     Returns:
         The :class:`~ecgtransfer.store.SegmentStore` (``segments`` ``[N, C, L]``).
@@ -831,7 +875,8 @@ def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, t
                            after=after, rr_context=rr_context, include_paced=include_paced, window=window,
                            stride=stride, whole_record=whole_record, reference=reference,
                            rhythm_classes=rhythm_classes, filter=filter, band=band, filter_order=filter_order,
-                           normalize=normalize, dtype=dtype, jobs=jobs, overwrite=overwrite, version=version)
+                           normalize=normalize, dtype=dtype, jobs=jobs, overwrite=overwrite, version=version,
+                           level=level, rate=rate)
     return execute(plan, progress=progress)
 
 

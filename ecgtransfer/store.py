@@ -493,6 +493,15 @@ def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
                          f"{int(labels.min())} to {int(labels.max())}; the store is damaged (convert it again)")
 
 
+def _check_targets(arr: np.ndarray, num_classes: int, path: Path) -> None:
+    """A multi-hot matrix ``[N, K]`` of zeros and ones, or one :class:`StoreError` line naming the file."""
+    if arr.ndim != 2 or arr.shape[1] != num_classes or arr.dtype.kind not in "iub":
+        raise StoreError(f"{path} has shape {arr.shape} and dtype {arr.dtype}, expected a [N, {num_classes}] "
+                         "multi-hot integer matrix; the store is damaged (convert it again)")
+    if arr.size and int(np.max(arr)) > 1 or arr.size and int(np.min(arr)) < 0:
+        raise StoreError(f"{path} holds values other than 0 and 1; expected multi-hot targets (convert it again)")
+
+
 @dataclass(frozen=True)
 class StoreInfo:
     """Counts of a store, as ``ecgtransfer info`` prints them."""
@@ -505,10 +514,15 @@ class StoreInfo:
     patients: dict[str, dict[str, int]]
     #: database -> ``{"segments", "records", "patients", "classes"}`` (one entry for a single-database store)
     databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: multilabel stores: positives per level, label and fold (:meth:`SegmentStore.level_counts`)
+    levels: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_segments": self.n_segments, "shape": list(self.shape), "fs": self.fs, "classes": self.classes,
-                "records": self.records, "patients": self.patients, "databases": self.databases}
+        out = {"n_segments": self.n_segments, "shape": list(self.shape), "fs": self.fs, "classes": self.classes,
+               "records": self.records, "patients": self.patients, "databases": self.databases}
+        if self.levels:
+            out["levels"] = self.levels
+        return out
 
 
 class SegmentStore:
@@ -657,6 +671,49 @@ class SegmentStore:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["shape"])  # type: ignore[return-value]
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the store holds multi-hot targets (``manifest["multilabel"]``, the ``multilabel`` task): then
+        :attr:`targets` is the label matrix and ``labels`` only the first positive column of each row."""
+        return isinstance(self.manifest.get("multilabel"), dict)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The multi-hot label matrix ``[N, K]`` (uint8, columns :attr:`class_names`) of a multilabel store."""
+        if not self.multilabel:
+            raise StoreError(f"store {self.path} holds one class per segment, not multi-hot targets (convert a "
+                             "database with the multilabel task, ptb-xl)")
+        name = str(self.manifest["multilabel"].get("targets", "targets"))
+        arr = self.extra(name)
+        _check_targets(arr, self.num_classes, self.path / f"extra_{name}.npy")
+        return arr
+
+    def level_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """A multilabel store's positives per level, label and ``strat_fold``: ``{level: {label: {fold: count}}}``
+        (fold ``"all"`` is the total); empty for other stores."""
+        if not self.multilabel:
+            return {}
+        entry = self.manifest["multilabel"]
+        extras = set(self.manifest.get("extras", []))
+        fold_name = str(entry.get("fold", ""))
+        folds = np.asarray(self.extra(fold_name)) if fold_name in extras else np.zeros(len(self), dtype=np.int64)
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for level, names in dict(entry.get("levels", {})).items():
+            name = f"{entry.get('targets', 'targets')}_{level}"
+            if name not in extras:
+                continue
+            hot = np.asarray(self.extra(name))
+            _check_targets(hot, len(names), self.path / f"extra_{name}.npy")
+            table: dict[str, dict[str, int]] = {}
+            for j, label in enumerate(names):
+                col = hot[:, j].astype(bool)
+                row = {"all": int(col.sum())}
+                for fold in np.unique(folds).tolist():
+                    row[str(fold)] = int(col[folds == fold].sum())
+                table[str(label)] = row
+            out[str(level)] = table
+        return out
+
     def extra(self, name: str) -> np.ndarray:
         """A per-segment extra array ``[N, ...]`` (for example ``"rr"``), memory-mapped."""
         if name not in self.manifest.get("extras", []):
@@ -699,6 +756,29 @@ class SegmentStore:
         def classes_of(labels: np.ndarray) -> dict[str, int]:
             counts = np.bincount(labels.astype(np.int64), minlength=len(names))
             return {c: int(counts[i]) for i, c in enumerate(names)}
+
+        if self.multilabel:  # counts of positives per column (a segment counts once in every label it has)
+            hot = np.asarray(self.targets).astype(np.int64)
+
+            def per(ids: np.ndarray) -> dict[str, dict[str, int]]:  # noqa: F811 - the multilabel counts
+                out: dict[str, dict[str, int]] = {}
+                for key in np.unique(ids).tolist():
+                    sums = hot[ids == key].sum(0)
+                    out[str(key)] = {c: int(sums[i]) for i, c in enumerate(names) if sums[i]}
+                return dict(sorted(out.items()))
+
+            def classes_of(labels: np.ndarray, mask: np.ndarray | None = None) -> dict[str, int]:  # noqa: F811
+                sums = (hot if mask is None else hot[mask]).sum(0)
+                return {c: int(sums[i]) for i, c in enumerate(names)}
+
+            seg_db = self.segment_databases
+            databases = {db: {"segments": int((seg_db == db).sum()),
+                              "records": int(len(np.unique(self.record_ids[seg_db == db]))),
+                              "patients": int(len(np.unique(self.patient_ids[seg_db == db]))),
+                              "classes": classes_of(self.labels, seg_db == db)} for db in self.databases}
+            return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs, classes=classes_of(self.labels),
+                             records=per(self.record_ids), patients=per(self.patient_ids), databases=databases,
+                             levels=self.level_counts())
 
         seg_db = self.segment_databases
         databases = {}

@@ -6,6 +6,7 @@ import logging
 import os
 
 from ecgtransfer.conversion import TASKS
+from ecgtransfer.physionet.ptbxl import LEVELS, RATES
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                    help="challenge-2017 labels: REFERENCE.csv or REFERENCE-v3.csv")
     g.add_argument("--rhythm-classes", choices=["fine", "coarse"], default="fine",
                    help="ludb classes: SR SB ST SA AF AFL, or sinus/atrial")
+    g = p.add_argument_group("multilabel (ptb-xl)")
+    g.add_argument("--level", choices=LEVELS, default=None,
+                   help="label level of the multi-hot targets (default: superdiagnostic); every level is stored "
+                   "for info")
+    g.add_argument("--rate", type=int, choices=RATES, default=None,
+                   help="read the 100 Hz (default) or 500 Hz records")
     g = p.add_argument_group("signal processing")
     g.add_argument("--filter", choices=["bandpass", "highpass", "median", "none"], default="bandpass",
                    help="zero-phase Butterworth band-pass, high-pass (baseline only), median baseline removal, or none")
@@ -91,7 +98,7 @@ def convert_kwargs(args: argparse.Namespace) -> dict:
                 stride=args.stride, whole_record=args.whole_record, reference=args.reference,
                 rhythm_classes=args.rhythm_classes, filter=args.filter, band=tuple(args.band),
                 filter_order=args.filter_order, normalize=args.normalize, dtype=args.dtype, jobs=args.jobs,
-                overwrite=args.overwrite,
+                overwrite=args.overwrite, level=args.level, rate=args.rate,
                 progress=bool(getattr(args, "progress", not getattr(args, "quiet", False))))  # cli.show_progress
 
 

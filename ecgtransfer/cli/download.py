@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from ecgtransfer.physionet.catalog import DATABASES
+from ecgtransfer.physionet.ptbxl import DOWNLOAD_RATES
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", dest="db_version", metavar="V", default=None,
                    help="database version (default: the newest known to the catalog)")
     p.add_argument("--records", nargs="+", metavar="R", default=None,
-                   help="records as named in RECORDS (default: all); e.g. 101 106, or data/1 for ludb")
+                   help="records as named in RECORDS (default: all); e.g. 101 106, or data/1 for ludb; ptb-xl: "
+                   "ecg_id (1 2 3) or paths (records100/00000/00001_lr)")
+    p.add_argument("--rate", choices=DOWNLOAD_RATES, default=None,
+                   help="ptb-xl only: records at 100 Hz (default), 500 Hz or both (its index is ptbxl_database.csv)")
     p.add_argument("--out", default="data", metavar="DIR", help="target folder (default: data)")
     p.add_argument("--mirror", default=None, metavar="URL|DIR",
                    help="http(s) URL or local directory laid out like https://physionet.org/files/ "
@@ -58,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     with logging_redirect_tqdm() if progress else contextlib.nullcontext():
         download(args.database, version=args.db_version, records=args.records, out=args.out, mirror=args.mirror,
                  jobs=args.jobs, retries=args.retries, timeout=args.timeout, strict=args.strict,
-                 refresh_index=args.refresh_index, progress=progress)
+                 refresh_index=args.refresh_index, progress=progress, rate=args.rate)
     return 0

@@ -51,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
                  ensemble=args.ensemble)
     if args.json:
         sys.stdout.write(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    elif m.get("task") == "multilabel":
+        from ecgtransfer.training.multilabel_metrics import auc_table
+
+        iv = m["intervals"]
+        sys.stdout.write(f"{args.split}: n = {m['n']} ({m['n_patients']} patients), macro AUC {m['macro_auc']:.4f} "
+                         f"{iv['macro_auc']}, Fmax {m['fmax']:.4f} {iv['fmax']} (95% patient bootstrap)\n"
+                         f"{auc_table(m)}\nwritten: {m['paths']['metrics']}\n")
     else:
         am = m["argmax"]
         sys.stdout.write(f"{args.split}: n = {m['n']}, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "

@@ -56,6 +56,15 @@ def run(args: argparse.Namespace) -> int:
         out.extend(line + (f"  {'records':>7}  {'patients':>8}" if k == 0 else
                            f"  {info.databases[db]['records']:>7}  {info.databases[db]['patients']:>8}")
                    for k, (line, db) in enumerate(zip(_table(rows, classes, "database"), ["", *rows])))
+    if info.levels:  # multilabel: positives per label and strat_fold, at every level (records: --json)
+        level = m.get("multilabel", {}).get("level")
+        for name, table in info.levels.items():
+            folds = sorted({f for row in table.values() for f in row if f != "all"}, key=lambda f: (len(f), f))
+            out.append(f"level {name}{' (the targets)' if name == level else ''}: positives per strat_fold")
+            out.extend(_table({label: {f: row.get(f, 0) for f in folds} for label, row in table.items()}, folds,
+                              "label"))
+        sys.stdout.write("\n".join(out) + "\n")
+        return 0
     out.append("per record:")
     out.extend(_table(info.records, classes, "record"))
     if info.patients != info.records:

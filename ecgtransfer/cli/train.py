@@ -170,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
         best = result.best_metrics or {}
         log.info("finished (%s) after %d steps; best epoch %s, val macro-F1 %.4f; run in %s", result.stopped,
                  result.steps, result.best_epoch, best.get("macro_f1", float("nan")), result.run_dir)
-        if result.test_metrics is not None:
+        if result.test_metrics is not None and "macro_auc" in result.test_metrics:  # a multilabel run
+            log.info("test (best model): macro AUC %.4f, Fmax %.4f (intervals in %s)",
+                     result.test_metrics["macro_auc"], result.test_metrics["fmax"], result.paths["report"])
+        elif result.test_metrics is not None:
             log.info("test (best model): accuracy %.4f, macro-F1 %.4f", result.test_metrics["accuracy"],
                      result.test_metrics["macro_f1"])
     return 0

@@ -22,6 +22,9 @@ Pipeline of :func:`encode` for each series (one lead, or every lead with ``lead=
 4. compose three channels: ``colour="gray"`` (replicated), ``colour="colormap"`` (``cmap``, a matplotlib
    colormap as a 256-entry lookup table), or ``encoding="stack"`` (three encodings as R, G, B);
    ``lead="stack"`` puts the gray image of every lead in its own channel instead (``C`` channels);
+   ``lead="grid"`` tiles one image per lead in the printed ECG's layout (:func:`grid_layout`: 12 leads in 3 rows x 4
+   columns, I II III / aVR aVL aVF / V1 V2 V3 / V4 V5 V6 down the columns), scaled together, then as ``gray`` or
+   ``colormap``;
 5. ``normalize=True``: ImageNet normalisation ``(v - mean) / std`` with torchvision's statistics
    (for ``C != 3`` lead channels, the average mean 0.449 and std 0.226).
 """
@@ -48,6 +51,8 @@ from ecgtransfer.imaging.recurrence import recurrence_plot
 from ecgtransfer.imaging.resample import resample, resize_image
 from ecgtransfer.imaging.spectrogram import spectrogram
 
+#: rows of the ``lead="grid"`` layout: a 12-lead ECG printed as 3 rows x 4 columns
+GRID_ROWS = 3
 #: the single encodings ``encode`` renders, and the composite
 ENCODINGS = ("spectrogram", "recurrence", "gasf", "gadf", "mtf", "stack")
 #: the default R, G, B encodings of ``encoding="stack"``
@@ -73,31 +78,65 @@ _RENDER_KEYS = {
 }
 
 
-def _render(x: torch.Tensor, encoding: str, size: int, fs: float | None, params: Mapping[str, Any],
-            window: torch.Tensor | None = None) -> torch.Tensor:
-    """One image per series, not yet scaled: ``[N, L] -> [N, size, size]``."""
+def grid_layout(n_leads: int, size: int) -> tuple[int, int, int, int]:
+    """``(rows, cols, tile_h, tile_w)`` of the ``lead="grid"`` image of ``n_leads`` leads at ``size`` pixels.
+
+    Lead ``k`` (in the store's order) is the tile at row ``k % rows``, column ``k // rows``, pixels
+    ``[r * tile_h, (r + 1) * tile_h) x [c * tile_w, (c + 1) * tile_w)``; ``rows = min(3, n_leads)``,
+    ``cols = ceil(n_leads / rows)``, ``tile_h = size // rows``, ``tile_w = size // cols``. For the standard order
+    (I, II, III, aVR, aVL, aVF, V1-V6) that is the printed 12-lead ECG: columns I-III, aVR-aVF, V1-V3, V4-V6. At 224
+    pixels a tile is 74 x 56; the last ``size - rows * tile_h`` rows and ``size - cols * tile_w`` columns (2 and 0)
+    hold the image's minimum.
+    """
+    if not is_int(n_leads) or n_leads < 1:
+        raise ConfigError(f"grid_layout: n_leads must be a positive integer, got {n_leads!r}")
+    rows = min(GRID_ROWS, int(n_leads))
+    cols = -(-int(n_leads) // rows)
+    th, tw = int(size) // rows, int(size) // cols
+    if th < 2 or tw < 2:
+        raise ConfigError(f"encode: lead='grid' of {n_leads} leads needs tiles of at least 2 x 2 pixels; size {size} "
+                          f"gives {th} x {tw}")
+    return rows, cols, th, tw
+
+
+def _render_spectrogram(x: torch.Tensor, shape: tuple[int, int], fs: float | None, params: Mapping[str, Any],
+                        window: torch.Tensor | None) -> torch.Tensor:
+    """The dB spectrogram of each series, low frequencies at the bottom row, resized to ``shape``."""
+    L = int(x.shape[-1])
+    q = {**SPECTROGRAM_DEFAULTS, **dict(params)}
+    if fs is not None:
+        q.setdefault("fmin", ECG_BAND_HZ[0])
+        q.setdefault("fmax", min(ECG_BAND_HZ[1], fs / 2))
+    for k in ("nperseg", "hop", "n_fft"):
+        if not (is_int(q[k]) and q[k] >= 1) and not (k == "n_fft" and q[k] is None):
+            raise ConfigError(f"encode: spectrogram {k} must be a positive integer, got {q[k]!r}")
+    q["nperseg"] = min(int(q["nperseg"]), L)
+    if q["n_fft"] is not None:
+        q["n_fft"] = max(int(q["n_fft"]), q["nperseg"])
+    if window is not None and window.shape[0] == q["nperseg"]:
+        q["window"] = window
+    img = spectrogram(x, 1.0 if fs is None else float(fs), **q).flip(-2)
+    img = resize_image(img, shape)
+    return img
+
+
+def _render(x: torch.Tensor, encoding: str, size: int | tuple[int, int], fs: float | None,
+            params: Mapping[str, Any], window: torch.Tensor | None = None) -> torch.Tensor:
+    """One image per series, not yet scaled: ``[N, L] -> [N, size, size]`` (``[N, h, w]`` for ``size = (h, w)``:
+    a spectrogram is resized to it, the square encodings are rendered at ``max(h, w)`` and resized)."""
     unknown = set(params) - _RENDER_KEYS[encoding]
     if unknown:
         raise ConfigError(f"encode: unknown parameter(s) {sorted(unknown)} for encoding {encoding!r}; "
                           f"it takes {sorted(_RENDER_KEYS[encoding])}")
+    if isinstance(size, tuple):
+        if encoding == "spectrogram":
+            return _render_spectrogram(x, size, fs, params, window)
+        return resize_image(_render(x, encoding, max(size), fs, params, window), size)
     L = int(x.shape[-1])
     p = dict(params)
     if encoding == "spectrogram":
-        q = {**SPECTROGRAM_DEFAULTS, **p}
-        if fs is not None:
-            q.setdefault("fmin", ECG_BAND_HZ[0])
-            q.setdefault("fmax", min(ECG_BAND_HZ[1], fs / 2))
-        for k in ("nperseg", "hop", "n_fft"):
-            if not (is_int(q[k]) and q[k] >= 1) and not (k == "n_fft" and q[k] is None):
-                raise ConfigError(f"encode: spectrogram {k} must be a positive integer, got {q[k]!r}")
-        q["nperseg"] = min(int(q["nperseg"]), L)
-        if q["n_fft"] is not None:
-            q["n_fft"] = max(int(q["n_fft"]), q["nperseg"])
-        if window is not None and window.shape[0] == q["nperseg"]:
-            q["window"] = window
-        img = spectrogram(x, 1.0 if fs is None else float(fs), **q).flip(-2)
-        img = resize_image(img, size)
-    elif encoding == "recurrence":
+        return _render_spectrogram(x, (size, size), fs, p, window)
+    if encoding == "recurrence":
         m, tau = p.pop("dimension", 1), p.pop("time_delay", 1)
         if not (is_int(m) and is_int(tau) and m >= 1 and tau >= 1):
             raise ConfigError("encode: recurrence dimension and time_delay must be positive integers (samples of "
@@ -140,7 +179,9 @@ def encode(x: Any, encoding: str = "spectrogram", size: int = 224, *, fs: float 
         size: side of the square output image, ``>= 2``.
         fs: sampling rate in Hz; the spectrogram keeps 0.5-50 Hz when given (its full band otherwise).
         lead: index of the lead to image for ``[B, C, L]`` input, or ``"stack"``: one gray image per lead,
-            leads as channels (output ``[B, C, size, size]``; ``C == 3`` gives an RGB-shaped image).
+            leads as channels (output ``[B, C, size, size]``; ``C == 3`` gives an RGB-shaped image), or
+            ``"grid"``: every lead's image as a tile of one ``[B, 3, size, size]`` image in the printed ECG's layout
+            (:func:`grid_layout`; 12 leads: 3 rows x 4 columns, tiles of 74 x 56 at 224 pixels).
         colour: ``"gray"`` (image replicated to R, G, B) or ``"colormap"`` (``cmap`` lookup).
         cmap: matplotlib colormap name for ``colour="colormap"``.
         normalize: apply ImageNet mean/std normalisation; ``False`` returns images in ``[0, 1]``.
@@ -179,13 +220,16 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
         raise SignalError(f"encode: expected segments [B, L] or [B, C, L], got shape {tuple(x.shape)}")
     if check:
         check_finite(x, name="encode")
+    if x.ndim == 3 and lead == "grid":
+        return _encode_grid(x, encoding, size, fs=fs, colour=colour, cmap=cmap, normalize=normalize, params=params,
+                            lut=lut, mean=mean, std=std, window=window)
     if x.ndim == 3:
         if lead == "stack":
             series = x.reshape(-1, x.shape[-1])
         elif is_int(lead) and -x.shape[1] <= lead < x.shape[1]:
             series = x[:, lead]
         else:
-            raise ConfigError(f"encode: lead must be an index in [0, {x.shape[1]}) or 'stack', got {lead!r}")
+            raise ConfigError(f"encode: lead must be an index in [0, {x.shape[1]}), 'stack' or 'grid', got {lead!r}")
     else:
         series = x
     B = x.shape[0]
@@ -229,9 +273,46 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
     return _compose(sources, flat_input, mean, std)
 
 
+def _encode_grid(x: torch.Tensor, encoding: str, size: int, *, fs: float | None, colour: str, cmap: str,
+                 normalize: bool, params: Mapping[str, Any], lut: torch.Tensor | None, mean: torch.Tensor | None,
+                 std: torch.Tensor | None, window: torch.Tensor | None) -> torch.Tensor:
+    """``lead="grid"``: ``[B, C, L] -> [B, 3, size, size]``, one tile per lead (:func:`grid_layout`), the tiles of
+    an image scaled together (so the leads' levels stay comparable), then gray or colormap as one image."""
+    if encoding == "stack":
+        raise ConfigError("encode: encoding='stack' (three encodings) and lead='grid' (leads as tiles) cannot be "
+                          "combined; choose one encoding")
+    B, C, L = (int(v) for v in x.shape)
+    rows, cols, th, tw = grid_layout(C, size)
+    tiles = _render(x.reshape(B * C, L), encoding, (th, tw), fs, params, window).reshape(B, C, th, tw)
+    grid = tiles.amin(dim=(1, 2, 3))[:, None, None].expand(B, size, size).clone()  # the gaps hold the minimum
+    for k in range(C):
+        r, c = k % rows, k // rows
+        grid[:, r * th:(r + 1) * th, c * tw:(c + 1) * tw] = tiles[:, k]
+    flat = (x.amax(dim=-1) == x.amin(dim=-1)).all(dim=1)  # [B]: every lead flat gives a zero image
+    if normalize:
+        if mean is None or std is None or mean.shape[0] != 3:
+            mean, std = imagenet_stats(3, x.device, x.dtype)
+        mean, std = mean.to(x.dtype).reshape(-1), std.to(x.dtype).reshape(-1)
+    else:
+        mean = std = None
+    if colour == "colormap":
+        table = lut if lut is not None else colormap_lut(cmap, x.device, x.dtype)
+        return _colormap(grid, flat, table.to(x.dtype), mean, std)
+    return _compose([grid], flat, mean, std)
+
+
+def grid_tiles(image: torch.Tensor, n_leads: int) -> torch.Tensor:
+    """The tiles of ``lead="grid"`` images, back in lead order: ``[B, S, S]`` (or ``[B, ch, S, S]``, the first
+    channel is read) -> ``[B, n_leads, tile_h, tile_w]`` (:func:`grid_layout`)."""
+    img = image[:, 0] if image.ndim == 4 else image
+    rows, cols, th, tw = grid_layout(n_leads, int(img.shape[-1]))
+    return torch.stack([img[:, (k % rows) * th:(k % rows + 1) * th, (k // rows) * tw:(k // rows + 1) * tw]
+                        for k in range(n_leads)], dim=1)
+
+
 def image_channels(lead: int | str, n_leads: int) -> int:
     """Channels of :func:`encode`'s images for segments ``[B, n_leads, L]``: ``n_leads`` when ``lead="stack"``,
-    else 3 (gray replicated, colormap or three encodings)."""
+    else 3 (gray replicated, colormap, three encodings, or the lead tiles of ``lead="grid"``)."""
     if lead == "stack":
         if not is_int(n_leads) or n_leads < 1:
             raise ConfigError(f"image_channels: n_leads must be a positive integer, got {n_leads!r}")

@@ -42,6 +42,9 @@ class Database:
         tested: whether the shared test mirror holds this database (the others are described, not tested here).
         max_file_bytes: the most bytes any one file of the database may have (index files included); a download
             that would grow past it is refused (:data:`DEFAULT_MAX_FILE_BYTES` unless a database needs more).
+        index_kind: what ``records_file`` is: ``"records"`` (a PhysioNet ``RECORDS`` listing, one name a line) or
+            ``"ptbxl"`` (PTB-XL's ``ptbxl_database.csv``: the record paths are its ``filename_lr`` /
+            ``filename_hr`` columns, chosen by the rate; :mod:`ecgtransfer.physionet.ptbxl`).
     """
 
     name: str
@@ -60,6 +63,7 @@ class Database:
     citation: str = ""
     tested: bool = False
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    index_kind: str = "records"
 
     @property
     def version(self) -> str:
@@ -146,16 +150,18 @@ DATABASES: dict[str, Database] = {
             name="ptb-xl", title="PTB-XL, a large publicly available electrocardiography dataset",
             versions=("1.0.1", "1.0.2", "1.0.3"), fs=500.0,
             leads=("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"),
-            records_file="RECORDS", record_dir="", metadata_files=("ptbxl_database.csv", "scp_statements.csv"),
+            # no RECORDS file: the index is ptbxl_database.csv (filename_lr at 100 Hz, filename_hr at 500 Hz)
+            records_file="ptbxl_database.csv", record_dir="", metadata_files=("scp_statements.csv",),
             annotation=None,
-            label_source="SCP-ECG statements per record in ptbxl_database.csv (scp_codes), aggregated to the "
-            "diagnostic superclasses of scp_statements.csv; patient_id column gives patients",
-            tasks=("rhythm",),
-            # 21837 records of 18885 patients: the map is ptbxl_database.csv's patient_id, which convert does
-            # not read yet, so a store's record-wise patient ids would split some patients
-            patients_known=False,
+            label_source="SCP-ECG statements per record in ptbxl_database.csv (scp_codes), aggregated with "
+            "scp_statements.csv to the benchmark's levels (all, diagnostic, subdiagnostic, superdiagnostic, form, "
+            "rhythm; Strodthoff et al. 2020); patient_id gives the patients, strat_fold the folds",
+            tasks=("multilabel",),
+            # 21799 records of 18869 patients; convert reads ptbxl_database.csv's patient_id
             citation="Wagner P et al. PTB-XL, a large publicly available electrocardiography dataset. "
-            "Scientific Data 7, 2020. " + _PHYSIONET,
+            "Scientific Data 7, 2020. Strodthoff N et al. Deep learning for ECG analysis: benchmarks and insights "
+            "from PTB-XL. IEEE JBHI 25(5), 2021. " + _PHYSIONET,
+            tested=True, index_kind="ptbxl",
         ),
     ]
 }

@@ -50,6 +50,7 @@ from ecgtransfer._atomic import fsync_dir
 from ecgtransfer._hashing import sha256_file
 from ecgtransfer._validate import path_given
 from ecgtransfer.errors import CatalogError, ChecksumError, ConfigError, DownloadError, EcgTransferError
+from ecgtransfer.physionet import ptbxl
 from ecgtransfer.physionet.catalog import get_database
 from ecgtransfer.physionet.index import SUMS_FILE, Sha256Sums, parse_records, parse_sha256sums, safe_relpath
 from ecgtransfer.physionet.sources import RangeNotSatisfiable, Source, TransientError, resolve_source
@@ -414,8 +415,10 @@ def _write_error(exc: OSError, path: Path) -> DownloadError:
     return DownloadError(f"cannot write {path}: {exc.strerror or exc}")
 
 
-def _resolve_records(requested: Sequence[str] | None, listed: list[str]) -> tuple[list[str], list[str]]:
-    """(known records in request order, unknown names). Bare names match a unique ``dir/name`` entry."""
+def _resolve_records(requested: Sequence[str] | None, listed: list[str],
+                     aliases: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:
+    """(known records in request order, unknown names). Bare names match a unique ``dir/name`` entry; an alias
+    (PTB-XL's ``ecg_id``) stands for its records."""
     if requested is None:
         return list(listed), []
     listed_set = set(listed)
@@ -427,6 +430,11 @@ def _resolve_records(requested: Sequence[str] | None, listed: list[str]) -> tupl
     for raw in requested:
         name = str(raw).strip()
         safe_relpath(name, source="the requested records")
+        if aliases and name in aliases and name not in listed_set:
+            for match in aliases[name]:
+                if match not in known:
+                    known.append(match)
+            continue
         if name in listed_set:
             match = name
         elif len(by_base.get(name, ())) == 1:
@@ -442,7 +450,7 @@ def _resolve_records(requested: Sequence[str] | None, listed: list[str]) -> tupl
 def download(database: str, *, version: str | None = None, records: Iterable[str] | str | None = None,
              out: str | os.PathLike = "data", mirror: str | os.PathLike | None = None, jobs: int = 4,
              retries: int = 5, backoff: float = 0.5, timeout: float = 30.0, strict: bool = False,
-             refresh_index: bool = False, progress: bool = True) -> DownloadResult:
+             refresh_index: bool = False, progress: bool = True, rate: str | int | None = None) -> DownloadResult:
     """Download (or verify) records of a PhysioNet database into ``OUT/<database>/<version>/``.
 
     Args:
@@ -464,6 +472,9 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         refresh_index: fetch ``SHA256SUMS.txt`` from the mirror even when a local copy exists (a file that
             disagrees with the local copy triggers the same re-fetch by itself).
         progress: show one tqdm progress bar (bytes).
+        rate: PTB-XL only: the records at ``100`` Hz (default), ``500`` Hz or ``both``; its index is
+            ``ptbxl_database.csv`` (``filename_lr`` / ``filename_hr``) and ``records`` may name ECGs by ``ecg_id``
+            (``"1"``) as well as by path (``records100/00000/00001_lr``).
 
     Returns:
         :class:`DownloadResult` with the paths and counts.
@@ -490,6 +501,10 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
     if backoff < 0 or timeout <= 0:
         raise ConfigError(f"backoff must be >= 0 and timeout > 0, got backoff={backoff}, timeout={timeout}")
     root = Path(path_given(out, "--out")) / db.name / version
+    if db.index_kind == "ptbxl":
+        ptbxl.rates_of(rate)  # checked before anything is fetched
+    elif rate is not None:
+        raise ConfigError(f"rate applies to ptb-xl only (its records come at 100 and 500 Hz), not to {db.name}")
     source = resolve_source(mirror, timeout=timeout)
     records_file = safe_relpath(db.records_file, source="the catalog")
 
@@ -501,6 +516,7 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar,
                            max_bytes=int(db.max_file_bytes), stall_s=STALL_TIMEOUTS * float(timeout))
         outcomes: dict[str, _Outcome] = {}
+        aliases: dict[str, list[str]] = {}
         log.info("%s %s from %s into %s", db.name, version, source, root)
 
         # 1. the index (reused when present: re-runs work offline) and the records listing
@@ -514,13 +530,19 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             outcomes[records_file] = fetcher.fetch(records_file, digest, force=force and digest is None)
             if outcomes[records_file].status == "mismatch":  # the local index or listing is wrong: ask the mirror
                 return load_index(True)
-            listed = _parse_or_drop(root / records_file, lambda text: parse_records(
-                text, source=f"{db.name}/{version}/{records_file}"))
+            where = f"{db.name}/{version}/{records_file}"
+            if db.index_kind == "ptbxl":
+                listed, found = _parse_or_drop(root / records_file, lambda text: ptbxl.parse_index(
+                    text, rate, source=where))
+                aliases.clear()
+                aliases.update(found)
+            else:
+                listed = _parse_or_drop(root / records_file, lambda text: parse_records(text, source=where))
             return sums, listed
 
         def plan(sums: Sha256Sums, listed: list[str]) -> tuple[list[str], list[str], list[str]]:
             """(records, their files and the metadata files, the files without a digest)."""
-            wanted, unknown = _resolve_records(requested, listed)
+            wanted, unknown = _resolve_records(requested, listed, aliases)
             if unknown:
                 sample = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
                 raise CatalogError(f"unknown record(s) of {db.name} {version}: {', '.join(unknown)} (not in "
@@ -545,9 +567,9 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             return wanted, files, unverified
 
         sums, listed = load_index(bool(refresh_index))
-        if not fetcher.index_fresh and _resolve_records(requested, listed)[1]:
+        if not fetcher.index_fresh and _resolve_records(requested, listed, aliases)[1]:
             log.info("record(s) %s not in the local %s; fetching the index again",
-                     ", ".join(_resolve_records(requested, listed)[1]), records_file)
+                     ", ".join(_resolve_records(requested, listed, aliases)[1]), records_file)
             sums, listed = load_index(True)
         wanted, files, unverified = plan(sums, listed)
 

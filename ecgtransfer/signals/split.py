@@ -26,6 +26,8 @@ Methods:
 - ``"records"``: test is the records ``test_records`` and every other record of their patients; train/val is
   the rest, by patient (validation carved as for ``kfold``). In a combined store a name is a record id as
   stored (``"svdb:800"``) or a bare name (``"800"``) that exactly one database has.
+- ``"ptbxl"``: PTB-XL's protocol: ``strat_fold`` 1-8 train, 9 validation, 10 test (the store extra
+  ``strat_fold`` of a ``multilabel`` ptb-xl store); a patient found in two parts is refused.
 - ``"random"``: segment-level, stratified by class. Leaks patients: only on explicit request.
 
 On a combined store the ids are qualified by database (``"mitdb:201"``, :func:`ecgtransfer.signals.ids.qualify`), so
@@ -47,11 +49,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ecgtransfer.errors import ConfigError
+from ecgtransfer.physionet import ptbxl
 from ecgtransfer.signals.ids import qualify, split_qualified
 
 log = logging.getLogger(__name__)
 
-METHODS = ("patient", "kfold", "dechazal", "records", "random")
+METHODS = ("patient", "kfold", "dechazal", "records", "random", "ptbxl")
 UNKNOWN_PATIENTS = ("warn", "refuse", "allow")
 PARTS = ("train", "val", "test")
 #: Spread of the seeded multiplicative jitter of patient sizes that orders the greedy assignment (log scale):
@@ -325,6 +328,8 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
         test = folds[fold]
         rest = np.setdiff1d(all_idx, test).astype(np.int64)
         train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+    elif method == "ptbxl":
+        train, val, test = _ptbxl_parts(store, patient_ids, all_idx)
     elif method == "records":
         chosen = _resolve_test_records(record_ids, seg_db, test_records)
         test_patients = np.unique(patient_ids[np.isin(record_ids, chosen)])
@@ -377,6 +382,27 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
             assert not both, f"patients {both} in {a} and {b}"  # guaranteed by construction
     log.info("%s split: %s", method, result.sizes())
     return result
+
+
+def _ptbxl_parts(store: Any, patient_ids: np.ndarray, all_idx: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PTB-XL's protocol (Wagner et al. 2020; Strodthoff et al. 2020): ``strat_fold`` 1-8 train, 9 validation, 10
+    test. The folds were drawn per patient; a store whose folds put one patient in two parts is refused."""
+    extra = getattr(store, "extra", None)
+    names = list(getattr(store, "manifest", {}).get("extras", []))
+    if extra is None or ptbxl.FOLD_EXTRA not in names:
+        raise ConfigError(f"the ptbxl split needs the store extra {ptbxl.FOLD_EXTRA!r} (a ptb-xl store of the "
+                          f"multilabel task); this store has {', '.join(names) or 'no extras'}")
+    folds = np.asarray(extra(ptbxl.FOLD_EXTRA)).astype(np.int64)
+    parts = [all_idx[np.isin(folds, ptbxl.TRAIN_FOLDS)], all_idx[folds == ptbxl.VAL_FOLD],
+             all_idx[folds == ptbxl.TEST_FOLD]]
+    seen: dict[str, str] = {}
+    for name, ix in zip(PARTS, parts):
+        for pid in np.unique(patient_ids[ix]).tolist():
+            if seen.setdefault(pid, name) != name:
+                raise ConfigError(f"ptbxl split: patient {pid} has records in the {seen[pid]} and {name} folds; "
+                                  "strat_fold should keep every patient in one fold (is ptbxl_database.csv edited?)")
+    return parts[0], parts[1], parts[2]
 
 
 def _segment_databases(store: Any, n: int) -> tuple[np.ndarray, list[Any]]:

@@ -917,6 +917,11 @@ def fine_tune(store: SegmentStore | str | os.PathLike, config: TrainConfig | Map
         out = Path("runs") / f"{store.manifest.get('database', 'store')}-{stamp}"
     out = check_output_dir(out, kind="run", inputs={"STORE": store.path})  # before anything is written
     check_run_identity(out, cfg, resume=resume)
+    if store.multilabel:  # multi-hot targets (ptb-xl): sigmoid outputs, BCE, selection on validation macro AUC
+        from ecgtransfer.training.multilabel import fine_tune_multilabel
+
+        with FolderLock(out, what="run directory"):
+            return fine_tune_multilabel(store, cfg, out, resume=resume, split=split_indices)
     trainer = _Trainer(store, cfg, out, resume=resume, split=split_indices)
     lock = FolderLock(out, what="run directory")  # one writer per run directory: global rank 0 writes it
     try:

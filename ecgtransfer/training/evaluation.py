@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,15 @@ class LoadedRun:
     def rr_dim(self) -> int:
         """RR-context columns the model reads (0: none)."""
         return len(self.rr_columns)
+
+
+def is_multilabel_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a multilabel run (``run.json`` ``task``; :mod:`ecgtransfer.training.multilabel`)."""
+    path = Path(run_dir) / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("task") == "multilabel"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _json_object(path: Path, what: str) -> dict[str, Any]:
@@ -232,6 +242,13 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
         (``{"method", "bias", "fitted_on"}``), plus ``"split"``, ``"checkpoint"``, ``"store"``, ``"paths"`` (and
         ``"ensemble"``: the members' checkpoints, when there are several).
     """
+    if is_multilabel_run(run_dir):  # sigmoid outputs: per-label AUC, macro AUC, Fmax, patient-bootstrap intervals
+        from ecgtransfer.training.multilabel import evaluate_multilabel
+
+        if ensemble:
+            raise TrainingError("--ensemble is for single-label runs; a multilabel run is evaluated alone")
+        return evaluate_multilabel(run_dir, store if isinstance(store, SegmentStore) else SegmentStore(store), split,
+                                   checkpoint=checkpoint, device=device, batch_size=batch_size, out=out)
     run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
     members = [load_run(r, checkpoint=checkpoint, device=device, decision="argmax") for r in ensemble]
     store = store if isinstance(store, SegmentStore) else SegmentStore(store)

@@ -371,6 +371,17 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         for beats ``r_peak_source`` (``atr`` or ``detector``) and, for WFDB records with an ``.atr``,
         ``reference`` (AAMI class).
     """
+    from ecgtransfer.training.evaluation import is_multilabel_run
+
+    if is_multilabel_run(run_dir):  # one row per record: the probability of every statement
+        from ecgtransfer.training.multilabel import predict_multilabel
+
+        frame = predict_multilabel(run_dir, records, checkpoint=checkpoint, device=device)
+        if out is not None:
+            from ecgtransfer._atomic import atomic_write_text
+
+            atomic_write_text(os.fspath(out), frame.to_csv(index=False))
+        return frame
     if r_peaks not in R_PEAK_SOURCES:
         raise ConfigError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
     run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)

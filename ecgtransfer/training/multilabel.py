@@ -1,0 +1,340 @@
+"""Multi-label training, evaluation and prediction (PTB-XL's statements): sigmoid outputs, binary cross-entropy.
+
+:func:`ecgtransfer.training.fine_tune` hands a store with multi-hot targets (``store.multilabel``, the ``multilabel``
+task of ptb-xl) to :func:`fine_tune_multilabel`; the single-label engine is not touched. The loop:
+
+* the model of the run's config (``resnet50`` on images ``[B, 3, S, S]`` rendered per batch on the device, e.g.
+  ``encoding_params = {lead = "grid"}`` for the 12 leads as tiles; ``cnn1d`` on the raw ``[B, 12, L]``), one logit
+  per label ``[B, K]``;
+* loss ``BCEWithLogits``; ``imbalance = "weighted"`` sets per-label positive weights ``n_neg / n_pos`` of the training
+  part (capped at :data:`MAX_POS_WEIGHT`; a label without a positive gets 1), ``"none"`` none (``"sampler"`` is a
+  single-label rule and is refused);
+* the tiered optimiser and schedule of the config, gradient clipping at ``grad_clip``; fp32 (no AMP, one process);
+* model selection on the validation **macro AUC** (:mod:`ecgtransfer.training.multilabel_metrics`), ``best.pt``;
+  ``early_stopping`` epochs without a better one stop the run;
+* the best model on the test part: per-label AUC, macro AUC and Fmax with 95% intervals from a bootstrap over
+  test patients (``test_metrics.json``, ``report.md``).
+
+A multilabel run is one process without ``--resume`` continuation: ``--resume`` of a finished run returns it, of an
+unfinished one starts it again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ecgtransfer._atomic import atomic_write_json, atomic_write_text
+from ecgtransfer.errors import ConfigError, TrainingError
+from ecgtransfer.store import SegmentStore
+from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint, seed_everything
+from ecgtransfer.training.config import TrainConfig
+from ecgtransfer.training.multilabel_metrics import auc_table, bootstrap_intervals, multilabel_metrics
+from ecgtransfer.training.runtime import environment, logits_of, resolve_device
+
+log = logging.getLogger(__name__)
+
+#: the largest positive weight of a label (a label with 1 positive in 10,000 records would get 9,999)
+MAX_POS_WEIGHT = 100.0
+
+
+def pos_weights(targets: np.ndarray) -> np.ndarray:
+    """Per-label positive weights ``n_neg / n_pos`` ``[K]`` of targets ``[N, K]``, in ``[1/MAX, MAX]``; 1 without a
+    positive."""
+    y = np.asarray(targets, dtype=np.float64)
+    pos = y.sum(0)
+    w = np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
+    return np.clip(w, 1.0 / MAX_POS_WEIGHT, MAX_POS_WEIGHT)
+
+
+def _parts(store: SegmentStore, cfg: TrainConfig, split: Any | None) -> dict[str, np.ndarray]:
+    if split is None:
+        s = cfg.data_split.apply(store, default_seed=cfg.seed)
+        return {"train": s.train, "val": s.val, "test": s.test}
+    get = split.get if isinstance(split, dict) else (lambda k, d=None: getattr(split, k, d))
+    return {k: np.asarray(get(k, np.zeros(0, np.int64)), dtype=np.int64) for k in ("train", "val", "test")}
+
+
+def _build(cfg: TrainConfig, store_fs: float, spec: Any, *, weights: Any, class_names: Sequence[str],
+           device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    from ecgtransfer.models.registry import MODEL_INPUT, build_model
+
+    encoder = cfg.image_encoder(store_fs).to(device) if MODEL_INPUT[cfg.model] == "images" else None
+    model = build_model(spec, weights=weights, class_names=class_names).to(device)
+    return model, encoder
+
+
+def _spec(cfg: TrainConfig, store: SegmentStore, k: int) -> Any:
+    from ecgtransfer.models.registry import CLOSED_FORM, MODEL_INPUT, ModelSpec
+
+    if cfg.model in CLOSED_FORM:
+        raise ConfigError(f"model {cfg.model!r} is a single-label closed form; multilabel runs train resnet50 or "
+                          "cnn1d")
+    channels = int(store.shape[1])
+    if MODEL_INPUT[cfg.model] == "images":
+        channels = cfg.image_encoder(store.fs).out_channels(channels)
+    return ModelSpec(kind=cfg.model, num_classes=k, in_channels=channels, rr_dim=0, length=int(store.shape[2]),
+                     fs=float(store.fs), r_index=0, n_leads=0)
+
+
+@torch.no_grad()
+def _probs(model: torch.nn.Module, encoder: torch.nn.Module | None, store: SegmentStore, idx: np.ndarray,
+           device: torch.device, batch: int) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(idx), batch):
+        x = torch.from_numpy(store.batch(idx[i:i + batch])).to(device)
+        out.append(torch.sigmoid(logits_of(model, encoder, x, dtype=None, channels_last=False)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, store.num_classes))
+
+
+def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, resume: bool = False,
+                         split: Any | None = None) -> Any:
+    """Train ``cfg``'s model on a multilabel store into ``out``; returns a
+    :class:`~ecgtransfer.training.engine.TrainResult`-like object (``run_dir``, ``best_epoch``, ``best_metrics``,
+    ``test_metrics``, ``history``, ``paths``)."""
+    from ecgtransfer.models.tiers import build_optimizer
+    from ecgtransfer.training.schedules import build_scheduler
+
+    if resume and (out / "test_metrics.json").is_file() and (out / "run.json").is_file():
+        return _result(out)
+    if cfg.imbalance == "sampler":
+        raise ConfigError("imbalance = 'sampler' draws single-label classes; a multilabel run takes 'weighted' "
+                          "(per-label positive weights) or 'none'")
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    parts = _parts(store, cfg, split)
+    for name in ("train", "val"):
+        if not len(parts[name]):
+            raise TrainingError(f"the {name} part of {store.path} is empty; a multilabel run needs train and "
+                                "validation records")
+    names = store.class_names
+    y_all = np.asarray(store.targets, dtype=np.float32)
+    spec = _spec(cfg, store, len(names))
+    model, encoder = _build(cfg, store.fs, spec, weights=None if cfg.init == "scratch" else cfg.init,
+                            class_names=names, device=device)
+    optimizer = build_optimizer(model, cfg.tier_config())
+    steps_per_epoch = max(1, len(parts["train"]) // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(0.05 * total))
+    scheduler = build_scheduler(optimizer, kind=cfg.scheduler, total_steps=total,
+                                warmup_steps=min(warmup, max(total - 1, 0)))
+    pw = pos_weights(y_all[parts["train"]]) if cfg.imbalance == "weighted" else None
+    pos_weight = None if pw is None else torch.tensor(pw, dtype=torch.float32, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", cfg.to_dict())
+    atomic_write_json(out / "store_manifest.json", store.manifest)
+    np.savez(out / "split.npz", **parts)
+    run_info = {"status": "running", "task": "multilabel", "store": str(store.path),
+                "store_manifest_hash": store.manifest_hash, "class_names": names,
+                "level": store.manifest["multilabel"].get("level"), "environment": environment(device),
+                "sizes": {k: int(len(v)) for k, v in parts.items()},
+                "pos_weight": None if pw is None else pw.tolist(), "selection": {"metric": "val_macro_auc"}}
+    atomic_write_json(out / "run.json", run_info)
+    best: dict[str, Any] = {"epoch": None, "macro_auc": -math.inf, "bad": 0}
+    history: list[dict[str, Any]] = []
+    step, stopped = 0, "epochs"
+    eval_batch = cfg.eval_batch()
+    base = {"spec": asdict(spec), "class_names": list(names),
+            "config": cfg.to_dict(), "store_manifest_hash": store.manifest_hash, "task": "multilabel"}
+    with open(out / "metrics.jsonl", "w", encoding="utf-8") as mfile:
+        for epoch in range(cfg.epochs):
+            model.train()
+            rng = np.random.default_rng([cfg.seed, epoch, 104729])
+            order = rng.permutation(parts["train"])
+            t0, loss_sum, n_seen = time.monotonic(), 0.0, 0
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                x = torch.from_numpy(store.batch(idx)).to(device)
+                y = torch.from_numpy(y_all[idx]).to(device)
+                logits = logits_of(model, encoder, x, dtype=None, channels_last=False)
+                loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
+                                        f"{step + 1}; lower the learning rates")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                loss_sum += float(loss.detach()) * len(idx)
+                n_seen += len(idx)
+                if cfg.max_steps and step >= cfg.max_steps:
+                    break
+            pv = _probs(model, encoder, store, parts["val"], device, eval_batch)
+            val = multilabel_metrics(y_all[parts["val"]], pv, names)
+            improved = val["macro_auc"] > best["macro_auc"]
+            entry = {"epoch": epoch + 1, "step": step, "train": {"loss": loss_sum / max(n_seen, 1)},
+                     "val": {k: val[k] for k in ("macro_auc", "fmax", "n", "auc")},
+                     "epoch_s": time.monotonic() - t0}
+            history.append(entry)
+            mfile.write(json.dumps(entry) + "\n")
+            mfile.flush()
+            log.info("epoch %d step %d: train loss %.4f, val macro-AUC %.4f, Fmax %.4f%s", epoch + 1, step,
+                     entry["train"]["loss"], val["macro_auc"], val["fmax"], "  [best]" if improved else "")
+            if improved:
+                best = {"epoch": epoch + 1, "macro_auc": val["macro_auc"], "bad": 0, "val": val}
+                save_checkpoint(out / "best.pt", {**base, "model": model.state_dict(), "epoch": epoch + 1})
+            else:
+                best["bad"] += 1
+            if cfg.max_steps and step >= cfg.max_steps:
+                stopped = "max_steps"
+                break
+            if cfg.early_stopping and best["bad"] >= cfg.early_stopping:
+                stopped = "early_stopping"
+                break
+    test = None
+    if len(parts["test"]):
+        load_model_state(model, load_checkpoint(out / "best.pt")["model"], path=out / "best.pt")
+        test = score(model, encoder, store, parts["test"], device, eval_batch, seed=cfg.seed)
+        atomic_write_json(out / "test_metrics.json", test)
+    run_info.update({"status": "finished", "stopped": stopped, "steps": step, "best_epoch": best["epoch"],
+                     "best_val_macro_auc": best["macro_auc"]})
+    atomic_write_json(out / "run.json", run_info)
+    atomic_write_text(out / "report.md", report(run_info, best.get("val"), test))
+    return _result(out)
+
+
+def score(model: torch.nn.Module, encoder: torch.nn.Module | None, store: SegmentStore, idx: np.ndarray,
+          device: torch.device, batch: int, *, seed: int = 0, replicates: int | None = None) -> dict[str, Any]:
+    """Metrics of ``model`` on the store rows ``idx`` with intervals from a bootstrap over their patients."""
+    from ecgtransfer.training.multilabel_metrics import REPLICATES
+
+    p = _probs(model, encoder, store, idx, device, batch)
+    y = np.asarray(store.targets)[idx]
+    m = multilabel_metrics(y, p, store.class_names)
+    m["intervals"] = bootstrap_intervals(y, p, store.patient_ids[idx], store.class_names, seed=seed,
+                                         replicates=REPLICATES if replicates is None else replicates)
+    m["n_patients"] = int(len(np.unique(store.patient_ids[idx])))
+    return m
+
+
+def report(run_info: dict[str, Any], val: dict[str, Any] | None, test: dict[str, Any] | None) -> str:
+    """``report.md`` of a multilabel run."""
+    lines = [f"# Multilabel run ({run_info.get('level')} labels)", "",
+             f"- store {run_info['store']}, parts {run_info['sizes']}; {run_info.get('steps')} steps, stopped by "
+             f"{run_info.get('stopped')}; best epoch {run_info.get('best_epoch')} on validation macro AUC "
+             f"{run_info.get('best_val_macro_auc', float('nan')):.4f}"]
+    if test is not None:
+        iv = test["intervals"]
+        fmt = (lambda v: "-" if not v else f"[{v[0]:.3f}, {v[1]:.3f}]")
+        lines += ["", f"## Test ({test['n']} records, {test['n_patients']} patients)", "",
+                  f"macro AUC {test['macro_auc']:.4f} {fmt(iv['macro_auc'])}, Fmax {test['fmax']:.4f} "
+                  f"{fmt(iv['fmax'])} (95% intervals: {iv['replicates']} bootstrap replicates over patients); "
+                  f"labels without a positive or negative in the test part: {', '.join(test['undefined']) or 'none'}",
+                  "", auc_table(test)]
+    return "\n".join(lines) + "\n"
+
+
+def _result(out: Path) -> Any:
+    from types import SimpleNamespace
+
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    test_path = out / "test_metrics.json"
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    best = next((h["val"] for h in history if h["epoch"] == info.get("best_epoch")), None)
+    return SimpleNamespace(run_dir=out, best_epoch=info.get("best_epoch"), best_metrics=best, history=history,
+                           test_metrics=json.loads(test_path.read_text()) if test_path.is_file() else None,
+                           stopped=info.get("stopped"), steps=info.get("steps"),
+                           paths={"best": out / "best.pt", "report": out / "report.md"})
+
+
+def load_multilabel(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | None = None
+                    ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict[str, Any], torch.device]:
+    """``(model, encoder, checkpoint dict, device)`` of a multilabel run."""
+    from ecgtransfer.models.registry import ModelSpec
+
+    run = Path(run_dir)
+    path = run / f"{checkpoint}.pt" if checkpoint in ("best", "last") else Path(checkpoint)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("task") != "multilabel":
+        raise TrainingError(f"{path} is not a multilabel checkpoint")
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    dev = resolve_device(device or "cpu")
+    spec = ModelSpec(**ckpt["spec"])
+    manifest = json.loads((run / "store_manifest.json").read_text(encoding="utf-8"))
+    model, encoder = _build(cfg, float(manifest["fs"]), spec, weights=None, class_names=ckpt["class_names"],
+                            device=dev)
+    load_model_state(model, ckpt["model"], path=path)
+    model.eval()
+    return model, encoder, ckpt, dev
+
+
+def evaluate_multilabel(run_dir: str | os.PathLike, store: SegmentStore, split: str = "test", *,
+                        checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
+                        out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Per-label AUC, macro AUC and Fmax with patient-bootstrap intervals of a multilabel run on ``split``; writes
+    ``eval_<split>.json``."""
+    model, encoder, ckpt, dev = load_multilabel(run_dir, checkpoint=checkpoint, device=device)
+    if list(ckpt["class_names"]) != store.class_names:
+        raise TrainingError(f"store {store.path} has the labels {store.class_names[:6]}..., the run "
+                            f"{ckpt['class_names'][:6]}...; convert the store at the run's level")
+    run = Path(run_dir)
+    if split == "all":
+        idx = np.arange(len(store))
+    elif store.manifest_hash == ckpt["store_manifest_hash"] and (run / "split.npz").is_file():
+        with np.load(run / "split.npz") as z:
+            idx = np.asarray(z[split], dtype=np.int64)
+    else:
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        idx = getattr(cfg.data_split.apply(store, default_seed=cfg.seed), split)
+    m = score(model, encoder, store, idx, dev, batch_size or 64)
+    m.update({"split": split, "checkpoint": checkpoint, "task": "multilabel"})
+    dest = Path(out) if out is not None else run
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(dest / f"eval_{split}.json", m)
+    m["paths"] = {"metrics": str(dest / f"eval_{split}.json")}
+    return m
+
+
+def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *, checkpoint: str = "best",
+                       device: str | None = None) -> Any:
+    """Per-statement probabilities of WFDB records (one row per record: ``record``, ``p_<label>`` ...), each
+    processed as the training store's records were (leads by name, filter, resampling, first ``window`` seconds,
+    zero-padded)."""
+    import pandas as pd
+
+    from ecgtransfer.signals import filters, rhythm
+    from ecgtransfer.signals.record import read_record
+
+    model, encoder, ckpt, dev = load_multilabel(run_dir, checkpoint=checkpoint, device=device)
+    manifest = json.loads((Path(run_dir) / "store_manifest.json").read_text(encoding="utf-8"))
+    params = manifest["parameters"]
+    rows, segs = [], []
+    for path in records:
+        p = Path(path)
+        p = p.with_suffix("") if p.suffix == ".hea" else p
+        rec = read_record(str(p), list(manifest["lead_names"]), record_id=p.name)
+        x = filters.apply_filter(rec.signal, rec.fs, params["filter"], tuple(params["band"]), params["filter_order"])
+        x = filters.resample(x, rec.fs, float(manifest["fs"]))
+        x = rhythm.pad_crop(x, int(params["window_samples"]))
+        segs.append(filters.normalize(x[None], params["normalize"]).astype(np.float32))
+        rows.append({"record": p.name})
+    with torch.no_grad():
+        logits = logits_of(model, encoder, torch.from_numpy(np.concatenate(segs)).to(dev), dtype=None,
+                           channels_last=False)
+    probs = torch.sigmoid(logits).cpu().numpy()
+    frame = pd.DataFrame(rows)
+    for j, name in enumerate(ckpt["class_names"]):
+        frame[f"p_{name}"] = probs[:, j]
+    return frame
+
+
+__all__ = ["MAX_POS_WEIGHT", "pos_weights", "fine_tune_multilabel", "score", "report", "load_multilabel",
+           "evaluate_multilabel", "predict_multilabel"]
