@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Run a GPU profile (default benchmarks/gpu.toml: mitdb de Chazal DS1 -> DS2 at 224x224, 3 seeds) under a time limit.
+# Run a GPU profile (default benchmarks/gpu-slot.toml: mitdb de Chazal DS1 -> DS2 at 224x224, svdb-pretrained vs
+# scratch at 2 and all labelled patients, ~8 min on one H200; PROFILE=gpu.toml: the full tuned design, ~98 min)
+# under a time limit.
 #
 # Usage: benchmarks/gpu.sh MITDB_BEAT_STORE [SOURCE_STORE] [OUT_DIR]
 #   MITDB_BEAT_STORE  a converted mitdb beat store holding DS1 and DS2 (all 44 non-paced records):
 #                     ecgtransfer convert mitdb --data DATA --out stores/mitdb-beats --task beats --dtype float16
 #   SOURCE_STORE      source store of the ecg-pretrained arm; given but missing is an error. Default (or ""):
-#                     <repo>/stores/challenge-2017-beats when the profile has a [source] table and it exists.
+#                     <repo>/stores/svdb-beats (gpu-slot.toml) or <repo>/stores/challenge-2017-beats (other
+#                     profiles) when the profile has a [source] table and it exists.
 #   OUT_DIR           output directory (default <repo>/reports/gpu-<date>); re-running with it resumes.
-# Env: PROFILE (a config in benchmarks/ or a path; default gpu.toml; gpu-ablation.toml for the ablation arms),
+# Env: PROFILE (a config in benchmarks/ or a path; default gpu-slot.toml; gpu.toml the full design,
+#      gpu-ablation.toml the ablation arms),
 #      PY (python; default <repo>/.venv/bin/python if present, else python3), EXTRA (more `ecgtransfer bench`
 #      arguments), GPU_BENCH_TIMEOUT (seconds, default 540: the bench gets SIGINT then, writes its partial
 #      report and exits; re-running finishes it), ALLOW_NO_DS2=1 (run although the store has no DS2 record:
@@ -16,11 +20,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-if [ $# -lt 1 ]; then sed -n '2,15p' "$0"; exit 2; fi
+if [ $# -lt 1 ]; then sed -n '2,18p' "$0"; exit 2; fi
 store=$1
 source_arg=${2:-}
 out=${3:-$repo/reports/gpu-$(date +%Y-%m-%d)}
-profile=${PROFILE:-gpu.toml}
+profile=${PROFILE:-gpu-slot.toml}
 case "$profile" in */*) ;; *) profile=$here/$profile ;; esac
 [ -f "$profile" ] || { echo "gpu.sh: profile $profile does not exist" >&2; exit 2; }
 py=${PY:-}
@@ -70,10 +74,14 @@ if grep -q '^\[source\]' "$profile"; then
   if [ -n "$source_arg" ]; then
     [ -d "$source_arg" ] || { echo "gpu.sh: source store $source_arg does not exist" >&2; exit 2; }
     args+=(--source-store "$source_arg")
-  elif [ -d "$repo/stores/challenge-2017-beats" ]; then
-    args+=(--source-store "$repo/stores/challenge-2017-beats")
   else
-    echo "WARNING: no source store given and $repo/stores/challenge-2017-beats missing: the ecg-pretrained arm will be reported skipped"
+    case "$(basename "$profile")" in gpu-slot.toml) default_source=$repo/stores/svdb-beats ;;
+                                     *) default_source=$repo/stores/challenge-2017-beats ;; esac
+    if [ -d "$default_source" ]; then
+      args+=(--source-store "$default_source")
+    else
+      echo "WARNING: no source store given and $default_source missing: the ecg-pretrained arm will be reported skipped"
+    fi
   fi
 elif [ -n "$source_arg" ]; then
   echo "gpu.sh: $profile has no [source] table (no ecg-pretrained arm), but a source store was given" >&2; exit 2

@@ -72,7 +72,7 @@ def test_gpu_sh_from_another_directory_with_timeout_and_source_checks(tmp_path, 
     assert r.returncode == 0, r.stdout + r.stderr
     assert "DS2 records in the store: 1 of 22" in r.stdout and "time limit 77 s" in r.stdout
     bench = (tmp_path / "bench-args").read_text()
-    assert f"bench {REPO / 'benchmarks' / 'gpu.toml'} --out {tmp_path / 'out'} --store {store}" in bench
+    assert f"bench {REPO / 'benchmarks' / 'gpu-slot.toml'} --out {tmp_path / 'out'} --store {store}" in bench
     assert f"--source-store {source}" in bench and "--device cuda" in bench
     # the ablation profile has no [source]: a source store given to it is an error, none is fine
     r = _run([store, source, tmp_path / "out"], cwd=elsewhere, py=fake_py, PROFILE="gpu-ablation.toml")

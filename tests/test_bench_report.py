@@ -290,7 +290,7 @@ GOLDEN_PLAIN = {
     "Per-class sensitivity (Se) and positive predictivity (+P)": "090acfd6940d85f0",
     "Confusion matrices": "a408460016833b06",
     "Time to reach validation macro-F1 ≥ 0.5": "f56ecd41406a2361",
-    "Throughput and hardware": "58b9ae7826c04aef",
+    "Throughput and hardware": "7296d615623bb3a1",
     "Every cell": "8c07637cee92fac7",
     "Exact configuration and store manifests": "0f0dc458fb98c4a9",
 }
@@ -304,7 +304,7 @@ GOLDEN_EVERY_SECTION = {
     "Per-class sensitivity (Se) and positive predictivity (+P)": "bff44ffbbf3f3389",
     "Confusion matrices": "a408460016833b06",
     "Time to reach validation macro-F1 ≥ 0.5": "9c2ffbec10d49362",
-    "Throughput and hardware": "d77a6d08e9144a35",
+    "Throughput and hardware": "1c0be748d58ae209",
     "Every cell": "10bff287b6fa7983",
     "Exact configuration and store manifests": "32e90abaf3dbd4ab",
 }

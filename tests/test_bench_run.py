@@ -195,6 +195,9 @@ def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, 
     # the backbone came from the source checkpoint; the 4-class head was re-initialised for 5 classes
     assert cell["init"].startswith("ecg source model") and info["checkpoint"] in cell["init"]
     assert cell["load_report"] and "reinit" in cell["load_report"].lower()
+    # a source of other classes (N/A/O rhythms) transfers the backbone only, and the cell says so (issue 22)
+    assert cell["transfer"].startswith("backbone only (head re-initialised")
+    assert "ecg-pretrained: backbone only" in (out / "report.md").read_text()
     assert res.results["summary"]["ecg-pretrained"]["spectrogram"]["100%"]["diff_vs_baseline"]["n"] == 1
     md = (out / "report.md").read_text()
     assert "Source models" in md and "ecg-pretrained vs scratch" in md

@@ -117,6 +117,7 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
         # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
         entry["images_per_s"] = spread((r.get("throughput") or {}).get("train_images_per_s") for r in rows)
         entry["eval_images_per_s"] = spread((r.get("throughput") or {}).get("eval_images_per_s") for r in rows)
+        entry["data_share"] = spread((r.get("throughput") or {}).get("data_share") for r in rows)
         mems = [(r.get("throughput") or {}).get("peak_memory_bytes") for r in rows]
         mems = [m for m in mems if m is not None]
         entry["peak_memory_bytes"] = max(mems) if mems else None
@@ -194,8 +195,8 @@ def record_confusions(rows: Mapping[int, Mapping[str, Any]], seeds: Sequence[int
 
 def per_class_bootstrap(config: BenchConfig, rows: Mapping[int, Mapping[str, Any]], class_names: Sequence[str]
                         ) -> dict[str, dict[str, Any]] | None:
-    """Per class: Se and +P of the pooled test records with the same bootstrap over records and seeds (the
-    point estimate is the mean over seeds of each seed's pooled Se / +P on the full split)."""
+    """Per class: Se, +P and F1 of the pooled test records with the same bootstrap over records and seeds (the
+    point estimate is the mean over seeds of each seed's pooled Se / +P / F1 on the full split)."""
     from ecgtransfer.bench.stats import class_rate_of_confusion
 
     seeds = sorted(rows)
@@ -209,7 +210,7 @@ def per_class_bootstrap(config: BenchConfig, rows: Mapping[int, Mapping[str, Any
     out: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(class_names):
         out[name] = {}
-        for kind in ("se", "ppv"):
+        for kind in ("se", "ppv", "f1"):
             def metric(c, i=i, kind=kind):
                 return class_rate_of_confusion(c, i, kind)
             full = metric(cms.sum(axis=1))
@@ -279,16 +280,22 @@ def _seed_contrast(arm: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapp
     return d
 
 
-def contrast_pairs(config: BenchConfig) -> list[tuple[str, str]]:
-    """The (arm, baseline) pairs compared: ``[bench].contrasts`` when given, else every arm against the baseline
-    arm (:func:`baseline_arm`); the primary contrast's pair is always among them."""
+def contrast_pairs(config: BenchConfig) -> list[tuple[Any, ...]]:
+    """The contrasts compared: ``[bench].contrasts`` when given (``(arm, baseline)`` at every fraction, or
+    ``(arm, baseline, fraction)`` at that fraction only), else every arm against the baseline arm
+    (:func:`baseline_arm`) at every fraction; the primary contrast is always among them (at its fraction only when
+    the declared contrasts name fractions)."""
     pairs = [tuple(p) for p in (getattr(config, "contrasts", None) or ())]
     if not pairs:
         base = baseline_arm(config)
         pairs = [(a.name, base) for a in config.arms if base is not None and a.name != base]
     prim = getattr(config, "primary", None)
-    if prim is not None and (prim.arm, prim.baseline) not in pairs:
-        pairs.insert(0, (prim.arm, prim.baseline))
+    if prim is not None:
+        at = float(prim.fraction if prim.fraction is not None else max(config.fractions))
+        if not any(p[:2] == (prim.arm, prim.baseline) and (len(p) == 2 or abs(p[2] - at) < 1e-12) for p in pairs):
+            # declared at fractions: the primary at its own fraction only; else (older configs) at every fraction
+            pairs.insert(0, (prim.arm, prim.baseline, at) if any(len(p) == 3 for p in pairs) else
+                         (prim.arm, prim.baseline))
     return pairs  # type: ignore[return-value]
 
 
@@ -342,9 +349,9 @@ def contrasts(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, eval
             by.setdefault((c.arm, c.encoding, c.fraction), {})[c.seed] = r
     prim = primary_of(config)
     out: list[dict[str, Any]] = []
-    for arm, base in contrast_pairs(config):
+    for arm, base, *at in contrast_pairs(config):
         for (a, enc, frac), rows in sorted(by.items(), key=lambda kv: (kv[0][1], -kv[0][2])):
-            if a != arm or (base, enc, frac) not in by:
+            if a != arm or (base, enc, frac) not in by or (at and abs(at[0] - frac) > 1e-12):
                 continue
             brows = by[(base, enc, frac)]
             d = bootstrap_contrast(config, rows, brows, eval_split) or _seed_contrast(rows, brows, eval_split)
@@ -361,3 +368,58 @@ def contrasts(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, eval
         c["verdict"] = contrast_verdict(c)
     out.sort(key=lambda c: not c["primary"])
     return out
+
+
+# -- the reader's first figure: scores against the number of labelled target patients -----------------------------
+
+#: the per-class F1 scores beside macro-F1 in the labelled-patients figure (the ectopic classes the field reports)
+CURVE_CLASSES = ("S", "V")
+
+
+def labelled_patients_curve(results: Mapping[str, Any], encoding: str,
+                            classes: Sequence[str] = CURVE_CLASSES) -> dict[str, Any]:
+    """What the labelled-patients figure draws and its table lists (one source for both): per arm, one point per
+    fraction with the number of labelled target patients (the cells' ``data.n_train_patients``, the mean over
+    seeds) and, per metric (``macro_f1``, then ``f1_<class>`` of ``classes`` present in the store), the mean and
+    the records x seeds bootstrap interval of the summary (``macro_f1``; ``per_class_bootstrap.<class>.f1``).
+
+    Returns ``{"encoding", "metrics": [...], "arms": {arm: [{"fraction", "label", "patients", <metric>: {"mean",
+    "lo", "hi"}}]}, "majority": {<metric>: value}}`` (points sorted by patients, then fraction).
+    """
+    names = list((results.get("store") or {}).get("class_names") or [])
+    metrics = ["macro_f1"] + [f"f1_{c}" for c in classes if c in names]
+    patients: dict[tuple[str, float], list[int]] = {}
+    for r in results.get("cells") or []:
+        if r.get("status") != "done" or r["cell"].get("encoding") != encoding:
+            continue
+        n = (r.get("data") or {}).get("n_train_patients")
+        if n is not None:
+            patients.setdefault((r["cell"]["arm"], float(r["cell"]["fraction"])), []).append(int(n))
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for arm, per_enc in (results.get("summary") or {}).items():
+        points = []
+        for label, e in (per_enc.get(encoding) or {}).items():
+            n = patients.get((arm, float(e["fraction"])))
+            if not n:
+                continue
+            point: dict[str, Any] = {"fraction": float(e["fraction"]), "label": label,
+                                     "patients": float(np.mean(n))}
+            for m in metrics:
+                s = e["macro_f1"] if m == "macro_f1" else \
+                    ((e.get("per_class_bootstrap") or {}).get(m[3:]) or {}).get("f1") or {}
+                point[m] = {k: (None if s.get(k) is None else float(s[k])) for k in ("mean", "lo", "hi")}
+            points.append(point)
+        if points:
+            arms[arm] = sorted(points, key=lambda p: (p["patients"], p["fraction"]))
+    majority: dict[str, float | None] = {}
+    mj = next((r["majority"] for r in results.get("cells") or []
+               if r.get("status") == "done" and (r.get("majority") or {}).get("macro_f1") is not None), None)
+    for m in metrics:
+        if mj is None:
+            majority[m] = None
+        elif m == "macro_f1":
+            majority[m] = float(mj["macro_f1"])
+        else:
+            pc = ((mj.get("per_class") or {}).get(m[3:]) or {})
+            majority[m] = float(pc["f1"]) if pc.get("f1") is not None else 0.0
+    return {"encoding": encoding, "metrics": metrics, "arms": arms, "majority": majority}

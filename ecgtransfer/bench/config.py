@@ -45,6 +45,7 @@ from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
 from ecgtransfer.models.tiers import TierConfig
 from ecgtransfer.models.weight_registry import WEIGHT_NAMES
+from ecgtransfer.models.weights import HEAD_MODES
 from ecgtransfer.signals.split import LATER_FIELDS, SplitConfig
 from ecgtransfer.training.config import PART_KEYS, TrainConfig, part_view
 
@@ -61,6 +62,10 @@ OPTIM_MODES = ("tiered", "uniform", "linear-probe")
 #: Initialisations an arm can start from (a path to a checkpoint or state_dict is accepted too): random, the weight
 #: registry's names, or the bench's own ECG source model.
 INITS = ("scratch", *WEIGHT_NAMES, "ecg")
+#: What an arm trains on: ``target`` (the cell's subsample of the target's training patients) or ``pooled`` (that
+#: subsample and every segment of the ``[source]`` store in one training set; the target's validation and test
+#: patients untouched): the competitor of "pretrain on the source, fine-tune on the target".
+TRAIN_DATA = ("target", "pooled")
 FRACTION_MODES = ("per-class", "per-patient", "patients")  # "patients" = "per-patient": fewer labelled patients
 #: ``[bench]`` keys that are training settings: bench key -> ``TrainConfig`` field of :attr:`BenchConfig.base`
 #: (validated there, by their owner)
@@ -97,6 +102,11 @@ class ArmConfig:
             tiered arms scale the whole triple; ``[]`` turns the sweep off for this arm.
         wd_sweep, clip_sweep: weight decays / gradient-clipping norms (0 = off) tried on validation at the chosen
             LR factor (defaults ``[bench].wd_sweep`` / ``clip_sweep``; ``[]``: the arm's own value, not swept).
+        init_head: what happens to the pretrained head (:data:`~ecgtransfer.models.weights.HEAD_MODES`):
+            ``auto`` loads it when it fits (an ``ecg`` source of the target's classes: the whole model transfers),
+            ``new`` re-initialises it (backbone only). The cell's load report says which.
+        train_data: :data:`TRAIN_DATA`: ``target``, or ``pooled`` (the target subsample plus the ``[source]`` store
+            in one training set, for as many optimiser steps as the source model plus the cell's target budget).
     """
 
     name: str
@@ -113,6 +123,8 @@ class ArmConfig:
     lr_sweep: tuple[float, ...] | None = None
     wd_sweep: tuple[float, ...] | None = None
     clip_sweep: tuple[float, ...] | None = None
+    init_head: str = "auto"
+    train_data: str = "target"
 
     @property
     def sweepable(self) -> bool:
@@ -122,6 +134,11 @@ class ArmConfig:
     @property
     def pretrained(self) -> bool:
         return self.init != "scratch"
+
+
+#: ArmConfig fields added after results were committed, with their defaults: an arm at the default keeps its cells'
+#: fingerprints (they enter a cell's fingerprint only when set otherwise)
+ARM_LATER_FIELDS: dict[str, Any] = {"init_head": "auto", "train_data": "target"}
 
 
 #: Named arms: ``arms = ["scratch", "imagenet"]`` in a config picks these.
@@ -151,7 +168,18 @@ ARM_PRESETS: dict[str, ArmConfig] = {
     "ecg-uniform": ArmConfig("ecg-uniform", init="ecg", optim="uniform",
                              description="backbone pretrained on the [source] ECG store, one learning rate"),
     "ecg-tiered": ArmConfig("ecg-tiered", init="ecg", optim="tiered",
-                            description="backbone pretrained on the [source] ECG store, tiered learning rates"),
+                            description="pretrained on the [source] ECG store (the whole model when the source has "
+                                        "the target's classes, else the backbone), tiered learning rates"),
+    # a source of the target's classes (e.g. svdb beats for mitdb beats): the head can transfer too (issue 22)
+    "ecg-backbone-tiered": ArmConfig("ecg-backbone-tiered", init="ecg", optim="tiered", init_head="new",
+                                     description="backbone pretrained on the [source] ECG store, head "
+                                                 "re-initialised, tiered learning rates"),
+    "pooled-tiered": ArmConfig("pooled-tiered", init="scratch", optim="tiered", train_data="pooled",
+                               description="random initialisation, trained on the target subsample and the "
+                                           "[source] store together (pooling), tiered learning rates"),
+    "pooled-uniform": ArmConfig("pooled-uniform", init="scratch", optim="uniform", train_data="pooled",
+                                description="random initialisation, trained on the target subsample and the "
+                                            "[source] store together (pooling), one learning rate"),
     "seed-recipe": ArmConfig("seed-recipe", init="imagenet", optim="tiered", tier_preset="seed",
                              description="the seed recipe: ImageNet weights, SGD 1e-5/1e-4/1e-3, momentum 0.1 on "
                                          "features_1, no weight decay (fixed, not swept)"),
@@ -293,7 +321,8 @@ class BenchConfig:
         sweep_fraction: the fraction the sweep trains on.
         primary: the primary contrast (``[bench.primary]``: ``arm``, ``baseline``, ``fraction``, ``encoding``);
             None: the first contrast at the largest fraction, reported as not declared.
-        contrasts: the ``[arm, baseline]`` pairs compared (default: every arm against the baseline arm).
+        contrasts: the ``[arm, baseline]`` pairs compared at every fraction, or ``[arm, baseline, fraction]`` at that
+            fraction only (the questions declared before the run; default: every arm against the baseline arm).
         bootstrap_replicates: replicates of the paired bootstrap over test records and seeds.
         bootstrap_seed: seed of its draws (the same draws for every arm).
         config_dir: directory that relative paths are resolved against (set by :func:`load_config`).
@@ -318,7 +347,7 @@ class BenchConfig:
     clip_sweep: tuple[float, ...] = ()
     sweep_fraction: float | None = None
     primary: PrimaryContrast | None = None
-    contrasts: tuple[tuple[str, str], ...] = ()
+    contrasts: tuple[tuple[Any, ...], ...] = ()
     bootstrap_replicates: int = BOOTSTRAP_REPLICATES
     bootstrap_seed: int = 0
     config_dir: str | None = None
@@ -564,9 +593,12 @@ def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | 
     if "contrasts" in kw:
         pairs = []
         for pair in kw["contrasts"] if isinstance(kw["contrasts"], (list, tuple)) else [kw["contrasts"]]:
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-                raise _err(f"{where} [bench]", f"contrasts must be a list of [arm, baseline] pairs, found {pair!r}")
-            pairs.append((pair[0], pair[1]))
+            if (not isinstance(pair, (list, tuple)) or len(pair) not in (2, 3)
+                    or not all(isinstance(x, str) for x in pair[:2])
+                    or (len(pair) == 3 and (isinstance(pair[2], bool) or not isinstance(pair[2], (int, float))))):
+                raise _err(f"{where} [bench]", "contrasts must be a list of [arm, baseline] pairs or [arm, baseline, "
+                                               f"fraction] entries, found {pair!r}")
+            pairs.append((pair[0], pair[1]) if len(pair) == 2 else (pair[0], pair[1], float(pair[2])))
         kw["contrasts"] = tuple(pairs)
     cfg = BenchConfig(task=task, arms=arms, train=dict(train_raw), source=source, base=base,
                       config_dir=str(config_dir) if config_dir is not None else None, **kw)
@@ -641,10 +673,13 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
         _check_setting_values(where, key, getattr(cfg, key))
     if cfg.sweep_fraction is not None and all(abs(cfg.sweep_fraction - f) > 1e-12 for f in cfg.fractions):
         raise _err(where, f"sweep_fraction {cfg.sweep_fraction} is not one of the fractions {list(cfg.fractions)}")
-    for a, b in cfg.contrasts:
+    for a, b, *at in cfg.contrasts:
         for x in (a, b):
             if x not in names:
                 raise _err(where, f"contrast [{a!r}, {b!r}] names no arm {x!r}; arms are {names}")
+        if at and all(abs(at[0] - f) > 1e-12 for f in cfg.fractions):
+            raise _err(where, f"contrast [{a!r}, {b!r}, {at[0]}]: fraction {at[0]} is not one of the fractions "
+                              f"{list(cfg.fractions)}")
     if cfg.primary is not None:
         pw = f"{where} [bench.primary]"
         for x in (cfg.primary.arm, cfg.primary.baseline):
@@ -666,6 +701,15 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
             raise _err(aw, f"init must be one of {INITS} or a checkpoint path, found {a.init!r}")
         if a.init == "ecg" and cfg.source is None:
             raise _err(aw, "init = 'ecg' needs a [source] table naming the source store")
+        if a.init_head not in HEAD_MODES:
+            raise _err(aw, f"init_head must be one of {HEAD_MODES}, found {a.init_head!r}")
+        if a.train_data not in TRAIN_DATA:
+            raise _err(aw, f"train_data must be one of {TRAIN_DATA}, found {a.train_data!r}")
+        if a.train_data == "pooled" and cfg.source is None:
+            raise _err(aw, "train_data = 'pooled' needs a [source] table naming the store to pool with")
+        if a.train_data == "pooled" and a.model == "features":
+            raise _err(aw, "train_data = 'pooled' is for trained models (resnet50, cnn1d), not the closed-form "
+                           "features reference")
         if a.lrs is not None:
             try:  # the tier rule's owner
                 TierConfig(lrs=tuple(a.lrs))

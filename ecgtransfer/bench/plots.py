@@ -96,6 +96,52 @@ def data_efficiency_png(summary: Mapping[str, Any], *, encoding: str, metric: st
     return _png(fig)
 
 
+def labelled_patients_png(curve: Mapping[str, Any], *, split: str = "test", band: str = "95% interval"
+                          ) -> tuple[bytes, dict[str, Any]]:
+    """Macro-F1 and each class F1 of ``curve`` (:func:`ecgtransfer.bench.aggregate.labelled_patients_curve`)
+    against the number of labelled target patients, one panel per metric, one line per arm, bands = the bootstrap
+    intervals, dashed: the majority classifier.
+
+    Returns ``(PNG bytes, drawn)``: ``drawn`` is what the axes hold, read back from them (``{metric: {arm: {"x",
+    "y", "lo", "hi"}, "majority": y}}``), so a test can hold the figure to the table it stands for."""
+    plt = _plt()
+    metrics = list(curve["metrics"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    colours = {a: f"C{i}" for i, a in enumerate(curve["arms"])}
+    drawn: dict[str, Any] = {}
+    for ax, m in zip(axes[0], metrics):
+        drawn[m] = {}
+        for arm, points in curve["arms"].items():
+            pts = [p for p in points if p[m]["mean"] is not None]
+            if not pts:
+                continue
+            x = [p["patients"] for p in pts]
+            line, = ax.plot(x, [p[m]["mean"] for p in pts], marker="o", label=arm, color=colours[arm])
+            lo = [p[m]["lo"] for p in pts]
+            hi = [p[m]["hi"] for p in pts]
+            if all(v is not None for v in lo + hi):
+                ax.fill_between(x, lo, hi, color=colours[arm], alpha=0.15)
+            xs, ys = line.get_data()
+            drawn[m][arm] = {"x": [float(v) for v in xs], "y": [float(v) for v in ys],
+                             "lo": lo if all(v is not None for v in lo) else None,
+                             "hi": hi if all(v is not None for v in hi) else None}
+        mj = (curve.get("majority") or {}).get(m)
+        if mj is not None:
+            ref = ax.axhline(mj, color="black", linestyle="--", linewidth=1, label=f"majority {mj:.3f}")
+            drawn[m]["majority"] = float(ref.get_ydata()[0])
+        ticks = sorted({p["patients"] for pts in curve["arms"].values() for p in pts})
+        if ticks:
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlabel("labelled target patients (training)")
+        ax.set_ylabel(f"{split} " + ("macro-F1" if m == "macro_f1" else f"F1 of {m[3:]}"))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Fewer labelled patients ({curve['encoding']}): mean over seeds; bands: {band}; dashed: majority",
+                 fontsize=10)
+    return _png(fig), drawn
+
+
 def lr_sweep_png(curves: Mapping[str, Mapping[float, float | None]], *, chosen: Mapping[str, float], encoding: str,
                  majority: float | None = None) -> bytes:
     """Validation score per LR factor (log x), one line per arm, the chosen factor circled."""

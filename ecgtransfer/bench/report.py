@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from ecgtransfer._atomic import atomic_write_bytes, atomic_write_text
 from ecgtransfer._document import Doc, html_page
 from ecgtransfer.bench import plots
-from ecgtransfer.bench.aggregate import learning_curves, verdict
+from ecgtransfer.bench.aggregate import labelled_patients_curve, learning_curves, verdict
 from ecgtransfer.bench.grid import fraction_label
 from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
 from ecgtransfer.signals.beats import AAMI_CLASSES
@@ -384,6 +384,45 @@ def _title(v: _Inputs) -> Doc:
     """The report's title: the bench's name."""
     doc = Doc()
     doc.h(1, f"ecgtransfer bench: {v.cfg['name']}")
+    return doc
+
+
+def labelled_patients_rows(curve: Mapping[str, Any]) -> list[list[str]]:
+    """The table of the labelled-patients figure, from the same ``curve``: one row per arm and fraction."""
+    rows = [[arm, p["label"], f"{p['patients']:g}"] + [fmt_summary(p[m]) for m in curve["metrics"]]
+            for arm, points in curve["arms"].items() for p in points]
+    mj = curve.get("majority") or {}
+    if any(v is not None for v in mj.values()):
+        rows.append(["majority", "all", "any"] + [_f(mj.get(m)) for m in curve["metrics"]])
+    return rows
+
+
+def _labelled_patients_section(v: _Inputs) -> Doc:
+    """The figure a reader sees first (with fractions drawn by patients and more than one fraction): macro-F1 and
+    the S / V F1 against the number of labelled target patients, one line per arm, bootstrap bands, the majority
+    line; then the table of the very numbers it draws (``figures/labelled_patients_<enc>.json`` holds what the
+    axes hold, read back from them)."""
+    results = v.results
+    doc = Doc()
+    if v.cfg.get("fraction_mode") not in ("per-patient", "patients") or len(v.fractions) < 2:
+        return doc
+    band = ("95% interval (test records x seeds)" if "bootstrap" in statistics_line(results, v.base)
+            else "95% CI over seeds")
+    for enc in v.encodings:
+        curve = labelled_patients_curve(results, enc)
+        if not curve["arms"]:
+            continue
+        if not doc.md:
+            doc.h(2, "Fewer labelled patients", "labelled-patients")
+        png, drawn = plots.labelled_patients_png(curve, split=v.split, band=band)
+        names = ["macro-F1"] + [f"F1 {m[3:]}" for m in curve["metrics"][1:]]
+        doc.figure(f"labelled_patients_{enc}.png", png,
+                   f"{v.split.capitalize()} {', '.join(names)} against the number of labelled target patients "
+                   f"({enc}); one line per arm, mean over seeds; bands: {band}; dashed: the majority classifier.")
+        doc.figures[f"labelled_patients_{enc}.json"] = json.dumps(
+            {"curve": curve, "drawn": drawn}, indent=1, sort_keys=True).encode()
+        doc.table(["arm", "fraction", "labelled patients"] + [f"{n} [95%]" for n in names],
+                  labelled_patients_rows(curve))
     return doc
 
 
@@ -806,11 +845,24 @@ def _throughput_section(v: _Inputs) -> Doc:
     for a in results.get("arms", []):
         for enc, per in (v.summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
+                share = e.get("data_share") or {}
                 rows.append([a["name"], enc, flabel, fmt_range(e["images_per_s"]),
-                             fmt_range(e.get("eval_images_per_s")), _bytes(e["peak_memory_bytes"]),
-                             fmt_range(e["wall_s"])])
-    doc.table(["arm", "encoding", "fraction", "train images/s", "eval images/s", "peak memory",
-               "wall s per cell"], rows)
+                             fmt_range(e.get("eval_images_per_s")),
+                             "n/a" if share.get("mean") is None else f"{100 * share['mean']:.1f}%",
+                             _bytes(e["peak_memory_bytes"]), fmt_range(e["wall_s"])])
+    doc.table(["arm", "encoding", "fraction", "train images/s", "eval images/s", "data wait (of training time)",
+               "peak memory", "wall s per cell"], rows)
+    data_s, train_s = 0.0, 0.0
+    for r in v.records:
+        t = r.get("throughput") or {}
+        if r.get("status") == "done" and t.get("data_seconds") is not None and t.get("train_seconds"):
+            data_s += float(t["data_seconds"])
+            train_s += float(t["train_seconds"])
+    if train_s > 0:
+        doc.p(f"Data time against compute time: over every cell, {data_s:.1f} s of {train_s:.1f} s of training "
+              f"({100 * data_s / train_s:.1f}%) were spent waiting for the next batch from the store; the rest is the "
+              "device's work (rendering the images per batch, forward, backward, the optimiser step). A share near 0 "
+              "means the image pipeline does not starve the device.")
     doc.p("Timings: mean over seeds (min–max); they depend on the machine's load at the time, so no interval.")
     kind = "CUDA max_memory_allocated" if str(results["hardware"].get("device", "")).startswith("cuda") else \
         "the process's peak resident set size (whole bench process, so it only grows)"
@@ -828,12 +880,25 @@ def _source_models_section(v: _Inputs) -> Doc:
     if not models:
         return doc
     doc.h(3, "Source models (ecg-pretrained)")
-    rows = [[enc, m.get("store"), _f((m.get("val") or {}).get("macro_f1")),
-             _f((m.get("val") or {}).get("macro_auroc")),
+    def class_f1(m: Mapping[str, Any]) -> str:
+        pc = (m.get("val") or {}).get("per_class") or {}
+        return ", ".join(f"{c} {_f(r.get('f1'), 2)}" for c, r in pc.items()
+                         if isinstance(r, Mapping) and r.get("support")) or "n/a"
+
+    rows = [[enc, m.get("store"), m.get("steps", "n/a"), _f((m.get("val") or {}).get("macro_f1")),
+             _f((m.get("val") or {}).get("macro_auroc")), class_f1(m),
              (m.get("credibility") or {}).get("text", "not checked (older results)"), m.get("best_epoch"),
              _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in models.items()]
-    doc.table(["encoding", "source store", "val macro-F1", "val macro-AUROC", "did it learn? (bootstrap over "
-               "its validation records)", "best epoch", "wall s", "checkpoint"], rows)
+    doc.table(["encoding", "source store", "steps", "val macro-F1", "val macro-AUROC", "val F1 per class",
+               "did it learn? (bootstrap over its validation records)", "best epoch", "wall s", "checkpoint"], rows)
+    doc.p("The source model's own validation part is split by patient from the source store (its patients only).")
+    transfers = {}
+    for r in v.records:
+        if r.get("status") == "done" and r.get("transfer"):
+            transfers.setdefault(r["cell"]["arm"], set()).add(r["transfer"])
+    if transfers:
+        doc.p("What transferred into each arm's cells (from their load reports): "
+              + "; ".join(f"{arm}: {' / '.join(sorted(t))}" for arm, t in transfers.items()) + ".")
     for enc, m in models.items():
         ex = m.get("exclusion")
         if ex:
@@ -890,7 +955,7 @@ def _config_section(v: _Inputs) -> Doc:
 
 
 #: the report's sections in order; each reads :class:`_Inputs` and returns its part of the document
-_SECTIONS = (_title, _headline_section, _setup_section, _arms_section, _lr_sweep_section, _main_tables, _curves,
+_SECTIONS = (_title, _labelled_patients_section, _headline_section, _setup_section, _arms_section, _lr_sweep_section, _main_tables, _curves,
             _per_class_section, _confusion_section, _time_to_target_section, _throughput_section,
             _source_models_section, _cells_section, _config_section)
 

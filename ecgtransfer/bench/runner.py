@@ -45,7 +45,7 @@ from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
 from ecgtransfer.bench.cells import CellStore
-from ecgtransfer.bench.config import TASK_SPLIT_KEYS, ArmConfig, BenchConfig, load_config
+from ecgtransfer.bench.config import ARM_LATER_FIELDS, TASK_SPLIT_KEYS, ArmConfig, BenchConfig, load_config
 from ecgtransfer.bench.fractions import cap_evaluation, subsample
 from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
@@ -320,7 +320,11 @@ def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, 
     eval_s = sum(float(h.get("eval_time_s") or 0.0) for h in history)
     mems = [h.get("peak_memory_mb") for h in history if h.get("peak_memory_mb") is not None]
     val_images = sum(int((h.get("val") or {}).get("n") or 0) for h in history)
+    waits = [h.get("data_wait_s") for h in history]
+    data_s = sum(float(w) for w in waits) if waits and all(w is not None for w in waits) else None
     return {
+        "data_seconds": data_s,  # of train_seconds: waiting for batches; the rest is the device's work
+        "data_share": data_s / seconds if data_s is not None and seconds > 0 else None,
         "eval_images_per_s": val_images / eval_s if eval_s > 0 else None,
         "train_images": images,
         "train_seconds": seconds,
@@ -442,14 +446,15 @@ class _Bench:
             settings = self.choice.get(arm.name, {})
         d = {"budget": self.cfg.budget_dict(),
              "arm": {k: v for k, v in vars(arm).items()
-                     if k not in ("description", "encodings", "lr_sweep", *SETTING_KEYS)},
+                     if k not in ("description", "encodings", "lr_sweep", *SETTING_KEYS)
+                     and not (k in ARM_LATER_FIELDS and v == ARM_LATER_FIELDS[k])},
              "lr_scale": float(lr_scale),
              "lrs": self.cfg.arm_lrs(arm), "lr": self.cfg.arm_lr(arm), "split_seed": self.cfg.task.split_seed,
              "macro_f1": MACRO_F1_DEFINITION, "split_rule": SPLIT_RULE_VERSION,
              "record_confusion": RECORD_CONFUSION_VERSION}
         for name, value in settings.items():  # only swept points carry them: earlier cells keep their fingerprints
             d[f"{name}_swept"] = float(value)
-        if arm.init == "ecg":  # only ecg arms depend on the source task
+        if arm.init == "ecg" or arm.train_data == "pooled":  # only these arms depend on the source task
             d["source_store"] = self.source_hash
             d["source"] = {k: (dict(v) if k == "train" else v) for k, v in vars(self.cfg.source).items()
                            if k != "store"}
@@ -465,7 +470,8 @@ class _Bench:
         """Mark arms whose prerequisites are missing as skipped, with the reason."""
         self.source_hash = None
         self.source_overlap: str | None = None
-        if any(a.init == "ecg" for a in self.cfg.arms):
+        self.pooled_store: SegmentStore | None = None
+        if any(a.init == "ecg" or a.train_data == "pooled" for a in self.cfg.arms):
             try:
                 self.source_store = SegmentStore(self.cfg.source_store_path)
                 self.source_hash = self.source_store.manifest_hash
@@ -477,10 +483,17 @@ class _Bench:
             except StoreError as exc:
                 self.source_store = None
                 for a in self.cfg.arms:
-                    if a.init == "ecg":
+                    if a.init == "ecg" or a.train_data == "pooled":
                         self.skipped[a.name] = f"source store unavailable: {exc}"
         else:
             self.source_store = None
+        pooled = [a.name for a in self.cfg.arms if a.train_data == "pooled" and a.name not in self.skipped]
+        if pooled:
+            try:
+                self.pooled_store = pooled_store(self.store, self.source_store, self.out / "pooled" / "store")
+            except StoreError as exc:
+                for name in pooled:
+                    self.skipped[name] = f"cannot pool the target and source stores: {exc}"
         from ecgtransfer.models.weight_registry import WEIGHT_NAMES, imagenet_unavailable
 
         for a in self.cfg.arms:
@@ -605,13 +618,35 @@ class _Bench:
         spe, epochs = cell_budget(self.cfg, used.parts["train"], store.labels)
         return train_idx, used, spe, epochs
 
+    def plan_pooled(self, cell: Cell, train_idx: np.ndarray, target_steps: int
+                    ) -> tuple[dict[str, np.ndarray], "RunParts", int, int, int]:
+        """A pooled cell's plan: ``(parts in the pooled store, the parts the engine will use, steps per epoch,
+        epochs, optimiser steps)``. Its training part is the cell's target subsample and every segment of the
+        source store; validation and test are the target's own parts (no source patient is a target patient: the
+        stores are of different databases, :func:`pooled_store`). It trains as many optimiser steps as the source
+        model plus ``target_steps`` (the cell's target budget): the compute of pretraining then fine-tuning."""
+        from ecgtransfer.training.data import run_parts_of
+
+        assert self.pooled_store is not None and self.source_store is not None
+        n_target = len(self.store)
+        parts = {"train": np.concatenate([np.asarray(train_idx, dtype=np.int64),
+                                          n_target + np.arange(len(self.source_store), dtype=np.int64)]),
+                 "val": np.asarray(self.parts["val"], dtype=np.int64),
+                 "test": np.asarray(self.parts["test"], dtype=np.int64)}
+        used = run_parts_of(self.pooled_store, parts, self.cfg.base, cell.seed)
+        spe, _ = cell_budget(self.cfg, used.parts["train"], self.pooled_store.labels)
+        source_steps = int(self.source_models[cell.encoding]["steps"]) if cell.encoding in self.source_models else 0
+        steps = source_steps + int(target_steps)
+        return parts, used, spe, max(1, math.ceil(steps / max(spe, 1))), steps
+
     def stale_budget(self, cell: Cell, done: Mapping[str, Any]) -> str | None:
         """Why a finished cell's budget is not this bench's (None: it is). Only ``min_steps`` makes a cell's epochs
         depend on its segments; cells of versions that counted the drawn segments (before the majority cap) may
         have trained another number of epochs, and are then recomputed."""
         if not self.cfg.min_steps:
             return None
-        had = (done.get("data") or {}).get("epochs")
+        data = done.get("data") or {}
+        had = data.get("target_epochs", data.get("epochs"))  # a pooled cell: the target budget it was given
         epochs = self.plan_cell(cell)[3]
         if had is None or int(had) == epochs:
             return None
@@ -633,6 +668,23 @@ class _Bench:
                 "n_train_drawn": int(len(train_idx)), "majority_capped": used.majority_capped,
                 "n_val": int(len(used.parts["val"])), "n_test": int(len(used.parts["test"])),
                 "steps_per_epoch": spe, "epochs": epochs}
+        cell_store, split_indices = store, {"train": train_idx, "val": self.parts["val"], "test": self.parts["test"]}
+        changes: dict[str, Any] = {"epochs": epochs}
+        if arm.train_data == "pooled":
+            self.source_checkpoint(cell.encoding)  # its steps are part of the pooled arm's budget
+            target_steps = min(epochs * spe, cfg.max_steps) if cfg.max_steps else epochs * spe
+            split_indices, pooled_used, p_spe, p_epochs, p_steps = self.plan_pooled(cell, train_idx, target_steps)
+            cell_store = self.pooled_store
+            changes = {"epochs": p_epochs, "max_steps": p_steps}
+            n_target = len(store)
+            ptrain = pooled_used.parts["train"]
+            data.update(n_train=int(len(ptrain)), n_train_target=int((ptrain < n_target).sum()),
+                        n_train_source=int((ptrain >= n_target).sum()), steps_per_epoch=p_spe, epochs=p_epochs,
+                        target_epochs=epochs, target_steps_per_epoch=spe,
+                        max_steps=p_steps, target_steps=int(target_steps),
+                        source_steps=int(p_steps - target_steps),
+                        train_class_counts={c: int(v) for c, v in zip(
+                            store.class_names, np.bincount(cell_store.labels[ptrain], minlength=store.num_classes))})
         if arm.init == "ecg":
             init = str(self.source_checkpoint(cell.encoding).resolve())
         elif arm.init in ("scratch", "imagenet", "imagenet-v1", "imagenet-v2"):
@@ -640,15 +692,16 @@ class _Bench:
         else:
             init = str(self.cfg.resolve_path(arm.init))
         tc = cell_config(cfg, arm, encoding=cell.encoding, seed=cell.seed, device=self.device, init=init,
-                         lr_scale=lr_scale, epochs=epochs, **setting_change(settings),
+                         lr_scale=lr_scale, **changes, **setting_change(settings),
                          progress=cfg.train["progress"] if "progress" in cfg.train else self.progress)
+        if arm.init_head != "auto":
+            tc = tc.replace(init_head=arm.init_head)
         run_dir = self.out / "runs" / cell.key
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a half run of a killed bench: start the cell again
         started = _now()
         t0 = time.perf_counter()
-        res = fine_tune(store, tc, out=run_dir,
-                        split_indices={"train": train_idx, "val": self.parts["val"], "test": self.parts["test"]})
+        res = fine_tune(cell_store, tc, out=run_dir, split_indices=split_indices)
         wall = time.perf_counter() - t0
         # the eval split's per-record confusion matrices (the bootstrap over patients resamples them): from the
         # test metrics when they carry them, else one more pass of the best model over the eval split
@@ -656,8 +709,11 @@ class _Bench:
         rc = _record_confusion_from_metrics(eval_metrics, self.eval_split)
         if rc is None:  # the eval part as the engine scored it (a validation part majority-capped)
             eval_idx = used.parts[self.eval_split]
-            y, probs, idx, decided = predict_part(run_dir, store, eval_idx, self.device)
-            rc = record_confusion(y, decided, store.record_ids[idx], probs.shape[1], self.eval_split)
+            y, probs, idx, decided = predict_part(run_dir, cell_store, eval_idx, self.device)
+            rc = record_confusion(y, decided, cell_store.record_ids[idx], probs.shape[1], self.eval_split)
+        if cell_store is not store:  # the pooled store qualifies ids ("mitdb:100"): the target's own ids, so that
+            rc = target_record_ids(rc, store)  # the bootstrap pairs its records with the other arms'
+        load = _load_report_dict(run_dir)
         if not cfg.keep_checkpoints:
             _drop_checkpoints(run_dir)
         from ecgtransfer.bench.stats import time_to_target
@@ -687,6 +743,7 @@ class _Bench:
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
             "throughput": _throughput(res.history, self.device),
             "load_report": _load_report(run_dir),
+            **({"transfer": transfer_of(load)} if load is not None else {}),
             "run_dir": str(run_dir.relative_to(self.out)),
             "package_version": __version__,
         }
@@ -1053,6 +1110,58 @@ def _previous_invocations(out: Path) -> list[dict[str, Any]]:
         return [{"bench_run_id": prev.get("bench_run_id"), "started_at": None, "finished_at": prev.get("created_at"),
                  "command": prev.get("command"), **prev["run"]}]
     return []
+
+
+def pooled_store(target: SegmentStore, source: SegmentStore | None, out: Path) -> SegmentStore:
+    """The target and source stores combined into one (:func:`ecgtransfer.combine.combine_stores`, made once in
+    ``OUT/pooled/store`` and reused): the target's segments first, in their order (index ``i`` of the target is
+    index ``i`` here), then the source's. Raises :class:`StoreError` when they cannot be pooled (a source of the
+    target's own database, segments of another kind)."""
+    from ecgtransfer.combine import combine_stores
+
+    if source is None:
+        raise StoreError("no source store")
+    pooled = combine_stores([target, source], out)
+    n = len(target)
+    if len(pooled) != n + len(source) or not np.array_equal(np.asarray(pooled.labels[:n]), np.asarray(target.labels)):
+        raise StoreError(f"{out}: the pooled store does not start with the target's segments in their order")
+    return pooled
+
+
+def target_record_ids(rc: Mapping[str, Any], target: SegmentStore) -> dict[str, Any]:
+    """``record_confusion`` of a pooled cell with the target's own record ids (``"mitdb:100"`` -> ``"100"``), in the
+    order of the other arms' records."""
+    from ecgtransfer.signals.ids import split_qualified
+
+    own = {str(r) for r in np.unique(np.asarray(target.record_ids).astype(str))}
+    bare = [r if r in own else split_qualified(r)[1] for r in rc["records"]]
+    order = np.argsort(bare, kind="stable")
+    return {**rc, "records": [bare[i] for i in order], "matrices": [rc["matrices"][i] for i in order]}
+
+
+def _load_report_dict(run_dir: Path) -> dict[str, Any] | None:
+    """The ``load_report`` of a cell's ``run.json`` (None: no weights were loaded, or it is unreadable)."""
+    try:
+        report = read_json_object(run_dir / "run.json", "run record").get("load_report")
+    except EcgTransferError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def transfer_of(report: Mapping[str, Any]) -> str:
+    """What a load report says transferred: ``"whole model (backbone + head)"`` when the head loaded,
+    ``"backbone only (...)"`` when it was re-initialised (with the reason the report gives)."""
+    from ecgtransfer.models.weights import HEAD_PREFIX
+
+    loaded = [str(k) for k in report.get("loaded") or []]
+    if not loaded:
+        return "nothing"
+    if any(k.startswith(HEAD_PREFIX) for k in loaded):
+        return "whole model (backbone + head)"
+    why = [str(n) for n in report.get("notes") or [] if "head" in str(n)]
+    return "backbone only (head re-initialised" + (f": {why[0]})" if why else
+                                                   f"; source head {report.get('source_head_shape')}, model head "
+                                                   f"{report.get('model_head_shape')})")
 
 
 def _load_report(run_dir: Path) -> str | None:

@@ -181,9 +181,15 @@ def macro_f1_of_confusion(cm: np.ndarray) -> np.ndarray:
 
 
 def class_rate_of_confusion(cm: np.ndarray, cls: int, kind: str) -> np.ndarray:
-    """Se (``kind="se"``: tp / true) or +P (``"ppv"``: tp / predicted) of class ``cls`` in ``[..., K, K]``."""
+    """Se (``kind="se"``: tp / true), +P (``"ppv"``: tp / predicted) or F1 (``"f1"``: 2 tp / (true + predicted))
+    of class ``cls`` in ``[..., K, K]``; NaN where the denominator is 0 (F1: where the class has no true segment)."""
     cm = np.asarray(cm, dtype=np.float64)
     tp = cm[..., cls, cls]
+    if kind == "f1":
+        true = cm[..., cls, :].sum(axis=-1)
+        den = true + cm[..., :, cls].sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(true > 0, 2 * tp / np.where(den > 0, den, 1), np.nan)
     den = cm[..., cls, :].sum(axis=-1) if kind == "se" else cm[..., :, cls].sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, tp / np.where(den > 0, den, 1), np.nan)

@@ -66,16 +66,18 @@ class ModelSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def build_model(spec: ModelSpec, *, weights: Any = None, class_names: Sequence[str] | None = None) -> nn.Module:
+def build_model(spec: ModelSpec, *, weights: Any = None, class_names: Sequence[str] | None = None,
+                head: str = "auto") -> nn.Module:
     """A model of ``spec``, freshly initialised or loaded with ``weights`` (``resnet50`` only, by its builder
     :func:`ecgtransfer.models.resnet.resnet50`: ``"imagenet"``, ``"imagenet-v1"``, ``"imagenet-v2"`` or a path, see
     :func:`ecgtransfer.models.weights.load_weights`; the load report is ``model.load_report``). ``class_names``
-    are the model's classes: a source head of other classes is re-initialised even when the count matches."""
+    are the model's classes: a source head of other classes is re-initialised even when the count matches;
+    ``head = "new"`` re-initialises a fitting head too (``models.weights.HEAD_MODES``)."""
     if spec.kind == "resnet50":
         from ecgtransfer.models.resnet import resnet50
 
         return resnet50(spec.num_classes, weights=weights, in_channels=spec.in_channels, class_names=class_names,
-                        rr_dim=spec.rr_dim)
+                        rr_dim=spec.rr_dim, head=head)
     if weights is not None:
         raise ConfigError(f"model {spec.kind!r} has no pretrained weights; use init = \"scratch\" "
                           "(pretrained initialisation is for the resnet50)")

@@ -226,6 +226,7 @@ def resnet50(
     in_channels: int = 3,
     progress: bool = True,
     class_names: Optional[Sequence[str]] = None,
+    head: str = "auto",
     **kwargs: Any,
 ) -> ResNet50:
     """Build a :class:`ResNet50`, then load ``weights`` into it and attach the load report (torchvision's builder).
@@ -244,6 +245,8 @@ def resnet50(
         progress: show a download progress bar (ImageNet weights not cached yet).
         class_names: the model's classes; a source head of other classes is re-initialised even when the count
             matches.
+        head: ``"auto"`` loads a source head that fits (same shapes and classes: the whole model transfers),
+            ``"new"`` re-initialises it anyway (backbone only); :data:`ecgtransfer.models.weights.HEAD_MODES`.
         **kwargs: the other :class:`ResNet50` arguments (``zero_init_residual``, ``rr_dim``). With ``rr_dim > 0``
             the head (:class:`~ecgtransfer.models.fusion.RRHead`) is always freshly initialised when weights load;
             every backbone tensor still loads.
@@ -254,7 +257,8 @@ def resnet50(
     """
     model = ResNet50(num_classes, in_channels=in_channels, **kwargs)
     if weights is not None:
-        model.load_report = load_weights(model, weights, progress=progress, class_names=class_names)
+        model.load_report = load_weights(model, weights, progress=progress, class_names=class_names,
+                                         head=head)
     return model
 
 

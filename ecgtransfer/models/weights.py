@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 STEM_CONV = "features_1.stem.conv.weight"
 HEAD_PREFIX = "classifier."
+#: What happens to a source head that fits the model (same tensors, shapes and, where known, classes): ``auto``
+#: loads it (the whole model transfers), ``new`` re-initialises it all the same (only the backbone transfers). A
+#: head that does not fit is re-initialised under either.
+HEAD_MODES = ("auto", "new")
 _STRIPPABLE_PREFIXES = ("module.", "_orig_mod.")
 _BOTTLENECK_LAYERS = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
 _CONV_LEAVES = ("weight",)
@@ -421,15 +425,18 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return weight[:, idx] * (3.0 / in_channels)
 
 
-def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None
-                  ) -> tuple[LoadReport, dict[str, torch.Tensor]]:
+def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None,
+                  head: str = "auto") -> tuple[LoadReport, dict[str, torch.Tensor]]:
     """Match ``src`` against ``model`` without changing it: (report, the tensors to load in our names).
 
     The head (every ``classifier.`` tensor) loads only as a whole, when the source has exactly the model's head
     tensors with the same shapes and, where both are known, the same ``class_names`` (a head of other classes
     with the same count is re-initialised, never reused); a source head the model cannot take is left out, not
-    an error.
+    an error. ``head = "new"`` (:data:`HEAD_MODES`) re-initialises a head that would load (backbone only), and
+    the report's notes say so.
     """
+    if head not in HEAD_MODES:
+        raise WeightsError(f"head must be one of {HEAD_MODES}, found {head!r}")
     target = model.state_dict()
     state = src.state
     report = LoadReport(source=src.source, format=src.format, unexpected=list(src.unknown), notes=list(src.notes))
@@ -466,6 +473,10 @@ def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Se
         head_ok = False
         report.notes.append(f"head re-initialised: the source's classes {src.class_names} are not the model's "
                             f"{list(class_names)}")
+    if head_ok and head == "new":
+        head_ok = False
+        report.notes.append("head re-initialised on request (head = 'new': only the backbone transfers, although "
+                            "the source head fits)")
     for k in head_keys:
         if head_ok:
             to_load[k] = state[k]
@@ -485,14 +496,15 @@ def _adaptable(have: torch.Tensor, want: torch.Tensor) -> bool:
     )
 
 
-def apply_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None) -> LoadReport:
+def apply_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None,
+                  head: str = "auto") -> LoadReport:
     """Load ``src`` into ``model`` (all backbone tensors or nothing); re-initialise the head if it differs.
 
     Raises:
         WeightsError: missing, unexpected or mis-shaped tensors (all named in the message); the model is
             left unchanged.
     """
-    report, to_load = check_weights(model, src, class_names)
+    report, to_load = check_weights(model, src, class_names, head)
     if not report.ok:
         problems = []
         if report.missing:
@@ -520,9 +532,9 @@ def apply_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Se
 
 
 def load_weights(model: nn.Module, spec: Union[str, os.PathLike], *, progress: bool = True,
-                 class_names: Optional[Sequence[str]] = None) -> LoadReport:
+                 class_names: Optional[Sequence[str]] = None, head: str = "auto") -> LoadReport:
     """Resolve ``spec`` (see :func:`read_weights`) and load it into ``model``; returns the :class:`LoadReport`.
 
     ``class_names``: the model's classes; a source head of other classes is re-initialised (see
-    :func:`check_weights`)."""
-    return apply_weights(model, read_weights(spec, progress=progress), class_names)
+    :func:`check_weights`); ``head``: :data:`HEAD_MODES` (``new``: re-initialise a fitting head too)."""
+    return apply_weights(model, read_weights(spec, progress=progress), class_names, head)

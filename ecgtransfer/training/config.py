@@ -85,6 +85,9 @@ class TrainConfig:
             default) or ``"auto"`` (Ledoit-Wolf); other models ignore it.
         init: ``"imagenet"`` (torchvision's current ImageNet weights), ``"imagenet-v1"``, ``"imagenet-v2"``,
             ``"scratch"`` (random init) or a path to a weights file (``.pt``/``.pth``, loaded weights-only).
+        init_head: ``"auto"`` (a source head with the model's shapes and classes loads: the whole model transfers)
+            or ``"new"`` (it is re-initialised: only the backbone transfers); the run's load report says which
+            (:data:`ecgtransfer.models.weights.HEAD_MODES`).
         encoding: image encoding of the signals (``"spectrogram"``, ``"recurrence"``, ``"gasf"``, ``"gadf"``,
             ``"stack"``); images are rendered per batch on the training device.
         encoding_params: extra keyword arguments of the encoder (for example ``nperseg``).
@@ -175,6 +178,7 @@ class TrainConfig:
     rr: str = "auto"
     lda_shrinkage: str = "none"
     init: str = "imagenet"
+    init_head: str = "auto"
     encoding: str = "spectrogram"
     encoding_params: dict[str, Any] = field(default_factory=dict)
     image_size: int = 224
@@ -276,7 +280,10 @@ class TrainConfig:
         if self.init not in INIT_CHOICES and not str(self.init).strip():
             raise bad("init", f"one of {INIT_CHOICES} or a weights file path")
         from ecgtransfer.models.registry import MODELS
+        from ecgtransfer.models.weights import HEAD_MODES
 
+        if self.init_head not in HEAD_MODES:
+            raise bad("init_head", f"one of {HEAD_MODES}")
         if self.model not in MODELS:
             raise bad("model", f"one of {MODELS}")
         if self.rr not in RR_MODES:

@@ -106,7 +106,7 @@ from ecgtransfer.training.runtime import (
 log = logging.getLogger(__name__)
 
 #: history keys that measure time or memory (they differ between otherwise identical runs)
-TIMING_KEYS = ("images_per_s", "epoch_time_s", "peak_memory_mb", "eval_time_s")
+TIMING_KEYS = ("images_per_s", "epoch_time_s", "data_wait_s", "peak_memory_mb", "eval_time_s")
 
 
 @dataclass
@@ -328,7 +328,8 @@ class _Trainer:
             in_channels = self.encoder.out_channels(in_channels)
         self.model_spec = model_spec_of(cfg, store, num_classes=k, in_channels=in_channels, rr_dim=self.rr_dim)
         weights = self._init_weights()
-        self.model = build_model(self.model_spec, weights=weights, class_names=self.class_names).to(self.device)
+        self.model = build_model(self.model_spec, weights=weights, class_names=self.class_names,
+                                 head=cfg.init_head).to(self.device)
         self.dtype = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device, self.dtype)
         if self.dist.is_main:
@@ -637,7 +638,10 @@ class _Trainer:
             bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show,
                        leave=False, dynamic_ncols=True)
             hit_max = False
+            data_s = 0.0  # waiting for the loader's next batch (reading the store), apart from the device's work
+            t_mark = time.perf_counter()
             for k, (x, y, idx, rr) in enumerate(loader, start=skip):
+                data_s += time.perf_counter() - t_mark
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
                 if rr is not None:
@@ -662,11 +666,12 @@ class _Trainer:
                     self._validate_within_epoch(epoch)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and k + 1 < len(batches):
                     self._save(self.ckpt_path)
+                t_mark = time.perf_counter()
             bar.close()
             train_time = time.perf_counter() - t0 - self.within_epoch_eval_s  # training only
             self.within_epoch_eval_s = 0.0
             stopped_now = self._end_epoch(epoch, partial=self.step_in_epoch < len(batches), n_images=n_images,
-                                          train_time=train_time, hit_max=hit_max)
+                                          train_time=train_time, hit_max=hit_max, data_time=data_s)
             if stopped_now:
                 stopped = stopped_now
                 break
@@ -720,7 +725,7 @@ class _Trainer:
                      val["selection_f1"])
 
     def _end_epoch(self, epoch: int, *, partial: bool, n_images: int, train_time: float,
-                   hit_max: bool) -> str | None:
+                   hit_max: bool, data_time: float | None = None) -> str | None:
         cfg = self.cfg
         D.broadcast_buffers(self.model, self.dist)
         n_local = D.all_reduce_sum([self.accum["loss_sum"], self.accum["n"], self.accum["correct"],
@@ -746,6 +751,7 @@ class _Trainer:
             "best": bool(improved),
             "images_per_s": n_local[3] / train_time if train_time > 0 else None,
             "epoch_time_s": train_time,
+            "data_wait_s": data_time,  # of epoch_time_s: waiting for batches (the rest: the device's work)
             "eval_time_s": eval_time,
             "peak_memory_mb": peak_memory_mb(self.device),
         }
