@@ -378,8 +378,6 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
 
         frame = predict_multilabel(run_dir, records, checkpoint=checkpoint, device=device)
         if out is not None:
-            from ecgtransfer._atomic import atomic_write_text
-
             atomic_write_text(os.fspath(out), frame.to_csv(index=False))
         return frame
     if r_peaks not in R_PEAK_SOURCES:
