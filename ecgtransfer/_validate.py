@@ -1,6 +1,8 @@
 """Shared checks of numbers given on the command line or in a config: one :class:`ConfigError` line naming the
 option and what it expects, raised before anything is read, allocated or written.
 
+Also the one test of what a path is before it is opened (:func:`file_kind`: a FIFO would block ``open``).
+
 The owner of three bounds: :data:`MAX_IMAGE_SIZE` (the largest image side of ``train``, ``images`` and ``bench``),
 :func:`max_threads` (the most torch CPU threads a run may ask for) and :func:`memory_budget` (the most memory
 one computation sized by the user, such as resampling a record, may ask for).
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from numbers import Integral, Real
 from typing import Any
 
@@ -95,3 +98,18 @@ def thread_count(value: Any, name: str) -> int:
 
 __all__ = ["MAX_IMAGE_SIZE", "max_threads", "memory_budget", "human_bytes", "positive_int", "finite_number", "path_given",
            "image_size", "thread_count"]
+
+
+def file_kind(path: str | os.PathLike) -> tuple[os.stat_result, str | None]:
+    """``os.stat(path)`` (symbolic links followed) and, unless ``path`` is a regular file, what it is instead: ``"a
+    FIFO"``, ``"a folder"``, ``"a socket"``, ``"a device"`` or ``"not a regular file"``; None for a regular file.
+    Readers ask before opening (opening a FIFO blocks until a writer appears) and word their own message; the
+    ``OSError`` of a missing or unreadable path (``FileNotFoundError`` among them) is theirs to word too."""
+    st = os.stat(path)
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return st, None
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    return st, kind

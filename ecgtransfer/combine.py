@@ -36,7 +36,7 @@ import numpy as np
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import StoreError
 from ecgtransfer.signals.ids import qualify, split_qualified
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
+from ecgtransfer.store import SegmentStore, StoreWriter, open_existing, recover_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -117,24 +117,17 @@ def _entries(stores: Sequence[SegmentStore]) -> list[dict[str, Any]]:
 
 def _existing(out: Path, entries: list[dict[str, Any]], overwrite: bool) -> SegmentStore | None:
     """The store at ``out`` when it is this very combination; raises when it holds another one (not ``overwrite``)."""
-    if not (out / MANIFEST).is_file():
-        return None
-    try:
-        store = SegmentStore(out)
-    except StoreError:
-        if overwrite:
-            return None
-        raise
     key = [(e["database"], e["manifest_hash"]) for e in entries]
-    have = [(e.get("database"), e.get("manifest_hash")) for e in store.manifest.get("databases") or []]
-    if have == key:
-        return store
-    if overwrite:
-        return None
-    was = " + ".join(f"{db} {str(h)[:12]}" for db, h in have) or f"a {store.database} store"
-    now = " + ".join(f"{db} {h[:12]}" for db, h in key)
-    raise StoreError(f"{out} holds another store ({was}), not the combination of {now}; pass overwrite=True "
-                     "(--overwrite) to replace it")
+
+    def differs(store: SegmentStore) -> str | None:
+        have = [(e.get("database"), e.get("manifest_hash")) for e in store.manifest.get("databases") or []]
+        if have == key:
+            return None
+        was = " + ".join(f"{db} {str(h)[:12]}" for db, h in have) or f"a {store.database} store"
+        now = " + ".join(f"{db} {h[:12]}" for db, h in key)
+        return f"another store ({was}), not the combination of {now}"
+
+    return open_existing(out, differs, overwrite=overwrite)
 
 
 def combine_stores(stores: Sequence[SegmentStore | str | os.PathLike], out: str | os.PathLike, *,

@@ -48,7 +48,7 @@ from ecgtransfer._hashing import sha256_file
 from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
 from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header, read_record, record_files, select_leads
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
+from ecgtransfer.store import SegmentStore, StoreWriter, open_existing, recover_interrupted
 from ecgtransfer.ptbxl_plan import MultilabelPlan, plan_multilabel
 
 log = logging.getLogger(__name__)
@@ -437,32 +437,28 @@ def _run_jobs(jobs: list[_RecordJob], n_workers: int) -> Iterator[_RecordResult]
             raise
 
 
+def _differences(manifest: Mapping[str, Any], cfg: ConvertConfig, sources: dict[str, str]) -> list[str]:
+    """What the store of ``manifest`` differs in from this conversion (parameter names, ``source_files``); empty
+    when it holds exactly this conversion."""
+    params = cfg.to_json()
+    if (manifest.get("database") == cfg.database and manifest.get("version") == cfg.version
+            and manifest.get("task") == cfg.task and manifest.get("parameters") == params
+            and manifest.get("source_files") == sources):
+        return []
+    old = manifest.get("parameters") or {}
+    diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+    if manifest.get("source_files") != sources:
+        diff.append("source_files")
+    return diff or ["database/task"]
+
+
 def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool) -> SegmentStore | None:
     """The store at ``out`` if it already holds exactly this conversion; raises if it holds another one."""
-    if not out.exists():
-        return None
-    if not (out / MANIFEST).is_file():  # an empty folder: check_output_dir refused anything else
-        return None
-    try:
-        store = SegmentStore(out)
-    except StoreError:
-        if overwrite:
-            return None
-        raise
-    m = store.manifest
-    params = cfg.to_json()
-    same = (m.get("database") == cfg.database and m.get("version") == cfg.version and m.get("task") == cfg.task
-            and m.get("parameters") == params and m.get("source_files") == sources)
-    if same:
-        return store
-    if overwrite:
-        return None
-    old = m.get("parameters", {})
-    diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-    if m.get("source_files") != sources:
-        diff.append("source_files")
-    raise StoreError(f"{out} holds a different conversion (differs in: {', '.join(diff) or 'database/task'}); "
-                     "pass overwrite=True (--overwrite) to replace it")
+    def differs(store: SegmentStore) -> str | None:
+        diff = _differences(store.manifest, cfg, sources)
+        return f"a different conversion (differs in: {', '.join(diff)})" if diff else None
+
+    return open_existing(out, differs, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------------------
