@@ -8,7 +8,8 @@ Rules:
 
 - The stores must agree on the task, the rate ``fs``, the segment shape ``[C, L]``, the dtype, the class names,
   the extras (names and trailing shapes) and the conversion parameters that define a segment
-  (:data:`AGREED_PARAMETERS`: the window around the R peak or the rhythm window, the filter, the normalisation).
+  (:data:`AGREED_PARAMETERS`: the window around the R peak or the rhythm window, the filter, the normalisation,
+  the version of the R-peak detector that found detected beats).
   Each must hold one database, and no database may come twice: the first disagreement is one
   :class:`~ecgtransfer.errors.StoreError` line naming the store and the field.
 - Record and patient ids are qualified by database, ``"<database>:<id>"`` (:func:`ecgtransfer.signals.ids.qualify`):
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 #: segment is: stores to combine must agree on each one that either of them records
 AGREED_PARAMETERS = ("task", "fs", "before_samples", "after_samples", "window_samples", "stride_samples",
                      "whole_record", "filter", "band", "filter_order", "normalize", "dtype", "rr_context",
-                     "class_names")
+                     "class_names", "detector")
 #: joins the database names (and versions) of the combined store's ``database`` (``version``)
 DATABASE_JOIN = "+"
 #: segments copied per chunk (bounded memory whatever the size of the stores)

@@ -20,3 +20,55 @@ def test_file_kind_names_what_a_path_is_instead_of_a_regular_file(tmp_path):
     assert file_kind("/dev/null")[1] == "a device"
     with pytest.raises(FileNotFoundError):
         file_kind(tmp_path / "missing")
+
+
+def test_a_store_of_detected_beats_is_stale_when_the_detector_changes(physionet_root, tmp_path, monkeypatch, caplog):
+    """Issue 20: the T-wave rule changed the detector's beats, yet a ``rhythm-beats`` store converted before it
+    still counted as up to date. Its manifest now records the detector's version; converting again with another
+    version replaces it (one warning line, no --overwrite needed), and the same version is still up to date. Stores
+    whose beats come from annotations (``beats``) record no version and are untouched by it."""
+    import logging
+
+    import ecgtransfer as et
+    from ecgtransfer.signals import rpeaks
+
+    kw = dict(data=physionet_root, out=tmp_path / "rb", task="rhythm-beats", records=["A00009"], jobs=1,
+              progress=False)
+    first = et.convert("challenge-2017", **kw)
+    assert first.manifest["parameters"]["detector"] == rpeaks.DETECTOR_VERSION
+    hash_before = first.manifest_hash
+    monkeypatch.setattr(rpeaks, "DETECTOR_VERSION", rpeaks.DETECTOR_VERSION + 1, raising=False)
+    with caplog.at_level(logging.INFO, logger="ecgtransfer"):
+        again = et.convert("challenge-2017", **kw)
+    assert again.manifest["parameters"]["detector"] == rpeaks.DETECTOR_VERSION
+    assert again.manifest_hash != hash_before and "up to date" not in caplog.text
+    line = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "R-peak detector" in r.getMessage()]
+    assert len(line) == 1 and str(tmp_path / "rb") in line[0] and "converting it again" in line[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ecgtransfer"):
+        et.convert("challenge-2017", **kw)
+    assert "up to date" in caplog.text and "R-peak detector" not in caplog.text
+    beats = et.convert("mitdb", data=physionet_root, out=tmp_path / "b", records=["101"], jobs=1, progress=False)
+    assert "detector" not in beats.manifest["parameters"]
+
+
+def test_a_store_converted_before_detector_versions_is_converted_again(physionet_root, tmp_path, caplog):
+    """A ``rhythm-beats`` store that records no detector version (made before versions existed, with the detector
+    before the T-wave rule) is this conversion made by detector 1: converting again replaces it."""
+    import json
+    import logging
+
+    import ecgtransfer as et
+    from ecgtransfer.store import MANIFEST, manifest_content_hash
+
+    out = tmp_path / "rb"
+    kw = dict(data=physionet_root, out=out, task="rhythm-beats", records=["A00009"], jobs=1, progress=False)
+    et.convert("challenge-2017", **kw)
+    man = json.loads((out / MANIFEST).read_text())
+    del man["parameters"]["detector"]  # what a store of the earlier code holds
+    man["manifest_hash"] = manifest_content_hash(man)
+    (out / MANIFEST).write_text(json.dumps(man))
+    assert "detector" not in et.SegmentStore(out).manifest["parameters"]
+    with caplog.at_level(logging.INFO, logger="ecgtransfer"):
+        store = et.convert("challenge-2017", **kw)
+    assert "detector" in store.manifest["parameters"] and "version 1 (stores made before" in caplog.text
