@@ -61,6 +61,7 @@ from ecgtransfer._formats import STORE_FORMAT, STORE_FORMAT_VERSION
 from ecgtransfer._hashing import sha256_json
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
+from ecgtransfer._npy import load as load_npy
 from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import StoreError
 from ecgtransfer.signals.ids import DATABASE_SEPARATOR, qualify, split_qualified  # noqa: F401 (re-exported)
@@ -169,6 +170,15 @@ def _require_regular(path: Path, store: Path) -> None:
         raise StoreError(f"store {store}: {path.name} cannot be read: {exc.strerror or exc}") from None
     if kind is not None:
         raise StoreError(f"store {store}: {path} is {kind}, expected a regular file")
+
+
+def _load_array(store: Path, name: str, mmap_mode: str | None = None) -> np.ndarray:
+    """The array ``name`` of ``store`` (never unpickled), or one :class:`StoreError` line naming the file."""
+    try:
+        return load_npy(store / name, mmap_mode=mmap_mode)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"store {store}: {name} is damaged: {reason}; convert the store again") from None
 
 
 def _empty_dir(path: Path) -> bool:
@@ -557,14 +567,11 @@ class SegmentStore:
         self.manifest_hash: str = manifest_content_hash(self.manifest)
         for name in ("segments", *_ARRAYS):
             _require_regular(self.path / f"{name}.npy", self.path)
-        try:
-            self.segments: np.ndarray = np.load(self.path / "segments.npy", mmap_mode="r")
-            self.labels: np.ndarray = np.load(self.path / "labels.npy")
-            self.record_ids: np.ndarray = np.load(self.path / "record_ids.npy")
-            self.patient_ids: np.ndarray = np.load(self.path / "patient_ids.npy")
-            self.positions: np.ndarray = np.load(self.path / "positions.npy")
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"store {self.path} is damaged: {exc}") from exc
+        self.segments: np.ndarray = _load_array(self.path, "segments.npy", mmap_mode="r")
+        self.labels: np.ndarray = _load_array(self.path, "labels.npy")
+        self.record_ids: np.ndarray = _load_array(self.path, "record_ids.npy")
+        self.patient_ids: np.ndarray = _load_array(self.path, "patient_ids.npy")
+        self.positions: np.ndarray = _load_array(self.path, "positions.npy")
         expected = tuple(self.manifest["shape"])
         if tuple(self.segments.shape) != expected:
             raise StoreError(f"store {self.path}: segments.npy has shape {self.segments.shape}, manifest says {expected}")
@@ -716,10 +723,7 @@ class SegmentStore:
         if name not in self.manifest.get("extras", []):
             raise StoreError(f"store {self.path} has no extra {name!r}; it has {self.manifest.get('extras', [])}")
         _require_regular(self.path / f"extra_{name}.npy", self.path)
-        try:
-            arr = np.load(self.path / f"extra_{name}.npy", mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"store {self.path}: extra_{name}.npy is damaged: {exc}") from exc
+        arr = _load_array(self.path, f"extra_{name}.npy", mmap_mode="r")
         if arr.ndim < 1 or arr.shape[0] != len(self):
             raise StoreError(f"store {self.path}: extra_{name}.npy has shape {arr.shape}, expected [{len(self)}, ...]")
         return arr

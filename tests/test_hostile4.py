@@ -72,3 +72,50 @@ def test_a_store_converted_before_detector_versions_is_converted_again(physionet
     with caplog.at_level(logging.INFO, logger="ecgtransfer"):
         store = et.convert("challenge-2017", **kw)
     assert "detector" in store.manifest["parameters"] and "version 1 (stores made before" in caplog.text
+
+
+def _small_store(path):
+    import numpy as np
+
+    from ecgtransfer.store import write_store
+
+    return write_store(path, np.zeros((4, 1, 10), np.float32), [0, 1, 0, 1], class_names=["a", "b"],
+                       record_ids=["r"] * 4, patient_ids=["p"] * 4, positions=np.arange(4), fs=100.0,
+                       lead_names=["I"], extras={"rr": np.zeros((4, 2), np.float32)})
+
+
+@pytest.mark.parametrize("name", ["labels.npy", "segments.npy", "record_ids.npy", "extra_rr.npy"])
+@pytest.mark.parametrize("garbage", [b"garbage" * 50, b"\x93NUMPY\x01\x00garbage", b""])
+def test_garbage_in_a_store_array_names_the_file_and_never_advises_unpickling(tmp_path, name, garbage):
+    """Issue 20: garbage in a store array was 'store S is damaged: This file contains pickled (object) data. If
+    you trust the file you can load it unsafely using the `allow_pickle=` keyword': advice to run untrusted code,
+    without the file's name. Now one line naming the array and what it is."""
+    from ecgtransfer.errors import StoreError
+    from ecgtransfer.store import SegmentStore
+
+    store = tmp_path / "s"
+    _small_store(store)
+    (store / name).write_bytes(garbage)
+    with pytest.raises(StoreError) as err:
+        SegmentStore(store).extra("rr")
+    msg = str(err.value)
+    assert "pickle" not in msg.lower() and f"store {store}: {name} is damaged" in msg and "\n" not in msg
+    assert ("not a NumPy .npy file" in msg or "empty" in msg) if not garbage.startswith(b"\x93NUMPY") else True
+
+
+def test_garbage_npy_recording_and_split_archive_are_named_without_unpickling_advice(tmp_path):
+    """The same for predict's .npy input and a run's split.npz: what the file is, never 'load it unsafely'."""
+    from ecgtransfer.errors import RecordError, TrainingError
+    from ecgtransfer.signals.readers import open_recording
+    from ecgtransfer.training.run_files import read_split
+
+    bad = tmp_path / "x.npy"
+    bad.write_bytes(b"1,2,3\n4,5,6\n" * 20)
+    with pytest.raises(RecordError, match=r"x.npy: not a NumPy .npy array \(not a NumPy .npy file: it starts with") as err:
+        open_recording(bad, fs=360.0)
+    assert "pickle" not in str(err.value).lower()
+    split = tmp_path / "split.npz"
+    split.write_bytes(b"garbage" * 30)
+    with pytest.raises(TrainingError, match="not a readable split archive") as err:
+        read_split(split, 10)
+    assert "pickle" not in str(err.value).lower() and "not a NumPy .npz archive" in str(err.value)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ecgtransfer._npy import load as load_npy
 from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import EcgTransferError, StoreError, TrainingError
 
@@ -70,7 +71,7 @@ def read_split(path: str | os.PathLike, n_segments: int | None, *, parts: Sequen
     _regular(path, "split file", error)
     out: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with load_npy(path, archive=True) as z:
             if not hasattr(z, "files"):
                 raise error(f"{path}: expected a .npz archive of index arrays {list(parts)}, found a single array")
             for part in parts:
