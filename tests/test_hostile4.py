@@ -3,6 +3,7 @@ paths in reports, and the shared helpers they led to."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,37 @@ def test_garbage_npy_recording_and_split_archive_are_named_without_unpickling_ad
     with pytest.raises(TrainingError, match="not a readable split archive") as err:
         read_split(split, 10)
     assert "pickle" not in str(err.value).lower() and "not a NumPy .npz archive" in str(err.value)
+
+
+@pytest.mark.parametrize("line, field", [('aug_noise = "x"', "aug_noise"), ('grad_clip = "x"', "grad_clip"),
+                                         ("warmup_steps = [1]", "warmup_steps"), ('num_workers = "2"', "num_workers"),
+                                         ('select_min_support = "x"', "select_min_support"),
+                                         ('lr_spread = [1, "a"]', "spread"),
+                                         ("seed = -1", "seed"),
+                                         ("seed = 99999999999999999", "seed")])
+def test_a_config_value_of_the_wrong_type_names_the_field_and_the_file(tmp_path, line, field):
+    """Issue 20: ``aug_noise = "x"`` was "c.toml: train config: '<=' not supported between instances of 'float' and
+    'str'" (neither field nor expectation); a negative seed passed. Now one line naming the file and the field."""
+    from ecgtransfer.errors import ConfigError
+    from ecgtransfer.training.config import TrainConfig
+
+    path = tmp_path / "c.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_toml(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: train config: ") and field in msg and " must be " in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("seeds", ["[-1]", "[0, 4294967296]"])
+def test_bench_seeds_out_of_range_are_refused_before_any_cell(tmp_path, seeds):
+    """Issue 20: negative or huge bench seeds passed validation and every cell then failed (exit 1)."""
+    from ecgtransfer.bench.config import load_config
+    from ecgtransfer.errors import ConfigError
+
+    text = (Path(__file__).parent.parent / "benchmarks" / "smoke.toml").read_text()
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"seeds must be an integer from 0 to 4294967295") as err:
+        load_config(path, overrides={"bench.seeds": __import__("tomllib").loads(f"x = {seeds}")["x"]})
+    assert "seed" in str(err.value) and "\n" not in str(err.value)
