@@ -13,7 +13,7 @@ from __future__ import annotations
 #: and the lazy top-level names, which import nothing at import time); every other entry covers its submodules too.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", ("ecgtransfer", "ecgtransfer._atomic", "ecgtransfer._document", "ecgtransfer._formats",
-                "ecgtransfer._hashing", "ecgtransfer._layers", "ecgtransfer._lock", "ecgtransfer._outdir",
+                "ecgtransfer._hashing", "ecgtransfer._layers", "ecgtransfer._lock", "ecgtransfer._npy", "ecgtransfer._outdir",
                 "ecgtransfer._validate", "ecgtransfer.errors")),
     ("physionet", ("ecgtransfer.physionet",)),
     ("signals", ("ecgtransfer.signals",)),

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from ecgtransfer._formats import RESULTS_FORMAT, STORE_FORMAT
+from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import ConfigError
 
 #: files of a segment store (``extra_<name>.npy`` besides), see :mod:`ecgtransfer.store`
@@ -74,7 +74,7 @@ def _json_dict(path: Path) -> dict | None:
     """The JSON object in ``path``, or None for anything else: a missing file, one that is not a regular file
     (never opened: a FIFO would block), unreadable, not JSON, or nested deeper than the parser goes."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        if file_kind(path)[1] is not None:
             return None
         obj = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):

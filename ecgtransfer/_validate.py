@@ -1,6 +1,8 @@
 """Shared checks of numbers given on the command line or in a config: one :class:`ConfigError` line naming the
 option and what it expects, raised before anything is read, allocated or written.
 
+Also the one test of what a path is before it is opened (:func:`file_kind`: a FIFO would block ``open``).
+
 The owner of three bounds: :data:`MAX_IMAGE_SIZE` (the largest image side of ``train``, ``images`` and ``bench``),
 :func:`max_threads` (the most torch CPU threads a run may ask for) and :func:`memory_budget` (the most memory
 one computation sized by the user, such as resampling a record, may ask for).
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from numbers import Integral, Real
 from typing import Any
 
@@ -17,6 +20,19 @@ from ecgtransfer.errors import ConfigError
 #: the largest image side in pixels (``train --image-size``, ``images --size``, a bench's ``image_size``); a
 #: 3 x 1024 x 1024 float32 image is 12 MiB per segment, 100000 would be 120 GB
 MAX_IMAGE_SIZE = 1024
+
+
+#: the largest seed: every generator a run seeds takes it (NumPy's legacy seed and torch's are below 2**32 / 2**64;
+#: ``default_rng`` refuses negative ones)
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, name: str) -> int:
+    """``value`` as a seed in ``[0, MAX_SEED]``, or one :class:`ConfigError` line naming ``name``: a negative or
+    huge seed passed validation and then failed every cell of a bench."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer from 0 to {MAX_SEED}, got {value!r}")
+    return int(value)
 
 
 def max_threads() -> int:
@@ -95,3 +111,61 @@ def thread_count(value: Any, name: str) -> int:
 
 __all__ = ["MAX_IMAGE_SIZE", "max_threads", "memory_budget", "human_bytes", "positive_int", "finite_number", "path_given",
            "image_size", "thread_count"]
+
+
+def file_kind(path: str | os.PathLike) -> tuple[os.stat_result, str | None]:
+    """``os.stat(path)`` (symbolic links followed) and, unless ``path`` is a regular file, what it is instead: ``"a
+    FIFO"``, ``"a folder"``, ``"a socket"``, ``"a device"`` or ``"not a regular file"``; None for a regular file.
+    Readers ask before opening (opening a FIFO blocks until a writer appears) and word their own message; the
+    ``OSError`` of a missing or unreadable path (``FileNotFoundError`` among them) is theirs to word too."""
+    st = os.stat(path)
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return st, None
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    return st, kind
+
+
+_SCALARS: dict[type, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, Integral) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, Real) and not isinstance(v, bool)),
+}
+
+
+def check_field_types(obj: Any, what: str) -> None:
+    """Raise one :class:`ConfigError` line ``"{what}: {field} must be {a number}, got 'x'"`` for the first field of the
+    dataclass ``obj`` whose value is not of its declared type, where that is ``bool``, ``int``, ``float`` (or one of
+    them or None) or a tuple of them (a list in TOML); strings (choices), tables and nested configs are the owner's
+    to check. Run before the
+    owner's own checks, so that a string where a number belongs names the field instead of Python's comparison
+    error."""
+    import dataclasses
+    import types
+    import typing
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints.get(f.name)
+        members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        value = getattr(obj, f.name)
+        if value is None and type(None) in members:
+            continue
+        kinds = [m for m in members if m is not type(None)]
+        if len(kinds) == 1 and typing.get_origin(kinds[0]) is tuple:  # a list in TOML
+            items = {a for a in typing.get_args(kinds[0]) if a is not Ellipsis}
+            if not items or not all(m in _SCALARS for m in items):
+                continue  # lists of strings: the owner checks their choices
+            expected = " or ".join(_SCALARS[m][0].removeprefix("a ").removeprefix("an ") + "s" for m in items)
+            if not isinstance(value, (list, tuple)) or not all(any(_SCALARS[m][1](v) for m in items)
+                                                               for v in value):
+                raise ConfigError(f"{what}: {f.name} must be a list of {expected}, got {value!r}")
+            continue
+        if not kinds or not all(m in _SCALARS for m in kinds):
+            continue
+        if any(_SCALARS[m][1](value) for m in kinds):
+            continue
+        expected = " or ".join(_SCALARS[m][0] for m in kinds)
+        raise ConfigError(f"{what}: {f.name} must be {expected}, got {value!r}")

@@ -8,7 +8,8 @@ Rules:
 
 - The stores must agree on the task, the rate ``fs``, the segment shape ``[C, L]``, the dtype, the class names,
   the extras (names and trailing shapes) and the conversion parameters that define a segment
-  (:data:`AGREED_PARAMETERS`: the window around the R peak or the rhythm window, the filter, the normalisation).
+  (:data:`AGREED_PARAMETERS`: the window around the R peak or the rhythm window, the filter, the normalisation,
+  the version of the R-peak detector that found detected beats).
   Each must hold one database, and no database may come twice: the first disagreement is one
   :class:`~ecgtransfer.errors.StoreError` line naming the store and the field.
 - Record and patient ids are qualified by database, ``"<database>:<id>"`` (:func:`ecgtransfer.signals.ids.qualify`):
@@ -36,7 +37,7 @@ import numpy as np
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import StoreError
 from ecgtransfer.signals.ids import qualify, split_qualified
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
+from ecgtransfer.store import SegmentStore, StoreWriter, open_existing, recover_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 #: segment is: stores to combine must agree on each one that either of them records
 AGREED_PARAMETERS = ("task", "fs", "before_samples", "after_samples", "window_samples", "stride_samples",
                      "whole_record", "filter", "band", "filter_order", "normalize", "dtype", "rr_context",
-                     "class_names")
+                     "class_names", "detector")
 #: joins the database names (and versions) of the combined store's ``database`` (``version``)
 DATABASE_JOIN = "+"
 #: segments copied per chunk (bounded memory whatever the size of the stores)
@@ -117,24 +118,17 @@ def _entries(stores: Sequence[SegmentStore]) -> list[dict[str, Any]]:
 
 def _existing(out: Path, entries: list[dict[str, Any]], overwrite: bool) -> SegmentStore | None:
     """The store at ``out`` when it is this very combination; raises when it holds another one (not ``overwrite``)."""
-    if not (out / MANIFEST).is_file():
-        return None
-    try:
-        store = SegmentStore(out)
-    except StoreError:
-        if overwrite:
-            return None
-        raise
     key = [(e["database"], e["manifest_hash"]) for e in entries]
-    have = [(e.get("database"), e.get("manifest_hash")) for e in store.manifest.get("databases") or []]
-    if have == key:
-        return store
-    if overwrite:
-        return None
-    was = " + ".join(f"{db} {str(h)[:12]}" for db, h in have) or f"a {store.database} store"
-    now = " + ".join(f"{db} {h[:12]}" for db, h in key)
-    raise StoreError(f"{out} holds another store ({was}), not the combination of {now}; pass overwrite=True "
-                     "(--overwrite) to replace it")
+
+    def differs(store: SegmentStore) -> str | None:
+        have = [(e.get("database"), e.get("manifest_hash")) for e in store.manifest.get("databases") or []]
+        if have == key:
+            return None
+        was = " + ".join(f"{db} {str(h)[:12]}" for db, h in have) or f"a {store.database} store"
+        now = " + ".join(f"{db} {h[:12]}" for db, h in key)
+        return f"another store ({was}), not the combination of {now}"
+
+    return open_existing(out, differs, overwrite=overwrite)
 
 
 def combine_stores(stores: Sequence[SegmentStore | str | os.PathLike], out: str | os.PathLike, *,

@@ -43,12 +43,12 @@ import numpy as np
 from ecgtransfer.errors import CatalogError, ConfigError, DownloadError, RecordError, StoreError
 from ecgtransfer.physionet.catalog import Database, get_database
 from ecgtransfer.signals import beats as beatmod
-from ecgtransfer.signals import filters, rhythm
+from ecgtransfer.signals import filters, rhythm, rpeaks
 from ecgtransfer._hashing import sha256_file
 from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
 from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header, read_record, record_files, select_leads
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, recover_interrupted
+from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, open_existing, recover_interrupted
 from ecgtransfer.ptbxl_plan import MultilabelPlan, plan_multilabel
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,12 @@ TASKS = ("beats", "rhythm", "rhythm-beats", "multilabel")
 _MULTILABEL_KEYS = ("level", "rate")
 #: tasks whose segments are beat windows around R peaks (``before``/``after``, RR context)
 BEAT_TASKS = ("beats", "rhythm-beats")
+#: tasks whose R peaks come from the detector (:mod:`ecgtransfer.signals.rpeaks`) at conversion time: their stores
+#: record its :data:`~ecgtransfer.signals.rpeaks.DETECTOR_VERSION` (``parameters["detector"]``), the other tasks'
+#: stores do not (their manifests and hashes are what they were)
+DETECTOR_TASKS = ("rhythm-beats",)
+#: parameters left out of ``ConvertConfig.to_json`` when None (``multilabel``'s own, the detector's version)
+_OPTIONAL_KEYS = _MULTILABEL_KEYS + ("detector",)
 DTYPES = ("float32", "float16")
 
 DEFAULT_BEFORE = 0.25  # seconds before the R peak
@@ -139,6 +145,9 @@ class ConvertConfig:
         level: ``multilabel`` (ptb-xl): the label level of the targets (:data:`ecgtransfer.physionet.ptbxl.LEVELS`);
             None for the other tasks.
         rate: ``multilabel`` (ptb-xl): the published rate the records were read at (100 or 500 Hz); None otherwise.
+        detector: the version of the R-peak detector that found the beats (:data:`DETECTOR_TASKS`,
+            :data:`ecgtransfer.signals.rpeaks.DETECTOR_VERSION`); None for the other tasks. A store made by another
+            version (or before versions were recorded) is stale: converting again replaces it.
     """
 
     database: str
@@ -170,6 +179,7 @@ class ConvertConfig:
     class_names: tuple[str, ...] = field(default_factory=tuple)
     level: str | None = None
     rate: int | None = None
+    detector: int | None = None
 
     @property
     def length(self) -> int:
@@ -177,10 +187,10 @@ class ConvertConfig:
         return self.before_samples + self.after_samples if self.task in BEAT_TASKS else self.window_samples
 
     def to_json(self) -> dict[str, Any]:
-        """The parameters as JSON-compatible values (tuples become lists); the ``multilabel`` task's own keys only
-        when set."""
+        """The parameters as JSON-compatible values (tuples become lists); the ``multilabel`` task's own keys and the
+        detector's version only when set."""
         out = json.loads(json.dumps(asdict(self)))
-        for key in _MULTILABEL_KEYS:
+        for key in _OPTIONAL_KEYS:
             if out.get(key) is None:
                 out.pop(key, None)
         return out
@@ -218,9 +228,8 @@ def _prepare_signal(job: _RecordJob) -> tuple[np.ndarray, tuple[str, ...], float
     cfg = job.config
     rec = read_record(job.path, None if cfg.lead == ALL_LEADS else cfg.lead, record_id=job.record_id)
     detected = None
-    if cfg.task == "rhythm-beats":
+    if cfg.task in DETECTOR_TASKS:
         from ecgtransfer.errors import SignalError
-        from ecgtransfer.signals import rpeaks
 
         try:
             detected = rpeaks.detect_r_peaks(np.asarray(rec.signal[0], dtype=np.float64), rec.fs)
@@ -437,32 +446,45 @@ def _run_jobs(jobs: list[_RecordJob], n_workers: int) -> Iterator[_RecordResult]
             raise
 
 
+def _differences(manifest: Mapping[str, Any], cfg: ConvertConfig, sources: dict[str, str]) -> list[str]:
+    """What the store of ``manifest`` differs in from this conversion (parameter names, ``source_files``); empty
+    when it holds exactly this conversion."""
+    params = cfg.to_json()
+    if (manifest.get("database") == cfg.database and manifest.get("version") == cfg.version
+            and manifest.get("task") == cfg.task and manifest.get("parameters") == params
+            and manifest.get("source_files") == sources):
+        return []
+    old = manifest.get("parameters") or {}
+    diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+    if manifest.get("source_files") != sources:
+        diff.append("source_files")
+    return diff or ["database/task"]
+
+
 def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool) -> SegmentStore | None:
     """The store at ``out`` if it already holds exactly this conversion; raises if it holds another one."""
-    if not out.exists():
-        return None
-    if not (out / MANIFEST).is_file():  # an empty folder: check_output_dir refused anything else
+    def differs(store: SegmentStore) -> str | None:
+        diff = _differences(store.manifest, cfg, sources)
+        return f"a different conversion (differs in: {', '.join(diff)})" if diff else None
+
+    return open_existing(out, differs, overwrite=overwrite)
+
+
+def _stale(out: Path, cfg: ConvertConfig, sources: dict[str, str]) -> str | None:
+    """Why the store at ``out`` is to be converted again although nobody asked to overwrite it: it is this very
+    conversion (parameters and source files) made by another version of the R-peak detector; None otherwise."""
+    if cfg.detector is None or not (out / MANIFEST).is_file():
         return None
     try:
-        store = SegmentStore(out)
+        manifest = SegmentStore(out).manifest
     except StoreError:
-        if overwrite:
-            return None
-        raise
-    m = store.manifest
-    params = cfg.to_json()
-    same = (m.get("database") == cfg.database and m.get("version") == cfg.version and m.get("task") == cfg.task
-            and m.get("parameters") == params and m.get("source_files") == sources)
-    if same:
-        return store
-    if overwrite:
+        return None  # damaged: refused (or overwritten) as before
+    if _differences(manifest, cfg, sources) != ["detector"]:
         return None
-    old = m.get("parameters", {})
-    diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-    if m.get("source_files") != sources:
-        diff.append("source_files")
-    raise StoreError(f"{out} holds a different conversion (differs in: {', '.join(diff) or 'database/task'}); "
-                     "pass overwrite=True (--overwrite) to replace it")
+    was = (manifest.get("parameters") or {}).get("detector")
+    made = f"version {was}" if was is not None else "version 1 (stores made before versions were recorded)"
+    return (f"{out} holds beats found by the R-peak detector {made}; this ecgtransfer detects with version "
+            f"{cfg.detector}, whose beats differ: converting it again (same parameters and source files)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -503,6 +525,8 @@ class ConversionPlan:
         out: the store directory to create.
         jobs: worker processes (at most one per record; 1 converts in this process).
         overwrite: whether a store of another conversion at ``out`` may be replaced.
+        stale: why the store at ``out`` will be converted again without ``overwrite`` (it is this conversion made
+            by another version of the R-peak detector), or None.
         up_to_date: ``out`` already holds exactly this conversion (same parameters and source files) when
             planned; :func:`execute` then returns that store and writes nothing.
         manifest_extra: top-level manifest entries of the task (``multilabel``: the label names of every level).
@@ -521,6 +545,7 @@ class ConversionPlan:
     up_to_date: bool
     manifest_extra: Mapping[str, Any] = field(default_factory=dict)
     summary_extra: Mapping[str, Any] = field(default_factory=dict)
+    stale: str | None = None
 
     @property
     def version(self) -> str:
@@ -720,9 +745,11 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
         rhythm_classes=rhythm_classes if db.name == "ludb" and task != "beats" else None,
         filter=filter, band=band_t, filter_order=int(filter_order),
         normalize=normalize, dtype=dtype, class_names=tuple(class_names),
-        level=None if multi is None else multi.level, rate=None if multi is None else multi.rate)
+        level=None if multi is None else multi.level, rate=None if multi is None else multi.rate,
+        detector=rpeaks.DETECTOR_VERSION if task in DETECTOR_TASKS else None)
     # read only: a store left aside by an interrupted overwrite is restored by execute, which checks again
-    up_to_date = _existing_store(out, cfg, sources, overwrite) is not None
+    stale = _stale(out, cfg, sources)
+    up_to_date = _existing_store(out, cfg, sources, overwrite or stale is not None) is not None
     planned = tuple(PlannedRecord(record_id=rid, path=path,
                                   patient=db.patient_of(rid) if multi is None else multi.patients[rid],
                                   label=None if record_labels is None else record_labels[rid],
@@ -730,7 +757,7 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
                     for rid, path in chosen)
     return ConversionPlan(database=db, config=cfg, records=planned, lead_names=lead_names, source_files=sources,
                           data=data, out=out, jobs=min(n_workers, len(planned)), overwrite=overwrite,
-                          up_to_date=up_to_date,
+                          up_to_date=up_to_date, stale=stale,
                           manifest_extra={} if multi is None else {"multilabel": multi.manifest_entry()},
                           summary_extra={} if multi is None else {"unlabelled_records": list(multi.unlabelled)})
 
@@ -759,7 +786,11 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
     """
     db, cfg, out = plan.database, plan.config, plan.out
     recover_interrupted(out)  # an overwrite killed between its renames leaves the previous store aside
-    existing = _existing_store(out, cfg, plan.source_files, plan.overwrite)
+    stale = _stale(out, cfg, plan.source_files)
+    if stale is not None:
+        log.warning("%s", stale)
+    overwrite = plan.overwrite or stale is not None
+    existing = _existing_store(out, cfg, plan.source_files, overwrite)
     if existing is not None:
         log.info("%s is up to date (same parameters and source files); skipping conversion", out)
         return existing
@@ -775,7 +806,7 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
     record_leads: dict[str, list[str]] = {}
     ignored = 0
     with StoreWriter(out, channels=len(plan.lead_names), length=cfg.length, dtype=cfg.dtype,
-                     overwrite=plan.overwrite) as writer:
+                     overwrite=overwrite) as writer:
         with tqdm(total=len(run_jobs), desc=f"convert {db.name}", unit="record", disable=not progress) as bar:
             for res in _run_jobs(run_jobs, plan.jobs):
                 if res.dropped:

@@ -47,12 +47,11 @@ import math
 import os
 import shutil
 import socket
-import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +61,8 @@ from ecgtransfer._formats import STORE_FORMAT, STORE_FORMAT_VERSION
 from ecgtransfer._hashing import sha256_json
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
+from ecgtransfer._npy import load as load_npy
+from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import StoreError
 from ecgtransfer.signals.ids import DATABASE_SEPARATOR, qualify, split_qualified  # noqa: F401 (re-exported)
 
@@ -162,16 +163,22 @@ def _require_regular(path: Path, store: Path) -> None:
     """Refuse anything that is not a regular file (a FIFO, a device, a folder) *before* opening it: opening a FIFO
     blocks until a writer appears, so a store reader must never try. Symbolic links to regular files are fine."""
     try:
-        st = os.stat(path)
+        _, kind = file_kind(path)
     except FileNotFoundError:
         raise StoreError(f"store {store}: {path.name} is missing (expected a regular file)") from None
     except OSError as exc:
         raise StoreError(f"store {store}: {path.name} cannot be read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
-                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if (stat.S_ISCHR(st.st_mode)
-                or stat.S_ISBLK(st.st_mode)) else "not a regular file")
+    if kind is not None:
         raise StoreError(f"store {store}: {path} is {kind}, expected a regular file")
+
+
+def _load_array(store: Path, name: str, mmap_mode: str | None = None) -> np.ndarray:
+    """The array ``name`` of ``store`` (never unpickled), or one :class:`StoreError` line naming the file."""
+    try:
+        return load_npy(store / name, mmap_mode=mmap_mode)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"store {store}: {name} is damaged: {reason}; convert the store again") from None
 
 
 def _empty_dir(path: Path) -> bool:
@@ -560,14 +567,11 @@ class SegmentStore:
         self.manifest_hash: str = manifest_content_hash(self.manifest)
         for name in ("segments", *_ARRAYS):
             _require_regular(self.path / f"{name}.npy", self.path)
-        try:
-            self.segments: np.ndarray = np.load(self.path / "segments.npy", mmap_mode="r")
-            self.labels: np.ndarray = np.load(self.path / "labels.npy")
-            self.record_ids: np.ndarray = np.load(self.path / "record_ids.npy")
-            self.patient_ids: np.ndarray = np.load(self.path / "patient_ids.npy")
-            self.positions: np.ndarray = np.load(self.path / "positions.npy")
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"store {self.path} is damaged: {exc}") from exc
+        self.segments: np.ndarray = _load_array(self.path, "segments.npy", mmap_mode="r")
+        self.labels: np.ndarray = _load_array(self.path, "labels.npy")
+        self.record_ids: np.ndarray = _load_array(self.path, "record_ids.npy")
+        self.patient_ids: np.ndarray = _load_array(self.path, "patient_ids.npy")
+        self.positions: np.ndarray = _load_array(self.path, "positions.npy")
         expected = tuple(self.manifest["shape"])
         if tuple(self.segments.shape) != expected:
             raise StoreError(f"store {self.path}: segments.npy has shape {self.segments.shape}, manifest says {expected}")
@@ -719,10 +723,7 @@ class SegmentStore:
         if name not in self.manifest.get("extras", []):
             raise StoreError(f"store {self.path} has no extra {name!r}; it has {self.manifest.get('extras', [])}")
         _require_regular(self.path / f"extra_{name}.npy", self.path)
-        try:
-            arr = np.load(self.path / f"extra_{name}.npy", mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"store {self.path}: extra_{name}.npy is damaged: {exc}") from exc
+        arr = _load_array(self.path, f"extra_{name}.npy", mmap_mode="r")
         if arr.ndim < 1 or arr.shape[0] != len(self):
             raise StoreError(f"store {self.path}: extra_{name}.npy has shape {arr.shape}, expected [{len(self)}, ...]")
         return arr
@@ -793,3 +794,31 @@ class SegmentStore:
     def __repr__(self) -> str:
         return (f"SegmentStore({str(self.path)!r}, database={self.database!r}, task={self.task!r}, "
                 f"shape={self.shape}, classes={self.class_names})")
+
+
+def open_existing(out: str | os.PathLike, differs: Callable[[SegmentStore], str | None], *,
+                  overwrite: bool) -> SegmentStore | None:
+    """The store a writer finds at its output ``out``, when it is the very store asked for; the one open-or-refuse
+    rule of the verbs that write a store (``convert``, ``combine``).
+
+    ``differs(store)`` says what the store at ``out`` holds when it is another one (``"a different conversion
+    (differs in: fs)"``), None when it is the very store asked for, which is returned. None is returned when
+    nothing complete is at ``out`` (no manifest), or when ``overwrite`` allows replacing a damaged or different
+    store; otherwise one :class:`StoreError` line: the damage, or ``"{out} holds {what}; pass overwrite=True
+    (--overwrite) to replace it"``.
+    """
+    out = Path(out)
+    if not (out / MANIFEST).is_file():  # nothing, or an empty folder: check_output_dir refused anything else
+        return None
+    try:
+        store = SegmentStore(out)
+    except StoreError:
+        if overwrite:
+            return None
+        raise
+    what = differs(store)
+    if what is None:
+        return store
+    if overwrite:
+        return None
+    raise StoreError(f"{out} holds {what}; pass overwrite=True (--overwrite) to replace it")

@@ -108,6 +108,10 @@ def test_edf_csv_npy_give_the_predictions_of_the_wfdb_record(run, inputs, tmp_pa
     assert all(summary["total"]["counts"][k] == int(counts.get(k, 0)) for k in summary["classes"])
     md = (rep / "report.md").read_text()
     assert "Beat report" in md and (rep / "report.html").read_text().startswith("<!DOCTYPE html>")
+    # which detector found the beats (issue 20: its beats changed with the T-wave rule)
+    from ecgtransfer.signals.rpeaks import DETECTOR_VERSION
+    assert summary["r_peaks"] == f"ecgtransfer's R-peak detector, version {DETECTOR_VERSION}"
+    assert f"version {DETECTOR_VERSION}" in md
     if (ref["predicted"] != "N").any():
         assert (rep / "figures" / "strips.png").read_bytes()[:4] == b"\x89PNG"
 

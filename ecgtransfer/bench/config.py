@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 
 from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
 from ecgtransfer.bench.sweeps import SETTING_KEYS
+from ecgtransfer._validate import check_seed
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
 from ecgtransfer.models.tiers import TierConfig
@@ -643,6 +644,11 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
         raise _err(where, "seeds is empty")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise _err(where, f"seeds contain duplicates: {list(cfg.seeds)}")
+    for seed in cfg.seeds:
+        try:
+            check_seed(seed, "seeds")
+        except ConfigError as exc:
+            raise _err(where, f"{exc} (in {list(cfg.seeds)})") from None
     if not cfg.fractions:
         raise _err(where, "fractions is empty")
     for f in cfg.fractions:

@@ -38,6 +38,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from ecgtransfer._validate import check_field_types
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.models.base import TIERS, keep_frozen_bn_eval, match_tiers, tier_batchnorms, unwrap
 
@@ -104,6 +105,7 @@ class TierConfig:
     preset: Optional[str] = None
 
     def __post_init__(self) -> None:
+        check_field_types(self, "tiers")
         for name in ("lrs", "tier_momentum", "freeze", "spread", "betas"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ecgtransfer._npy import load as load_npy
 from ecgtransfer.errors import RecordError
 from ecgtransfer.signals.record import ALL_LEADS, read_header, record_files, select_leads
 
@@ -321,9 +322,9 @@ def _open_npy(path: Path, fs: float | None, units: str | None) -> Recording:
     if path.stat().st_size == 0:
         raise RecordError(f"{path}: the file is empty; expected a NumPy array [n] or [n, leads]")
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise RecordError(f"{path}: not a NumPy .npy array ({type(exc).__name__}: {exc})") from exc
+        arr = load_npy(path, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise RecordError(f"{path}: not a NumPy .npy array ({exc})") from None
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:

@@ -32,6 +32,12 @@ from ecgtransfer.errors import SignalError
 
 log = logging.getLogger(__name__)
 
+#: the version of the detector's output: raised whenever a change of this module moves, adds or drops detections,
+#: so that what was made from earlier detections is known to be stale (a store converted with ``rhythm-beats``
+#: records it in ``manifest["parameters"]["detector"]`` and is reconverted when it differs; runs, through their
+#: ``store_manifest.json``, and ``predict``'s beat report name it). 1: GQRS, R-peak correction and the refractory
+#: period (stores recording no version); 2: and the T-wave rule (:func:`drop_t_waves`)
+DETECTOR_VERSION = 2
 #: shortest interval between two R peaks kept after peak correction, in seconds (300 beats/min)
 REFRACTORY_S = 0.2
 #: radius within which a detection is moved to the R extremum, in seconds

@@ -48,6 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ecgtransfer._validate import check_field_types, check_seed
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.physionet import ptbxl
 from ecgtransfer.signals.ids import qualify, split_qualified
@@ -234,6 +235,9 @@ class SplitConfig:
     fold_database: str | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self, "split")
+        if self.seed is not None:
+            check_seed(self.seed, "split: seed")
         _check_method(self.method)
         _check_fractions(float(self.val_fraction), float(self.test_fraction))
         if self.method == "kfold":

@@ -130,17 +130,22 @@ def _fmt_time(s: float) -> str:
 
 
 def write_beat_report(table: pd.DataFrame, out: str | os.PathLike, *, class_names: Sequence[str],
-                      strip: StripReader | None = None) -> dict[str, Path]:
+                      strip: StripReader | None = None, r_peaks: str | None = None) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``summary.json`` and ``figures/strips.png`` (when ``strip`` reads the
-    ECG and some beat is not N) into ``out``; returns their paths."""
+    ECG and some beat is not N) into ``out``; returns their paths. ``r_peaks`` says where the beats come from (the
+    detector and its version, or the reference annotations), in the report and ``summary.json``."""
     out = Path(out)
     summary = beat_summary(table, class_names)
+    if r_peaks is not None:
+        summary["r_peaks"] = r_peaks
     classes = summary["classes"]
     doc = Doc()
     doc.h(1, "Beat report")
     tot = summary["total"]
     doc.p(", ".join(f"{k}: {tot['counts'][k]} beats, {tot['burden_percent'][k]:.1f} %" for k in classes)
           + f" (of {tot['beats']} beats in {len(summary['records'])} record(s))", strong=True)
+    if r_peaks is not None:
+        doc.p(f"Beats found by {r_peaks}.")
     doc.h(2, "Counts and burden per record")
     doc.table(["record", "duration", "beats"] + [f"{k} (%)" for k in classes],
               [[rid, _fmt_time(r["duration_s"]), r["beats"]]

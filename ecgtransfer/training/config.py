@@ -262,12 +262,16 @@ class TrainConfig:
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        from ecgtransfer._validate import check_field_types, check_seed
+
         if self.model != "resnet50" and self.init == "imagenet":  # the default init is the resnet50's
             self.init = "scratch"
         self.exclude_classes = ((self.exclude_classes,) if isinstance(self.exclude_classes, str)
                                 else tuple(str(v) for v in self.exclude_classes))
         self.encoding_params = dict(self.encoding_params)
         self.channels_last = normalise_channels_last(self.channels_last)
+        check_field_types(self, "train config")  # a string where a number belongs names the field
+        check_seed(self.seed, "train config: seed")
         self.validate()
 
     # -- validation -------------------------------------------------------------------------------

@@ -377,11 +377,13 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         from ecgtransfer.training.multilabel import predict_multilabel
 
         frame = predict_multilabel(run_dir, records, checkpoint=checkpoint, device=device)
-        if out is not None:
+        if out is not None:  # atomic_write_text is the module's: a local import would unbind it for the beats path
             atomic_write_text(os.fspath(out), frame.to_csv(index=False))
         return frame
     if r_peaks not in R_PEAK_SOURCES:
         raise ConfigError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
+    peaks_from = (f"ecgtransfer's R-peak detector, version {rpeaks.DETECTOR_VERSION}" if r_peaks == "detector"
+                  else "the records' reference annotations (.atr)")
     run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
     log.info("%s: classes by the decision rule %s", run.checkpoint, run.decision.describe())
     params = _store_params(run)
@@ -389,6 +391,8 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
     if task not in ("beats", "rhythm"):
         raise TrainingError(f"{run.run_dir}: unknown store task {task!r}; expected beats or rhythm")
     store_leads = _store_leads(run, params)
+    if task == "beats":
+        log.info("beats found by %s", peaks_from)
     frames, opened = [], {}
     recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
     for rec, rid in zip(recs, unique_record_ids(recs)):
@@ -417,7 +421,7 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
             raise TrainingError("--report describes beats; the run's store has rhythm windows")
         from ecgtransfer.training.beat_report import write_beat_report
 
-        write_beat_report(table, report, class_names=run.class_names,
+        write_beat_report(table, report, class_names=run.class_names, r_peaks=peaks_from,
                           strip=lambda rid, a, b: (opened[rid][0].fs, opened[rid][0].read(opened[rid][1][:1], a,
                                                                                             b)[0]))
     return table

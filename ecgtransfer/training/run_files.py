@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ecgtransfer._npy import load as load_npy
+from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import EcgTransferError, StoreError, TrainingError
 
 SPLIT_PARTS = ("train", "val", "test")
@@ -31,12 +32,12 @@ def _short(exc: BaseException) -> str:
 
 def _regular(path: Path, what: str, error: type[EcgTransferError]) -> None:
     try:
-        st = os.stat(path)
+        st, kind = file_kind(path)
     except FileNotFoundError:
         raise error(f"{path}: the {what} is missing") from None
     except OSError as exc:
         raise error(f"{path}: the {what} cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
+    if kind is not None:
         raise error(f"{path}: the {what} is not a regular file")
     if st.st_size > MAX_JSON_BYTES and path.suffix == ".json":
         raise error(f"{path}: the {what} has {st.st_size} bytes, expected a small JSON file; it is damaged")
@@ -70,7 +71,7 @@ def read_split(path: str | os.PathLike, n_segments: int | None, *, parts: Sequen
     _regular(path, "split file", error)
     out: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with load_npy(path, archive=True) as z:
             if not hasattr(z, "files"):
                 raise error(f"{path}: expected a .npz archive of index arrays {list(parts)}, found a single array")
             for part in parts:
