@@ -87,6 +87,8 @@ def test_tiny_bench_end_to_end_and_resume(small_store, tmp_path, offline, capsys
 
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] is True
+    from ecgtransfer.bench.results import read_results
+    assert read_results(out / "results.json").to_dict() == res  # the schema round-trips it
     by_key = {c["key"]: c for c in res["cells"]}
     assert len(by_key) == 4
     for k in keys:

@@ -11,7 +11,7 @@ from typing import Any
 from ecgtransfer.bench.config import ArmConfig, BenchConfig, SourceConfig, TaskConfig, load_config
 
 __all__ = ["run", "load_config", "write_report", "BenchConfig", "ArmConfig", "TaskConfig", "SourceConfig",
-           "BenchResult"]
+           "BenchResult", "BenchResults", "CellResult", "read_results"]
 
 
 def __getattr__(name: str) -> Any:  # the runner imports torch: load it on first use
@@ -19,4 +19,8 @@ def __getattr__(name: str) -> Any:  # the runner imports torch: load it on first
         from ecgtransfer.bench import runner
 
         return getattr(runner, name)
+    if name in ("BenchResults", "CellResult", "read_results"):  # the schema of results.json
+        from ecgtransfer.bench import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'ecgtransfer.bench' has no attribute {name!r}")

@@ -12,7 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ecgtransfer.bench.config import BenchConfig
-from ecgtransfer.bench.grid import Cell, fraction_label
+from ecgtransfer.bench.grid import fraction_label
+from ecgtransfer.bench.results import BenchResults, CellResult
 from ecgtransfer.bench.stats import (
     BOOTSTRAP_REPLICATES,
     Resamples,
@@ -45,15 +46,25 @@ def baseline_arm(config: BenchConfig) -> str | None:
     return None
 
 
-def _metric(record: Mapping[str, Any], split: str, key: str) -> float | None:
-    m = record.get(split) or {}
+def _metric(record: CellResult | Mapping[str, Any], split: str, key: str) -> float | None:
+    m = record.metrics(split) if isinstance(record, CellResult) else (record.get(split) or {})
     v = m.get(key)
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     return float(v)
 
 
-def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, class_names: Sequence[str],
+def _by_cell(records: Iterable[CellResult | Mapping[str, Any]]
+             ) -> dict[tuple[str, str, float], dict[int, CellResult]]:
+    """The done cells of ``records`` by ``(arm, encoding, fraction)``, then seed."""
+    by: dict[tuple[str, str, float], dict[int, CellResult]] = {}
+    for r in map(CellResult.of, records):
+        if r.done:
+            by.setdefault((r.cell.arm, r.cell.encoding, r.cell.fraction), {})[r.cell.seed] = r
+    return by
+
+
+def summarise(config: BenchConfig, records: Sequence[CellResult | Mapping[str, Any]], *, class_names: Sequence[str],
               eval_split: str = "test") -> dict[str, Any]:
     """Summaries over seeds of every (arm, encoding, fraction) with done cells.
 
@@ -62,15 +73,12 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
     or None), ``per_class`` ({class: {"se": spread, "ppv": spread}}), ``confusion`` (summed over seeds),
     ``time_to_target``, ``images_per_s``, ``peak_memory_bytes`` (max), ``wall_s``.
     """
-    done = [r for r in records if r.get("status") == "done"]
-    by: dict[tuple[str, str, float], dict[int, Mapping[str, Any]]] = {}
-    for r in done:
-        c = Cell.from_dict(r["cell"])
-        by.setdefault((c.arm, c.encoding, c.fraction), {})[c.seed] = r
+    by = _by_cell(records)
     base = baseline_arm(config)
     out: dict[str, Any] = {}
-    for (arm, enc, frac), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        rows = [seeds[s] for s in sorted(seeds)]
+    for (arm, enc, frac), cells in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        seeds = {s: c.record for s, c in cells.items()}  # the statistics read the records as written
+        rows = [cells[s] for s in sorted(cells)]
         f1_by_seed = {s: _metric(seeds[s], eval_split, "macro_f1") for s in seeds}
         entry: dict[str, Any] = {
             "fraction": frac,
@@ -80,7 +88,7 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
             "macro_auroc": mean_ci(_metric(r, eval_split, "macro_auroc") for r in rows).to_dict(),
             "val_macro_f1": mean_ci(_metric(r, "val", "macro_f1") for r in rows).to_dict(),
             "macro_f1_by_seed": {str(s): v for s, v in sorted(f1_by_seed.items())},
-            "n_train": mean_ci((r.get("data") or {}).get("n_train") for r in rows).to_dict(),
+            "n_train": mean_ci(r.data.get("n_train") for r in rows).to_dict(),
         }
         # patients as the unit: the bootstrap over test records and seeds, when the cells hold per-record
         # confusion matrices (the seed-only t interval stays as macro_f1_seeds)
@@ -94,7 +102,7 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
             vals = {k: [] for k in ("se", "ppv", "f1")}
             support = []
             for r in rows:
-                pc = ((r.get(eval_split) or {}).get("per_class") or {}).get(name)
+                pc = (r.metrics(eval_split).get("per_class") or {}).get(name)
                 if pc is None:
                     continue
                 support.append(pc.get("support", 0))
@@ -104,27 +112,27 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
             per_class[name] = {k: spread(v) for k, v in vals.items()}
             per_class[name]["support"] = int(np.mean(support)) if support else 0
         entry["per_class"] = per_class
-        cms = [np.asarray((r.get(eval_split) or {}).get("confusion_matrix")) for r in rows
-               if (r.get(eval_split) or {}).get("confusion_matrix") is not None]
+        cms = [np.asarray(r.metrics(eval_split)["confusion_matrix"]) for r in rows
+               if r.metrics(eval_split).get("confusion_matrix") is not None]
         entry["confusion"] = np.sum(cms, axis=0).astype(int).tolist() if cms else None
         # from each cell's history, so the target can change without retraining
         entry["time_to_target"] = summarise_time_to_target(
-            [time_to_target(r.get("history") or [], config.target_f1) for r in rows])
+            [time_to_target(r.history, config.target_f1) for r in rows])
         entry["time_to_target"]["target"] = config.target_f1
         entry["steps_to_target"] = summarise_steps_to_target(
-            [steps_to_target(r.get("step_curve") or r.get("history") or [], config.target_f1) for r in rows])
+            [steps_to_target(r.step_curve or r.history, config.target_f1) for r in rows])
         entry["steps_to_target"]["target"] = config.target_f1
         # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
-        entry["images_per_s"] = spread((r.get("throughput") or {}).get("train_images_per_s") for r in rows)
-        entry["eval_images_per_s"] = spread((r.get("throughput") or {}).get("eval_images_per_s") for r in rows)
-        entry["data_share"] = spread((r.get("throughput") or {}).get("data_share") for r in rows)
-        mems = [(r.get("throughput") or {}).get("peak_memory_bytes") for r in rows]
+        entry["images_per_s"] = spread(r.throughput.get("train_images_per_s") for r in rows)
+        entry["eval_images_per_s"] = spread(r.throughput.get("eval_images_per_s") for r in rows)
+        entry["data_share"] = spread(r.throughput.get("data_share") for r in rows)
+        mems = [r.throughput.get("peak_memory_bytes") for r in rows]
         mems = [m for m in mems if m is not None]
         entry["peak_memory_bytes"] = max(mems) if mems else None
-        entry["wall_s"] = spread(r.get("wall_s") for r in rows)
+        entry["wall_s"] = spread(r.wall_s for r in rows)
         entry["diff_vs_baseline"] = None
         if base is not None and arm != base and (base, enc, frac) in by:
-            bseeds = by[(base, enc, frac)]
+            bseeds = {s: c.record for s, c in by[(base, enc, frac)].items()}
             entry["diff_vs_baseline"] = bootstrap_contrast(config, seeds, bseeds, eval_split) or paired_diff(
                 f1_by_seed, {s: _metric(bseeds[s], eval_split, "macro_f1") for s in bseeds}).to_dict()
             entry["baseline"] = base
@@ -132,16 +140,16 @@ def summarise(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, clas
     return out
 
 
-def learning_curves(records: Iterable[Mapping[str, Any]], key: str = "val_macro_f1",
+def learning_curves(records: Iterable[CellResult | Mapping[str, Any]], key: str = "val_macro_f1",
                     ) -> dict[tuple[str, str, float], dict[str, list]]:
     """Per (arm, encoding, fraction): epochs and the mean/min/max of ``key`` over seeds per epoch."""
     acc: dict[tuple[str, str, float], dict[int, list[float]]] = {}
     steps: dict[tuple[str, str, float], dict[int, list[float]]] = {}
-    for r in records:
-        if r.get("status") != "done":
+    for r in map(CellResult.of, records):
+        if not r.done:
             continue
-        c = Cell.from_dict(r["cell"])
-        for row in r.get("history") or []:
+        c = r.cell
+        for row in r.history:
             v = row.get(key)
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 continue
@@ -332,7 +340,7 @@ def contrast_verdict(c: Mapping[str, Any]) -> str:
     return "no clear difference"
 
 
-def contrasts(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, eval_split: str = "test",
+def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, Any]], *, eval_split: str = "test",
               no_verdict: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Every contrast (arm - baseline of macro-F1, per encoding and fraction), the primary one first.
 
@@ -342,11 +350,7 @@ def contrasts(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, eval
     contrasts involving that arm.
     """
     no_verdict = dict(no_verdict or {})
-    by: dict[tuple[str, str, float], dict[int, Mapping[str, Any]]] = {}
-    for r in records:
-        if r.get("status") == "done":
-            c = Cell.from_dict(r["cell"])
-            by.setdefault((c.arm, c.encoding, c.fraction), {})[c.seed] = r
+    by = {k: {s: c.record for s, c in cells.items()} for k, cells in _by_cell(records).items()}
     prim = primary_of(config)
     out: list[dict[str, Any]] = []
     for arm, base, *at in contrast_pairs(config):
@@ -376,7 +380,7 @@ def contrasts(config: BenchConfig, records: Sequence[Mapping[str, Any]], *, eval
 CURVE_CLASSES = ("S", "V")
 
 
-def labelled_patients_curve(results: Mapping[str, Any], encoding: str,
+def labelled_patients_curve(results: BenchResults | Mapping[str, Any], encoding: str,
                             classes: Sequence[str] = CURVE_CLASSES) -> dict[str, Any]:
     """What the labelled-patients figure draws and its table lists (one source for both): per arm, one point per
     fraction with the number of labelled target patients (the cells' ``data.n_train_patients``, the mean over
@@ -386,17 +390,18 @@ def labelled_patients_curve(results: Mapping[str, Any], encoding: str,
     Returns ``{"encoding", "metrics": [...], "arms": {arm: [{"fraction", "label", "patients", <metric>: {"mean",
     "lo", "hi"}}]}, "majority": {<metric>: value}}`` (points sorted by patients, then fraction).
     """
-    names = list((results.get("store") or {}).get("class_names") or [])
+    results = BenchResults.of(results)
+    names = results.class_names
     metrics = ["macro_f1"] + [f"f1_{c}" for c in classes if c in names]
     patients: dict[tuple[str, float], list[int]] = {}
-    for r in results.get("cells") or []:
-        if r.get("status") != "done" or r["cell"].get("encoding") != encoding:
+    for r in results.cells:
+        if not r.done or r.cell.encoding != encoding:
             continue
-        n = (r.get("data") or {}).get("n_train_patients")
+        n = r.data.get("n_train_patients")
         if n is not None:
-            patients.setdefault((r["cell"]["arm"], float(r["cell"]["fraction"])), []).append(int(n))
+            patients.setdefault((r.cell.arm, r.cell.fraction), []).append(int(n))
     arms: dict[str, list[dict[str, Any]]] = {}
-    for arm, per_enc in (results.get("summary") or {}).items():
+    for arm, per_enc in results.summary.items():
         points = []
         for label, e in (per_enc.get(encoding) or {}).items():
             n = patients.get((arm, float(e["fraction"])))
@@ -412,8 +417,8 @@ def labelled_patients_curve(results: Mapping[str, Any], encoding: str,
         if points:
             arms[arm] = sorted(points, key=lambda p: (p["patients"], p["fraction"]))
     majority: dict[str, float | None] = {}
-    mj = next((r["majority"] for r in results.get("cells") or []
-               if r.get("status") == "done" and (r.get("majority") or {}).get("macro_f1") is not None), None)
+    mj = next((r.majority for r in results.cells
+               if r.done and (r.majority or {}).get("macro_f1") is not None), None)
     for m in metrics:
         if mj is None:
             majority[m] = None

@@ -24,6 +24,7 @@ from ecgtransfer._document import Doc, html_page
 from ecgtransfer.bench import plots
 from ecgtransfer.bench.aggregate import labelled_patients_curve, learning_curves, verdict
 from ecgtransfer.bench.grid import fraction_label
+from ecgtransfer.bench.results import BenchResults, CellResult
 from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
 from ecgtransfer.signals.beats import AAMI_CLASSES
 
@@ -115,10 +116,10 @@ def _recomputed(recomputed: Mapping[str, str] | None) -> str:
     return "; ".join(f"{n}: {why}" for why, n in by.items())
 
 
-def source_condition(results: Mapping[str, Any]) -> str | None:
+def source_condition(results: BenchResults) -> str | None:
     """The caveat of ecg-pretrained intervals: every seed starts from the same source model (one source seed)."""
-    ecg = [a["name"] for a in results.get("arms", []) if a.get("init") == "ecg" and a.get("status") != "skipped"]
-    src = (results.get("config") or {}).get("source")
+    ecg = [a["name"] for a in results.arms if a.get("init") == "ecg" and a.get("status") != "skipped"]
+    src = results.config.get("source")
     if not ecg or not src:
         return None
     return (f"{', '.join(ecg)}: every seed fine-tunes the same source model (one per encoding, source seed "
@@ -127,15 +128,15 @@ def source_condition(results: Mapping[str, Any]) -> str | None:
             "another result.")
 
 
-def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[CellResult]) -> str:
     """``, raised to at least N optimizer steps per cell (epochs per fraction: 1%: 12, 100%: 3)`` or ``""``."""
     if not cfg.get("min_steps"):
         return ""
     per: dict[float, set[int]] = {}
     for r in records:
-        e = (r.get("data") or {}).get("epochs")
-        if r.get("status") == "done" and e is not None:
-            per.setdefault(float(r["cell"]["fraction"]), set()).add(int(e))
+        e = r.data.get("epochs")
+        if r.done and e is not None:
+            per.setdefault(r.cell.fraction, set()).add(int(e))
     text = (f", raised for small fractions so that every cell trains at least {cfg['min_steps']} optimizer steps "
             "(the same epochs for every arm of a fraction and seed)")
     if per:
@@ -145,10 +146,10 @@ def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     return text
 
 
-def statistics_line(results: Mapping[str, Any], base: str | None) -> str:
+def statistics_line(results: BenchResults, base: str | None) -> str:
     """How the intervals were made: the paired bootstrap over test records and seeds, or the seed-only t."""
-    cfg = results["config"]
-    boot = any(e.get("macro_f1", {}).get("n_records") for per in (results.get("summary") or {}).values()
+    cfg = results.config
+    boot = any(e.get("macro_f1", {}).get("n_records") for per in results.summary.values()
                for fr in per.values() for e in fr.values())
     if boot:
         return (f"Statistics: patients (test records) are the unit. Each interval is the 95% percentile interval of "
@@ -173,11 +174,16 @@ def _excluded_classes(config: Mapping[str, Any]) -> list[str]:
     return list(TrainConfig().exclude_classes)
 
 
-def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
-    """How macro-F1 was averaged: over the classes with support in the split (or the older definition)."""
-    counts = ((results.get("split") or {}).get("class_counts") or {})
-    excluded = set(_excluded_classes(results.get("config") or {}))
-    if results.get("macro_f1_definition") == "support":
+def macro_f1_line(results: BenchResults | Mapping[str, Any], split: str) -> str:
+    """How macro-F1 was averaged: over the classes with support in the split (or the older definition).
+    ``results`` may be the few keys this line reads (``macro_f1_definition``, ``split``, ``config``)."""
+    if isinstance(results, BenchResults):
+        definition, sp, config = results.macro_f1_definition, results.split, results.config
+    else:
+        definition, sp, config = results.get("macro_f1_definition"), results["split"], results["config"]
+    counts = sp.get("class_counts") or {}
+    excluded = set(_excluded_classes(config))
+    if definition == "support":
         have = {p: [c for c, n in (counts.get(p) or {}).items() if n and c not in excluded] for p in ("val", split)}
         return (f"Macro-F1 is the mean F1 over the classes with support in the evaluated split ({split}: "
                 f"{', '.join(have[split]) or 'n/a'}; validation: {', '.join(have['val']) or 'n/a'}), fixed by "
@@ -188,23 +194,23 @@ def macro_f1_line(results: Mapping[str, Any], split: str) -> str:
             "re-run the bench to recompute it over the classes with support in the split.")
 
 
-def encodings_used(results: Mapping[str, Any]) -> list[str]:
+def encodings_used(results: BenchResults) -> list[str]:
     """The bench's encodings, then those only some arms run (``[[arms]] encodings = [...]``), then any other
     encoding with results, in that order, without repeats."""
     seen: list[str] = []
-    more = [e for a in results.get("arms", []) for e in a.get("encodings_used") or []]
-    more += [e for per in (results.get("summary") or {}).values() for e in per]
-    for enc in list(results["config"]["encodings"]) + more:
+    more = [e for a in results.arms for e in a.get("encodings_used") or []]
+    more += [e for per in results.summary.values() for e in per]
+    for enc in list(results.config["encodings"]) + more:
         if enc not in seen:
             seen.append(enc)
     return seen
 
 
-def majority_test(results: Mapping[str, Any]) -> dict[str, Any] | None:
+def majority_test(results: BenchResults) -> dict[str, Any] | None:
     """The majority classifier's metrics on the eval split (from the first finished cell holding them)."""
-    for r in results.get("cells") or []:
-        if r.get("status") == "done" and r.get("majority") and r["majority"].get("macro_f1") is not None:
-            return r["majority"]
+    for r in results.cells:
+        if r.done and r.majority and r.majority.get("macro_f1") is not None:
+            return r.majority
     return None
 
 
@@ -215,19 +221,16 @@ def _diff_text(d: Mapping[str, Any]) -> str:
     return f"{fmt_summary(d, signed=True)} ({how})"
 
 
-def _contrast_arm_status(results: Mapping[str, Any], name: str) -> str | None:
-    for a in results.get("arms", []):
-        if a["name"] == name:
-            return a.get("status")
-    return None
+def _contrast_arm_status(results: BenchResults, name: str) -> str | None:
+    return results.arm_status(name)
 
 
-def contrast_headline(results: Mapping[str, Any]) -> list[str]:
+def contrast_headline(results: BenchResults) -> list[str]:
     """The primary contrast first (its interval decides), then one line on the Holm-adjusted secondary ones."""
-    cons = results.get("contrasts") or []
-    summary = results.get("summary") or {}
-    split = results.get("eval_split", "test")
-    prim = results.get("primary") or {}
+    cons = results.contrasts
+    summary = results.summary
+    split = results.eval_split
+    prim = (results.primary or {})
     out: list[str] = []
     first = next((c for c in cons if c.get("primary")), None)
     declared = ("declared in the config" if prim.get("declared") else
@@ -250,7 +253,7 @@ def contrast_headline(results: Mapping[str, Any]) -> list[str]:
                    f"{_diff_text(first['diff'])}: {word}."
                    + (" (Conditional on one source model: see Setup.)"
                       if any(a.get("init") == "ecg" and a["name"] in (first["arm"], first["baseline"])
-                             for a in results.get("arms", [])) else ""))
+                             for a in results.arms) else ""))
     sec = [c for c in cons if not c.get("primary")]
     if sec:
         better = [c["label"] for c in sec if c["verdict"] == "helped"]
@@ -264,12 +267,12 @@ def contrast_headline(results: Mapping[str, Any]) -> list[str]:
     if mj:
         out.append(f"Majority classifier (always {mj.get('predicts')}): {split} macro-F1 {_f(mj['macro_f1'])}; "
                    "a model at or below it has learned nothing useful.")
-    for enc, m in (results.get("source_models") or {}).items():
+    for enc, m in results.source_models.items():
         cr = m.get("credibility") or {}
         if cr.get("learned") is False:
             out.append(f"Source model ({enc}): {cr.get('text')}: the ecg-initialised arms start from an untrained "
                        "backbone and get no verdict.")
-    for a in results.get("arms", []):
+    for a in results.arms:
         if a.get("status") == "skipped":
             out.append(f"{a['name']}: skipped ({short_reason(a.get('reason'))}), so it was not compared "
                        "(full reason under Arms).")
@@ -280,21 +283,22 @@ def contrast_headline(results: Mapping[str, Any]) -> list[str]:
 
 
 # -- the headline -------------------------------------------------------------------------------------
-def headline(results: Mapping[str, Any]) -> list[str]:
+def headline(results: BenchResults | Mapping[str, Any]) -> list[str]:
     """Sentences answering "did transfer help?": the primary contrast first and the Holm-adjusted secondary ones
     (results with per-contrast statistics), else the paired differences against the baseline (older results)."""
-    if results.get("contrasts") is not None and (results.get("contrasts") or results.get("primary")):
+    results = BenchResults.of(results)
+    if results.contrasts or results.primary:
         return contrast_headline(results)
-    summary = results.get("summary") or {}
-    base = results.get("baseline")
-    cfg = results["config"]
-    split = results.get("eval_split", "test")
+    summary = results.summary
+    base = results.baseline
+    cfg = results.config
+    split = results.eval_split
     out: list[str] = []
     if base is None:
         return ["No arm trains from scratch, so there is no baseline to tell whether transfer helped."]
     encodings = encodings_used(results)
     seeds = len(cfg["seeds"])
-    for arm in results.get("arms", []):
+    for arm in results.arms:
         name = arm["name"]
         if name == base:
             continue
@@ -342,7 +346,7 @@ class _Inputs:
 
     Attributes:
         results: the bench's results (``results.json``).
-        cfg: the resolved bench config (``results["config"]``).
+        cfg: the resolved bench config (``results.config``).
         summary: ``{arm: {encoding: {fraction label: cell summary}}}``.
         records: every cell record, in bench order.
         split: the evaluated split (``test`` unless the bench evaluates on ``val``).
@@ -352,10 +356,10 @@ class _Inputs:
         encodings: :func:`encodings_used`.
     """
 
-    results: Mapping[str, Any]
+    results: BenchResults
     cfg: Mapping[str, Any]
     summary: Mapping[str, Any]
-    records: Sequence[Mapping[str, Any]]
+    records: Sequence[CellResult]
     split: str
     base: str | None
     class_names: list[str]
@@ -363,12 +367,12 @@ class _Inputs:
     encodings: list[str]
 
     @classmethod
-    def of(cls, results: Mapping[str, Any]) -> _Inputs:
+    def of(cls, results: BenchResults) -> _Inputs:
         """The inputs of every section, from ``results``."""
-        return cls(results=results, cfg=results["config"], summary=results.get("summary") or {},
-                   records=results.get("cells", []), split=results.get("eval_split", "test"),
-                   base=results.get("baseline"), class_names=_ordered_classes(results["store"]["class_names"]),
-                   fractions=sorted(results["config"]["fractions"]), encodings=encodings_used(results))
+        return cls(results=results, cfg=results.config, summary=results.summary,
+                   records=results.cells, split=results.eval_split,
+                   base=results.baseline, class_names=_ordered_classes(results.class_names),
+                   fractions=sorted(results.config["fractions"]), encodings=encodings_used(results))
 
     @property
     def top(self) -> str:
@@ -434,36 +438,36 @@ def _headline_section(v: _Inputs) -> Doc:
     doc.h(2, "Did transfer help?", "headline")
     for s in headline(results):
         doc.p(s, cls="headline")
-    cons = results.get("contrasts") or []
+    cons = results.contrasts
     if cons:
         doc.table(["contrast", "difference [95% interval]", "p", "p (Holm)", "verdict"],
                   [[("PRIMARY: " if c.get("primary") else "") + c["label"], _diff_text(c["diff"]),
                     _f(c.get("p")), "primary, not adjusted" if c.get("primary") else _f(c.get("p_holm")),
                     c["verdict"]] for c in cons])
-    tc = results.get("target_check") or {}
+    tc = (results.target_check or {})
     if tc.get("below_majority"):
         doc.p(f"Steps to target are not informative here: {tc['text']}.", cls="warn")
     edges = [f"{a} (LR x{w['chosen']:g}, the {w['edge']} factor)" if st is None else
              f"{a} ({st['label']} {st['chosen']:g}, the {st['edge']} value)"
-             for a, w, st in _edge_choices(results.get("sweeps") or {})]
+             for a, w, st in _edge_choices(results.sweeps)]
     if edges:
         doc.p("Tuning caveat: a value chosen on validation is at the edge of its sweep grid for "
               + ", ".join(edges) + "; these arms may be short of their best (see Learning-rate sweeps).", cls="warn")
-    capped = results.get("capped_improving") or []
+    capped = results.capped_improving
     if capped:
-        n_cells = sum(1 for c in results.get("cells", []) if c.get("status") == "done")
+        n_cells = sum(1 for c in results.cells if c.done)
         doc.p(f"Budget caveat: {len(capped)} of {n_cells} grid cells stopped at the epoch cap while validation was "
               "still improving (listed below the sweeps).", cls="warn")
-    if not results.get("complete", True):
-        doc.p(f"This bench is incomplete: {results['progress']['done']} of {results['progress']['total']} cells "
+    if not results.complete:
+        doc.p(f"This bench is incomplete: {results.progress['done']} of {results.progress['total']} cells "
               "are finished"
-              + (f" (the run was {results['interrupted']}, e.g. by its time limit)" if results.get("interrupted")
+              + (f" (the run was {results.interrupted}, e.g. by its time limit)" if results.interrupted
                  else "")
               + ". Re-run the same command to finish it (finished cells are kept).", cls="warn")
     return doc
 
 
-def _budget_line(cfg: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+def _budget_line(cfg: Mapping[str, Any], records: Sequence[CellResult]) -> str:
     """The training budget every arm shares: epochs (raised to ``min_steps``), step cap, batch, optimiser,
     schedule, warmup and early stopping."""
     return (f"Budget, identical for every arm: {cfg['epochs']} epochs"
@@ -486,8 +490,8 @@ def _setup_section(v: _Inputs) -> Doc:
     results, cfg, split = v.results, v.cfg, v.split
     doc = Doc()
     doc.h(2, "Setup")
-    st = results["store"]
-    sp = results.get("split") or {}
+    st = results.store
+    sp = results.split
     setup = [
         f"Target task: store {st.get('path')} ({st['manifest'].get('database')} {st['manifest'].get('version')}, "
         f"task {st['manifest'].get('task')}, {st.get('n_segments')} segments, classes {', '.join(st['class_names'])}, "
@@ -504,7 +508,7 @@ def _setup_section(v: _Inputs) -> Doc:
         f"Images: {cfg['image_size']}x{cfg['image_size']}"
         + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
         + f", encodings {', '.join(v.encodings)}.",
-        f"Hardware: {results['hardware_line']}.",
+        f"Hardware: {results.hardware_line}.",
         statistics_line(results, v.base),
         macro_f1_line(results, split),
     ]
@@ -561,16 +565,16 @@ def _arms_section(v: _Inputs) -> Doc:
     doc = Doc()
     doc.h(2, "Arms")
     doc.table(["arm", "init", "optimisation", "LRs (features_1/features_2/head)", "encodings", "settings", "what",
-               "status"], [_arm_row(a) for a in results.get("arms", [])])
-    skipped = [a for a in results.get("arms", []) if a.get("status") == "skipped"]
+               "status"], [_arm_row(a) for a in results.arms])
+    skipped = [a for a in results.arms if a.get("status") == "skipped"]
     if skipped:
         doc.p("Skipped arms (their cells were not run; the reason in full):", strong=True)
         doc.bullets([f"{a['name']}: {a.get('reason')}" for a in skipped])
-    partial = [a for a in results.get("arms", []) if a.get("status") == "partial"]
+    partial = [a for a in results.arms if a.get("status") == "partial"]
     if partial:
         doc.p("Partly run arms (their finished cells are in the tables; the others were skipped):", cls="warn")
         doc.bullets([f"{a['name']}: {a.get('reason')}" for a in partial])
-    failed = results.get("failed") or {}
+    failed = results.failed
     if failed:
         doc.p(f"{len(failed)} cell(s) failed (re-running the bench retries them):", cls="warn")
         doc.bullets([f"{k}: {why}" for k, why in failed.items()])
@@ -598,7 +602,7 @@ def _lr_sweep_section(v: _Inputs) -> Doc:
     paragraphs also without sweeps)."""
     results = v.results
     doc = Doc()
-    sweeps = results.get("sweeps") or {}
+    sweeps = results.sweeps
     if sweeps:
         doc.h(2, "Learning-rate sweeps (chosen on validation only)")
         sw = next(iter(sweeps.values()))
@@ -649,13 +653,13 @@ def _lr_sweep_section(v: _Inputs) -> Doc:
                 doc.figure(f"lr_sweep_{enc}.png",
                            plots.lr_sweep_png(curves, chosen={a: w["chosen"] for a, w in sweeps.items()},
                                               encoding=enc,
-                                              majority=(results.get("majority_val") or {}).get("selection_f1")),
+                                              majority=(results.majority_val or {}).get("selection_f1")),
                            f"LR sweep ({enc}): validation selection-F1 per LR factor; circled: the choice; dashed: "
                            "the majority classifier.")
-    unswept = [a["name"] for a in results.get("arms", []) if not a.get("lr_sweep") and a.get("status") != "skipped"]
+    unswept = [a["name"] for a in results.arms if not a.get("lr_sweep") and a.get("status") != "skipped"]
     if sweeps and unswept:
         doc.p(f"Not swept (a fixed recipe, a closed-form fit, or lr_sweep = []): {', '.join(unswept)}.")
-    capped = results.get("capped_improving") or []
+    capped = results.capped_improving
     if capped:
         doc.p(f"{len(capped)} cell(s) stopped at the cap (epochs / max_steps) while validation was still improving "
               f"(best epoch = last epoch): {', '.join(capped)}. Their budget was not converged; raise the cap.",
@@ -669,11 +673,11 @@ def _main_tables(v: _Inputs) -> Doc:
     results, base = v.results, v.base
     doc = Doc()
     con_verdict = {(c["arm"], c["baseline"], c["encoding"], float(c["fraction"])):
-                   c["verdict"] + ("" if c.get("primary") else ", Holm") for c in results.get("contrasts") or []}
+                   c["verdict"] + ("" if c.get("primary") else ", Holm") for c in results.contrasts}
     for enc in v.encodings:
         doc.h(2, f"{v.split.capitalize()} macro-F1 by fraction of training data ({enc})")
         rows = []
-        for a in results.get("arms", []):
+        for a in results.arms:
             per = v.arm_summary(a["name"], enc)
             if a.get("status") == "skipped":
                 if enc in (a.get("encodings_used") or v.cfg["encodings"]):
@@ -722,8 +726,8 @@ def _curves(v: _Inputs) -> Doc:
                 doc.figure(f"learning_curves_{enc}.png",
                            plots.learning_curves_png(curves, fractions=v.fractions, encoding=enc,
                                                      target=cfg["target_f1"],
-                                                     majority=(results.get("majority_val") or {}).get("macro_f1"),
-                                                     x="step" if results.get("majority_val") else "epoch"),
+                                                     majority=(results.majority_val or {}).get("macro_f1"),
+                                                     x="step" if results.majority_val else "epoch"),
                            f"Learning curves ({enc}): validation macro-F1 at each evaluation, at each fraction, mean "
                            "over seeds, band = min..max over seeds; dotted: the target; dashed: the majority "
                            "classifier on validation.")
@@ -737,16 +741,16 @@ def _per_class_section(v: _Inputs) -> Doc:
     results, split, top = v.results, v.split, v.top
     doc = Doc()
     doc.h(2, "Per-class sensitivity (Se) and positive predictivity (+P)")
-    aami = set(results["store"]["class_names"]) <= set(AAMI_CLASSES)
+    aami = set(results.class_names) <= set(AAMI_CLASSES)
     doc.p(("AAMI beat classes (N normal, S supraventricular ectopic, V ventricular ectopic, F fusion, Q unknown). "
            if aami else "") + f"On the {split} split at the largest fraction; mean ± sd over seeds (min–max).")
-    sp = results.get("split") or {}
+    sp = results.split
     absent = [c for c in v.class_names if not (sp.get("class_counts") or {}).get(split, {}).get(c, 1)]
     if absent:
         doc.p(f"Classes with no segment in the {split} split (left out of the table): {', '.join(absent)}.")
     for enc in v.encodings:
         rows = []
-        for a in results.get("arms", []):
+        for a in results.arms:
             e = v.arm_summary(a["name"], enc).get(top)
             if e is None:
                 continue
@@ -773,11 +777,11 @@ def _confusion_section(v: _Inputs) -> Doc:
     doc.p(f"{v.split.capitalize()} split, largest fraction, summed over seeds; rows true class, columns predicted, "
           "colour = row-normalised share.")
     for enc in v.encodings:
-        for a in results.get("arms", []):
+        for a in results.arms:
             e = v.arm_summary(a["name"], enc).get(top)
             if e is None or e.get("confusion") is None:
                 continue
-            names = results["store"]["class_names"]
+            names = results.class_names
             doc.figure(f"confusion_{a['name']}_{enc}.png",
                        plots.confusion_png(e["confusion"], names, title=f"{a['name']} ({enc}, {top})"),
                        f"Confusion matrix: {a['name']}, {enc}, {top}, summed over {len(e['seeds'])} seed(s).")
@@ -802,21 +806,21 @@ def _time_to_target_section(v: _Inputs) -> Doc:
     results, cfg = v.results, v.cfg
     doc = Doc()
     doc.h(2, f"Time to reach validation macro-F1 ≥ {cfg['target_f1']:g}")
-    sources = results.get("source_models") or {}
+    sources = results.source_models
     doc.p("Steps count every validation (the within-epoch ones of val_every_steps too); epochs and cumulative "
           "seconds (training + validation) count the epoch-end validations only, so a seed may reach the target in "
           "steps before any epoch end does: those two columns give the mean (min–max) over the seeds whose "
           "epoch-end validation reached it, and how many did."
           + (" For ecg-pretrained arms the source model's training time comes on top (paid once per encoding and "
              "shared by all their cells): the last column." if sources else ""))
-    tc = results.get("target_check") or {}
+    tc = (results.target_check or {})
     if tc:
         doc.p(tc["text"] + "." + (" Steps (optimizer steps until the first evaluation at or above the target) do not "
                                   "depend on the machine; a run that never reaches it is censored (counted as "
                                   "slower than any, not dropped)." if not tc.get("below_majority") else ""),
               cls="warn" if tc.get("below_majority") else None)
     rows = []
-    for a in results.get("arms", []):
+    for a in results.arms:
         for enc, per in (v.summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
                 t = e["time_to_target"]
@@ -842,7 +846,7 @@ def _throughput_section(v: _Inputs) -> Doc:
     doc = Doc()
     doc.h(2, "Throughput and hardware")
     rows = []
-    for a in results.get("arms", []):
+    for a in results.arms:
         for enc, per in (v.summary.get(a["name"]) or {}).items():
             for flabel, e in sorted(per.items(), key=lambda kv: kv[1]["fraction"]):
                 share = e.get("data_share") or {}
@@ -854,8 +858,8 @@ def _throughput_section(v: _Inputs) -> Doc:
                "peak memory", "wall s per cell"], rows)
     data_s, train_s = 0.0, 0.0
     for r in v.records:
-        t = r.get("throughput") or {}
-        if r.get("status") == "done" and t.get("data_seconds") is not None and t.get("train_seconds"):
+        t = r.throughput
+        if r.done and t.get("data_seconds") is not None and t.get("train_seconds"):
             data_s += float(t["data_seconds"])
             train_s += float(t["train_seconds"])
     if train_s > 0:
@@ -864,10 +868,10 @@ def _throughput_section(v: _Inputs) -> Doc:
               "device's work (rendering the images per batch, forward, backward, the optimiser step). A share near 0 "
               "means the image pipeline does not starve the device.")
     doc.p("Timings: mean over seeds (min–max); they depend on the machine's load at the time, so no interval.")
-    kind = "CUDA max_memory_allocated" if str(results["hardware"].get("device", "")).startswith("cuda") else \
+    kind = "CUDA max_memory_allocated" if str(results.hardware.get("device", "")).startswith("cuda") else \
         "the process's peak resident set size (whole bench process, so it only grows)"
     doc.p(f"Images/s include rendering the images on the training device; peak memory is {kind}.")
-    hw = results["hardware"]
+    hw = results.hardware
     doc.table(["key", "value"], [[k, hw[k]] for k in sorted(hw)])
     return doc
 
@@ -875,7 +879,7 @@ def _throughput_section(v: _Inputs) -> Doc:
 def _source_models_section(v: _Inputs) -> Doc:
     """"Source models (ecg-pretrained)", when the bench trained any: per encoding its store, validation scores,
     whether it learned, best epoch, time and checkpoint, and the target patients dropped from its store."""
-    models = v.results.get("source_models")
+    models = v.results.source_models
     doc = Doc()
     if not models:
         return doc
@@ -894,8 +898,8 @@ def _source_models_section(v: _Inputs) -> Doc:
     doc.p("The source model's own validation part is split by patient from the source store (its patients only).")
     transfers = {}
     for r in v.records:
-        if r.get("status") == "done" and r.get("transfer"):
-            transfers.setdefault(r["cell"]["arm"], set()).add(r["transfer"])
+        if r.done and r.record.get("transfer"):
+            transfers.setdefault(r.cell.arm, set()).add(r.record["transfer"])
     if transfers:
         doc.p("What transferred into each arm's cells (from their load reports): "
               + "; ".join(f"{arm}: {' / '.join(sorted(t))}" for arm, t in transfers.items()) + ".")
@@ -919,19 +923,19 @@ def _cells_section(v: _Inputs) -> Doc:
     doc.h(2, "Every cell")
     rows = []
     for r in v.records:
-        c = r["cell"]
-        m = r.get(split) or {}
-        rows.append([c["arm"], c["encoding"], fraction_label(c["fraction"]), c["seed"], r.get("status"),
-                     (r.get("data") or {}).get("n_train", ""), _f(m.get("macro_f1")), _f(m.get("accuracy")),
-                     r.get("best_epoch", ""), _f(r.get("wall_s"), 1), short_reason(r.get("reason"))])
+        c = r.cell
+        m = r.metrics(split)
+        rows.append([c.arm, c.encoding, fraction_label(c.fraction), c.seed, r.status,
+                     r.data.get("n_train", ""), _f(m.get("macro_f1")), _f(m.get("accuracy")),
+                     r.record.get("best_epoch", ""), _f(r.wall_s, 1), short_reason(r.reason)])
     doc.table(["arm", "encoding", "fraction", "seed", "status", "train segments", f"{split} macro-F1",
                f"{split} accuracy", "best epoch", "wall s", "note"], rows)
-    inv = results.get("invocations") or [{"bench_run_id": results.get("bench_run_id"), **(results.get("run") or {})}]
+    inv = results.invocations
     doc.table(["invocation", "started", "finished", "cells computed", "cells reused", "recomputed (why)", "wall s",
                "command"],
               [[i.get("bench_run_id"), i.get("started_at") or "n/a", i.get("finished_at") or "n/a",
                 len(i.get("computed", [])), len(i.get("reused", [])), _recomputed(i.get("recomputed")),
-                _f(i.get("wall_s"), 0), i.get("command", "")] for i in inv])
+                _f(i.get("wall_s"), 0), i.get("command") or ""] for i in inv])
     return doc
 
 
@@ -941,15 +945,15 @@ def _config_section(v: _Inputs) -> Doc:
     results = v.results
     doc = Doc()
     doc.h(2, "Exact configuration and store manifests")
-    if results.get("command"):
-        doc.p(f"Command: {results['command']}")
+    if results.command:
+        doc.p(f"Command: {results.command}")
     doc.code(json.dumps(v.cfg, indent=2, sort_keys=True), "Resolved bench config (JSON)", "json")
-    if results.get("config_text"):
-        doc.code(results["config_text"], "Config file as given (TOML)", "toml")
-    doc.code(json.dumps(_manifest_for_report(results["store"]["manifest"]), indent=2, sort_keys=True),
+    if results.config_text:
+        doc.code(results.config_text, "Config file as given (TOML)", "toml")
+    doc.code(json.dumps(_manifest_for_report(results.store["manifest"]), indent=2, sort_keys=True),
              "Target store manifest", "json")
-    if results.get("source_store"):
-        doc.code(json.dumps(_manifest_for_report(results["source_store"]["manifest"]), indent=2, sort_keys=True),
+    if results.source_store:
+        doc.code(json.dumps(_manifest_for_report(results.source_store["manifest"]), indent=2, sort_keys=True),
                  "Source store manifest", "json")
     return doc
 
@@ -960,25 +964,26 @@ _SECTIONS = (_title, _labelled_patients_section, _headline_section, _setup_secti
             _source_models_section, _cells_section, _config_section)
 
 
-def build(results: Mapping[str, Any]) -> Doc:
+def build(results: BenchResults | Mapping[str, Any]) -> Doc:
     """The report of a bench's ``results`` (``results.json``) as a two-format document: the parts of
     ``_SECTIONS``, in order (``.md`` and ``.html`` hold the same content; ``.figures`` maps file names to
     PNG bytes)."""
-    inputs = _Inputs.of(results)
+    inputs = _Inputs.of(BenchResults.of(results))
     doc = Doc()
     for section in _SECTIONS:
         doc.extend(section(inputs))
     return doc
 
 
-def write_reports(results: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+def write_reports(results: BenchResults | Mapping[str, Any], out: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out``; returns their paths."""
     out = Path(out)
+    results = BenchResults.of(results)
     doc = build(results)
     for name, png in doc.figures.items():
         atomic_write_bytes(out / "figures" / name, png)
     md = "\n".join(doc.md) + "\n"
-    page = html_page(f"ecgtransfer bench: {results['config']['name']}", doc)
+    page = html_page(f"ecgtransfer bench: {results.config['name']}", doc)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", page)
     return {"md": out / "report.md", "html": out / "report.html", "figures": out / "figures"}

@@ -50,6 +50,7 @@ from ecgtransfer.bench.fractions import cap_evaluation, subsample
 from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
 from ecgtransfer.bench.report import write_reports
+from ecgtransfer.bench.results import BenchResults, CellResult, invocations_of, read_results, upgrade_cell_counts
 from ecgtransfer.bench.sweeps import (
     SETTING_KEYS,
     SWEPT_SETTINGS,
@@ -82,7 +83,7 @@ class BenchResult:
 
     Attributes:
         out: the output directory.
-        results: the content of ``results.json``.
+        results: the content of ``results.json`` (:meth:`typed` gives it as :class:`BenchResults`).
         paths: ``{"results", "md", "html", "figures"}``.
         computed: keys of the cells trained by this call.
         reused: keys of finished cells loaded from ``OUT/cells``.
@@ -101,6 +102,10 @@ class BenchResult:
     @property
     def summary(self) -> dict[str, Any]:
         return self.results["summary"]
+
+    @property
+    def typed(self) -> BenchResults:
+        return BenchResults.from_dict(self.results, self.out / "results.json")
 
     @property
     def complete(self) -> bool:
@@ -283,28 +288,8 @@ def _mean_curve(curve: Mapping[str, Mapping[float, float | None]], points: Seque
             if (v := [c[p] for c in curve.values() if c.get(p) is not None]) and len(v) == len(curve)}
 
 
-def _counts_from_run(record: dict[str, Any], out: Path, store: SegmentStore) -> dict[str, Any]:
-    """A finished cell of an earlier version counted its *drawn* training segments (before the majority cap):
-    its ``data`` counts are read back from its run's ``split.npz`` (what the engine trained on), marked
-    ``counts_from``; cells of this version (``n_train_drawn`` present) and runs without the file are unchanged."""
-    data = record.get("data")
-    if not data or "n_train_drawn" in data or not record.get("run_dir"):
-        return record
-    try:
-        parts = read_split(out / record["run_dir"] / "split.npz", len(store.labels), parts=("train", "val"))
-    except (EcgTransferError, TypeError):
-        return record
-    train, val = parts["train"], parts["val"]
-    if len(train) == data.get("n_train"):
-        return record
-    counts = np.bincount(store.labels[train], minlength=store.num_classes)
-    first = next((h for h in record.get("history") or [] if not h.get("partial")), None)
-    return dict(record, data=dict(
-        data, n_train_drawn=data.get("n_train"), n_train=int(len(train)), n_val=int(len(val)),
-        n_train_patients=int(len(set(store.patient_ids[train]))),
-        train_class_counts={c: int(counts[i]) for i, c in enumerate(store.class_names)},
-        steps_per_epoch=int(first["step"]) if first else data.get("steps_per_epoch"),
-        counts_from="split.npz of the run (after the majority cap)"))
+#: the earlier name of :func:`ecgtransfer.bench.results.upgrade_cell_counts` (the one place results are upgraded)
+_counts_from_run = upgrade_cell_counts
 
 
 def _majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -906,7 +891,7 @@ class _Bench:
                 if done is not None and (stale := self.stale_budget(cell, done)) is not None:
                     done, why = None, stale
                 if done is not None:
-                    self.records[cell.key] = _counts_from_run(done, self.out, self.store)
+                    self.records[cell.key] = upgrade_cell_counts(done, self.out, self.store)
                     self.reused.append(cell.key)
                     continue
                 if why is not None:
@@ -945,9 +930,10 @@ class _Bench:
         bar.close()
 
     # -- outputs ----------------------------------------------------------------------------------
-    def results(self) -> dict[str, Any]:
+    def results(self) -> BenchResults:
         cfg, store = self.cfg, self.store
         records = [self.records[c.key] for c in self.grid if c.key in self.records]
+        cells = [CellResult.of(r) for r in records]
         done = sum(1 for r in records if r["status"] == "done")
         skipped_cells = sum(1 for r in records if r["status"] == "skipped")
         arms = []
@@ -970,47 +956,46 @@ class _Bench:
                          "weight_decay": a.weight_decay, "grad_clip": a.grad_clip,
                          "frozen": ["features_1", "features_2"] if a.optim == "linear-probe" else [],
                          "status": status, "reason": reason})
-        return {
-            "format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION,
-            "name": cfg.name, "created_at": _now(), "bench_run_id": self.run_id,
-            "macro_f1_definition": MACRO_F1_DEFINITION,
-            "interrupted": self.interrupted,
-            "command": self.command, "package_version": __version__,
-            "complete": done + skipped_cells == len(self.grid),
-            "progress": {"total": len(self.grid), "done": done, "skipped": skipped_cells,
-                         "failed": len(self.failed)},
-            "config": cfg.to_dict(), "config_text": self.config_text, "fingerprint": self.fingerprint,
-            "hardware": self.hardware, "hardware_line": hardware_line(self.hardware),
-            "store": {"path": str(store.path), "manifest_hash": store.manifest_hash, "manifest": store.manifest,
-                      "class_names": self.run_classes(), "store_class_names": store.class_names,
-                      "n_segments": len(store)},
-            "source_store": None if self.source_store is None else {
+        return BenchResults(
+            format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION,
+            name=cfg.name, created_at=_now(), bench_run_id=self.run_id,
+            macro_f1_definition=MACRO_F1_DEFINITION,
+            interrupted=self.interrupted,
+            command=self.command, package_version=__version__,
+            complete=done + skipped_cells == len(self.grid),
+            progress={"total": len(self.grid), "done": done, "skipped": skipped_cells, "failed": len(self.failed)},
+            config=cfg.to_dict(), config_text=self.config_text, fingerprint=self.fingerprint,
+            hardware=self.hardware, hardware_line=hardware_line(self.hardware),
+            store={"path": str(store.path), "manifest_hash": store.manifest_hash, "manifest": store.manifest,
+                   "class_names": self.run_classes(), "store_class_names": store.class_names,
+                   "n_segments": len(store)},
+            source_store=None if self.source_store is None else {
                 "path": str(self.source_store.path), "manifest_hash": self.source_store.manifest_hash,
                 "manifest": self.source_store.manifest, "class_names": self.source_store.class_names,
                 "n_segments": len(self.source_store)},
-            "source_overlap": getattr(self, "source_overlap", None),
-            "source_models": {enc: {k: v for k, v in m.items() if k != "train_config"}
-                              for enc, m in self.source_models.items()},
-            "split": {k: v for k, v in self.split_info.items()},
-            "eval_split": self.eval_split,
-            "baseline": baseline_arm(cfg),
-            "arms": arms,
-            "skipped": dict(self.skipped),
-            "failed": dict(self.failed),
-            "run": {"computed": list(self.computed), "reused": list(self.reused)},
-            "invocations": [i for i in self.previous_invocations if i.get("bench_run_id") != self.run_id] + [
+            source_overlap=getattr(self, "source_overlap", None),
+            source_models={enc: {k: v for k, v in m.items() if k != "train_config"}
+                           for enc, m in self.source_models.items()},
+            split={k: v for k, v in self.split_info.items()},
+            eval_split=self.eval_split,
+            baseline=baseline_arm(cfg),
+            arms=arms,
+            skipped=dict(self.skipped),
+            failed=dict(self.failed),
+            run={"computed": list(self.computed), "reused": list(self.reused)},
+            invocations=[i for i in self.previous_invocations if i.get("bench_run_id") != self.run_id] + [
                 {"bench_run_id": self.run_id, "started_at": self.started_at, "finished_at": _now(),
                  "command": self.command, "computed": list(self.computed), "reused": list(self.reused),
                  "recomputed": dict(self.recomputed), "failed": sorted(self.failed),
                  "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
-            "cells": records,
-            "summary": summarise(cfg, records, class_names=self.run_classes(), eval_split=self.eval_split),
-            "majority_val": self.majority_val, "target_check": self.target_check,
-            "sweeps": self.sweeps, "lr_scale": dict(self.lr_scale), "settings_swept": dict(self.choice),
-            "capped_improving": [r["key"] for r in records if r.get("capped_improving")],
-            "primary": primary_of(cfg),
-            "contrasts": contrasts(cfg, records, eval_split=self.eval_split, no_verdict=self.no_verdict()),
-        }
+            cells=cells,
+            summary=summarise(cfg, cells, class_names=self.run_classes(), eval_split=self.eval_split),
+            majority_val=self.majority_val, target_check=self.target_check,
+            sweeps=self.sweeps, lr_scale=dict(self.lr_scale), settings_swept=dict(self.choice),
+            capped_improving=[c.key for c in cells if c.record.get("capped_improving")],
+            primary=primary_of(cfg),
+            contrasts=contrasts(cfg, cells, eval_split=self.eval_split, no_verdict=self.no_verdict()),
+        )
 
     def no_verdict(self) -> dict[str, str]:
         """``{arm: why}`` of arms whose contrasts get no verdict (an ecg arm whose source model did not learn)."""
@@ -1029,9 +1014,9 @@ class _Bench:
 
         return class_subset(self.store.class_names, self.cfg.base.exclude_classes)[0]
 
-    def write_results(self) -> dict[str, Any]:
+    def write_results(self) -> BenchResults:
         res = self.results()
-        atomic_write_json(self.out / "results.json", res)
+        atomic_write_json(self.out / "results.json", res.to_dict())
         return res
 
 
@@ -1094,22 +1079,15 @@ def exclude_patients(store: SegmentStore, tc: Any, patients: Sequence[str], *, p
 
 
 def _previous_invocations(out: Path) -> list[dict[str, Any]]:
-    """The invocations recorded in an existing ``out/results.json`` (a resumed bench keeps its history)."""
+    """The invocations recorded in an existing ``out/results.json`` (a resumed bench keeps its history; those of
+    an older version are upgraded by :meth:`BenchResults.from_dict`)."""
     if not os.path.lexists(out / "results.json"):
         return []
     try:
-        prev = read_json_object(out / "results.json", "bench results", error=BenchError)
+        return invocations_of(read_json_object(out / "results.json", "bench results", error=BenchError))
     except BenchError as exc:
         log.warning("%s; its earlier invocations are not carried over", exc)
         return []
-    if isinstance(prev.get("invocations"), list):
-        return [i for i in prev["invocations"] if isinstance(i, dict)]
-    if not isinstance(prev.get("run"), dict):
-        return []
-    if prev.get("run"):  # results.json of an older version: created_at is when it was written, not the start
-        return [{"bench_run_id": prev.get("bench_run_id"), "started_at": None, "finished_at": prev.get("created_at"),
-                 "command": prev.get("command"), **prev["run"]}]
-    return []
 
 
 def pooled_store(target: SegmentStore, source: SegmentStore | None, out: Path) -> SegmentStore:
@@ -1258,48 +1236,8 @@ def _run_locked(cfg: BenchConfig, out: Path, *, config_path: Path | None, resume
     paths["results"] = out / "results.json"
     log.info("bench %s: %d cells computed, %d reused, %d failed; report %s", cfg.name, len(bench.computed),
              len(bench.reused), len(bench.failed), paths["html"])
-    return BenchResult(out=out, results=results, paths=paths, computed=bench.computed, reused=bench.reused,
+    return BenchResult(out=out, results=results.to_dict(), paths=paths, computed=bench.computed, reused=bench.reused,
                        skipped=dict(bench.skipped), failed=dict(bench.failed))
-
-
-def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """A bench's ``results.json``, read by the one reader of run and bench files and checked where the report
-    relies on it (format, ``config`` with name, encodings and fractions, ``store`` with class names, ``cells`` /
-    ``arms`` lists of objects, ``summary`` / ``split`` objects); else one :class:`BenchError` line naming it."""
-    path = Path(path)
-    results = read_json_object(path, "bench results", error=BenchError)
-
-    def bad(what: str) -> BenchError:
-        return BenchError(f"{path}: {what}; the bench results are damaged (run the bench again to rewrite them)")
-
-    def of(obj: Any, key: str, kind: type, where: str = "") -> Any:
-        v = obj.get(key)
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise bad(f"{where}{key} must be a JSON {'object' if kind is dict else kind.__name__}, found "
-                      f"{type(v).__name__}")
-        return v
-
-    if results.get("format", RESULTS_FORMAT) != RESULTS_FORMAT:
-        raise bad(f"expected format {RESULTS_FORMAT!r}, found {results.get('format')!r}")
-    cfg = of(results, "config", dict)
-    of(cfg, "name", str, "config.")
-    encodings = of(cfg, "encodings", list, "config.")
-    if not all(isinstance(e, str) for e in encodings):
-        raise bad("config.encodings must be a list of names")
-    fractions = of(cfg, "fractions", list, "config.")
-    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions):
-        raise bad("config.fractions must be a list of numbers")
-    names = of(of(results, "store", dict), "class_names", list, "store.")
-    if not all(isinstance(c, str) for c in names):
-        raise bad("store.class_names must be a list of names")
-    for key in ("cells", "arms", "contrasts"):
-        if results.get(key) is not None and not (isinstance(results[key], list)
-                                                 and all(isinstance(x, dict) for x in results[key])):
-            raise bad(f"{key} must be a list of JSON objects")
-    for key in ("summary", "split", "primary", "source_models", "sweeps", "target_check", "progress"):
-        if results.get(key) is not None and not isinstance(results[key], dict):
-            raise bad(f"{key} must be a JSON object, found {type(results[key]).__name__}")
-    return results
 
 
 def write_report(out: str | os.PathLike) -> dict[str, Path]:
