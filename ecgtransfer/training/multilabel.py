@@ -249,9 +249,10 @@ def _result(out: Path) -> Any:
     test_path = out / "test_metrics.json"
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
     best = next((h["val"] for h in history if h["epoch"] == info.get("best_epoch")), None)
+    config = TrainConfig.from_dict(json.loads((out / "config.json").read_text(encoding="utf-8")))
     return SimpleNamespace(run_dir=out, best_epoch=info.get("best_epoch"), best_metrics=best, history=history,
                            test_metrics=json.loads(test_path.read_text()) if test_path.is_file() else None,
-                           stopped=info.get("stopped"), steps=info.get("steps"),
+                           stopped=info.get("stopped"), steps=info.get("steps"), config=config, step_evals=[],
                            paths={"best": out / "best.pt", "report": out / "report.md"})
 
 
@@ -274,6 +275,14 @@ def load_multilabel(run_dir: str | os.PathLike, *, checkpoint: str = "best", dev
     load_model_state(model, ckpt["model"], path=path)
     model.eval()
     return model, encoder, ckpt, dev
+
+
+def part_probabilities(run_dir: str | os.PathLike, store: SegmentStore, idx: np.ndarray, device: str | None = None,
+                       *, checkpoint: str = "best", batch_size: int = 64) -> np.ndarray:
+    """Sigmoid probabilities ``[n, K]`` of a multilabel run's model on the store rows ``idx`` (e.g. its validation
+    part, :func:`ecgtransfer.training.run_files.read_split`)."""
+    model, encoder, _, dev = load_multilabel(run_dir, checkpoint=checkpoint, device=device)
+    return _probs(model, encoder, store, np.asarray(idx, dtype=np.int64), dev, batch_size)
 
 
 def evaluate_multilabel(run_dir: str | os.PathLike, store: SegmentStore, split: str = "test", *,
@@ -337,4 +346,4 @@ def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.Pa
 
 
 __all__ = ["MAX_POS_WEIGHT", "pos_weights", "fine_tune_multilabel", "score", "report", "load_multilabel",
-           "evaluate_multilabel", "predict_multilabel"]
+           "part_probabilities", "evaluate_multilabel", "predict_multilabel"]
