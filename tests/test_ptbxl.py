@@ -318,13 +318,14 @@ def test_bootstrap_resamples_patients_and_is_seeded():
 
 
 def test_multilabel_training_evaluate_and_predict_on_real_records(store_all, ptbxl_root, tmp_path, capsys):
+    import torch
     from sklearn.metrics import roc_auc_score
 
     from ecgtransfer.training import fine_tune
 
     run = tmp_path / "run"
     result = fine_tune(store_all, out=run, model="cnn1d", init="scratch", split="ptbxl", epochs=2, max_steps=6,
-                       batch_size=16, num_threads=1, optimizer="adamw", tiers=(1e-3, 1e-3, 1e-3))
+                       batch_size=16, num_threads=1, optimizer="adamw", tiers=(1e-3, 1e-3, 1e-3), amp="bf16")
     assert result.best_epoch is not None and (run / "best.pt").is_file() and not (run / "last.pt").exists()
     test = result.test_metrics
     assert set(test["intervals"]) >= {"macro_auc", "fmax", "auc"} and test["intervals"]["unit"] == "patient"
@@ -334,7 +335,10 @@ def test_multilabel_training_evaluate_and_predict_on_real_records(store_all, ptb
     model, encoder, _, dev = load_multilabel(run)
     with np.load(run / "split.npz") as z:
         idx = z["test"]
-    probs = _probs(model, encoder, store_all, idx, dev, 32)
+    # AMP as the single-label engine has it: bf16 autocast of the model's forward, recorded in run.json
+    assert json.loads((run / "run.json").read_text())["amp"] == "bfloat16"
+    probs = _probs(model, encoder, store_all, idx, dev, 32, dtype=torch.bfloat16)
+    assert not np.allclose(probs, _probs(model, encoder, store_all, idx, dev, 32), atol=1e-6)  # autocast did act
     y = np.asarray(store_all.targets)[idx]
     ok = (y.sum(0) > 0) & (y.sum(0) < len(y))
     assert test["macro_auc"] == pytest.approx(roc_auc_score(y[:, ok], probs[:, ok], average="macro"), abs=1e-6)
@@ -348,5 +352,5 @@ def test_multilabel_training_evaluate_and_predict_on_real_records(store_all, ptb
     table = pd.read_csv(out)
     assert list(table.columns) == ["record"] + [f"p_{n}" for n in store_all.class_names]
     row = np.asarray(store_all.record_ids.tolist()) == "1"
-    direct = _probs(model, encoder, store_all, np.flatnonzero(row), dev, 1)[0]
+    direct = _probs(model, encoder, store_all, np.flatnonzero(row), dev, 1, dtype=torch.bfloat16)[0]
     np.testing.assert_allclose(table.iloc[0, 1:].to_numpy(dtype=float), direct, atol=1e-5)

@@ -251,6 +251,11 @@ class SourceConfig:
         seed: seed of the source training.
         train: ``TrainConfig`` fields for the source training only, applied over the bench's ``[train]`` (for
             example ``{exclude_classes = ["~"], rr = "on"}``: the source task's own classes and inputs).
+        lead: which of the source store's leads the source model images: a lead name of the source store (imaged
+            like the target's lead, e.g. ``"II"`` of a 12-lead PTB-XL store for MLII beats), ``"grid"`` (every lead
+            as a tile, :func:`ecgtransfer.imaging.grid_layout`), or None (the ``encoding_params`` of ``[train]`` /
+            ``[source.train]``, as before). A source store with another number of leads than the target's needs
+            one (``ecg`` arms are skipped with the reason otherwise).
     """
 
     store: str
@@ -261,6 +266,11 @@ class SourceConfig:
     max_steps: int | None = None
     seed: int = 0
     train: Mapping[str, Any] = field(default_factory=dict)
+    lead: str | None = None
+
+
+#: ``[source].lead`` value that images every lead of the source store as a tile of one image
+SOURCE_LEAD_GRID = "grid"
 
 
 @dataclass(frozen=True)
@@ -742,6 +752,13 @@ def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
             raise _err(f"{where} [source]", f"optim must be one of {OPTIM_MODES}, found {cfg.source.optim!r}")
         if cfg.source.init == "ecg":
             raise _err(f"{where} [source]", "the source model cannot itself start from 'ecg'")
+        if cfg.source.lead is not None:
+            if not isinstance(cfg.source.lead, str) or not cfg.source.lead.strip():
+                raise _err(f"{where} [source]", f"lead must be a lead name of the source store or "
+                                                f"{SOURCE_LEAD_GRID!r}, found {cfg.source.lead!r}")
+            if "lead" in dict(cfg.source.train.get("encoding_params") or {}):
+                raise _err(f"{where} [source]", "lead is given twice: [source].lead and [source.train] "
+                                                "encoding_params.lead; keep one")
 
 
 def load_config(path: str | os.PathLike, *, overrides: Mapping[str, Any] | None = None) -> BenchConfig:

@@ -885,17 +885,35 @@ def _source_models_section(v: _Inputs) -> Doc:
         return doc
     doc.h(3, "Source models (ecg-pretrained)")
     def class_f1(m: Mapping[str, Any]) -> str:
-        pc = (m.get("val") or {}).get("per_class") or {}
+        val = m.get("val") or {}
+        if m.get("multilabel"):  # sigmoid outputs: the AUC of each statement (no F1 per class)
+            return ", ".join(f"{c} AUC {_f(a, 2)}" for c, a in (val.get("auc") or {}).items() if a is not None) \
+                or "n/a"
+        pc = val.get("per_class") or {}
         return ", ".join(f"{c} {_f(r.get('f1'), 2)}" for c, r in pc.items()
                          if isinstance(r, Mapping) and r.get("support")) or "n/a"
 
-    rows = [[enc, m.get("store"), m.get("steps", "n/a"), _f((m.get("val") or {}).get("macro_f1")),
-             _f((m.get("val") or {}).get("macro_auroc")), class_f1(m),
-             (m.get("credibility") or {}).get("text", "not checked (older results)"), m.get("best_epoch"),
-             _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in models.items()]
-    doc.table(["encoding", "source store", "steps", "val macro-F1", "val macro-AUROC", "val F1 per class",
-               "did it learn? (bootstrap over its validation records)", "best epoch", "wall s", "checkpoint"], rows)
+    def macro_f1(m: Mapping[str, Any]) -> str:
+        val = m.get("val") or {}
+        return f"n/a (multi-label; Fmax {_f(val.get('fmax'))})" if m.get("multilabel") else _f(val.get("macro_f1"))
+
+    def macro_auroc(m: Mapping[str, Any]) -> str:
+        val = m.get("val") or {}
+        return _f(val.get("macro_auc") if m.get("multilabel") else val.get("macro_auroc"))
+
+    stated = any(m.get("input") for m in models.values())  # what the source model reads (results before: absent)
+    rows = [[enc, m.get("store"), *([m.get("input") or "n/a"] if stated else []), m.get("steps", "n/a"), macro_f1(m),
+             macro_auroc(m), class_f1(m), (m.get("credibility") or {}).get("text", "not checked (older results)"),
+             m.get("best_epoch"), _f(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in models.items()]
+    doc.table(["encoding", "source store", *(["source input"] if stated else []), "steps", "val macro-F1",
+               "val macro-AUROC", "val F1 per class", "did it learn? (bootstrap over its validation records)",
+               "best epoch", "wall s", "checkpoint"], rows)
     doc.p("The source model's own validation part is split by patient from the source store (its patients only).")
+    if any(m.get("multilabel") for m in models.values()):
+        doc.p("A multi-label source (PTB-XL statements) trains with sigmoid outputs and binary cross-entropy and picks "
+              "its best epoch on validation macro-AUC (the mean AUC over the statements with positives and negatives "
+              "in its validation part; its macro-AUROC column); its head never transfers (another label space): "
+              "the ecg arms start from its backbone only.")
     transfers = {}
     for r in v.records:
         if r.done and r.record.get("transfer"):

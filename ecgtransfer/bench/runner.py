@@ -5,7 +5,10 @@ The bench itself trains nothing by hand: each cell is one call of
 and test patients, and the cell's subsample of the training split), the arm's initialisation and
 optimiser mode, and the budget shared by every arm. ``ecg`` arms first train a source model on the
 ``[source]`` store (once per encoding, kept in ``OUT/source/<encoding>/``) and start from its best
-checkpoint: the backbone transfers, the head is re-initialised when the class counts differ.
+checkpoint: the backbone transfers, the head is re-initialised when the class counts differ. A multi-label source
+(PTB-XL's statements, :mod:`ecgtransfer.training.multilabel`) trains with sigmoid outputs and transfers its backbone
+only (another label space); ``[source].lead`` says which of its leads the source model images
+(:func:`source_input`).
 
 Output directory::
 
@@ -45,7 +48,15 @@ from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
 from ecgtransfer.bench.cells import CellStore
-from ecgtransfer.bench.config import ARM_LATER_FIELDS, TASK_SPLIT_KEYS, ArmConfig, BenchConfig, load_config
+from ecgtransfer.bench.config import (
+    ARM_LATER_FIELDS,
+    SOURCE_LEAD_GRID,
+    TASK_SPLIT_KEYS,
+    ArmConfig,
+    BenchConfig,
+    SourceConfig,
+    load_config,
+)
 from ecgtransfer.bench.fractions import cap_evaluation, subsample
 from ecgtransfer.bench.grid import Cell, cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info, hardware_line
@@ -243,6 +254,7 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "train_accuracy": (h.get("train") or {}).get("accuracy"),
             "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1"),
             "images_per_s": h.get("images_per_s"), "peak_memory_mb": h.get("peak_memory_mb"),
+            **({"val_macro_auc": val["macro_auc"]} if "macro_auc" in val else {}),  # a multilabel (source) run
         })
     return rows
 
@@ -262,7 +274,8 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
     keep = ("n", "loss", "accuracy", "macro_f1", "selection_f1", "macro_auroc", "macro_classes", "per_class",
-            "confusion_matrix", "class_names", "notes", "prevalence", "weighted_n", "decision")
+            "confusion_matrix", "class_names", "notes", "prevalence", "weighted_n", "decision",
+            "macro_auc", "fmax", "auc", "undefined")  # the last four: a multilabel (source) run's
     return {k: m[k] for k in keep if k in m}
 
 
@@ -441,8 +454,7 @@ class _Bench:
             d[f"{name}_swept"] = float(value)
         if arm.init == "ecg" or arm.train_data == "pooled":  # only these arms depend on the source task
             d["source_store"] = self.source_hash
-            d["source"] = {k: (dict(v) if k == "train" else v) for k, v in vars(self.cfg.source).items()
-                           if k != "store"}
+            d["source"] = source_settings(self.cfg.source)
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
     def cell_fingerprint(self, arm: ArmConfig, lr_scale: float | None = None,
@@ -455,12 +467,21 @@ class _Bench:
         """Mark arms whose prerequisites are missing as skipped, with the reason."""
         self.source_hash = None
         self.source_overlap: str | None = None
+        self.source_lead: int | str | None = None  # the source model's encoder lead ([source].lead)
+        self.source_input = ""  # what the source model reads, in words
         self.pooled_store: SegmentStore | None = None
         if any(a.init == "ecg" or a.train_data == "pooled" for a in self.cfg.arms):
             try:
                 self.source_store = SegmentStore(self.cfg.source_store_path)
                 self.source_hash = self.source_store.manifest_hash
                 self.source_overlap = source_overlap(self.store, self.source_store)
+                assert self.cfg.source is not None
+                self.source_lead, self.source_input, problem = source_input(
+                    self.store, self.source_store, self.cfg.source, self.cfg.base.encoding_params)
+                if problem:
+                    for a in self.cfg.arms:
+                        if a.init == "ecg":
+                            self.skipped[a.name] = problem
                 if self.source_overlap:
                     log.warning("the source store %s %s: its patients in the target's validation or test part "
                                 "(%d patients) are dropped from the source training", self.source_store.path,
@@ -507,8 +528,7 @@ class _Bench:
         sdir = self.out / "source" / encoding
         marker = sdir / "source.json"
         excluded = list(self.split_info["heldout_patients"]) if self.source_overlap else []
-        src_settings = {k: (dict(v) if k == "train" else v) for k, v in vars(src).items()
-                        if k != "store"}  # its manifest hash is checked
+        src_settings = source_settings(src)  # the store's manifest hash is checked
         fp = hashlib.sha256(json.dumps({"budget": self.fingerprint, "source": src_settings, "enc": encoding,
                                         "store": self.source_hash, "macro_f1": MACRO_F1_DEFINITION,
                                         "excluded_patients": excluded}, sort_keys=True, default=str).encode()
@@ -540,6 +560,8 @@ class _Bench:
         # the source store's own split (the split settings' defaults, its method and seed), not the target's
         src_split = {TASK_SPLIT_KEYS[k]: v for k, v in {**self.cfg.train, **src.train}.items() if k in TASK_SPLIT_KEYS}
         tc = replace(tc, data_split=SplitConfig(**{**src_split, "method": src.split, "seed": src.seed}))
+        if self.source_lead is not None:  # [source].lead: which of the source store's leads the model images
+            tc = tc.replace(encoding_params={**tc.encoding_params, "lead": self.source_lead})
         split_indices = None
         exclusion: dict[str, Any] | None = None
         if excluded:
@@ -563,6 +585,7 @@ class _Bench:
         info = {"fingerprint": fp, "checkpoint": rel, "store": str(self.source_store.path),
                 "store_manifest_hash": self.source_hash, "database": self.source_store.database,
                 "task": self.source_store.task, "class_names": self.source_store.class_names,
+                "multilabel": bool(self.source_store.multilabel), "input": self.source_input,
                 "best_epoch": res.best_epoch, "val": _clean_metrics(res.best_metrics),
                 "test": _clean_metrics(res.test_metrics), "wall_s": wall, "steps": res.steps,
                 "train_config": res.config.to_dict(), "history": _history_rows(res.history),
@@ -585,6 +608,15 @@ class _Bench:
             return {"learned": None, "text": f"not checked: the source run's split.npz is unreadable ({exc})"}
         if len(val) == 0:
             return {"learned": None, "text": "not checked: the source split has no validation part"}
+        if self.source_store.multilabel:  # per-label AUCs of sigmoid outputs, resampled by patient
+            from ecgtransfer.bench.stats import multilabel_source_credibility
+            from ecgtransfer.training.multilabel import part_probabilities
+
+            probs = part_probabilities(run_dir, self.source_store, val, self.device)
+            return multilabel_source_credibility(np.asarray(self.source_store.targets)[val], probs,
+                                                 self.source_store.patient_ids[val],
+                                                 replicates=min(1000, self.cfg.bootstrap_replicates),
+                                                 seed=self.cfg.bootstrap_seed)
         y, probs, idx, _ = predict_part(run_dir, self.source_store, val, self.device)
         return source_credibility(y, probs, self.source_store.record_ids[idx],
                                   replicates=min(1000, self.cfg.bootstrap_replicates), seed=self.cfg.bootstrap_seed)
@@ -681,6 +713,9 @@ class _Bench:
                          progress=cfg.train["progress"] if "progress" in cfg.train else self.progress)
         if arm.init_head != "auto":
             tc = tc.replace(init_head=arm.init_head)
+        multilabel_source = arm.init == "ecg" and self.source_store is not None and self.source_store.multilabel
+        if multilabel_source:  # sigmoid outputs over other labels: the head never transfers
+            tc = tc.replace(init_head="new")
         run_dir = self.out / "runs" / cell.key
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a half run of a killed bench: start the cell again
@@ -728,7 +763,8 @@ class _Bench:
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
             "throughput": _throughput(res.history, self.device),
             "load_report": _load_report(run_dir),
-            **({"transfer": transfer_of(load)} if load is not None else {}),
+            **({"transfer": transfer_of(load, multilabel_source=self.source_store if multilabel_source else None)}
+               if load is not None else {}),
             "run_dir": str(run_dir.relative_to(self.out)),
             "package_version": __version__,
         }
@@ -1020,6 +1056,45 @@ class _Bench:
         return res
 
 
+def source_settings(src: SourceConfig) -> dict[str, Any]:
+    """The ``[source]`` settings a source model and the ``ecg`` cells depend on (the store is checked by its
+    manifest hash); ``lead`` only when set, so that benches from before it keep their fingerprints."""
+    return {k: (dict(v) if k == "train" else v) for k, v in vars(src).items()
+            if k != "store" and not (k == "lead" and v is None)}
+
+
+def source_input(target: SegmentStore, source: SegmentStore, src: SourceConfig, encoding_params: Mapping[str, Any]
+                 ) -> tuple[int | str | None, str, str | None]:
+    """``(the encoder's lead for the source model or None, what the source model reads, why it cannot run or
+    None)``: ``[source].lead`` names one of the source store's leads (its index: imaged as the target's lead is) or
+    ``"grid"`` (every lead a tile); without it, the ``encoding_params`` of ``[train]`` / ``[source.train]`` decide,
+    and a source store with another number of leads than the target's is refused (which lead would the model
+    image? lead 0 of a 12-lead store is lead I, not the MLII-like lead II)."""
+    names = [str(n) for n in source.lead_names]
+    tnames = [str(n) for n in target.lead_names]
+    own = dict(src.train.get("encoding_params") or {})
+    where = f"the source store {source.path} has {len(names)} lead(s) ({', '.join(names)})"
+    if src.lead is None:
+        lead = own.get("lead", encoding_params.get("lead"))
+        if lead is None and len(names) != len(tnames):
+            return None, "", (f"{where}, the target {len(tnames)} ({', '.join(tnames)}): say which the source model "
+                              f"images, [source] lead = \"II\" (one lead, imaged like the target's) or "
+                              f"lead = \"{SOURCE_LEAD_GRID}\" (every lead a tile)")
+        shown = names[int(lead)] if isinstance(lead, int) and -len(names) <= int(lead) < len(names) else lead
+        return None, (f"lead {shown if lead is not None else names[0]} of {len(names)} "
+                      f"({source.fs:g} Hz), as the encoding parameters say"), None
+    if src.lead.lower() == SOURCE_LEAD_GRID:
+        return SOURCE_LEAD_GRID, f"all {len(names)} leads as tiles of one image (lead = \"grid\", {source.fs:g} Hz)", None
+    lower = [n.lower() for n in names]
+    if src.lead.lower() not in lower:
+        return None, "", f"{where}, not {src.lead!r}: [source] lead names one of them or \"{SOURCE_LEAD_GRID}\""
+    i = lower.index(src.lead.lower())
+    tlead = encoding_params.get("lead", 0)
+    tname = tnames[tlead] if isinstance(tlead, int) and -len(tnames) <= tlead < len(tnames) else str(tlead)
+    return i, (f"lead {names[i]} of {len(names)} ({source.fs:g} Hz), imaged as the target's lead {tname} "
+               f"({target.fs:g} Hz)"), None
+
+
 def source_overlap(target: SegmentStore, source: SegmentStore) -> str | None:
     """Why the source store shares patients with the target (same store, or same database and version), or None.
 
@@ -1126,9 +1201,10 @@ def _load_report_dict(run_dir: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
-def transfer_of(report: Mapping[str, Any]) -> str:
+def transfer_of(report: Mapping[str, Any], *, multilabel_source: SegmentStore | None = None) -> str:
     """What a load report says transferred: ``"whole model (backbone + head)"`` when the head loaded,
-    ``"backbone only (...)"`` when it was re-initialised (with the reason the report gives)."""
+    ``"backbone only (...)"`` when it was re-initialised (with the reason the report gives, or, for
+    ``multilabel_source``, that the source's labels are another label space)."""
     from ecgtransfer.models.weights import HEAD_PREFIX
 
     loaded = [str(k) for k in report.get("loaded") or []]
@@ -1136,6 +1212,10 @@ def transfer_of(report: Mapping[str, Any]) -> str:
         return "nothing"
     if any(k.startswith(HEAD_PREFIX) for k in loaded):
         return "whole model (backbone + head)"
+    if multilabel_source is not None:
+        level = (multilabel_source.manifest.get("multilabel") or {}).get("level", "?")
+        return (f"backbone only (head re-initialised: the source is multi-label, {multilabel_source.num_classes} "
+                f"{multilabel_source.database} {level} statements with sigmoid outputs, another label space)")
     why = [str(n) for n in report.get("notes") or [] if "head" in str(n)]
     return "backbone only (head re-initialised" + (f": {why[0]})" if why else
                                                    f"; source head {report.get('source_head_shape')}, model head "

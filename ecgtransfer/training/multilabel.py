@@ -9,7 +9,9 @@ task of ptb-xl) to :func:`fine_tune_multilabel`; the single-label engine is not 
 * loss ``BCEWithLogits``; ``imbalance = "weighted"`` sets per-label positive weights ``n_neg / n_pos`` of the training
   part (capped at :data:`MAX_POS_WEIGHT`; a label without a positive gets 1), ``"none"`` none (``"sampler"`` is a
   single-label rule and is refused);
-* the tiered optimiser and schedule of the config, gradient clipping at ``grad_clip``; fp32 (no AMP, one process);
+* the tiered optimiser and schedule of the config, gradient clipping at ``grad_clip``; the single-label engine's
+  precision rules (:mod:`ecgtransfer.training.precision`: ``amp`` bf16 / fp16 autocast of the model's forward, the
+  images rendered in float32, fp16 with a gradient scaler; ``channels_last``); one process;
 * model selection on the validation **macro AUC** (:mod:`ecgtransfer.training.multilabel_metrics`), ``best.pt``;
   ``early_stopping`` epochs without a better one stop the run;
 * the best model on the test part: per-label AUC, macro AUC and Fmax with 95% intervals from a bootstrap over
@@ -39,6 +41,7 @@ from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint, seed_everything
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.multilabel_metrics import auc_table, bootstrap_intervals, multilabel_metrics
+from ecgtransfer.training.precision import amp_dtype, describe as describe_precision, dtype_name, use_channels_last
 from ecgtransfer.training.runtime import environment, logits_of, resolve_device
 
 log = logging.getLogger(__name__)
@@ -86,14 +89,23 @@ def _spec(cfg: TrainConfig, store: SegmentStore, k: int) -> Any:
                      fs=float(store.fs), r_index=0, n_leads=0)
 
 
+def precision_of(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, channels_last)`` of ``cfg`` on ``device``: the single-label engine's rules
+    (:func:`ecgtransfer.training.precision.amp_dtype`, :func:`~ecgtransfer.training.precision.use_channels_last`)."""
+    dtype = amp_dtype(cfg.amp, device)
+    return dtype, use_channels_last(cfg.channels_last, device, dtype)
+
+
 @torch.no_grad()
 def _probs(model: torch.nn.Module, encoder: torch.nn.Module | None, store: SegmentStore, idx: np.ndarray,
-           device: torch.device, batch: int) -> np.ndarray:
+           device: torch.device, batch: int, *, dtype: torch.dtype | None = None, channels_last: bool = False
+           ) -> np.ndarray:
+    """Sigmoid probabilities ``[n, K]`` of segments ``[n, C, L]`` (``store`` rows ``idx``), in batches."""
     model.eval()
     out = []
     for i in range(0, len(idx), batch):
         x = torch.from_numpy(store.batch(idx[i:i + batch])).to(device)
-        out.append(torch.sigmoid(logits_of(model, encoder, x, dtype=None, channels_last=False)).cpu().numpy())
+        out.append(torch.sigmoid(logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, store.num_classes))
 
 
@@ -124,6 +136,11 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
     spec = _spec(cfg, store, len(names))
     model, encoder = _build(cfg, store.fs, spec, weights=None if cfg.init == "scratch" else cfg.init,
                             class_names=names, device=device)
+    dtype, channels_last = precision_of(cfg, device)
+    log.info("%s", describe_precision(cfg.amp, cfg.channels_last, device, dtype, channels_last))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     optimizer = build_optimizer(model, cfg.tier_config())
     steps_per_epoch = max(1, len(parts["train"]) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -141,7 +158,8 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
                 "store_manifest_hash": store.manifest_hash, "class_names": names,
                 "level": store.manifest["multilabel"].get("level"), "environment": environment(device),
                 "sizes": {k: int(len(v)) for k, v in parts.items()},
-                "pos_weight": None if pw is None else pw.tolist(), "selection": {"metric": "val_macro_auc"}}
+                "pos_weight": None if pw is None else pw.tolist(), "selection": {"metric": "val_macro_auc"},
+                "amp": dtype_name(dtype), "channels_last": bool(channels_last)}
     atomic_write_json(out / "run.json", run_info)
     best: dict[str, Any] = {"epoch": None, "macro_auc": -math.inf, "bad": 0}
     history: list[dict[str, Any]] = []
@@ -161,23 +179,26 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
                     continue
                 x = torch.from_numpy(store.batch(idx)).to(device)
                 y = torch.from_numpy(y_all[idx]).to(device)
-                logits = logits_of(model, encoder, x, dtype=None, channels_last=False)
+                logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)  # float32 logits
                 loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
                                         f"{step + 1}; lower the learning rates")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()  # fp16: scaled; otherwise the scaler is a no-op
                 if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 step += 1
                 loss_sum += float(loss.detach()) * len(idx)
                 n_seen += len(idx)
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
-            pv = _probs(model, encoder, store, parts["val"], device, eval_batch)
+            pv = _probs(model, encoder, store, parts["val"], device, eval_batch, dtype=dtype,
+                        channels_last=channels_last)
             val = multilabel_metrics(y_all[parts["val"]], pv, names)
             improved = val["macro_auc"] > best["macro_auc"]
             entry = {"epoch": epoch + 1, "step": step, "train": {"loss": loss_sum / max(n_seen, 1)},
@@ -202,7 +223,8 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
     test = None
     if len(parts["test"]):
         load_model_state(model, load_checkpoint(out / "best.pt")["model"], path=out / "best.pt")
-        test = score(model, encoder, store, parts["test"], device, eval_batch, seed=cfg.seed)
+        test = score(model, encoder, store, parts["test"], device, eval_batch, seed=cfg.seed, dtype=dtype,
+                     channels_last=channels_last)
         atomic_write_json(out / "test_metrics.json", test)
     run_info.update({"status": "finished", "stopped": stopped, "steps": step, "best_epoch": best["epoch"],
                      "best_val_macro_auc": best["macro_auc"]})
@@ -212,11 +234,12 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
 
 
 def score(model: torch.nn.Module, encoder: torch.nn.Module | None, store: SegmentStore, idx: np.ndarray,
-          device: torch.device, batch: int, *, seed: int = 0, replicates: int | None = None) -> dict[str, Any]:
+          device: torch.device, batch: int, *, seed: int = 0, replicates: int | None = None,
+          dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, Any]:
     """Metrics of ``model`` on the store rows ``idx`` with intervals from a bootstrap over their patients."""
     from ecgtransfer.training.multilabel_metrics import REPLICATES
 
-    p = _probs(model, encoder, store, idx, device, batch)
+    p = _probs(model, encoder, store, idx, device, batch, dtype=dtype, channels_last=channels_last)
     y = np.asarray(store.targets)[idx]
     m = multilabel_metrics(y, p, store.class_names)
     m["intervals"] = bootstrap_intervals(y, p, store.patient_ids[idx], store.class_names, seed=seed,
@@ -249,9 +272,10 @@ def _result(out: Path) -> Any:
     test_path = out / "test_metrics.json"
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
     best = next((h["val"] for h in history if h["epoch"] == info.get("best_epoch")), None)
+    config = TrainConfig.from_dict(json.loads((out / "config.json").read_text(encoding="utf-8")))
     return SimpleNamespace(run_dir=out, best_epoch=info.get("best_epoch"), best_metrics=best, history=history,
                            test_metrics=json.loads(test_path.read_text()) if test_path.is_file() else None,
-                           stopped=info.get("stopped"), steps=info.get("steps"),
+                           stopped=info.get("stopped"), steps=info.get("steps"), config=config, step_evals=[],
                            paths={"best": out / "best.pt", "report": out / "report.md"})
 
 
@@ -272,8 +296,20 @@ def load_multilabel(run_dir: str | os.PathLike, *, checkpoint: str = "best", dev
     model, encoder = _build(cfg, float(manifest["fs"]), spec, weights=None, class_names=ckpt["class_names"],
                             device=dev)
     load_model_state(model, ckpt["model"], path=path)
+    if precision_of(cfg, dev)[1]:
+        model = model.to(memory_format=torch.channels_last)
     model.eval()
     return model, encoder, ckpt, dev
+
+
+def part_probabilities(run_dir: str | os.PathLike, store: SegmentStore, idx: np.ndarray, device: str | None = None,
+                       *, checkpoint: str = "best", batch_size: int = 64) -> np.ndarray:
+    """Sigmoid probabilities ``[n, K]`` of a multilabel run's model on the store rows ``idx`` (e.g. its validation
+    part, :func:`ecgtransfer.training.run_files.read_split`)."""
+    model, encoder, ckpt, dev = load_multilabel(run_dir, checkpoint=checkpoint, device=device)
+    dtype, cl = precision_of(TrainConfig.from_dict(ckpt["config"]), dev)
+    return _probs(model, encoder, store, np.asarray(idx, dtype=np.int64), dev, batch_size, dtype=dtype,
+                  channels_last=cl)
 
 
 def evaluate_multilabel(run_dir: str | os.PathLike, store: SegmentStore, split: str = "test", *,
@@ -294,7 +330,8 @@ def evaluate_multilabel(run_dir: str | os.PathLike, store: SegmentStore, split: 
     else:
         cfg = TrainConfig.from_dict(ckpt["config"])
         idx = getattr(cfg.data_split.apply(store, default_seed=cfg.seed), split)
-    m = score(model, encoder, store, idx, dev, batch_size or 64)
+    dtype, cl = precision_of(TrainConfig.from_dict(ckpt["config"]), dev)
+    m = score(model, encoder, store, idx, dev, batch_size or 64, dtype=dtype, channels_last=cl)
     m.update({"split": split, "checkpoint": checkpoint, "task": "multilabel"})
     dest = Path(out) if out is not None else run
     dest.mkdir(parents=True, exist_ok=True)
@@ -326,9 +363,10 @@ def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.Pa
         x = rhythm.pad_crop(x, int(params["window_samples"]))
         segs.append(filters.normalize(x[None], params["normalize"]).astype(np.float32))
         rows.append({"record": p.name})
+    dtype, cl = precision_of(TrainConfig.from_dict(ckpt["config"]), dev)
     with torch.no_grad():
-        logits = logits_of(model, encoder, torch.from_numpy(np.concatenate(segs)).to(dev), dtype=None,
-                           channels_last=False)
+        logits = logits_of(model, encoder, torch.from_numpy(np.concatenate(segs)).to(dev), dtype=dtype,
+                           channels_last=cl)
     probs = torch.sigmoid(logits).cpu().numpy()
     frame = pd.DataFrame(rows)
     for j, name in enumerate(ckpt["class_names"]):
@@ -337,4 +375,4 @@ def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.Pa
 
 
 __all__ = ["MAX_POS_WEIGHT", "pos_weights", "fine_tune_multilabel", "score", "report", "load_multilabel",
-           "evaluate_multilabel", "predict_multilabel"]
+           "part_probabilities", "precision_of", "evaluate_multilabel", "predict_multilabel"]
