@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Sequence
+import os
+import shlex
+from typing import Any, Iterable, Sequence
 
 
 class Doc:
@@ -82,4 +84,43 @@ def html_page(title: str, doc: Doc) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(doc.html) + "\n</body></html>\n")
 
 
-__all__ = ["CSS", "Doc", "html_page"]
+def absolute_paths(value: Any) -> set[str]:
+    """Every absolute path held by ``value`` (nested dicts, lists and strings: a string that is an absolute path, or
+    an absolute path among the words of a command line, also as ``--option=/path``)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for v in value.values():
+            found |= absolute_paths(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            found |= absolute_paths(v)
+    elif isinstance(value, str) and "/" in value:
+        if os.path.isabs(value) and "\n" not in value:
+            if not any(c.isspace() for c in value):
+                found.add(os.path.normpath(value))
+                return found
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = value.split()
+        for w in words:
+            w = w.split("=", 1)[1] if w.startswith("--") and "=" in w else w
+            if os.path.isabs(w) and len(w) > 1:
+                found.add(os.path.normpath(w))
+    return found
+
+
+def relative_paths(text: str, paths: Iterable[str], folder: str | os.PathLike) -> str:
+    """``text`` with each of ``paths`` (absolute) written relative to ``folder`` (the folder the document is in),
+    longest first, also where HTML escaping changed it: a report names files portably, not by this machine's
+    layout."""
+    folder = os.path.abspath(os.fspath(folder))
+    for p in sorted({str(p) for p in paths if os.path.isabs(str(p)) and len(str(p)) > 1}, key=len, reverse=True):
+        rel = os.path.relpath(p, folder)
+        text = text.replace(p, rel)
+        if html.escape(p) != p:
+            text = text.replace(html.escape(p), html.escape(rel))
+    return text
+
+
+__all__ = ["CSS", "Doc", "absolute_paths", "html_page", "relative_paths"]

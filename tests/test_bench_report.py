@@ -114,6 +114,25 @@ def test_headline_and_reports(results, tmp_path):
                                 "confusion_scratch_spectrogram.png", "confusion_ecg-pretrained_spectrogram.png"}
 
 
+def test_reports_name_paths_relative_to_their_folder(results, tmp_path):
+    """Issue 20: committed reports printed this machine's absolute paths (store, command, checkpoints, config
+    folder). Every absolute path the results hold is written relative to the report's folder, in both formats,
+    HTML-escaped ones included; the results themselves keep what was recorded."""
+    out = tmp_path / "bench & co"
+    store = tmp_path / "stores" / "mitdb-beats"
+    results = dict(results, store=dict(results["store"], path=str(store)),
+                   command=f"ecgtransfer bench cfg.toml --out '{out}' --store={store}",
+                   config=dict(results["config"], config_dir=str(tmp_path / "benchmarks")))
+    paths = write_reports(results, out)
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    for text in (md, page):
+        assert str(tmp_path) not in text
+    assert "store ../stores/mitdb-beats (mitdb" in md
+    assert "--out . --store=../stores/mitdb-beats" in md or "--out '.' --store=../stores/mitdb-beats" in md
+    assert '"config_dir": "../benchmarks"' in md and "&quot;config_dir&quot;: &quot;../benchmarks&quot;" in page
+    assert results["store"]["path"] == str(store)  # the record is unchanged
+
+
 def test_macro_f1_definition_is_stated(results):
     old = "\n".join(build(results).md)
     assert "older definition" in old  # results without the key: computed before the support-based definition

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ecgtransfer._atomic import atomic_write_bytes, atomic_write_text
-from ecgtransfer._document import Doc, html_page
+from ecgtransfer._document import Doc, absolute_paths, html_page, relative_paths
 from ecgtransfer.bench import plots
 from ecgtransfer.bench.aggregate import labelled_patients_curve, learning_curves, verdict
 from ecgtransfer.bench.grid import fraction_label
@@ -1000,8 +1000,10 @@ def write_reports(results: BenchResults | Mapping[str, Any], out: str | Path) ->
     doc = build(results)
     for name, png in doc.figures.items():
         atomic_write_bytes(out / "figures" / name, png)
-    md = "\n".join(doc.md) + "\n"
-    page = html_page(f"ecgtransfer bench: {results.config['name']}", doc)
+    # paths relative to the report's folder, not this machine's layout (a report goes into papers and repositories)
+    where = absolute_paths(results.to_dict()) | {str(out.resolve())}
+    md = relative_paths("\n".join(doc.md) + "\n", where, out)
+    page = relative_paths(html_page(f"ecgtransfer bench: {results.config['name']}", doc), where, out)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", page)
     return {"md": out / "report.md", "html": out / "report.html", "figures": out / "figures"}
