@@ -28,6 +28,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere set and restored at
+    once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def umask_mode(*, folder: bool = False) -> int:
+    """The mode a plain ``open`` / ``mkdir`` would give a new file (0o666) or folder (0o777) under the umask:
+    files made through temporary names (``mkstemp`` 0600, ``mkdtemp`` 0700) get it before they take their final
+    name, so stores, runs and tables are as readable as the user's other files."""
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success fsync and rename it to ``path``.
@@ -41,6 +62,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
         with os.fdopen(fd, mode) as fh:
             yield fh  # type: ignore[misc]
             fh.flush()
+            os.fchmod(fh.fileno(), umask_mode())  # mkstemp's 0600 is for the temporary name only
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)

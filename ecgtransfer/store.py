@@ -56,7 +56,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ecgtransfer import __version__
-from ecgtransfer._atomic import atomic_save_npy, atomic_write_json, fsync_dir
+from ecgtransfer._atomic import atomic_save_npy, atomic_write_json, fsync_dir, umask_mode
 from ecgtransfer._formats import STORE_FORMAT, STORE_FORMAT_VERSION
 from ecgtransfer._hashing import sha256_json
 from ecgtransfer._lock import FolderLock
@@ -248,6 +248,7 @@ class StoreWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+            os.chmod(self._tmp, umask_mode(folder=True))  # the store's folder: mkdtemp's 0700 was for the partial
             _write_owner(self._tmp)
             self._seg = open(self._tmp / "segments.npy", "wb")
             self._seg.write(b"\0" * _NPY_HEADER_BYTES)

@@ -75,3 +75,26 @@ def test_units_hint_points_to_the_unit_that_fits(lead, tmp_path, given, truth) -
     ok = open_recording(f, fs=360, units=truth)
     x = ok.read([0])[0]
     _check_amplitude(ok, float(np.subtract(*np.percentile(x, [99.9, 0.1]))))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_new_stores_and_tables_follow_the_umask(physionet_root, tmp_path, umask) -> None:
+    """Issue 20: stores, runs and CSVs were 0600 / 0700 whatever the umask (mkstemp / mkdtemp modes kept under
+    the final name); they get what a plain open / mkdir gives."""
+    import os
+    import stat
+
+    from ecgtransfer._atomic import atomic_write_text
+    from training_helpers import make_store
+
+    old = os.umask(umask)
+    try:
+        store = make_store(physionet_root, tmp_path / "s", {"119": 4})
+        atomic_write_text(tmp_path / "table.csv", "a,b\n1,2\n")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(store.path) == 0o777 & ~umask
+    for f in (store.path / "manifest.json", store.path / "labels.npy", store.path / "segments.npy",
+              tmp_path / "table.csv"):
+        assert mode(f) == 0o666 & ~umask, f
