@@ -334,6 +334,28 @@ def test_retries_exhausted_is_a_clear_error(http_mirror, tmp_path):
     assert not (tmp_path / "mitdb" / "1.0.0" / "101.dat").exists()
 
 
+@pytest.mark.parametrize("target", ["loop", "file:///etc/passwd"])
+def test_redirect_loops_and_file_redirects_fail_at_once(http_mirror, tmp_path, monkeypatch, target):
+    """Issue 20: a redirect loop and a redirect to file:// were retried for ~20 s as if the connection had dropped
+    (requests' errors are OSErrors); they are one DownloadError line at the first attempt."""
+    waits: list[float] = []
+    monkeypatch.setattr(dl, "_sleep", lambda delay, stop: waits.append(delay))
+    path = "/mitdb/1.0.0/101.hea"
+
+    def redirect(handler):
+        handler.send_response(302)
+        handler.send_header("Location", path if target == "loop" else target)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    http_mirror.faults[path] = redirect
+    with pytest.raises(DownloadError, match=r"101\.hea.*not retried") as info:
+        download("mitdb", records=["101"], out=tmp_path, mirror=http_mirror.url, retries=3, **FAST)
+    assert "\n" not in str(info.value) and not waits
+    assert len(_gets(http_mirror, path)) == (31 if target == "loop" else 1)  # requests' 30 redirects, no retry
+
+
 def test_404_names_the_url(physionet_root, serve_dir, tmp_path):
     mirror = _small_mitdb_mirror(physionet_root, tmp_path / "mirror")
     (mirror / "mitdb" / "1.0.0" / "101.atr").unlink()

@@ -158,6 +158,9 @@ class HttpSource:
             raise DownloadError(f"TLS error talking to {url}: {_reason(exc)}") from None
         except requests.exceptions.Timeout as exc:
             raise TransientError(f"timed out connecting to {url}") from exc
+        except _PERMANENT_REQUEST_ERRORS as exc:  # before OSError: requests' errors are OSErrors too
+            raise DownloadError(f"cannot fetch {url}: {_reason(exc)} (a redirect loop or a redirect to a "
+                                "non-http(s) address is not retried)") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 http.client.HTTPException, OSError) as exc:
             raise TransientError(f"connection to {url} failed: {_reason(exc)}") from exc
@@ -190,6 +193,12 @@ class HttpSource:
             return _HttpBody(resp, url, start, length, total)
         # 200: the whole file, whatever Range asked for
         return _HttpBody(resp, url, 0, length, length)
+
+
+#: request errors that no retry can mend: a redirect loop, a redirect to ``file://`` or another scheme, a bad URL
+#: (requests' exceptions derive from OSError, which the caller otherwise treats as a dropped connection)
+_PERMANENT_REQUEST_ERRORS = (requests.exceptions.TooManyRedirects, requests.exceptions.InvalidSchema,
+                             requests.exceptions.MissingSchema, requests.exceptions.InvalidURL)
 
 
 def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
