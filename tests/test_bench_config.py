@@ -232,6 +232,29 @@ def test_cell_store_roundtrip_and_resume_rules(tmp_path):
     assert not list(store.dir.glob("*.tmp"))
 
 
+def test_a_damaged_cell_file_is_recomputed_not_reused(tmp_path, caplog):
+    """Issue 20: a cell file edited or corrupted after it was written was reused silently (and could flip the
+    headline); its digest no longer matches, or it is no valid cell record: the cell is recomputed, with a warning."""
+    import json
+
+    store = CellStore(tmp_path)
+    cell = Cell("scratch", "spectrogram", 0.5, 0)
+    rec = {"cell": cell.to_dict(), "status": "done", "fingerprint": "f1", "store_manifest_hash": "h1",
+           "test": {"macro_f1": 0.41, "loss": float("nan")}, "lrs_used": (1e-3, 1e-2)}
+    store.save(cell, rec)
+    got = store.finished(cell, fingerprint="f1", store_hash="h1")
+    assert got["test"]["macro_f1"] == 0.41 and got["lrs_used"] == [1e-3, 1e-2] and "digest" not in got
+    raw = json.loads(store.path(cell).read_text())
+    store.path(cell).write_text(json.dumps({**raw, "test": {**raw["test"], "macro_f1": 0.91}}))  # an edited score
+    assert store.check(cell, fingerprint="f1", store_hash="h1") == (None, "its cell file was unreadable or damaged")
+    assert "does not match its digest" in caplog.text
+    store.path(cell).write_text(json.dumps({k: v for k, v in {**raw, "status": 3}.items() if k != "digest"}))
+    assert store.load(cell) is None and "status must be a str" in caplog.text  # no digest (older file), not a record
+    old = {k: v for k, v in raw.items() if k != "digest"}  # a file of a version without digests: read as before
+    store.path(cell).write_text(json.dumps(old))
+    assert store.finished(cell, fingerprint="f1", store_hash="h1")["test"]["macro_f1"] == 0.41
+
+
 def test_cap_evaluation_keeps_class_shares():
     from ecgtransfer.bench.fractions import cap_evaluation
 

@@ -2,17 +2,23 @@
 
 ``OUT/cells/<cell key>.json`` holds everything one cell produced (see ``docs/bench.md``). A re-run of the
 bench loads these and skips every cell whose file is complete (``status == "done"``) and was computed under
-the same budget fingerprint and target store (manifest hash); everything else is recomputed. A crash can at
+the same budget fingerprint and target store (manifest hash); everything else is recomputed. Each file carries the
+SHA256 of its own content (``digest``): a file edited or corrupted since (its digest differs, or it is no valid cell
+record) is recomputed with a warning instead of being reused (files of versions without a digest are read as
+before). A crash can at
 worst lose the cell in progress: files appear under their final names only once complete.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from ecgtransfer._atomic import atomic_write_json
+from ecgtransfer._atomic import atomic_write_json, json_default
 from ecgtransfer.bench.grid import Cell
+from ecgtransfer.bench.results import CellResult
 from ecgtransfer.errors import BenchError
 from ecgtransfer.training.run_files import read_json_object
 
@@ -32,7 +38,8 @@ class CellStore:
         """Write ``record`` (must hold ``cell`` and ``status``) atomically."""
         if Cell.from_dict(record["cell"]) != cell:
             raise ValueError(f"record of {record['cell']} saved under cell {cell.key}")
-        atomic_write_json(self.path(cell), record)
+        plain = json.loads(json.dumps({k: v for k, v in record.items() if k != DIGEST}, default=json_default))
+        atomic_write_json(self.path(cell), {**plain, DIGEST: record_digest(plain)})
 
     def load(self, cell: Cell) -> dict[str, Any] | None:
         """The stored record of ``cell``, or None when absent or unreadable (logged)."""
@@ -46,6 +53,16 @@ class CellStore:
             return None
         if not isinstance(record, dict) or "cell" not in record:
             log.warning("ignoring cell file %s: no 'cell' entry; the cell will be recomputed", p)
+            return None
+        digest = record.pop(DIGEST, None)
+        if digest is not None and digest != record_digest(record):
+            log.warning("ignoring damaged cell file %s: its content does not match its digest (edited or corrupted "
+                        "since it was written); the cell will be recomputed", p)
+            return None
+        try:
+            CellResult.of(record)
+        except BenchError as exc:
+            log.warning("ignoring cell file %s (%s); the cell will be recomputed", p, exc)
             return None
         try:
             if Cell.from_dict(record["cell"]) != cell:
@@ -70,7 +87,7 @@ class CellStore:
         p = self.path(cell)
         record = self.load(cell)
         if record is None:
-            return None, ("its cell file was unreadable" if p.is_file() else None)
+            return None, ("its cell file was unreadable or damaged" if p.is_file() else None)
         if record.get("status") != "done":
             return None, f"it {record.get('status', 'did not finish')} before ({record.get('reason') or 'no reason'})"
         if record.get("fingerprint") != fingerprint:
@@ -84,6 +101,16 @@ class CellStore:
             log.info("cell %s was %s: recomputing", cell.key, why)
             return None, why
         return record, None
+
+
+#: the key of a cell file that holds the SHA256 of the rest of it
+DIGEST = "digest"
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """SHA256 of a cell record as JSON (sorted keys, compact; NaN allowed: a failed cell's loss may be NaN)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _changed(old: Any, new: Any, prefix: str = "") -> list[str]:
