@@ -178,6 +178,30 @@ def test_r_peaks_atr_on_request_and_reference_classes(run, annotated) -> None:
     assert [by_pos[q] for q in near] == list(matched["reference"])
 
 
+def test_atr_beats_past_the_signal_end_are_said_not_dropped_silently(run, inputs, physionet_root, tmp_path,
+                                                                   caplog) -> None:
+    """Issue 20: reference beats past the end of the signal (the .atr of the whole recording beside a cut signal)
+    were dropped silently; they are counted in a warning, and an .atr wholly past the end is refused."""
+    import wfdb
+
+    ann = wfdb.rdann(str(physionet_root / "mitdb" / "1.0.0" / "119"), "atr")  # the whole 30 minutes
+    for name, sample, symbol in (("longer", ann.sample, ann.symbol),
+                                 ("other", ann.sample[ann.sample > SECONDS * 360 + 1000],
+                                  [s for s, x in zip(ann.symbol, ann.sample) if x > SECONDS * 360 + 1000])):
+        d = tmp_path / name
+        d.mkdir()
+        for ext in ("hea", "dat"):
+            (d / f"119.{ext}").write_bytes(inputs["wfdb"].with_suffix(f".{ext}").read_bytes())
+        wfdb.wrann("119", "atr", sample, symbol=symbol, write_dir=str(d), fs=360)
+    beats_in = int(((ann.sample < SECONDS * 360) & np.isin(ann.symbol, list("NLRejAaJSVEFfQ/"))).sum())
+    with caplog.at_level("WARNING"):
+        table = predict(run, [tmp_path / "longer" / "119"], r_peaks="atr", progress=False)
+    assert "reference beats lie past the end of the signal" in caplog.text
+    assert len(table) <= beats_in and table["position"].max() < SECONDS * 360
+    with pytest.raises(RecordError, match=r"all \d+ beats lie past the end of .*does not belong to this signal"):
+        predict(run, [tmp_path / "other" / "119"], r_peaks="atr", progress=False)
+
+
 def _tiny_run(store, out: Path, train: str, val: str) -> Path:
     rid = np.asarray(store.record_ids).astype(str)
     rng = np.random.default_rng(0)

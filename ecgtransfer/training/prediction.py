@@ -155,6 +155,15 @@ def _reference_classes(rec: Recording) -> tuple[np.ndarray, np.ndarray] | None:
     if rec.annotation is None:
         return None
     samples, symbols, _ = beatmod.read_beat_symbols(rec.annotation, record_id=rec.record_id)
+    past = np.asarray(samples) >= rec.n_samples
+    if past.any():  # an .atr of a longer recording, or a cut signal: said, not dropped silently
+        if past.all():
+            raise RecordError(f"{rec.annotation}: all {len(samples)} beats lie past the end of {rec.path} "
+                              f"({rec.n_samples} samples); the annotation file does not belong to this signal")
+        log.warning("%s: %d of %d reference beats lie past the end of the signal (%d samples, beats up to sample "
+                    "%d) and are left out; is the .atr of another (longer) recording?", rec.annotation,
+                    int(past.sum()), len(samples), rec.n_samples, int(np.max(samples)))
+        samples, symbols = np.asarray(samples)[~past], np.asarray(symbols)[~past]
     return samples, np.asarray([beatmod.AAMI_MAP[s] for s in symbols.tolist()])
 
 
