@@ -322,3 +322,20 @@ def test_primary_contrast_is_declared_and_first(tmp_path):
     plain = load_config(write(tmp_path, BASIC))
     assert primary_of(plain)["declared"] is False and primary_of(plain)["fraction"] == 1.0
     assert plain.budget_fingerprint() == cfg.budget_fingerprint()  # statistics settings do not retrain cells
+
+
+def test_the_plan_is_said_before_the_first_cell_and_days_are_warned_about():
+    """Issue 20: a 2,000-cell bench or ``epochs = 100000`` started with no estimate; the plan line gives the cells,
+    steps, images and a time range, and warns when even the fast end passes a day."""
+    from ecgtransfer.bench.runner import PLAN_WARN_HOURS, TRAIN_RATE_RANGE, plan_estimate
+
+    line, warn = plan_estimate([60, 80, 80], 32, "cpu")
+    assert line.startswith("3 grid cells to train") and "220 optimiser steps of batch 32 = 7,040 images" in line
+    fast = TRAIN_RATE_RANGE["cpu"][1]
+    assert f"about {7040 / fast / 3600:.1f} h" in line and not warn
+    huge, warn = plan_estimate([100000 * 142] * 3, 32, "cpu")  # epochs = 100000 of 142 steps
+    assert warn and "days" in huge
+    steps_per_day = PLAN_WARN_HOURS * 3600 * TRAIN_RATE_RANGE["cuda"][1] / 256
+    assert not plan_estimate([int(steps_per_day) - 1], 256, "cuda:0")[1]
+    assert plan_estimate([int(steps_per_day) + 1], 256, "cuda:0")[1]
+    assert plan_estimate([2] * 2000, 32, "cpu")[0].startswith("2000 grid cells")

@@ -241,6 +241,32 @@ def cell_budget(cfg: BenchConfig, train_idx: np.ndarray, labels: np.ndarray) -> 
     return spe, cfg.cell_epochs(spe)
 
 
+#: images/s a ResNet-50 trains at, roughly, by device type: the range of the plan's time estimate (CPU: 2-core
+#: fp32 at 224 px to AMX bf16 at 32 px, benchmarks/results; CUDA: a mid-range card to an H100-class one)
+TRAIN_RATE_RANGE = {"cpu": (10.0, 120.0), "cuda": (500.0, 3000.0)}
+#: a plan whose optimistic estimate passes this many hours is warned about before any cell runs
+PLAN_WARN_HOURS = 24.0
+
+
+def plan_estimate(steps: Sequence[int], batch_size: int, device: str) -> tuple[str, bool]:
+    """``(one line, warn)`` saying what a bench will train before it starts: its cells, their optimiser steps
+    ``steps [cells]`` (each capped as the engine caps it), the images and a time range from
+    :data:`TRAIN_RATE_RANGE`; ``warn`` when even the fast end of the range passes :data:`PLAN_WARN_HOURS`
+    (a 2,000-cell grid or ``epochs = 100000``: the user hears it before the first cell, not after a day)."""
+    total = int(sum(steps))
+    images = total * int(batch_size)
+    slow, fast = TRAIN_RATE_RANGE["cuda" if str(device).startswith("cuda") else "cpu"]
+
+    def hours(rate: float) -> str:
+        h = images / rate / 3600.0
+        return f"{h:.1f} h" if h < 48 else f"{h / 24:.0f} days"
+
+    line = (f"{len(steps)} grid cells to train (sweeps and the source model not counted), {total:,} optimiser steps of "
+            f"batch {batch_size} = {images:,} images: about {hours(fast)} to {hours(slow)} of training at "
+            f"{fast:g}-{slow:g} images/s (a ResNet-50 on {device})")
+    return line, images / fast / 3600.0 > PLAN_WARN_HOURS
+
+
 def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Compact per-epoch rows with cumulative elapsed seconds (training + validation time)."""
     rows = []
@@ -912,8 +938,22 @@ class _Bench:
             self.computed.append(cell.key)
         return rec
 
+    def announce_plan(self) -> None:
+        """Log what the grid will train (:func:`plan_estimate`): a warning when it runs for days."""
+        steps = []
+        for cell in self.grid:
+            if cell.arm in self.skipped or (self.resume and self.cellstore.path(cell).is_file()):
+                continue
+            spe, epochs = self.plan_cell(cell)[2:]
+            steps.append(min(spe * epochs, self.cfg.max_steps or spe * epochs))
+        line, warn = plan_estimate(steps, self.cfg.batch_size, self.device)
+        (log.warning if warn else log.info)("bench %s: %s%s", self.cfg.name, line,
+                                            "; reduce seeds, fractions, epochs or max_steps, or stop with Ctrl-C "
+                                            "(finished cells are kept)" if warn else "")
+
     def execute(self) -> None:
         cfg = self.cfg
+        self.announce_plan()
         self.run_sweeps()
         bar = tqdm(self.grid, desc=f"bench {cfg.name}", unit="cell", disable=not self.progress,
                    dynamic_ncols=True)
