@@ -316,6 +316,6 @@ def test_recordings_named_alike_stay_apart(run, inputs, tmp_path) -> None:
     assert set(summary["records"]) == {"a/rec.csv", "b/rec.csv"}
     assert {k: v["beats"] for k, v in summary["records"].items()} == {k: len(v) for k, v in alone.items()}
     # a unique name stays the plain name; the same file twice is told apart by #2
-    from ecgtransfer.training.prediction import unique_record_ids
+    from ecgtransfer.signals.readers import unique_record_ids
     recs = [open_recording(p, units="uV") for p in (a, b, inputs["csv"], a)]
     assert unique_record_ids(recs) == ["a/rec.csv", "b/rec.csv", "export", "a/rec.csv#2"]

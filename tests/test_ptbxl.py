@@ -354,3 +354,17 @@ def test_multilabel_training_evaluate_and_predict_on_real_records(store_all, ptb
     row = np.asarray(store_all.record_ids.tolist()) == "1"
     direct = _probs(model, encoder, store_all, np.flatnonzero(row), dev, 1, dtype=torch.bfloat16)[0]
     np.testing.assert_allclose(table.iloc[0, 1:].to_numpy(dtype=float), direct, atol=1e-5)
+    # the same recording as a CSV export (leads found by name, in another order) and as an .npy: the same row
+    import wfdb
+
+    sig = wfdb.rdrecord(str(ptbxl_root / "records100/00000/00001_lr"))
+    pd.DataFrame({name: sig.p_signal[:, k] for k, name in reversed(list(enumerate(sig.sig_name)))}).to_csv(
+        tmp_path / "export.csv", index=False)
+    np.save(tmp_path / "export.npy", sig.p_signal)
+    out2 = tmp_path / "pred2.csv"
+    assert cli_main(["predict", str(run), str(tmp_path / "export.csv"), str(tmp_path / "export.npy"), "--fs", "100",
+                     "--out", str(out2)]) == 0
+    other = pd.read_csv(out2)
+    assert len(other) == 2
+    for k in range(2):
+        np.testing.assert_allclose(other.iloc[k, 1:].to_numpy(dtype=float), direct, atol=1e-5)

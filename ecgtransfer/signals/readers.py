@@ -341,6 +341,29 @@ def _open_npy(path: Path, fs: float | None, units: str | None) -> Recording:
                      _read=lambda leads, a, b: np.asarray(arr[a:b, leads], dtype=np.float64).T * factor)
 
 
+def unique_record_ids(recs: Sequence[Recording]) -> list[str]:
+    """One id per recording, unique across the inputs: the file's name (``rec``) where it is unique, else the
+    path relative to the common parent folder of the recordings sharing that name (``a/rec.csv``, ``b/rec.csv``),
+    and ``#2``, ``#3``... after a recording given more than once. Two recordings must never merge into one
+    record of the table or the beat report."""
+    ids = [r.record_id for r in recs]
+    out = list(ids)
+    for name in set(ids):
+        same = [i for i, x in enumerate(ids) if x == name]
+        if len(same) < 2:
+            continue
+        paths = [os.path.abspath(recs[i].path) for i in same]
+        parent = os.path.commonpath([os.path.dirname(p) for p in paths])
+        for i, p in zip(same, paths):
+            out[i] = os.path.relpath(p, parent).replace(os.sep, "/")
+    seen: dict[str, int] = {}
+    for i, rid in enumerate(out):
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1:
+            out[i] = f"{rid}#{seen[rid]}"
+    return out
+
+
 def open_recording(path: str | os.PathLike, *, fs: float | None = None, units: str | None = None) -> Recording:
     """Open a WFDB record, EDF/EDF+, CSV or ``.npy`` file (see the module docstring for what each needs).
 
@@ -389,4 +412,4 @@ def select(rec: Recording, lead: Sequence[str] | str | None, store_leads: Sequen
     return idx
 
 
-__all__ = ["Recording", "open_recording", "select", "unit_factor", "FORMATS", "UNIT_TO_MV"]
+__all__ = ["Recording", "open_recording", "select", "unique_record_ids", "unit_factor", "FORMATS", "UNIT_TO_MV"]

@@ -341,36 +341,53 @@ def evaluate_multilabel(run_dir: str | os.PathLike, store: SegmentStore, split: 
 
 
 def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *, checkpoint: str = "best",
-                       device: str | None = None) -> Any:
-    """Per-statement probabilities of WFDB records (one row per record: ``record``, ``p_<label>`` ...), each
-    processed as the training store's records were (leads by name, filter, resampling, first ``window`` seconds,
-    zero-padded)."""
+                       device: str | None = None, fs: float | None = None,
+                       lead: str | Sequence[str] | None = None, units: str | None = None,
+                       batch_size: int = 64) -> Any:
+    """Per-statement probabilities of recordings (one row per recording: ``record``, ``p_<label>`` ...): WFDB records,
+    EDF/EDF+, CSV or ``.npy`` files, opened as ``predict`` opens them (:func:`ecgtransfer.signals.readers.open_recording`,
+    ``fs`` / ``units`` for CSV and ``.npy``; leads by the store's names or ``lead``), each processed as the training
+    store's records were (filter, resampling, the first ``window`` seconds, zero-padded), scored in batches of
+    ``batch_size`` records ``[B, 12, L]``."""
     import pandas as pd
 
-    from ecgtransfer.signals import filters, rhythm
-    from ecgtransfer.signals.record import read_record
+    from ecgtransfer.signals import filters, readers, rhythm
 
     model, encoder, ckpt, dev = load_multilabel(run_dir, checkpoint=checkpoint, device=device)
     manifest = json.loads((Path(run_dir) / "store_manifest.json").read_text(encoding="utf-8"))
     params = manifest["parameters"]
-    rows, segs = [], []
-    for path in records:
-        p = Path(path)
-        p = p.with_suffix("") if p.suffix == ".hea" else p
-        rec = read_record(str(p), list(manifest["lead_names"]), record_id=p.name)
-        x = filters.apply_filter(rec.signal, rec.fs, params["filter"], tuple(params["band"]), params["filter_order"])
-        x = filters.resample(x, rec.fs, float(manifest["fs"]))
-        x = rhythm.pad_crop(x, int(params["window_samples"]))
-        segs.append(filters.normalize(x[None], params["normalize"]).astype(np.float32))
-        rows.append({"record": p.name})
     dtype, cl = precision_of(TrainConfig.from_dict(ckpt["config"]), dev)
-    with torch.no_grad():
-        logits = logits_of(model, encoder, torch.from_numpy(np.concatenate(segs)).to(dev), dtype=dtype,
-                           channels_last=cl)
-    probs = torch.sigmoid(logits).cpu().numpy()
-    frame = pd.DataFrame(rows)
+    recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
+    names, probs = [], []
+
+    def score(segs: list[np.ndarray]) -> None:
+        with torch.no_grad():
+            logits = logits_of(model, encoder, torch.from_numpy(np.concatenate(segs)).to(dev), dtype=dtype,
+                               channels_last=cl)
+        probs.append(torch.sigmoid(logits).float().cpu().numpy())
+
+    segs: list[np.ndarray] = []
+    for rec, rid in zip(recs, readers.unique_record_ids(recs)):
+        leads = readers.select(rec, lead, list(manifest["lead_names"]))
+        window = int(params["window_samples"])
+        need = int(np.ceil(window * rec.fs / float(manifest["fs"]))) + 1  # the source samples of one window
+        x = rec.read(leads, 0, need)
+        x = filters.apply_filter(x, rec.fs, params["filter"], tuple(params["band"]), params["filter_order"])
+        x = filters.resample(x, rec.fs, float(manifest["fs"]))
+        x = rhythm.pad_crop(x, window)
+        segs.append(filters.normalize(x[None], params["normalize"]).astype(np.float32))
+        names.append(rid)
+        if len(segs) == batch_size:
+            score(segs)
+            segs = []
+    if segs:
+        score(segs)
+    frame = pd.DataFrame({"record": names})
+    if not names:
+        return frame
+    p = np.concatenate(probs)
     for j, name in enumerate(ckpt["class_names"]):
-        frame[f"p_{name}"] = probs[:, j]
+        frame[f"p_{name}"] = p[:, j]
     return frame
 
 

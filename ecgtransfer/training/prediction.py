@@ -57,29 +57,6 @@ HEART_RATE_RANGE = (20.0, 300.0)
 AMPLITUDE_RANGE_MV = (0.05, 40.0)
 
 
-def unique_record_ids(recs: Sequence[Recording]) -> list[str]:
-    """One id per recording, unique across the inputs: the file's name (``rec``) where it is unique, else the
-    path relative to the common parent folder of the recordings sharing that name (``a/rec.csv``, ``b/rec.csv``),
-    and ``#2``, ``#3``... after a recording given more than once. Two recordings must never merge into one
-    record of the table or the beat report."""
-    ids = [r.record_id for r in recs]
-    out = list(ids)
-    for name in set(ids):
-        same = [i for i, x in enumerate(ids) if x == name]
-        if len(same) < 2:
-            continue
-        paths = [os.path.abspath(recs[i].path) for i in same]
-        parent = os.path.commonpath([os.path.dirname(p) for p in paths])
-        for i, p in zip(same, paths):
-            out[i] = os.path.relpath(p, parent).replace(os.sep, "/")
-    seen: dict[str, int] = {}
-    for i, rid in enumerate(out):
-        seen[rid] = seen.get(rid, 0) + 1
-        if seen[rid] > 1:
-            out[i] = f"{rid}#{seen[rid]}"
-    return out
-
-
 def _store_params(run: LoadedRun) -> dict:
     params = run.store_manifest.get("parameters") or {}
     if not params:
@@ -385,7 +362,8 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
     if is_multilabel_run(run_dir):  # one row per record: the probability of every statement
         from ecgtransfer.training.multilabel import predict_multilabel
 
-        frame = predict_multilabel(run_dir, records, checkpoint=checkpoint, device=device)
+        frame = predict_multilabel(run_dir, records, checkpoint=checkpoint, device=device, fs=fs, lead=lead,
+                                   units=units, batch_size=batch_size)
         if out is not None:  # atomic_write_text is the module's: a local import would unbind it for the beats path
             atomic_write_text(os.fspath(out), frame.to_csv(index=False))
         return frame
@@ -404,7 +382,7 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         log.info("beats found by %s", peaks_from)
     frames, opened = [], {}
     recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
-    for rec, rid in zip(recs, unique_record_ids(recs)):
+    for rec, rid in zip(recs, readers.unique_record_ids(recs)):
         rec.record_id = rid
     for rec in recs:
         leads = readers.select(rec, lead, store_leads)
