@@ -137,9 +137,9 @@ _SCALARS: dict[type, tuple[str, Any]] = {
 
 def check_field_types(obj: Any, what: str) -> None:
     """Raise one :class:`ConfigError` line ``"{what}: {field} must be {a number}, got 'x'"`` for the first field of the
-    dataclass ``obj`` whose value is not of its declared type, where that is ``bool``, ``int``, ``float`` (or one of
-    them or None) or a tuple of them (a list in TOML); strings (choices), tables and nested configs are the owner's
-    to check. Run before the
+    dataclass ``obj`` whose value is not of its declared type, where that is ``bool``, ``int``, ``float`` (or
+    one of them or None) or a tuple of them or of strings (a list in TOML); strings (choices: the owner's "must be one
+    of" names the field), tables and nested configs are the owner's to check. Run before the
     owner's own checks, so that a string where a number belongs names the field instead of Python's comparison
     error."""
     import dataclasses
@@ -156,8 +156,13 @@ def check_field_types(obj: Any, what: str) -> None:
         kinds = [m for m in members if m is not type(None)]
         if len(kinds) == 1 and typing.get_origin(kinds[0]) is tuple:  # a list in TOML
             items = {a for a in typing.get_args(kinds[0]) if a is not Ellipsis}
+            if items == {str}:  # a list of names (one name alone: its owner decides whether it takes one)
+                if not (isinstance(value, str) or (isinstance(value, (list, tuple))
+                                                   and all(isinstance(v, str) for v in value))):
+                    raise ConfigError(f"{what}: {f.name} must be a list of strings, got {value!r}")
+                continue
             if not items or not all(m in _SCALARS for m in items):
-                continue  # lists of strings: the owner checks their choices
+                continue
             expected = " or ".join(_SCALARS[m][0].removeprefix("a ").removeprefix("an ") + "s" for m in items)
             if not isinstance(value, (list, tuple)) or not all(any(_SCALARS[m][1](v) for m in items)
                                                                for v in value):

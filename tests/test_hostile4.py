@@ -126,6 +126,8 @@ def test_garbage_npy_recording_and_split_archive_are_named_without_unpickling_ad
                                          ("warmup_steps = [1]", "warmup_steps"), ('num_workers = "2"', "num_workers"),
                                          ('select_min_support = "x"', "select_min_support"),
                                          ('lr_spread = [1, "a"]', "spread"),
+                                         ("freeze = true", "freeze"), ("test_records = 1.5", "test_records"),
+                                         ("model = {a = 1}", "model"),
                                          ("seed = -1", "seed"),
                                          ("seed = 99999999999999999", "seed")])
 def test_a_config_value_of_the_wrong_type_names_the_field_and_the_file(tmp_path, line, field):
