@@ -307,3 +307,38 @@ def test_per_class_bootstrap_se_ppv_recomputed_on_resamples():
     assert checked >= 50
     lo, hi = percentile_interval(reps)
     assert (out["b"]["se"]["lo"], out["b"]["se"]["hi"]) == pytest.approx((lo, hi))
+
+
+def test_a_contrast_of_two_arms_below_the_majority_line_gets_no_verdict():
+    """A 'helped' between two models that both score at or below the always-N classifier is no finding (seen in the
+    PTB-XL source pipeline check: 0.215 vs 0.065 against a majority line of 0.241 was called 'the first arm is
+    better'); one arm above the line keeps its verdict."""
+    from ecgtransfer.bench.aggregate import below_majority, contrasts
+    from ecgtransfer.bench.config import config_from_dict
+
+    cfg = config_from_dict({
+        "bench": {"name": "c", "seeds": [0, 1], "fractions": [1.0], "bootstrap_replicates": 200,
+                  "primary": {"arm": "imagenet", "baseline": "scratch"}},
+        "task": {"store": "/nowhere"}, "arms": ["scratch", "imagenet"]})
+    rng = np.random.default_rng(1)
+    truth = [rng.choice(3, size=40, p=[0.8, 0.15, 0.05]) for _ in range(6)]
+
+    def records(scores: dict[str, float], majority: float) -> list[dict]:
+        out = []
+        for arm, acc in scores.items():
+            for s in range(2):
+                preds = [np.where(rng.random(len(t)) < acc, t, 0) for t in truth]
+                mats = [np.array([[np.sum((t == i) & (p == j)) for j in range(3)] for i in range(3)])
+                        for t, p in zip(truth, preds)]
+                out.append({"cell": {"arm": arm, "encoding": "spectrogram", "fraction": 1.0, "seed": s},
+                            "status": "done", "test": {"macro_f1": acc}, "majority": {"macro_f1": majority},
+                            "record_confusion": {"split": "test", "records": [f"r{i}" for i in range(6)],
+                                                 "matrices": [m.tolist() for m in mats]}})
+        return out
+
+    low = contrasts(cfg, records({"scratch": 0.10, "imagenet": 0.20}, majority=0.30))[0]
+    assert low["verdict"].startswith("no verdict (both arms at or below the majority classifier")
+    assert "0.200 and 0.100 vs 0.300" in low["verdict"]
+    high = contrasts(cfg, records({"scratch": 0.10, "imagenet": 0.90}, majority=0.30))[0]
+    assert high["verdict"] == "helped" and high["no_verdict"] is None
+    assert below_majority({0: {"test": {"macro_f1": 0.2}}}, {0: {"test": {"macro_f1": 0.1}}}, "val") is None

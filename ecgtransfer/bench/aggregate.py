@@ -340,6 +340,27 @@ def contrast_verdict(c: Mapping[str, Any]) -> str:
     return "no clear difference"
 
 
+def below_majority(rows: Mapping[Any, Mapping[str, Any]], brows: Mapping[Any, Mapping[str, Any]],
+                   eval_split: str) -> str | None:
+    """Why a contrast gets no verdict when **both** arms score, on average over their seeds, at or below the
+    majority classifier's test macro-F1 (the cells' ``majority`` line): a difference between two models that learned
+    nothing useful is no finding, whichever is "better". None otherwise (or without a majority line)."""
+    if eval_split != "test":
+        return None
+    maj = next(((r.get("majority") or {}).get("macro_f1") for r in list(rows.values()) + list(brows.values())
+                if (r.get("majority") or {}).get("macro_f1") is not None), None)
+
+    def mean(part: Mapping[Any, Mapping[str, Any]]) -> float | None:
+        v = [(r.get(eval_split) or {}).get("macro_f1") for r in part.values()]
+        v = [float(x) for x in v if x is not None]
+        return sum(v) / len(v) if v else None
+
+    a, b = mean(rows), mean(brows)
+    if maj is None or a is None or b is None or a > maj or b > maj:
+        return None
+    return f"both arms at or below the majority classifier: test macro-F1 {a:.3f} and {b:.3f} vs {float(maj):.3f}"
+
+
 def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, Any]], *, eval_split: str = "test",
               no_verdict: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Every contrast (arm - baseline of macro-F1, per encoding and fraction), the primary one first.
@@ -361,7 +382,7 @@ def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, A
             d = bootstrap_contrast(config, rows, brows, eval_split) or _seed_contrast(rows, brows, eval_split)
             is_primary = bool(prim and prim["arm"] == arm and prim["baseline"] == base and prim["encoding"] == enc
                               and abs(prim["fraction"] - frac) < 1e-12)
-            why = no_verdict.get(arm) or no_verdict.get(base)
+            why = no_verdict.get(arm) or no_verdict.get(base) or below_majority(rows, brows, eval_split)
             out.append({"arm": arm, "baseline": base, "encoding": enc, "fraction": frac,
                         "label": f"{arm} - {base}, {enc}, {fraction_label(frac)}", "primary": is_primary,
                         "diff": d, "p": d.get("p"), "p_holm": None, "no_verdict": why})
