@@ -427,3 +427,36 @@ def test_run_json_stores_the_load_report_as_a_dict(physionet_root, tmp_path):
     assert _load_report(out) == (f"source {init}; 318 tensors loaded; reinitialised: classifier.fc.weight, "
                                  f"classifier.fc.bias; head (1000, 2048) -> ({k}, 2048)")
     assert load_run(out).class_names == run["class_names"]
+
+
+def test_a_model_kind_is_declared_once(monkeypatch):
+    """Issue 21: models were added in four places (three tables and an if-chain). ``registry.KINDS`` is the one
+    declaration: the other tables are read from it, ``build_model`` dispatches through it, and a kind registered there
+    (here a test's own) is accepted by ModelSpec and TrainConfig and built without touching anything else."""
+    import torch
+
+    from ecgtransfer.models import registry
+    from ecgtransfer.training.config import TrainConfig
+
+    assert registry.MODELS == tuple(registry.KINDS)
+    assert registry.MODEL_INPUT == {k: v.input for k, v in registry.KINDS.items()}
+    assert registry.CLOSED_FORM == {k for k, v in registry.KINDS.items() if v.closed_form}
+    built = []
+
+    def build(spec, weights, class_names, head):
+        built.append(spec)
+        return torch.nn.Linear(spec.in_channels, spec.num_classes)
+
+    monkeypatch.setitem(registry.KINDS, "tiny", registry.ModelKind("tiny", input="signal", closed_form=False,
+                                                                   pretrained=False, build=build))
+    from ecgtransfer.models.registry import ModelSpec, build_model
+
+    model = build_model(ModelSpec(kind="tiny", num_classes=3, in_channels=4))
+    assert isinstance(model, torch.nn.Linear) and built[0].kind == "tiny"
+    assert TrainConfig(model="tiny").init == "scratch"  # not pretrained: the default init becomes scratch
+    with pytest.raises(ConfigError, match="pretrained weights exist for resnet50 only"):
+        TrainConfig(model="tiny", init="imagenet-v1")
+    with pytest.raises(ConfigError, match="has no pretrained weights"):
+        build_model(ModelSpec(kind="tiny", num_classes=3, in_channels=4), weights="imagenet")
+    with pytest.raises(ConfigError, match=r"model must be one of \('resnet50', 'cnn1d', 'features', 'tiny'\)"):
+        ModelSpec(kind="huge", num_classes=3, in_channels=4)

@@ -130,7 +130,9 @@ class ArmConfig:
     @property
     def sweepable(self) -> bool:
         """Whether a learning-rate / weight-decay sweep applies (not to a fixed recipe or a closed-form fit)."""
-        return self.tier_preset is None and self.model != "features"
+        from ecgtransfer.models.registry import CLOSED_FORM
+
+        return self.tier_preset is None and self.model not in CLOSED_FORM
 
     @property
     def pretrained(self) -> bool:

@@ -264,8 +264,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from ecgtransfer._validate import check_field_types, check_seed
 
-        if self.model != "resnet50" and self.init == "imagenet":  # the default init is the resnet50's
-            self.init = "scratch"
+        from ecgtransfer.models.registry import KINDS
+
+        kind = KINDS.get(self.model) if isinstance(self.model, str) else None
+        if kind is not None and not kind.pretrained and self.init == "imagenet":  # the default init is a pretrained
+            self.init = "scratch"                                                 # kind's
         self.exclude_classes = ((self.exclude_classes,) if isinstance(self.exclude_classes, str)
                                 else tuple(str(v) for v in self.exclude_classes))
         self.encoding_params = dict(self.encoding_params)
@@ -283,21 +286,22 @@ class TrainConfig:
 
         if self.init not in INIT_CHOICES and not str(self.init).strip():
             raise bad("init", f"one of {INIT_CHOICES} or a weights file path")
-        from ecgtransfer.models.registry import MODELS
+        from ecgtransfer.models.registry import KINDS
         from ecgtransfer.models.weights import HEAD_MODES
 
         if self.init_head not in HEAD_MODES:
             raise bad("init_head", f"one of {HEAD_MODES}")
-        if self.model not in MODELS:
-            raise bad("model", f"one of {MODELS}")
+        if not isinstance(self.model, str) or self.model not in KINDS:
+            raise bad("model", f"one of {tuple(KINDS)}")
         if self.rr not in RR_MODES:
             raise bad("rr", f"one of {RR_MODES}")
         from ecgtransfer.models.features import LDA_SHRINKAGE
 
         if self.lda_shrinkage not in LDA_SHRINKAGE:
             raise bad("lda_shrinkage", f"one of {LDA_SHRINKAGE}")
-        if self.model != "resnet50" and self.init != "scratch":
-            raise bad("init", f"'scratch' for model {self.model!r} (pretrained weights exist for the resnet50 only)")
+        if not KINDS[self.model].pretrained and self.init != "scratch":
+            raise bad("init", f"'scratch' for model {self.model!r} (pretrained weights exist for "
+                              f"{', '.join(k.name for k in KINDS.values() if k.pretrained)} only)")
         if self.majority_cap is not None and int(self.majority_cap) < 1:
             raise bad("majority_cap", "a positive integer or None")
         if int(self.select_min_support) < 1:
