@@ -16,11 +16,13 @@ def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def canonical_json(obj: Any) -> bytes:
-    """``obj`` as canonical JSON bytes: sorted keys, compact separators, UTF-8, no NaN."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+def canonical_json(obj: Any, *, allow_nan: bool = False) -> bytes:
+    """``obj`` as canonical JSON bytes: sorted keys, compact separators, UTF-8, no NaN (unless ``allow_nan``: a
+    record that may hold a NaN loss)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=allow_nan).encode("utf-8")
 
 
-def sha256_json(obj: Any) -> str:
+def sha256_json(obj: Any, *, allow_nan: bool = False) -> str:
     """Lowercase hex SHA256 of :func:`canonical_json` of ``obj`` (equal JSON values hash equally)."""
-    return hashlib.sha256(canonical_json(obj)).hexdigest()
+    return hashlib.sha256(canonical_json(obj, allow_nan=allow_nan)).hexdigest()

@@ -10,13 +10,13 @@ worst lose the cell in progress: files appear under their final names only once 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ecgtransfer._atomic import atomic_write_json, json_default
+from ecgtransfer._hashing import sha256_json
 from ecgtransfer.bench.grid import Cell
 from ecgtransfer.bench.results import CellResult
 from ecgtransfer.errors import BenchError
@@ -108,9 +108,8 @@ DIGEST = "digest"
 
 
 def record_digest(record: dict[str, Any]) -> str:
-    """SHA256 of a cell record as JSON (sorted keys, compact; NaN allowed: a failed cell's loss may be NaN)."""
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA256 of a cell record as canonical JSON (NaN allowed: a failed cell's loss may be NaN)."""
+    return sha256_json(record, allow_nan=True)
 
 
 def _changed(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -42,6 +42,7 @@ from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state, s
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.multilabel_metrics import auc_table, bootstrap_intervals, multilabel_metrics
 from ecgtransfer.training.precision import amp_dtype, describe as describe_precision, dtype_name, use_channels_last
+from ecgtransfer.training.run_files import read_json_object, read_split
 from ecgtransfer.training.runtime import environment, logits_of, resolve_device
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,7 @@ def load_multilabel(run_dir: str | os.PathLike, *, checkpoint: str = "best", dev
     cfg = TrainConfig.from_dict(ckpt["config"])
     dev = resolve_device(device or "cpu")
     spec = ModelSpec(**ckpt["spec"])
-    manifest = json.loads((run / "store_manifest.json").read_text(encoding="utf-8"))
+    manifest = read_json_object(run / "store_manifest.json", "store manifest")
     model, encoder = _build(cfg, float(manifest["fs"]), spec, weights=None, class_names=ckpt["class_names"],
                             device=dev)
     load_model_state(model, ckpt["model"], path=path)
@@ -321,16 +322,17 @@ def evaluate_multilabel(run_dir: str | os.PathLike, store: SegmentStore, split: 
     if list(ckpt["class_names"]) != store.class_names:
         raise TrainingError(f"store {store.path} has the labels {store.class_names[:6]}..., the run "
                             f"{ckpt['class_names'][:6]}...; convert the store at the run's level")
+    from ecgtransfer.training.data import make_split
+
     run = Path(run_dir)
+    cfg = TrainConfig.from_dict(ckpt["config"])
     if split == "all":
         idx = np.arange(len(store))
     elif store.manifest_hash == ckpt["store_manifest_hash"] and (run / "split.npz").is_file():
-        with np.load(run / "split.npz") as z:
-            idx = np.asarray(z[split], dtype=np.int64)
+        idx = read_split(run / "split.npz", len(store), parts=(split,))[split]
     else:
-        cfg = TrainConfig.from_dict(ckpt["config"])
-        idx = getattr(cfg.data_split.apply(store, default_seed=cfg.seed), split)
-    dtype, cl = precision_of(TrainConfig.from_dict(ckpt["config"]), dev)
+        idx = make_split(store, cfg)[split]
+    dtype, cl = precision_of(cfg, dev)
     m = score(model, encoder, store, idx, dev, batch_size or 64, dtype=dtype, channels_last=cl)
     m.update({"split": split, "checkpoint": checkpoint, "task": "multilabel"})
     dest = Path(out) if out is not None else run
@@ -354,7 +356,7 @@ def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.Pa
     from ecgtransfer.signals import filters, readers, rhythm
 
     model, encoder, ckpt, dev = load_multilabel(run_dir, checkpoint=checkpoint, device=device)
-    manifest = json.loads((Path(run_dir) / "store_manifest.json").read_text(encoding="utf-8"))
+    manifest = read_json_object(Path(run_dir) / "store_manifest.json", "store manifest")
     params = manifest["parameters"]
     dtype, cl = precision_of(TrainConfig.from_dict(ckpt["config"]), dev)
     recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
