@@ -51,9 +51,9 @@ from ecgtransfer._hashing import sha256_file
 from ecgtransfer._validate import path_given
 from ecgtransfer.errors import CatalogError, ChecksumError, ConfigError, DownloadError, EcgTransferError
 from ecgtransfer.physionet import ptbxl
-from ecgtransfer.physionet.catalog import get_database
+from ecgtransfer.physionet.catalog import Database, get_database
 from ecgtransfer.physionet.index import SUMS_FILE, Sha256Sums, parse_records, parse_sha256sums, safe_relpath
-from ecgtransfer.physionet.sources import RangeNotSatisfiable, Source, TransientError, resolve_source
+from ecgtransfer.physionet.sources import Body, RangeNotSatisfiable, Source, TransientError, resolve_source
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -200,14 +200,13 @@ class _Fetcher:
             aside = _move_aside(final)
             log.warning("%s: SHA256 does not match the mirror's %s; moved it aside to %s until its replacement "
                         "verifies", final, SUMS_FILE, aside.name)
-        part = final.with_name(final.name + PART_SUFFIX)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _write_error(exc, final.parent) from exc
-        _refuse_symlink(part)
-        if expected is None:
-            _unlink(part)  # nothing to check a resumed index against: always start it afresh
+        part = _prepare_part(final, expected)
+        return self._fetch_with_retries(rel, final, part, expected, aside)
+
+    def _fetch_with_retries(self, rel: str, final: Path, part: Path, expected: str | None,
+                            aside: Path | None) -> _Outcome:
+        """Transfer ``rel`` into ``part`` until it verifies, then rename it to ``final``; transient failures
+        and (from an http(s) mirror) digest mismatches are retried up to ``retries`` times."""
         where = self.source.location(self.db, self.version, rel)
         attempt = 0
         while True:
@@ -259,16 +258,8 @@ class _Fetcher:
     def _transfer(self, rel: str, part: Path, expected: str | None) -> tuple[str, bool]:
         """Bring ``part`` to the full file (resuming from its size); returns (sha256 hex, resumed)."""
         h = hashlib.sha256()
-        _refuse_symlink(part)
-        offset = part.stat().st_size if part.is_file() else 0
-        if offset > self.max_bytes:
-            log.info("%s is longer than any %s file may be; fetching it from the start", part, self.db)
-            _unlink(part)
-            offset = 0
+        offset = self._resume_offset(part, h)
         if offset:
-            with open(part, "rb", opener=_nofollow) as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
             if expected is not None and h.hexdigest() == expected:
                 log.debug("%s is complete and verified", part)
                 return h.hexdigest(), True
@@ -292,64 +283,105 @@ class _Fetcher:
                 log.info("server ignored the byte range for %s; fetching it from the start", rel)
                 offset = 0
                 h = hashlib.sha256()
-            where = self.source.location(self.db, self.version, rel)
-            announced = body.total if body.total is not None else (
-                None if body.length is None else offset + body.length)
-            if announced is not None and announced > self.max_bytes:
-                raise DownloadError(f"{where} is announced as {announced} bytes, more than the {self.max_bytes} "
-                                    f"bytes any {self.db} file may have (the catalog's max_file_bytes); refusing it")
-            # never let the file grow past what was announced, or past the cap when nothing was
-            room = body.length if body.length is not None else self.max_bytes - offset
-            self._grow_total(body.length)
-            received = 0
-            oversize = False
-            window_start, window_bytes = time.monotonic(), 0
-            try:
-                with open(part, "ab" if offset else "wb", opener=_nofollow) as fh:
-                    while True:
-                        if self.stop.is_set():
-                            raise _Cancelled()
-                        block = body.read(CHUNK)
-                        if not block:
-                            break
-                        if received + len(block) > room:
-                            if body.length is None:
-                                oversize = True
-                                break
-                            block = block[:room - received]  # the source grew past what it announced
-                        fh.write(block)
-                        h.update(block)
-                        received += len(block)
-                        self._count(len(block))
-                        window_bytes += len(block)
-                        now = time.monotonic()
-                        if now - window_start >= self.stall_s and received < room:
-                            if window_bytes < MIN_RATE * (now - window_start):
-                                fh.flush()  # keep what came: the retry resumes after it
-                                os.fsync(fh.fileno())
-                                raise TransientError(
-                                    f"{where} is too slow: {window_bytes} bytes in {now - window_start:.0f} s "
-                                    f"(expected at least {MIN_RATE} bytes/s; a stalled or throttled server)")
-                            window_start, window_bytes = now, 0
-                        if received >= room and body.length is not None and len(block) < CHUNK:
-                            break  # all that was announced is here; a source still sending is cut off
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise _symlink_error(part) from None
-                raise _write_error(exc, part) from exc
-            if oversize:
-                _unlink(part)
-                raise DownloadError(f"{where} sent more than {self.max_bytes} bytes without announcing a length, "
-                                    f"more than any {self.db} file may have (the catalog's max_file_bytes); "
-                                    "refusing it (a misbehaving server?)")
-            if body.length is not None and received < body.length:
-                raise TransientError(f"connection closed after {received} of {body.length} bytes of "
-                                     f"{self.source.location(self.db, self.version, rel)}")
+            self._receive(rel, part, body, offset, h)
             return h.hexdigest(), offset > 0
         finally:
             body.close()
+
+    def _resume_offset(self, part: Path, h: hashlib._Hash) -> int:
+        """The size of ``part`` to resume from (0: start afresh; a ``part`` longer than any file of the database
+        is deleted), its bytes fed to ``h``."""
+        _refuse_symlink(part)
+        offset = part.stat().st_size if part.is_file() else 0
+        if offset > self.max_bytes:
+            log.info("%s is longer than any %s file may be; fetching it from the start", part, self.db)
+            _unlink(part)
+            offset = 0
+        if offset:
+            with open(part, "rb", opener=_nofollow) as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+        return offset
+
+    def _receive(self, rel: str, part: Path, body: Body, offset: int, h: hashlib._Hash) -> None:
+        """Append ``body`` to ``part`` (from ``offset``) and to ``h``, within the announced length and the
+        catalog's cap; a short body is a transient failure."""
+        where = self.source.location(self.db, self.version, rel)
+        announced = body.total if body.total is not None else (
+            None if body.length is None else offset + body.length)
+        if announced is not None and announced > self.max_bytes:
+            raise DownloadError(f"{where} is announced as {announced} bytes, more than the {self.max_bytes} "
+                                f"bytes any {self.db} file may have (the catalog's max_file_bytes); refusing it")
+        # never let the file grow past what was announced, or past the cap when nothing was
+        room = body.length if body.length is not None else self.max_bytes - offset
+        self._grow_total(body.length)
+        received, oversize = self._write_body(part, body, offset, room, h, where)
+        if oversize:
+            _unlink(part)
+            raise DownloadError(f"{where} sent more than {self.max_bytes} bytes without announcing a length, "
+                                f"more than any {self.db} file may have (the catalog's max_file_bytes); "
+                                "refusing it (a misbehaving server?)")
+        if body.length is not None and received < body.length:
+            raise TransientError(f"connection closed after {received} of {body.length} bytes of "
+                                 f"{self.source.location(self.db, self.version, rel)}")
+
+    def _write_body(self, part: Path, body: Body, offset: int, room: int, h: hashlib._Hash,
+                    where: str) -> tuple[int, bool]:
+        """Write at most ``room`` bytes of ``body`` to ``part`` (appending from ``offset``), fsynced; returns
+        (bytes received, whether an unannounced body ran past ``room``). Slower than MIN_RATE bytes/s over a
+        ``stall_s`` window is a transient failure (what came is kept for the retry to resume after)."""
+        received = 0
+        oversize = False
+        window_start, window_bytes = time.monotonic(), 0
+        try:
+            with open(part, "ab" if offset else "wb", opener=_nofollow) as fh:
+                while True:
+                    if self.stop.is_set():
+                        raise _Cancelled()
+                    block = body.read(CHUNK)
+                    if not block:
+                        break
+                    if received + len(block) > room:
+                        if body.length is None:
+                            oversize = True
+                            break
+                        block = block[:room - received]  # the source grew past what it announced
+                    fh.write(block)
+                    h.update(block)
+                    received += len(block)
+                    self._count(len(block))
+                    window_bytes += len(block)
+                    now = time.monotonic()
+                    if now - window_start >= self.stall_s and received < room:
+                        if window_bytes < MIN_RATE * (now - window_start):
+                            fh.flush()  # keep what came: the retry resumes after it
+                            os.fsync(fh.fileno())
+                            raise TransientError(
+                                f"{where} is too slow: {window_bytes} bytes in {now - window_start:.0f} s "
+                                f"(expected at least {MIN_RATE} bytes/s; a stalled or throttled server)")
+                        window_start, window_bytes = now, 0
+                    if received >= room and body.length is not None and len(block) < CHUNK:
+                        break  # all that was announced is here; a source still sending is cut off
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _symlink_error(part) from None
+            raise _write_error(exc, part) from exc
+        return received, oversize
+
+def _prepare_part(final: Path, expected: str | None) -> Path:
+    """The ``<final>.part`` file a transfer writes to, its folder made; a partial index (no digest to check
+    a resumed one against) is removed so that it starts afresh."""
+    part = final.with_name(final.name + PART_SUFFIX)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(exc, final.parent) from exc
+    _refuse_symlink(part)
+    if expected is None:
+        _unlink(part)  # nothing to check a resumed index against: always start it afresh
+    return part
 
 
 def _unlink(path: Path) -> None:
@@ -487,6 +519,27 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             than the catalog's ``max_file_bytes``, a symbolic link where a partial file or folder is written.
         ConfigError: invalid arguments or mirror.
     """
+    db, version, requested, root = _checked_request(database, version, records, out, jobs, retries, backoff,
+                                                    timeout, rate)
+    source = resolve_source(mirror, timeout=timeout)
+    records_file = safe_relpath(db.records_file, source="the catalog")
+    with tqdm(**_bar_args(db, version, progress)) as bar:
+        fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar,
+                           max_bytes=int(db.max_file_bytes), stall_s=STALL_TIMEOUTS * float(timeout))
+        run = _Run(fetcher, db, version, root, records_file, requested, rate, strict)
+        log.info("%s %s from %s into %s", db.name, version, source, root)
+        sums, listed = run.load_listing(bool(refresh_index))
+        wanted, all_files, unverified = run.fetch_files(sums, listed, int(jobs))
+    result = DownloadResult(database=db.name, version=version, root=root, records=wanted,
+                            paths=[root / f for f in all_files], bytes_fetched=fetcher.bytes, unverified=unverified)
+    return _tally(result, all_files, run.outcomes)
+
+
+def _checked_request(database: str, version: str | None, records: Iterable[str] | str | None,
+                     out: str | os.PathLike, jobs: int, retries: int, backoff: float, timeout: float,
+                     rate: str | int | None) -> tuple[Database, str, list[str] | None, Path]:
+    """:func:`download`'s arguments checked: (database, version, requested records or None for all, version
+    folder)."""
     db = get_database(database)
     version = db.check_version(version)
     if isinstance(records, str):
@@ -505,83 +558,114 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
         ptbxl.rates_of(rate)  # checked before anything is fetched
     elif rate is not None:
         raise ConfigError(f"rate applies to ptb-xl only (its records come at 100 and 500 Hz), not to {db.name}")
-    source = resolve_source(mirror, timeout=timeout)
-    records_file = safe_relpath(db.records_file, source="the catalog")
+    return db, version, requested, root
 
+
+def _bar_args(db: Database, version: str, progress: bool) -> dict:
+    """The tqdm arguments of the download's one progress bar (bytes; its total grows as transfers start)."""
     bar_args: dict = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": f"{db.name} {version}",
                       "total": 0, "leave": False}
     if not progress:
         bar_args["disable"] = True
-    with tqdm(**bar_args) as bar:
-        fetcher = _Fetcher(source, db.name, version, root, retries=int(retries), backoff=float(backoff), bar=bar,
-                           max_bytes=int(db.max_file_bytes), stall_s=STALL_TIMEOUTS * float(timeout))
-        outcomes: dict[str, _Outcome] = {}
-        aliases: dict[str, list[str]] = {}
-        log.info("%s %s from %s into %s", db.name, version, source, root)
+    return bar_args
 
-        # 1. the index (reused when present: re-runs work offline) and the records listing
-        def load_index(force: bool) -> tuple[Sha256Sums, list[str]]:
-            outcomes[SUMS_FILE] = fetcher.fetch(SUMS_FILE, None, force=force)
-            fetcher.index_fresh = fetcher.index_fresh or outcomes[SUMS_FILE].status == "fetched"
-            sums = _parse_or_drop(root / SUMS_FILE, lambda text: parse_sha256sums(
-                text, source=f"{db.name}/{version}/{SUMS_FILE}"))
-            digest = sums.get(records_file)
-            # a listing the index has no digest for is fetched again with it (it may have gained records)
-            outcomes[records_file] = fetcher.fetch(records_file, digest, force=force and digest is None)
-            if outcomes[records_file].status == "mismatch":  # the local index or listing is wrong: ask the mirror
-                return load_index(True)
-            where = f"{db.name}/{version}/{records_file}"
-            if db.index_kind == "ptbxl":
-                listed, found = _parse_or_drop(root / records_file, lambda text: ptbxl.parse_index(
-                    text, rate, source=where))
-                aliases.clear()
-                aliases.update(found)
-            else:
-                listed = _parse_or_drop(root / records_file, lambda text: parse_records(text, source=where))
-            return sums, listed
 
-        def plan(sums: Sha256Sums, listed: list[str]) -> tuple[list[str], list[str], list[str]]:
-            """(records, their files and the metadata files, the files without a digest)."""
-            wanted, unknown = _resolve_records(requested, listed, aliases)
-            if unknown:
-                sample = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
-                raise CatalogError(f"unknown record(s) of {db.name} {version}: {', '.join(unknown)} (not in "
-                                   f"{records_file}, which lists {len(listed)} records: {sample})")
-            # metadata first, then every listed file of each record
-            files = [safe_relpath(name, source="the catalog") for name in db.metadata_files]
-            for rec in wanted:
-                rec_path = f"{db.record_dir}/{rec}" if db.record_dir else rec
-                rec_files = sums.files_of_record(rec_path)
-                if not rec_files:
-                    raise DownloadError(f"record {rec} of {db.name} {version} is listed in {records_file} but "
-                                        f"{SUMS_FILE} lists no file {rec_path}.<ext> for it")
-                files.extend(rec_files)
-            files = [f for f in dict.fromkeys(files) if f not in (SUMS_FILE, records_file)]
-            unverified = [f for f in [records_file, *files] if f not in sums]
-            if unverified:
-                if strict:
-                    raise ChecksumError(f"{SUMS_FILE} of {db.name} {version} lists no digest for "
-                                        f"{', '.join(unverified)}; refusing unverified files (strict=True)")
-                log.warning("%s of %s %s has no entry for %s: these files cannot be verified", SUMS_FILE,
-                            db.name, version, ", ".join(unverified))
-            return wanted, files, unverified
+class _Run:
+    """One :func:`download` call's steps, in order: the index and the records listing (:meth:`load_listing`),
+    the plan of files (:meth:`plan`), the files themselves (:meth:`fetch_files`); ``outcomes`` collects what
+    happened to each file."""
 
-        sums, listed = load_index(bool(refresh_index))
-        if not fetcher.index_fresh and _resolve_records(requested, listed, aliases)[1]:
+    def __init__(self, fetcher: _Fetcher, db: Database, version: str, root: Path, records_file: str,
+                 requested: list[str] | None, rate: str | int | None, strict: bool) -> None:
+        self.fetcher = fetcher
+        self.db = db
+        self.version = version
+        self.root = root
+        self.records_file = records_file
+        self.requested = requested
+        self.rate = rate
+        self.strict = strict
+        self.outcomes: dict[str, _Outcome] = {}
+        self.aliases: dict[str, list[str]] = {}
+
+    def load_listing(self, refresh_index: bool) -> tuple[Sha256Sums, list[str]]:
+        """The index and the listing, local copies reused (re-runs work offline) unless ``refresh_index``, or
+        unless a requested record is missing from a local listing (the mirror's may have gained it)."""
+        requested, records_file = self.requested, self.records_file
+        sums, listed = self.load_index(refresh_index)
+        if not self.fetcher.index_fresh and _resolve_records(requested, listed, self.aliases)[1]:
             log.info("record(s) %s not in the local %s; fetching the index again",
-                     ", ".join(_resolve_records(requested, listed, aliases)[1]), records_file)
-            sums, listed = load_index(True)
-        wanted, files, unverified = plan(sums, listed)
+                     ", ".join(_resolve_records(requested, listed, self.aliases)[1]), records_file)
+            sums, listed = self.load_index(True)
+        return sums, listed
 
-        # 2. the files; one that fails a local index is checked again once the mirror's index is here
+    # 1. the index (reused when present: re-runs work offline) and the records listing
+    def load_index(self, force: bool) -> tuple[Sha256Sums, list[str]]:
+        """``SHA256SUMS.txt`` and the records listing (fetched when missing or ``force``); a listing that fails
+        the local index makes both be fetched from the mirror."""
+        fetcher, outcomes, root, db, version = self.fetcher, self.outcomes, self.root, self.db, self.version
+        records_file, rate, aliases = self.records_file, self.rate, self.aliases
+        outcomes[SUMS_FILE] = fetcher.fetch(SUMS_FILE, None, force=force)
+        fetcher.index_fresh = fetcher.index_fresh or outcomes[SUMS_FILE].status == "fetched"
+        sums = _parse_or_drop(root / SUMS_FILE, lambda text: parse_sha256sums(
+            text, source=f"{db.name}/{version}/{SUMS_FILE}"))
+        digest = sums.get(records_file)
+        # a listing the index has no digest for is fetched again with it (it may have gained records)
+        outcomes[records_file] = fetcher.fetch(records_file, digest, force=force and digest is None)
+        if outcomes[records_file].status == "mismatch":  # the local index or listing is wrong: ask the mirror
+            return self.load_index(True)
+        where = f"{db.name}/{version}/{records_file}"
+        if db.index_kind == "ptbxl":
+            listed, found = _parse_or_drop(root / records_file, lambda text: ptbxl.parse_index(
+                text, rate, source=where))
+            aliases.clear()
+            aliases.update(found)
+        else:
+            listed = _parse_or_drop(root / records_file, lambda text: parse_records(text, source=where))
+        return sums, listed
+
+    def plan(self, sums: Sha256Sums, listed: list[str]) -> tuple[list[str], list[str], list[str]]:
+        """(records, their files and the metadata files, the files without a digest)."""
+        db, version, records_file = self.db, self.version, self.records_file
+        wanted, unknown = _resolve_records(self.requested, listed, self.aliases)
+        if unknown:
+            sample = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+            raise CatalogError(f"unknown record(s) of {db.name} {version}: {', '.join(unknown)} (not in "
+                               f"{records_file}, which lists {len(listed)} records: {sample})")
+        # metadata first, then every listed file of each record
+        files = [safe_relpath(name, source="the catalog") for name in db.metadata_files]
+        for rec in wanted:
+            rec_path = f"{db.record_dir}/{rec}" if db.record_dir else rec
+            rec_files = sums.files_of_record(rec_path)
+            if not rec_files:
+                raise DownloadError(f"record {rec} of {db.name} {version} is listed in {records_file} but "
+                                    f"{SUMS_FILE} lists no file {rec_path}.<ext> for it")
+            files.extend(rec_files)
+        files = [f for f in dict.fromkeys(files) if f not in (SUMS_FILE, records_file)]
+        unverified = [f for f in [records_file, *files] if f not in sums]
+        if unverified:
+            if self.strict:
+                raise ChecksumError(f"{SUMS_FILE} of {db.name} {version} lists no digest for "
+                                    f"{', '.join(unverified)}; refusing unverified files (strict=True)")
+            log.warning("%s of %s %s has no entry for %s: these files cannot be verified", SUMS_FILE,
+                        db.name, version, ", ".join(unverified))
+        return wanted, files, unverified
+
+    # 2. the files; one that fails a local index is checked again once the mirror's index is here
+    def fetch_files(self, sums: Sha256Sums, listed: list[str],
+                    jobs: int) -> tuple[list[str], list[str], list[str]]:
+        """Plan and fetch the files with ``jobs`` threads; returns (records, every file of the download
+        including the index and the listing, the files without a digest)."""
+        fetcher, outcomes, root, records_file = self.fetcher, self.outcomes, self.root, self.records_file
+        wanted, files, unverified = self.plan(sums, listed)
         try:
-            _run_parallel(fetcher, [(f, sums.get(f)) for f in files], int(jobs), outcomes)
+            _run_parallel(fetcher, [(f, sums.get(f)) for f in files], jobs, outcomes)
             bad = sorted(f for f in files if outcomes[f].status == "mismatch")
             if bad:
                 log.warning("%s %s not match the local %s; fetching the mirror's %s to tell a damaged file from a "
                             "damaged index", _some(bad), "does" if len(bad) == 1 else "do", SUMS_FILE, SUMS_FILE)
                 old = sums
-                sums, listed = load_index(True)
+                sums, listed = self.load_index(True)
                 changed = sorted(f for f in set(old.digests) | set(sums.digests) if old.get(f) != sums.get(f))
                 if changed:
                     log.warning("the local %s disagreed with the mirror's for %s; replaced it with the mirror's copy",
@@ -589,17 +673,19 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
                 else:
                     log.warning("the mirror's %s agrees with the local copy: %s %s damaged and will be replaced",
                                 SUMS_FILE, _some(bad), "is" if len(bad) == 1 else "are")
-                wanted, files, unverified = plan(sums, listed)
+                wanted, files, unverified = self.plan(sums, listed)
                 redo = set(bad) | set(changed)
                 _run_parallel(fetcher, [(f, sums.get(f)) for f in files if f not in outcomes or f in redo],
-                              int(jobs), outcomes)
+                              jobs, outcomes)
         finally:  # make the renames durable (one fsync per folder, not per file)
             all_files = [SUMS_FILE, records_file, *files]
             for folder in sorted({(root / f).parent for f in all_files}):
                 fsync_dir(folder)
+        return wanted, all_files, unverified
 
-    result = DownloadResult(database=db.name, version=version, root=root, records=wanted,
-                            paths=[root / f for f in all_files], bytes_fetched=fetcher.bytes, unverified=unverified)
+
+def _tally(result: DownloadResult, all_files: list[str], outcomes: dict[str, _Outcome]) -> DownloadResult:
+    """``result`` with its counts of fetched, resumed and already verified files, logged."""
     for rel in all_files:
         outcome = outcomes[rel]
         if outcome.status == "fetched":
@@ -609,7 +695,6 @@ def download(database: str, *, version: str | None = None, records: Iterable[str
             result.already_verified += 1
     log.info("%s", result.summary())
     return result
-
 
 def _some(names: Sequence[str], n: int = 5) -> str:
     """The first ``n`` of ``names``, comma-separated, with a count of the rest."""
