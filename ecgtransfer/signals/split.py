@@ -142,6 +142,14 @@ def _greedy_groups(counts: np.ndarray, fractions: np.ndarray, rng: np.random.Gen
         assign[gi] = best
         current[best] += row
         sizes[best] += row.sum()
+    _fill_empty_parts(assign, counts, fractions)
+    return assign
+
+
+def _fill_empty_parts(assign: np.ndarray, counts: np.ndarray, fractions: np.ndarray) -> None:
+    """Give, in place, every part with a positive fraction a group when possible: the smallest group of the part
+    holding most groups moves to it (``assign`` ``[G]``, ``counts`` ``[G, K]``, ``fractions`` ``[P]``)."""
+    p = len(fractions)
     # every part with a positive fraction gets a group when possible: move the smallest group of the part
     # holding most groups
     for q in np.flatnonzero(fractions > 0):
@@ -154,7 +162,6 @@ def _greedy_groups(counts: np.ndarray, fractions: np.ndarray, rng: np.random.Gen
         members = np.flatnonzero(assign == donor)
         smallest = members[np.argmin(counts[members].sum(axis=1))]
         assign[smallest] = q
-    return assign
 
 
 def _patient_table(patient_ids: np.ndarray, labels: np.ndarray, n_classes: int
@@ -283,17 +290,7 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
     _check_method(method)
     test_records = (test_records,) if isinstance(test_records, str) else tuple(str(r) for r in test_records)
     _check_method_fields(method, test_records, fold_database)
-    if unknown_patients not in UNKNOWN_PATIENTS:
-        raise ConfigError(f"unknown_patients must be one of {', '.join(UNKNOWN_PATIENTS)}, got {unknown_patients!r}")
-    patients_known = bool(getattr(store, "patients_known", True))
-    if not patients_known and method != "random" and unknown_patients != "allow":
-        database = getattr(store, "database", None) or getattr(store, "manifest", {}).get("database")
-        msg = (f"the patient ids of this {database} store are not known to identify subjects (the database has "
-               "no record -> subject map here, e.g. incartdb: 75 records of 32 subjects): a subject with several "
-               f"records may land on two sides of the {method} split and inflate the results")
-        if unknown_patients == "refuse":
-            raise ConfigError(msg + "; pass unknown_patients='warn' or 'allow' to split anyway")
-        log.warning(msg)
+    patients_known = _check_unknown_patients(store, method, unknown_patients)
     _check_fractions(val_fraction, test_fraction)
     labels = np.asarray(store.labels, dtype=np.int64)
     patient_ids = np.asarray(store.patient_ids).astype(str)
@@ -306,77 +303,142 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
     seg_db, databases = _segment_databases(store, n)
 
     if method == "random":
-        log.warning("random segment-level split: segments of one patient land in train and test, which leaks "
-                    "patient identity and overstates accuracy; use method='patient' or 'dechazal' for results")
-        parts = [[], [], []]
-        fr = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
-        for c in np.unique(labels):
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            cuts = np.round(np.cumsum(fr)[:-1] * len(idx)).astype(int)
-            for q, chunk in enumerate(np.split(idx, cuts)):
-                parts[q].append(chunk)
-        train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64)
-                            for p in parts)
+        train, val, test = _random_parts(labels, val_fraction, test_fraction, rng)
     elif method == "patient":
         fr = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
         train, val, test = _split_groups(patient_ids, labels, n_classes, fr, rng, all_idx)
     elif method == "kfold":
-        _check_folds(n_folds, fold)
-        pool = all_idx
-        if fold_database is not None:
-            if fold_database not in databases:
-                raise ConfigError(f"fold_database {fold_database!r} is not a database of this store; it holds "
-                                  f"{', '.join(databases)}")
-            pool = all_idx[seg_db == fold_database]
-        folds = _split_groups(patient_ids, labels, n_classes, np.full(n_folds, 1.0 / n_folds), rng, pool)
-        test = folds[fold]
-        rest = np.setdiff1d(all_idx, test).astype(np.int64)
-        train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+        train, val, test = _kfold_parts(patient_ids, labels, n_classes, seg_db, databases, n_folds, fold,
+                                        fold_database, val_fraction, rng)
     elif method == "ptbxl":
         train, val, test = _ptbxl_parts(store, patient_ids, all_idx)
     elif method == "records":
-        chosen = _resolve_test_records(record_ids, seg_db, test_records)
-        test_patients = np.unique(patient_ids[np.isin(record_ids, chosen)])
-        in_test = np.isin(patient_ids, test_patients)
-        others = sorted(set(record_ids[in_test].tolist()) - set(chosen))
-        if others:
-            log.info("records split: %s share a patient with the test records and go to test too", " ".join(others))
-        test = all_idx[in_test]
-        rest = all_idx[~in_test]
-        train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+        train, val, test = _records_parts(patient_ids, record_ids, labels, n_classes, seg_db, test_records,
+                                          val_fraction, rng)
     else:  # dechazal
-        if "mitdb" not in databases and databases != [None]:
-            raise ConfigError(f"the dechazal split is defined for mitdb records, this store holds "
-                              f"{'+'.join(str(d) for d in databases)}")
-        # a store that names no database is taken as mitdb (its records are matched against DS1/DS2)
-        is_mitdb = (seg_db == "mitdb") if databases != [None] else np.ones(n, dtype=bool)
-        bare = np.asarray([split_qualified(r)[1] for r in record_ids.tolist()], dtype=str) if n else record_ids
-        in_ds1 = is_mitdb & np.isin(bare, DS1)
-        in_ds2 = is_mitdb & np.isin(bare, DS2)
-        shared = set(patient_ids[in_ds1]) & set(patient_ids[in_ds2])
-        if shared:
-            log.warning("patient(s) %s have records in DS1 and DS2 (mitdb 201 and 202 are one subject); their DS1 "
-                        "records are left out of train/val so that no patient is on two sides",
-                        ", ".join(sorted(shared)))
-            in_ds1 &= ~np.isin(patient_ids, sorted(shared))
-        test = all_idx[in_ds2]
-        excluded = all_idx[is_mitdb & ~in_ds1 & ~in_ds2]
-        if len(excluded):
-            log.info("dechazal split: %d segments of records outside DS1/DS2 left out (%s)", len(excluded),
-                     " ".join(sorted(set(record_ids[excluded]))))
-        if not len(test):
-            log.warning("dechazal split: no DS2 record in this store, the test part is empty (convert the full "
-                        "mitdb for the DS1 -> DS2 evaluation)")
-        if not in_ds1.any():
-            raise ConfigError("dechazal split: no DS1 record in this store")
-        others = ~is_mitdb
-        if others.any():
-            log.info("dechazal split: the %d segments of %s train/validate with DS1", int(others.sum()),
-                     "+".join(d for d in databases if d != "mitdb"))
-        trainval = all_idx[in_ds1 | others]
-        train, val = _carve_val(patient_ids, labels, n_classes, trainval, val_fraction * n / max(len(trainval), 1),
-                                rng)
+        train, val, test, excluded = _dechazal_parts(patient_ids, record_ids, labels, n_classes, seg_db,
+                                                     databases, val_fraction, rng)
+    return _checked_split(train, val, test, method, patient_ids, excluded, patients_known)
 
+
+def _check_unknown_patients(store: Any, method: str, unknown_patients: str) -> bool:
+    """The store's ``patients_known``; when False, a patient-wise ``method`` warns or refuses as
+    ``unknown_patients`` says."""
+    if unknown_patients not in UNKNOWN_PATIENTS:
+        raise ConfigError(f"unknown_patients must be one of {', '.join(UNKNOWN_PATIENTS)}, got {unknown_patients!r}")
+    patients_known = bool(getattr(store, "patients_known", True))
+    if not patients_known and method != "random" and unknown_patients != "allow":
+        database = getattr(store, "database", None) or getattr(store, "manifest", {}).get("database")
+        msg = (f"the patient ids of this {database} store are not known to identify subjects (the database has "
+               "no record -> subject map here, e.g. incartdb: 75 records of 32 subjects): a subject with several "
+               f"records may land on two sides of the {method} split and inflate the results")
+        if unknown_patients == "refuse":
+            raise ConfigError(msg + "; pass unknown_patients='warn' or 'allow' to split anyway")
+        log.warning(msg)
+    return patients_known
+
+
+def _random_parts(labels: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``random`` method: segments of each class permuted and cut by the fractions (leaks patients)."""
+    log.warning("random segment-level split: segments of one patient land in train and test, which leaks "
+                "patient identity and overstates accuracy; use method='patient' or 'dechazal' for results")
+    parts = [[], [], []]
+    fr = np.array([1 - val_fraction - test_fraction, val_fraction, test_fraction])
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.round(np.cumsum(fr)[:-1] * len(idx)).astype(int)
+        for q, chunk in enumerate(np.split(idx, cuts)):
+            parts[q].append(chunk)
+    train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) if p else np.zeros(0, np.int64)
+                        for p in parts)
+    return train, val, test
+
+
+def _kfold_parts(patient_ids: np.ndarray, labels: np.ndarray, n_classes: int, seg_db: np.ndarray,
+                 databases: list[Any], n_folds: int, fold: int, fold_database: str | None, val_fraction: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``kfold`` method: test is fold ``fold`` of the patients (of ``fold_database`` when given), validation
+    is carved out of the rest."""
+    n = len(labels)
+    all_idx = np.arange(n, dtype=np.int64)
+    _check_folds(n_folds, fold)
+    pool = all_idx
+    if fold_database is not None:
+        if fold_database not in databases:
+            raise ConfigError(f"fold_database {fold_database!r} is not a database of this store; it holds "
+                              f"{', '.join(databases)}")
+        pool = all_idx[seg_db == fold_database]
+    folds = _split_groups(patient_ids, labels, n_classes, np.full(n_folds, 1.0 / n_folds), rng, pool)
+    test = folds[fold]
+    rest = np.setdiff1d(all_idx, test).astype(np.int64)
+    train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+    return train, val, test
+
+
+def _records_parts(patient_ids: np.ndarray, record_ids: np.ndarray, labels: np.ndarray, n_classes: int,
+                   seg_db: np.ndarray, test_records: tuple[str, ...], val_fraction: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``records`` method: test is ``test_records`` and every other record of their patients, validation is
+    carved out of the rest."""
+    n = len(labels)
+    all_idx = np.arange(n, dtype=np.int64)
+    chosen = _resolve_test_records(record_ids, seg_db, test_records)
+    test_patients = np.unique(patient_ids[np.isin(record_ids, chosen)])
+    in_test = np.isin(patient_ids, test_patients)
+    others = sorted(set(record_ids[in_test].tolist()) - set(chosen))
+    if others:
+        log.info("records split: %s share a patient with the test records and go to test too", " ".join(others))
+    test = all_idx[in_test]
+    rest = all_idx[~in_test]
+    train, val = _carve_val(patient_ids, labels, n_classes, rest, val_fraction * n / max(len(rest), 1), rng)
+    return train, val, test
+
+
+def _dechazal_parts(patient_ids: np.ndarray, record_ids: np.ndarray, labels: np.ndarray, n_classes: int,
+                    seg_db: np.ndarray, databases: list[Any], val_fraction: float, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``dechazal`` method: (train, val, test, excluded); train/val from DS1 (and every other database's
+    segments), test DS2, the other mitdb records excluded."""
+    n = len(labels)
+    all_idx = np.arange(n, dtype=np.int64)
+    if "mitdb" not in databases and databases != [None]:
+        raise ConfigError(f"the dechazal split is defined for mitdb records, this store holds "
+                          f"{'+'.join(str(d) for d in databases)}")
+    # a store that names no database is taken as mitdb (its records are matched against DS1/DS2)
+    is_mitdb = (seg_db == "mitdb") if databases != [None] else np.ones(n, dtype=bool)
+    bare = np.asarray([split_qualified(r)[1] for r in record_ids.tolist()], dtype=str) if n else record_ids
+    in_ds1 = is_mitdb & np.isin(bare, DS1)
+    in_ds2 = is_mitdb & np.isin(bare, DS2)
+    shared = set(patient_ids[in_ds1]) & set(patient_ids[in_ds2])
+    if shared:
+        log.warning("patient(s) %s have records in DS1 and DS2 (mitdb 201 and 202 are one subject); their DS1 "
+                    "records are left out of train/val so that no patient is on two sides",
+                    ", ".join(sorted(shared)))
+        in_ds1 &= ~np.isin(patient_ids, sorted(shared))
+    test = all_idx[in_ds2]
+    excluded = all_idx[is_mitdb & ~in_ds1 & ~in_ds2]
+    if len(excluded):
+        log.info("dechazal split: %d segments of records outside DS1/DS2 left out (%s)", len(excluded),
+                 " ".join(sorted(set(record_ids[excluded]))))
+    if not len(test):
+        log.warning("dechazal split: no DS2 record in this store, the test part is empty (convert the full "
+                    "mitdb for the DS1 -> DS2 evaluation)")
+    if not in_ds1.any():
+        raise ConfigError("dechazal split: no DS1 record in this store")
+    others = ~is_mitdb
+    if others.any():
+        log.info("dechazal split: the %d segments of %s train/validate with DS1", int(others.sum()),
+                 "+".join(d for d in databases if d != "mitdb"))
+    trainval = all_idx[in_ds1 | others]
+    train, val = _carve_val(patient_ids, labels, n_classes, trainval, val_fraction * n / max(len(trainval), 1),
+                            rng)
+    return train, val, test, excluded
+
+
+def _checked_split(train: np.ndarray, val: np.ndarray, test: np.ndarray, method: str, patient_ids: np.ndarray,
+                   excluded: np.ndarray, patients_known: bool) -> Split:
+    """The :class:`Split` of the parts, checked to hold no patient on two sides (but for ``random``), logged."""
     result = Split(train=train, val=val, test=test, method=method,
                    patients={p: sorted(set(patient_ids[ix].tolist())) for p, ix in zip(PARTS, (train, val, test))},
                    excluded=np.sort(excluded).astype(np.int64), patients_known=patients_known)
@@ -386,7 +448,6 @@ def split(store: Any, method: str = "patient", *, seed: int = 0, val_fraction: f
             assert not both, f"patients {both} in {a} and {b}"  # guaranteed by construction
     log.info("%s split: %s", method, result.sizes())
     return result
-
 
 def _ptbxl_parts(store: Any, patient_ids: np.ndarray, all_idx: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
