@@ -30,7 +30,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -249,6 +249,21 @@ def _open_edf(path: Path, fs: float | None, units: str | None) -> Recording:
 
 
 def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
+    frame, clean = _read_csv_frame(path)
+    columns = [str(c).strip() for c in frame.columns]
+    _check_csv_header(path, frame, columns)
+    data = _csv_numbers(path, frame, columns, clean)
+    rate, keep = _csv_rate_and_leads(path, columns, data, fs)
+    factor = unit_factor(units or "mV", where=f"{path}")
+    sig = np.ascontiguousarray(data[:, keep].T) * factor
+    return Recording(path=path, record_id=path.stem, format="csv", fs=rate, units=units or "mV",
+                     lead_names=tuple(columns[i] for i in keep), n_samples=sig.shape[1],
+                     _read=lambda leads, a, b: sig[leads, a:b])
+
+
+def _read_csv_frame(path: Path) -> tuple[Any, bool]:
+    """(the table as a pandas DataFrame, whether every cell parsed as a float): float64 columns when they do,
+    text cells otherwise (so that the bad cell can be named)."""
     import pandas as pd
 
     if path.stat().st_size == 0:
@@ -272,7 +287,11 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
             raise RecordError(empty) from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise RecordError(f"{path}: not a CSV table ({type(exc).__name__}: {exc})") from exc
-    columns = [str(c).strip() for c in frame.columns]
+    return frame, clean
+
+
+def _check_csv_header(path: Path, frame: Any, columns: list[str]) -> None:
+    """Refuse a table separated by something else than commas, without samples, or with an unnamed column."""
     if len(columns) == 1:
         sep = next((c for c in (";", "\t", "|") if c in columns[0]), None)
         if sep is not None:
@@ -283,6 +302,12 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
                           "lead")
     if any(c.lower().startswith("unnamed") or c == "" for c in columns):
         raise RecordError(f"{path}: the header row must name every column; got {', '.join(columns)}")
+
+
+def _csv_numbers(path: Path, frame: Any, columns: list[str], clean: bool) -> np.ndarray:
+    """The table's cells as float64 ``[n, columns]``; the first cell that is not a finite number is named."""
+    import pandas as pd
+
     if clean:
         data = frame.to_numpy(dtype=np.float64)
         if not np.isfinite(data).all():  # "inf" is a float to pandas; refused like "nan" and empty cells
@@ -297,6 +322,13 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
             raise RecordError(f"{path}: row {r + 2}, column {columns[c]!r} is {frame.iat[r, c]!r}, not a number; "
                               "expected one numeric column per lead under a header row")
         data = values.to_numpy(dtype=np.float64)
+    return data
+
+
+def _csv_rate_and_leads(path: Path, columns: list[str], data: np.ndarray, fs: float | None
+                        ) -> tuple[float, list[int]]:
+    """(sampling rate, indices of the lead columns): a ``time`` column gives the rate (checked against ``fs`` when
+    both are given) and is not a lead; without one ``fs`` is needed."""
     tcol = [i for i, c in enumerate(columns) if c.lower() in TIME_COLUMNS]
     if tcol:
         t = data[:, tcol[0]]
@@ -311,12 +343,7 @@ def _open_csv(path: Path, fs: float | None, units: str | None) -> Recording:
         keep = list(range(len(columns)))
     if not keep:
         raise RecordError(f"{path}: no lead columns besides {columns[tcol[0]]!r}")
-    factor = unit_factor(units or "mV", where=f"{path}")
-    sig = np.ascontiguousarray(data[:, keep].T) * factor
-    return Recording(path=path, record_id=path.stem, format="csv", fs=rate, units=units or "mV",
-                     lead_names=tuple(columns[i] for i in keep), n_samples=sig.shape[1],
-                     _read=lambda leads, a, b: sig[leads, a:b])
-
+    return rate, keep
 
 def _open_npy(path: Path, fs: float | None, units: str | None) -> Recording:
     if path.stat().st_size == 0:
