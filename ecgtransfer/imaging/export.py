@@ -118,6 +118,32 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
                 "cmap": cmap, "params": params, "store_manifest_hash": st.manifest_hash}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     info_path = out / INFO
+    if _complete_and_matching(out, info_path, key, overwrite):
+        return out
+    shape = (n, channels, int(size), int(size))
+    done, arr = _open_target(out, key, n, format, shape)
+    if done:
+        log.info("resuming %s at segment %d of %d", out, done, n)
+    _render_chunks(st, out, arr, key, n=n, done=done, batch_size=batch_size, kwargs=kwargs, encoding=encoding,
+                   format=format, device=device, progress=progress)
+    if format == "npy":
+        del arr
+        with open(out / PARTIAL, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(out / PARTIAL, out / ARRAY)
+        fsync_dir(out)
+    _write_index(st, out, format)
+    atomic_write_json(info_path, {**settings, "key": key, "shape": list(shape), "dtype": "uint8",
+                                  "scaling": "round(255 * v), v = per-image min-max scaled image in [0, 1]",
+                                  "store": str(st.path), "fs": st.fs, "class_names": st.class_names,
+                                  "package_version": __version__})
+    (out / PROGRESS).unlink(missing_ok=True)
+    return out
+
+
+def _complete_and_matching(out: Path, info_path: Path, key: str, overwrite: bool) -> bool:
+    """True when ``out`` holds complete images made with these settings (``key``); a complete output made
+    otherwise is refused, or (``overwrite``) its ``images.json`` removed so that the images are made again."""
     if info_path.is_file():
         try:
             done_info = json.loads(info_path.read_text())
@@ -130,17 +156,23 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
             done_info = {}
         if done_info.get("key") == key:
             log.info("images in %s are complete and match; nothing to do", out)
-            return out
+            return True
         if not overwrite:
             raise ConfigError(f"{out} already holds images made with other parameters or another store "
                               f"({done_info.get('encoding')}, size {done_info.get('size')}); choose another --out "
                               "or pass --overwrite")
         info_path.unlink()
-    shape = (n, channels, int(size), int(size))
+    return False
+
+
+def _open_target(out: Path, key: str, n: int, format: str, shape: tuple[int, ...]
+                 ) -> tuple[int, np.memmap | None]:
+    """(segments already done, the partial array ``[N, C, S, S]`` to fill for ``npy``, None for ``png``): a
+    partial array of another shape is started afresh."""
     done = _resume_point(out, key, n, format) if out.is_dir() else 0
+    arr = None
     if format == "npy":
         partial = out / PARTIAL
-        arr = None
         if done and partial.is_file():
             arr = np.load(partial, mmap_mode="r+")
             if arr.shape != shape:
@@ -152,8 +184,14 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "png").mkdir(exist_ok=True)
-    if done:
-        log.info("resuming %s at segment %d of %d", out, done, n)
+    return done, arr
+
+
+def _render_chunks(st: SegmentStore, out: Path, arr: np.memmap | None, key: str, *, n: int, done: int,
+                   batch_size: int, kwargs: dict[str, Any], encoding: str, format: str,
+                   device: str | torch.device, progress: bool) -> None:
+    """Render segments ``done..n`` in chunks of ``batch_size`` into ``arr`` (npy) or PNG files, recording the
+    progress after each chunk is on disk."""
     bar = tqdm(total=n, initial=done, unit="img", desc=f"images {encoding}", disable=not progress)
     try:
         for start in range(done, n, int(batch_size)):
@@ -172,20 +210,6 @@ def _materialise_locked(st: SegmentStore, out: Path, *, n: int, channels: int, k
             bar.update(stop - start)
     finally:
         bar.close()
-    if format == "npy":
-        del arr
-        with open(out / PARTIAL, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(out / PARTIAL, out / ARRAY)
-        fsync_dir(out)
-    _write_index(st, out, format)
-    atomic_write_json(info_path, {**settings, "key": key, "shape": list(shape), "dtype": "uint8",
-                                  "scaling": "round(255 * v), v = per-image min-max scaled image in [0, 1]",
-                                  "store": str(st.path), "fs": st.fs, "class_names": st.class_names,
-                                  "package_version": __version__})
-    (out / PROGRESS).unlink(missing_ok=True)
-    return out
-
 
 def _nearest_folder(path: Path) -> Path:
     """``path`` or its nearest existing ancestor (where the bytes of a folder yet to be made will go)."""
