@@ -113,7 +113,22 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
         ``[..., F, T]`` in the input's floating dtype (float32 for other dtypes), on the input's device.
     """
     x = as_signal(x)
-    L = int(x.shape[-1])
+    n_fft, keep = _checked_grid(int(x.shape[-1]), fs, nperseg=nperseg, hop=hop, n_fft=n_fft, detrend=detrend,
+                                scaling=scaling, fmin=fmin, fmax=fmax, amin=amin)
+
+    win, w_sum, w_sq = _device_window(window, nperseg, x.device, x.dtype)
+    flat, lead = flatten_series(x)
+    out = _power(flat, fs, win, w_sum, w_sq, nperseg=nperseg, hop=hop, n_fft=n_fft, detrend=detrend,
+                 scaling=scaling, keep=keep)  # [N, F, T]
+    if db:
+        out = _decibels(out, amin, top_db)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def _checked_grid(L: int, fs: float, *, nperseg: Any, hop: Any, n_fft: Any, detrend: Any, scaling: str,
+                  fmin: float | None, fmax: float | None, amin: float) -> tuple[int, np.ndarray]:
+    """:func:`spectrogram`'s settings checked for a series of ``L`` samples: (n_fft, indices of the kept
+    frequency bins)."""
     if not is_int(nperseg) or not 1 <= nperseg <= L:
         raise ConfigError(f"spectrogram: nperseg must be an integer in [1, {L}] (the series length), got {nperseg!r}")
     if not is_int(hop) or hop < 1:
@@ -134,14 +149,20 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
     if keep.size == 0:
         raise ConfigError(f"spectrogram: no frequency bin lies in [{fmin}, {fmax}] Hz (fs={fs}, n_fft={n_fft}, "
                           f"bin spacing {fs / n_fft:.4g} Hz)")
+    return n_fft, keep
 
-    win, w_sum, w_sq = _device_window(window, nperseg, x.device, x.dtype)
-    flat, lead = flatten_series(x)
+
+def _power(flat: torch.Tensor, fs: float, win: torch.Tensor, w_sum: torch.Tensor | float,
+           w_sq: torch.Tensor | float, *, nperseg: int, hop: int, n_fft: int, detrend: Any, scaling: str,
+           keep: np.ndarray) -> torch.Tensor:
+    """Scaled one-sided power of the frames of series ``flat`` ``[N, L]`` -> ``[N, F, T]`` (rows: the ``keep``
+    bins)."""
     frames = flat.unfold(-1, nperseg, hop)  # [N, T, P]
     if detrend == "constant":
         frames = frames - frames.mean(dim=-1, keepdim=True)
     elif detrend == "linear":
-        proj = cached(("detrend-linear", nperseg), lambda: _linear_detrend_matrix(nperseg), x.device, x.dtype)
+        proj = cached(("detrend-linear", nperseg), lambda: _linear_detrend_matrix(nperseg), flat.device,
+                      flat.dtype)
         frames = frames @ proj
     spec = torch.fft.rfft(frames * win, n=int(n_fft), dim=-1)  # [N, T, n_fft//2+1]
     lo, hi = int(keep[0]), int(keep[-1]) + 1
@@ -151,16 +172,18 @@ def spectrogram(x: Any, fs: float = 1.0, *, nperseg: int = 64, hop: int = 4, n_f
     gain = cached(("one-sided-gain", lo, hi, int(n_fft)), lambda: _one_sided_gain(lo, hi, int(n_fft)),
                   power.device, power.dtype)
     power = power * (gain * scale)
-    out = power.transpose(-1, -2)  # [N, F, T]
-    if db:
-        out = 10.0 * torch.log10(out.clamp_min(amin))
-        if top_db is not None:
-            if not top_db >= 0:
-                raise ConfigError(f"spectrogram: top_db must be >= 0 or None, got {top_db!r}")
-            peak = out.amax(dim=(-2, -1), keepdim=True)
-            out = torch.maximum(out, peak - float(top_db))
-    return out.reshape(*lead, *out.shape[-2:])
+    return power.transpose(-1, -2)  # [N, F, T]
 
+
+def _decibels(out: torch.Tensor, amin: float, top_db: float | None) -> torch.Tensor:
+    """Power ``[N, F, T]`` -> ``10 * log10(max(S, amin))``, each image floored at its maximum minus ``top_db``."""
+    out = 10.0 * torch.log10(out.clamp_min(amin))
+    if top_db is not None:
+        if not top_db >= 0:
+            raise ConfigError(f"spectrogram: top_db must be >= 0 or None, got {top_db!r}")
+        peak = out.amax(dim=(-2, -1), keepdim=True)
+        out = torch.maximum(out, peak - float(top_db))
+    return out
 
 def _one_sided_gain(lo: int, hi: int, n_fft: int) -> np.ndarray:
     """``[hi - lo]``: 2 for the bins a one-sided spectrum doubles, 1 at DC (and Nyquist for even ``n_fft``)."""
