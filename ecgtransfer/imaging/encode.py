@@ -204,6 +204,36 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
             normalize: bool, channels: Sequence[str], check: bool, params: Mapping[str, Any],
             lut: torch.Tensor | None = None, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
             window: torch.Tensor | None = None) -> torch.Tensor:
+    x = _checked_segments(x, encoding, size, colour, check)
+    if x.ndim == 3 and lead == "grid":
+        return _encode_grid(x, encoding, size, fs=fs, colour=colour, cmap=cmap, normalize=normalize, params=params,
+                            lut=lut, mean=mean, std=std, window=window)
+    series = _series_of(x, lead)
+    B = x.shape[0]
+    flat_input = series.amax(dim=-1) == series.amin(dim=-1)  # [N]: flat-line series give zero images
+
+    sources, n_out = _render_sources(x, series, encoding, size, fs=fs, lead=lead, colour=colour, channels=channels,
+                                     params=params, window=window)
+    if normalize:
+        if mean is None or std is None or mean.shape[0] != n_out:
+            mean, std = imagenet_stats(n_out, series.device, series.dtype)
+        mean, std = mean.to(series.dtype).reshape(-1), std.to(series.dtype).reshape(-1)
+    else:
+        mean = std = None
+    if colour == "colormap" and encoding != "stack":
+        table = lut if lut is not None else colormap_lut(cmap, series.device, series.dtype)
+        return _colormap(sources[0], flat_input, table.to(series.dtype), mean, std)
+    if lead == "stack" and x.ndim == 3:  # image i of the flattened [B * C] batch belongs to lead i % C
+        if mean is not None:
+            which = torch.arange(series.shape[0], device=series.device) % n_out
+            mean, std = mean[which], std[which]
+        return _scale(sources[0], flat_input, mean, std).reshape(B, n_out, size, size)
+    return _compose(sources, flat_input, mean, std)
+
+
+def _checked_segments(x: Any, encoding: str, size: int, colour: str, check: bool) -> torch.Tensor:
+    """The settings checked and ``x`` as segments ``[B, L]`` or ``[B, C, L]`` (a single series ``[L]`` becomes
+    ``[1, L]``), finite when ``check``."""
     check_encoding(encoding, "encode")
     if not is_int(size) or size < 2:
         raise ConfigError(f"encode: size must be an integer >= 2, got {size!r}")
@@ -220,9 +250,12 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
         raise SignalError(f"encode: expected segments [B, L] or [B, C, L], got shape {tuple(x.shape)}")
     if check:
         check_finite(x, name="encode")
-    if x.ndim == 3 and lead == "grid":
-        return _encode_grid(x, encoding, size, fs=fs, colour=colour, cmap=cmap, normalize=normalize, params=params,
-                            lut=lut, mean=mean, std=std, window=window)
+    return x
+
+
+def _series_of(x: torch.Tensor, lead: int | str) -> torch.Tensor:
+    """The series to image, ``[N, L]``: ``x`` ``[B, L]`` itself, lead ``lead`` of ``[B, C, L]``, or every lead
+    (``lead="stack"``, ``N = B * C``)."""
     if x.ndim == 3:
         if lead == "stack":
             series = x.reshape(-1, x.shape[-1])
@@ -232,9 +265,14 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
             raise ConfigError(f"encode: lead must be an index in [0, {x.shape[1]}), 'stack' or 'grid', got {lead!r}")
     else:
         series = x
-    B = x.shape[0]
-    flat_input = series.amax(dim=-1) == series.amin(dim=-1)  # [N]: flat-line series give zero images
+    return series
 
+
+def _render_sources(x: torch.Tensor, series: torch.Tensor, encoding: str, size: int, *, fs: float | None,
+                    lead: int | str, colour: str, channels: Sequence[str], params: Mapping[str, Any],
+                    window: torch.Tensor | None) -> tuple[list[torch.Tensor], int]:
+    """(the rendered images ``[N, size, size]`` of each source: three for ``encoding="stack"``, else one; the
+    number of output channels)."""
     if encoding == "stack":
         if len(channels) != 3 or any(c not in _RENDER_KEYS for c in channels):
             raise ConfigError(f"encode: channels must be three of {list(_RENDER_KEYS)}, got {list(channels)}")
@@ -256,22 +294,7 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
             n_out = x.shape[1]
         else:
             n_out = 3
-    if normalize:
-        if mean is None or std is None or mean.shape[0] != n_out:
-            mean, std = imagenet_stats(n_out, series.device, series.dtype)
-        mean, std = mean.to(series.dtype).reshape(-1), std.to(series.dtype).reshape(-1)
-    else:
-        mean = std = None
-    if colour == "colormap" and encoding != "stack":
-        table = lut if lut is not None else colormap_lut(cmap, series.device, series.dtype)
-        return _colormap(sources[0], flat_input, table.to(series.dtype), mean, std)
-    if lead == "stack" and x.ndim == 3:  # image i of the flattened [B * C] batch belongs to lead i % C
-        if mean is not None:
-            which = torch.arange(series.shape[0], device=series.device) % n_out
-            mean, std = mean[which], std[which]
-        return _scale(sources[0], flat_input, mean, std).reshape(B, n_out, size, size)
-    return _compose(sources, flat_input, mean, std)
-
+    return sources, n_out
 
 def _encode_grid(x: torch.Tensor, encoding: str, size: int, *, fs: float | None, colour: str, cmap: str,
                  normalize: bool, params: Mapping[str, Any], lut: torch.Tensor | None, mean: torch.Tensor | None,
