@@ -80,56 +80,13 @@ def summarise(config: BenchConfig, records: Sequence[CellResult | Mapping[str, A
         seeds = {s: c.record for s, c in cells.items()}  # the statistics read the records as written
         rows = [cells[s] for s in sorted(cells)]
         f1_by_seed = {s: _metric(seeds[s], eval_split, "macro_f1") for s in seeds}
-        entry: dict[str, Any] = {
-            "fraction": frac,
-            "seeds": sorted(seeds),
-            "macro_f1": mean_ci(f1_by_seed.values()).to_dict(),
-            "accuracy": mean_ci(_metric(r, eval_split, "accuracy") for r in rows).to_dict(),
-            "macro_auroc": mean_ci(_metric(r, eval_split, "macro_auroc") for r in rows).to_dict(),
-            "val_macro_f1": mean_ci(_metric(r, "val", "macro_f1") for r in rows).to_dict(),
-            "macro_f1_by_seed": {str(s): v for s, v in sorted(f1_by_seed.items())},
-            "n_train": mean_ci(r.data.get("n_train") for r in rows).to_dict(),
-        }
-        # patients as the unit: the bootstrap over test records and seeds, when the cells hold per-record
-        # confusion matrices (the seed-only t interval stays as macro_f1_seeds)
-        boot = bootstrap_cell_summary(config, seeds, entry["macro_f1"]["mean"])
-        if boot is not None:
-            entry["macro_f1_seeds"] = entry["macro_f1"]
-            entry["macro_f1"] = boot
-            entry["per_class_bootstrap"] = per_class_bootstrap(config, seeds, class_names)
-        per_class: dict[str, Any] = {}
-        for name in class_names:
-            vals = {k: [] for k in ("se", "ppv", "f1")}
-            support = []
-            for r in rows:
-                pc = (r.metrics(eval_split).get("per_class") or {}).get(name)
-                if pc is None:
-                    continue
-                support.append(pc.get("support", 0))
-                for k in vals:
-                    if pc.get(k) is not None:
-                        vals[k].append(float(pc[k]))
-            per_class[name] = {k: spread(v) for k, v in vals.items()}
-            per_class[name]["support"] = int(np.mean(support)) if support else 0
-        entry["per_class"] = per_class
+        entry = _metric_summaries(config, frac, seeds, rows, f1_by_seed, class_names=class_names,
+                                  eval_split=eval_split)
+        entry["per_class"] = _per_class_spreads(rows, class_names, eval_split)
         cms = [np.asarray(r.metrics(eval_split)["confusion_matrix"]) for r in rows
                if r.metrics(eval_split).get("confusion_matrix") is not None]
         entry["confusion"] = np.sum(cms, axis=0).astype(int).tolist() if cms else None
-        # from each cell's history, so the target can change without retraining
-        entry["time_to_target"] = summarise_time_to_target(
-            [time_to_target(r.history, config.target_f1) for r in rows])
-        entry["time_to_target"]["target"] = config.target_f1
-        entry["steps_to_target"] = summarise_steps_to_target(
-            [steps_to_target(r.step_curve or r.history, config.target_f1) for r in rows])
-        entry["steps_to_target"]["target"] = config.target_f1
-        # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
-        entry["images_per_s"] = spread(r.throughput.get("train_images_per_s") for r in rows)
-        entry["eval_images_per_s"] = spread(r.throughput.get("eval_images_per_s") for r in rows)
-        entry["data_share"] = spread(r.throughput.get("data_share") for r in rows)
-        mems = [r.throughput.get("peak_memory_bytes") for r in rows]
-        mems = [m for m in mems if m is not None]
-        entry["peak_memory_bytes"] = max(mems) if mems else None
-        entry["wall_s"] = spread(r.wall_s for r in rows)
+        _add_costs(entry, config, rows)
         entry["diff_vs_baseline"] = None
         if base is not None and arm != base and (base, enc, frac) in by:
             bseeds = {s: c.record for s, c in by[(base, enc, frac)].items()}
@@ -139,6 +96,68 @@ def summarise(config: BenchConfig, records: Sequence[CellResult | Mapping[str, A
         out.setdefault(arm, {}).setdefault(enc, {})[fraction_label(frac)] = entry
     return out
 
+
+def _metric_summaries(config: BenchConfig, frac: float, seeds: Mapping[int, Any], rows: Sequence[CellResult],
+                      f1_by_seed: Mapping[int, float | None], *, class_names: Sequence[str],
+                      eval_split: str) -> dict[str, Any]:
+    """The start of a :func:`summarise` entry: fraction, seeds and the metrics over seeds (macro F1 by the
+    bootstrap over test records and seeds when the cells allow it)."""
+    entry: dict[str, Any] = {
+        "fraction": frac,
+        "seeds": sorted(seeds),
+        "macro_f1": mean_ci(f1_by_seed.values()).to_dict(),
+        "accuracy": mean_ci(_metric(r, eval_split, "accuracy") for r in rows).to_dict(),
+        "macro_auroc": mean_ci(_metric(r, eval_split, "macro_auroc") for r in rows).to_dict(),
+        "val_macro_f1": mean_ci(_metric(r, "val", "macro_f1") for r in rows).to_dict(),
+        "macro_f1_by_seed": {str(s): v for s, v in sorted(f1_by_seed.items())},
+        "n_train": mean_ci(r.data.get("n_train") for r in rows).to_dict(),
+    }
+    # patients as the unit: the bootstrap over test records and seeds, when the cells hold per-record
+    # confusion matrices (the seed-only t interval stays as macro_f1_seeds)
+    boot = bootstrap_cell_summary(config, seeds, entry["macro_f1"]["mean"])
+    if boot is not None:
+        entry["macro_f1_seeds"] = entry["macro_f1"]
+        entry["macro_f1"] = boot
+        entry["per_class_bootstrap"] = per_class_bootstrap(config, seeds, class_names)
+    return entry
+
+
+def _per_class_spreads(rows: Sequence[CellResult], class_names: Sequence[str], eval_split: str) -> dict[str, Any]:
+    """``{class: {"se", "ppv", "f1": spread over seeds, "support": mean}}``."""
+    per_class: dict[str, Any] = {}
+    for name in class_names:
+        vals = {k: [] for k in ("se", "ppv", "f1")}
+        support = []
+        for r in rows:
+            pc = (r.metrics(eval_split).get("per_class") or {}).get(name)
+            if pc is None:
+                continue
+            support.append(pc.get("support", 0))
+            for k in vals:
+                if pc.get(k) is not None:
+                    vals[k].append(float(pc[k]))
+        per_class[name] = {k: spread(v) for k, v in vals.items()}
+        per_class[name]["support"] = int(np.mean(support)) if support else 0
+    return per_class
+
+
+def _add_costs(entry: dict[str, Any], config: BenchConfig, rows: Sequence[CellResult]) -> None:
+    """Add to ``entry`` what the cells cost: time and steps to the target F1, throughput, memory, wall time."""
+    # from each cell's history, so the target can change without retraining
+    entry["time_to_target"] = summarise_time_to_target(
+        [time_to_target(r.history, config.target_f1) for r in rows])
+    entry["time_to_target"]["target"] = config.target_f1
+    entry["steps_to_target"] = summarise_steps_to_target(
+        [steps_to_target(r.step_curve or r.history, config.target_f1) for r in rows])
+    entry["steps_to_target"]["target"] = config.target_f1
+    # timings vary with machine load, not as a sample of a population: mean and min..max, no t interval
+    entry["images_per_s"] = spread(r.throughput.get("train_images_per_s") for r in rows)
+    entry["eval_images_per_s"] = spread(r.throughput.get("eval_images_per_s") for r in rows)
+    entry["data_share"] = spread(r.throughput.get("data_share") for r in rows)
+    mems = [r.throughput.get("peak_memory_bytes") for r in rows]
+    mems = [m for m in mems if m is not None]
+    entry["peak_memory_bytes"] = max(mems) if mems else None
+    entry["wall_s"] = spread(r.wall_s for r in rows)
 
 def learning_curves(records: Iterable[CellResult | Mapping[str, Any]], key: str = "val_macro_f1",
                     ) -> dict[tuple[str, str, float], dict[str, list]]:
