@@ -159,11 +159,7 @@ def combine_stores(stores: Sequence[SegmentStore | str | os.PathLike], out: str 
         return existing
     first = opened[0]
     _, channels, length = first.shape
-    names = [[n.lower() for n in s.lead_names] for s in opened]
-    lead_names = first.lead_names if all(n == names[0] for n in names) else positional_lead_names(channels)
-    if lead_names != first.lead_names:
-        log.info("the databases name their leads differently (%s): the combined store names them %s",
-                 "; ".join(f"{s.database} {', '.join(s.lead_names)}" for s in opened), ", ".join(lead_names))
+    lead_names = _lead_names(opened, channels)
     extras = list(first.manifest.get("extras", []))
     source_files: dict[str, str] = {}
     for s in opened:
@@ -173,15 +169,7 @@ def combine_stores(stores: Sequence[SegmentStore | str | os.PathLike], out: str 
     log.info("combining %s into %s", " + ".join(f"{s.database} ({len(s)} segments)" for s in opened), out)
     with StoreWriter(out, channels=channels, length=length, dtype=str(first.manifest.get("dtype", "float32")),
                      overwrite=overwrite) as writer:
-        for s in opened:
-            seg_extras = {name: s.extra(name) for name in extras}
-            for a in range(0, len(s), CHUNK_SEGMENTS):
-                b = min(a + CHUNK_SEGMENTS, len(s))
-                writer.append(np.asarray(s.segments[a:b]), s.labels[a:b],
-                              record_id=[qualify(s.database, r) for r in s.record_ids[a:b].tolist()],
-                              patient_id=[qualify(s.database, p) for p in s.patient_ids[a:b].tolist()],
-                              positions=s.positions[a:b],
-                              extras={name: np.asarray(arr[a:b]) for name, arr in seg_extras.items()})
+        _append_stores(writer, opened, extras)
         store = writer.close(
             database=DATABASE_JOIN.join(e["database"] for e in entries),
             version=DATABASE_JOIN.join(e["version"] for e in entries), task=first.task, fs=first.fs,
@@ -190,6 +178,31 @@ def combine_stores(stores: Sequence[SegmentStore | str | os.PathLike], out: str 
             provenance={"sources": [str(s.path.resolve()) for s in opened]})
     log.info("wrote %s: %d segments of shape %s from %s", out, len(store), store.shape[1:], store.database)
     return store
+
+
+def _lead_names(opened: Sequence[SegmentStore], channels: int) -> list[str]:
+    """The first store's lead names when every store names its leads alike (case aside), else names by position."""
+    first = opened[0]
+    names = [[n.lower() for n in s.lead_names] for s in opened]
+    lead_names = first.lead_names if all(n == names[0] for n in names) else positional_lead_names(channels)
+    if lead_names != first.lead_names:
+        log.info("the databases name their leads differently (%s): the combined store names them %s",
+                 "; ".join(f"{s.database} {', '.join(s.lead_names)}" for s in opened), ", ".join(lead_names))
+    return lead_names
+
+
+def _append_stores(writer: StoreWriter, opened: Sequence[SegmentStore], extras: list[str]) -> None:
+    """Stream the segments ``[N, C, L]`` of each store, in order and ``CHUNK_SEGMENTS`` at a time, into ``writer``,
+    their record and patient ids qualified by database."""
+    for s in opened:
+        seg_extras = {name: s.extra(name) for name in extras}
+        for a in range(0, len(s), CHUNK_SEGMENTS):
+            b = min(a + CHUNK_SEGMENTS, len(s))
+            writer.append(np.asarray(s.segments[a:b]), s.labels[a:b],
+                          record_id=[qualify(s.database, r) for r in s.record_ids[a:b].tolist()],
+                          patient_id=[qualify(s.database, p) for p in s.patient_ids[a:b].tolist()],
+                          positions=s.positions[a:b],
+                          extras={name: np.asarray(arr[a:b]) for name, arr in seg_extras.items()})
 
 
 __all__ = ["AGREED_PARAMETERS", "DATABASE_JOIN", "check_combinable", "combine_stores", "positional_lead_names"]
