@@ -18,15 +18,16 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ecgtransfer.signals.beats import AAMI_SCORED
+from ecgtransfer.training.precision import cpu_info
 
 ARMS = ("majority", "features", "cnn1d", "resnet50-rr", "resnet50")
 #: per arm: the TrainConfig overrides on top of the recipe
@@ -36,18 +37,7 @@ ARM_OVERRIDES: dict[str, dict[str, Any]] = {
     "resnet50": {"model": "resnet50", "rr": "off"},
     "resnet50-rr": {"model": "resnet50", "rr": "auto"},
 }
-CLASSES = ("N", "S", "V", "F")
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine()
+CLASSES = AAMI_SCORED  # N, S, V, F
 
 
 def _summary(test: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "store": str(store.path), "store_manifest_hash": store.manifest_hash, "config": cfg.to_dict(),
         "config_file": args.config, "split_patients": patients,
         "split_sizes": {k: int(len(v)) for k, v in split.items()},
-        "hardware": {"cpu": _cpu_model(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "hardware": {"cpu": cpu_info()["model"], "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                      "cores": os.cpu_count()},
         "sweeps": {}, "arms": {}, "command": "python benchmarks/beat_references.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }

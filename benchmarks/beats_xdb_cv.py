@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 from ecgtransfer.bench.stats import (BOOTSTRAP_REPLICATES, bootstrap_p_value, bootstrap_replicates,  # noqa: E402
                                      class_rate_of_confusion, draw_resamples, holm, macro_f1_of_confusion,
                                      percentile_interval)
+from ecgtransfer.signals.beats import AAMI_SCORED  # noqa: E402
 from ecgtransfer.signals.split import split  # noqa: E402
 from ecgtransfer.signals.ids import split_qualified  # noqa: E402
 from ecgtransfer.store import SegmentStore  # noqa: E402
@@ -55,7 +56,7 @@ CONDITIONS = {"svdb + template": ("xdb", False), "svdb": ("xdb", True), "templat
 #: the paired contrasts, each (label, condition, baseline)
 CONTRASTS = (("svdb adds (with template)", "svdb + template", "template"),
              ("template adds (with svdb)", "svdb + template", "svdb"))
-CLASSES = ("N", "S", "V", "F")
+CLASSES = AAMI_SCORED  # N, S, V, F
 
 
 def class_f1_of_confusion(cm: np.ndarray, cls: int) -> np.ndarray:

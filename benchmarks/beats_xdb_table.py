@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-CLASSES = ("N", "S", "V", "F")
+from ecgtransfer.signals.beats import AAMI_SCORED as CLASSES  # N, S, V, F: the scored AAMI classes
+
 MODELS = ("resnet50", "cnn1d", "features")
 
 

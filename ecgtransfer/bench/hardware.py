@@ -6,17 +6,6 @@ import platform
 from typing import Any
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -31,13 +20,15 @@ def hardware_info(device: str = "auto") -> dict[str, Any]:
     import torchvision
 
     from ecgtransfer import __version__
+    from ecgtransfer.training.precision import cpu_info
     from ecgtransfer.training.runtime import resolve_device
 
     dev = str(resolve_device(device))  # the training's rule: "cuda" without a GPU is refused here too
+    cpu_model = str(cpu_info()["model"])  # the machine description has one owner: training.precision.cpu_info
     info: dict[str, Any] = {
         "device": dev,
-        "device_name": _cpu_model(),
-        "cpu_model": _cpu_model(),
+        "device_name": cpu_model,
+        "cpu_model": cpu_model,
         "cpus_usable": _usable_cpus(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
