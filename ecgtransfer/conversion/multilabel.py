@@ -27,7 +27,7 @@ from ecgtransfer.errors import CatalogError, ConfigError, RecordError
 from ecgtransfer.physionet import ptbxl
 from ecgtransfer.physionet.catalog import Database
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the package's logger: log lines name "ecgtransfer.conversion"
 
 TARGETS_EXTRA = ptbxl.TARGETS_EXTRA
 FOLD_EXTRA = ptbxl.FOLD_EXTRA

@@ -19,7 +19,7 @@ from ecgtransfer.signals import beats as beatmod
 from ecgtransfer.signals import rhythm
 from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header, record_files, select_leads
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the package's: log lines name "ecgtransfer.conversion", as before the split
 
 
 def _version_dir(db: Database, data: Path, version: str) -> Path:

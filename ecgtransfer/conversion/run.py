@@ -14,7 +14,7 @@ from ecgtransfer.conversion.workers import _RecordJob, _run_jobs
 from ecgtransfer.signals.record import LEAD_ALTERNATIVES
 from ecgtransfer.store import SegmentStore, StoreWriter, recover_interrupted
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the package's: log lines name "ecgtransfer.conversion", as before the split
 
 
 def _write_records(plan: ConversionPlan, run_jobs: list[_RecordJob], writer: StoreWriter, progress: bool
