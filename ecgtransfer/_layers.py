@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "ecgtransfer._validate", "ecgtransfer.errors")),
     ("physionet", ("ecgtransfer.physionet",)),
     ("signals", ("ecgtransfer.signals",)),
-    ("store", ("ecgtransfer.store", "ecgtransfer.combine", "ecgtransfer.conversion", "ecgtransfer.ptbxl_plan")),
+    ("store", ("ecgtransfer.store", "ecgtransfer.combine", "ecgtransfer.conversion")),
     ("imaging/models", ("ecgtransfer.imaging", "ecgtransfer.models")),
     ("training", ("ecgtransfer.training",)),
     ("bench", ("ecgtransfer.bench",)),

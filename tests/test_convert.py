@@ -329,7 +329,7 @@ def test_interrupt_keeps_previous_store(physionet_root, tmp_path, monkeypatch):
     out = tmp_path / "s"
     first = et.convert("mitdb", data=physionet_root, out=out, records=["101"], filter="none", jobs=1, progress=False)
     old_hash = first.manifest_hash
-    conv = importlib.import_module("ecgtransfer.conversion")
+    conv = importlib.import_module("ecgtransfer.conversion.workers")
 
     real = conv._process_record
     calls = []
@@ -528,7 +528,7 @@ def _worker_dies(job):
 
 
 def test_dead_worker_is_a_record_error(physionet_root, tmp_path, monkeypatch):
-    conv = importlib.import_module("ecgtransfer.conversion")
+    conv = importlib.import_module("ecgtransfer.conversion.workers")
     monkeypatch.setattr(conv, "_process_record", _worker_dies)
     with pytest.raises(RecordError, match=r"worker process died while converting record 101 .*--jobs 1"):
         et.convert("mitdb", data=physionet_root, out=tmp_path / "s", records=["101", "106"], filter="none", jobs=2,
@@ -597,7 +597,7 @@ def test_workers_avoid_fork_once_torch_is_loaded(physionet_root, tmp_path, monke
 
     import torch  # noqa: F401 - loaded on purpose: fork after torch's thread pools start is unsafe
 
-    conv = importlib.import_module("ecgtransfer.conversion")
+    conv = importlib.import_module("ecgtransfer.conversion.workers")
     assert conv._mp_context().get_start_method() in ("forkserver", "spawn")
     used = []
     real = conv._mp_context

@@ -3,6 +3,10 @@
 Each :class:`Database` says where its files are (relative to ``<mirror>/<name>/<version>/``), which
 records it has (the ``RECORDS`` listing), where its labels come from and which task it serves by default.
 Paths follow PhysioNet's layout exactly, so a download lands in ``OUT/<name>/<version>/...``.
+
+It also holds what is particular to one database, as data that the layers above ask for instead of testing
+``db.name``: its paced records (excluded from beat tasks), the reader of its per-record labels
+(:class:`RecordLabels`) and de Chazal's inter-patient record sets (:func:`dechazal_database`).
 """
 from __future__ import annotations
 
@@ -14,6 +18,22 @@ from ecgtransfer.errors import CatalogError
 #: more, is refused. Far above every file of the catalog's databases (the largest, incartdb's 30-min 12-lead
 #: ``.dat`` files and PTB-XL's index and metadata tables, are around 10 MB)
 DEFAULT_MAX_FILE_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class RecordLabels:
+    """Where a database's one label per record (its rhythm class) comes from, for the rhythm tasks of ``convert``.
+
+    Attributes:
+        reader: the name of the reader in :data:`ecgtransfer.signals.rhythm.RECORD_LABEL_READERS` that reads the
+            label file (named here, defined in the signals layer above this one).
+        option: the ``convert`` parameter that chooses among the database's labels: ``"reference"``
+            (challenge-2017's label file) or ``"rhythm_classes"`` (ludb's class scheme). A store records that
+            parameter; the other one is None in its parameters.
+    """
+
+    reader: str
+    option: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,12 @@ class Database:
         index_kind: what ``records_file`` is: ``"records"`` (a PhysioNet ``RECORDS`` listing, one name a line) or
             ``"ptbxl"`` (PTB-XL's ``ptbxl_database.csv``: the record paths are its ``filename_lr`` /
             ``filename_hr`` columns, chosen by the rate; :mod:`ecgtransfer.physionet.ptbxl`).
+        paced_records: records with a pacemaker, excluded from the ``beats`` task unless asked for (AAMI EC57
+            recommendation); mitdb 102 104 107 217.
+        record_labels: where the record labels of the rhythm tasks come from (:class:`RecordLabels`); None when the
+            database has none.
+        dechazal_records: ``(DS1, DS2)``, the inter-patient training and test records of de Chazal et al. 2004
+            (mitdb), the ``dechazal`` split's parts; None where the protocol does not apply.
     """
 
     name: str
@@ -64,6 +90,9 @@ class Database:
     tested: bool = False
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     index_kind: str = "records"
+    paced_records: tuple[str, ...] = ()
+    record_labels: RecordLabels | None = None
+    dechazal_records: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     @property
     def version(self) -> str:
@@ -100,6 +129,13 @@ DATABASES: dict[str, Database] = {
             tasks=("beats",),
             # records 201 and 202 were recorded from the same subject (MIT-BIH directory of records)
             patients={"202": "201"},
+            paced_records=("102", "104", "107", "217"),
+            # de Chazal et al. 2004: the inter-patient training (DS1) and test (DS2) records
+            dechazal_records=(
+                ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203",
+                 "205", "207", "208", "209", "215", "220", "223", "230"),
+                ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214",
+                 "219", "221", "222", "228", "231", "232", "233", "234")),
             citation="Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. IEEE EMB 20(3), 2001. "
             + _PHYSIONET,
             tested=True,
@@ -115,6 +151,7 @@ DATABASES: dict[str, Database] = {
             # AliveCor recordings: the challenge documents no subject ids and does not state one recording per
             # person, so record-wise groups are not known to be patient-wise
             patients_known=False,
+            record_labels=RecordLabels(reader="challenge-2017", option="reference"),
             citation="Clifford GD et al. AF Classification from a Short Single Lead ECG Recording: the "
             "PhysioNet/Computing in Cardiology Challenge 2017. CinC 44, 2017. " + _PHYSIONET,
             tested=True,
@@ -124,6 +161,7 @@ DATABASES: dict[str, Database] = {
             fs=500.0, leads=("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"),
             records_file="RECORDS", record_dir="", metadata_files=("ludb.csv",), annotation=None,
             label_source="rhythm per record in ludb.csv (column 'Rhythms')", tasks=("rhythm", "rhythm-beats"),
+            record_labels=RecordLabels(reader="ludb", option="rhythm_classes"),
             # 200 records of 200 subjects (Kalyakulina et al. 2020)
             citation="Kalyakulina AI et al. LUDB: a new open-access validation tool for electrocardiogram "
             "delineation algorithms. IEEE Access 8, 2020. " + _PHYSIONET,
@@ -173,3 +211,11 @@ def get_database(name: str) -> Database:
         return DATABASES[name]
     except KeyError:
         raise CatalogError(f"unknown database {name!r}; known: {', '.join(sorted(DATABASES))}") from None
+
+
+def dechazal_database() -> Database:
+    """The database of de Chazal's inter-patient protocol: the one whose ``dechazal_records`` are set (mitdb)."""
+    found = [db for db in DATABASES.values() if db.dechazal_records is not None]
+    if len(found) != 1:  # the catalog is data: a second entry would make the dechazal split ambiguous
+        raise CatalogError(f"the catalog defines de Chazal's records for {len(found)} databases, expected one")
+    return found[0]

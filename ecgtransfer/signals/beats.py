@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgtransfer.errors import RecordError
+from ecgtransfer.physionet.catalog import DATABASES
 
 AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
 #: the AAMI classes the field's tables score (Se, +P of N, S, V, F): all but Q (unclassifiable beats)
@@ -37,8 +38,9 @@ AAMI_MAP: dict[str, str] = {
     **dict.fromkeys(["/", "f", "Q"], "Q"),
 }
 
-#: records with a pacemaker, excluded from beat tasks unless asked for (AAMI EC57 recommendation)
-PACED_RECORDS: dict[str, tuple[str, ...]] = {"mitdb": ("102", "104", "107", "217")}
+#: records with a pacemaker, excluded from beat tasks unless asked for (AAMI EC57 recommendation), by database: read
+#: from the catalog (``Database.paced_records``), which holds them
+PACED_RECORDS: dict[str, tuple[str, ...]] = {db.name: db.paced_records for db in DATABASES.values() if db.paced_records}
 
 #: number of RR intervals averaged for the local RR (half before the beat, half after)
 LOCAL_RR_INTERVALS = 10

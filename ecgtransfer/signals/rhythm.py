@@ -10,12 +10,16 @@ Labels:
   (first line, lower case, trailing full stop and surrounding spaces removed) and mapped to
   :data:`LUDB_RHYTHMS` (``rhythm_classes="fine"``, the default) or merged into ``sinus`` / ``atrial``
   (``rhythm_classes="coarse"``). An unknown rhythm text is an error naming the record.
+
+:data:`RECORD_LABEL_READERS` holds a reader per label file kind, named by the catalog's
+:class:`~ecgtransfer.physionet.catalog.RecordLabels` (``Database.record_labels``); :func:`record_labels` calls it.
 """
 from __future__ import annotations
 
 import csv
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +44,8 @@ LUDB_FINE_CLASSES: tuple[str, ...] = ("SR", "SB", "ST", "SA", "AF", "AFL")
 LUDB_COARSE: dict[str, str] = {"SR": "sinus", "SB": "sinus", "ST": "sinus", "SA": "sinus", "AF": "atrial",
                                "AFL": "atrial"}
 LUDB_COARSE_CLASSES: tuple[str, ...] = ("sinus", "atrial")
+#: ludb's label file, in its version folder
+LUDB_FILE = "ludb.csv"
 
 
 def fixed_windows(signal: np.ndarray, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,3 +143,41 @@ def ludb_rhythms(path: str | os.PathLike) -> dict[str, str]:
     if missing:
         raise RecordError(f"{path}: expected columns ID and Rhythms, missing {', '.join(sorted(missing))}")
     return {str(rid).strip(): str(text) for rid, text in zip(table["ID"], table["Rhythms"])}
+
+
+#: ``(class names, record id -> class index, the label files read)``: a database's record labels
+RecordLabelTable = tuple[tuple[str, ...], dict[str, int], list[Path]]
+
+
+def _challenge_2017_record_labels(folder: Path, reference: str) -> RecordLabelTable:
+    """challenge-2017's labels from ``folder`` (``training2017``): ``reference`` ``original`` or ``v3``."""
+    if reference not in CHALLENGE_2017_REFERENCES:
+        raise ConfigError(f"unknown challenge-2017 reference {reference!r}; expected "
+                          f"{' or '.join(CHALLENGE_2017_REFERENCES)}")
+    path = folder / CHALLENGE_2017_REFERENCES[reference]
+    labels = challenge_2017_labels(path)
+    names = CHALLENGE_2017_CLASSES
+    return names, {r: names.index(c) for r, c in labels.items()}, [path]
+
+
+def _ludb_record_labels(folder: Path, rhythm_classes: str) -> RecordLabelTable:
+    """ludb's labels from ``folder``'s ``ludb.csv`` under the class scheme ``rhythm_classes`` (fine or coarse)."""
+    names = ludb_classes(rhythm_classes)
+    path = folder / LUDB_FILE
+    texts = ludb_rhythms(path)
+    return names, {r: names.index(ludb_rhythm_class(t, rhythm_classes, r)) for r, t in texts.items()}, [path]
+
+
+#: reader name (``RecordLabels.reader`` in the catalog) -> ``reader(folder, choice)``: the folder holding the label
+#: file and the value of the ``convert`` parameter named by ``RecordLabels.option``
+RECORD_LABEL_READERS: dict[str, Callable[[Path, str], RecordLabelTable]] = {
+    "challenge-2017": _challenge_2017_record_labels,
+    "ludb": _ludb_record_labels,
+}
+
+
+def record_labels(reader: str, folder: str | os.PathLike, choice: str) -> RecordLabelTable:
+    """``(class names, record id -> class index, label files)`` read by the reader ``reader`` of
+    :data:`RECORD_LABEL_READERS` from ``folder`` (the database's record folder), with ``choice`` the value of its
+    ``convert`` parameter (challenge-2017: the reference file; ludb: the class scheme)."""
+    return RECORD_LABEL_READERS[reader](Path(folder), choice)

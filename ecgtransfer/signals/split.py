@@ -51,6 +51,7 @@ import numpy as np
 from ecgtransfer._validate import check_field_types, check_seed
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.physionet import ptbxl
+from ecgtransfer.physionet.catalog import dechazal_database
 from ecgtransfer.signals.ids import qualify, split_qualified
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,10 @@ ORDER_JITTER = 0.3
 #: 2: jittered largest-first order (seed-dependent); 1: strict largest first (the seed broke ties only).
 SPLIT_RULE_VERSION = 2
 
-#: de Chazal et al. 2004: the inter-patient training (DS1) and test (DS2) records of mitdb
-DS1: tuple[str, ...] = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
-                        "203", "205", "207", "208", "209", "215", "220", "223", "230")
-DS2: tuple[str, ...] = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
-                        "214", "219", "221", "222", "228", "231", "232", "233", "234")
+#: the database of de Chazal et al. 2004's inter-patient protocol (mitdb) and its training (DS1) and test (DS2)
+#: records, as the catalog holds them (``Database.dechazal_records``)
+DECHAZAL_DATABASE: str = dechazal_database().name
+DS1, DS2 = dechazal_database().dechazal_records or ((), ())  # set: dechazal_database finds the one that has them
 
 
 @dataclass
@@ -402,11 +402,11 @@ def _dechazal_parts(patient_ids: np.ndarray, record_ids: np.ndarray, labels: np.
     segments), test DS2, the other mitdb records excluded."""
     n = len(labels)
     all_idx = np.arange(n, dtype=np.int64)
-    if "mitdb" not in databases and databases != [None]:
-        raise ConfigError(f"the dechazal split is defined for mitdb records, this store holds "
+    if DECHAZAL_DATABASE not in databases and databases != [None]:
+        raise ConfigError(f"the dechazal split is defined for {DECHAZAL_DATABASE} records, this store holds "
                           f"{'+'.join(str(d) for d in databases)}")
     # a store that names no database is taken as mitdb (its records are matched against DS1/DS2)
-    is_mitdb = (seg_db == "mitdb") if databases != [None] else np.ones(n, dtype=bool)
+    is_mitdb = (seg_db == DECHAZAL_DATABASE) if databases != [None] else np.ones(n, dtype=bool)
     bare = np.asarray([split_qualified(r)[1] for r in record_ids.tolist()], dtype=str) if n else record_ids
     in_ds1 = is_mitdb & np.isin(bare, DS1)
     in_ds2 = is_mitdb & np.isin(bare, DS2)
@@ -429,7 +429,7 @@ def _dechazal_parts(patient_ids: np.ndarray, record_ids: np.ndarray, labels: np.
     others = ~is_mitdb
     if others.any():
         log.info("dechazal split: the %d segments of %s train/validate with DS1", int(others.sum()),
-                 "+".join(d for d in databases if d != "mitdb"))
+                 "+".join(d for d in databases if d != DECHAZAL_DATABASE))
     trainval = all_idx[in_ds1 | others]
     train, val = _carve_val(patient_ids, labels, n_classes, trainval, val_fraction * n / max(len(trainval), 1),
                             rng)

@@ -27,7 +27,7 @@ from ecgtransfer.errors import CatalogError, ConfigError, RecordError
 from ecgtransfer.physionet import ptbxl
 from ecgtransfer.physionet.catalog import Database
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # the package's logger: log lines name "ecgtransfer.conversion"
 
 TARGETS_EXTRA = ptbxl.TARGETS_EXTRA
 FOLD_EXTRA = ptbxl.FOLD_EXTRA
@@ -78,19 +78,10 @@ def _read(path: Path, what: str) -> str:
         raise RecordError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def plan_multilabel(db: Database, vdir: Path, *, records: Sequence[str] | str | None, level: str | None,
-                    rate: int | str | None) -> MultilabelPlan:
-    """Resolve a PTB-XL ``multilabel`` conversion (nothing is written)."""
-    if db.index_kind != "ptbxl":
-        raise ConfigError(f"the multilabel task needs PTB-XL's statements; {db.name} has none")
-    level = ptbxl.check_level(level or ptbxl.DEFAULT_LEVEL)
-    rates = ptbxl.rates_of(rate)
-    if len(rates) != 1:
-        raise ConfigError("convert reads one rate: rate must be 100 or 500 (resample with --fs)")
-    rate_n = rates[0]
-    db_file, st_file = vdir / ptbxl.DATABASE_FILE, vdir / ptbxl.STATEMENTS_FILE
-    rows = ptbxl.parse_database(_read(db_file, "PTB-XL index"), source=str(db_file))
-    statements = ptbxl.parse_statements(_read(st_file, "PTB-XL statements"), source=str(st_file))
+def _pick_rows(rows: Sequence[ptbxl.PtbxlRecord], records: Sequence[str] | str | None, vdir: Path, rate_n: int,
+               db_file: Path) -> list[ptbxl.PtbxlRecord]:
+    """The rows of ``ptbxl_database.csv`` to convert: those downloaded at ``rate_n`` Hz, or the ``ecg_id`` / paths
+    of ``records`` (in the order given, once each)."""
     by_id = {r.ecg_id: r for r in rows}
     by_path = {r.filename(rate_n): r for r in rows}
     if records is None:
@@ -110,6 +101,23 @@ def plan_multilabel(db: Database, vdir: Path, *, records: Sequence[str] | str | 
                                    f"{db_file}")
             if row not in picked:
                 picked.append(row)
+    return picked
+
+
+def plan_multilabel(db: Database, vdir: Path, *, records: Sequence[str] | str | None, level: str | None,
+                    rate: int | str | None) -> MultilabelPlan:
+    """Resolve a PTB-XL ``multilabel`` conversion (nothing is written)."""
+    if db.index_kind != "ptbxl":
+        raise ConfigError(f"the multilabel task needs PTB-XL's statements; {db.name} has none")
+    level = ptbxl.check_level(level or ptbxl.DEFAULT_LEVEL)
+    rates = ptbxl.rates_of(rate)
+    if len(rates) != 1:
+        raise ConfigError("convert reads one rate: rate must be 100 or 500 (resample with --fs)")
+    rate_n = rates[0]
+    db_file, st_file = vdir / ptbxl.DATABASE_FILE, vdir / ptbxl.STATEMENTS_FILE
+    rows = ptbxl.parse_database(_read(db_file, "PTB-XL index"), source=str(db_file))
+    statements = ptbxl.parse_statements(_read(st_file, "PTB-XL statements"), source=str(st_file))
+    picked = _pick_rows(rows, records, vdir, rate_n, db_file)
     extra_codes = sorted({c for r in rows for c in r.scp_codes} - set(statements))
     levels = {lv: ptbxl.level_names(statements, lv, extra_codes) for lv in ptbxl.LEVELS}
     names = levels[level]
