@@ -1,7 +1,7 @@
 """The format names ecgtransfer writes into its output files, defined once, below everything that reads or writes them.
 
 The segment store (:mod:`ecgtransfer.store`) writes :data:`STORE_FORMAT` into ``manifest.json``, the bench
-(:mod:`ecgtransfer.bench.runner`) writes :data:`RESULTS_FORMAT` into ``results.json``; :mod:`ecgtransfer._outdir`
+(:mod:`ecgtransfer.bench.assemble`) writes :data:`RESULTS_FORMAT` into ``results.json``; :mod:`ecgtransfer._outdir`
 recognises a store or a bench folder by them. Keeping them here lets the low output-folder rule read them without
 importing the store or the bench (which import it).
 """

@@ -273,7 +273,7 @@ def test_cap_evaluation_keeps_class_shares():
 
 def test_min_steps_resolves_per_cell_epochs_equal_for_every_arm(tmp_path):
     """Small fractions train more epochs to reach min_steps; every arm of a (fraction, seed) gets the same."""
-    from ecgtransfer.bench.runner import cell_budget
+    from ecgtransfer.bench.cell_plan import cell_budget
     from ecgtransfer.training.data import BatchPlan
 
     cfg = load_config(write(tmp_path, BASIC.replace("epochs = 2", "epochs = 2\nmin_steps = 40\nbatch_size = 16")))
@@ -298,7 +298,7 @@ def test_min_steps_resolves_per_cell_epochs_equal_for_every_arm(tmp_path):
 
 
 def test_previous_invocations_label_an_older_created_at_as_finish_time(tmp_path):
-    from ecgtransfer.bench.runner import _previous_invocations
+    from ecgtransfer.bench.assemble import _previous_invocations
 
     (tmp_path / "results.json").write_text(json.dumps({
         "bench_run_id": "old", "created_at": "2026-11-01T10:00:00+00:00", "command": "ecgtransfer bench x",
@@ -327,7 +327,7 @@ def test_primary_contrast_is_declared_and_first(tmp_path):
 def test_the_plan_is_said_before_the_first_cell_and_days_are_warned_about():
     """Issue 20: a 2,000-cell bench or ``epochs = 100000`` started with no estimate; the plan line gives the cells,
     steps, images and a time range, and warns when even the fast end passes a day."""
-    from ecgtransfer.bench.runner import PLAN_WARN_HOURS, TRAIN_RATE_RANGE, plan_estimate
+    from ecgtransfer.bench.cell_plan import PLAN_WARN_HOURS, TRAIN_RATE_RANGE, plan_estimate
 
     line, warn = plan_estimate([60, 80, 80], 32, "cpu")
     assert line.startswith("3 grid cells to train") and "220 optimiser steps of batch 32 = 7,040 images" in line

@@ -93,7 +93,7 @@ def _fmt(x: float) -> str:
 
 def test_the_source_lead_is_stated_and_a_lead_count_mismatch_needs_one(ptbxl_root, stores, tmp_path):  # noqa: F811
     from ecgtransfer.bench.config import SourceConfig, config_from_dict
-    from ecgtransfer.bench.runner import source_input
+    from ecgtransfer.bench.source import source_input
     from ecgtransfer.errors import ConfigError
 
     target = SegmentStore(stores[0])

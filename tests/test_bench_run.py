@@ -246,7 +246,7 @@ def _synthetic_store(path: Path, *, n_patients: int = 10, per_patient: int = 12,
 
 
 def test_source_overlap_detection(tmp_path):
-    from ecgtransfer.bench.runner import source_overlap
+    from ecgtransfer.bench.source import source_overlap
 
     a = SegmentStore(_synthetic_store(tmp_path / "a"))
     b = SegmentStore(_synthetic_store(tmp_path / "b", n_patients=6))  # another store of the same database
@@ -529,7 +529,7 @@ def test_cells_of_an_earlier_version_get_their_counts_from_the_runs_split(tmp_pa
     resume the counts are read back from the run's own split.npz; cells of this version are left as they are."""
     from types import SimpleNamespace
 
-    from ecgtransfer.bench.runner import _counts_from_run
+    from ecgtransfer.bench.results import upgrade_cell_counts as _counts_from_run
 
     store = SimpleNamespace(labels=np.array([0] * 8 + [1] * 4), patient_ids=np.array(list("aabbccddaabb")),
                             class_names=["N", "S"], num_classes=2)

@@ -315,7 +315,7 @@ def test_info_counts_per_database(stores, capsys):
 def test_bench_sees_a_combined_source_store_overlapping_a_mitdb_target(stores):
     """A combined source holds the target's mitdb patients under qualified ids: the overlap is found and the
     target's held-out patients are dropped from the source before it is split (dechazal on the combined view)."""
-    from ecgtransfer.bench.runner import exclude_patients, source_overlap
+    from ecgtransfer.bench.source import exclude_patients, source_overlap
     from ecgtransfer.training.config import TrainConfig
 
     m, s, x = stores

@@ -163,7 +163,7 @@ def test_no_config_mirrors_the_fields_of_a_part_it_holds() -> None:
 
 def test_a_cell_config_is_the_base_with_the_cells_coordinates_replaced(tmp_path) -> None:
     from ecgtransfer.bench.config import ARM_PRESETS
-    from ecgtransfer.bench.runner import cell_config
+    from ecgtransfer.bench.cell_plan import cell_config
 
     cfg = config_from_dict({"bench": {"arms": ["scratch-tiered"], "epochs": 3, "lrs": [1e-4, 1e-3, 1e-2],
                                       "optimizer": "adamw", "patience": 2, "threads": 1},
@@ -184,7 +184,7 @@ def test_each_arm_states_the_optimiser_weight_decay_and_clipping_its_cells_use(t
     """The report's arms table states what every arm trained with, read from the cell config (one definition):
     a recipe's own values, an arm's overrides (marked), and the shared ones."""
     from ecgtransfer.bench.report import _arm_row
-    from ecgtransfer.bench.runner import _arm_settings
+    from ecgtransfer.bench.cell_plan import _arm_settings
 
     cfg = config_from_dict({"bench": {"optimizer": "adamw", "lrs": [1e-4, 1e-3, 1e-2],
                                       "arms": ["scratch-uniform", "seed-recipe",

@@ -304,7 +304,7 @@ def test_the_bench_scores_a_part_as_evaluate_does(tuned_run, beats, split, tmp_p
     """The bench's extra pass (its per-record confusions, what the patient bootstrap resamples) goes through the one
     scoring path and counts the checkpoint's decision rule, as the run's test metrics do (it counted the arg-max
     before); rows come back in store order whatever order the indices were given in."""
-    from ecgtransfer.bench.runner import predict_part, record_confusion
+    from ecgtransfer.bench.run_records import predict_part, record_confusion
     from ecgtransfer.training.evaluation import score_run
 
     m = evaluate(tuned_run.run_dir, beats, "test", out=tmp_path)

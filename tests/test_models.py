@@ -405,7 +405,7 @@ def test_run_json_stores_the_load_report_as_a_dict(physionet_root, tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from training_helpers import make_store, record_split
 
-    from ecgtransfer.bench.runner import _load_report
+    from ecgtransfer.bench.run_records import _load_report
     from ecgtransfer.models import ModelSpec, build_model
     from ecgtransfer.training import fine_tune, load_run
 

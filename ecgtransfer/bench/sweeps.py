@@ -4,7 +4,7 @@ on its grid.
 An arm's sweep is coordinate-wise: its learning rate(s) times each factor of ``lr_sweep`` first (a tiered arm scales
 the whole triple), then, at the chosen factor, each value of the :data:`SWEPT_SETTINGS` in order (weight decay,
 then gradient clipping at the chosen weight decay). Every point is one cell trained at the sweep's fraction and
-first seed, judged on validation ``selection_f1`` only (:meth:`ecgtransfer.bench.runner._Bench.run_sweeps`).
+first seed, judged on validation ``selection_f1`` only (:meth:`ecgtransfer.bench.sweep_run.SweepRuns.run_sweeps`).
 """
 
 from __future__ import annotations
