@@ -48,7 +48,7 @@ from ecgtransfer._hashing import sha256_file
 from ecgtransfer.physionet.index import SUMS_FILE, parse_records, parse_sha256sums
 from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header, read_record, record_files, select_leads
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.store import MANIFEST, SegmentStore, StoreWriter, open_existing, recover_interrupted
+from ecgtransfer.store import MANIFEST, STORE_LAYOUT, SegmentStore, StoreWriter, open_existing, recover_interrupted
 from ecgtransfer.ptbxl_plan import MultilabelPlan, plan_multilabel
 
 log = logging.getLogger(__name__)
@@ -705,7 +705,7 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
     task = _check_choices(db, task, dtype, normalize)
     data = Path(data)
     out = Path(out)
-    check_output_dir(out, kind="store", inputs={"--data": data})  # before reading or writing anything
+    check_output_dir(out, kind=STORE_LAYOUT, inputs={"--data": data})  # before reading or writing anything
     vdir = _version_dir(db, data, version)
     multi: MultilabelPlan | None = None
     if task == "multilabel":

@@ -47,7 +47,7 @@ from ecgtransfer._lock import FolderLock
 from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
-from ecgtransfer.bench.cells import CellStore
+from ecgtransfer.bench.cells import BENCH_LAYOUT, CellStore
 from ecgtransfer.bench.config import (
     ARM_LATER_FIELDS,
     SOURCE_LEAD_GRID,
@@ -1321,7 +1321,7 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
         cfg = replace(cfg, source=replace(cfg.source, store=str(Path(source_store).resolve())))
     if device is not None:
         cfg = replace(cfg, base=cfg.base.replace(device=device))
-    out = check_output_dir(out, kind="bench", inputs={"--store": cfg.store_path,
+    out = check_output_dir(out, kind=BENCH_LAYOUT, inputs={"--store": cfg.store_path,
                                                       "--source-store": cfg.source_store_path})
     with FolderLock(out, what="bench folder"):
         return _run_locked(cfg, out, config_path=config_path, resume=resume, progress=progress, command=command)
