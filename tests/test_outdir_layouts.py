@@ -42,17 +42,6 @@ def test_each_owner_declares_its_layout() -> None:
     assert set(_outdir.registered_layouts()) >= set(owners.values())
     # tried from inside in this order: a run holding an images.json is a run
     assert [lay.kind for lay in every_layout() if lay.encloses] == ["run", "bench", "images", "store"]
-    assert not any(name.startswith("ecgtransfer.") and name != "ecgtransfer.errors"
-                   and not name.startswith(("ecgtransfer._",))
-                   for name in _imported_modules(Path(_outdir.__file__)))
-
-
-def _imported_modules(path: Path) -> set[str]:
-    import ast
-
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
-        a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
 
 
 def test_a_layout_is_passed_not_looked_up(tmp_path) -> None:
