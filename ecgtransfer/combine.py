@@ -37,7 +37,7 @@ import numpy as np
 from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.errors import StoreError
 from ecgtransfer.signals.ids import qualify, split_qualified
-from ecgtransfer.store import SegmentStore, StoreWriter, open_existing, recover_interrupted
+from ecgtransfer.store import STORE_LAYOUT, SegmentStore, StoreWriter, open_existing, recover_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def combine_stores(stores: Sequence[SegmentStore | str | os.PathLike], out: str 
     opened = [_open(s) for s in stores]
     check_combinable(opened)
     out = Path(out)
-    check_output_dir(out, kind="store", inputs={f"STORE {i + 1}": s.path for i, s in enumerate(opened)})
+    check_output_dir(out, kind=STORE_LAYOUT, inputs={f"STORE {i + 1}": s.path for i, s in enumerate(opened)})
     entries = _entries(opened)
     recover_interrupted(out)
     existing = _existing(out, entries, overwrite)

@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -60,7 +61,7 @@ from ecgtransfer._atomic import atomic_save_npy, atomic_write_json, fsync_dir, u
 from ecgtransfer._formats import STORE_FORMAT, STORE_FORMAT_VERSION
 from ecgtransfer._hashing import sha256_json
 from ecgtransfer._lock import FolderLock
-from ecgtransfer._outdir import check_output_dir
+from ecgtransfer._outdir import FolderLayout, check_output_dir, peek_json, register_layout
 from ecgtransfer._npy import load as load_npy
 from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import StoreError
@@ -78,6 +79,23 @@ CONTENT_KEYS = ("format", "format_version", "database", "version", "task", "fs",
 
 #: entries of ``manifest["parameters"]`` that describe how a conversion ran, not what it produced (not hashed)
 ENVIRONMENT_PARAMETERS = ("jobs", "progress")
+
+#: files of a segment store (``extra_<name>.npy`` besides)
+STORE_FILES = frozenset({"manifest.json", "segments.npy", "labels.npy", "record_ids.npy", "patient_ids.npy",
+                         "positions.npy"})
+
+
+def _manifest_is_ours(folder: Path) -> bool:
+    manifest = peek_json(folder / MANIFEST)
+    return manifest is not None and manifest.get("format") == STORE_FORMAT
+
+
+#: what a store folder holds, for the output-folder rule (:mod:`ecgtransfer._outdir`): nothing but store files
+#: and a ``manifest.json`` of format :data:`~ecgtransfer._formats.STORE_FORMAT`
+STORE_LAYOUT = register_layout(FolderLayout(
+    "store", "an ecgtransfer segment store", names=STORE_FILES, patterns=(re.compile(r"^extra_[^/]+\.npy$"),),
+    markers=frozenset({MANIFEST}), check=lambda entries, folder: _manifest_is_ours(folder),
+    encloses=lambda folder: (folder / MANIFEST).is_file() and _manifest_is_ours(folder), precedence=3))
 
 
 def manifest_content_hash(manifest: Mapping[str, Any]) -> str:
@@ -231,7 +249,7 @@ class StoreWriter:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype("float32"), np.dtype("float16")):
             raise StoreError(f"store dtype must be float32 or float16, got {dtype}")
-        check_output_dir(self.path, kind="store")  # an empty folder or an ecgtransfer store, nothing else
+        check_output_dir(self.path, kind=STORE_LAYOUT)  # an empty folder or an ecgtransfer store, nothing else
         try:
             self._lock = FolderLock(self.path, what="segment store").acquire()
         except OSError as exc:
@@ -376,7 +394,7 @@ class StoreWriter:
         """Rename the complete partial folder to ``path`` (an existing store goes aside, then is removed)."""
         (self._tmp / _OWNER).unlink()
         if self.path.exists():
-            check_output_dir(self.path, kind="store")  # again: files may have been added while converting
+            check_output_dir(self.path, kind=STORE_LAYOUT)  # again: files may have been added while converting
             trash = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
             try:
                 _write_owner(trash)

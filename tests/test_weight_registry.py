@@ -98,6 +98,34 @@ def test_entries_match_torchvision(entry):
     assert f"{tv.meta['_metrics']['ImageNet-1K']['acc@1']:.1f} % top-1" in entry.description
 
 
+@pytest.mark.parametrize("entry", R.REGISTRY, ids=lambda w: w.name)
+def test_entry_meta_is_what_torchvision_says(entry):
+    """Issue 21 item 7: a weight version carries what it implies (normalisation, first conv, classifier, classes,
+    recipe), as torchvision's ``Weights(url, transforms, meta)``; the users read it from the entry."""
+    from torchvision.models import resnet50
+
+    tv = ResNet50_Weights[entry.member]
+    meta = entry.meta
+    transforms = tv.transforms()
+    assert list(meta.mean) == list(transforms.mean) and list(meta.std) == list(transforms.std)
+    assert meta.num_classes == len(tv.meta["categories"])
+    assert meta.recipe == tv.meta["recipe"]
+    model = resnet50()
+    first, classifier = getattr(model, meta.first_conv), getattr(model, meta.classifier)
+    assert first is next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == meta.in_channels and classifier.out_features == meta.num_classes
+
+
+def test_users_of_the_meta_read_it_from_the_entry():
+    from ecgtransfer.imaging import IMAGENET_MEAN, IMAGENET_STD
+    from ecgtransfer.models import weights as W
+
+    meta = R.get_weights(R.DEFAULT_WEIGHTS).meta
+    assert (IMAGENET_MEAN, IMAGENET_STD) == (meta.mean, meta.std)
+    assert W.module_name_map()["features_1.stem.conv"][0] == meta.first_conv
+    assert W.module_name_map()["classifier.fc"][0] == meta.classifier
+
+
 def test_lookup_names_aliases_and_versions():
     assert R.WEIGHT_NAMES == ("imagenet", "imagenet-v1", "imagenet-v2")
     assert R.VERSION_NAMES == ("v1", "v2")

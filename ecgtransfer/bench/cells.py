@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ecgtransfer._atomic import atomic_write_json, json_default
+from ecgtransfer._formats import RESULTS_FORMAT
 from ecgtransfer._hashing import sha256_json
+from ecgtransfer._outdir import FolderLayout, peek_json, register_layout
 from ecgtransfer.bench.grid import Cell
 from ecgtransfer.bench.results import CellResult
 from ecgtransfer.errors import BenchError
@@ -24,12 +26,34 @@ from ecgtransfer.training.run_files import read_json_object
 
 log = logging.getLogger(__name__)
 
+#: the files of a bench output folder: ``results.json`` (format :data:`~ecgtransfer._formats.RESULTS_FORMAT`),
+#: this module's ``cells/`` and the runs of its cells, ``runs/`` (besides the reports and the user's files)
+RESULTS, CELLS, RUNS = "results.json", "cells", "runs"
+
+
+def _is_bench(entries: list[str], folder: Path) -> bool:
+    return RESULTS in entries or (folder / CELLS).is_dir() or (folder / RUNS).is_dir()
+
+
+def _encloses_bench(folder: Path) -> bool:
+    if (folder / RESULTS).is_file() and ((folder / CELLS).is_dir() or (folder / RUNS).is_dir()):
+        results = peek_json(folder / RESULTS)
+        return results is not None and results.get("format") == RESULTS_FORMAT
+    return False
+
+
+#: what a bench folder holds, for the output-folder rule (:mod:`ecgtransfer._outdir`): it may hold other files,
+#: ``results.json``, ``cells/`` or ``runs/`` make it a bench folder
+BENCH_LAYOUT = register_layout(FolderLayout(
+    "bench", "an ecgtransfer bench folder", names=frozenset({RESULTS, CELLS, RUNS}), only_own=False, check=_is_bench,
+    encloses=_encloses_bench, precedence=1))
+
 
 class CellStore:
     """Finished cells of one bench output directory ``out``."""
 
     def __init__(self, out: str | Path) -> None:
-        self.dir = Path(out) / "cells"
+        self.dir = Path(out) / CELLS
 
     def path(self, cell: Cell) -> Path:
         return self.dir / f"{cell.key}.json"

@@ -51,7 +51,7 @@ from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.bench.assemble import ResultsAssembly, _previous_invocations
 from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, _split_of, majority_validation, plan_estimate, target_check
 from ecgtransfer.bench.cell_run import CellRuns
-from ecgtransfer.bench.cells import CellStore
+from ecgtransfer.bench.cells import BENCH_LAYOUT, CellStore
 from ecgtransfer.bench.config import ARM_LATER_FIELDS, ArmConfig, BenchConfig, load_config
 from ecgtransfer.bench.grid import cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info
@@ -315,7 +315,7 @@ def run(config: BenchConfig | str | os.PathLike, out: str | os.PathLike, *, stor
         cfg = replace(cfg, source=replace(cfg.source, store=str(Path(source_store).resolve())))
     if device is not None:
         cfg = replace(cfg, base=cfg.base.replace(device=device))
-    out = check_output_dir(out, kind="bench", inputs={"--store": cfg.store_path,
+    out = check_output_dir(out, kind=BENCH_LAYOUT, inputs={"--store": cfg.store_path,
                                                       "--source-store": cfg.source_store_path})
     with FolderLock(out, what="bench folder"):
         return _run_locked(cfg, out, config_path=config_path, resume=resume, progress=progress, command=command)

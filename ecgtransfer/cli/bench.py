@@ -40,9 +40,11 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("bench needs a CONFIG.toml (or --report-only)")
     overrides = dict(parse_override(s) for s in args.set)
     from ecgtransfer._outdir import check_not_inside_output
+    from ecgtransfer.cli._outputs import every_layout
 
     # not inside a run, a store or another bench folder
-    check_not_inside_output(args.out, inputs={"--store": args.store, "--source-store": args.source_store})
+    check_not_inside_output(args.out, inputs={"--store": args.store, "--source-store": args.source_store},
+                            layouts=every_layout())
     from ecgtransfer.bench.runner import run
 
     command = "ecgtransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None

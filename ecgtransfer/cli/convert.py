@@ -120,10 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ecgtransfer._outdir import check_not_inside_output
+    from ecgtransfer.cli._outputs import every_layout
     from ecgtransfer.conversion import convert
 
     kwargs = convert_kwargs(args)  # the numbers validated first
-    check_not_inside_output(args.out, inputs={"--data": args.data})  # not inside a run, another store or a bench folder
+    check_not_inside_output(args.out, inputs={"--data": args.data},  # not inside a run, another store or a bench folder
+                            layouts=every_layout())
     store = convert(args.database, out=args.out, task=args.task, version=args.version, **kwargs)
     info = store.info()
     counts = " ".join(f"{k}={v}" for k, v in info.classes.items())

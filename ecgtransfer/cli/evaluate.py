@@ -40,12 +40,15 @@ def run(args: argparse.Namespace) -> int:
         positive_int(args.batch_size, "--batch-size")  # before anything is read or written
     if args.out is not None:  # RUN_DIR (the default) is evaluate's own; any other folder must be empty or an --out's
         from ecgtransfer._outdir import check_output_dir
+        from ecgtransfer.cli._outputs import every_layout
+        from ecgtransfer.training.evaluation import EVAL_LAYOUT
 
         inputs = {"STORE": args.store}
         if args.checkpoint not in ("best", "last"):
             inputs["--checkpoint"] = args.checkpoint
         if os.path.realpath(args.out) != os.path.realpath(args.run_dir):
-            check_output_dir(args.out, kind="eval", inputs=inputs, owned=(args.run_dir,))
+            check_output_dir(args.out, kind=EVAL_LAYOUT, inputs=inputs, owned=(args.run_dir,),
+                             layouts=every_layout())
     m = evaluate(args.run_dir, args.store, args.split, checkpoint=args.checkpoint, device=args.device,
                  batch_size=args.batch_size, out=args.out, decision=args.decision,
                  ensemble=args.ensemble)

@@ -50,8 +50,10 @@ def _main(args: argparse.Namespace) -> int:
 
     image_size(args.size, "--size")  # before the [N, 3, S, S] output is allocated
     from ecgtransfer._outdir import check_not_inside_output
+    from ecgtransfer.cli._outputs import every_layout
 
-    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside a run, a store or a bench folder
+    check_not_inside_output(args.out, inputs={"STORE": args.store},  # not inside a run, a store or a bench folder
+                            layouts=every_layout())
     positive_int(args.batch_size, "--batch-size")
     if args.lead == "stack":
         lead: int | str = "stack"

@@ -49,14 +49,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
     """The output rule of :mod:`ecgtransfer._outdir` for --out and --report, before anything is read or written:
     predict owns no run, store or bench folder, and replaces neither an input nor a user's file."""
     from ecgtransfer._outdir import check_output_dir, check_output_file
+    from ecgtransfer.cli._outputs import every_layout
+    from ecgtransfer.training.beat_report import REPORT_LAYOUT
 
     inputs = {"RUN_DIR": args.run_dir, **{f"INPUT {i}": r for i, r in enumerate(args.records, 1)}}
     if args.checkpoint not in ("best", "last"):
         inputs["--checkpoint"] = args.checkpoint
     if args.out is not None:
-        check_output_file(args.out, inputs=inputs, option="--out", overwrite=args.overwrite)
+        check_output_file(args.out, inputs=inputs, option="--out", overwrite=args.overwrite, layouts=every_layout())
     if args.report is not None:
-        check_output_dir(args.report, kind="report", inputs=inputs, option="--report", owned=())
+        check_output_dir(args.report, kind=REPORT_LAYOUT, inputs=inputs, option="--report", owned=(),
+                         layouts=every_layout())
 
 
 def run(args: argparse.Namespace) -> int:

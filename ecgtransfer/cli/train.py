@@ -161,10 +161,12 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from ecgtransfer._outdir import check_not_inside_output
+    from ecgtransfer.cli._outputs import every_layout
     from ecgtransfer.training import fine_tune
 
     cfg = config_from_args(args)
-    check_not_inside_output(args.out, inputs={"STORE": args.store})  # not inside another run, store or bench
+    # not inside another run, store or bench
+    check_not_inside_output(args.out, inputs={"STORE": args.store}, layouts=every_layout())
     result = fine_tune(args.store, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.best_metrics or {}

@@ -65,6 +65,7 @@ def _check_target(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from ecgtransfer._outdir import check_output_file
+    from ecgtransfer.cli._outputs import every_layout
 
     w = get_weights(args.version)
     target = Path(args.out).expanduser()
@@ -77,7 +78,7 @@ def _check_target(args: argparse.Namespace) -> None:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         same = digest.hexdigest().startswith(w.hash_prefix)
-    check_output_file(target, option="--out", overwrite=args.overwrite or same)
+    check_output_file(target, option="--out", overwrite=args.overwrite or same, layouts=every_layout())
 
 
 def _fetch(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from ecgtransfer.physionet.catalog import Database, get_database
 from ecgtransfer.signals import beats as beatmod
 from ecgtransfer.signals import filters, rpeaks
 from ecgtransfer.signals.record import ALL_LEADS
+from ecgtransfer.store import STORE_LAYOUT
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
     task = _check_choices(db, task, dtype, normalize)
     data = Path(data)
     out = Path(out)
-    check_output_dir(out, kind="store", inputs={"--data": data})  # before reading or writing anything
+    check_output_dir(out, kind=STORE_LAYOUT, inputs={"--data": data})  # before reading or writing anything
     vdir = _version_dir(db, data, version)
     sel = _select(db, vdir, task, records, lead, include_paced, reference, rhythm_classes, level, rate)
     multi = sel.multi

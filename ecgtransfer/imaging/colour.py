@@ -8,10 +8,12 @@ import torch
 
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import cached, empty
+from ecgtransfer.models.weight_registry import DEFAULT_META
 
-#: torchvision's ImageNet statistics (RGB), the normalisation the pretrained ResNet50 expects
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: torchvision's ImageNet statistics (RGB), the normalisation the pretrained ResNet50 expects: read from the weight
+#: entry (:attr:`~ecgtransfer.models.weight_registry.WeightMeta.mean` / ``std`` of the default weights)
+IMAGENET_MEAN: tuple[float, float, float] = DEFAULT_META.mean
+IMAGENET_STD: tuple[float, float, float] = DEFAULT_META.std
 LUT_SIZE = 256
 
 

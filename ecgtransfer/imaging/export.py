@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text, fsync_dir
 from ecgtransfer._lock import FolderLock
-from ecgtransfer._outdir import check_output_dir
+from ecgtransfer._outdir import ATOMIC_TMP, FolderLayout, check_output_dir, register_layout
 from ecgtransfer._validate import human_bytes
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import naming_segments
@@ -48,6 +48,12 @@ INFO = "images.json"
 PROGRESS = ".progress.json"
 ARRAY = "images.npy"
 PARTIAL = ".images.npy.partial"
+#: what ``ecgtransfer images`` writes into its folder: an image folder holds nothing else (and
+#: :mod:`ecgtransfer._atomic`'s temporary files of a crash); ``images.json`` marks one seen from inside
+IMAGES_LAYOUT = register_layout(FolderLayout(
+    "images", "an ecgtransfer image folder",
+    names=frozenset({INFO, ARRAY, PARTIAL, PROGRESS, "index.csv", "png"}), patterns=(ATOMIC_TMP,),
+    encloses=lambda folder: (folder / INFO).is_file(), precedence=2))
 
 
 def to_uint8(img01: torch.Tensor) -> np.ndarray:
@@ -86,7 +92,7 @@ def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike,
     """
     st = store if isinstance(store, SegmentStore) else SegmentStore(store)
     out = Path(out)
-    check_output_dir(out, kind="images", inputs={"STORE": st.path})
+    check_output_dir(out, kind=IMAGES_LAYOUT, inputs={"STORE": st.path})
     check_encoding(encoding, "images")
     if format not in FORMATS:
         raise ConfigError(f"images: format must be one of {list(FORMATS)}, got {format!r}")

@@ -1,7 +1,12 @@
 """The pretrained weight versions ecgtransfer knows, and getting their files: lookup, hashes, cache, download, probe.
 
 One :class:`WeightVersion` per version (as torchvision's ``Weights`` entries of a ``WeightsEnum``), looked up
-by name or alias with :func:`get_weights`:
+by name or alias with :func:`get_weights`. Each entry carries what the weights imply, its :class:`WeightMeta` (as
+torchvision's ``Weights.meta`` and ``transforms``, or timm's ``default_cfg``): the normalisation the images must
+have (``mean``, ``std``), the first convolution and its input channels, the classifier and its classes, the
+license and the recipe. The code that needs them reads them here: the image encoder's ImageNet normalisation
+(:mod:`ecgtransfer.imaging.colour`), the name map and the first-conv adaptation of
+:mod:`ecgtransfer.models.weights`.
 
 * ``imagenet-v1``: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``, ``resnet50-0676ba61.pth`` (76.1 % top-1);
 * ``imagenet-v2``: ``ResNet50_Weights.IMAGENET1K_V2``, ``resnet50-11ad3fa6.pth`` (80.9 % top-1);
@@ -29,7 +34,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 from urllib.parse import urlparse
@@ -54,19 +59,51 @@ _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
+class WeightMeta:
+    """What a weight version implies, besides its file (torchvision's ``Weights.meta`` / timm's ``default_cfg``).
+
+    ``mean`` / ``std``: the per-channel (RGB) normalisation of the images it was trained on, ``(v - mean) / std``
+    of images in ``[0, 1]``; ``first_conv`` / ``in_channels``: the source's name of its first convolution and
+    the input channels of its kernel ``[O, in_channels, kh, kw]``; ``classifier`` / ``num_classes``: the
+    source's name of its classifier and its outputs; ``classes``: what those outputs are; ``license`` and
+    ``recipe``: under which terms the weights come and how they were trained.
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    first_conv: str
+    in_channels: int
+    classifier: str
+    num_classes: int
+    classes: str
+    license: str
+    recipe: str
+
+
+#: torchvision's ImageNet-1K ResNet50 weights: both versions are trained on the same images, normalised alike, with
+#: torchvision's resnet50 module names (``recipe`` differs per version)
+TORCHVISION_IMAGENET = WeightMeta(
+    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), first_conv="conv1", in_channels=3, classifier="fc",
+    num_classes=1000, classes="ImageNet-1K", license="BSD-3-Clause (torchvision); ImageNet's terms of access apply "
+    "to the images it was trained on", recipe="")
+
+
+@dataclass(frozen=True)
 class WeightVersion:
     """One version of pretrained ResNet50 weights.
 
     ``name``: ours (``"imagenet-v2"``); ``version``: the short form ``ecgtransfer weights fetch --version``
     takes (``"v2"``); ``member``: torchvision's ``ResNet50_Weights`` member (``"IMAGENET1K_V2"``); ``url``:
-    where torchvision downloads it from; ``aliases``: other names that select it (``"imagenet"`` for the default).
-    The file name and its SHA256 prefix follow from ``url``.
+    where torchvision downloads it from; ``aliases``: other names that select it (``"imagenet"`` for the default);
+    ``meta``: what the weights imply (:class:`WeightMeta`: normalisation, first conv, classifier, license,
+    recipe). The file name and its SHA256 prefix follow from ``url``.
     """
 
     name: str
     version: str
     member: str
     url: str
+    meta: WeightMeta
     aliases: tuple[str, ...] = ()
     description: str = ""
 
@@ -94,10 +131,14 @@ class WeightVersion:
 IMAGENET1K_V1 = WeightVersion(
     name="imagenet-v1", version="v1", member="IMAGENET1K_V1",
     url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    meta=replace(TORCHVISION_IMAGENET,
+                 recipe="https://github.com/pytorch/vision/tree/main/references/classification#resnet"),
     description="torchvision's original ImageNet-1K weights (76.1 % top-1), the ones most papers used")
 IMAGENET1K_V2 = WeightVersion(
     name="imagenet-v2", version="v2", member="IMAGENET1K_V2",
     url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth", aliases=("imagenet",),
+    meta=replace(TORCHVISION_IMAGENET,
+                 recipe="https://github.com/pytorch/vision/issues/3995#issuecomment-1013906621"),
     description="torchvision's improved-recipe ImageNet-1K weights (80.9 % top-1), the default")
 
 #: Every known version, oldest first.
@@ -111,6 +152,11 @@ VERSION_NAMES: tuple[str, ...] = tuple(w.version for w in REGISTRY)
 _BY_NAME: dict[str, WeightVersion] = {n: w for w in REGISTRY for n in (*w.names, w.version)}
 assert len(_BY_NAME) == sum(len(w.names) + 1 for w in REGISTRY), "a weight name is used twice"
 assert DEFAULT_WEIGHTS in WEIGHT_NAMES
+#: what the default weights imply; every known version is a torchvision resnet50 of the same names and inputs, so
+#: one name map (:func:`ecgtransfer.models.weights.module_name_map`) and one normalisation serve them all
+DEFAULT_META: WeightMeta = _BY_NAME[DEFAULT_WEIGHTS].meta
+assert all(replace(w.meta, recipe="") == replace(DEFAULT_META, recipe="") for w in REGISTRY), \
+    "a weight version of other names, inputs or normalisation needs its own name map and normalisation"
 
 
 def is_weight_name(spec: object) -> bool:

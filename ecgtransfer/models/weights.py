@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 STEM_CONV = "features_1.stem.conv.weight"
 HEAD_PREFIX = "classifier."
+#: what the known weight versions imply (:class:`~ecgtransfer.models.weight_registry.WeightMeta`): the source's
+#: names of its first conv and classifier (the name map's ``conv1`` and ``fc``) and its input channels (3: RGB,
+#: what :func:`adapt_input_conv` adapts from)
+_SOURCE = weight_registry.DEFAULT_META
 #: What happens to a source head that fits the model (same tensors, shapes and, where known, classes): ``auto``
 #: loads it (the whole model transfers), ``new`` re-initialises it all the same (only the backbone transfers). A
 #: head that does not fit is re-initialised under either.
@@ -85,7 +89,7 @@ def module_name_map() -> dict[str, tuple[str, tuple[str, ...]]]:
     ===========================================  ==========================
     """
     table: dict[str, tuple[str, tuple[str, ...]]] = {
-        "features_1.stem.conv": ("conv1", _CONV_LEAVES),
+        "features_1.stem.conv": (_SOURCE.first_conv, _CONV_LEAVES),
         "features_1.stem.bn": ("bn1", _BN_LEAVES),
     }
     for stage, blocks in enumerate(STAGE_BLOCKS, start=1):
@@ -98,7 +102,7 @@ def module_name_map() -> dict[str, tuple[str, tuple[str, ...]]]:
             if block == 0:  # every ResNet50 stage's first block projects its shortcut
                 table[f"{ours}.shortcut.conv"] = (f"{theirs}.downsample.0", _CONV_LEAVES)
                 table[f"{ours}.shortcut.bn"] = (f"{theirs}.downsample.1", _BN_LEAVES)
-    table["classifier.fc"] = ("fc", _LINEAR_LEAVES)
+    table["classifier.fc"] = (_SOURCE.classifier, _LINEAR_LEAVES)
     return table
 
 
@@ -415,14 +419,15 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
       which keeps the response to an input whose channels repeat the RGB image cyclically (for
       ``in_channels`` a multiple of 3 exactly; otherwise the activation scale is roughly preserved).
     """
-    if weight.dim() != 4 or weight.shape[1] != 3:
-        raise WeightsError(f"{STEM_CONV}: expected a [O, 3, kh, kw] kernel to adapt, found {list(weight.shape)}")
-    if in_channels == 3:
+    rgb = _SOURCE.in_channels
+    if weight.dim() != 4 or weight.shape[1] != rgb:
+        raise WeightsError(f"{STEM_CONV}: expected a [O, {rgb}, kh, kw] kernel to adapt, found {list(weight.shape)}")
+    if in_channels == rgb:
         return weight
     if in_channels == 1:
         return weight.sum(dim=1, keepdim=True)
-    idx = torch.arange(in_channels) % 3
-    return weight[:, idx] * (3.0 / in_channels)
+    idx = torch.arange(in_channels) % rgb
+    return weight[:, idx] * (float(rgb) / in_channels)
 
 
 def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Sequence[str]] = None,
@@ -439,18 +444,41 @@ def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Se
         raise WeightsError(f"head must be one of {HEAD_MODES}, found {head!r}")
     target = model.state_dict()
     state = src.state
-    report = LoadReport(source=src.source, format=src.format, unexpected=list(src.unknown), notes=list(src.notes))
+    report = _empty_report(src, target)
+    to_load = _match_backbone(target, state, report)
     head_keys = [k for k in target if k.startswith(HEAD_PREFIX)]
-    to_load: dict[str, torch.Tensor] = {}
+    head_ok = _head_loads(target, src, head_keys, class_names, head, report)
+    for k in head_keys:  # the head goes as a whole: all of it loads, or all of it is re-initialised
+        if head_ok:
+            to_load[k] = state[k]
+            report.loaded.append(k)
+        else:
+            report.reinitialised.append(k)
+    report.unexpected += [k for k in state if k not in target and not k.startswith(HEAD_PREFIX)]
+    return report, to_load
+
+
+def _empty_report(src: SourceWeights, target: Mapping[str, torch.Tensor]) -> LoadReport:
+    """The report of ``src`` before matching: its notes and untranslated names, both heads' shapes and the source's
+    input channels."""
+    state = src.state
+    report = LoadReport(source=src.source, format=src.format, unexpected=list(src.unknown), notes=list(src.notes))
     if "classifier.fc.weight" in state:
         report.source_head_shape = tuple(state["classifier.fc.weight"].shape)
     if "classifier.fc.weight" in target:
         report.model_head_shape = tuple(target["classifier.fc.weight"].shape)
     if STEM_CONV in state and state[STEM_CONV].dim() == 4:
         report.source_in_channels = int(state[STEM_CONV].shape[1])
+    return report
 
+
+def _match_backbone(target: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+                    report: LoadReport) -> dict[str, torch.Tensor]:
+    """Every model tensor outside the head, from ``state``: loaded (the first conv adapted to the model's input
+    channels where it can be), or reported missing or mis-shaped. Returns the tensors to load."""
+    to_load: dict[str, torch.Tensor] = {}
     for name, want in target.items():
-        if name in head_keys:
+        if name.startswith(HEAD_PREFIX):
             continue
         have = state.get(name)
         if have is None:
@@ -464,8 +492,14 @@ def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Se
             continue
         to_load[name] = have
         report.loaded.append(name)
+    return to_load
 
-    # the head goes as a whole: all of it loads, or all of it is re-initialised
+
+def _head_loads(target: Mapping[str, torch.Tensor], src: SourceWeights, head_keys: list[str],
+                class_names: Optional[Sequence[str]], head: str, report: LoadReport) -> bool:
+    """Whether the source's head loads whole: the model's head tensors, shapes and (where both are known)
+    classes, and not ``head = "new"``; a fitting head re-initialised all the same gets a note."""
+    state = src.state
     src_head = [k for k in state if k.startswith(HEAD_PREFIX)]
     head_ok = (all(k in state and state[k].shape == target[k].shape for k in head_keys)
                and set(src_head) == set(head_keys))
@@ -477,20 +511,13 @@ def check_weights(model: nn.Module, src: SourceWeights, class_names: Optional[Se
         head_ok = False
         report.notes.append("head re-initialised on request (head = 'new': only the backbone transfers, although "
                             "the source head fits)")
-    for k in head_keys:
-        if head_ok:
-            to_load[k] = state[k]
-            report.loaded.append(k)
-        else:
-            report.reinitialised.append(k)
-    report.unexpected += [k for k in state if k not in target and not k.startswith(HEAD_PREFIX)]
-    return report, to_load
+    return head_ok
 
 
 def _adaptable(have: torch.Tensor, want: torch.Tensor) -> bool:
     return (
         have.dim() == 4
-        and have.shape[1] == 3
+        and have.shape[1] == _SOURCE.in_channels
         and have.shape[0] == want.shape[0]
         and have.shape[2:] == want.shape[2:]
     )

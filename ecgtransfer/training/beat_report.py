@@ -20,6 +20,7 @@ import pandas as pd
 
 from ecgtransfer._atomic import atomic_write_bytes, atomic_write_text
 from ecgtransfer._document import Doc, html_page
+from ecgtransfer._outdir import ATOMIC_TMP, FolderLayout, peek_json, register_layout
 
 #: classes whose longest runs of consecutive beats are reported
 RUN_CLASSES = ("V", "S")
@@ -29,6 +30,20 @@ NORMAL = "N"
 STRIPS_PER_CLASS = 3
 #: seconds of ECG shown on each side of a shown beat
 STRIP_HALF_S = 2.5
+
+
+
+def _summary_is_ours(folder: Path) -> bool:
+    summary = peek_json(folder / "summary.json")
+    return summary is not None and {"classes", "total", "records"} <= set(summary)
+
+
+#: what ``predict --report`` writes into its folder (:func:`write_beat_report`), for the output-folder rule
+#: (:mod:`ecgtransfer._outdir`): only these files, and a ``summary.json`` of its shape
+REPORT_LAYOUT = register_layout(FolderLayout(
+    "report", "an ecgtransfer beat report", names=frozenset({"report.md", "report.html", "summary.json", "figures"}),
+    patterns=(ATOMIC_TMP,), markers=frozenset({"summary.json"}),
+    check=lambda entries, folder: _summary_is_ours(folder)))
 
 #: ``strip(record_id, start, stop) -> (fs, samples [stop - start] mV)`` reads the ECG around a beat
 StripReader = Callable[[str, int, int], "tuple[float, np.ndarray]"]

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer._lock import FolderLock
-from ecgtransfer._outdir import RUN_FILES, check_output_dir
+from ecgtransfer._outdir import check_output_dir
 from ecgtransfer.conversion import BEAT_TASKS
 from ecgtransfer.errors import ConfigError, TrainingError
 from ecgtransfer.imaging import check_finite, naming_segments
@@ -90,7 +90,7 @@ from ecgtransfer.training.metrics import (
 )
 from ecgtransfer.training.precision import describe as describe_precision
 from ecgtransfer.training.precision import dtype_name
-from ecgtransfer.training.run_files import read_json_object, read_split
+from ecgtransfer.training.run_files import RUN_FILES, RUN_LAYOUT, read_json_object, read_split
 from ecgtransfer.training.scoring import RawScores, score_part
 from ecgtransfer.training.runtime import (
     amp_dtype,
@@ -211,8 +211,8 @@ def _write_metrics_files(run_dir: Path, history: list[dict[str, Any]]) -> None:
 def check_run_identity(run_dir: Path, cfg: TrainConfig, *, resume: bool) -> None:
     """Refuse to train into ``run_dir`` when it holds a run that this one would damage.
 
-    A folder holding any file a run owns (:data:`ecgtransfer._outdir.RUN_FILES`: config.json, run.json, best.pt,
-    last.pt, metrics.jsonl, ...) is a run, whichever of them is left. It may be continued only with ``resume``
+    A folder holding any file a run owns (:data:`ecgtransfer.training.run_files.RUN_FILES`: config.json, run.json,
+    best.pt, last.pt, metrics.jsonl, ...) is a run, whichever of them is left. It may be continued only with ``resume``
     and its ``last.pt`` (the optimizer, schedule and data-order state; :meth:`_Trainer._load_resume` checks the
     checkpoint); its ``config.json`` must hold these settings (:meth:`TrainConfig.incompatible_with`); a trained
     model (``best.pt``) without ``last.pt`` is never trained over. A run stopped before its first checkpoint
@@ -921,7 +921,7 @@ def fine_tune(store: SegmentStore | str | os.PathLike, config: TrainConfig | Map
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{store.manifest.get('database', 'store')}-{stamp}"
-    out = check_output_dir(out, kind="run", inputs={"STORE": store.path})  # before anything is written
+    out = check_output_dir(out, kind=RUN_LAYOUT, inputs={"STORE": store.path})  # before anything is written
     check_run_identity(out, cfg, resume=resume)
     if store.multilabel:  # multi-hot targets (ptb-xl): sigmoid outputs, BCE, selection on validation macro AUC
         from ecgtransfer.training.multilabel import fine_tune_multilabel

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from ecgtransfer._atomic import atomic_write_json
+from ecgtransfer._outdir import ATOMIC_TMP, FolderLayout, peek_json, register_layout
 from ecgtransfer.errors import TrainingError
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import run_files
@@ -25,6 +27,23 @@ from ecgtransfer.training.runtime import amp_dtype, resolve_device, use_channels
 from ecgtransfer.training.scoring import PartScores, score_part
 
 log = logging.getLogger(__name__)
+
+
+def _eval_files_are_ours(entries: list[str], folder: Path) -> bool:
+    """Each ``eval_<split>.json`` of an ``evaluate --out`` folder is metrics with their split and paths."""
+    for e in entries:
+        if e.endswith(".json") and not ATOMIC_TMP.match(e):
+            obj = peek_json(folder / e)
+            if obj is None or "split" not in obj or "paths" not in obj:
+                return False
+    return True
+
+
+#: what :func:`evaluate` writes into ``evaluate --out``, for the output-folder rule (:mod:`ecgtransfer._outdir`):
+#: only ``eval_<split>.json`` (metrics with their split) and their PNGs
+EVAL_LAYOUT = register_layout(FolderLayout(
+    "eval", "an ecgtransfer evaluation folder",
+    patterns=(re.compile(r"^eval_[A-Za-z0-9]+(\.json|_confusion\.png)$"), ATOMIC_TMP), check=_eval_files_are_ours))
 
 
 @dataclass

@@ -18,12 +18,33 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ecgtransfer._npy import load as load_npy
+from ecgtransfer._outdir import FolderLayout, register_layout
 from ecgtransfer._validate import file_kind
 from ecgtransfer.errors import EcgTransferError, StoreError, TrainingError
 
 SPLIT_PARTS = ("train", "val", "test")
 #: the most bytes a run's JSON file may have (they are a few kB; a bigger one is not ours)
 MAX_JSON_BYTES = 64 << 20
+
+#: every file a training run owns (see :mod:`ecgtransfer.training.engine`); a folder holding any of them is a run
+RUN_FILES = frozenset({"config.json", "run.json", "store_manifest.json", "split.npz", "metrics.jsonl", "metrics.csv",
+                       "best.pt", "last.pt", "test_metrics.json", "confusion_test.png", "report.md"})
+#: the run files that no other program writes: a folder holding one is a run whatever else it holds
+RUN_MARKERS = frozenset({"run.json", "store_manifest.json", "split.npz", "metrics.jsonl", "best.pt", "last.pt"})
+
+
+def _is_run(folder: Path) -> bool:
+    """A run seen from inside: its own records, or its config beside a checkpoint (a stray last.pt alone makes
+    no run)."""
+    checkpoint = (folder / "best.pt").exists() or (folder / "last.pt").exists()
+    return (folder / "run.json").is_file() or (folder / "store_manifest.json").is_file() or (
+        checkpoint and (folder / "config.json").is_file())
+
+
+#: what a run folder holds, for the output-folder rule (:mod:`ecgtransfer._outdir`): a run may hold the user's
+#: files too, so one of :data:`RUN_MARKERS` is what makes a folder a run
+RUN_LAYOUT = register_layout(FolderLayout("run", "an ecgtransfer training run", names=RUN_FILES, only_own=False,
+                                          markers=RUN_MARKERS, encloses=_is_run, precedence=0))
 
 
 def _short(exc: BaseException) -> str:
