@@ -266,3 +266,14 @@ def test_download_timeout_is_one_clear_unavailable_error(no_local_weights, silen
     msg = str(info.value)
     assert "timed out" in msg and "ecgtransfer weights fetch --version v2" in msg
     assert not no_local_weights.exists() or list(no_local_weights.iterdir()) == []
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("imagenet", False), ("IMAGENET-V1", False), ("scratch", False), ("", False), ("  ", False), (None, False),
+    ("best.pt", True), ("model.PTH", True), ("x.ckpt", True), ("runs/a/best", True), ("imagenet1", False),
+    ("scratchh", False),
+])
+def test_one_rule_says_whether_init_names_a_weights_file(spec, expected) -> None:
+    from ecgtransfer.models.weight_registry import is_weights_path
+
+    assert is_weights_path(spec) is expected

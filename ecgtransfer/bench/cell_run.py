@@ -37,6 +37,7 @@ from ecgtransfer.bench.run_records import (
     transfer_of,
 )
 from ecgtransfer.bench.sweeps import parse_sweep_arm, setting_change
+from ecgtransfer.models.weight_registry import is_weight_name
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.config import TrainConfig
 
@@ -177,7 +178,7 @@ class CellRuns:
         """The ``init`` of an arm's cell: the source model's checkpoint (``ecg``), a weights name, or a path."""
         if arm.init == "ecg":
             return str(self.source_checkpoint(encoding).resolve())
-        if arm.init in ("scratch", "imagenet", "imagenet-v1", "imagenet-v2"):
+        if arm.init == "scratch" or is_weight_name(arm.init):
             return arm.init
         return str(self.cfg.resolve_path(arm.init))
 

@@ -164,6 +164,20 @@ def is_weight_name(spec: object) -> bool:
     return isinstance(spec, str) and spec.lower() in WEIGHT_NAMES
 
 
+#: The suffixes of a weights file (a checkpoint of ours, a torchvision state dict) that ``init`` may name.
+WEIGHT_FILE_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ckpt")
+
+
+def is_weights_path(spec: object) -> bool:
+    """The one rule for "``init`` names a weights file": a string that is not a weight name (:func:`is_weight_name`)
+    and holds a path separator or ends with one of :data:`WEIGHT_FILE_SUFFIXES` (``best.pt``, ``runs/x/best.pt``).
+    Anything else (``imagenet1``, ``scratchh``) is a misspelt name, refused with the list of names, not looked
+    for on disk."""
+    if not isinstance(spec, str) or not spec.strip() or is_weight_name(spec):
+        return False
+    return os.sep in spec or "/" in spec or spec.lower().endswith(WEIGHT_FILE_SUFFIXES)
+
+
 def get_weights(name: Union[str, WeightVersion]) -> WeightVersion:
     """The :class:`WeightVersion` of ``name``: one of :data:`WEIGHT_NAMES` or :data:`VERSION_NAMES`
     (case-insensitive); a :class:`WeightVersion` is returned as it is.
