@@ -17,7 +17,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ecgtransfer.imaging.encode import ENCODINGS
+    from ecgtransfer.imaging.encode import ENCODINGS, IMAGE_SIZE
 
     p = subparsers.add_parser(
         "images", help="materialise the images of a segment store (uint8 .npy or PNG files + index.csv)",
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoding", default="spectrogram", choices=ENCODINGS, help="image encoding (default spectrogram)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--format", default="npy", choices=["npy", "png"], help="npy (default) or png")
-    p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    p.add_argument("--size", type=int, default=IMAGE_SIZE, help=f"image side in pixels (default {IMAGE_SIZE})")
     p.add_argument("--batch-size", type=int, default=64, help="segments per chunk (default 64)")
     p.add_argument("--lead", default="0", help="lead index, or 'stack' for one channel per lead (default 0)")
     p.add_argument("--colour", "--color", default="gray", choices=["gray", "colormap"], help="gray or colormap")

@@ -51,6 +51,9 @@ from ecgtransfer.imaging.recurrence import recurrence_plot
 from ecgtransfer.imaging.resample import resample, resize_image
 from ecgtransfer.imaging.spectrogram import spectrogram
 
+#: the side of the square images in pixels unless told otherwise (ImageNet's 224 x 224, what the pretrained
+#: ResNet50 saw); the one default of ``encode``, ``images --size``, ``TrainConfig.image_size`` and the bench
+IMAGE_SIZE = 224
 #: rows of the ``lead="grid"`` layout: a 12-lead ECG printed as 3 rows x 4 columns
 GRID_ROWS = 3
 #: the single encodings ``encode`` renders, and the composite
@@ -166,7 +169,7 @@ def _split_stack_params(channels: Sequence[str], params: Mapping[str, Any]) -> d
     return per
 
 
-def encode(x: Any, encoding: str = "spectrogram", size: int = 224, *, fs: float | None = None,
+def encode(x: Any, encoding: str = "spectrogram", size: int = IMAGE_SIZE, *, fs: float | None = None,
            lead: int | str = 0, colour: str = "gray", cmap: str = "viridis", normalize: bool = True,
            channels: Sequence[str] = DEFAULT_STACK, check_finite_values: bool = True,
            **params: Any) -> torch.Tensor:
@@ -404,7 +407,7 @@ class ImageEncoder(nn.Module):
     per batch). Parameters as :func:`encode`.
     """
 
-    def __init__(self, encoding: str = "spectrogram", size: int = 224, fs: float | None = None, *,
+    def __init__(self, encoding: str = "spectrogram", size: int = IMAGE_SIZE, fs: float | None = None, *,
                  lead: int | str = 0, colour: str = "gray", cmap: str = "viridis", normalize: bool = True,
                  channels: Sequence[str] = DEFAULT_STACK, check_finite_values: bool = True, **params: Any) -> None:
         super().__init__()

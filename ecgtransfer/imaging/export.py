@@ -39,7 +39,7 @@ from ecgtransfer._outdir import ATOMIC_TMP, FolderLayout, check_output_dir, regi
 from ecgtransfer._validate import human_bytes
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import naming_segments
-from ecgtransfer.imaging.encode import check_encoding, encode
+from ecgtransfer.imaging.encode import IMAGE_SIZE, check_encoding, encode
 from ecgtransfer.store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def _png_bytes(img: np.ndarray) -> bytes:
 
 
 def materialise(store: str | os.PathLike | SegmentStore, out: str | os.PathLike, *, encoding: str = "spectrogram",
-                size: int = 224, format: str = "npy", batch_size: int = 64, lead: int | str = 0,
+                size: int = IMAGE_SIZE, format: str = "npy", batch_size: int = 64, lead: int | str = 0,
                 colour: str = "gray", cmap: str = "viridis", device: str | torch.device = "cpu",
                 overwrite: bool = False, progress: bool = True, **params: Any) -> Path:
     """Render every segment of ``store`` and write the images into ``out``; returns ``out``.
