@@ -32,13 +32,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--config", help="TOML file with TrainConfig fields (top level or a [train] table)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    _add_model_options(p)
+    _add_data_options(p)
+    _add_optimisation_options(p)
+    _add_execution_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The "model and input" options of ``train``."""
     from ecgtransfer.models.features import LDA_SHRINKAGE
     from ecgtransfer.models.registry import MODELS
-    from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS
-    from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
-    from ecgtransfer.training.config import ENCODINGS, IMBALANCE, INIT_CHOICES, RR_MODES, SCHEDULERS
     from ecgtransfer.signals.template import BEAT_INPUTS
-    from ecgtransfer.training.decision import DECISIONS, PREVALENCES
+    from ecgtransfer.training.config import ENCODINGS, INIT_CHOICES, RR_MODES
 
     g = p.add_argument_group("model and input")
     g.add_argument("--model", choices=MODELS,
@@ -54,6 +60,14 @@ def register(subparsers: Any) -> None:
     g.add_argument("--beat-input", choices=BEAT_INPUTS,
                    help="what the model sees of a beat: leads (default) | template (the leads and each minus the "
                         "record's median beat) | template-rgb (lead 1 / lead 1 - template / lead 2 as image channels)")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """The "data" options of ``train``: split, classes, imbalance, decision rule, augmentation."""
+    from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
+    from ecgtransfer.training.config import IMBALANCE
+    from ecgtransfer.training.decision import DECISIONS, PREVALENCES
+
     g = p.add_argument_group("data")
     g.add_argument("--split", choices=SPLIT_METHODS, help="how the store is split by patient (default patient)")
     g.add_argument("--fold", type=int, help="test fold of --split kfold")
@@ -83,6 +97,13 @@ def register(subparsers: Any) -> None:
                         "argmax (default) | prior (correct the training prior to the validation prevalence) | "
                         "tuned (prior, then per-class biases tuned to the validation selection-F1)")
     g.add_argument("--augment", action="store_true", default=None, help="signal augmentation of training batches")
+
+
+def _add_optimisation_options(p: argparse.ArgumentParser) -> None:
+    """The "optimisation" options of ``train``: steps, optimizer, tiers, schedule."""
+    from ecgtransfer.models.tiers import OPTIMIZERS, PRESETS
+    from ecgtransfer.training.config import SCHEDULERS
+
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
@@ -105,6 +126,10 @@ def register(subparsers: Any) -> None:
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--grad-clip", type=float)
     g.add_argument("--early-stopping", type=int, help="patience in epochs (validation macro-F1)")
+
+
+def _add_execution_options(p: argparse.ArgumentParser) -> None:
+    """The "execution" options of ``train``: device, precision, seed, workers, threads."""
     g = p.add_argument_group("execution")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     g.add_argument("--amp", choices=AMP_CHOICES,
@@ -116,7 +141,6 @@ def register(subparsers: Any) -> None:
     g.add_argument("--num-workers", type=int, help="DataLoader workers reading the store")
     g.add_argument("--threads", type=int, dest="num_threads", help="torch CPU threads")
     g.add_argument("--checkpoint-every", type=int, help="also write last.pt every N steps")
-    p.set_defaults(func=run)
 
 
 _FIELDS = ("model", "rr", "lda_shrinkage", "beat_input", "majority_cap", "select_min_support", "init", "encoding", "image_size", "split", "fold", "n_folds", "fold_database", "test_records", "val_fraction", "test_fraction",

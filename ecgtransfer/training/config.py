@@ -279,11 +279,16 @@ class TrainConfig:
 
     # -- validation -------------------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first invalid field and what it expects."""
+        """Raise :class:`ConfigError` naming the first invalid field and what it expects: the choices first, then
+        the numbers."""
+        self._check_choices()
+        self._check_numbers()
 
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(f"train config: {name} must be {expected}, got {getattr(self, name)!r}")
+    def _bad(self, name: str, expected: str) -> ConfigError:
+        return ConfigError(f"train config: {name} must be {expected}, got {getattr(self, name)!r}")
 
+    def _check_choices(self) -> None:
+        bad = self._bad
         if self.init not in INIT_CHOICES and not str(self.init).strip():
             raise bad("init", f"one of {INIT_CHOICES} or a weights file path")
         from ecgtransfer.models.registry import KINDS
@@ -322,7 +327,11 @@ class TrainConfig:
             raise bad("channels_last", f"one of {CHANNELS_LAST_CHOICES}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise bad("device", f"one of {DEVICES} or 'cuda:N'")
+
+    def _check_numbers(self) -> None:
         from ecgtransfer._validate import MAX_IMAGE_SIZE, positive_int
+
+        bad = self._bad
 
         def whole(name: str, expected: str) -> None:  # inf / nan / 1.5 are refused, not int()-ed into a traceback
             try:

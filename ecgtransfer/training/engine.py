@@ -47,11 +47,9 @@ from tqdm.auto import tqdm
 from ecgtransfer._atomic import atomic_open, atomic_write_json, atomic_write_text
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.conversion import BEAT_TASKS
-from ecgtransfer.errors import ConfigError, TrainingError
+from ecgtransfer.errors import TrainingError
 from ecgtransfer.imaging import check_finite, naming_segments
-from ecgtransfer.signals.template import (compose_input, input_channels, raw_lead_channels, store_templates,
-                                          uses_template)
+from ecgtransfer.physionet.catalog import dechazal_database
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training import distributed as D
 from ecgtransfer.training.checkpoint import (
@@ -61,23 +59,10 @@ from ecgtransfer.training.checkpoint import (
     load_model_state,
     restore_rng_state,
     save_checkpoint,
-    seed_everything,
     state_digest,
 )
 from ecgtransfer.training.config import TrainConfig, resolve_config
-from ecgtransfer.training.data import (
-    BatchPlan,
-    SignalAugment,
-    batch_loader,
-    class_weights,
-    eval_batches,
-    eval_shard,
-    make_split,
-    resolve_rr,
-    run_parts_of,
-    split_parts,
-    validation_weights,
-)
+from ecgtransfer.training.data import batch_loader, eval_batches, eval_shard
 from ecgtransfer.training.decision import DecisionRule, brief, effective_prior, fit_decision, scored
 from ecgtransfer.training.metrics import (
     aami_table,
@@ -88,20 +73,12 @@ from ecgtransfer.training.metrics import (
     metrics_table,
     plot_confusion_matrix,
 )
-from ecgtransfer.training.precision import describe as describe_precision
 from ecgtransfer.training.precision import dtype_name
 from ecgtransfer.training.run_files import RUN_FILES, RUN_LAYOUT, read_json_object, read_split
+from ecgtransfer.training.run_setup import (DataParts, build_data, build_model_parts, build_optimisation,
+                                            build_runtime, seed_run, training_module)
+from ecgtransfer.training.runtime import environment, logits_of, peak_memory_mb, reset_peak_memory
 from ecgtransfer.training.scoring import RawScores, score_part
-from ecgtransfer.training.runtime import (
-    amp_dtype,
-    environment,
-    logits_of,
-    peak_memory_mb,
-    reset_peak_memory,
-    resolve_device,
-    set_determinism,
-    use_channels_last,
-)
 
 log = logging.getLogger(__name__)
 
@@ -142,48 +119,6 @@ class TrainResult:
     paths: dict[str, Path] = field(default_factory=dict)
     step_evals: list[dict[str, Any]] = field(default_factory=list)
     decision: dict[str, Any] | None = None
-
-
-
-
-
-
-def model_spec_of(cfg: TrainConfig, store: SegmentStore, *, num_classes: int, in_channels: int,
-                  rr_dim: int) -> Any:
-    """The :class:`~ecgtransfer.models.registry.ModelSpec` of a run of ``cfg`` on ``store``."""
-    from ecgtransfer.models.registry import ModelSpec
-
-    params = store.manifest.get("parameters") or {}
-    return ModelSpec(kind=cfg.model, num_classes=num_classes, in_channels=in_channels, rr_dim=rr_dim,
-                     length=int(store.shape[2]), fs=float(store.fs or 0.0),
-                     r_index=int(params.get("before_samples") or 0),
-                     n_leads=raw_lead_channels(cfg.beat_input, int(store.shape[1])) if uses_template(cfg.beat_input)
-                     else 0)
-
-
-
-
-
-
-def _check_data(store: SegmentStore, parts: dict[str, np.ndarray]) -> None:
-    if store.num_classes < 2:
-        raise TrainingError(f"store {store.path} has {store.num_classes} class ({store.class_names}); "
-                            "classification needs at least two")
-    for part, idx in parts.items():
-        if idx.size and (idx.min() < 0 or idx.max() >= len(store)):
-            raise TrainingError(f"{part} indices out of range for store {store.path} with {len(store)} segments")
-    if parts["train"].size == 0:
-        raise TrainingError(f"the training split of store {store.path} is empty (split has "
-                            f"{len(parts['val'])} val, {len(parts['test'])} test segments); use more records "
-                            "or another split method")
-    if parts["val"].size == 0:
-        raise TrainingError(f"the validation split of store {store.path} is empty; early stopping and the best "
-                            "checkpoint need validation data (use more patients or a larger val_fraction)")
-    present = np.unique(store.labels[parts["train"]])
-    if present.size < 2:
-        name = store.class_names[int(present[0])]
-        raise TrainingError(f"the training split of store {store.path} holds a single class ({name!r}); "
-                            "classification needs at least two")
 
 
 def _write_metrics_files(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -260,114 +195,49 @@ class _Trainer:
         self.run_dir = out
         self.resume = resume
         self.split_arg = split
+        self.ckpt_path = self.run_dir / "last.pt"
+        self.best_path = self.run_dir / "best.pt"
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from ecgtransfer.models.registry import CLOSED_FORM, MODEL_INPUT, build_model
-        from ecgtransfer.models.tiers import build_optimizer
-        from ecgtransfer.training.schedules import build_scheduler
+        """Build the run in order (:mod:`ecgtransfer.training.run_setup`): runtime, data, model, optimisation,
+        the module the train step calls; then the state that checkpoints carry (restored with ``resume``)."""
+        from ecgtransfer.models.registry import CLOSED_FORM
 
         cfg, store = self.cfg, self.store
-        if cfg.num_threads:
-            from ecgtransfer._validate import max_threads
+        runtime = build_runtime(cfg)
+        self.device, self.dist, self._own_pg = runtime.device, runtime.dist, runtime.own_pg
+        seed_run(cfg, runtime)
+        data = build_data(store, cfg, self.split_arg)
+        self._adopt_data(data)
+        self.closed_form = cfg.model in CLOSED_FORM
+        check_run_identity(self.run_dir, cfg, resume=self.resume)  # again, under the lock
+        nets = build_model_parts(store, cfg, data, runtime, resuming=self.resume and self.ckpt_path.exists())
+        self.encoder, self.train_encoder, self.model_spec = nets.encoder, nets.train_encoder, nets.spec
+        self.model, self.dtype, self.channels_last = nets.model, nets.dtype, nets.channels_last
+        opt = build_optimisation(store, cfg, data, nets, runtime)
+        self.optimizer, self.clip_params, self.scheduler, self.scaler = (opt.optimizer, opt.clip_params,
+                                                                         opt.scheduler, opt.scaler)
+        self.plan, self.steps_per_epoch = opt.plan, opt.steps_per_epoch
+        self.total_steps, self.warmup_steps = opt.total_steps, opt.warmup_steps
+        self.weights_np, self.loss_weight, self.augment = opt.weights_np, opt.loss_weight, opt.augment
+        self.train_model = training_module(self.model, cfg, runtime)
+        self._initial_state()
+        if self.resume:
+            self._load_resume()
 
-            if cfg.num_threads > max_threads():  # a config asking for 100000 threads: libgomp aborts the process
-                log.warning("num_threads %d is more than %d (4 per CPU); using %d", cfg.num_threads, max_threads(),
-                            max_threads())
-            torch.set_num_threads(min(cfg.num_threads, max_threads()))
-        self.device = resolve_device(cfg.device)
-        self._own_pg = D.launched_by_torchrun() and not torch.distributed.is_initialized()
-        self.dist = D.init_distributed(self.device.type)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        set_determinism(cfg.deterministic, self.device)
-        seed_everything(cfg.seed)
-
-        parts = split_parts(self.split_arg) if self.split_arg is not None else make_split(store, cfg)
-        _check_data(store, parts)
-        rp = run_parts_of(store, parts, cfg)
-        _check_data(store, rp.parts)
-        self.class_names, self.label_map, self.excluded = rp.class_names, rp.label_map, rp.excluded
-        # the most frequent class of the training part (before any cap): the majority line and the capped class
-        self.majority, self.majority_capped = rp.majority, rp.majority_capped
-        parts = rp.parts
-        self.parts = parts
-        # the validation part at its true prevalence: weights undoing the majority cap (None: nothing to undo)
-        self.val_weights = validation_weights(store, rp, cfg.validation_prevalence)
-        self.val_prevalence = "capped" if rp.majority_capped.get("val") and self.val_weights is None else "true"
+    def _adopt_data(self, data: DataParts) -> None:
+        """The trainer's names for the run's data (:class:`~ecgtransfer.training.run_setup.DataParts`)."""
+        self.parts = data.parts
+        self.class_names, self.label_map, self.excluded = data.class_names, data.label_map, data.excluded
+        self.majority, self.majority_capped = data.majority, data.majority_capped
+        self.val_weights, self.val_prevalence = data.val_weights, data.val_prevalence
+        self.run_labels, self.rr_dim = data.run_labels, data.rr_dim
         self.best_val: dict[str, np.ndarray] | None = None  # the best epoch's validation labels and probabilities
         self.decision: DecisionRule = DecisionRule()
-        self.run_labels = self.label_map[np.asarray(store.labels)]  # [N] the run's labels (-1: excluded)
-        k = len(self.class_names)
-        self.rr_dim = resolve_rr(cfg.rr, store)
-        self.closed_form = cfg.model in CLOSED_FORM
 
-        self.ckpt_path = self.run_dir / "last.pt"
-        self.best_path = self.run_dir / "best.pt"
-        check_run_identity(self.run_dir, cfg, resume=self.resume)  # again, under the lock
-
-        self.encoder: torch.nn.Module | None = None
-        self.train_encoder: torch.nn.Module | None = None
-        if uses_template(cfg.beat_input) and store.manifest.get("task") not in BEAT_TASKS:
-            raise ConfigError(f"beat_input {cfg.beat_input!r} needs a beat store (tasks {list(BEAT_TASKS)}); "
-                              f"{store.path} holds {store.manifest.get('task')!r} segments")
-        in_channels = input_channels(cfg.beat_input, int(store.shape[1]))
-        if MODEL_INPUT[cfg.model] == "images":
-            self.encoder = cfg.image_encoder(store.fs).to(self.device)
-            first = parts["train"][:1]
-            probe_np = store.batch(first)
-            if uses_template(cfg.beat_input):
-                templates, index = store_templates(store)
-                probe_np = compose_input(probe_np, templates[index[first]], cfg.beat_input)
-            probe = torch.from_numpy(probe_np).to(self.device)
-            with naming_segments(probe, parts["train"][:1], store):
-                self.encoder(probe)  # image size and encoding settings fail here, before the run directory is written
-            # the train step checks its batch for NaN/inf inside its one device sync (the loss read-back) instead of
-            # the encoder's own check, which would add a second sync per step before the forward pass
-            self.train_encoder = cfg.image_encoder(store.fs, check_finite_values=False).to(self.device)
-            in_channels = self.encoder.out_channels(in_channels)
-        self.model_spec = model_spec_of(cfg, store, num_classes=k, in_channels=in_channels, rr_dim=self.rr_dim)
-        weights = self._init_weights()
-        self.model = build_model(self.model_spec, weights=weights, class_names=self.class_names,
-                                 head=cfg.init_head).to(self.device)
-        self.dtype = amp_dtype(cfg.amp, self.device)
-        self.channels_last = use_channels_last(cfg.channels_last, self.device, self.dtype)
-        if self.dist.is_main:
-            log.info("%s", describe_precision(cfg.amp, cfg.channels_last, self.device, self.dtype, self.channels_last))
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, cfg.tier_config())
-        self.clip_params = [p for g in self.optimizer.param_groups for p in g["params"]]  # for grad_clip
-
-        self.plan = BatchPlan(parts["train"], self.run_labels, cfg.batch_size, cfg.seed,
-                              balanced=cfg.imbalance == "sampler", rank=self.dist.rank,
-                              world_size=self.dist.world_size)
-        self.steps_per_epoch = len(self.plan)
-        total = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
-        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(0.05 * self.total_steps))
-        self.warmup_steps = min(warmup, max(self.total_steps - 1, 0))
-        self.scheduler = build_scheduler(self.optimizer, kind=cfg.scheduler, total_steps=self.total_steps,
-                                         warmup_steps=self.warmup_steps)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-
-        w = class_weights(self.run_labels[parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
-        self.weights_np = w
-        self.loss_weight = torch.tensor(w, dtype=torch.float32, device=self.device)
-        self.augment = (SignalAugment(seed=cfg.seed, fs=store.fs, scale=cfg.aug_scale, wander=cfg.aug_wander,
-                                      noise=cfg.aug_noise, shift=cfg.aug_shift, rank=self.dist.rank)
-                        if cfg.augment else None)
-
-        self.train_model: torch.nn.Module = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.train_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                   else None)
-        if cfg.compile:
-            self.train_model = torch.compile(self.train_model)
-
-        # state that checkpoints carry
+    def _initial_state(self) -> None:
+        """The state that checkpoints carry, at the start of a run."""
         self.epoch = 0
         self.step = 0
         self.step_in_epoch = 0
@@ -380,34 +250,6 @@ class _Trainer:
         self.finished: str | None = None
         self.rng_restored = False
         self.resumed_from: int | None = None
-        if self.resume:
-            self._load_resume()
-
-    def _init_weights(self) -> str | None:
-        """The ``weights`` the model is built with.
-
-        ``None`` for ``init="scratch"`` and when resuming from an existing ``last.pt`` (its weights replace the
-        initial ones, so a deleted init file or an offline machine must not matter). Under torchrun, ImageNet
-        weights are resolved by local rank 0 first (downloading them once per node), then the other ranks read
-        the cached file after a barrier.
-        """
-        from ecgtransfer.errors import WeightsError
-        from ecgtransfer.models.weight_registry import imagenet_file, is_weight_name
-
-        init = self.cfg.init
-        if init == "scratch" or (self.resume and self.ckpt_path.exists()):
-            return None
-        if self.dist.enabled and is_weight_name(init):
-            failed: WeightsError | None = None
-            if self.dist.local_rank == 0:
-                try:
-                    imagenet_file(str(init).lower(), progress=self.cfg.progress)
-                except WeightsError as exc:  # the other ranks must still reach the barrier
-                    failed = exc
-            D.barrier(self.dist)
-            if failed is not None:
-                raise failed
-        return init
 
     def _load_resume(self) -> None:
         D.barrier(self.dist)
@@ -612,6 +454,7 @@ class _Trainer:
         return float(loss_v), int(correct)
 
     def run(self) -> TrainResult:
+        """Train epoch by epoch (or fit a closed-form model) from where the state stands, then finish the run."""
         cfg = self.cfg
         self._write_static_files()
         if self.finished:
@@ -622,62 +465,72 @@ class _Trainer:
             self.finished = self._fit_closed_form()
             self._save(self.ckpt_path)
             return self._finish(self.finished)
-        show = self.dist.is_main and cfg.progress
         stopped = "epochs"
         while self.epoch < cfg.epochs:
-            epoch = self.epoch
-            batches = self.plan.batches(epoch)
-            skip = self.step_in_epoch
-            loader = batch_loader(self.store, batches[skip:], num_workers=cfg.num_workers,
-                                  pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim,
-                              beat_input=self.cfg.beat_input)
-            self.train_model.train()
-            reset_peak_memory(self.device)
-            t0 = time.perf_counter()
-            n_images = 0
-            bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show,
-                       leave=False, dynamic_ncols=True)
-            hit_max = False
-            data_s = 0.0  # waiting for the loader's next batch (reading the store), apart from the device's work
-            t_mark = time.perf_counter()
-            for k, (x, y, idx, rr) in enumerate(loader, start=skip):
-                data_s += time.perf_counter() - t_mark
-                x = x.to(self.device, non_blocking=True)
-                y = y.to(self.device, non_blocking=True)
-                if rr is not None:
-                    rr = rr.to(self.device, non_blocking=True)
-                with naming_segments(x, idx, self.store):
-                    loss, correct = self.train_step(x, y, epoch, k, rr)
-                b = int(y.shape[0])
-                self.accum["loss_sum"] += loss * b
-                self.accum["n"] += b
-                self.accum["correct"] += correct
-                n_images += b
-                self.step += 1
-                self.step_in_epoch = k + 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['n']:.4f}",
-                                    acc=f"{self.accum['correct'] / self.accum['n']:.3f}")
-                if cfg.max_steps and self.step >= cfg.max_steps:
-                    hit_max = True
-                    break
-                if cfg.val_every_steps and self.step % cfg.val_every_steps == 0 and k + 1 < len(batches):
-                    self._validate_within_epoch(epoch)
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and k + 1 < len(batches):
-                    self._save(self.ckpt_path)
-                t_mark = time.perf_counter()
-            bar.close()
-            train_time = time.perf_counter() - t0 - self.within_epoch_eval_s  # training only
-            self.within_epoch_eval_s = 0.0
-            stopped_now = self._end_epoch(epoch, partial=self.step_in_epoch < len(batches), n_images=n_images,
-                                          train_time=train_time, hit_max=hit_max, data_time=data_s)
+            stopped_now = self._train_epoch(self.epoch)
             if stopped_now:
                 stopped = stopped_now
                 break
         self.finished = stopped
         self._save(self.ckpt_path)
         return self._finish(stopped)
+
+    def _train_epoch(self, epoch: int) -> str | None:
+        """Train ``epoch`` from its step ``self.step_in_epoch`` (a resumed run skips the batches it took), then end
+        it (:meth:`_end_epoch`); returns why the run stops, or None."""
+        cfg = self.cfg
+        batches = self.plan.batches(epoch)
+        skip = self.step_in_epoch
+        loader = batch_loader(self.store, batches[skip:], num_workers=cfg.num_workers,
+                              pin_memory=self.device.type == "cuda", label_map=self.label_map, rr_dim=self.rr_dim,
+                              beat_input=self.cfg.beat_input)
+        self.train_model.train()
+        reset_peak_memory(self.device)
+        t0 = time.perf_counter()
+        n_images = 0
+        bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not (self.dist.is_main and cfg.progress), leave=False, dynamic_ncols=True)
+        hit_max = False
+        data_s = 0.0  # waiting for the loader's next batch (reading the store), apart from the device's work
+        t_mark = time.perf_counter()
+        for k, (x, y, idx, rr) in enumerate(loader, start=skip):
+            data_s += time.perf_counter() - t_mark
+            n_images += self._step_batch(x, y, idx, rr, epoch, k, bar)
+            if cfg.max_steps and self.step >= cfg.max_steps:
+                hit_max = True
+                break
+            if cfg.val_every_steps and self.step % cfg.val_every_steps == 0 and k + 1 < len(batches):
+                self._validate_within_epoch(epoch)
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and k + 1 < len(batches):
+                self._save(self.ckpt_path)
+            t_mark = time.perf_counter()
+        bar.close()
+        train_time = time.perf_counter() - t0 - self.within_epoch_eval_s  # training only
+        self.within_epoch_eval_s = 0.0
+        return self._end_epoch(epoch, partial=self.step_in_epoch < len(batches), n_images=n_images,
+                               train_time=train_time, hit_max=hit_max, data_time=data_s)
+
+    def _step_batch(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, rr: torch.Tensor | None,
+                    epoch: int, k: int, bar: Any) -> int:
+        """Move batch ``k`` of ``epoch`` (``x [B, C, L]``, ``y [B]``, store indices ``idx [B]``, ``rr [B, R]``) to the
+        device, take one :meth:`train_step` on it and count it; returns ``B``."""
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if rr is not None:
+            rr = rr.to(self.device, non_blocking=True)
+        with naming_segments(x, idx, self.store):
+            loss, correct = self.train_step(x, y, epoch, k, rr)
+        b = int(y.shape[0])
+        self.accum["loss_sum"] += loss * b
+        self.accum["n"] += b
+        self.accum["correct"] += correct
+        self.step += 1
+        self.step_in_epoch = k + 1
+        bar.update(1)
+        if self.step % self.cfg.log_every == 0:
+            bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['n']:.4f}",
+                            acc=f"{self.accum['correct'] / self.accum['n']:.3f}")
+        return b
 
     @torch.no_grad()
     def _fit_closed_form(self) -> str:
@@ -726,7 +579,8 @@ class _Trainer:
 
     def _end_epoch(self, epoch: int, *, partial: bool, n_images: int, train_time: float,
                    hit_max: bool, data_time: float | None = None) -> str | None:
-        cfg = self.cfg
+        """Validate, select, record and checkpoint the end of ``epoch`` (``partial``: it stopped before its last
+        batch); returns why the run stops (``"max_steps"``, ``"early_stopping"``) or None."""
         D.broadcast_buffers(self.model, self.dist)
         n_local = D.all_reduce_sum([self.accum["loss_sum"], self.accum["n"], self.accum["correct"],
                                     float(n_images)], self.dist)
@@ -758,11 +612,7 @@ class _Trainer:
         self.history.append(entry)
         if self.dist.is_main:
             _write_metrics_files(self.run_dir, self.history)
-            pcs = " ".join(f"{n}:Se={r['se']:.2f}/+P={r['ppv']:.2f}" for n, r in val["per_class"].items()
-                           if r["support"])
-            log.info("epoch %d step %d: train loss %.4f, val loss %.4f, acc %.3f, macro-F1 %.3f, selection-F1 %.3f "
-                     "(%s)%s", epoch + 1, self.step, entry["train"]["loss"], val["loss"], val["accuracy"],
-                     val["macro_f1"], val["selection_f1"], pcs, "  [best]" if improved else "")
+            self._log_epoch(entry)
         # the next position: a finished epoch continues with the next one
         if not partial:
             self.epoch = epoch + 1
@@ -770,6 +620,20 @@ class _Trainer:
         self.accum = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
         if improved:
             self._save(self.best_path)
+        return self._stop_or_save(hit_max)
+
+    def _log_epoch(self, entry: dict[str, Any]) -> None:
+        val = entry["val"]
+        pcs = " ".join(f"{n}:Se={r['se']:.2f}/+P={r['ppv']:.2f}" for n, r in val["per_class"].items()
+                       if r["support"])
+        log.info("epoch %d step %d: train loss %.4f, val loss %.4f, acc %.3f, macro-F1 %.3f, selection-F1 %.3f "
+                 "(%s)%s", entry["epoch"], entry["step"], entry["train"]["loss"], val["loss"], val["accuracy"],
+                 val["macro_f1"], val["selection_f1"], pcs, "  [best]" if entry["best"] else "")
+
+    def _stop_or_save(self, hit_max: bool) -> str | None:
+        """Why the run stops after this epoch (``max_steps``, ``early_stopping``), or None: then ``last.pt`` is
+        written when epochs remain."""
+        cfg = self.cfg
         stop: str | None = None
         if hit_max:
             stop = "max_steps"
@@ -889,7 +753,7 @@ class _Trainer:
                 lines += ["de Chazal et al. (2004) layout, in % (gross: pooled over all beats; per-record average: "
                           "mean over the records holding / predicted as the class):", "", dechazal_table(m["aami"]),
                           ""]
-            if store.manifest.get("database") == "mitdb" and set(self.class_names) >= {"N", "S", "V"}:
+            if store.manifest.get("database") == dechazal_database().name and set(self.class_names) >= {"N", "S", "V"}:
                 lines += ["AAMI-style table (Se = sensitivity, +P = positive predictivity):", "", aami_table(m), ""]
             lines += [f"_{note}_" for note in m.get("notes", [])] + [""]
         return "\n".join(lines)

@@ -110,7 +110,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
              decision: str = DECISION_USES[0]) -> LoadedRun:
     """Rebuild the model of a run from ``config.json`` and ``best.pt`` / ``last.pt`` (or a checkpoint path), with
     the checkpoint's decision rule (``decision="stored"``; ``"argmax"``: the plain arg-max)."""
-    from ecgtransfer.models.registry import MODEL_INPUT, ModelSpec, build_model
+    from ecgtransfer.models.registry import MODEL_INPUT, build_model
 
     if decision not in DECISION_USES:
         raise TrainingError(f"decision must be one of {DECISION_USES}, got {decision!r}")
@@ -125,42 +125,16 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
         log.warning("%s has no best.pt; using last.pt", run_dir)
         path = run_dir / "last.pt"
     dev = resolve_device(device or cfg.device)
-    ckpt = load_checkpoint(path, map_location="cpu")
-    saved = ckpt.get("config")
-    diff = cfg.incompatible_with(saved) if isinstance(saved, dict) else {}
-    if diff:  # e.g. two runs written into one folder: config.json of one, the checkpoint of the other
-        detail = ", ".join(f"{k}: checkpoint {a!r} vs config.json {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise TrainingError(f"{cfg_file} does not match the settings stored in {path} ({detail}); the run directory "
-                            "mixes two runs: train again into a new folder")
-    names = ckpt.get("class_names")
-    if not isinstance(names, list) or not names or not isinstance(ckpt.get("model"), dict):
-        raise TrainingError(f"checkpoint {path} lacks its class names or model state; it is damaged")
-    names = [str(n) for n in names]
+    ckpt, names = _checked_checkpoint(path, cfg, cfg_file)
     manifest_file = run_dir / "store_manifest.json"
     manifest = {}
     if os.path.lexists(manifest_file):
         manifest = _json_object(manifest_file, "store manifest of the run")
         run_files.check_store_manifest(manifest, manifest_file)
-    raw_spec = ckpt.get("model_spec")
-    try:
-        spec = ModelSpec.from_dict(raw_spec) if isinstance(raw_spec, dict) else None
-    except (TypeError, ValueError) as exc:
-        raise TrainingError(f"checkpoint {path}: its model_spec {raw_spec!r} is damaged ({exc})") from None
+    spec = _saved_spec(ckpt, path)
     kind = spec.kind if spec is not None else "resnet50"
     encoder = cfg.image_encoder(manifest.get("fs")) if MODEL_INPUT[kind] == "images" else None
-    if spec is None:  # a checkpoint of an older version: a resnet50 without RR context
-        shape = manifest.get("shape")
-        if shape and len(shape) == 3:
-            in_channels = encoder.out_channels(int(shape[1]))
-        else:  # no manifest: the checkpoint's first convolution says how many channels the images have
-            conv = ckpt["model"].get("features_1.stem.conv.weight")
-            if not isinstance(conv, torch.Tensor) or conv.dim() != 4:
-                raise TrainingError(f"checkpoint {path} has no 4-D features_1.stem.conv.weight; it is damaged")
-            in_channels = int(conv.shape[1])
-        spec = ModelSpec(kind="resnet50", num_classes=len(names), in_channels=in_channels)
-    if spec.num_classes != len(names):
-        raise TrainingError(f"checkpoint {path}: its model has {spec.num_classes} outputs but {len(names)} class "
-                            "names; it is damaged")
+    spec = _checked_spec(spec, ckpt, path, manifest, encoder, names)
     model = build_model(spec)
     from ecgtransfer.models.weights import check_finite_state
 
@@ -189,6 +163,56 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
                      checkpoint=path, device=dev, dtype=dtype, channels_last=channels_last,
                      class_weights=weights, spec=spec, rr_columns=list(RR_FEATURES[:spec.rr_dim]),
                      excluded_classes=[str(c) for c in ckpt.get("excluded_classes", [])], decision=rule)
+
+
+def _checked_checkpoint(path: Path, cfg: TrainConfig, cfg_file: Path) -> tuple[dict[str, Any], list[str]]:
+    """``(checkpoint, class names)`` of ``path``, refused when its settings are not ``config.json``'s or it lacks
+    its class names or model state."""
+    ckpt = load_checkpoint(path, map_location="cpu")
+    saved = ckpt.get("config")
+    diff = cfg.incompatible_with(saved) if isinstance(saved, dict) else {}
+    if diff:  # e.g. two runs written into one folder: config.json of one, the checkpoint of the other
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs config.json {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise TrainingError(f"{cfg_file} does not match the settings stored in {path} ({detail}); the run directory "
+                            "mixes two runs: train again into a new folder")
+    names = ckpt.get("class_names")
+    if not isinstance(names, list) or not names or not isinstance(ckpt.get("model"), dict):
+        raise TrainingError(f"checkpoint {path} lacks its class names or model state; it is damaged")
+    return ckpt, [str(n) for n in names]
+
+
+def _saved_spec(ckpt: dict[str, Any], path: Path) -> Any:
+    """The checkpoint's :class:`~ecgtransfer.models.registry.ModelSpec`, or None (a checkpoint of an older
+    version)."""
+    from ecgtransfer.models.registry import ModelSpec
+
+    raw_spec = ckpt.get("model_spec")
+    try:
+        return ModelSpec.from_dict(raw_spec) if isinstance(raw_spec, dict) else None
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"checkpoint {path}: its model_spec {raw_spec!r} is damaged ({exc})") from None
+
+
+def _checked_spec(spec: Any, ckpt: dict[str, Any], path: Path, manifest: dict[str, Any], encoder: Any,
+                  names: list[str]) -> Any:
+    """``spec``, or for a checkpoint without one (an older version: a resnet50 without RR context) the spec its
+    manifest or first convolution implies; refused when its outputs are not the class names."""
+    from ecgtransfer.models.registry import ModelSpec
+
+    if spec is None:  # a checkpoint of an older version: a resnet50 without RR context
+        shape = manifest.get("shape")
+        if shape and len(shape) == 3:
+            in_channels = encoder.out_channels(int(shape[1]))
+        else:  # no manifest: the checkpoint's first convolution says how many channels the images have
+            conv = ckpt["model"].get("features_1.stem.conv.weight")
+            if not isinstance(conv, torch.Tensor) or conv.dim() != 4:
+                raise TrainingError(f"checkpoint {path} has no 4-D features_1.stem.conv.weight; it is damaged")
+            in_channels = int(conv.shape[1])
+        spec = ModelSpec(kind="resnet50", num_classes=len(names), in_channels=in_channels)
+    if spec.num_classes != len(names):
+        raise TrainingError(f"checkpoint {path}: its model has {spec.num_classes} outputs but {len(names)} class "
+                            "names; it is damaged")
+    return spec
 
 
 def _indices(run: LoadedRun, store: SegmentStore, split: str) -> np.ndarray:
@@ -281,23 +305,38 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
     res = score_run(run, store, idx, batch_size=batch_size, num_workers=num_workers)
     probs, loss = res.probs, res.loss
     if members:
-        probs = probs.astype(np.float64)
-        for mem in members:
-            got = score_run(mem, store, idx, batch_size=batch_size, num_workers=num_workers)
-            if got.probs.shape != probs.shape or not np.array_equal(got.indices, res.indices):
-                raise TrainingError(f"ensemble member {mem.run_dir} scored other segments than {run.run_dir}")
-            probs = probs + got.probs
-        probs = probs / (len(members) + 1)
-        w = run.class_weights[res.labels]
-        with np.errstate(divide="ignore"):
-            nll = -np.log(probs[np.arange(len(probs)), res.labels])
-        loss = float((w * nll).sum() / w.sum()) if w.sum() else float("nan")
+        probs, loss = _ensemble(run, members, res, store, idx, batch_size=batch_size, num_workers=num_workers)
     records = store.record_ids[res.indices] if store.manifest.get("task") == "beats" else None
     m = scored(res.labels, probs, run.class_names, run.decision, loss=loss,
                min_support=run.config.select_min_support, records=records)
     log.info("%s: decision rule %s%s", run.checkpoint, run.decision.describe(),
              f", on the mean probabilities of {len(members) + 1} runs" if members else "")
-    out_dir = Path(out) if out is not None else run.run_dir
+    _write_eval(m, run, members, store, split, Path(out) if out is not None else run.run_dir)
+    return m
+
+
+def _ensemble(run: LoadedRun, members: list[LoadedRun], res: PartScores, store: SegmentStore, idx: np.ndarray, *,
+              batch_size: int | None, num_workers: int) -> tuple[np.ndarray, float]:
+    """``(probabilities [n, K], loss)`` of an ensemble: the mean of ``run``'s (``res``) and the ``members``'
+    probabilities on the same segments, and the weighted cross-entropy of that mean (``run``'s class weights)."""
+    probs = res.probs.astype(np.float64)
+    for mem in members:
+        got = score_run(mem, store, idx, batch_size=batch_size, num_workers=num_workers)
+        if got.probs.shape != probs.shape or not np.array_equal(got.indices, res.indices):
+            raise TrainingError(f"ensemble member {mem.run_dir} scored other segments than {run.run_dir}")
+        probs = probs + got.probs
+    probs = probs / (len(members) + 1)
+    w = run.class_weights[res.labels]
+    with np.errstate(divide="ignore"):
+        nll = -np.log(probs[np.arange(len(probs)), res.labels])
+    loss = float((w * nll).sum() / w.sum()) if w.sum() else float("nan")
+    return probs, loss
+
+
+def _write_eval(m: dict[str, Any], run: LoadedRun, members: list[LoadedRun], store: SegmentStore, split: str,
+                out_dir: Path) -> None:
+    """Complete the metrics ``m`` (split, checkpoint, store, paths, ensemble members) and write
+    ``eval_<split>.json`` and ``eval_<split>_confusion.png`` into ``out_dir``."""
     paths = {"metrics": out_dir / f"eval_{split}.json", "confusion": out_dir / f"eval_{split}_confusion.png"}
     m.update({"split": split, "checkpoint": str(run.checkpoint), "store": str(store.path),
               "store_manifest_hash": store.manifest_hash,
@@ -308,4 +347,3 @@ def evaluate(run_dir: str | os.PathLike, store: SegmentStore | str | os.PathLike
     atomic_write_json(paths["metrics"], m)
     plot_confusion_matrix(m, paths["confusion"], title=f"{split} ({run.checkpoint.name}, {run.decision.method}"
                                                        + (f", ensemble of {len(members) + 1})" if members else ")"))
-    return m

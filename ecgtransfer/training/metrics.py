@@ -121,35 +121,16 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         (plus ``"weighted_n"`` with ``sample_weight``). ``macro_classes`` are the classes with support in this
         split, over which ``macro_f1`` averages.
     """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    probs = np.asarray(probs, dtype=np.float64)
     k = len(class_names)
-    if probs.ndim != 2 or probs.shape != (y_true.shape[0], k):
-        raise ValueError(f"expected probs of shape [{y_true.shape[0]}, {k}], got {probs.shape}")
-    if y_pred is None:
-        y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
-    if sample_weight is not None and not (np.asarray(sample_weight) > 0).all():
-        raise ValueError("sample_weight must be positive")
+    y_true, probs, y_pred = _checked_inputs(y_true, probs, k, sample_weight, y_pred)
     cm = confusion_matrix(y_true, y_pred, k, sample_weight)
     n = int(len(y_true)) if sample_weight is not None else int(cm.sum())
     total = float(cm.sum())
     tp = np.diag(cm).astype(np.float64)
     support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    fn = support - tp
-    fp = predicted - tp
-    tn = total - tp - fn - fp
-    se = _div(tp, tp + fn)
-    ppv = _div(tp, tp + fp)
-    spec = _div(tn, tn + fp)
     f1 = f1_per_class(cm)
     auc = auroc_ovr(y_true, probs, k)
     present = support > 0  # fixed by the split's true labels: the same class set for every model
-    notes = []
-    for i, name in enumerate(class_names):
-        if math.isnan(auc[i]):
-            why = "no segment of the class" if support[i] == 0 else "only segments of the class"
-            notes.append(f"AUROC of class {name!r} is undefined (NaN): the split has {why}")
     defined = auc[~np.isnan(auc)]
     selected = selection_mask(y_true, k, min_support)
     out: dict[str, Any] = {
@@ -161,20 +142,63 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray
         "macro_classes": [name for i, name in enumerate(class_names) if present[i]],
         "selection_f1": float(f1[selected].mean()) if selected.any() else float("nan"),
         "selection_classes": [name for i, name in enumerate(class_names) if selected[i]],
-        "per_class": {
-            name: {"support": float(support[i]) if sample_weight is not None else int(support[i]),
-                   "se": float(se[i]), "ppv": float(ppv[i]),
-                   "specificity": float(spec[i]), "fpr": float(1.0 - spec[i]) if n else 0.0, "f1": float(f1[i]),
-                   "auroc": float(auc[i])}
-            for i, name in enumerate(class_names)
-        },
+        "per_class": _per_class(cm, f1, auc, class_names, n=n, weighted=sample_weight is not None),
         "confusion_matrix": cm.tolist(),
         "class_names": list(class_names),
-        "notes": notes,
+        "notes": _auroc_notes(auc, support, class_names),
     }
     if sample_weight is not None:
         out["weighted_n"] = total
     return out
+
+
+def _checked_inputs(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, k: int,
+                    sample_weight: np.ndarray | None, y_pred: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(y_true [n] int64, probs [n, K] float64, y_pred [n])`` of :func:`classification_metrics` (``y_pred``: the
+    arg-max of ``probs`` unless given), or a ValueError for a shape mismatch or a weight that is not positive."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape != (y_true.shape[0], k):
+        raise ValueError(f"expected probs of shape [{y_true.shape[0]}, {k}], got {probs.shape}")
+    if y_pred is None:
+        y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, dtype=np.int64)
+    if sample_weight is not None and not (np.asarray(sample_weight) > 0).all():
+        raise ValueError("sample_weight must be positive")
+    return y_true, probs, y_pred
+
+
+def _per_class(cm: np.ndarray, f1: np.ndarray, auc: np.ndarray, class_names: Sequence[str], *, n: int,
+               weighted: bool) -> dict[str, dict[str, Any]]:
+    """``{name: {"support", "se", "ppv", "specificity", "fpr", "f1", "auroc"}}`` from the confusion matrix
+    ``cm [K, K]`` (rows: true class), ``f1 [K]`` and ``auc [K]``; ``weighted``: supports are summed weights."""
+    total = float(cm.sum())
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    fn = support - tp
+    fp = predicted - tp
+    tn = total - tp - fn - fp
+    se = _div(tp, tp + fn)
+    ppv = _div(tp, tp + fp)
+    spec = _div(tn, tn + fp)
+    return {
+        name: {"support": float(support[i]) if weighted else int(support[i]),
+               "se": float(se[i]), "ppv": float(ppv[i]),
+               "specificity": float(spec[i]), "fpr": float(1.0 - spec[i]) if n else 0.0, "f1": float(f1[i]),
+               "auroc": float(auc[i])}
+        for i, name in enumerate(class_names)
+    }
+
+
+def _auroc_notes(auc: np.ndarray, support: np.ndarray, class_names: Sequence[str]) -> list[str]:
+    """One note per class whose AUROC is undefined (NaN), saying why."""
+    notes = []
+    for i, name in enumerate(class_names):
+        if math.isnan(auc[i]):
+            why = "no segment of the class" if support[i] == 0 else "only segments of the class"
+            notes.append(f"AUROC of class {name!r} is undefined (NaN): the split has {why}")
+    return notes
 
 
 def aami_evaluation(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,6 +44,7 @@ from ecgtransfer.training.multilabel_metrics import auc_table, bootstrap_interva
 from ecgtransfer.training.precision import amp_dtype, describe as describe_precision, dtype_name, use_channels_last
 from ecgtransfer.training.run_files import read_json_object, read_split
 from ecgtransfer.training.runtime import environment, logits_of, resolve_device
+from ecgtransfer.training.scoring import score_part
 
 log = logging.getLogger(__name__)
 
@@ -97,32 +98,44 @@ def precision_of(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | 
     return dtype, use_channels_last(cfg.channels_last, device, dtype)
 
 
-@torch.no_grad()
 def _probs(model: torch.nn.Module, encoder: torch.nn.Module | None, store: SegmentStore, idx: np.ndarray,
            device: torch.device, batch: int, *, dtype: torch.dtype | None = None, channels_last: bool = False
            ) -> np.ndarray:
-    """Sigmoid probabilities ``[n, K]`` of segments ``[n, C, L]`` (``store`` rows ``idx``), in batches."""
-    model.eval()
-    out = []
-    for i in range(0, len(idx), batch):
-        x = torch.from_numpy(store.batch(idx[i:i + batch])).to(device)
-        out.append(torch.sigmoid(logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, store.num_classes))
+    """Sigmoid probabilities ``[n, K]`` of segments ``[n, C, L]`` (``store`` rows ``idx``, in their order), in
+    batches: the one scoring path (:func:`ecgtransfer.training.scoring.score_part`) with sigmoid outputs."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if not len(idx):
+        return np.zeros((0, store.num_classes))
+    part = score_part(model, encoder, store, idx, label_map=None, rr_dim=0, beat_input="leads", batch_size=batch,
+                      device=device, dtype=dtype, channels_last=channels_last, activation="sigmoid")
+    return part.probs_in_order_of(idx)
 
 
-def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, resume: bool = False,
-                         split: Any | None = None) -> Any:
-    """Train ``cfg``'s model on a multilabel store into ``out``; returns a
-    :class:`~ecgtransfer.training.engine.TrainResult`-like object (``run_dir``, ``best_epoch``, ``best_metrics``,
-    ``test_metrics``, ``history``, ``paths``)."""
+@dataclass(frozen=True)
+class _Setup:
+    """What a multilabel run trains with (:func:`_build_setup`)."""
+
+    device: torch.device
+    parts: dict[str, np.ndarray]
+    targets: np.ndarray  # [N, K] float32 multi-hot
+    spec: Any
+    model: torch.nn.Module
+    encoder: torch.nn.Module | None
+    dtype: torch.dtype | None
+    channels_last: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    pos_weight: np.ndarray | None  # [K], None: imbalance "none"
+
+
+def _build_setup(store: SegmentStore, cfg: TrainConfig, split: Any | None) -> _Setup:
+    """Threads, device, seed, parts (train and validation must not be empty), model and precision, the tiered
+    optimiser and its schedule, the per-label positive weights; in this order (the seed before the weights)."""
     from ecgtransfer.models.tiers import build_optimizer
     from ecgtransfer.training.schedules import build_scheduler
 
-    if resume and (out / "test_metrics.json").is_file() and (out / "run.json").is_file():
-        return _result(out)
-    if cfg.imbalance == "sampler":
-        raise ConfigError("imbalance = 'sampler' draws single-label classes; a multilabel run takes 'weighted' "
-                          "(per-label positive weights) or 'none'")
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     device = resolve_device(cfg.device)
@@ -150,69 +163,93 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
     scheduler = build_scheduler(optimizer, kind=cfg.scheduler, total_steps=total,
                                 warmup_steps=min(warmup, max(total - 1, 0)))
     pw = pos_weights(y_all[parts["train"]]) if cfg.imbalance == "weighted" else None
-    pos_weight = None if pw is None else torch.tensor(pw, dtype=torch.float32, device=device)
+    return _Setup(device=device, parts=parts, targets=y_all, spec=spec, model=model, encoder=encoder, dtype=dtype,
+                  channels_last=channels_last, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                  steps_per_epoch=steps_per_epoch, pos_weight=pw)
+
+
+def _write_start_files(out: Path, store: SegmentStore, cfg: TrainConfig, run: _Setup) -> dict[str, Any]:
+    """``config.json``, ``store_manifest.json``, ``split.npz`` and a ``run.json`` of status ``running``; returns the
+    ``run.json`` content (finished by :func:`fine_tune_multilabel`)."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
     atomic_write_json(out / "store_manifest.json", store.manifest)
-    np.savez(out / "split.npz", **parts)
+    np.savez(out / "split.npz", **run.parts)
+    pw = run.pos_weight
     run_info = {"status": "running", "task": "multilabel", "store": str(store.path),
-                "store_manifest_hash": store.manifest_hash, "class_names": names,
-                "level": store.manifest["multilabel"].get("level"), "environment": environment(device),
-                "sizes": {k: int(len(v)) for k, v in parts.items()},
+                "store_manifest_hash": store.manifest_hash, "class_names": store.class_names,
+                "level": store.manifest["multilabel"].get("level"), "environment": environment(run.device),
+                "sizes": {k: int(len(v)) for k, v in run.parts.items()},
                 "pos_weight": None if pw is None else pw.tolist(), "selection": {"metric": "val_macro_auc"},
-                "amp": dtype_name(dtype), "channels_last": bool(channels_last)}
+                "amp": dtype_name(run.dtype), "channels_last": bool(run.channels_last)}
     atomic_write_json(out / "run.json", run_info)
+    return run_info
+
+
+def _train_epoch(store: SegmentStore, cfg: TrainConfig, run: _Setup, epoch: int, step: int,
+                 pos_weight: torch.Tensor | None) -> tuple[int, float, int]:
+    """One epoch over a seeded permutation of the training part, in batches ``[B, C, L]`` (a batch of fewer than 2
+    is skipped), up to ``max_steps``; returns ``(step, summed loss, segments seen)``."""
+    model, optimizer, scaler = run.model, run.optimizer, run.scaler
+    model.train()
+    rng = np.random.default_rng([cfg.seed, epoch, 104729])
+    order = rng.permutation(run.parts["train"])
+    loss_sum, n_seen = 0.0, 0
+    for b in range(run.steps_per_epoch):
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        if len(idx) < 2:
+            continue
+        x = torch.from_numpy(store.batch(idx)).to(run.device)
+        y = torch.from_numpy(run.targets[idx]).to(run.device)
+        logits = logits_of(model, run.encoder, x, dtype=run.dtype, channels_last=run.channels_last)  # float32
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
+                                f"{step + 1}; lower the learning rates")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # fp16: scaled; otherwise the scaler is a no-op
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        run.scheduler.step()
+        step += 1
+        loss_sum += float(loss.detach()) * len(idx)
+        n_seen += len(idx)
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    return step, loss_sum, n_seen
+
+
+def _train(store: SegmentStore, cfg: TrainConfig, run: _Setup, out: Path) -> tuple[dict[str, Any], int, str]:
+    """The epochs: train, validate (macro AUC selects ``best.pt``; ``metrics.jsonl`` gets a line per epoch), stop at
+    ``max_steps`` or after ``early_stopping`` epochs without a better one. Returns ``(best, steps, stopped)``."""
+    names = store.class_names
+    pw = run.pos_weight
+    pos_weight = None if pw is None else torch.tensor(pw, dtype=torch.float32, device=run.device)
     best: dict[str, Any] = {"epoch": None, "macro_auc": -math.inf, "bad": 0}
-    history: list[dict[str, Any]] = []
     step, stopped = 0, "epochs"
-    eval_batch = cfg.eval_batch()
-    base = {"spec": asdict(spec), "class_names": list(names),
+    base = {"spec": asdict(run.spec), "class_names": list(names),
             "config": cfg.to_dict(), "store_manifest_hash": store.manifest_hash, "task": "multilabel"}
     with open(out / "metrics.jsonl", "w", encoding="utf-8") as mfile:
         for epoch in range(cfg.epochs):
-            model.train()
-            rng = np.random.default_rng([cfg.seed, epoch, 104729])
-            order = rng.permutation(parts["train"])
-            t0, loss_sum, n_seen = time.monotonic(), 0.0, 0
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                if len(idx) < 2:
-                    continue
-                x = torch.from_numpy(store.batch(idx)).to(device)
-                y = torch.from_numpy(y_all[idx]).to(device)
-                logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last)  # float32 logits
-                loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
-                                        f"{step + 1}; lower the learning rates")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()  # fp16: scaled; otherwise the scaler is a no-op
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                loss_sum += float(loss.detach()) * len(idx)
-                n_seen += len(idx)
-                if cfg.max_steps and step >= cfg.max_steps:
-                    break
-            pv = _probs(model, encoder, store, parts["val"], device, eval_batch, dtype=dtype,
-                        channels_last=channels_last)
-            val = multilabel_metrics(y_all[parts["val"]], pv, names)
+            t0 = time.monotonic()
+            step, loss_sum, n_seen = _train_epoch(store, cfg, run, epoch, step, pos_weight)
+            pv = _probs(run.model, run.encoder, store, run.parts["val"], run.device, cfg.eval_batch(),
+                        dtype=run.dtype, channels_last=run.channels_last)
+            val = multilabel_metrics(run.targets[run.parts["val"]], pv, names)
             improved = val["macro_auc"] > best["macro_auc"]
             entry = {"epoch": epoch + 1, "step": step, "train": {"loss": loss_sum / max(n_seen, 1)},
                      "val": {k: val[k] for k in ("macro_auc", "fmax", "n", "auc")},
                      "epoch_s": time.monotonic() - t0}
-            history.append(entry)
             mfile.write(json.dumps(entry) + "\n")
             mfile.flush()
             log.info("epoch %d step %d: train loss %.4f, val macro-AUC %.4f, Fmax %.4f%s", epoch + 1, step,
                      entry["train"]["loss"], val["macro_auc"], val["fmax"], "  [best]" if improved else "")
             if improved:
                 best = {"epoch": epoch + 1, "macro_auc": val["macro_auc"], "bad": 0, "val": val}
-                save_checkpoint(out / "best.pt", {**base, "model": model.state_dict(), "epoch": epoch + 1})
+                save_checkpoint(out / "best.pt", {**base, "model": run.model.state_dict(), "epoch": epoch + 1})
             else:
                 best["bad"] += 1
             if cfg.max_steps and step >= cfg.max_steps:
@@ -221,11 +258,27 @@ def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, re
             if cfg.early_stopping and best["bad"] >= cfg.early_stopping:
                 stopped = "early_stopping"
                 break
+    return best, step, stopped
+
+
+def fine_tune_multilabel(store: SegmentStore, cfg: TrainConfig, out: Path, *, resume: bool = False,
+                         split: Any | None = None) -> Any:
+    """Train ``cfg``'s model on a multilabel store into ``out``; returns a
+    :class:`~ecgtransfer.training.engine.TrainResult`-like object (``run_dir``, ``best_epoch``, ``best_metrics``,
+    ``test_metrics``, ``history``, ``paths``)."""
+    if resume and (out / "test_metrics.json").is_file() and (out / "run.json").is_file():
+        return _result(out)
+    if cfg.imbalance == "sampler":
+        raise ConfigError("imbalance = 'sampler' draws single-label classes; a multilabel run takes 'weighted' "
+                          "(per-label positive weights) or 'none'")
+    run = _build_setup(store, cfg, split)
+    run_info = _write_start_files(out, store, cfg, run)
+    best, step, stopped = _train(store, cfg, run, out)
     test = None
-    if len(parts["test"]):
-        load_model_state(model, load_checkpoint(out / "best.pt")["model"], path=out / "best.pt")
-        test = score(model, encoder, store, parts["test"], device, eval_batch, seed=cfg.seed, dtype=dtype,
-                     channels_last=channels_last)
+    if len(run.parts["test"]):
+        load_model_state(run.model, load_checkpoint(out / "best.pt")["model"], path=out / "best.pt")
+        test = score(run.model, run.encoder, store, run.parts["test"], run.device, cfg.eval_batch(), seed=cfg.seed,
+                     dtype=run.dtype, channels_last=run.channels_last)
         atomic_write_json(out / "test_metrics.json", test)
     run_info.update({"status": "finished", "stopped": stopped, "steps": step, "best_epoch": best["epoch"],
                      "best_val_macro_auc": best["macro_auc"]})

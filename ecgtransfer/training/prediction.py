@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -360,30 +360,71 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
     from ecgtransfer.training.evaluation import is_multilabel_run
 
     if is_multilabel_run(run_dir):  # one row per record: the probability of every statement
-        from ecgtransfer.training.multilabel import predict_multilabel
-
-        frame = predict_multilabel(run_dir, records, checkpoint=checkpoint, device=device, fs=fs, lead=lead,
+        return _predict_multilabel(run_dir, records, out, checkpoint=checkpoint, device=device, fs=fs, lead=lead,
                                    units=units, batch_size=batch_size)
-        if out is not None:  # atomic_write_text is the module's: a local import would unbind it for the beats path
-            atomic_write_text(os.fspath(out), frame.to_csv(index=False))
-        return frame
     if r_peaks not in R_PEAK_SOURCES:
         raise ConfigError(f"unknown R-peak source {r_peaks!r}; expected one of {', '.join(R_PEAK_SOURCES)}")
     peaks_from = (f"ecgtransfer's R-peak detector, version {rpeaks.DETECTOR_VERSION}" if r_peaks == "detector"
                   else "the records' reference annotations (.atr)")
+    run, params, task = _load_for_predict(run_dir, checkpoint=checkpoint, device=device, decision=decision)
+    store_leads = _store_leads(run, params)
+    if task == "beats":
+        log.info("beats found by %s", peaks_from)
+    recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
+    for rec, rid in zip(recs, readers.unique_record_ids(recs)):
+        rec.record_id = rid
+    frames, opened = _record_tables(run, recs, task, params, lead=lead, store_leads=store_leads, r_peaks=r_peaks,
+                                    batch_size=batch_size, progress=progress)
+    table = pd.concat(frames, ignore_index=True)
+    if out is not None:
+        atomic_write_text(out, table.to_csv(index=False, float_format="%.6g"))
+    if report is not None:
+        _write_report(table, report, run, task, peaks_from, opened)
+    return table
+
+
+def _load_for_predict(run_dir: str | os.PathLike, *, checkpoint: str, device: str | None, decision: str
+                      ) -> tuple[LoadedRun, dict[str, Any], str]:
+    """``(run, its store's conversion parameters, task)``: the task must be ``beats`` or ``rhythm``."""
     run = load_run(run_dir, checkpoint=checkpoint, device=device, decision=decision)
     log.info("%s: classes by the decision rule %s", run.checkpoint, run.decision.describe())
     params = _store_params(run)
     task = params.get("task", run.store_manifest.get("task"))
     if task not in ("beats", "rhythm"):
         raise TrainingError(f"{run.run_dir}: unknown store task {task!r}; expected beats or rhythm")
-    store_leads = _store_leads(run, params)
-    if task == "beats":
-        log.info("beats found by %s", peaks_from)
+    return run, params, task
+
+
+def _write_report(table: pd.DataFrame, report: str | os.PathLike, run: LoadedRun, task: str, peaks_from: str,
+                  opened: dict[str, tuple[Recording, list[str]]]) -> None:
+    """The beat report of ``predict`` (``--report``), with signal strips read from the ``opened`` recordings."""
+    if task != "beats":
+        raise TrainingError("--report describes beats; the run's store has rhythm windows")
+    from ecgtransfer.training.beat_report import write_beat_report
+
+    write_beat_report(table, report, class_names=run.class_names, r_peaks=peaks_from,
+                      strip=lambda rid, a, b: (opened[rid][0].fs, opened[rid][0].read(opened[rid][1][:1], a,
+                                                                                        b)[0]))
+
+
+def _predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike],
+                        out: str | os.PathLike | None, **kw: Any) -> pd.DataFrame:
+    """:func:`predict` of a multilabel run (:func:`ecgtransfer.training.multilabel.predict_multilabel`), written to
+    ``out`` when given."""
+    from ecgtransfer.training.multilabel import predict_multilabel
+
+    frame = predict_multilabel(run_dir, records, **kw)
+    if out is not None:  # atomic_write_text is the module's: a local import would unbind it for the beats path
+        atomic_write_text(os.fspath(out), frame.to_csv(index=False))
+    return frame
+
+
+def _record_tables(run: LoadedRun, recs: list[Recording], task: str, params: dict[str, Any], *,
+                   lead: str | Sequence[str] | None, store_leads: Sequence[str], r_peaks: str, batch_size: int,
+                   progress: bool) -> tuple[list[pd.DataFrame], dict[str, tuple[Recording, list[str]]]]:
+    """The table of each opened recording (beats or rhythm windows; a recording without segments is skipped with
+    a warning) and ``{record_id: (recording, leads)}`` of those kept; a :class:`RecordError` when none is left."""
     frames, opened = [], {}
-    recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
-    for rec, rid in zip(recs, readers.unique_record_ids(recs)):
-        rec.record_id = rid
     for rec in recs:
         leads = readers.select(rec, lead, store_leads)
         try:
@@ -400,15 +441,4 @@ def predict(run_dir: str | os.PathLike, records: Sequence[str | os.PathLike], *,
         opened[rec.record_id] = (rec, leads)
     if not frames:
         raise RecordError("no segments in the given records; nothing to predict")
-    table = pd.concat(frames, ignore_index=True)
-    if out is not None:
-        atomic_write_text(out, table.to_csv(index=False, float_format="%.6g"))
-    if report is not None:
-        if task != "beats":
-            raise TrainingError("--report describes beats; the run's store has rhythm windows")
-        from ecgtransfer.training.beat_report import write_beat_report
-
-        write_beat_report(table, report, class_names=run.class_names, r_peaks=peaks_from,
-                          strip=lambda rid, a, b: (opened[rid][0].fs, opened[rid][0].read(opened[rid][1][:1], a,
-                                                                                            b)[0]))
-    return table
+    return frames, opened

@@ -77,18 +77,28 @@ def logits_of(model: nn.Module, encoder: nn.Module | None, x: torch.Tensor, *, d
     return logits.float()
 
 
+#: the output activations of :func:`infer`: softmax over classes, sigmoid per label
+ACTIVATIONS = ("softmax", "sigmoid")
+
+
 @torch.no_grad()
 def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.device, *, dtype: torch.dtype | None,
-          channels_last: bool, weight: torch.Tensor | None = None, store: Any = None) -> dict[str, np.ndarray | float]:
+          channels_last: bool, weight: torch.Tensor | None = None, store: Any = None,
+          activation: str = "softmax") -> dict[str, np.ndarray | float]:
     """Probabilities for an iterable of ``(x [b, C, L], y [b] or None, idx [b])`` or
     ``(x, y, idx, rr [b, R] or None)`` (see :func:`logits_of`).
 
     A batch with NaN or infinite samples raises :class:`~ecgtransfer.errors.SignalError` naming its ``idx``
     entries (and their records when ``store``, the store they index, is given).
 
+    ``activation``: ``"softmax"`` (single-label classes) or ``"sigmoid"`` (one independent probability per label of
+    a multilabel model; no loss is summed then).
+
     Returns ``{"probs": [n, K] float32, "labels": [n] int64, "indices": [n] int64, "loss_sum": float}``
     (``loss_sum`` is the summed, class-weighted cross-entropy when labels are given).
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     was_training = model.training
     model.eval()
     probs: list[np.ndarray] = []
@@ -105,13 +115,15 @@ def infer(model: nn.Module, encoder: nn.Module, batches: Any, device: torch.devi
             rr = torch.as_tensor(rr).to(device, non_blocking=True)
         with naming_segments(x, idx, store):
             logits = logits_of(model, encoder, x, dtype=dtype, channels_last=channels_last, rr=rr)
-        probs.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32))
+        p = torch.softmax(logits, dim=1) if activation == "softmax" else torch.sigmoid(logits)
+        probs.append(p.cpu().numpy().astype(np.float32))
         indices.append(np.asarray(idx, dtype=np.int64))
         if y is not None:
             labels.append(np.asarray(y, dtype=np.int64))  # the host copy: no device round trip
-            y = y.to(device)
-            loss_sum += F.cross_entropy(logits, y, weight=weight, reduction="sum").double()
-            weight_sum += weight[y].sum().double() if weight is not None else float(len(y))
+            if activation == "softmax":  # a class loss (sigmoid outputs of a multilabel model have none here)
+                y = y.to(device)
+                loss_sum += F.cross_entropy(logits, y, weight=weight, reduction="sum").double()
+                weight_sum += weight[y].sum().double() if weight is not None else float(len(y))
     model.train(was_training)
     k = getattr(model, "num_classes", None)
     empty = np.zeros((0, k or 0), dtype=np.float32)

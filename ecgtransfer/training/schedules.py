@@ -60,35 +60,49 @@ def lr_factor(
         raise ConfigError(f"warmup_steps must be in [0, total_steps={total_steps}), got {warmup_steps}")
 
     if kind == "onecycle":
-        pct = warmup_steps / total_steps if warmup_steps else pct_start
-        up_end = pct * total_steps - 1
-        down_end = total_steps - 1
-        initial = 1.0 / div_factor
-        minimum = initial / final_div_factor
-        if up_end <= 0 or down_end <= up_end:
-            raise ConfigError(f"onecycle needs a rising and a falling phase; got total_steps={total_steps}, pct={pct}")
-
-        def onecycle(step: int) -> float:
-            if step <= up_end:
-                return _cos_anneal(initial, 1.0, step / up_end)
-            return _cos_anneal(1.0, minimum, min(1.0, (step - up_end) / (down_end - up_end)))
-
-        return onecycle
-
-    def warm(step: int) -> Optional[float]:
-        return (step + 1) / warmup_steps if step < warmup_steps else None
-
+        return _onecycle(total_steps, warmup_steps, pct_start=pct_start, div_factor=div_factor,
+                         final_div_factor=final_div_factor)
     if kind == "constant":
-        def constant(step: int) -> float:
-            w = warm(step)
-            return 1.0 if w is None else w
+        return _constant(warmup_steps)
+    return _cosine(total_steps, warmup_steps, final_lr_ratio)
 
-        return constant
 
+def _onecycle(total_steps: int, warmup_steps: int, *, pct_start: float, div_factor: float,
+              final_div_factor: float) -> Callable[[int], float]:
+    pct = warmup_steps / total_steps if warmup_steps else pct_start
+    up_end = pct * total_steps - 1
+    down_end = total_steps - 1
+    initial = 1.0 / div_factor
+    minimum = initial / final_div_factor
+    if up_end <= 0 or down_end <= up_end:
+        raise ConfigError(f"onecycle needs a rising and a falling phase; got total_steps={total_steps}, pct={pct}")
+
+    def onecycle(step: int) -> float:
+        if step <= up_end:
+            return _cos_anneal(initial, 1.0, step / up_end)
+        return _cos_anneal(1.0, minimum, min(1.0, (step - up_end) / (down_end - up_end)))
+
+    return onecycle
+
+
+def _warm(step: int, warmup_steps: int) -> Optional[float]:
+    """The linear warm-up factor ``(step + 1) / warmup_steps`` of a step inside the warm-up, else None."""
+    return (step + 1) / warmup_steps if step < warmup_steps else None
+
+
+def _constant(warmup_steps: int) -> Callable[[int], float]:
+    def constant(step: int) -> float:
+        w = _warm(step, warmup_steps)
+        return 1.0 if w is None else w
+
+    return constant
+
+
+def _cosine(total_steps: int, warmup_steps: int, final_lr_ratio: float) -> Callable[[int], float]:
     span = max(1, total_steps - warmup_steps)
 
     def cosine(step: int) -> float:
-        w = warm(step)
+        w = _warm(step, warmup_steps)
         if w is not None:
             return w
         progress = min(1.0, (step - warmup_steps) / span)

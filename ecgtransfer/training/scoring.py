@@ -29,9 +29,9 @@ class PartScores:
 
     Attributes:
         labels: the part's labels in the run's numbering ``[n]``.
-        probs: softmax probabilities ``[n, K]`` (float32).
+        probs: softmax probabilities ``[n, K]`` (float32; sigmoid ones of a multilabel model).
         indices: the store indices ``[n]``, ascending.
-        loss_sum: the summed class-weighted cross-entropy.
+        loss_sum: the summed class-weighted cross-entropy (0 for sigmoid outputs).
         weight_sum: the summed class weights of the part's labels (the loss's denominator).
     """
 
@@ -49,24 +49,32 @@ class PartScores:
     def __len__(self) -> int:
         return int(len(self.indices))
 
+    def probs_in_order_of(self, indices: np.ndarray) -> np.ndarray:
+        """The probabilities ``[n, K]`` in the order of ``indices``: the store indices this part was scored on, in
+        the order the caller gave them (undoes the ordering by store index)."""
+        out = np.empty_like(self.probs)
+        out[np.argsort(np.asarray(indices), kind="stable")] = self.probs
+        return out
+
 
 def score_part(model: nn.Module, encoder: nn.Module | None, store: SegmentStore, indices: np.ndarray, *,
                label_map: np.ndarray | None, rr_dim: int, beat_input: str, batch_size: int,
                device: torch.device, dtype: torch.dtype | None, channels_last: bool,
                weight: torch.Tensor | None = None, num_workers: int = 0,
-               gather: Callable[[RawScores], RawScores] | None = None) -> PartScores:
+               gather: Callable[[RawScores], RawScores] | None = None, activation: str = "softmax") -> PartScores:
     """Run ``model`` (with its image ``encoder``; None for a model of raw signals ``[B, C, L]``) over the store
     segments ``indices [n]`` in batches of ``batch_size``, as the run reads them (``label_map [K_store]`` from store
     labels to the run's, ``rr_dim`` RR columns, ``beat_input``), and order the result by store index.
 
     ``gather``: applied to the raw outputs of this process before ordering (the engine's DDP all-gather, where each
-    rank scored its shard).
+    rank scored its shard). ``activation``: ``"softmax"`` (single-label runs) or ``"sigmoid"`` (multilabel runs:
+    independent label probabilities, no loss; :func:`~ecgtransfer.training.runtime.infer`).
     """
     loader = batch_loader(store, eval_batches(np.asarray(indices, dtype=np.int64), batch_size),
                           num_workers=num_workers, pin_memory=device.type == "cuda", label_map=label_map,
                           rr_dim=rr_dim, beat_input=beat_input)
     out = infer(model, encoder, loader, device, dtype=dtype, channels_last=channels_last, weight=weight,
-                store=store)
+                store=store, activation=activation)
     if gather is not None:
         out = gather(out)
     order = np.argsort(np.asarray(out["indices"]), kind="stable")
