@@ -206,7 +206,9 @@ def test_each_arm_states_the_optimiser_weight_decay_and_clipping_its_cells_use(t
     ('("N", "S", "V", "F"', "signals/beats.py"),  # AAMI_CLASSES (AAMI_SCORED is derived from it there)
     ("BOOTSTRAP_REPLICATES = ", "bench/stats.py"),
     ("def resolve_device(", "training/runtime.py"),  # the bench's hardware record uses the training's rule
-    ('"model name"', "training/precision.py"),  # the machine description: the bench's hardware record reads it there
+    ('"model name"', "training/precision.py"),
+    ("\nIMAGE_SIZE = ", "imaging/encode.py"),  # the default image side (ImageNet's 224)
+    ("def is_weights_path(", "models/weight_registry.py"),  # the one rule for "init names a weights file"  # the machine description: the bench's hardware record reads it there
 ])
 def test_each_domain_constant_is_defined_once_at_its_owner(definition, owner) -> None:
     hits = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")

@@ -277,3 +277,15 @@ def test_one_rule_says_whether_init_names_a_weights_file(spec, expected) -> None
     from ecgtransfer.models.weight_registry import is_weights_path
 
     assert is_weights_path(spec) is expected
+
+
+def test_training_and_the_bench_refuse_a_misspelt_weight_name_by_the_same_rule(tmp_path) -> None:
+    """Two rules used to disagree: the training config took any non-empty string for a weights path (``imagenett``
+    was looked for on disk), the bench refused it. Both ask ``is_weights_path`` now."""
+    from ecgtransfer.errors import ConfigError
+    from ecgtransfer.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"init must be one of .* or a weights file path"):
+        TrainConfig(init="imagenett").validate()
+    TrainConfig(init=str(tmp_path / "best.pt")).validate()
+    TrainConfig(init="best.pt").validate()

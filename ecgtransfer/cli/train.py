@@ -44,6 +44,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     from ecgtransfer.models.features import LDA_SHRINKAGE
     from ecgtransfer.models.registry import MODELS
     from ecgtransfer.signals.template import BEAT_INPUTS
+    from ecgtransfer.imaging.encode import IMAGE_SIZE
     from ecgtransfer.training.config import ENCODINGS, INIT_CHOICES, RR_MODES
 
     g = p.add_argument_group("model and input")
@@ -56,7 +57,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="features model: covariance shrinkage of the weighted LDA, none (as published, default) | auto")
     g.add_argument("--init", help=f"{' | '.join(INIT_CHOICES)} | PATH of weights (default imagenet)")
     g.add_argument("--encoding", choices=ENCODINGS, help="image encoding (default spectrogram)")
-    g.add_argument("--image-size", type=int, help="image side in pixels (default 224)")
+    g.add_argument("--image-size", type=int, help=f"image side in pixels (default {IMAGE_SIZE})")
     g.add_argument("--beat-input", choices=BEAT_INPUTS,
                    help="what the model sees of a beat: leads (default) | template (the leads and each minus the "
                         "record's median beat) | template-rgb (lead 1 / lead 1 - template / lead 2 as image channels)")

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ecgtransfer.errors import ConfigError
-from ecgtransfer.imaging.encode import ENCODINGS, check_encoding
+from ecgtransfer.imaging.encode import ENCODINGS, IMAGE_SIZE, check_encoding
 from ecgtransfer.models.tiers import TierConfig
-from ecgtransfer.models.weight_registry import WEIGHT_NAMES
+from ecgtransfer.models.weight_registry import WEIGHT_FILE_SUFFIXES, WEIGHT_NAMES, is_weights_path
 from ecgtransfer.training.decision import DECISIONS, PREVALENCES
 from ecgtransfer.training.schedules import SCHEDULERS
 from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
@@ -181,7 +181,7 @@ class TrainConfig:
     init_head: str = "auto"
     encoding: str = "spectrogram"
     encoding_params: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 224
+    image_size: int = IMAGE_SIZE
     beat_input: str = "leads"
 
     data_split: SplitConfig = field(default_factory=SplitConfig)
@@ -289,8 +289,9 @@ class TrainConfig:
 
     def _check_choices(self) -> None:
         bad = self._bad
-        if self.init not in INIT_CHOICES and not str(self.init).strip():
-            raise bad("init", f"one of {INIT_CHOICES} or a weights file path")
+        if self.init not in INIT_CHOICES and not is_weights_path(self.init):
+            raise bad("init", f"one of {INIT_CHOICES} or a weights file path (a folder in it or a name ending in "
+                              f"{'/'.join(WEIGHT_FILE_SUFFIXES)})")
         from ecgtransfer.models.registry import KINDS
         from ecgtransfer.models.weights import HEAD_MODES
 
