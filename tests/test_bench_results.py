@@ -73,6 +73,10 @@ def test_other_programs_results_json_are_refused_with_one_line() -> None:
     (lambda d: d["config"].update(fractions=[1, "x"]), "config.fractions[1]"),
     (lambda d: d.pop("store"), "store is missing"),
     (lambda d: d.update(format_version=99), "format_version"),
+    (lambda d: d["contrasts"][0].update(fraction="20%"), "contrasts[0].fraction"),
+    (lambda d: d["contrasts"][0].pop("diff"), "contrasts[0].diff"),
+    (lambda d: d["primary"].update(arm=None), "primary.arm"),
+    (lambda d: d["summary"].update(x=[]), "summary.x"),
 ])
 def test_damaged_results_are_one_line_naming_the_file_and_field(tmp_path, damage, field) -> None:
     d = json.loads(CURRENT.read_text())
@@ -83,3 +87,31 @@ def test_damaged_results_are_one_line_naming_the_file_and_field(tmp_path, damage
         read_results(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and field in msg and "\n" not in msg, msg
+
+
+def _declared(typed: type) -> tuple[set[str], set[str]]:
+    """(every key, the required keys) of a TypedDict of the schema."""
+    return set(typed.__required_keys__) | set(typed.__optional_keys__), set(typed.__required_keys__)
+
+
+def test_the_schema_declares_every_nested_key_the_committed_results_hold() -> None:
+    """The TypedDicts of bench.results describe the real files: every key of every arm row, contrast, primary and
+    summary entry (and their intervals) of every committed results.json is declared, and the required ones are
+    there. A key the runner starts writing without declaring it fails here."""
+    from ecgtransfer.bench.results import ArmRow, Bootstrap, Contrast, Primary, SummaryEntry
+
+    seen = 0
+    for path in BENCH:
+        res = read_results(path)
+        parts = [(ArmRow, a) for a in res.arms] + [(Contrast, c) for c in res.contrasts] + \
+                [(Bootstrap, c["diff"]) for c in res.contrasts] + ([(Primary, res.primary)] if res.primary else [])
+        parts += [(SummaryEntry, e) for per_enc in res.summary.values() for per_frac in per_enc.values()
+                  for e in per_frac.values()]
+        parts += [(Bootstrap, v) for _, e in parts if _ is SummaryEntry for v in e.values()
+                  if isinstance(v, dict) and "mean" in v]
+        for typed, obj in parts:
+            keys, required = _declared(typed)
+            assert set(obj) <= keys, (path.parent.name, typed.__name__, sorted(set(obj) - keys))
+            assert required <= set(obj), (path.parent.name, typed.__name__, sorted(required - set(obj)))
+            seen += 1
+    assert seen > 100

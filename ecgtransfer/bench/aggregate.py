@@ -13,7 +13,7 @@ import numpy as np
 
 from ecgtransfer.bench.config import BenchConfig
 from ecgtransfer.bench.grid import fraction_label
-from ecgtransfer.bench.results import BenchResults, CellResult
+from ecgtransfer.bench.results import BenchResults, CellResult, Contrast, Primary, Summary
 from ecgtransfer.bench.stats import (
     BOOTSTRAP_REPLICATES,
     Resamples,
@@ -65,7 +65,7 @@ def _by_cell(records: Iterable[CellResult | Mapping[str, Any]]
 
 
 def summarise(config: BenchConfig, records: Sequence[CellResult | Mapping[str, Any]], *, class_names: Sequence[str],
-              eval_split: str = "test") -> dict[str, Any]:
+              eval_split: str = "test") -> Summary:
     """Summaries over seeds of every (arm, encoding, fraction) with done cells.
 
     Returns ``{arm: {encoding: {fraction_label: {...}}}}`` where the innermost dict holds ``fraction``,
@@ -326,7 +326,7 @@ def contrast_pairs(config: BenchConfig) -> list[tuple[Any, ...]]:
     return pairs  # type: ignore[return-value]
 
 
-def primary_of(config: BenchConfig) -> dict[str, Any] | None:
+def primary_of(config: BenchConfig) -> Primary | None:
     """The primary contrast ``{arm, baseline, encoding, fraction, declared}``: ``[bench.primary]``, else (flagged
     as not declared) the first contrast pair at the largest fraction and the first encoding."""
     prim = getattr(config, "primary", None)
@@ -381,7 +381,7 @@ def below_majority(rows: Mapping[Any, Mapping[str, Any]], brows: Mapping[Any, Ma
 
 
 def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, Any]], *, eval_split: str = "test",
-              no_verdict: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+              no_verdict: Mapping[str, str] | None = None) -> list[Contrast]:
     """Every contrast (arm - baseline of macro-F1, per encoding and fraction), the primary one first.
 
     Each: ``{arm, baseline, encoding, fraction, primary, diff (bootstrap or seed-t summary with p), p, p_holm,
@@ -392,7 +392,7 @@ def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, A
     no_verdict = dict(no_verdict or {})
     by = {k: {s: c.record for s, c in cells.items()} for k, cells in _by_cell(records).items()}
     prim = primary_of(config)
-    out: list[dict[str, Any]] = []
+    out: list[Contrast] = []
     for arm, base, *at in contrast_pairs(config):
         for (a, enc, frac), rows in sorted(by.items(), key=lambda kv: (kv[0][1], -kv[0][2])):
             if a != arm or (base, enc, frac) not in by or (at and abs(at[0] - frac) > 1e-12):

@@ -17,7 +17,7 @@ from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
 from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, _arm_settings
 from ecgtransfer.bench.hardware import hardware_line
-from ecgtransfer.bench.results import BenchResults, CellResult, invocations_of
+from ecgtransfer.bench.results import ArmRow, BenchResults, CellResult, invocations_of
 from ecgtransfer.bench.run_records import _now
 from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer.errors import BenchError
@@ -92,10 +92,10 @@ class ResultsAssembly:
             contrasts=contrasts(cfg, cells, eval_split=self.eval_split, no_verdict=self.no_verdict()),
         )
 
-    def arm_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def arm_rows(self, records: list[dict[str, Any]]) -> list[ArmRow]:
         """One row per configured arm: what it trained with (its sweep's choice applied) and whether it ran."""
         cfg = self.cfg
-        arms = []
+        arms: list[ArmRow] = []
         for a in cfg.arms:
             status, reason = "ran", None
             if a.name in self.skipped:

@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypedDict
 
 import numpy as np
 
@@ -37,6 +37,128 @@ log = logging.getLogger(__name__)
 
 #: the statuses of a cell record
 CELL_STATUSES = ("done", "failed", "skipped")
+
+
+# -- the nested parts of results.json, as the statistics and the runner write them ----------------------------------
+# TypedDicts (plain JSON objects at run time, a schema for readers and type checkers): the producers are annotated
+# with them (bench.stats, bench.aggregate, bench.assemble) and ``tests/test_bench_results.py`` checks that every key
+# of every committed results.json is declared here. ``_Required`` bases hold the keys always written.
+
+class Interval(TypedDict, total=False):
+    """A mean over seeds with its interval (:meth:`bench.stats.Summary.to_dict`; bootstrap intervals add the keys of
+    :class:`Bootstrap`; cost spreads add ``min``/``max``). ``lo``/``hi`` are None with fewer than two values."""
+
+    n: int
+    mean: Optional[float]
+    sd: Optional[float]
+    lo: Optional[float]
+    hi: Optional[float]
+    level: float
+    half_width: Optional[float]
+    min: Optional[float]
+    max: Optional[float]
+
+
+class Bootstrap(Interval, total=False):
+    """A bootstrap over test records and seeds (:func:`bench.stats.bootstrap_summary`): the point estimate as
+    ``mean``, the percentile interval, and for a paired difference its two-sided ``p``."""
+
+    n_records: int
+    replicates: int
+    method: str
+    p: float
+
+
+class _ContrastRequired(TypedDict):
+    arm: str
+    baseline: str
+    encoding: str
+    fraction: float
+    diff: Bootstrap
+
+
+class Contrast(_ContrastRequired, total=False):
+    """One contrast ``arm - baseline`` of macro-F1 at an encoding and fraction (:func:`bench.aggregate.contrasts`):
+    the primary one judged by its interval, the others by their Holm-adjusted ``p_holm``."""
+
+    label: str
+    primary: bool
+    p: Optional[float]
+    p_holm: Optional[float]
+    no_verdict: Optional[str]
+    verdict: str
+
+
+class Primary(TypedDict):
+    """The primary contrast (:func:`bench.aggregate.primary_of`): declared in ``[bench.primary]`` or the default."""
+
+    arm: str
+    baseline: str
+    encoding: str
+    fraction: float
+    declared: bool
+
+
+class _ArmRequired(TypedDict):
+    name: str
+    status: str
+
+
+class ArmRow(_ArmRequired, total=False):
+    """One configured arm as it trained (:meth:`bench.assemble.ResultsAssembly.arm_rows`): its settings after the
+    sweeps (``*_used``), the grids swept, and ``status`` ``ran`` / ``partial`` / ``skipped`` with its ``reason``."""
+
+    init: str
+    optim: str
+    description: str
+    model: str
+    encodings_used: List[str]
+    lrs_used: List[float]
+    optimizer_used: str
+    weight_decay_used: float
+    grad_clip_used: Optional[float]
+    lr_scale: float
+    lr_sweep: List[float]
+    wd_sweep: List[float]
+    clip_sweep: List[float]
+    settings_swept: Dict[str, Any]
+    tier_preset: Optional[str]
+    weight_decay: Optional[float]
+    grad_clip: Optional[float]
+    frozen: List[str]
+    reason: Optional[str]
+
+
+class SummaryEntry(TypedDict, total=False):
+    """One arm x encoding x fraction of the summary (:func:`bench.aggregate.summarise`): metric intervals over seeds
+    (or the records x seeds bootstrap for ``macro_f1``), per-class spreads, the paired difference to the baseline, and
+    the costs."""
+
+    fraction: float
+    seeds: List[int]
+    baseline: Optional[str]
+    macro_f1: Bootstrap
+    accuracy: Interval
+    macro_auroc: Interval
+    val_macro_f1: Interval
+    macro_f1_seeds: Interval
+    macro_f1_by_seed: Dict[str, Optional[float]]
+    diff_vs_baseline: Optional[Bootstrap]
+    per_class: Dict[str, Any]
+    per_class_bootstrap: Optional[Dict[str, Dict[str, Bootstrap]]]
+    confusion: List[List[int]]
+    n_train: Interval
+    wall_s: Interval
+    images_per_s: Interval
+    eval_images_per_s: Interval
+    data_share: Interval
+    peak_memory_bytes: Optional[int]
+    time_to_target: Dict[str, Any]
+    steps_to_target: Dict[str, Any]
+
+
+#: ``summary[arm][encoding][fraction label]``
+Summary = Dict[str, Dict[str, Dict[str, SummaryEntry]]]
 
 
 class _Bad(Exception):
@@ -202,8 +324,11 @@ _TOP: dict[str, tuple[type | tuple[type, ...], Callable[[], Any] | None]] = {
 @dataclass
 class BenchResults:
     """A bench's ``results.json``, typed (see the module's docstring for the versions and docs/bench.md for each
-    key). Nested parts that the statistics write (``summary``, ``contrasts``, ``sweeps``, ``config``, ...) stay
-    JSON objects; ``cells`` are :class:`CellResult`."""
+    key). ``cells`` are :class:`CellResult`; the parts the statistics and the runner write are JSON objects of the
+    TypedDicts above (``arms``: :class:`ArmRow`, ``summary``: :data:`Summary`, ``contrasts``: :class:`Contrast`,
+    ``primary``: :class:`Primary`), checked for their required keys when read; ``sweeps``, ``config``, ``store`` and
+    the hardware record stay free JSON objects (their writers own their keys: bench.sweeps, bench.config, the
+    store's manifest, bench.hardware)."""
 
     config: dict[str, Any]
     store: dict[str, Any]
@@ -228,21 +353,21 @@ class BenchResults:
     split: dict[str, Any] = field(default_factory=dict)
     eval_split: str = "test"
     baseline: str | None = None
-    arms: list[dict[str, Any]] = field(default_factory=list)
+    arms: list[ArmRow] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     invocations: list[dict[str, Any]] = field(default_factory=list)
     cells: list[CellResult] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=dict)
     majority_val: dict[str, Any] | None = None
     target_check: dict[str, Any] | None = None
     sweeps: dict[str, Any] = field(default_factory=dict)
     lr_scale: dict[str, float] = field(default_factory=dict)
     settings_swept: dict[str, Any] = field(default_factory=dict)
     capped_improving: list[str] = field(default_factory=list)
-    primary: dict[str, Any] | None = None
-    contrasts: list[dict[str, Any]] = field(default_factory=list)
+    primary: Primary | None = None
+    contrasts: list[Contrast] = field(default_factory=list)
     #: keys this version does not know (kept, written back as they were)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -291,6 +416,21 @@ class BenchResults:
         for i, a in enumerate(values["arms"]):
             _check(a.get("name"), str, f"arms[{i}].name")
             _check(a.get("status", "ran"), str, f"arms[{i}].status")
+        for i, c in enumerate(values["contrasts"]):
+            for key in ("arm", "baseline", "encoding"):
+                _check(c.get(key), str, f"contrasts[{i}].{key}")
+            _check(c.get("fraction"), _NUMBER, f"contrasts[{i}].fraction")
+            _check(c.get("diff"), dict, f"contrasts[{i}].diff")
+        if values.get("primary") is not None:
+            for key in ("arm", "baseline", "encoding"):
+                _check(values["primary"].get(key), str, f"primary.{key}")
+            _check(values["primary"].get("fraction"), _NUMBER, "primary.fraction")
+        for arm, per_enc in values["summary"].items():
+            _check(per_enc, dict, f"summary.{arm}")
+            for enc, per_frac in per_enc.items():
+                _check(per_frac, dict, f"summary.{arm}.{enc}")
+                for label, entry in per_frac.items():
+                    _check(entry, dict, f"summary.{arm}.{enc}.{label}")
         values["cells"] = [CellResult.from_dict(c, f"cells[{i}]") for i, c in enumerate(values["cells"])]
         if "invocations" not in values:  # older results: the one invocation that wrote them
             values["invocations"] = invocations_of(d)
@@ -375,4 +515,5 @@ def upgrade_cell_counts(record: dict[str, Any], out: Path, store: Any) -> dict[s
         counts_from="split.npz of the run (after the majority cap)"))
 
 
-__all__ = ["CELL_STATUSES", "BenchResults", "CellResult", "invocations_of", "read_results", "upgrade_cell_counts"]
+__all__ = ["CELL_STATUSES", "ArmRow", "BenchResults", "Bootstrap", "CellResult", "Contrast", "Interval", "Primary",
+           "Summary", "SummaryEntry", "invocations_of", "read_results", "upgrade_cell_counts"]

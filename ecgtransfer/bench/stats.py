@@ -13,10 +13,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as _st
+
+if TYPE_CHECKING:  # the schema of results.json (bench.results imports the bench's grid and run files)
+    from ecgtransfer.bench.results import Bootstrap
 
 
 @dataclass(frozen=True)
@@ -272,12 +275,12 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[fl
 
 
 def bootstrap_summary(point: float | None, replicates: np.ndarray, *, n_seeds: int, n_records: int,
-                      level: float = 0.95, p_value: bool = False) -> dict[str, Any]:
+                      level: float = 0.95, p_value: bool = False) -> Bootstrap:
     """A Summary-like dict: ``mean`` (the point estimate: mean over seeds on the full test split), the bootstrap
     percentile ``lo``/``hi``, ``n`` (seeds), ``n_records``, ``replicates`` (B), ``method`` and, for
     differences, the two-sided ``p``."""
     lo, hi = percentile_interval(replicates, level)
-    d: dict[str, Any] = {"n": int(n_seeds), "mean": point, "sd": float(np.nanstd(replicates, ddof=1))
+    d: Bootstrap = {"n": int(n_seeds), "mean": point, "sd": float(np.nanstd(replicates, ddof=1))
                          if np.sum(~np.isnan(replicates)) > 1 else None, "lo": lo, "hi": hi, "level": level,
                          "half_width": None if lo is None else (hi - lo) / 2, "n_records": int(n_records),
                          "replicates": int(np.asarray(replicates).size),
