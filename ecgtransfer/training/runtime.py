@@ -150,8 +150,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else str(cpu_info()["model"]),
         "torch_threads": torch.get_num_threads(),
     }
     if device.type == "cpu":
