@@ -98,7 +98,7 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
     return store
 
 
-# longer than 60 lines for its docstring: the public entry point documents every parameter (the code is 7 lines)
+# long: the public entry point documents every parameter in its docstring (the code is 7 lines)
 def convert(database: str, *, data: str | os.PathLike, out: str | os.PathLike, task: str | None = None,
             records: Sequence[str] | None = None, lead: str | Sequence[str] | None = None, fs: float | None = None,
             before: float | int | str = DEFAULT_BEFORE, after: float | int | str = DEFAULT_AFTER,
