@@ -7,7 +7,8 @@ from scipy import stats as st
 
 from ecgtransfer.bench.aggregate import summarise, verdict
 from ecgtransfer.bench.config import config_from_dict
-from ecgtransfer.bench.report import build, headline, write_reports
+from ecgtransfer.bench.report import build, write_reports
+from ecgtransfer.bench.report_text import headline
 
 CLASSES = ["N", "S", "V", "F", "Q"]
 
@@ -353,7 +354,7 @@ def test_report_sections_unchanged(results, variant):
 def test_macro_f1_line_lists_only_the_classes_the_cells_score() -> None:
     """The setup's macro-F1 line names the evaluated classes: those with support, less the excluded ones (Q by
     default: AAMI practice), as the cells scored them."""
-    from ecgtransfer.bench.report import macro_f1_line
+    from ecgtransfer.bench.report_text import macro_f1_line
 
     res = {"macro_f1_definition": "support",
            "split": {"class_counts": {p: {"N": 90, "S": 5, "V": 4, "F": 0, "Q": 1} for p in ("val", "test")}}}
@@ -366,7 +367,7 @@ def test_time_to_target_columns_say_which_evaluations_they_count() -> None:
     """Steps count every validation, epochs and seconds the epoch-end ones only: the seeds-reaching column is the
     steps' count, and the epoch columns give the mean (min–max) of the seeds that reached it at an epoch end with
     their count, never an interval over two values that runs below zero."""
-    from ecgtransfer.bench.report import _reached_at_epoch_end
+    from ecgtransfer.bench.report_sections import _reached_at_epoch_end
     from ecgtransfer.bench.stats import summarise_time_to_target
 
     t = summarise_time_to_target([(2, 100.0), None, (3, 250.0)])

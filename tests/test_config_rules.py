@@ -183,7 +183,7 @@ def test_a_cell_config_is_the_base_with_the_cells_coordinates_replaced(tmp_path)
 def test_each_arm_states_the_optimiser_weight_decay_and_clipping_its_cells_use(tmp_path) -> None:
     """The report's arms table states what every arm trained with, read from the cell config (one definition):
     a recipe's own values, an arm's overrides (marked), and the shared ones."""
-    from ecgtransfer.bench.report import _arm_row
+    from ecgtransfer.bench.report_sections import _arm_row
     from ecgtransfer.bench.cell_plan import _arm_settings
 
     cfg = config_from_dict({"bench": {"optimizer": "adamw", "lrs": [1e-4, 1e-3, 1e-2],

@@ -55,7 +55,7 @@ def _main(args: argparse.Namespace) -> int:
     print(f"bench {r['name']}: {len(res.computed)} cell(s) computed, {len(res.reused)} reused, "
           f"{len(res.failed)} failed; arms skipped: {', '.join(res.skipped) or 'none'}")
     print(f"hardware: {r['hardware_line']}")
-    from ecgtransfer.bench.report import headline
+    from ecgtransfer.bench.report_text import headline
 
     for line in headline(r):
         print(line)
