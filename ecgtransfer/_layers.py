@@ -14,7 +14,7 @@ from __future__ import annotations
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", ("ecgtransfer", "ecgtransfer._atomic", "ecgtransfer._document", "ecgtransfer._formats",
                 "ecgtransfer._hashing", "ecgtransfer._layers", "ecgtransfer._lock", "ecgtransfer._npy", "ecgtransfer._outdir",
-                "ecgtransfer._validate", "ecgtransfer.errors")),
+                "ecgtransfer._toml", "ecgtransfer._validate", "ecgtransfer.errors")),
     ("physionet", ("ecgtransfer.physionet",)),
     ("signals", ("ecgtransfer.signals",)),
     ("store", ("ecgtransfer.store", "ecgtransfer.combine", "ecgtransfer.conversion")),

@@ -1,6 +1,7 @@
 """Bench config loading/validation, the grid of cells, data-fraction subsampling and the cell store."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from ecgtransfer.bench.cells import CellStore
-from ecgtransfer.bench.config import ARM_PRESETS, load_config, parse_override
+from ecgtransfer.bench.arms import ARM_ALIASES, ARM_PRESETS
+from ecgtransfer.bench.config_toml import load_config, parse_override
 from ecgtransfer.bench.fractions import subsample
 from ecgtransfer.bench.grid import Cell, cells, fraction_label
 from ecgtransfer.errors import ConfigError
@@ -339,3 +341,16 @@ def test_the_plan_is_said_before_the_first_cell_and_days_are_warned_about():
     assert not plan_estimate([int(steps_per_day) - 1], 256, "cuda:0")[1]
     assert plan_estimate([int(steps_per_day) + 1], 256, "cuda:0")[1]
     assert plan_estimate([2] * 2000, 32, "cpu")[0].startswith("2000 grid cells")
+
+
+def test_a_preset_alias_is_its_arm_under_another_name() -> None:
+    """Issue 21: one arm under two names is one definition (``ARM_ALIASES``), not two copies that may drift; no
+    other two presets train alike except the documented ecg-pretrained / ecg-tiered."""
+    for alias, arm in ARM_ALIASES.items():
+        assert ARM_PRESETS[alias].name == alias
+        assert dataclasses.replace(ARM_PRESETS[alias], name=arm) == ARM_PRESETS[arm]
+    alike: dict = {}
+    for name, a in ARM_PRESETS.items():
+        if name not in ARM_ALIASES:
+            alike.setdefault(dataclasses.replace(a, name="", description=""), []).append(name)
+    assert sorted(sorted(v) for v in alike.values() if len(v) > 1) == [["ecg-pretrained", "ecg-tiered"]]

@@ -35,7 +35,7 @@ def test_ptbxl_source_trains_multilabel_and_transfers_the_backbone_only(stores, 
     from sklearn.metrics import roc_auc_score
 
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.models import resnet50
     from ecgtransfer.models.weights import HEAD_PREFIX
     from ecgtransfer.training.multilabel import part_probabilities
@@ -92,7 +92,8 @@ def _fmt(x: float) -> str:
 
 
 def test_the_source_lead_is_stated_and_a_lead_count_mismatch_needs_one(ptbxl_root, stores, tmp_path):  # noqa: F811
-    from ecgtransfer.bench.config import SourceConfig, config_from_dict
+    from ecgtransfer.bench.config import SourceConfig
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.bench.source import source_input
     from ecgtransfer.errors import ConfigError
 

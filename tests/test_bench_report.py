@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as st
 
 from ecgtransfer.bench.aggregate import summarise, verdict
-from ecgtransfer.bench.config import config_from_dict
+from ecgtransfer.bench.config_toml import config_from_dict
 from ecgtransfer.bench.report import build, write_reports
 from ecgtransfer.bench.report_text import headline
 

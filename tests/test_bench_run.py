@@ -174,7 +174,7 @@ def source_store(physionet_root: Path, tmp_path_factory) -> Path:
 
 def test_ecg_pretrained_arm_transfers_a_source_model(small_store, source_store, tmp_path):
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
 
     cfg = config_from_dict({
         "bench": {"name": "ecg", "seeds": [0], "fractions": [1.0], "image_size": 32, "epochs": 1, "max_steps": 2,
@@ -259,7 +259,7 @@ def test_source_overlap_detection(tmp_path):
 def test_source_from_the_target_store_never_trains_on_target_val_test_patients(tmp_path):
     """The same store as target and source: the source model's train/val hold no target val/test patient."""
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
 
     store_path = _synthetic_store(tmp_path / "store")
     cfg = config_from_dict({
@@ -302,7 +302,7 @@ def info_train_config(out: Path) -> dict:
 
 def _synthetic_cfg(store_path: Path, name: str, *, arms: list, fractions: list, **bench):
     """A one-seed, 32-px, one-epoch bench on a synthetic store (``bench`` adds/overrides [bench] keys)."""
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
 
     return config_from_dict({
         "bench": {"name": name, "seeds": [0], "fractions": fractions, "image_size": 32, "epochs": 1,
@@ -442,7 +442,7 @@ def test_tuned_arms_sweep_2x2_reference_models_and_patients_fractions(tmp_path):
     closed-form ``features`` reference is not swept; early stopping with patience; fractions by patient; the
     declared primary contrast first, the other contrasts Holm-adjusted; steps to target; the report."""
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.bench.stats import holm
 
     store = _synthetic_store(tmp_path / "s", n_patients=9, per_patient=12)
@@ -496,7 +496,7 @@ def test_record_confusion_matches_the_engine_on_a_majority_capped_validation_spl
     true prevalence: the per-record matrices the bootstrap resamples are those of the same capped beats, weighted
     the same way (they pool to the cell's validation macro-F1 and to the uncapped counts)."""
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.bench.stats import macro_f1_of_confusion
 
     store = _synthetic_store(tmp_path / "s", n_patients=8, per_patient=12)

@@ -197,7 +197,7 @@ def test_contrasts_primary_first_secondary_holm_adjusted():
     verdict from its interval; the secondary contrasts' p are Holm-adjusted together; an arm marked as without
     verdict gets none; the per-arm interval is the bootstrap over records and seeds."""
     from ecgtransfer.bench.aggregate import bootstrap_contrast, contrasts, summarise
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.bench.stats import holm, macro_f1_of_confusion
 
     cfg = config_from_dict({
@@ -282,7 +282,7 @@ def test_source_model_at_chance_is_flagged():
 def test_per_class_bootstrap_se_ppv_recomputed_on_resamples():
     """Per-class Se / +P intervals come from the same paired draws; each replicate equals the direct pooled rate."""
     from ecgtransfer.bench.aggregate import _resamples, per_class_bootstrap
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.bench.stats import bootstrap_replicates, class_rate_of_confusion, percentile_interval
 
     cfg = config_from_dict({"bench": {"seeds": [0, 1], "bootstrap_replicates": 100}, "task": {"store": "/x"},
@@ -314,7 +314,7 @@ def test_a_contrast_of_two_arms_below_the_majority_line_gets_no_verdict():
     PTB-XL source pipeline check: 0.215 vs 0.065 against a majority line of 0.241 was called 'the first arm is
     better'); one arm above the line keeps its verdict."""
     from ecgtransfer.bench.aggregate import below_majority, contrasts
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
 
     cfg = config_from_dict({
         "bench": {"name": "c", "seeds": [0, 1], "fractions": [1.0], "bootstrap_replicates": 200,

@@ -52,7 +52,7 @@ def test_grid_edge(values, chosen, floor, edge):
 
 
 def test_wd_sweep_config_rules():
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.errors import ConfigError
 
     base = {"task": {"store": "s"}, "arms": ["scratch-uniform", "features"]}
@@ -81,7 +81,7 @@ def test_weight_decay_then_clipping_at_the_chosen_lr_factor(tmp_path):
     point, the final point's cell becomes the grid cell, every seed trains with it, the report states it, and a
     re-run reuses every cell."""
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from test_bench_run import _synthetic_store
 
     store = _synthetic_store(tmp_path / "s", n_patients=8, per_patient=10)
@@ -154,7 +154,7 @@ def test_weight_decay_then_clipping_at_the_chosen_lr_factor(tmp_path):
 def test_cells_at_the_arms_own_settings_keep_their_fingerprint(tmp_path):
     """Adding the setting stages must not invalidate finished benches: a point at the arm's own settings hashes
     exactly as before (no ``*_swept`` input; the grids are not inputs)."""
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
     from ecgtransfer.bench.runner import _Bench
 
     def bench(extra: dict) -> _Bench:

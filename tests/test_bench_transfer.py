@@ -51,7 +51,7 @@ def stores(physionet_root: Path, tmp_path_factory) -> tuple[Path, Path]:
 def test_svdb_source_transfers_the_head_pooling_keeps_heldout_patients_out_and_the_figure_is_the_table(
         stores, tmp_path):
     from ecgtransfer.bench import run
-    from ecgtransfer.bench.config import config_from_dict
+    from ecgtransfer.bench.config_toml import config_from_dict
 
     target, source = stores
     cfg = config_from_dict({

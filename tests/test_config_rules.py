@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ecgtransfer.bench.config import BENCH_TRAIN_KEYS, INITS, BenchConfig, TaskConfig, config_from_dict
+from ecgtransfer.bench.arms import INITS
+from ecgtransfer.bench.config import BENCH_TRAIN_KEYS, BenchConfig, TaskConfig
+from ecgtransfer.bench.config_toml import config_from_dict
 from ecgtransfer.cli import build_parser
 from ecgtransfer.conversion import TASKS
 from ecgtransfer.errors import ConfigError
@@ -162,7 +164,7 @@ def test_no_config_mirrors_the_fields_of_a_part_it_holds() -> None:
 
 
 def test_a_cell_config_is_the_base_with_the_cells_coordinates_replaced(tmp_path) -> None:
-    from ecgtransfer.bench.config import ARM_PRESETS
+    from ecgtransfer.bench.arms import ARM_PRESETS
     from ecgtransfer.bench.cell_plan import cell_config
 
     cfg = config_from_dict({"bench": {"arms": ["scratch-tiered"], "epochs": 3, "lrs": [1e-4, 1e-3, 1e-2],
@@ -229,3 +231,11 @@ def test_the_bootstrap_default_is_the_stats_one_and_written_nowhere_else() -> No
                       for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
     assert literal == ["bench/stats.py"]
     assert AAMI_SCORED == AAMI_CLASSES[:4] and "Q" not in AAMI_SCORED
+
+
+def test_toml_files_are_read_by_one_reader() -> None:
+    """Issue 21: the training and bench configs read their files with ``_toml.read_toml`` (one message for a missing
+    file or invalid TOML), not each with its own ``tomllib``."""
+    hits = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+            if "import tomllib" in p.read_text(encoding="utf-8")]
+    assert hits == ["_toml.py"]

@@ -147,7 +147,7 @@ def test_a_config_value_of_the_wrong_type_names_the_field_and_the_file(tmp_path,
 @pytest.mark.parametrize("seeds", ["[-1]", "[0, 4294967296]"])
 def test_bench_seeds_out_of_range_are_refused_before_any_cell(tmp_path, seeds):
     """Issue 20: negative or huge bench seeds passed validation and every cell then failed (exit 1)."""
-    from ecgtransfer.bench.config import load_config
+    from ecgtransfer.bench.config_toml import load_config
     from ecgtransfer.errors import ConfigError
 
     text = (Path(__file__).parent.parent / "benchmarks" / "smoke.toml").read_text()

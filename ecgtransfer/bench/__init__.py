@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecgtransfer.bench.config import ArmConfig, BenchConfig, SourceConfig, TaskConfig, load_config
+from ecgtransfer.bench.arms import ArmConfig
+from ecgtransfer.bench.config import BenchConfig, SourceConfig, TaskConfig
+from ecgtransfer.bench.config_toml import load_config
 
 __all__ = ["run", "load_config", "write_report", "BenchConfig", "ArmConfig", "TaskConfig", "SourceConfig",
            "BenchResult", "BenchResults", "CellResult", "read_results"]

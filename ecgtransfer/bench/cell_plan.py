@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ecgtransfer.bench.config import ArmConfig, BenchConfig
+from ecgtransfer.bench.arms import ArmConfig
+from ecgtransfer.bench.config import BenchConfig
 from ecgtransfer.bench.fractions import cap_evaluation
 from ecgtransfer.bench.sweeps import setting_change
 from ecgtransfer.store import SegmentStore

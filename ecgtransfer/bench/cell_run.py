@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ecgtransfer import __version__
+from ecgtransfer.bench.arms import ArmConfig
 from ecgtransfer.bench.cell_plan import cell_budget, cell_config
-from ecgtransfer.bench.config import ArmConfig
 from ecgtransfer.bench.fractions import subsample
 from ecgtransfer.bench.grid import Cell
 from ecgtransfer.bench.run_records import (

@@ -1,72 +1,34 @@
-"""Benchmark configuration: dataclasses, TOML loading and validation.
+"""Benchmark configuration: the dataclasses of a bench config, each checking itself.
 
-A benchmark config names the target task (a segment store and how to split it), the arms to compare,
-the seeds, the fractions of the training data, the budget every arm gets (epochs, steps, batch size,
-schedule family), the image size and the encodings. See ``docs/bench.md`` for every key.
+A benchmark config names the target task (a segment store and how to split it), the arms to compare
+(:mod:`ecgtransfer.bench.arms`), the seeds, the fractions of the training data, the budget every arm gets (epochs,
+steps, batch size, schedule family), the image size and the encodings. See ``docs/bench.md`` for every key.
 
-Example (``benchmarks/smoke.toml``)::
-
-    [bench]
-    name = "smoke"
-    seeds = [0, 1]
-    fractions = [0.2, 1.0]
-    encodings = ["spectrogram"]
-    image_size = 64
-    epochs = 2
-
-    [task]
-    store = "../stores/mitdb-beats"     # relative to this file
-    split = "patient"
-
-    [[arms]]
-    name = "scratch"
-
-    [[arms]]
-    name = "imagenet"
-
-Arms may also be given as plain strings (``arms = ["scratch", "imagenet"]``), which picks the preset of
-that name (:data:`ARM_PRESETS`).
+Each dataclass checks its own rules in a ``check(where)`` method, raising one :class:`ConfigError` line that names
+the key (:class:`TaskConfig`, :class:`SourceConfig`, :class:`PrimaryContrast`,
+:class:`~ecgtransfer.bench.arms.ArmConfig`); :meth:`BenchConfig.check` runs them in order, with the rules that
+span the whole config. The TOML file is read by :mod:`ecgtransfer.bench.config_toml` (:func:`load_config`).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 import os
-import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ecgtransfer.bench.arms import OPTIM_MODES, ArmConfig
+from ecgtransfer.bench.checks import check_nameable, check_positive_int, check_setting_values, config_error
 from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
 from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer._validate import check_seed
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
-from ecgtransfer.models.tiers import TierConfig
-from ecgtransfer.models.weight_registry import WEIGHT_NAMES
-from ecgtransfer.models.weights import HEAD_MODES
 from ecgtransfer.signals.split import LATER_FIELDS, SplitConfig
 from ecgtransfer.training.config import PART_KEYS, TrainConfig, part_view
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-#: How the pretrained backbone is adapted.
-#: ``tiered``: three learning rates (features_1 < features_2 < classifier);
-#: ``uniform``: one learning rate for every parameter;
-#: ``linear-probe``: backbone frozen, only the classifier head trains.
-OPTIM_MODES = ("tiered", "uniform", "linear-probe")
-#: Initialisations an arm can start from (a path to a checkpoint or state_dict is accepted too): random, the weight
-#: registry's names, or the bench's own ECG source model.
-INITS = ("scratch", *WEIGHT_NAMES, "ecg")
-#: What an arm trains on: ``target`` (the cell's subsample of the target's training patients) or ``pooled`` (that
-#: subsample and every segment of the ``[source]`` store in one training set; the target's validation and test
-#: patients untouched): the competitor of "pretrain on the source, fine-tune on the target".
-TRAIN_DATA = ("target", "pooled")
 FRACTION_MODES = ("per-class", "per-patient", "patients")  # "patients" = "per-patient": fewer labelled patients
 #: ``[bench]`` keys that are training settings: bench key -> ``TrainConfig`` field of :attr:`BenchConfig.base`
 #: (validated there, by their owner)
@@ -79,120 +41,6 @@ BENCH_TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 64, "early_st
 #: ``[task]`` keys that are split settings: task key -> ``SplitConfig`` field (the bench's split seed defaults to 0)
 TASK_SPLIT_KEYS: dict[str, str] = {k: name for k, (part, name) in PART_KEYS.items() if part == "data_split"}
 
-
-@dataclass(frozen=True)
-class ArmConfig:
-    """One arm of the comparison: where the weights start and how they are trained.
-
-    Attributes:
-        name: unique label used in tables and file names (``[A-Za-z0-9_.-]+``).
-        init: ``scratch`` (random init), ``imagenet`` (torchvision V2 weights), ``imagenet-v1``,
-            ``imagenet-v2``, ``ecg`` (a source model the bench trains first on ``[source].store``), or a path
-            to an ecgtransfer checkpoint / torchvision state_dict.
-        optim: ``tiered``, ``uniform`` or ``linear-probe`` (see :data:`OPTIM_MODES`).
-        encodings: encodings this arm runs; ``None`` means every encoding of the bench.
-        lrs: the three tier learning rates (tiered), default ``[bench].lrs``.
-        lr: the single learning rate (uniform, and the head's LR for linear-probe); default the largest tier LR.
-        description: free text shown in the report.
-        model: the model kind (``ecgtransfer.models.registry.MODELS``: ``resnet50``, ``cnn1d``, ``features``);
-            None: the training default (resnet50). ``cnn1d`` and ``features`` are the reference models.
-        tier_preset: ``"seed"``: the seed recipe (SGD, 1e-5/1e-4/1e-3, momentum 0.1 on features_1, no weight
-            decay), which fixes its learning rates (no sweep).
-        weight_decay, grad_clip: per-arm overrides of the training defaults (``grad_clip = 0`` turns clipping off).
-        lr_sweep: scale factors of this arm's learning rate(s) tried on validation (default ``[bench].lr_sweep``);
-            tiered arms scale the whole triple; ``[]`` turns the sweep off for this arm.
-        wd_sweep, clip_sweep: weight decays / gradient-clipping norms (0 = off) tried on validation at the chosen
-            LR factor (defaults ``[bench].wd_sweep`` / ``clip_sweep``; ``[]``: the arm's own value, not swept).
-        init_head: what happens to the pretrained head (:data:`~ecgtransfer.models.weights.HEAD_MODES`):
-            ``auto`` loads it when it fits (an ``ecg`` source of the target's classes: the whole model transfers),
-            ``new`` re-initialises it (backbone only). The cell's load report says which.
-        train_data: :data:`TRAIN_DATA`: ``target``, or ``pooled`` (the target subsample plus the ``[source]`` store
-            in one training set, for as many optimiser steps as the source model plus the cell's target budget).
-    """
-
-    name: str
-    init: str = "scratch"
-    optim: str = "tiered"
-    encodings: tuple[str, ...] | None = None
-    lrs: tuple[float, float, float] | None = None
-    lr: float | None = None
-    description: str = ""
-    model: str | None = None
-    tier_preset: str | None = None
-    weight_decay: float | None = None
-    grad_clip: float | None = None
-    lr_sweep: tuple[float, ...] | None = None
-    wd_sweep: tuple[float, ...] | None = None
-    clip_sweep: tuple[float, ...] | None = None
-    init_head: str = "auto"
-    train_data: str = "target"
-
-    @property
-    def sweepable(self) -> bool:
-        """Whether a learning-rate / weight-decay sweep applies (not to a fixed recipe or a closed-form fit)."""
-        from ecgtransfer.models.registry import CLOSED_FORM
-
-        return self.tier_preset is None and self.model not in CLOSED_FORM
-
-    @property
-    def pretrained(self) -> bool:
-        return self.init != "scratch"
-
-
-#: ArmConfig fields added after results were committed, with their defaults: an arm at the default keeps its cells'
-#: fingerprints (they enter a cell's fingerprint only when set otherwise)
-ARM_LATER_FIELDS: dict[str, Any] = {"init_head": "auto", "train_data": "target"}
-
-
-#: Named arms: ``arms = ["scratch", "imagenet"]`` in a config picks these.
-ARM_PRESETS: dict[str, ArmConfig] = {
-    # From scratch there are no pretrained features to protect: one learning rate (the head's) for all.
-    "scratch": ArmConfig("scratch", init="scratch", optim="uniform",
-                         description="random initialisation, one learning rate (the head's) for every layer"),
-    "imagenet": ArmConfig("imagenet", init="imagenet", optim="tiered",
-                          description="ImageNet (torchvision V2) weights, tiered learning rates"),
-    "imagenet-v1": ArmConfig("imagenet-v1", init="imagenet-v1", optim="tiered",
-                             description="ImageNet (torchvision V1) weights, tiered learning rates"),
-    "imagenet-uniform": ArmConfig("imagenet-uniform", init="imagenet", optim="uniform",
-                                  description="ImageNet V2 weights, one learning rate for every layer (ablation)"),
-    "imagenet-linear-probe": ArmConfig("imagenet-linear-probe", init="imagenet", optim="linear-probe",
-                                       description="ImageNet V2 weights, backbone frozen, head only (ablation)"),
-    "ecg-pretrained": ArmConfig("ecg-pretrained", init="ecg", optim="tiered",
-                                description="backbone pretrained by the bench on the [source] ECG store, "
-                                            "tiered learning rates"),
-    # the 2x2 (init x learning-rate scheme) and its neighbours (issue 11): init and optimiser are not confounded
-    "scratch-uniform": ArmConfig("scratch-uniform", init="scratch", optim="uniform",
-                                 description="random initialisation, one learning rate for every layer"),
-    "scratch-tiered": ArmConfig("scratch-tiered", init="scratch", optim="tiered",
-                                description="random initialisation, tiered learning rates (the optimiser of the "
-                                            "transfer arms without their weights)"),
-    "imagenet-tiered": ArmConfig("imagenet-tiered", init="imagenet", optim="tiered",
-                                 description="ImageNet (torchvision V2) weights, tiered learning rates"),
-    "ecg-uniform": ArmConfig("ecg-uniform", init="ecg", optim="uniform",
-                             description="backbone pretrained on the [source] ECG store, one learning rate"),
-    "ecg-tiered": ArmConfig("ecg-tiered", init="ecg", optim="tiered",
-                            description="pretrained on the [source] ECG store (the whole model when the source has "
-                                        "the target's classes, else the backbone), tiered learning rates"),
-    # a source of the target's classes (e.g. svdb beats for mitdb beats): the head can transfer too (issue 22)
-    "ecg-backbone-tiered": ArmConfig("ecg-backbone-tiered", init="ecg", optim="tiered", init_head="new",
-                                     description="backbone pretrained on the [source] ECG store, head "
-                                                 "re-initialised, tiered learning rates"),
-    "pooled-tiered": ArmConfig("pooled-tiered", init="scratch", optim="tiered", train_data="pooled",
-                               description="random initialisation, trained on the target subsample and the "
-                                           "[source] store together (pooling), tiered learning rates"),
-    "pooled-uniform": ArmConfig("pooled-uniform", init="scratch", optim="uniform", train_data="pooled",
-                                description="random initialisation, trained on the target subsample and the "
-                                            "[source] store together (pooling), one learning rate"),
-    "seed-recipe": ArmConfig("seed-recipe", init="imagenet", optim="tiered", tier_preset="seed",
-                             description="the seed recipe: ImageNet weights, SGD 1e-5/1e-4/1e-3, momentum 0.1 on "
-                                         "features_1, no weight decay (fixed, not swept)"),
-    "linear-probe": ArmConfig("linear-probe", init="imagenet", optim="linear-probe",
-                              description="ImageNet V2 weights, backbone frozen, head only"),
-    "cnn1d": ArmConfig("cnn1d", init="scratch", optim="uniform", model="cnn1d",
-                       description="reference: a 1-D CNN on the raw beat (no images)"),
-    "features": ArmConfig("features", init="scratch", optim="uniform", model="features",
-                          description="reference: RR + morphology features with a linear classifier (closed form)"),
-}
 
 
 @dataclass(frozen=True)
@@ -235,6 +83,14 @@ class TaskConfig:
                    max_test_segments=self.max_test_segments)
         return out
 
+    def check(self, where: str) -> None:
+        """Raise :class:`ConfigError` naming the key: the evaluation caps and the evaluated split (the split's own
+        rules were checked by :class:`~ecgtransfer.signals.split.SplitConfig` when it was built)."""
+        check_positive_int(where, "task.max_val_segments", self.max_val_segments, allow_none=True)
+        check_positive_int(where, "task.max_test_segments", self.max_test_segments, allow_none=True)
+        if self.eval_split not in ("test", "val"):
+            raise config_error(where, f"task.eval_split must be 'test' or 'val', found {self.eval_split!r}")
+
 
 for _key, _name in TASK_SPLIT_KEYS.items():
     setattr(TaskConfig, _key, part_view("data_split", _name, f"``data_split.{_name}`` (``[task].{_key}``)"))
@@ -270,6 +126,21 @@ class SourceConfig:
     train: Mapping[str, Any] = field(default_factory=dict)
     lead: str | None = None
 
+    def check(self, where: str) -> None:
+        """Raise :class:`ConfigError` naming the key (``where``: ``"<config> [source]"``): the optimiser mode, the
+        init (not ``ecg`` itself) and the lead (given once)."""
+        if self.optim not in OPTIM_MODES:
+            raise config_error(where, f"optim must be one of {OPTIM_MODES}, found {self.optim!r}")
+        if self.init == "ecg":
+            raise config_error(where, "the source model cannot itself start from 'ecg'")
+        if self.lead is not None:
+            if not isinstance(self.lead, str) or not self.lead.strip():
+                raise config_error(where, f"lead must be a lead name of the source store or "
+                                          f"{SOURCE_LEAD_GRID!r}, found {self.lead!r}")
+            if "lead" in dict(self.train.get("encoding_params") or {}):
+                raise config_error(where, "lead is given twice: [source].lead and [source.train] "
+                                          "encoding_params.lead; keep one")
+
 
 #: ``[source].lead`` value that images every lead of the source store as a tile of one image
 SOURCE_LEAD_GRID = "grid"
@@ -289,6 +160,20 @@ class PrimaryContrast:
     baseline: str
     fraction: float | None = None
     encoding: str | None = None
+
+    def check(self, where: str, *, names: Sequence[str], fractions: Sequence[float],
+              encodings: Sequence[str]) -> None:
+        """Raise :class:`ConfigError` (``where``: ``"<config> [bench.primary]"``) unless it names two different arms
+        of ``names``, one of the bench's ``fractions`` and one of its ``encodings``."""
+        for x in (self.arm, self.baseline):
+            if x not in names:
+                raise config_error(where, f"names no arm {x!r}; arms are {list(names)}")
+        if self.arm == self.baseline:
+            raise config_error(where, "arm and baseline are the same arm")
+        if self.fraction is not None and all(abs(self.fraction - f) > 1e-12 for f in fractions):
+            raise config_error(where, f"fraction {self.fraction} is not one of the fractions {list(fractions)}")
+        if self.encoding is not None and self.encoding not in encodings:
+            raise config_error(where, f"encoding {self.encoding!r} is not one of the encodings {list(encodings)}")
 
 
 @dataclass(frozen=True)
@@ -452,359 +337,79 @@ class BenchConfig:
         d["task"] = {k: v for k, v in d["task"].items() if k != "store"}  # the path may move; the hash is checked
         return {k: d[k] for k in keys}
 
+    # -- checks -----------------------------------------------------------------------------------
+    def check(self, where: str = "bench config") -> None:
+        """Raise :class:`ConfigError` naming the key when this config is inconsistent, in this order: the grid,
+        the task, the arm names and the bootstrap, the sweeps, the contrasts, the primary contrast, each arm, the
+        source. (The training settings (epochs, batch_size, image_size, max_steps, threads, warmup_steps, lrs,
+        scheduler, optimizer, patience, the split) were checked by their owners when ``base`` was built.)"""
+        self._check_grid(where)
+        self.task.check(where)
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise config_error(where, f"arm names must be unique, found {names}")
+        check_positive_int(where, "bootstrap_replicates", self.bootstrap_replicates)
+        self._check_sweeps(where)
+        self._check_contrasts(where, names)
+        if self.primary is not None:
+            self.primary.check(f"{where} [bench.primary]", names=names, fractions=self.fractions,
+                               encodings=self.encodings)
+        for a in self.arms:
+            a.check(f"{where} arm {a.name!r}", has_source=self.source is not None, encodings=self.arm_encodings(a))
+        if self.source is not None:
+            self.source.check(f"{where} [source]")
+
+    def _check_grid(self, where: str) -> None:
+        """``min_steps``, the seeds, the fractions and their mode, the encodings, ``target_f1``."""
+        check_positive_int(where, "min_steps", self.min_steps, allow_none=True)
+        if self.min_steps and self.max_steps and self.min_steps > self.max_steps:
+            raise config_error(where, f"min_steps ({self.min_steps}) is larger than max_steps ({self.max_steps})")
+        if not self.seeds:
+            raise config_error(where, "seeds is empty")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise config_error(where, f"seeds contain duplicates: {list(self.seeds)}")
+        for seed in self.seeds:
+            try:
+                check_seed(seed, "seeds")
+            except ConfigError as exc:
+                raise config_error(where, f"{exc} (in {list(self.seeds)})") from None
+        if not self.fractions:
+            raise config_error(where, "fractions is empty")
+        for f in self.fractions:
+            if not (0.0 < f <= 1.0) or math.isnan(f):
+                raise config_error(where, f"each fraction must be in (0, 1], found {f}")
+        if len(set(self.fractions)) != len(self.fractions):
+            raise config_error(where, f"fractions contain duplicates: {list(self.fractions)}")
+        if self.fraction_mode not in FRACTION_MODES:
+            raise config_error(where, f"fraction_mode must be one of {FRACTION_MODES}, found {self.fraction_mode!r}")
+        if not self.encodings:
+            raise config_error(where, "encodings is empty; name at least one image encoding (e.g. [\"spectrogram\"])")
+        for enc in self.encodings:
+            check_encoding(enc, where)
+        if not (0.0 < self.target_f1 <= 1.0):
+            raise config_error(where, f"target_f1 must be in (0, 1], found {self.target_f1}")
+
+    def _check_sweeps(self, where: str) -> None:
+        """The LR factors and the swept settings' values, and the fraction the sweep trains on."""
+        if any(not (x > 0) for x in self.lr_sweep) or len(set(self.lr_sweep)) != len(self.lr_sweep):
+            raise config_error(where, f"lr_sweep factors must be distinct positive numbers, found {list(self.lr_sweep)}")
+        check_nameable(where, "lr_sweep", self.lr_sweep)
+        for key in SETTING_KEYS:
+            check_setting_values(where, key, getattr(self, key))
+        if self.sweep_fraction is not None and all(abs(self.sweep_fraction - f) > 1e-12 for f in self.fractions):
+            raise config_error(where, f"sweep_fraction {self.sweep_fraction} is not one of the fractions "
+                                      f"{list(self.fractions)}")
+
+    def _check_contrasts(self, where: str, names: Sequence[str]) -> None:
+        """Each contrast names two arms of ``names`` (and, when it has one, one of the fractions)."""
+        for a, b, *at in self.contrasts:
+            for x in (a, b):
+                if x not in names:
+                    raise config_error(where, f"contrast [{a!r}, {b!r}] names no arm {x!r}; arms are {list(names)}")
+            if at and all(abs(at[0] - f) > 1e-12 for f in self.fractions):
+                raise config_error(where, f"contrast [{a!r}, {b!r}, {at[0]}]: fraction {at[0]} is not one of the "
+                                          f"fractions {list(self.fractions)}")
+
 
 for _key, _name in BENCH_TRAIN_KEYS.items():  # cfg.epochs, cfg.lrs, cfg.threads...: views of base, not copies
     setattr(BenchConfig, _key, part_view("base", _name, f"``base.{_name}`` (``[bench].{_key}``)"))
-
-
-# -- loading and validation ---------------------------------------------------------------------
-
-_SECTION_KEYS = {"bench", "task", "arms", "train", "source"}
-
-
-def _err(where: str, msg: str) -> ConfigError:
-    return ConfigError(f"{where}: {msg}")
-
-
-def _check_setting_values(where: str, key: str, values: Sequence[float]) -> None:
-    """The values of a swept setting (``wd_sweep``, ``clip_sweep``): distinct numbers >= 0, each named exactly."""
-    if any(not (x >= 0) for x in values) or len(set(values)) != len(values):
-        raise _err(where, f"{key} values must be distinct numbers >= 0, found {list(values)}")
-    _check_nameable(where, key, values)
-
-
-def _check_nameable(where: str, key: str, values: Sequence[float]) -> None:
-    """A sweep point's cell name carries its values with 6 significant digits (``f"{v:g}"``) and the cell trains
-    the value read back from it: a value the name cannot hold exactly is refused."""
-    inexact = [x for x in values if float(f"{x:g}") != x]
-    if inexact:
-        raise _err(where, f"{key} values {inexact} have more than 6 significant digits (cell names hold "
-                          f"{[float(f'{x:g}') for x in inexact]}): round them")
-
-
-def _check_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise _err(where, f"unknown key(s) {unknown}; expected some of {sorted(allowed)}")
-
-
-def _tuple_of(where: str, key: str, value: Any, kind: type) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        value = [value]
-    out = []
-    for v in value:
-        if kind is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise _err(where, f"{key} must be a list of {kind.__name__}, found {v!r}")
-        out.append(v)
-    return tuple(out)
-
-
-def _arm_from(where: str, raw: Any) -> ArmConfig:
-    if isinstance(raw, str):
-        if raw not in ARM_PRESETS:
-            raise _err(where, f"unknown arm preset {raw!r}; presets are {sorted(ARM_PRESETS)} "
-                              "(or give a table with name/init/optim)")
-        return ARM_PRESETS[raw]
-    if not isinstance(raw, Mapping):
-        raise _err(where, f"an arm must be a preset name or a table, found {raw!r}")
-    allowed = {f.name for f in fields(ArmConfig)}
-    _check_keys(where, raw, allowed)
-    if "name" not in raw:
-        raise _err(where, "an arm table needs a 'name'")
-    base = ARM_PRESETS.get(raw["name"], ArmConfig(str(raw["name"])))
-    kw = dict(raw)
-    if "encodings" in kw:
-        kw["encodings"] = _tuple_of(where, "encodings", kw["encodings"], str)
-    if "lrs" in kw:
-        kw["lrs"] = _tuple_of(where, "lrs", kw["lrs"], float)
-    for key in ("lr_sweep", *SETTING_KEYS):
-        if key in kw:
-            kw[key] = _tuple_of(where, key, kw[key], float)
-    for key in ("weight_decay", "grad_clip"):
-        if key in kw and kw[key] is not None:
-            if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)) or kw[key] < 0:
-                raise _err(where, f"{key} must be a number >= 0, found {kw[key]!r}")
-            kw[key] = float(kw[key])
-    if "lr" in kw and kw["lr"] is not None:
-        if isinstance(kw["lr"], bool) or not isinstance(kw["lr"], (int, float)):
-            raise _err(where, f"lr must be a positive number (a learning rate such as 1e-3), found {kw['lr']!r}")
-        kw["lr"] = float(kw["lr"])
-    return replace(base, **kw)
-
-
-def config_from_dict(raw: Mapping[str, Any], *, config_dir: str | os.PathLike | None = None,
-                     where: str = "bench config") -> BenchConfig:
-    """Build and validate a :class:`BenchConfig` from a parsed TOML document (see the module docstring)."""
-    raw = copy.deepcopy(dict(raw))
-    _check_keys(where, raw, _SECTION_KEYS)
-    bench = dict(raw.get("bench", {}))
-    if "arms" in bench:  # ``arms = [...]`` written under [bench] (TOML puts it there) is the same list
-        if "arms" in raw:
-            raise _err(where, "arms are given twice ([bench].arms and top-level arms / [[arms]])")
-        raw["arms"] = bench.pop("arms")
-    bench_fields = ({f.name for f in fields(BenchConfig)} - {"task", "arms", "train", "source", "config_dir", "base"}
-                    | set(BENCH_TRAIN_KEYS))
-    _check_keys(f"{where} [bench]", bench, bench_fields)
-    if "task" not in raw:
-        raise _err(where, "missing [task] table (at least task.store)")
-    task_raw = raw["task"]
-    _check_keys(f"{where} [task]", task_raw, ({f.name for f in fields(TaskConfig)} - {"data_split"})
-                | set(TASK_SPLIT_KEYS))
-    if "store" not in task_raw:
-        raise _err(f"{where} [task]", "missing 'store' (path of the target segment store)")
-    try:
-        task = TaskConfig.from_table(task_raw)
-    except ConfigError as exc:
-        raise _err(f"{where} [task]", str(exc)) from None
-    arms_raw = raw.get("arms")
-    if not arms_raw:
-        raise _err(where, "no arms: add arms = [\"scratch\", \"imagenet\"] or [[arms]] tables")
-    arms = tuple(_arm_from(f"{where} arms[{i}]", a) for i, a in enumerate(arms_raw))
-    source = None
-    if "source" in raw:
-        _check_keys(f"{where} [source]", raw["source"], {f.name for f in fields(SourceConfig)})
-        if "store" not in raw["source"]:
-            raise _err(f"{where} [source]", "missing 'store' (path of the source segment store)")
-        src_raw = dict(raw["source"])
-        if not isinstance(src_raw.get("train", {}), Mapping):
-            raise _err(f"{where} [source]", f"train must be a table of TrainConfig fields, found {src_raw['train']!r}")
-        src_raw["train"] = dict(src_raw.get("train", {}))
-        source = SourceConfig(**src_raw)
-    kw: dict[str, Any] = dict(bench)
-    for key, kind in (("seeds", int), ("fractions", float), ("encodings", str), ("lrs", float),
-                      ("lr_sweep", float), *((k, float) for k in SETTING_KEYS)):
-        if key in kw:
-            kw[key] = _tuple_of(f"{where} [bench]", key, kw[key], kind)
-    train_raw = raw.get("train", {})
-    if not isinstance(train_raw, Mapping):
-        raise _err(f"{where} [train]", f"must be a table of TrainConfig fields, found {train_raw!r}")
-    _check_bench_owned(where, dict(train_raw), None if source is None else dict(source.train), bench)
-    base_kw = {**BENCH_TRAIN_DEFAULTS, **dict(train_raw),
-               **{BENCH_TRAIN_KEYS[k]: kw.pop(k) for k in list(kw) if k in BENCH_TRAIN_KEYS}}
-    try:
-        base = TrainConfig(**base_kw, data_split=task.data_split)
-    except ConfigError as exc:
-        renamed = [f"[bench].{k} is TrainConfig {n}" for k, n in BENCH_TRAIN_KEYS.items()
-                   if k != n and n in str(exc)]
-        raise _err(where, f"{exc}" + (f" ({'; '.join(renamed)})" if renamed else "")) from None
-    if "target_f1" in kw:
-        kw["target_f1"] = float(kw["target_f1"])
-    if "primary" in kw:
-        pr = kw["primary"]
-        if not isinstance(pr, Mapping):
-            raise _err(f"{where} [bench.primary]",
-                       f"must be a table {{arm, baseline, fraction, encoding}}, found {pr!r}")
-        _check_keys(f"{where} [bench.primary]", pr, {f.name for f in fields(PrimaryContrast)})
-        if "arm" not in pr or "baseline" not in pr:
-            raise _err(f"{where} [bench.primary]", "needs 'arm' and 'baseline' (arm names)")
-        pr = dict(pr)
-        if pr.get("fraction") is not None:
-            pr["fraction"] = float(pr["fraction"])
-        kw["primary"] = PrimaryContrast(**pr)
-    if "contrasts" in kw:
-        pairs = []
-        for pair in kw["contrasts"] if isinstance(kw["contrasts"], (list, tuple)) else [kw["contrasts"]]:
-            if (not isinstance(pair, (list, tuple)) or len(pair) not in (2, 3)
-                    or not all(isinstance(x, str) for x in pair[:2])
-                    or (len(pair) == 3 and (isinstance(pair[2], bool) or not isinstance(pair[2], (int, float))))):
-                raise _err(f"{where} [bench]", "contrasts must be a list of [arm, baseline] pairs or [arm, baseline, "
-                                               f"fraction] entries, found {pair!r}")
-            pairs.append((pair[0], pair[1]) if len(pair) == 2 else (pair[0], pair[1], float(pair[2])))
-        kw["contrasts"] = tuple(pairs)
-    cfg = BenchConfig(task=task, arms=arms, train=dict(train_raw), source=source, base=base,
-                      config_dir=str(config_dir) if config_dir is not None else None, **kw)
-    validate(cfg, where=where)
-    return cfg
-
-
-#: TrainConfig fields a ``[train]`` table may not set: the bench sets them per cell or from its own keys
-#: (the split's fractions are allowed: they are the ``ecg`` source model's; the target's come from ``[task]``)
-BENCH_OWNED_TRAIN_FIELDS = frozenset({"encoding", "seed", "init", "weights", "out", "out_dir", "run_dir",
-                                      "data_split", "optim", "split", "split_seed", "tiers", "freeze",
-                                      *(n for k, n in BENCH_TRAIN_KEYS.items() if k != "patience")})
-
-
-def _check_bench_owned(where: str, train: Mapping[str, Any], source_train: Mapping[str, Any] | None,
-                       bench: Mapping[str, Any]) -> None:
-    """``[train]`` / ``[source.train]`` may not set what the bench sets (:data:`BENCH_OWNED_TRAIN_FIELDS`), nor
-    ``early_stopping`` next to ``[bench].patience``."""
-    for section, table in (("[train]", train), ("[source.train]", source_train or {})):
-        clash = sorted(BENCH_OWNED_TRAIN_FIELDS & set(table))
-        if clash:
-            raise _err(f"{where} {section}", f"{clash} are set by the bench itself ([bench]/[task]/[source] keys or "
-                                             f"per cell); remove them from {section}")
-    if bench.get("patience") is not None and "early_stopping" in train:
-        raise _err(f"{where} [train]", "early_stopping is set by [bench].patience; remove it from [train]")
-
-
-def validate(cfg: BenchConfig, *, where: str = "bench config") -> None:
-    """Raise :class:`ConfigError` naming the key when ``cfg`` is inconsistent."""
-    def pos_int(key: str, v: Any, allow_none: bool = False) -> None:
-        if v is None and allow_none:
-            return
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise _err(where, f"{key} must be a positive integer, found {v!r}")
-
-    # the training settings (epochs, batch_size, image_size, max_steps, threads, warmup_steps, lrs, scheduler,
-    # optimizer, patience, the split) were validated by their owners when ``base`` was built
-    pos_int("min_steps", cfg.min_steps, allow_none=True)
-    if cfg.min_steps and cfg.max_steps and cfg.min_steps > cfg.max_steps:
-        raise _err(where, f"min_steps ({cfg.min_steps}) is larger than max_steps ({cfg.max_steps})")
-    if not cfg.seeds:
-        raise _err(where, "seeds is empty")
-    if len(set(cfg.seeds)) != len(cfg.seeds):
-        raise _err(where, f"seeds contain duplicates: {list(cfg.seeds)}")
-    for seed in cfg.seeds:
-        try:
-            check_seed(seed, "seeds")
-        except ConfigError as exc:
-            raise _err(where, f"{exc} (in {list(cfg.seeds)})") from None
-    if not cfg.fractions:
-        raise _err(where, "fractions is empty")
-    for f in cfg.fractions:
-        if not (0.0 < f <= 1.0) or math.isnan(f):
-            raise _err(where, f"each fraction must be in (0, 1], found {f}")
-    if len(set(cfg.fractions)) != len(cfg.fractions):
-        raise _err(where, f"fractions contain duplicates: {list(cfg.fractions)}")
-    if cfg.fraction_mode not in FRACTION_MODES:
-        raise _err(where, f"fraction_mode must be one of {FRACTION_MODES}, found {cfg.fraction_mode!r}")
-    if not cfg.encodings:
-        raise _err(where, "encodings is empty; name at least one image encoding (e.g. [\"spectrogram\"])")
-    for enc in cfg.encodings:
-        check_encoding(enc, where)
-    if not (0.0 < cfg.target_f1 <= 1.0):
-        raise _err(where, f"target_f1 must be in (0, 1], found {cfg.target_f1}")
-    pos_int("task.max_val_segments", cfg.task.max_val_segments, allow_none=True)
-    pos_int("task.max_test_segments", cfg.task.max_test_segments, allow_none=True)
-    if cfg.task.eval_split not in ("test", "val"):
-        raise _err(where, f"task.eval_split must be 'test' or 'val', found {cfg.task.eval_split!r}")
-    names = [a.name for a in cfg.arms]
-    if len(set(names)) != len(names):
-        raise _err(where, f"arm names must be unique, found {names}")
-    pos_int("bootstrap_replicates", cfg.bootstrap_replicates)
-    if any(not (x > 0) for x in cfg.lr_sweep) or len(set(cfg.lr_sweep)) != len(cfg.lr_sweep):
-        raise _err(where, f"lr_sweep factors must be distinct positive numbers, found {list(cfg.lr_sweep)}")
-    _check_nameable(where, "lr_sweep", cfg.lr_sweep)
-    for key in SETTING_KEYS:
-        _check_setting_values(where, key, getattr(cfg, key))
-    if cfg.sweep_fraction is not None and all(abs(cfg.sweep_fraction - f) > 1e-12 for f in cfg.fractions):
-        raise _err(where, f"sweep_fraction {cfg.sweep_fraction} is not one of the fractions {list(cfg.fractions)}")
-    for a, b, *at in cfg.contrasts:
-        for x in (a, b):
-            if x not in names:
-                raise _err(where, f"contrast [{a!r}, {b!r}] names no arm {x!r}; arms are {names}")
-        if at and all(abs(at[0] - f) > 1e-12 for f in cfg.fractions):
-            raise _err(where, f"contrast [{a!r}, {b!r}, {at[0]}]: fraction {at[0]} is not one of the fractions "
-                              f"{list(cfg.fractions)}")
-    if cfg.primary is not None:
-        pw = f"{where} [bench.primary]"
-        for x in (cfg.primary.arm, cfg.primary.baseline):
-            if x not in names:
-                raise _err(pw, f"names no arm {x!r}; arms are {names}")
-        if cfg.primary.arm == cfg.primary.baseline:
-            raise _err(pw, "arm and baseline are the same arm")
-        if cfg.primary.fraction is not None and all(abs(cfg.primary.fraction - f) > 1e-12 for f in cfg.fractions):
-            raise _err(pw, f"fraction {cfg.primary.fraction} is not one of the fractions {list(cfg.fractions)}")
-        if cfg.primary.encoding is not None and cfg.primary.encoding not in cfg.encodings:
-            raise _err(pw, f"encoding {cfg.primary.encoding!r} is not one of the encodings {list(cfg.encodings)}")
-    for a in cfg.arms:
-        aw = f"{where} arm {a.name!r}"
-        if not a.name or any(not (c.isalnum() or c in "_.-") for c in a.name):
-            raise _err(aw, "name may only hold letters, digits, '_', '.', '-'")
-        if a.optim not in OPTIM_MODES:
-            raise _err(aw, f"optim must be one of {OPTIM_MODES}, found {a.optim!r}")
-        if a.init not in INITS and not (os.sep in a.init or a.init.endswith((".pt", ".pth", ".ckpt"))):
-            raise _err(aw, f"init must be one of {INITS} or a checkpoint path, found {a.init!r}")
-        if a.init == "ecg" and cfg.source is None:
-            raise _err(aw, "init = 'ecg' needs a [source] table naming the source store")
-        if a.init_head not in HEAD_MODES:
-            raise _err(aw, f"init_head must be one of {HEAD_MODES}, found {a.init_head!r}")
-        if a.train_data not in TRAIN_DATA:
-            raise _err(aw, f"train_data must be one of {TRAIN_DATA}, found {a.train_data!r}")
-        if a.train_data == "pooled" and cfg.source is None:
-            raise _err(aw, "train_data = 'pooled' needs a [source] table naming the store to pool with")
-        if a.train_data == "pooled" and a.model == "features":
-            raise _err(aw, "train_data = 'pooled' is for trained models (resnet50, cnn1d), not the closed-form "
-                           "features reference")
-        if a.lrs is not None:
-            try:  # the tier rule's owner
-                TierConfig(lrs=tuple(a.lrs))
-            except ConfigError as exc:
-                raise _err(aw, str(exc)) from None
-        if a.lr is not None and not a.lr > 0:
-            raise _err(aw, f"lr must be positive, found {a.lr}")
-        for enc in cfg.arm_encodings(a):
-            check_encoding(enc, aw)
-        if a.model is not None:
-            from ecgtransfer.models.registry import MODELS
-
-            if a.model not in MODELS:
-                raise _err(aw, f"model must be one of {MODELS}, found {a.model!r}")
-        if a.tier_preset is not None and a.tier_preset != "seed":
-            raise _err(aw, f"tier_preset must be 'seed' or absent, found {a.tier_preset!r}")
-        if any(not (x > 0) for x in (a.lr_sweep or ())):
-            raise _err(aw, f"lr_sweep factors must be positive, found {list(a.lr_sweep or ())}")
-        _check_nameable(aw, "lr_sweep", a.lr_sweep or ())
-        for key in SETTING_KEYS:
-            _check_setting_values(aw, key, getattr(a, key) or ())
-    if cfg.source is not None:
-        if cfg.source.optim not in OPTIM_MODES:
-            raise _err(f"{where} [source]", f"optim must be one of {OPTIM_MODES}, found {cfg.source.optim!r}")
-        if cfg.source.init == "ecg":
-            raise _err(f"{where} [source]", "the source model cannot itself start from 'ecg'")
-        if cfg.source.lead is not None:
-            if not isinstance(cfg.source.lead, str) or not cfg.source.lead.strip():
-                raise _err(f"{where} [source]", f"lead must be a lead name of the source store or "
-                                                f"{SOURCE_LEAD_GRID!r}, found {cfg.source.lead!r}")
-            if "lead" in dict(cfg.source.train.get("encoding_params") or {}):
-                raise _err(f"{where} [source]", "lead is given twice: [source].lead and [source.train] "
-                                                "encoding_params.lead; keep one")
-
-
-def load_config(path: str | os.PathLike, *, overrides: Mapping[str, Any] | None = None) -> BenchConfig:
-    """Read and validate a bench config TOML file.
-
-    Args:
-        path: the TOML file; relative store paths inside it are resolved against its directory.
-        overrides: dotted keys replacing values after loading, e.g. ``{"task.store": "stores/x",
-            "bench.seeds": [0]}`` (what the CLI's ``--set`` and ``--store`` do).
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"bench config {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"bench config {path} is not valid TOML: {exc}") from exc
-    for key, value in (overrides or {}).items():
-        apply_override(raw, key, value, where=str(path))
-    return config_from_dict(raw, config_dir=path.resolve().parent, where=str(path))
-
-
-def apply_override(raw: dict[str, Any], key: str, value: Any, *, where: str = "override") -> None:
-    """Set dotted ``key`` (``section.name``) in a raw config dict; a bare name goes to ``[bench]``."""
-    parts = key.split(".")
-    if len(parts) == 1:
-        parts = ["bench", parts[0]]
-    if parts[0] not in _SECTION_KEYS or parts[0] == "arms":
-        raise ConfigError(f"{where}: cannot override {key!r}; use bench.*, task.*, train.* or source.*")
-    node = raw
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{where}: cannot override {key!r}: {p} is not a table")
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"bench.seeds=[0,1]"`` -> ``("bench.seeds", [0, 1])`` (the value is parsed as a TOML value)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set expects KEY=VALUE, found {text!r}")
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()  # a bare string
-    return key.strip(), parsed

@@ -52,7 +52,9 @@ from ecgtransfer.bench.assemble import ResultsAssembly, _previous_invocations
 from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, _split_of, majority_validation, plan_estimate, target_check
 from ecgtransfer.bench.cell_run import CellRuns
 from ecgtransfer.bench.cells import BENCH_LAYOUT, CellStore
-from ecgtransfer.bench.config import ARM_LATER_FIELDS, ArmConfig, BenchConfig, load_config
+from ecgtransfer.bench.arms import ARM_LATER_FIELDS, ArmConfig
+from ecgtransfer.bench.config import BenchConfig
+from ecgtransfer.bench.config_toml import load_config
 from ecgtransfer.bench.grid import cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info
 from ecgtransfer.bench.report import write_reports

@@ -22,8 +22,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ecgtransfer._atomic import atomic_write_json
+from ecgtransfer.bench.arms import ArmConfig
 from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, cell_config
-from ecgtransfer.bench.config import SOURCE_LEAD_GRID, TASK_SPLIT_KEYS, ArmConfig, SourceConfig
+from ecgtransfer.bench.config import SOURCE_LEAD_GRID, TASK_SPLIT_KEYS, SourceConfig
 from ecgtransfer.bench.run_records import _clean_metrics, _history_rows, predict_part
 from ecgtransfer.errors import BenchError, EcgTransferError, StoreError
 from ecgtransfer.signals.split import SplitConfig

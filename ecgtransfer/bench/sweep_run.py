@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ecgtransfer.bench.arms import ArmConfig
 from ecgtransfer.bench.cell_plan import _arm_settings, _own_value
-from ecgtransfer.bench.config import ArmConfig
 from ecgtransfer.bench.grid import Cell
 from ecgtransfer.bench.run_records import _now
 from ecgtransfer.bench.sweeps import SWEPT_SETTINGS, SweptSetting, grid_edge, sweep_arm_name

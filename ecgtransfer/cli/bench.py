@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ecgtransfer.bench.config import parse_override
+    from ecgtransfer.bench.config_toml import parse_override
     from ecgtransfer.errors import ConfigError
 
     if args.report_only:

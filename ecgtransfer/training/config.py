@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ecgtransfer._toml import read_toml
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import ENCODINGS, IMAGE_SIZE, check_encoding
 from ecgtransfer.models.tiers import TierConfig
@@ -37,11 +38,6 @@ from ecgtransfer.signals.template import check_beat_input, uses_template
 
 if TYPE_CHECKING:  # pragma: no cover
     from ecgtransfer.imaging import ImageEncoder
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 #: ``init`` names (a path to a weights file is accepted too): the weight registry's names, then random init
 INIT_CHOICES = (*WEIGHT_NAMES, "scratch")
@@ -411,13 +407,7 @@ class TrainConfig:
     def from_toml(cls, path: str | os.PathLike) -> "TrainConfig":
         """Load from a TOML file (top-level keys, or a ``[train]`` table)."""
         path = Path(path)
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        data = read_toml(path, "config file")
         if "train" in data and isinstance(data["train"], dict):
             data = data["train"]
         try:
