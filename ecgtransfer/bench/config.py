@@ -392,7 +392,8 @@ class BenchConfig:
     def _check_sweeps(self, where: str) -> None:
         """The LR factors and the swept settings' values, and the fraction the sweep trains on."""
         if any(not (x > 0) for x in self.lr_sweep) or len(set(self.lr_sweep)) != len(self.lr_sweep):
-            raise config_error(where, f"lr_sweep factors must be distinct positive numbers, found {list(self.lr_sweep)}")
+            raise config_error(where, f"lr_sweep factors must be distinct positive numbers, found "
+                                      f"{list(self.lr_sweep)}")
         check_nameable(where, "lr_sweep", self.lr_sweep)
         for key in SETTING_KEYS:
             check_setting_values(where, key, getattr(self, key))

@@ -141,8 +141,9 @@ def _headline_section(v: ReportInputs) -> Doc:
     if cons:
         doc.table(["contrast", "difference [95% interval]", "p", "p (Holm)", "verdict"],
                   [[("PRIMARY: " if c.get("primary") else "") + c["label"], diff_text(c["diff"]),
-                    fmt_number(c.get("p")), "primary, not adjusted" if c.get("primary") else fmt_number(c.get("p_holm")),
-                    c["verdict"]] for c in cons])
+                    fmt_number(c.get("p")),
+                    "primary, not adjusted" if c.get("primary") else fmt_number(c.get("p_holm")), c["verdict"]]
+                   for c in cons])
     tc = (results.target_check or {})
     if tc.get("below_majority"):
         doc.p(f"Steps to target are not informative here: {tc['text']}.", cls="warn")
@@ -309,52 +310,14 @@ def _lr_sweep_section(v: ReportInputs) -> Doc:
               f"training data with seed {sw['seed']}; the factor with the best validation selection-F1 (mean over "
               "the arm's encodings) then trains every seed and fraction. Tiered arms scale the whole triple. The "
               "test split plays no part in the choice.")
-        rows = []
-        for arm, w in sweeps.items():
-            for enc, c in w["curve"].items():
-                rows.append([arm, enc] + [fmt_number(val) + (" (chosen)" if float(k) == w["chosen"] else "")
-                                          for k, val in c.items()]
-                            + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])
-                               + "".join(f", {st['label']} {st['chosen']:g}" for st in w.get("stages", [])
-                                         if st["chosen"] != st["own"])])
-        factors = sorted({f for w in sweeps.values() for f in w["factors"]})
-        same = all(w["factors"] == factors for w in sweeps.values())
-        if same:
-            doc.table(["arm", "encoding"] + [f"x{f:g}" for f in factors] + ["chosen: LRs"], rows)
-        else:
-            doc.table(["arm", "encoding", "validation selection-F1 per factor (ascending)", "chosen: LRs"],
-                      [[r[0], r[1], "; ".join(r[2:-1]), r[-1]] for r in rows])
-        edge_choices = _edge_choices(sweeps)
-        edges = [f"{a} chose x{w['chosen']:g}, the grid's {w['edge']} factor" for a, w, st in edge_choices
-                 if st is None]
-        if edges:
-            doc.p("At the edge of the sweep grid (the best learning rate may lie beyond it; widen lr_sweep before "
-                  "reading these arms as tuned): " + "; ".join(edges) + ".", cls="warn")
-        stage_rows = [[arm, st["label"], enc, "; ".join(_stage_point(st, c, x) for x in st["values"])]
-                      for arm, w in sweeps.items() for st in w.get("stages", []) for enc, c in st["curve"].items()]
-        if stage_rows:
-            doc.p("Then each further setting in turn, at the arm's chosen LR factor and the settings chosen before it "
-                  "(validation selection-F1; the arm's own value is the point already trained):")
-            doc.table(["arm", "setting", "encoding", "validation selection-F1 per value (ascending)"], stage_rows)
-            stage_edges = [f"{a} chose {st['label']} {st['chosen']:g}, the grid's {st['edge']} value (widen "
-                           f"{st['key']})" for a, _, st in edge_choices if st is not None]
-            if stage_edges:
-                doc.p("At the edge of a setting's grid: " + "; ".join(stage_edges) + ".", cls="warn")
+        _lr_factor_table(doc, sweeps)
+        _setting_stages(doc, sweeps)
         short = [a for a, w in sweeps.items() if len(w["factors"]) < 4]
         if short:
             doc.p(f"Swept over fewer than 4 factors (not tuned: a tuned arm needs at least 4 log-spaced factors): "
                   f"{', '.join(short)}.",
                   cls="warn")
-        for enc in v.encodings:
-            curves = {a: {float(k): val for k, val in w["curve"].get(enc, {}).items()} for a, w in sweeps.items()
-                      if w["curve"].get(enc)}
-            if curves:
-                doc.figure(f"lr_sweep_{enc}.png",
-                           plots.lr_sweep_png(curves, chosen={a: w["chosen"] for a, w in sweeps.items()},
-                                              encoding=enc,
-                                              majority=(results.majority_val or {}).get("selection_f1")),
-                           f"LR sweep ({enc}): validation selection-F1 per LR factor; circled: the choice; dashed: "
-                           "the majority classifier.")
+        _lr_sweep_figures(doc, v)
     unswept = [a["name"] for a in results.arms if not a.get("lr_sweep") and a.get("status") != "skipped"]
     if sweeps and unswept:
         doc.p(f"Not swept (a fixed recipe, a closed-form fit, or lr_sweep = []): {', '.join(unswept)}.")
@@ -364,6 +327,61 @@ def _lr_sweep_section(v: ReportInputs) -> Doc:
               f"(best epoch = last epoch): {', '.join(capped)}. Their budget was not converged; raise the cap.",
               cls="warn")
     return doc
+
+
+def _lr_factor_table(doc: Doc, sweeps: Mapping[str, Mapping[str, Any]]) -> None:
+    """Into ``doc``: the LR sweep's table (validation selection-F1 per arm, encoding and factor; the choice) and the
+    warning on choices at the edge of the factors' grid."""
+    rows = []
+    for arm, w in sweeps.items():
+        for enc, c in w["curve"].items():
+            rows.append([arm, enc] + [fmt_number(val) + (" (chosen)" if float(k) == w["chosen"] else "")
+                                      for k, val in c.items()]
+                        + [f"x{w['chosen']:g}: " + "/".join(f"{x:.2g}" for x in w["chosen_lrs"])
+                           + "".join(f", {st['label']} {st['chosen']:g}" for st in w.get("stages", [])
+                                     if st["chosen"] != st["own"])])
+    factors = sorted({f for w in sweeps.values() for f in w["factors"]})
+    same = all(w["factors"] == factors for w in sweeps.values())
+    if same:
+        doc.table(["arm", "encoding"] + [f"x{f:g}" for f in factors] + ["chosen: LRs"], rows)
+    else:
+        doc.table(["arm", "encoding", "validation selection-F1 per factor (ascending)", "chosen: LRs"],
+                  [[r[0], r[1], "; ".join(r[2:-1]), r[-1]] for r in rows])
+    edges = [f"{a} chose x{w['chosen']:g}, the grid's {w['edge']} factor" for a, w, st in _edge_choices(sweeps)
+             if st is None]
+    if edges:
+        doc.p("At the edge of the sweep grid (the best learning rate may lie beyond it; widen lr_sweep before "
+              "reading these arms as tuned): " + "; ".join(edges) + ".", cls="warn")
+
+
+def _setting_stages(doc: Doc, sweeps: Mapping[str, Mapping[str, Any]]) -> None:
+    """Into ``doc``: the further settings swept after the LR factor (weight decay, clipping), per arm and encoding,
+    and the warning on choices at the edge of their grids (nothing when no arm swept one)."""
+    stage_rows = [[arm, st["label"], enc, "; ".join(_stage_point(st, c, x) for x in st["values"])]
+                  for arm, w in sweeps.items() for st in w.get("stages", []) for enc, c in st["curve"].items()]
+    if stage_rows:
+        doc.p("Then each further setting in turn, at the arm's chosen LR factor and the settings chosen before it "
+              "(validation selection-F1; the arm's own value is the point already trained):")
+        doc.table(["arm", "setting", "encoding", "validation selection-F1 per value (ascending)"], stage_rows)
+        stage_edges = [f"{a} chose {st['label']} {st['chosen']:g}, the grid's {st['edge']} value (widen "
+                       f"{st['key']})" for a, _, st in _edge_choices(sweeps) if st is not None]
+        if stage_edges:
+            doc.p("At the edge of a setting's grid: " + "; ".join(stage_edges) + ".", cls="warn")
+
+
+def _lr_sweep_figures(doc: Doc, v: ReportInputs) -> None:
+    """Into ``doc``: one LR-sweep figure per encoding that an arm swept."""
+    sweeps = v.results.sweeps
+    for enc in v.encodings:
+        curves = {a: {float(k): val for k, val in w["curve"].get(enc, {}).items()} for a, w in sweeps.items()
+                  if w["curve"].get(enc)}
+        if curves:
+            doc.figure(f"lr_sweep_{enc}.png",
+                       plots.lr_sweep_png(curves, chosen={a: w["chosen"] for a, w in sweeps.items()},
+                                          encoding=enc,
+                                          majority=(v.results.majority_val or {}).get("selection_f1")),
+                       f"LR sweep ({enc}): validation selection-F1 per LR factor; circled: the choice; dashed: "
+                       "the majority classifier.")
 
 
 def _main_tables(v: ReportInputs) -> Doc:
@@ -575,6 +593,30 @@ def _throughput_section(v: ReportInputs) -> Doc:
     return doc
 
 
+def _source_class_f1(m: Mapping[str, Any]) -> str:
+    """A source model's validation F1 per class (its AUC per statement when multi-label), or ``n/a``."""
+    val = m.get("val") or {}
+    if m.get("multilabel"):  # sigmoid outputs: the AUC of each statement (no F1 per class)
+        return ", ".join(f"{c} AUC {fmt_number(a, 2)}" for c, a in (val.get("auc") or {}).items()
+                         if a is not None) or "n/a"
+    pc = val.get("per_class") or {}
+    return ", ".join(f"{c} {fmt_number(r.get('f1'), 2)}" for c, r in pc.items()
+                     if isinstance(r, Mapping) and r.get("support")) or "n/a"
+
+
+def _source_macro_f1(m: Mapping[str, Any]) -> str:
+    """A source model's validation macro-F1 (``n/a`` with its Fmax when multi-label)."""
+    val = m.get("val") or {}
+    return (f"n/a (multi-label; Fmax {fmt_number(val.get('fmax'))})" if m.get("multilabel")
+            else fmt_number(val.get("macro_f1")))
+
+
+def _source_macro_auroc(m: Mapping[str, Any]) -> str:
+    """A source model's validation macro-AUROC (its macro-AUC over the statements when multi-label)."""
+    val = m.get("val") or {}
+    return fmt_number(val.get("macro_auc") if m.get("multilabel") else val.get("macro_auroc"))
+
+
 def _source_models_section(v: ReportInputs) -> Doc:
     """"Source models (ecg-pretrained)", when the bench trained any: per encoding its store, validation scores,
     whether it learned, best epoch, time and checkpoint, and the target patients dropped from its store."""
@@ -583,27 +625,11 @@ def _source_models_section(v: ReportInputs) -> Doc:
     if not models:
         return doc
     doc.h(3, "Source models (ecg-pretrained)")
-    def class_f1(m: Mapping[str, Any]) -> str:
-        val = m.get("val") or {}
-        if m.get("multilabel"):  # sigmoid outputs: the AUC of each statement (no F1 per class)
-            return ", ".join(f"{c} AUC {fmt_number(a, 2)}" for c, a in (val.get("auc") or {}).items() if a is not None) \
-                or "n/a"
-        pc = val.get("per_class") or {}
-        return ", ".join(f"{c} {fmt_number(r.get('f1'), 2)}" for c, r in pc.items()
-                         if isinstance(r, Mapping) and r.get("support")) or "n/a"
-
-    def macro_f1(m: Mapping[str, Any]) -> str:
-        val = m.get("val") or {}
-        return f"n/a (multi-label; Fmax {fmt_number(val.get('fmax'))})" if m.get("multilabel") else fmt_number(val.get("macro_f1"))
-
-    def macro_auroc(m: Mapping[str, Any]) -> str:
-        val = m.get("val") or {}
-        return fmt_number(val.get("macro_auc") if m.get("multilabel") else val.get("macro_auroc"))
-
     stated = any(m.get("input") for m in models.values())  # what the source model reads (results before: absent)
-    rows = [[enc, m.get("store"), *([m.get("input") or "n/a"] if stated else []), m.get("steps", "n/a"), macro_f1(m),
-             macro_auroc(m), class_f1(m), (m.get("credibility") or {}).get("text", "not checked (older results)"),
-             m.get("best_epoch"), fmt_number(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in models.items()]
+    rows = [[enc, m.get("store"), *([m.get("input") or "n/a"] if stated else []), m.get("steps", "n/a"),
+             _source_macro_f1(m), _source_macro_auroc(m), _source_class_f1(m),
+             (m.get("credibility") or {}).get("text", "not checked (older results)"), m.get("best_epoch"),
+             fmt_number(m.get("wall_s"), 1), m.get("checkpoint")] for enc, m in models.items()]
     doc.table(["encoding", "source store", *(["source input"] if stated else []), "steps", "val macro-F1",
                "val macro-AUROC", "val F1 per class", "did it learn? (bootstrap over its validation records)",
                "best epoch", "wall s", "checkpoint"], rows)

@@ -32,7 +32,8 @@ def fmt_summary(s: Mapping[str, Any] | None, digits: int = 3, signed: bool = Fal
         return "n/a"
     if s.get("lo") is None:
         return f"{fmt_number(s['mean'], digits, signed)} (1 seed, no CI)"
-    return f"{fmt_number(s['mean'], digits, signed)} [{fmt_number(s['lo'], digits, signed)}, {fmt_number(s['hi'], digits, signed)}]"
+    return (f"{fmt_number(s['mean'], digits, signed)} "
+            f"[{fmt_number(s['lo'], digits, signed)}, {fmt_number(s['hi'], digits, signed)}]")
 
 
 def fmt_spread(s: Mapping[str, Any] | None) -> str:
@@ -41,7 +42,8 @@ def fmt_spread(s: Mapping[str, Any] | None) -> str:
         return "n/a"
     if s.get("n", 0) < 2:
         return fmt_number(s["mean"], 3)
-    return f"{fmt_number(s['mean'], 3)} ± {fmt_number(s['sd'], 3)} ({fmt_number(s['min'], 3)}–{fmt_number(s['max'], 3)})"
+    return (f"{fmt_number(s['mean'], 3)} ± {fmt_number(s['sd'], 3)} "
+            f"({fmt_number(s['min'], 3)}–{fmt_number(s['max'], 3)})")
 
 
 def fmt_range(s: Mapping[str, Any] | None, digits: int = 1) -> str:
@@ -143,11 +145,11 @@ def statistics_line(results: BenchResults, base: str | None) -> str:
                for fr in per.values() for e in fr.values())
     if boot:
         return (f"Statistics: patients (test records) are the unit. Each interval is the 95% percentile interval of "
-                f"{cfg.get('bootstrap_replicates', BOOTSTRAP_REPLICATES)} bootstrap replicates that draw the test records and the "
-                "seeds with replacement, the same draws for every arm (paired), so it covers which patients are "
-                "tested as well as the seed; point estimates are means over seeds on the full test split. One "
-                "contrast is primary (its interval decides); the others are secondary, their bootstrap p-values "
-                "Holm-adjusted together.")
+                f"{cfg.get('bootstrap_replicates', BOOTSTRAP_REPLICATES)} bootstrap replicates that draw the test "
+                "records and the seeds with replacement, the same draws for every arm (paired), so it covers which "
+                "patients are tested as well as the seed; point estimates are means over seeds on the full test "
+                "split. One contrast is primary (its interval decides); the others are secondary, their bootstrap "
+                "p-values Holm-adjusted together.")
     return (f"Statistics: mean over seeds with a 95% Student-t confidence interval (t with n-1 degrees of freedom); "
             f"differences against {base} are paired by seed (these cells hold no per-record results, so the test "
             "records are fixed: the intervals cover the seeds only).")
@@ -214,8 +216,6 @@ def diff_text(d: Mapping[str, Any]) -> str:
 def contrast_headline(results: BenchResults) -> list[str]:
     """The primary contrast first (its interval decides), then one line on the Holm-adjusted secondary ones."""
     cons = results.contrasts
-    summary = results.summary
-    split = results.eval_split
     prim = (results.primary or {})
     out: list[str] = []
     first = next((c for c in cons if c.get("primary")), None)
@@ -226,20 +226,7 @@ def contrast_headline(results: BenchResults) -> list[str]:
                    f"{fraction_label(prim['fraction'])}): no result yet (an arm did not run or its cells are "
                    "missing).")
     elif first is not None:
-        a = ((summary.get(first["arm"]) or {}).get(first["encoding"]) or {}).get(fraction_label(first["fraction"]))
-        b = ((summary.get(first["baseline"]) or {}).get(first["encoding"]) or {}).get(
-            fraction_label(first["fraction"]))
-        scores = (f"{split} macro-F1 {fmt_number(a['macro_f1']['mean'])} vs {fmt_number(b['macro_f1']['mean'])}, "
-                  if a and b else "")
-        word = {"helped": "the first arm is better", "hurt": "the first arm is worse",
-                "no clear difference": "no clear difference (the 95% interval includes 0)",
-                "single seed, no CI": "no interval: not conclusive"}.get(first["verdict"], first["verdict"])
-        out.append(f"Primary contrast ({declared}): {first['arm']} vs {first['baseline']} ({first['encoding']}, "
-                   f"{fraction_label(first['fraction'])} of the training data): {scores}difference "
-                   f"{diff_text(first['diff'])}: {word}."
-                   + (" (Conditional on one source model: see Setup.)"
-                      if any(a.get("init") == "ecg" and a["name"] in (first["arm"], first["baseline"])
-                             for a in results.arms) else ""))
+        out.append(_primary_sentence(results, first, declared))
     sec = [c for c in cons if not c.get("primary")]
     if sec:
         better = [c["label"] for c in sec if c["verdict"] == "helped"]
@@ -249,10 +236,36 @@ def contrast_headline(results: BenchResults) -> list[str]:
                    + (f"worse: {'; '.join(worse)}. " if worse else "")
                    + ("none differs after adjustment. " if not better and not worse else "")
                    + "The table below lists each.")
+    return out + _contrast_notes(results)
+
+
+def _primary_sentence(results: BenchResults, first: Mapping[str, Any], declared: str) -> str:
+    """The primary contrast's sentence: both arms' scores, the difference with its interval, the verdict."""
+    summary = results.summary
+    a = ((summary.get(first["arm"]) or {}).get(first["encoding"]) or {}).get(fraction_label(first["fraction"]))
+    b = ((summary.get(first["baseline"]) or {}).get(first["encoding"]) or {}).get(
+        fraction_label(first["fraction"]))
+    scores = (f"{results.eval_split} macro-F1 {fmt_number(a['macro_f1']['mean'])} vs "
+              f"{fmt_number(b['macro_f1']['mean'])}, " if a and b else "")
+    word = {"helped": "the first arm is better", "hurt": "the first arm is worse",
+            "no clear difference": "no clear difference (the 95% interval includes 0)",
+            "single seed, no CI": "no interval: not conclusive"}.get(first["verdict"], first["verdict"])
+    return (f"Primary contrast ({declared}): {first['arm']} vs {first['baseline']} ({first['encoding']}, "
+            f"{fraction_label(first['fraction'])} of the training data): {scores}difference "
+            f"{diff_text(first['diff'])}: {word}."
+            + (" (Conditional on one source model: see Setup.)"
+               if any(a.get("init") == "ecg" and a["name"] in (first["arm"], first["baseline"])
+                      for a in results.arms) else ""))
+
+
+def _contrast_notes(results: BenchResults) -> list[str]:
+    """The headline's closing notes: the majority classifier, source models that learned nothing, arms skipped or
+    run in part."""
+    out: list[str] = []
     mj = majority_test(results)
     if mj:
-        out.append(f"Majority classifier (always {mj.get('predicts')}): {split} macro-F1 {fmt_number(mj['macro_f1'])}; "
-                   "a model at or below it has learned nothing useful.")
+        out.append(f"Majority classifier (always {mj.get('predicts')}): {results.eval_split} macro-F1 "
+                   f"{fmt_number(mj['macro_f1'])}; a model at or below it has learned nothing useful.")
     for enc, m in results.source_models.items():
         cr = m.get("credibility") or {}
         if cr.get("learned") is False:
@@ -275,10 +288,8 @@ def headline(results: BenchResults | Mapping[str, Any]) -> list[str]:
     results = BenchResults.of(results)
     if results.contrasts or results.primary:
         return contrast_headline(results)
-    summary = results.summary
     base = results.baseline
     cfg = results.config
-    split = results.eval_split
     out: list[str] = []
     if base is None:
         return ["No arm trains from scratch, so there is no baseline to tell whether transfer helped."]
@@ -293,33 +304,41 @@ def headline(results: BenchResults | Mapping[str, Any]) -> list[str]:
                        "(full reason under Arms).")
             continue
         for enc in encodings:
-            per_frac = (summary.get(name) or {}).get(enc) or {}
-            if not per_frac:
-                continue
-            largest = max(per_frac.values(), key=lambda e: e["fraction"])
-            d = largest.get("diff_vs_baseline")
-            b = ((summary.get(base) or {}).get(enc) or {}).get(fraction_label(largest["fraction"]))
-            if d is None or b is None:
-                continue
-            v = verdict(d)
-            counts = {"helped": 0, "hurt": 0}
-            for e in per_frac.values():
-                vv = verdict(e.get("diff_vs_baseline"))
-                if vv in counts:
-                    counts[vv] += 1
-            word = {"helped": "transfer helped", "hurt": "transfer hurt",
-                    "no clear difference": "no clear difference (the 95% CI includes 0)",
-                    "single seed, no CI": "one seed only, so no confidence interval: not conclusive"}.get(v, v)
-            out.append(
-                f"{name} vs {base} ({enc}, {fraction_label(largest['fraction'])} of the training data, "
-                f"{len(largest['seeds'])} seed{'s' if len(largest['seeds']) != 1 else ''}): {split} macro-F1 "
-                f"{fmt_number(largest['macro_f1']['mean'])} vs {fmt_number(b['macro_f1']['mean'])}, paired difference "
-                f"{fmt_summary(d, signed=True)}: {word}."
-                + (across_text(len(per_frac), counts) if len(per_frac) > 1 and seeds > 1 else "")
-                + (" (Conditional on one source model: see Setup.)" if arm.get("init") == "ecg" else ""))
+            sentence = _arm_vs_baseline(results, arm, enc, seeds)
+            if sentence is not None:
+                out.append(sentence)
         if arm.get("status") == "partial":
             out.append(f"{name}: ran only in part ({short_reason(arm.get('reason'))}); the comparisons above use "
                        "its finished cells (full reason under Arms).")
     if not out:
         out.append("No comparison is available yet (no finished cells of a transfer arm and the baseline).")
     return out
+
+
+def _arm_vs_baseline(results: BenchResults, arm: Mapping[str, Any], enc: str, seeds: int) -> str | None:
+    """Older results' headline sentence of one arm and encoding: the paired difference against the baseline at the
+    largest fraction and how many fractions agree; None when the arm or the baseline has no finished cell."""
+    summary, base, name = results.summary, results.baseline, arm["name"]
+    per_frac = (summary.get(name) or {}).get(enc) or {}
+    if not per_frac:
+        return None
+    largest = max(per_frac.values(), key=lambda e: e["fraction"])
+    d = largest.get("diff_vs_baseline")
+    b = ((summary.get(base) or {}).get(enc) or {}).get(fraction_label(largest["fraction"]))
+    if d is None or b is None:
+        return None
+    v = verdict(d)
+    counts = {"helped": 0, "hurt": 0}
+    for e in per_frac.values():
+        vv = verdict(e.get("diff_vs_baseline"))
+        if vv in counts:
+            counts[vv] += 1
+    word = {"helped": "transfer helped", "hurt": "transfer hurt",
+            "no clear difference": "no clear difference (the 95% CI includes 0)",
+            "single seed, no CI": "one seed only, so no confidence interval: not conclusive"}.get(v, v)
+    return (f"{name} vs {base} ({enc}, {fraction_label(largest['fraction'])} of the training data, "
+            f"{len(largest['seeds'])} seed{'s' if len(largest['seeds']) != 1 else ''}): {results.eval_split} "
+            f"macro-F1 {fmt_number(largest['macro_f1']['mean'])} vs {fmt_number(b['macro_f1']['mean'])}, paired "
+            f"difference {fmt_summary(d, signed=True)}: {word}."
+            + (across_text(len(per_frac), counts) if len(per_frac) > 1 and seeds > 1 else "")
+            + (" (Conditional on one source model: see Setup.)" if arm.get("init") == "ecg" else ""))
