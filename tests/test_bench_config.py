@@ -354,3 +354,23 @@ def test_a_preset_alias_is_its_arm_under_another_name() -> None:
         if name not in ARM_ALIASES:
             alike.setdefault(dataclasses.replace(a, name="", description=""), []).append(name)
     assert sorted(sorted(v) for v in alike.values() if len(v) > 1) == [["ecg-pretrained", "ecg-tiered"]]
+
+
+@pytest.mark.parametrize("init", ["best.PT", "runs/x/best.pt", "model.ckpt", "imagenett", "scratchh", "imagenet-v1"])
+def test_an_arm_and_the_training_config_take_the_same_inits(init, tmp_path) -> None:
+    """Issue 21 item 6: "does init name a weights file?" has one rule (``weight_registry.is_weights_path``); the bench's
+    arms refused ``best.PT`` (an upper-case suffix) that ``train --init`` takes."""
+    from ecgtransfer.bench.config_toml import config_from_dict
+    from ecgtransfer.training.config import TrainConfig
+
+    def accepted(make) -> bool:
+        try:
+            make()
+        except ConfigError:
+            return False
+        return True
+
+    bench = accepted(lambda: config_from_dict({"bench": {"arms": [{"name": "a", "init": init}]},
+                                               "task": {"store": str(tmp_path)}}))
+    assert bench == accepted(lambda: TrainConfig(init=init))
+    assert bench == (init not in ("imagenett", "scratchh"))
