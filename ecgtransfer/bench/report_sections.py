@@ -36,6 +36,7 @@ from ecgtransfer.bench.report_text import (
     statistics_line,
 )
 from ecgtransfer.bench.results import BenchResults, CellResult
+from ecgtransfer.imaging.encode import IMAGE_SIZE
 from ecgtransfer.signals.beats import AAMI_CLASSES
 
 
@@ -206,7 +207,8 @@ def _setup_section(v: ReportInputs) -> Doc:
         "sees the same subsample).",
         _budget_line(cfg, v.records),
         f"Images: {cfg['image_size']}x{cfg['image_size']}"
-        + ("" if cfg["image_size"] == 224 else " (reduced from the usual 224x224 to fit the time budget)")
+        + ("" if cfg["image_size"] == IMAGE_SIZE
+           else f" (reduced from the usual {IMAGE_SIZE}x{IMAGE_SIZE} to fit the time budget)")
         + f", encodings {', '.join(v.encodings)}.",
         f"Hardware: {results.hardware_line}.",
         statistics_line(results, v.base),
