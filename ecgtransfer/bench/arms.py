@@ -165,9 +165,6 @@ ARM_PRESETS: dict[str, ArmConfig] = {
                                             "transfer arms without their weights)"),
     "ecg-uniform": ArmConfig("ecg-uniform", init="ecg", optim="uniform",
                              description="backbone pretrained on the [source] ECG store, one learning rate"),
-    "ecg-pretrained": ArmConfig("ecg-pretrained", init="ecg", optim="tiered",
-                                description="backbone pretrained by the bench on the [source] ECG store, "
-                                            "tiered learning rates"),
     "ecg-tiered": ArmConfig("ecg-tiered", init="ecg", optim="tiered",
                             description="pretrained on the [source] ECG store (the whole model when the source has "
                                         "the target's classes, else the backbone), tiered learning rates"),
@@ -194,10 +191,11 @@ ARM_PRESETS: dict[str, ArmConfig] = {
 
 #: Preset names that are another preset under a second name (the same init, optimiser and description; only the
 #: name, which labels its cells, differs): alias -> the arm it copies. The 2x2's names (issue 11) next to the
-#: older names that existing configs use. (``ecg-pretrained`` and ``ecg-tiered`` train alike too but are still two
-#: definitions: their descriptions differ, and ``ecg-pretrained``'s is in committed reports.)
+#: older names that existing configs use. (``ecg-pretrained``, the first name of ``ecg-tiered``, described only the
+#: backbone's transfer; reports of earlier benches keep their words: results.json holds each arm's description.)
 ARM_ALIASES: dict[str, str] = {
     "scratch-uniform": "scratch",
+    "ecg-pretrained": "ecg-tiered",
     "imagenet-tiered": "imagenet",
     "imagenet-linear-probe": "linear-probe",
 }
