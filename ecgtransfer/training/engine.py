@@ -228,9 +228,10 @@ class _Trainer:
 
     def _adopt_data(self, data: DataParts) -> None:
         """The trainer's names for the run's data (:class:`~ecgtransfer.training.run_setup.DataParts`)."""
-        self.parts = data.parts
-        self.class_names, self.label_map, self.excluded = data.class_names, data.label_map, data.excluded
-        self.majority, self.majority_capped = data.majority, data.majority_capped
+        run = data.run
+        self.parts = run.parts
+        self.class_names, self.label_map, self.excluded = run.class_names, run.label_map, run.excluded
+        self.majority, self.majority_capped = run.majority, run.majority_capped
         self.val_weights, self.val_prevalence = data.val_weights, data.val_prevalence
         self.run_labels, self.rr_dim = data.run_labels, data.rr_dim
         self.best_val: dict[str, np.ndarray] | None = None  # the best epoch's validation labels and probabilities

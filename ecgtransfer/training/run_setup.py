@@ -33,6 +33,7 @@ from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.data import (
     BatchPlan,
     SignalAugment,
+    RunParts,
     class_weights,
     make_split,
     resolve_rr,
@@ -59,26 +60,21 @@ class Runtime:
 
 @dataclass(frozen=True)
 class DataParts:
-    """The segments and labels of a run (:func:`ecgtransfer.training.data.run_parts_of`).
+    """The segments and labels of a run: the :class:`~ecgtransfer.training.data.RunParts` of
+    :func:`~ecgtransfer.training.data.run_parts_of` (parts, classes, label map, majority and its cap), and what the
+    run adds to them.
 
     Attributes:
-        parts: ``{"train", "val", "test": store indices [n]}``.
-        class_names: the classes the run keeps; ``label_map [K_store]``: store label -> run label (-1: left out).
-        excluded: the store classes left out.
-        majority: the training part's most frequent class before any cap; ``majority_capped``: segments the cap
-            removed, per part.
+        run: the parts ``{"train", "val", "test": store indices [n]}``, the classes the run keeps, ``label_map
+            [K_store]`` (store label -> run label, -1: left out), the classes left out, the majority class and the
+            segments its cap removed.
         val_weights: ``[len(parts["val"])]`` weights of the validation part at its true prevalence (None: nothing
             to undo); ``val_prevalence``: ``"true"`` or ``"capped"``.
         run_labels: ``[N]`` the run's label of every store segment (-1: excluded).
         rr_dim: the RR columns the model reads.
     """
 
-    parts: dict[str, np.ndarray]
-    class_names: list[str]
-    label_map: np.ndarray
-    excluded: list[str]
-    majority: int
-    majority_capped: dict[str, int]
+    run: RunParts
     val_weights: np.ndarray | None
     val_prevalence: str
     run_labels: np.ndarray
@@ -187,9 +183,7 @@ def build_data(store: SegmentStore, cfg: TrainConfig, split: Any | None) -> Data
     # the validation part at its true prevalence: weights undoing the majority cap (None: nothing to undo)
     val_weights = validation_weights(store, rp, cfg.validation_prevalence)
     return DataParts(
-        parts=rp.parts, class_names=rp.class_names, label_map=rp.label_map, excluded=rp.excluded,
-        # the most frequent class of the training part (before any cap): the majority line and the capped class
-        majority=rp.majority, majority_capped=rp.majority_capped, val_weights=val_weights,
+        run=rp, val_weights=val_weights,
         val_prevalence="capped" if rp.majority_capped.get("val") and val_weights is None else "true",
         run_labels=rp.label_map[np.asarray(store.labels)],  # [N] the run's labels (-1: excluded)
         rr_dim=resolve_rr(cfg.rr, store))
@@ -256,11 +250,11 @@ def build_model_parts(store: SegmentStore, cfg: TrainConfig, data: DataParts, ru
     from ecgtransfer.models.registry import build_model
 
     device = runtime.device
-    encoder, train_encoder, in_channels = _encoders(store, cfg, data.parts["train"], device)
-    spec = model_spec_of(cfg, store, num_classes=len(data.class_names), in_channels=in_channels,
+    encoder, train_encoder, in_channels = _encoders(store, cfg, data.run.parts["train"], device)
+    spec = model_spec_of(cfg, store, num_classes=len(data.run.class_names), in_channels=in_channels,
                          rr_dim=data.rr_dim)
     weights = init_weights(cfg, runtime.dist, resuming=resuming)
-    model = build_model(spec, weights=weights, class_names=data.class_names, head=cfg.init_head).to(device)
+    model = build_model(spec, weights=weights, class_names=data.run.class_names, head=cfg.init_head).to(device)
     dtype = amp_dtype(cfg.amp, device)
     channels_last = use_channels_last(cfg.channels_last, device, dtype)
     if runtime.dist.is_main:
@@ -281,7 +275,7 @@ def build_optimisation(store: SegmentStore, cfg: TrainConfig, data: DataParts, n
     device, dist = runtime.device, runtime.dist
     optimizer = build_optimizer(nets.model, cfg.tier_config())
     clip_params = [p for g in optimizer.param_groups for p in g["params"]]  # for grad_clip
-    plan = BatchPlan(data.parts["train"], data.run_labels, cfg.batch_size, cfg.seed,
+    plan = BatchPlan(data.run.parts["train"], data.run_labels, cfg.batch_size, cfg.seed,
                      balanced=cfg.imbalance == "sampler", rank=dist.rank, world_size=dist.world_size)
     steps_per_epoch = len(plan)
     total = cfg.epochs * steps_per_epoch
@@ -290,8 +284,8 @@ def build_optimisation(store: SegmentStore, cfg: TrainConfig, data: DataParts, n
     warmup_steps = min(warmup, max(total_steps - 1, 0))
     scheduler = build_scheduler(optimizer, kind=cfg.scheduler, total_steps=total_steps, warmup_steps=warmup_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=nets.dtype == torch.float16)
-    k = len(data.class_names)
-    w = class_weights(data.run_labels[data.parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
+    k = len(data.run.class_names)
+    w = class_weights(data.run_labels[data.run.parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
     augment = (SignalAugment(seed=cfg.seed, fs=store.fs, scale=cfg.aug_scale, wander=cfg.aug_wander,
                              noise=cfg.aug_noise, shift=cfg.aug_shift, rank=dist.rank)
                if cfg.augment else None)
