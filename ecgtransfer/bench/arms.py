@@ -164,7 +164,8 @@ ARM_PRESETS: dict[str, ArmConfig] = {
                                 description="random initialisation, tiered learning rates (the optimiser of the "
                                             "transfer arms without their weights)"),
     "ecg-uniform": ArmConfig("ecg-uniform", init="ecg", optim="uniform",
-                             description="backbone pretrained on the [source] ECG store, one learning rate"),
+                             description="pretrained on the [source] ECG store (the whole model when the source has "
+                                         "the target's classes, else the backbone), one learning rate"),
     "ecg-tiered": ArmConfig("ecg-tiered", init="ecg", optim="tiered",
                             description="pretrained on the [source] ECG store (the whole model when the source has "
                                         "the target's classes, else the backbone), tiered learning rates"),
