@@ -30,6 +30,7 @@ import numpy as np
 
 from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer.bench.grid import Cell
+from ecgtransfer.bench.stats import Bootstrap, Interval
 from ecgtransfer.errors import BenchError, EcgTransferError
 from ecgtransfer.training.run_files import read_json_object, read_split
 
@@ -41,33 +42,9 @@ CELL_STATUSES = ("done", "failed", "skipped")
 
 # -- the nested parts of results.json, as the statistics and the runner write them ----------------------------------
 # TypedDicts (plain JSON objects at run time, a schema for readers and type checkers): the producers are annotated
-# with them (bench.stats, bench.aggregate, bench.assemble) and ``tests/test_bench_results.py`` checks that every key
+# with them (bench.aggregate, bench.assemble; the intervals ``Interval`` / ``Bootstrap`` are declared by their
+# producer, bench.stats, and belong to this schema through the import above) and ``tests/test_bench_results.py`` checks that every key
 # of every committed results.json is declared here. ``_Required`` bases hold the keys always written.
-
-class Interval(TypedDict, total=False):
-    """A mean over seeds with its interval (:meth:`bench.stats.Summary.to_dict`; bootstrap intervals add the keys of
-    :class:`Bootstrap`; cost spreads add ``min``/``max``). ``lo``/``hi`` are None with fewer than two values."""
-
-    n: int
-    mean: Optional[float]
-    sd: Optional[float]
-    lo: Optional[float]
-    hi: Optional[float]
-    level: float
-    half_width: Optional[float]
-    min: Optional[float]
-    max: Optional[float]
-
-
-class Bootstrap(Interval, total=False):
-    """A bootstrap over test records and seeds (:func:`bench.stats.bootstrap_summary`): the point estimate as
-    ``mean``, the percentile interval, and for a paired difference its two-sided ``p``."""
-
-    n_records: int
-    replicates: int
-    method: str
-    p: float
-
 
 class _ContrastRequired(TypedDict):
     arm: str

@@ -13,13 +13,36 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, TypedDict
 
 import numpy as np
 from scipy import stats as _st
 
-if TYPE_CHECKING:  # the schema of results.json (bench.results imports the bench's grid and run files)
-    from ecgtransfer.bench.results import Bootstrap
+
+# the JSON forms of the statistics, as results.json holds them (part of bench.results' schema)
+class Interval(TypedDict, total=False):
+    """A mean over seeds with its interval (:meth:`Summary.to_dict`; bootstrap intervals add the keys of
+    :class:`Bootstrap`; cost spreads add ``min``/``max``). ``lo``/``hi`` are None with fewer than two values."""
+
+    n: int
+    mean: Optional[float]
+    sd: Optional[float]
+    lo: Optional[float]
+    hi: Optional[float]
+    level: float
+    half_width: Optional[float]
+    min: Optional[float]
+    max: Optional[float]
+
+
+class Bootstrap(Interval, total=False):
+    """A bootstrap over test records and seeds (:func:`bootstrap_summary`): the point estimate as
+    ``mean``, the percentile interval, and for a paired difference its two-sided ``p``."""
+
+    n_records: int
+    replicates: int
+    method: str
+    p: float
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,18 @@ detected in the first lead, each labelled with its record's rhythm class. Both k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ecgtransfer.conversion.config import MAX_BEAT_SIDE, to_samples
+from ecgtransfer.conversion.config import MAX_BEAT_SIDE, RecordJob, to_samples
 from ecgtransfer.errors import ConfigError, RecordError
 from ecgtransfer.physionet.catalog import Database
 from ecgtransfer.signals import beats as beatmod
 
-if TYPE_CHECKING:
-    from ecgtransfer.conversion.workers import _RecordJob
 
 
-def beat_segments(job: _RecordJob, x: np.ndarray, src_fs: float, up: int, down: int, detected: np.ndarray | None
+def beat_segments(job: RecordJob, x: np.ndarray, src_fs: float, up: int, down: int, detected: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], int, int]:
     """``(segments [m, C, L], labels [m], positions [m] in source samples, extras, dropped, ignored)`` of one
     record's beats, from its signal ``x`` ``[C, L']`` at the output rate (``up / down`` times the source rate).

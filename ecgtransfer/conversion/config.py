@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -157,5 +157,19 @@ class ConvertConfig:
         return out
 
 
-__all__ = ["ConvertConfig", "to_samples", "TASKS", "BEAT_TASKS", "DETECTOR_TASKS", "DTYPES", "DEFAULT_BEFORE",
+__all__ = ["ConvertConfig", "RecordJob", "to_samples", "TASKS", "BEAT_TASKS", "DETECTOR_TASKS", "DTYPES", "DEFAULT_BEFORE",
            "DEFAULT_AFTER", "DEFAULT_WINDOW", "MAX_BEAT_SIDE", "DEFAULT_FILTER", "DEFAULT_BAND", "DEFAULT_FILTER_ORDER"]
+
+
+@dataclass(frozen=True)
+class RecordJob:
+    """One record to convert: what the worker process gets (the record, its patient and record-level label, the
+    conversion's settings, any per-record extras such as PTB-XL's multi-hot targets)."""
+
+    record_id: str
+    path: str
+    patient: str
+    label: int | None
+    config: ConvertConfig
+    extras: Mapping[str, np.ndarray] | None = None
+

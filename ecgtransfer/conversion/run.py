@@ -10,14 +10,15 @@ from ecgtransfer.conversion.config import (DEFAULT_AFTER, DEFAULT_BAND, DEFAULT_
                                           DEFAULT_FILTER_ORDER, DEFAULT_WINDOW)
 from ecgtransfer.conversion.existing import _existing_store, _stale
 from ecgtransfer.conversion.plan import ConversionPlan, plan_conversion
-from ecgtransfer.conversion.workers import _RecordJob, _run_jobs
+from ecgtransfer.conversion.config import RecordJob
+from ecgtransfer.conversion.workers import _run_jobs
 from ecgtransfer.signals.record import LEAD_ALTERNATIVES
 from ecgtransfer.store import SegmentStore, StoreWriter, recover_interrupted
 
 log = logging.getLogger(__package__)  # the package's: log lines name "ecgtransfer.conversion", as before the split
 
 
-def _write_records(plan: ConversionPlan, run_jobs: list[_RecordJob], writer: StoreWriter, progress: bool
+def _write_records(plan: ConversionPlan, run_jobs: list[RecordJob], writer: StoreWriter, progress: bool
                    ) -> dict[str, Any]:
     """Run the record jobs and append their segments to ``writer`` in record order; return the store's summary
     (``manifest["summary"]``: records, segments, beats dropped at the edges, annotations ignored, ...)."""
@@ -81,7 +82,7 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
         log.info("%s is up to date (same parameters and source files); skipping conversion", out)
         return existing
 
-    run_jobs = [_RecordJob(record_id=r.record_id, path=str(r.path), patient=r.patient, label=r.label, config=cfg,
+    run_jobs = [RecordJob(record_id=r.record_id, path=str(r.path), patient=r.patient, label=r.label, config=cfg,
                            extras=r.extras) for r in plan.records]
     log.info("converting %d %s records (%s task, %d worker(s)) into %s", len(run_jobs), db.name, cfg.task,
              plan.jobs, out)

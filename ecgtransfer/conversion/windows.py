@@ -7,18 +7,14 @@ with the record's targets as extras.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from ecgtransfer.conversion.config import RecordJob
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.signals import rhythm
 
-if TYPE_CHECKING:
-    from ecgtransfer.conversion.workers import _RecordJob
 
-
-def window_segments(job: _RecordJob, x: np.ndarray, up: int, down: int
+def window_segments(job: RecordJob, x: np.ndarray, up: int, down: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``(segments [m, C, L], labels [m], positions [m] in source samples, extras)`` of one record's windows, from
     its signal ``x`` ``[C, L']`` at the output rate (``up / down`` times the source rate)."""

@@ -12,25 +12,17 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Iterator
 
 import numpy as np
 
 from ecgtransfer.conversion.beats import beat_segments
-from ecgtransfer.conversion.config import BEAT_TASKS, DETECTOR_TASKS, ConvertConfig
+from ecgtransfer.conversion.config import BEAT_TASKS, DETECTOR_TASKS, RecordJob
 from ecgtransfer.conversion.windows import window_segments
 from ecgtransfer.errors import RecordError
 from ecgtransfer.signals import filters, rpeaks
 from ecgtransfer.signals.record import ALL_LEADS, read_record
 
-@dataclass(frozen=True)
-class _RecordJob:
-    record_id: str
-    path: str
-    patient: str
-    label: int | None
-    config: ConvertConfig
-    extras: Mapping[str, np.ndarray] | None = None
 
 @dataclass
 class _RecordResult:
@@ -44,7 +36,8 @@ class _RecordResult:
     dropped: int = 0
     ignored: int = 0
 
-def _prepare_signal(job: _RecordJob) -> tuple[np.ndarray, tuple[str, ...], float, int, int, np.ndarray | None]:
+
+def _prepare_signal(job: RecordJob) -> tuple[np.ndarray, tuple[str, ...], float, int, int, np.ndarray | None]:
     """``(x [C, L'] filtered and resampled, lead names, source fs, up, down, detected R peaks or None)``; the peaks
     (``rhythm-beats``) are found in the unfiltered first lead at the source rate, as ``predict`` finds them."""
     cfg = job.config
@@ -62,7 +55,7 @@ def _prepare_signal(job: _RecordJob) -> tuple[np.ndarray, tuple[str, ...], float
     x = filters.resample(x, rec.fs, cfg.fs)
     return x, rec.lead_names, rec.fs, up, down, detected
 
-def _process_record(job: _RecordJob) -> _RecordResult:
+def _process_record(job: RecordJob) -> _RecordResult:
     """Read, filter, resample, segment and label one record."""
     cfg = job.config
     x, leads, src_fs, up, down, detected = _prepare_signal(job)
@@ -90,14 +83,14 @@ def _mp_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
-def _run_jobs(jobs: list[_RecordJob], n_workers: int) -> Iterator[_RecordResult]:
+def _run_jobs(jobs: list[RecordJob], n_workers: int) -> Iterator[_RecordResult]:
     """Results in job order; at most ``2 * n_workers`` records in flight."""
     if n_workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield _process_record(job)
         return
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
-        pending: collections.deque[tuple[_RecordJob, Future]] = collections.deque()
+        pending: collections.deque[tuple[RecordJob, Future]] = collections.deque()
         it = iter(jobs)
         try:
             for job in it:
