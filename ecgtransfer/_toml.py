@@ -35,11 +35,13 @@ def read_toml(path: str | os.PathLike, label: str) -> dict[str, Any]:
         ConfigError: ``"<label> <path> does not exist"`` or ``"<label> <path> is not valid TOML: <reason>"``.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+    try:  # as text: universal newlines, so a file saved with old Mac line ends (a lone CR) reads as the bench read it
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{label} {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label} {path} is not valid TOML: not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label} {path} is not valid TOML: {exc}") from exc
 

@@ -357,7 +357,8 @@ def test_a_preset_alias_is_its_arm_under_another_name() -> None:
     assert ARM_ALIASES["ecg-pretrained"] == "ecg-tiered"
 
 
-@pytest.mark.parametrize("init", ["best.PT", "runs/x/best.pt", "model.ckpt", "imagenett", "scratchh", "imagenet-v1"])
+@pytest.mark.parametrize("init", ["best.PT", "runs/x/best.pt", "model.ckpt", "imagenett", "scratchh", "imagenet-v1",
+                                  "ImageNet"])
 def test_an_arm_and_the_training_config_take_the_same_inits(init, tmp_path) -> None:
     """Issue 21 item 6: "does init name a weights file?" has one rule (``weight_registry.is_weights_path``); the bench's
     arms refused ``best.PT`` (an upper-case suffix) that ``train --init`` takes."""
@@ -375,3 +376,39 @@ def test_an_arm_and_the_training_config_take_the_same_inits(init, tmp_path) -> N
                                                "task": {"store": str(tmp_path)}}))
     assert bench == accepted(lambda: TrainConfig(init=init))
     assert bench == (init not in ("imagenett", "scratchh"))
+
+
+def test_a_config_file_with_any_line_ends_reads_alike(tmp_path) -> None:
+    """The one TOML reader (``_toml.read_toml``) reads text with universal newlines, as the bench's reader did before
+    it was shared: LF, CRLF and lone-CR files give the same config (the shared reader once refused a lone CR)."""
+    from ecgtransfer.bench.config_toml import load_config
+    from ecgtransfer.training.config import TrainConfig
+
+    lines = ['[bench]', 'name = "x"', 'arms = ["scratch"]', '[task]', f'store = "{tmp_path.as_posix()}"']
+    got = []
+    for end in ("\n", "\r\n", "\r"):
+        path = tmp_path / f"b{len(end)}{end == chr(13)}.toml"
+        path.write_bytes(end.join(lines).encode() + end.encode())
+        got.append(load_config(path).to_dict())
+        train = tmp_path / f"t{len(end)}{end == chr(13)}.toml"
+        train.write_bytes(end.join(["[train]", 'init = "scratch"', "epochs = 2"]).encode())
+        assert TrainConfig.from_toml(train).epochs == 2
+    assert got[0] == got[1] == got[2]
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes('name = "caf\xe9"'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml is not valid TOML: not UTF-8 text"):
+        load_config(bad)
+
+
+def test_the_bench_logs_under_the_runners_name_whichever_room_logs(tmp_path, caplog) -> None:
+    """The runner's split moved code into assemble / source / sweep_run; their log lines keep the name the command
+    line printed before (``ecgtransfer.bench.runner``)."""
+    import logging
+
+    from ecgtransfer.bench import assemble, source, sweep_run
+
+    assert {assemble.log.name, source.log.name, sweep_run.log.name} == {"ecgtransfer.bench.runner"}
+    (tmp_path / "results.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assemble._previous_invocations(tmp_path)
+    assert caplog.records and {r.name for r in caplog.records} == {"ecgtransfer.bench.runner"}

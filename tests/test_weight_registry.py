@@ -289,3 +289,4 @@ def test_training_and_the_bench_refuse_a_misspelt_weight_name_by_the_same_rule(t
         TrainConfig(init="imagenett").validate()
     TrainConfig(init=str(tmp_path / "best.pt")).validate()
     TrainConfig(init="best.pt").validate()
+    TrainConfig(init="ImageNet").validate()  # weight names are case-insensitive, as the loader reads them

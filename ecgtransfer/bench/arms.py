@@ -16,7 +16,7 @@ from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import check_encoding
 from ecgtransfer.models.tiers import TierConfig
-from ecgtransfer.models.weight_registry import WEIGHT_NAMES, is_weights_path
+from ecgtransfer.models.weight_registry import WEIGHT_NAMES, is_weight_name, is_weights_path
 from ecgtransfer.models.weights import HEAD_MODES
 
 #: How the pretrained backbone is adapted.
@@ -104,7 +104,7 @@ class ArmConfig:
             raise config_error(where, "name may only hold letters, digits, '_', '.', '-'")
         if self.optim not in OPTIM_MODES:
             raise config_error(where, f"optim must be one of {OPTIM_MODES}, found {self.optim!r}")
-        if self.init not in INITS and not is_weights_path(self.init):  # the one rule, the training config's too
+        if self.init not in INITS and not is_weight_name(self.init) and not is_weights_path(self.init):  # the one rule, the training config's too
             raise config_error(where, f"init must be one of {INITS} or a checkpoint path, found {self.init!r}")
         if self.init == "ecg" and not has_source:
             raise config_error(where, "init = 'ecg' needs a [source] table naming the source store")

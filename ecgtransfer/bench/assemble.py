@@ -23,7 +23,7 @@ from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer.errors import BenchError
 from ecgtransfer.training.run_files import read_json_object
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ecgtransfer.bench.runner")  # the bench's log lines keep the name they had before the split
 
 
 def _previous_invocations(out: Path) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.run_files import read_json_object, read_split
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ecgtransfer.bench.runner")  # the bench's log lines keep the name they had before the split
 
 
 def source_settings(src: SourceConfig) -> dict[str, Any]:

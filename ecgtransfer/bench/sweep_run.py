@@ -18,7 +18,7 @@ from ecgtransfer.bench.run_records import _now
 from ecgtransfer.bench.sweeps import SWEPT_SETTINGS, SweptSetting, grid_edge, sweep_arm_name
 from ecgtransfer.errors import EcgTransferError, WeightsUnavailableError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ecgtransfer.bench.runner")  # the bench's log lines keep the name they had before the split
 
 
 def _mean_curve(curve: Mapping[str, Mapping[float, float | None]], points: Sequence[float]) -> dict[float, float]:

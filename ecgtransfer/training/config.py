@@ -29,7 +29,7 @@ from ecgtransfer._toml import read_toml
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging.encode import ENCODINGS, IMAGE_SIZE, check_encoding
 from ecgtransfer.models.tiers import TierConfig
-from ecgtransfer.models.weight_registry import WEIGHT_FILE_SUFFIXES, WEIGHT_NAMES, is_weights_path
+from ecgtransfer.models.weight_registry import WEIGHT_FILE_SUFFIXES, WEIGHT_NAMES, is_weight_name, is_weights_path
 from ecgtransfer.training.decision import DECISIONS, PREVALENCES
 from ecgtransfer.training.schedules import SCHEDULERS
 from ecgtransfer.signals.split import METHODS as SPLIT_METHODS
@@ -285,7 +285,7 @@ class TrainConfig:
 
     def _check_choices(self) -> None:
         bad = self._bad
-        if self.init not in INIT_CHOICES and not is_weights_path(self.init):
+        if self.init not in INIT_CHOICES and not is_weight_name(self.init) and not is_weights_path(self.init):
             raise bad("init", f"one of {INIT_CHOICES} or a weights file path (a folder in it or a name ending in "
                               f"{'/'.join(WEIGHT_FILE_SUFFIXES)})")
         from ecgtransfer.models.registry import KINDS
