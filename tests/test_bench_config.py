@@ -300,12 +300,12 @@ def test_min_steps_resolves_per_cell_epochs_equal_for_every_arm(tmp_path):
 
 
 def test_previous_invocations_label_an_older_created_at_as_finish_time(tmp_path):
-    from ecgtransfer.bench.assemble import _previous_invocations
+    from ecgtransfer.bench.assemble import earlier_invocations
 
     (tmp_path / "results.json").write_text(json.dumps({
         "bench_run_id": "old", "created_at": "2026-11-01T10:00:00+00:00", "command": "ecgtransfer bench x",
         "run": {"computed": ["a"], "reused": []}}))
-    (inv,) = _previous_invocations(tmp_path)
+    (inv,) = earlier_invocations(tmp_path)
     assert inv["started_at"] is None and inv["finished_at"] == "2026-11-01T10:00:00+00:00"
     assert inv["computed"] == ["a"] and inv["bench_run_id"] == "old"
 
@@ -410,5 +410,5 @@ def test_the_bench_logs_under_the_runners_name_whichever_room_logs(tmp_path, cap
     assert {assemble.log.name, source.log.name, sweep_run.log.name} == {"ecgtransfer.bench.runner"}
     (tmp_path / "results.json").write_text("{not json")
     with caplog.at_level(logging.WARNING):
-        assemble._previous_invocations(tmp_path)
+        assemble.earlier_invocations(tmp_path)
     assert caplog.records and {r.name for r in caplog.records} == {"ecgtransfer.bench.runner"}

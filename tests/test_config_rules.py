@@ -186,14 +186,14 @@ def test_each_arm_states_the_optimiser_weight_decay_and_clipping_its_cells_use(t
     """The report's arms table states what every arm trained with, read from the cell config (one definition):
     a recipe's own values, an arm's overrides (marked), and the shared ones."""
     from ecgtransfer.bench.report_sections import _arm_row
-    from ecgtransfer.bench.cell_plan import _arm_settings
+    from ecgtransfer.bench.cell_plan import arm_settings
 
     cfg = config_from_dict({"bench": {"optimizer": "adamw", "lrs": [1e-4, 1e-3, 1e-2],
                                       "arms": ["scratch-uniform", "seed-recipe",
                                                {"name": "tuned", "init": "scratch", "optim": "tiered",
                                                 "weight_decay": 0.05, "grad_clip": 0}]},
                             "task": {"store": str(tmp_path)}, "train": {"weight_decay": 1e-3}})
-    got = {a.name: _arm_settings(cfg, a, 2.0) for a in cfg.arms}
+    got = {a.name: arm_settings(cfg, a, 2.0) for a in cfg.arms}
     assert got["scratch-uniform"] == {"lrs_used": [2e-2] * 3, "optimizer_used": "adamw", "weight_decay_used": 1e-3,
                                       "grad_clip_used": 1.0}
     assert got["seed-recipe"]["optimizer_used"] == "sgd" and got["seed-recipe"]["weight_decay_used"] == 0.0

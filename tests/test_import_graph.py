@@ -349,3 +349,22 @@ def test_no_import_cycle_even_through_type_only_imports():
     assert cycles_through(graph_of(fake), {"ecgtransfer.imaging._tensor"}) == []
     assert cycles_through(graph_of(fake, type_only=True), {"ecgtransfer.imaging._tensor"}) == [
         ["ecgtransfer.imaging._tensor", "ecgtransfer.imaging.encode", "ecgtransfer.imaging._tensor"]]
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A name with a leading underscore is its module's own: what a sibling needs is public (``run_records.utc_now``,
+    ``records.read_headers``), even inside one package (the splits of issue 21 first shared ``_now`` and ``_stale``).
+    Private *modules* (``ecgtransfer._atomic``, ``imaging._tensor``) may still be imported by their public names."""
+    found = []
+    for name, (text, is_package) in package_sources().items():
+        for node in _imports(ast.parse(text, filename=name), type_only=True):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = _from_base(name, is_package, node)
+            if not base.startswith("ecgtransfer"):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and f"{base}.{alias.name}" not in package_sources():
+                    found.append(f"{name} imports {alias.name} from {base}")
+    assert found == []

@@ -405,7 +405,7 @@ def test_run_json_stores_the_load_report_as_a_dict(physionet_root, tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from training_helpers import make_store, record_split
 
-    from ecgtransfer.bench.run_records import _load_report
+    from ecgtransfer.bench.run_records import load_report_text
     from ecgtransfer.models import ModelSpec, build_model
     from ecgtransfer.training import fine_tune, load_run
 
@@ -424,7 +424,7 @@ def test_run_json_stores_the_load_report_as_a_dict(physionet_root, tmp_path):
     assert stored == json.loads(json.dumps(expected))
     assert stored["ok"] is True and stored["source"] == str(init) and len(stored["loaded"]) == 318
     k = len(run["class_names"])
-    assert _load_report(out) == (f"source {init}; 318 tensors loaded; reinitialised: classifier.fc.weight, "
+    assert load_report_text(out) == (f"source {init}; 318 tensors loaded; reinitialised: classifier.fc.weight, "
                                  f"classifier.fc.bias; head (1000, 2048) -> ({k}, 2048)")
     assert load_run(out).class_names == run["class_names"]
 

@@ -15,10 +15,10 @@ from ecgtransfer import __version__
 from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer._formats import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from ecgtransfer.bench.aggregate import baseline_arm, contrasts, primary_of, summarise
-from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, _arm_settings
+from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, arm_settings
 from ecgtransfer.bench.hardware import hardware_line
 from ecgtransfer.bench.results import ArmRow, BenchResults, CellResult, invocations_of
-from ecgtransfer.bench.run_records import _now
+from ecgtransfer.bench.run_records import utc_now
 from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer.errors import BenchError
 from ecgtransfer.training.run_files import read_json_object
@@ -26,7 +26,7 @@ from ecgtransfer.training.run_files import read_json_object
 log = logging.getLogger("ecgtransfer.bench.runner")  # the bench's log lines keep the name they had before the split
 
 
-def _previous_invocations(out: Path) -> list[dict[str, Any]]:
+def earlier_invocations(out: Path) -> list[dict[str, Any]]:
     """The invocations recorded in an existing ``out/results.json`` (a resumed bench keeps its history; those of
     an older version are upgraded by :meth:`BenchResults.from_dict`)."""
     if not os.path.lexists(out / "results.json"):
@@ -53,7 +53,7 @@ class ResultsAssembly:
         arms = self.arm_rows(records)
         return BenchResults(
             format=RESULTS_FORMAT, format_version=RESULTS_FORMAT_VERSION,
-            name=cfg.name, created_at=_now(), bench_run_id=self.run_id,
+            name=cfg.name, created_at=utc_now(), bench_run_id=self.run_id,
             macro_f1_definition=MACRO_F1_DEFINITION,
             interrupted=self.interrupted,
             command=self.command, package_version=__version__,
@@ -79,7 +79,7 @@ class ResultsAssembly:
             failed=dict(self.failed),
             run={"computed": list(self.computed), "reused": list(self.reused)},
             invocations=[i for i in self.previous_invocations if i.get("bench_run_id") != self.run_id] + [
-                {"bench_run_id": self.run_id, "started_at": self.started_at, "finished_at": _now(),
+                {"bench_run_id": self.run_id, "started_at": self.started_at, "finished_at": utc_now(),
                  "command": self.command, "computed": list(self.computed), "reused": list(self.reused),
                  "recomputed": dict(self.recomputed), "failed": sorted(self.failed),
                  "interrupted": self.interrupted, "wall_s": time.perf_counter() - self.t0}],
@@ -107,7 +107,7 @@ class ResultsAssembly:
                     ("skipped", self.skipped[a.name])
             arms.append({"name": a.name, "init": a.init, "optim": a.optim, "description": a.description,
                          "encodings_used": list(cfg.arm_encodings(a)),
-                         **_arm_settings(cfg, a, self.lr_scale.get(a.name, 1.0), self.choice.get(a.name)),
+                         **arm_settings(cfg, a, self.lr_scale.get(a.name, 1.0), self.choice.get(a.name)),
                          "lr_scale": self.lr_scale.get(a.name, 1.0), "lr_sweep": list(cfg.arm_sweep(a)),
                          **{key: list(cfg.arm_values(a, key)) for key in SETTING_KEYS},
                          "settings_swept": dict(self.choice.get(a.name, {})),

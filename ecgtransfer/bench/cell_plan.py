@@ -1,6 +1,6 @@
 """What the cells train: the target split they share, each cell's TrainConfig and budget, and the plan's estimate.
 
-Every cell trains on the same validation and test parts of the target store (:func:`_split_of`, capped to fit the
+Every cell trains on the same validation and test parts of the target store (:func:`target_split`, capped to fit the
 time budget) and on its fraction's subsample of the training part; :func:`cell_config` is the one definition of a
 cell's :class:`~ecgtransfer.training.config.TrainConfig` (the arm's init, optimiser mode and learning rates over
 the budget every arm shares), :func:`cell_budget` its steps per epoch and epochs. :func:`majority_validation` and
@@ -24,7 +24,7 @@ from ecgtransfer.training.config import TrainConfig
 MACRO_F1_DEFINITION = "support"
 
 
-def _split_of(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def target_split(store: SegmentStore, cfg: BenchConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     t = cfg.task
     s = t.data_split.apply(store)
     parts = {p: np.asarray(getattr(s, p), dtype=np.int64) for p in ("train", "val", "test")}
@@ -164,7 +164,7 @@ def plan_estimate(steps: Sequence[int], batch_size: int, device: str) -> tuple[s
     return line, images / fast / 3600.0 > PLAN_WARN_HOURS
 
 
-def _arm_settings(cfg: BenchConfig, arm: ArmConfig, scale: float, settings: Mapping[str, float] | None = None
+def arm_settings(cfg: BenchConfig, arm: ArmConfig, scale: float, settings: Mapping[str, float] | None = None
                   ) -> dict[str, Any]:
     """What an arm's cells train with (its sweep's factor and swept settings applied; a preset's own): the tier
     learning rates, the optimiser, weight decay and gradient clipping, read from :func:`cell_config` (their one
@@ -175,6 +175,6 @@ def _arm_settings(cfg: BenchConfig, arm: ArmConfig, scale: float, settings: Mapp
             "weight_decay_used": float(tc.weight_decay), "grad_clip_used": tc.grad_clip}
 
 
-def _own_value(settings: Mapping[str, Any], field: str) -> float:
-    """An arm's own value of a swept setting, from :func:`_arm_settings` (clipping off is 0)."""
+def own_value(settings: Mapping[str, Any], field: str) -> float:
+    """An arm's own value of a swept setting, from :func:`arm_settings` (clipping off is 0)."""
     return float(settings[f"{field}_used"] or 0.0)

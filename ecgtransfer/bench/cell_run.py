@@ -21,16 +21,16 @@ from ecgtransfer.bench.cell_plan import cell_budget, cell_config
 from ecgtransfer.bench.fractions import subsample
 from ecgtransfer.bench.grid import Cell
 from ecgtransfer.bench.run_records import (
-    _clean_metrics,
-    _drop_checkpoints,
-    _history_rows,
-    _load_report,
-    _load_report_dict,
-    _majority_line,
-    _now,
-    _record_confusion_from_metrics,
-    _step_curve,
-    _throughput,
+    kept_metrics,
+    drop_checkpoints,
+    history_table,
+    load_report_text,
+    load_report_of,
+    majority_line,
+    utc_now,
+    record_confusion_from_metrics,
+    step_curve_of,
+    throughput_of,
     predict_part,
     record_confusion,
     target_record_ids,
@@ -141,14 +141,14 @@ class CellRuns:
         run_dir = self.out / "runs" / cell.key
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a half run of a killed bench: start the cell again
-        started = _now()
+        started = utc_now()
         t0 = time.perf_counter()
         res = fine_tune(cell_store, tc, out=run_dir, split_indices=split_indices)
         wall = time.perf_counter() - t0
         rc = self._eval_confusion(res, used, run_dir, cell_store)
-        load = _load_report_dict(run_dir)
+        load = load_report_of(run_dir)
         if not cfg.keep_checkpoints:
-            _drop_checkpoints(run_dir)
+            drop_checkpoints(run_dir)
         return self._cell_record(cell, arm, lr_scale=lr_scale, settings=settings, tc=tc, started=started, wall=wall,
                                  data=data, init=init, res=res, rc=rc, run_dir=run_dir, load=load,
                                  multilabel_source=multilabel_source)
@@ -187,7 +187,7 @@ class CellRuns:
         """The eval split's per-record confusion matrices (the bootstrap over patients resamples them): from the
         test metrics when they carry them, else one more pass of the best model over the eval split."""
         eval_metrics = res.test_metrics if self.eval_split == "test" else res.best_metrics
-        rc = _record_confusion_from_metrics(eval_metrics, self.eval_split)
+        rc = record_confusion_from_metrics(eval_metrics, self.eval_split)
         if rc is None:  # the eval part as the engine scored it (a validation part majority-capped)
             eval_idx = used.parts[self.eval_split]
             y, probs, idx, decided = predict_part(run_dir, cell_store, eval_idx, self.device)
@@ -204,7 +204,7 @@ class CellRuns:
         from ecgtransfer.bench.stats import time_to_target
 
         cfg = self.cfg
-        history = _history_rows(res.history)
+        history = history_table(res.history)
         hit = time_to_target(history, cfg.target_f1)
         # stopped by the cap (epochs / max_steps) while validation still improved: the best epoch is the last one
         last_epoch = max((h["epoch"] for h in history), default=None)
@@ -217,18 +217,18 @@ class CellRuns:
             "fingerprint": self.cell_fingerprint(arm, lr_scale, settings),
             "fingerprint_inputs": self.fingerprint_inputs(arm, lr_scale, settings),
             "store_manifest_hash": self.store.manifest_hash, "bench_run_id": self.run_id, "started_at": started,
-            "finished_at": _now(), "wall_s": wall,
+            "finished_at": utc_now(), "wall_s": wall,
             "data": data,
             "init": init if arm.init != "ecg" else
             f"ecg source model ({self.source_models[cell.encoding]['checkpoint']} in the bench directory)",
             "train_config": res.config.to_dict(), "steps": res.steps, "stopped": res.stopped,
             "best_epoch": res.best_epoch, "history": history,
-            "step_curve": _step_curve(history, res.step_evals), "val": _clean_metrics(res.best_metrics),
-            "test": _clean_metrics(res.test_metrics), "record_confusion": rc,
-            "majority": _majority_line((res.test_metrics or {}).get("majority")),
+            "step_curve": step_curve_of(history, res.step_evals), "val": kept_metrics(res.best_metrics),
+            "test": kept_metrics(res.test_metrics), "record_confusion": rc,
+            "majority": majority_line((res.test_metrics or {}).get("majority")),
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
-            "throughput": _throughput(res.history, self.device),
-            "load_report": _load_report(run_dir),
+            "throughput": throughput_of(res.history, self.device),
+            "load_report": load_report_text(run_dir),
             **({"transfer": transfer_of(load, multilabel_source=self.source_store if multilabel_source else None)}
                if load is not None else {}),
             "run_dir": str(run_dir.relative_to(self.out)),

@@ -20,11 +20,11 @@ from ecgtransfer.training.run_files import read_json_object
 RECORD_CONFUSION_VERSION = 1
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def history_table(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Compact per-epoch rows with cumulative elapsed seconds (training + validation time)."""
     rows = []
     elapsed = 0.0
@@ -42,7 +42,7 @@ def _history_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _step_curve(history_rows: Sequence[Mapping[str, Any]], step_evals: Sequence[Mapping[str, Any]]
+def step_curve_of(history_rows: Sequence[Mapping[str, Any]], step_evals: Sequence[Mapping[str, Any]]
                 ) -> list[dict[str, Any]]:
     """The validation learning curve in optimiser steps: the epoch-end rows and the evaluations every
     ``val_every_steps`` steps (``TrainResult.step_evals``), ordered by step; what steps-to-target reads."""
@@ -53,7 +53,7 @@ def _step_curve(history_rows: Sequence[Mapping[str, Any]], step_evals: Sequence[
     return sorted(rows, key=lambda r: (r["step"], not r["within_epoch"]))
 
 
-def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def kept_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
     keep = ("n", "loss", "accuracy", "macro_f1", "selection_f1", "macro_auroc", "macro_classes", "per_class",
@@ -62,14 +62,14 @@ def _clean_metrics(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: m[k] for k in keep if k in m}
 
 
-def _majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def majority_line(m: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The majority classifier's test metrics (the engine's ``test_metrics["majority"]``), with the class."""
     if not m:
         return None
-    return {**(_clean_metrics(m) or {}), "predicts": m.get("predicts")}
+    return {**(kept_metrics(m) or {}), "predicts": m.get("predicts")}
 
 
-def _throughput(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, Any]:
+def throughput_of(history: Sequence[Mapping[str, Any]], device: str) -> dict[str, Any]:
     images = sum(int((h.get("train") or {}).get("n") or 0) for h in history)
     seconds = sum(float(h.get("epoch_time_s") or 0.0) for h in history)
     eval_s = sum(float(h.get("eval_time_s") or 0.0) for h in history)
@@ -115,7 +115,7 @@ def record_confusion(labels: np.ndarray, preds: np.ndarray, record_ids: np.ndarr
             "matrices": [confusion_matrix(labels[rec == r], preds[rec == r], k).astype(int).tolist() for r in rids]}
 
 
-def _record_confusion_from_metrics(m: Mapping[str, Any] | None, split: str) -> dict[str, Any] | None:
+def record_confusion_from_metrics(m: Mapping[str, Any] | None, split: str) -> dict[str, Any] | None:
     """Per-record confusion matrices from a metrics dict's ``aami.records`` when it holds them, else None."""
     recs = ((m or {}).get("aami") or {}).get("records") or {}
     if not recs or not all("confusion_matrix" in v for v in recs.values()):
@@ -124,7 +124,7 @@ def _record_confusion_from_metrics(m: Mapping[str, Any] | None, split: str) -> d
     return {"split": split, "records": rids, "matrices": [recs[r]["confusion_matrix"] for r in rids]}
 
 
-def _drop_checkpoints(run_dir: Path) -> None:
+def drop_checkpoints(run_dir: Path) -> None:
     for name in ("last.pt", "best.pt"):
         p = run_dir / name
         if p.exists():
@@ -142,7 +142,7 @@ def target_record_ids(rc: Mapping[str, Any], target: SegmentStore) -> dict[str, 
     return {**rc, "records": [bare[i] for i in order], "matrices": [rc["matrices"][i] for i in order]}
 
 
-def _load_report_dict(run_dir: Path) -> dict[str, Any] | None:
+def load_report_of(run_dir: Path) -> dict[str, Any] | None:
     """The ``load_report`` of a cell's ``run.json`` (None: no weights were loaded, or it is unreadable)."""
     try:
         report = read_json_object(run_dir / "run.json", "run record").get("load_report")
@@ -172,7 +172,7 @@ def transfer_of(report: Mapping[str, Any], *, multilabel_source: SegmentStore | 
                                                    f"{report.get('model_head_shape')})")
 
 
-def _load_report(run_dir: Path) -> str | None:
+def load_report_text(run_dir: Path) -> str | None:
     """One line from the ``load_report`` of a cell's ``run.json`` (a ``LoadReport.to_dict()``): the source, how
     many tensors loaded, which were re-initialised, adapted, unexpected or missing, and the head's shapes.
     ``None`` when no weights were loaded (or ``run.json`` is unreadable)."""

@@ -48,8 +48,8 @@ from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer._lock import FolderLock
 from ecgtransfer._formats import RESULTS_FORMAT  # noqa: F401  (documented: runner.RESULTS_FORMAT still works)
 from ecgtransfer._outdir import check_output_dir
-from ecgtransfer.bench.assemble import ResultsAssembly, _previous_invocations
-from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, _split_of, majority_validation, plan_estimate, target_check
+from ecgtransfer.bench.assemble import ResultsAssembly, earlier_invocations
+from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, target_split, majority_validation, plan_estimate, target_check
 from ecgtransfer.bench.cell_run import CellRuns
 from ecgtransfer.bench.cells import BENCH_LAYOUT, CellStore
 from ecgtransfer.bench.arms import ARM_LATER_FIELDS, ArmConfig
@@ -59,7 +59,7 @@ from ecgtransfer.bench.grid import cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info
 from ecgtransfer.bench.report import write_reports
 from ecgtransfer.bench.results import BenchResults, read_results, upgrade_cell_counts
-from ecgtransfer.bench.run_records import RECORD_CONFUSION_VERSION, _now
+from ecgtransfer.bench.run_records import RECORD_CONFUSION_VERSION, utc_now
 from ecgtransfer.bench.source import SourceModels, source_settings
 from ecgtransfer.bench.sweep_run import SweepRuns
 from ecgtransfer.bench.sweeps import SETTING_KEYS
@@ -123,9 +123,9 @@ class _Bench(SourceModels, CellRuns, SweepRuns, ResultsAssembly):
         self.records: dict[str, dict[str, Any]] = {}
         self.source_models: dict[str, dict[str, Any]] = {}
         self.run_id = uuid.uuid4().hex[:12]
-        self.started_at = _now()
+        self.started_at = utc_now()
         self.t0 = time.perf_counter()
-        self.previous_invocations = _previous_invocations(out)
+        self.previous_invocations = earlier_invocations(out)
         self.imagenet_checks: dict[str, str | None] = {}  # weights version -> why unavailable (None: available)
         self.interrupted: str | None = None
         self.recomputed: dict[str, str] = {}  # cell key -> why its earlier result could not be reused
@@ -142,7 +142,7 @@ class _Bench(SourceModels, CellRuns, SweepRuns, ResultsAssembly):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.store = SegmentStore(cfg.store_path)
-        self.parts, self.split_info = _split_of(self.store, cfg)
+        self.parts, self.split_info = target_split(self.store, cfg)
         self.eval_split = cfg.task.eval_split
         if self.eval_split == "test" and self.parts["test"].size == 0:
             self.eval_split = "val"
@@ -269,7 +269,7 @@ class _Bench(SourceModels, CellRuns, SweepRuns, ResultsAssembly):
                 self.failed[cell.key] = f"{kind}{exc}"
                 record = {"cell": cell.to_dict(), "key": cell.key, "status": "failed", "reason": f"{kind}{exc}",
                           "fingerprint": self.cell_fingerprint(arm), "store_manifest_hash": self.store.manifest_hash,
-                          "bench_run_id": self.run_id, "finished_at": _now()}
+                          "bench_run_id": self.run_id, "finished_at": utc_now()}
                 self.cellstore.save(cell, record)
                 self.records[cell.key] = record
                 continue
@@ -343,7 +343,7 @@ def _run_locked(cfg: BenchConfig, out: Path, *, config_path: Path | None, resume
     except KeyboardInterrupt:
         # SIGINT (Ctrl-C, or `timeout -s INT` in benchmarks/gpu.sh): the finished cells are kept and the partial
         # results and reports are written below; re-running the same command finishes the bench
-        bench.interrupted = f"interrupted (SIGINT) at {_now()} after {time.perf_counter() - bench.t0:.0f} s"
+        bench.interrupted = f"interrupted (SIGINT) at {utc_now()} after {time.perf_counter() - bench.t0:.0f} s"
         log.warning("bench %s %s; writing the partial results and reports", cfg.name, bench.interrupted)
         raise
     finally:

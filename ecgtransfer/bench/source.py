@@ -25,7 +25,7 @@ from ecgtransfer._atomic import atomic_write_json
 from ecgtransfer.bench.arms import ArmConfig
 from ecgtransfer.bench.cell_plan import MACRO_F1_DEFINITION, cell_config
 from ecgtransfer.bench.config import SOURCE_LEAD_GRID, TASK_SPLIT_KEYS, SourceConfig
-from ecgtransfer.bench.run_records import _clean_metrics, _history_rows, predict_part
+from ecgtransfer.bench.run_records import kept_metrics, history_table, predict_part
 from ecgtransfer.errors import BenchError, EcgTransferError, StoreError
 from ecgtransfer.signals.split import SplitConfig
 from ecgtransfer.store import SegmentStore
@@ -239,9 +239,9 @@ class SourceModels:
                 "store_manifest_hash": self.source_hash, "database": self.source_store.database,
                 "task": self.source_store.task, "class_names": self.source_store.class_names,
                 "multilabel": bool(self.source_store.multilabel), "input": self.source_input,
-                "best_epoch": res.best_epoch, "val": _clean_metrics(res.best_metrics),
-                "test": _clean_metrics(res.test_metrics), "wall_s": wall, "steps": res.steps,
-                "train_config": res.config.to_dict(), "history": _history_rows(res.history),
+                "best_epoch": res.best_epoch, "val": kept_metrics(res.best_metrics),
+                "test": kept_metrics(res.test_metrics), "wall_s": wall, "steps": res.steps,
+                "train_config": res.config.to_dict(), "history": history_table(res.history),
                 "exclusion": exclusion, "credibility": self.source_credibility(ckpt)}
         if not info["credibility"].get("learned"):
             log.warning("source model (%s): %s; its arms get no verdict", encoding, info["credibility"]["text"])

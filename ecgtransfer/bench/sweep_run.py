@@ -12,9 +12,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ecgtransfer.bench.arms import ArmConfig
-from ecgtransfer.bench.cell_plan import _arm_settings, _own_value
+from ecgtransfer.bench.cell_plan import arm_settings, own_value
 from ecgtransfer.bench.grid import Cell
-from ecgtransfer.bench.run_records import _now
+from ecgtransfer.bench.run_records import utc_now
 from ecgtransfer.bench.sweeps import SWEPT_SETTINGS, SweptSetting, grid_edge, sweep_arm_name
 from ecgtransfer.errors import EcgTransferError, WeightsUnavailableError
 
@@ -98,7 +98,7 @@ class SweepRuns:
         the current best point (its per-encoding scores ``current``: the arm's own value of ``setting``) and a cell
         for each other value of ``values``. Appends the stage to ``rec["stages"]``; returns the settings and the
         per-encoding scores of the stage's choice (ties: the own value, then the smaller)."""
-        own = float(fixed.get(setting.field, _own_value(_arm_settings(self.cfg, arm, factor), setting.field)))
+        own = float(fixed.get(setting.field, own_value(arm_settings(self.cfg, arm, factor), setting.field)))
         others = [v for v in values if v != own]
         points = [(factor, {**fixed, setting.field: v}) for v in others]
         curve, cells = self._sweep_points(arm, points, seed)
@@ -169,7 +169,7 @@ class SweepRuns:
             log.error("sweep cell %s failed: %s%s", cell.key, kind, exc)
             self.failed[cell.key] = f"{kind}{exc}"
             rec = {"cell": cell.to_dict(), "key": cell.key, "status": "failed", "reason": f"{kind}{exc}",
-                   "fingerprint": fp, "store_manifest_hash": self.store.manifest_hash, "finished_at": _now()}
+                   "fingerprint": fp, "store_manifest_hash": self.store.manifest_hash, "finished_at": utc_now()}
         self.cellstore.save(cell, rec)
         if rec.get("status") == "done":
             self.computed.append(cell.key)

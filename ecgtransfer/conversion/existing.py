@@ -25,7 +25,7 @@ def _differences(manifest: Mapping[str, Any], cfg: ConvertConfig, sources: dict[
     return diff or ["database/task"]
 
 
-def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool) -> SegmentStore | None:
+def existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool) -> SegmentStore | None:
     """The store at ``out`` if it already holds exactly this conversion; raises if it holds another one."""
     def differs(store: SegmentStore) -> str | None:
         diff = _differences(store.manifest, cfg, sources)
@@ -34,7 +34,7 @@ def _existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], over
     return open_existing(out, differs, overwrite=overwrite)
 
 
-def _stale(out: Path, cfg: ConvertConfig, sources: dict[str, str]) -> str | None:
+def stale_reason(out: Path, cfg: ConvertConfig, sources: dict[str, str]) -> str | None:
     """Why the store at ``out`` is to be converted again although nobody asked to overwrite it: it is this very
     conversion (parameters and source files) made by another version of the R-peak detector; None otherwise."""
     if cfg.detector is None or not (out / MANIFEST).is_file():

@@ -45,7 +45,7 @@ class MultilabelPlan:
     Attributes:
         level, rate: the label level and the rate of the records read.
         chosen: ``(ecg_id, record path without extension)`` in ``ptbxl_database.csv`` order.
-        labels: ``(class names, ecg_id -> first positive class index, label files)`` as ``_labels_for`` returns.
+        labels: ``(class names, ecg_id -> first positive class index, label files)`` as ``labels_for`` returns.
         patients: ecg_id -> patient id.
         extras: ecg_id -> its extras (one row each: ``targets``, ``targets_<level>``, ``strat_fold``).
         levels: level -> its label names.

@@ -19,9 +19,9 @@ from ecgtransfer.conversion.beats import beat_sides
 from ecgtransfer.conversion.config import (BEAT_TASKS, DEFAULT_AFTER, DEFAULT_BAND, DEFAULT_BEFORE, DEFAULT_FILTER,
                                           DEFAULT_FILTER_ORDER, DEFAULT_WINDOW, DETECTOR_TASKS, DTYPES,
                                           ConvertConfig)
-from ecgtransfer.conversion.existing import _existing_store, _stale
+from ecgtransfer.conversion.existing import existing_store, stale_reason
 from ecgtransfer.conversion.multilabel import MultilabelPlan, plan_multilabel
-from ecgtransfer.conversion.records import _hash_sources, _labels_for, _read_headers, _resolve_records, _version_dir
+from ecgtransfer.conversion.records import hash_sources, labels_for, read_headers, resolve_records, version_dir
 from ecgtransfer.conversion.windows import window_steps
 from ecgtransfer.errors import ConfigError
 from ecgtransfer.physionet.catalog import Database, get_database
@@ -171,8 +171,8 @@ def _select(db: Database, vdir: Path, task: str, records: Sequence[str] | None, 
     if level is not None or rate is not None:
         raise ConfigError(f"level and rate apply to the multilabel task (ptb-xl), not to {db.name} {task}")
     lead_spec = _lead_spec(db, lead)
-    chosen = _resolve_records(db, vdir, task, records, include_paced)
-    class_names, record_labels, label_files = _labels_for(db, vdir, task, reference, rhythm_classes)
+    chosen = resolve_records(db, vdir, task, records, include_paced)
+    class_names, record_labels, label_files = labels_for(db, vdir, task, reference, rhythm_classes)
     return _Selection(chosen=chosen, lead_spec=lead_spec, class_names=tuple(class_names),
                       record_labels=record_labels, label_files=label_files)
 
@@ -182,13 +182,13 @@ def _read_sources(db: Database, task: str, sel: _Selection, vdir: Path, rates: t
     """``(lead names, source files -> SHA256, worker count)``: every header read, the resampling's memory checked
     and every source file hashed, in the main process (errors before any heavy work)."""
     src_fs, out_fs = rates
-    lead_names, files, (longest, n_longest) = _read_headers(db, task, sel.chosen, sel.lead_spec, sel.record_labels,
+    lead_names, files, (longest, n_longest) = read_headers(db, task, sel.chosen, sel.lead_spec, sel.record_labels,
                                                             sel.label_files)
     n_workers = max(1, int(jobs if jobs is not None else min(4, os.cpu_count() or 1)))
     # before any worker allocates it (--fs 1e9 was an out-of-memory kill leaving a .partial store and a lock)
     filters.check_resample_memory(n_longest, len(lead_names), src_fs, out_fs, what=f"record {longest}",
                                   workers=min(n_workers, len(sel.chosen)))
-    return lead_names, _hash_sources(files, vdir), n_workers
+    return lead_names, hash_sources(files, vdir), n_workers
 
 
 def _config(db: Database, version: str, task: str, sel: _Selection, rates: tuple[float, float, tuple[float, float]],
@@ -268,7 +268,7 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
     data = Path(data)
     out = Path(out)
     check_output_dir(out, kind=STORE_LAYOUT, inputs={"--data": data})  # before reading or writing anything
-    vdir = _version_dir(db, data, version)
+    vdir = version_dir(db, data, version)
     sel = _select(db, vdir, task, records, lead, include_paced, reference, rhythm_classes, level, rate)
     multi = sel.multi
     if multi is not None:
@@ -281,8 +281,8 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
                   rhythm_classes=rhythm_classes, filter=filter, filter_order=filter_order, normalize=normalize,
                   dtype=dtype)
     # read only: a store left aside by an interrupted overwrite is restored by execute, which checks again
-    stale = _stale(out, cfg, sources)
-    up_to_date = _existing_store(out, cfg, sources, overwrite or stale is not None) is not None
+    stale = stale_reason(out, cfg, sources)
+    up_to_date = existing_store(out, cfg, sources, overwrite or stale is not None) is not None
     planned = _planned_records(db, sel)
     return ConversionPlan(database=db, config=cfg, records=planned, lead_names=lead_names, source_files=sources,
                           data=data, out=out, jobs=min(n_workers, len(planned)), overwrite=overwrite,

@@ -22,7 +22,7 @@ from ecgtransfer.signals.record import ALL_LEADS, LEAD_ALTERNATIVES, read_header
 log = logging.getLogger(__package__)  # the package's: log lines name "ecgtransfer.conversion", as before the split
 
 
-def _version_dir(db: Database, data: Path, version: str) -> Path:
+def version_dir(db: Database, data: Path, version: str) -> Path:
     vdir = data / db.name / version
     if not vdir.is_dir():
         raise RecordError(f"no {db.name} {version} under {data}: expected the folder {vdir} "
@@ -45,7 +45,7 @@ def _record_id(name: str) -> str:
     return PurePosixPath(name).name
 
 
-def _resolve_records(db: Database, vdir: Path, task: str, records: Sequence[str] | None,
+def resolve_records(db: Database, vdir: Path, task: str, records: Sequence[str] | None,
                      include_paced: bool) -> list[tuple[str, Path]]:
     names = _record_names(db, vdir)
     base = vdir / db.record_dir if db.record_dir else vdir
@@ -85,7 +85,7 @@ def _resolve_records(db: Database, vdir: Path, task: str, records: Sequence[str]
     return [(_record_id(n), base / n) for n in chosen]
 
 
-def _labels_for(db: Database, vdir: Path, task: str, reference: str, rhythm_classes: str
+def labels_for(db: Database, vdir: Path, task: str, reference: str, rhythm_classes: str
                 ) -> tuple[tuple[str, ...], dict[str, int] | None, list[Path]]:
     """Class names, record -> class index (rhythm tasks) and the label files used."""
     if task == "beats":  # rhythm-beats: the rhythm labels below
@@ -99,7 +99,7 @@ def _labels_for(db: Database, vdir: Path, task: str, reference: str, rhythm_clas
                       "and ludb rhythm)")
 
 
-def _hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
+def hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
     """Relative path -> SHA256 of each file, cross-checked with ``SHA256SUMS.txt`` when present."""
     sums_file = vdir / SUMS_FILE
     sums: dict[str, str] = {}
@@ -128,7 +128,7 @@ def _hash_sources(files: Iterable[Path], vdir: Path) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], lead_spec: str | tuple[str, ...],
+def read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], lead_spec: str | tuple[str, ...],
                   record_labels: Mapping[str, int] | None, label_files: Sequence[Path]
                   ) -> tuple[tuple[str, ...], list[Path], tuple[str, int]]:
     """``(lead names, source files, (longest record, its samples))``: each record's header read once, its leads
@@ -166,5 +166,5 @@ def _read_headers(db: Database, task: str, chosen: Sequence[tuple[str, Path]], l
             files.append(check_annotation(db, path, rid))  # a truncated .atr is refused before any work
         elif record_labels is not None and rid not in record_labels:
             raise RecordError(f"record {rid} has no label in {', '.join(str(f) for f in label_files)}")
-    assert lead_names is not None  # _resolve_records leaves at least one record
+    assert lead_names is not None  # resolve_records leaves at least one record
     return tuple(LEAD_ALTERNATIVES.join(met) for met in found), files, longest

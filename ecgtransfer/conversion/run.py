@@ -8,10 +8,10 @@ from typing import Any, Sequence
 
 from ecgtransfer.conversion.config import (DEFAULT_AFTER, DEFAULT_BAND, DEFAULT_BEFORE, DEFAULT_FILTER,
                                           DEFAULT_FILTER_ORDER, DEFAULT_WINDOW)
-from ecgtransfer.conversion.existing import _existing_store, _stale
+from ecgtransfer.conversion.existing import existing_store, stale_reason
 from ecgtransfer.conversion.plan import ConversionPlan, plan_conversion
 from ecgtransfer.conversion.config import RecordJob
-from ecgtransfer.conversion.workers import _run_jobs
+from ecgtransfer.conversion.workers import run_record_jobs
 from ecgtransfer.signals.record import LEAD_ALTERNATIVES
 from ecgtransfer.store import SegmentStore, StoreWriter, recover_interrupted
 
@@ -29,7 +29,7 @@ def _write_records(plan: ConversionPlan, run_jobs: list[RecordJob], writer: Stor
     record_leads: dict[str, list[str]] = {}
     ignored = 0
     with tqdm(total=len(run_jobs), desc=f"convert {db.name}", unit="record", disable=not progress) as bar:
-        for res in _run_jobs(run_jobs, plan.jobs):
+        for res in run_record_jobs(run_jobs, plan.jobs):
             if res.dropped:
                 dropped[res.record_id] = res.dropped
             record_leads[res.record_id] = list(res.lead_names)
@@ -73,11 +73,11 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
     """
     db, cfg, out = plan.database, plan.config, plan.out
     recover_interrupted(out)  # an overwrite killed between its renames leaves the previous store aside
-    stale = _stale(out, cfg, plan.source_files)
+    stale = stale_reason(out, cfg, plan.source_files)
     if stale is not None:
         log.warning("%s", stale)
     overwrite = plan.overwrite or stale is not None
-    existing = _existing_store(out, cfg, plan.source_files, overwrite)
+    existing = existing_store(out, cfg, plan.source_files, overwrite)
     if existing is not None:
         log.info("%s is up to date (same parameters and source files); skipping conversion", out)
         return existing

@@ -1,7 +1,7 @@
 """The per-record work of a conversion and the process pool that runs it.
 
 :func:`_process_record` reads, filters, resamples, segments and labels one record (the task's own piece:
-:mod:`.beats` or :mod:`.windows`); :func:`_run_jobs` runs it over the records in a pool of worker processes, at most
+:mod:`.beats` or :mod:`.windows`); :func:`run_record_jobs` runs it over the records in a pool of worker processes, at most
 ``2 * jobs`` records in flight, and yields the results in record order.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
-def _run_jobs(jobs: list[RecordJob], n_workers: int) -> Iterator[_RecordResult]:
+def run_record_jobs(jobs: list[RecordJob], n_workers: int) -> Iterator[_RecordResult]:
     """Results in job order; at most ``2 * n_workers`` records in flight."""
     if n_workers <= 1 or len(jobs) <= 1:
         for job in jobs:

@@ -425,9 +425,9 @@ class ImageEncoder(nn.Module):
         spec_params = self.params if encoding == "spectrogram" else self.params.get("spectrogram", {})
         win = spec_params.get("window") if isinstance(spec_params, Mapping) else None
         if isinstance(win, (str, tuple)):
-            from ecgtransfer.imaging.spectrogram import _window
+            from ecgtransfer.imaging.spectrogram import scipy_window
 
-            _window(win, int(spec_params.get("nperseg", SPECTROGRAM_DEFAULTS["nperseg"])))  # fail early on a bad name
+            scipy_window(win, int(spec_params.get("nperseg", SPECTROGRAM_DEFAULTS["nperseg"])))  # fail early on a bad name
         self.register_buffer("window", win.detach().clone() if isinstance(win, torch.Tensor) else None,
                              persistent=False)
 

@@ -25,7 +25,7 @@ from ecgtransfer.errors import ConfigError
 from ecgtransfer.imaging._tensor import as_signal, cached, flatten_series, is_int
 
 
-def _window(window: Any, nperseg: int) -> np.ndarray:
+def scipy_window(window: Any, nperseg: int) -> np.ndarray:
     """A window of ``nperseg`` samples as a host array: a scipy spec (cached) or an array (never a tensor)."""
     if isinstance(window, (str, tuple)):
         return _named_window(window, nperseg)
@@ -61,7 +61,7 @@ def _device_window(window: Any, nperseg: int, device: torch.device, dtype: torch
                               f"got shape {tuple(window.shape)}")
         win = window.to(device=device, dtype=dtype)
         return win, win.sum(), win.square().sum()
-    w_np = _window(window, nperseg)
+    w_np = scipy_window(window, nperseg)
     if isinstance(window, (str, tuple)):
         win = cached(("window", window, nperseg), lambda: w_np, device, dtype)
     else:
