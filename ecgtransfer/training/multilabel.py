@@ -43,7 +43,7 @@ from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.multilabel_metrics import auc_table, bootstrap_intervals, multilabel_metrics
 from ecgtransfer.training.precision import amp_dtype, describe as describe_precision, dtype_name, use_channels_last
 from ecgtransfer.training.run_files import read_json_object, read_split
-from ecgtransfer.training.runtime import environment, logits_of, resolve_device
+from ecgtransfer.training.runtime import environment, infer, logits_of, resolve_device
 from ecgtransfer.training.scoring import score_part
 
 log = logging.getLogger(__name__)
@@ -415,11 +415,11 @@ def predict_multilabel(run_dir: str | os.PathLike, records: Sequence[str | os.Pa
     recs = [readers.open_recording(path, fs=fs, units=units) for path in records]
     names, probs = [], []
 
-    def score(segs: list[np.ndarray]) -> None:
-        with torch.no_grad():
-            logits = logits_of(model, encoder, torch.from_numpy(np.concatenate(segs)).to(dev), dtype=dtype,
-                               channels_last=cl)
-        probs.append(torch.sigmoid(logits).float().cpu().numpy())
+    def score(segs: list[np.ndarray]) -> None:  # the one batched inference (runtime.infer), sigmoid outputs
+        idx = np.arange(len(names) - len(segs), len(names))
+        out = infer(model, encoder, [(torch.from_numpy(np.concatenate(segs)), None, idx)], dev, dtype=dtype,
+                    channels_last=cl, activation="sigmoid")
+        probs.append(out["probs"])
 
     segs: list[np.ndarray] = []
     for rec, rid in zip(recs, readers.unique_record_ids(recs)):
