@@ -60,12 +60,9 @@ CLASSES = AAMI_SCORED  # N, S, V, F
 
 
 def class_f1_of_confusion(cm: np.ndarray, cls: int) -> np.ndarray:
-    """F1 of class ``cls`` in confusion matrices ``[..., K, K]`` (0 where the class is neither true nor called)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = cm[..., cls, cls]
-    den = cm[..., cls, :].sum(axis=-1) + cm[..., :, cls].sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0)
+    """F1 of class ``cls`` in confusion matrices ``[..., K, K]`` (bench.stats' rule; 0 where the class is neither
+    true nor called)."""
+    return np.nan_to_num(class_rate_of_confusion(cm, cls, "f1"), nan=0.0)
 
 
 def accuracy_of_confusion(cm: np.ndarray) -> np.ndarray:

@@ -75,8 +75,9 @@ if grep -q '^\[source\]' "$profile"; then
     [ -d "$source_arg" ] || { echo "gpu.sh: source store $source_arg does not exist" >&2; exit 2; }
     args+=(--source-store "$source_arg")
   else
-    case "$(basename "$profile")" in gpu-slot.toml) default_source=$repo/stores/svdb-beats ;;
-                                     *) default_source=$repo/stores/challenge-2017-beats ;; esac
+    # the profile's own [source] store (its path resolved against the profile's folder), not a second list here
+    default_source=$("$py" -c 'import sys; from ecgtransfer.bench import load_config
+print(load_config(sys.argv[1]).source_store_path or "")' "$profile")
     if [ -d "$default_source" ]; then
       args+=(--source-store "$default_source")
     else

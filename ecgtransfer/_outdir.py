@@ -132,7 +132,6 @@ def peek_json(path: Path) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-_json_dict = peek_json  # the name this module's tests have read it by
 
 
 def _real(path: Path) -> Path:

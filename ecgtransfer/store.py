@@ -720,6 +720,7 @@ class SegmentStore:
         extras = set(self.manifest.get("extras", []))
         fold_name = str(entry.get("fold", ""))
         folds = np.asarray(self.extra(fold_name)) if fold_name in extras else np.zeros(len(self), dtype=np.int64)
+        fold_masks = {fold: folds == fold for fold in np.unique(folds).tolist()}  # once, not once per label
         out: dict[str, dict[str, dict[str, int]]] = {}
         for level, names in dict(entry.get("levels", {})).items():
             name = f"{entry.get('targets', 'targets')}_{level}"
@@ -731,8 +732,8 @@ class SegmentStore:
             for j, label in enumerate(names):
                 col = hot[:, j].astype(bool)
                 row = {"all": int(col.sum())}
-                for fold in np.unique(folds).tolist():
-                    row[str(fold)] = int(col[folds == fold].sum())
+                for fold, in_fold in fold_masks.items():
+                    row[str(fold)] = int(col[in_fold].sum())
                 table[str(label)] = row
             out[str(level)] = table
         return out
@@ -763,52 +764,47 @@ class SegmentStore:
         return out
 
     def info(self) -> StoreInfo:
-        """Counts per class, per record and per patient."""
-        names = self.class_names
-
-        def per(ids: np.ndarray) -> dict[str, dict[str, int]]:
-            out: dict[str, dict[str, int]] = {}
-            for key, lab in zip(ids.tolist(), self.labels.tolist()):
-                d = out.setdefault(str(key), {})
-                d[names[lab]] = d.get(names[lab], 0) + 1
-            return dict(sorted(out.items()))
-
-        def classes_of(labels: np.ndarray) -> dict[str, int]:
-            counts = np.bincount(labels.astype(np.int64), minlength=len(names))
-            return {c: int(counts[i]) for i, c in enumerate(names)}
-
-        if self.multilabel:  # counts of positives per column (a segment counts once in every label it has)
-            hot = np.asarray(self.targets).astype(np.int64)
-
-            def per(ids: np.ndarray) -> dict[str, dict[str, int]]:  # noqa: F811 - the multilabel counts
-                out: dict[str, dict[str, int]] = {}
-                for key in np.unique(ids).tolist():
-                    sums = hot[ids == key].sum(0)
-                    out[str(key)] = {c: int(sums[i]) for i, c in enumerate(names) if sums[i]}
-                return dict(sorted(out.items()))
-
-            def classes_of(labels: np.ndarray, mask: np.ndarray | None = None) -> dict[str, int]:  # noqa: F811
-                sums = (hot if mask is None else hot[mask]).sum(0)
-                return {c: int(sums[i]) for i, c in enumerate(names)}
-
-            seg_db = self.segment_databases
-            databases = {db: {"segments": int((seg_db == db).sum()),
-                              "records": int(len(np.unique(self.record_ids[seg_db == db]))),
-                              "patients": int(len(np.unique(self.patient_ids[seg_db == db]))),
-                              "classes": classes_of(self.labels, seg_db == db)} for db in self.databases}
-            return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs, classes=classes_of(self.labels),
-                             records=per(self.record_ids), patients=per(self.patient_ids), databases=databases,
-                             levels=self.level_counts())
-
+        """Counts per class, per record and per patient (of a multilabel store: positives per label, a segment
+        counting once in every label it has), per database, and a multilabel store's per-level counts."""
+        hot = np.asarray(self.targets).astype(np.int64) if self.multilabel else None  # [N, K] multi-hot
         seg_db = self.segment_databases
         databases = {}
         for db in self.databases:
             mask = seg_db == db
             databases[db] = {"segments": int(mask.sum()), "records": int(len(np.unique(self.record_ids[mask]))),
                              "patients": int(len(np.unique(self.patient_ids[mask]))),
-                             "classes": classes_of(self.labels[mask])}
-        return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs, classes=classes_of(self.labels),
-                         records=per(self.record_ids), patients=per(self.patient_ids), databases=databases)
+                             "classes": self._class_counts(mask, hot)}
+        return StoreInfo(n_segments=len(self), shape=self.shape, fs=self.fs, classes=self._class_counts(None, hot),
+                         records=self._counts_per(self.record_ids, hot),
+                         patients=self._counts_per(self.patient_ids, hot), databases=databases,
+                         levels=self.level_counts())
+
+    def _class_counts(self, mask: np.ndarray | None, hot: np.ndarray | None) -> dict[str, int]:
+        """Segments per class (every class, zeros too) of the segments ``mask`` selects (None: all); of a multilabel
+        store (``hot [N, K]``), positives per label."""
+        if hot is not None:
+            counts = (hot if mask is None else hot[mask]).sum(0)
+        else:
+            labels = self.labels if mask is None else self.labels[mask]
+            counts = np.bincount(labels.astype(np.int64), minlength=self.num_classes)
+        return {c: int(counts[i]) for i, c in enumerate(self.class_names)}
+
+    def _counts_per(self, ids: np.ndarray, hot: np.ndarray | None) -> dict[str, dict[str, int]]:
+        """``{id: {class: count}}`` sorted by id, the classes an id has (in the order first met; of a multilabel
+        store, its positives per label in label order, summed in one pass)."""
+        names = self.class_names
+        out: dict[str, dict[str, int]] = {}
+        if hot is not None:
+            keys, inverse = np.unique(ids, return_inverse=True)
+            sums = np.zeros((len(keys), len(names)), dtype=np.int64)
+            np.add.at(sums, inverse.reshape(-1), hot)
+            for key, row in zip(keys.tolist(), sums):
+                out[str(key)] = {c: int(row[i]) for i, c in enumerate(names) if row[i]}
+        else:
+            for key, lab in zip(ids.tolist(), self.labels.tolist()):
+                d = out.setdefault(str(key), {})
+                d[names[lab]] = d.get(names[lab], 0) + 1
+        return dict(sorted(out.items()))
 
     def __repr__(self) -> str:
         return (f"SegmentStore({str(self.path)!r}, database={self.database!r}, task={self.task!r}, "

@@ -171,10 +171,10 @@ def test_output_folder_check_never_opens_a_fifo(physionet_root, tmp_path, capsys
     os.mkfifo(s / "manifest.json")
     (s / "labels.npy").write_bytes(b"")
     with deadline(20):
-        assert _outdir._json_dict(s / "manifest.json") is None
+        assert _outdir.peek_json(s / "manifest.json") is None
         assert main(["-q", "convert", "mitdb", "--data", str(physionet_root), "--out", str(s), "--records", "119",
                      "--jobs", "1"]) == 2
     assert str(s) in one_error_line(capsys)
     (s / "manifest.json").unlink()
     (s / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
-    assert _outdir._json_dict(s / "manifest.json") is None
+    assert _outdir.peek_json(s / "manifest.json") is None

@@ -414,6 +414,14 @@ def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, A
     return out
 
 
+def majority_test(results: BenchResults) -> dict[str, Any] | None:
+    """The majority classifier's metrics on the eval split (from the first finished cell holding them)."""
+    for r in results.cells:
+        if r.done and r.majority and r.majority.get("macro_f1") is not None:
+            return r.majority
+    return None
+
+
 # -- the reader's first figure: scores against the number of labelled target patients -----------------------------
 
 #: the per-class F1 scores beside macro-F1 in the labelled-patients figure (the ectopic classes the field reports)
@@ -457,8 +465,7 @@ def labelled_patients_curve(results: BenchResults | Mapping[str, Any], encoding:
         if points:
             arms[arm] = sorted(points, key=lambda p: (p["patients"], p["fraction"]))
     majority: dict[str, float | None] = {}
-    mj = next((r.majority for r in results.cells
-               if r.done and (r.majority or {}).get("macro_f1") is not None), None)
+    mj = majority_test(results)
     for m in metrics:
         if mj is None:
             majority[m] = None

@@ -24,7 +24,7 @@ from ecgtransfer.bench.run_records import (
     kept_metrics,
     drop_checkpoints,
     history_table,
-    load_report_text,
+    load_report_line,
     load_report_of,
     majority_line,
     utc_now,
@@ -65,11 +65,19 @@ class CellRuns:
     ``choice``, the source side of :class:`ecgtransfer.bench.source.SourceModels`)."""
 
     # -- cells ------------------------------------------------------------------------------------
-    # -- cells ------------------------------------------------------------------------------------
     def plan_cell(self, cell: Cell) -> tuple[np.ndarray, "RunParts", int, int]:
         """``(drawn training segments, the parts the engine will use, steps per epoch, epochs)`` of ``cell``: its
         fraction's draw, then what the engine trains and validates on (classes left out, the majority cap), whose
-        steps the budget counts (:func:`cell_budget`)."""
+        steps the budget counts (:func:`cell_budget`). It depends on the cell's fraction and seed only (every arm and
+        encoding shares it), so it is drawn once per pair: the plan's estimate, the budget check and the run ask
+        again."""
+        plans = self.__dict__.setdefault("_cell_plans", {})
+        key = (cell.fraction, cell.seed)
+        if key not in plans:
+            plans[key] = self._draw_cell_plan(cell)
+        return plans[key]
+
+    def _draw_cell_plan(self, cell: Cell) -> tuple[np.ndarray, "RunParts", int, int]:
         from ecgtransfer.training.data import run_parts_of
 
         store = self.store
@@ -112,7 +120,6 @@ class CellRuns:
         if had is None or int(had) == epochs:
             return None
         return f"its budget changed: it trained {had} epochs, min_steps now gives {epochs}"
-
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         """Train ``cell`` (an LR sweep's point when its arm is a sweep arm) and return its record."""
@@ -228,7 +235,7 @@ class CellRuns:
             "majority": majority_line((res.test_metrics or {}).get("majority")),
             "time_to_target": None if hit is None else {"target": cfg.target_f1, "epoch": hit[0], "seconds": hit[1]},
             "throughput": throughput_of(res.history, self.device),
-            "load_report": load_report_text(run_dir),
+            "load_report": None if load is None else load_report_line(load),
             **({"transfer": transfer_of(load, multilabel_source=self.source_store if multilabel_source else None)}
                if load is not None else {}),
             "run_dir": str(run_dir.relative_to(self.out)),

@@ -84,15 +84,12 @@ class CellStore:
                         "since it was written); the cell will be recomputed", p)
             return None
         try:
-            CellResult.of(record)
+            held = CellResult.of(record).cell  # the record checked, its cell parsed
         except BenchError as exc:
             log.warning("ignoring cell file %s (%s); the cell will be recomputed", p, exc)
             return None
-        try:
-            if Cell.from_dict(record["cell"]) != cell:
-                log.warning("ignoring cell file %s: it holds cell %s", p, record["cell"])
-                return None
-        except (KeyError, TypeError, ValueError):
+        if held != cell:
+            log.warning("ignoring cell file %s: it holds cell %s", p, record["cell"])
             return None
         return record
 

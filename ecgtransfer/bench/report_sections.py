@@ -14,9 +14,10 @@ from typing import Any, Mapping, Sequence
 
 from ecgtransfer._document import Doc
 from ecgtransfer.bench import plots
-from ecgtransfer.bench.aggregate import labelled_patients_curve, learning_curves, verdict
+from ecgtransfer.bench.aggregate import labelled_patients_curve, learning_curves, majority_test, verdict
 from ecgtransfer.bench.grid import fraction_label
 from ecgtransfer.bench.report_text import (
+    bootstrapped,
     diff_text,
     encodings_used,
     fmt_bytes,
@@ -26,7 +27,6 @@ from ecgtransfer.bench.report_text import (
     fmt_summary,
     headline,
     macro_f1_line,
-    majority_test,
     manifest_for_report,
     min_steps_clause,
     ordered_classes,
@@ -110,8 +110,7 @@ def _labelled_patients_section(v: ReportInputs) -> Doc:
     doc = Doc()
     if v.cfg.get("fraction_mode") not in ("per-patient", "patients") or len(v.fractions) < 2:
         return doc
-    band = ("95% interval (test records x seeds)" if "bootstrap" in statistics_line(results, v.base)
-            else "95% CI over seeds")
+    band = "95% interval (test records x seeds)" if bootstrapped(results) else "95% CI over seeds"
     for enc in v.encodings:
         curve = labelled_patients_curve(results, enc)
         if not curve["arms"]:
@@ -437,8 +436,8 @@ def _curves(v: ReportInputs) -> Doc:
                 doc.figure(f"data_efficiency_{enc}.png",
                            plots.data_efficiency_png(v.summary, encoding=enc, ylabel=f"{split} macro-F1",
                                                      majority=mj["macro_f1"] if mj else None,
-                                                     band="95% interval (records x seeds)" if "bootstrap" in
-                                                     statistics_line(results, v.base) else "95% CI over seeds"),
+                                                     band="95% interval (records x seeds)" if bootstrapped(results)
+                                                     else "95% CI over seeds"),
                            f"Data efficiency ({enc}): {split} macro-F1 vs training data used; bands are 95% "
                            "intervals; dashed: the majority classifier.")
             if any(k[1] == enc for k in curves):

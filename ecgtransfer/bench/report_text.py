@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Mapping, Sequence
 
-from ecgtransfer.bench.aggregate import verdict
+from ecgtransfer.bench.aggregate import majority_test, verdict
 from ecgtransfer.bench.grid import fraction_label
 from ecgtransfer.bench.results import BenchResults, CellResult
 from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
@@ -138,12 +138,16 @@ def min_steps_clause(cfg: Mapping[str, Any], records: Sequence[CellResult]) -> s
     return text
 
 
+def bootstrapped(results: BenchResults) -> bool:
+    """Whether the summary's intervals are the bootstrap over test records and seeds (else the seed-only t)."""
+    return any(e.get("macro_f1", {}).get("n_records") for per in results.summary.values()
+               for fr in per.values() for e in fr.values())
+
+
 def statistics_line(results: BenchResults, base: str | None) -> str:
     """How the intervals were made: the paired bootstrap over test records and seeds, or the seed-only t."""
     cfg = results.config
-    boot = any(e.get("macro_f1", {}).get("n_records") for per in results.summary.values()
-               for fr in per.values() for e in fr.values())
-    if boot:
+    if bootstrapped(results):
         return (f"Statistics: patients (test records) are the unit. Each interval is the 95% percentile interval of "
                 f"{cfg.get('bootstrap_replicates', BOOTSTRAP_REPLICATES)} bootstrap replicates that draw the test "
                 "records and the seeds with replacement, the same draws for every arm (paired), so it covers which "
@@ -196,14 +200,6 @@ def encodings_used(results: BenchResults) -> list[str]:
         if enc not in seen:
             seen.append(enc)
     return seen
-
-
-def majority_test(results: BenchResults) -> dict[str, Any] | None:
-    """The majority classifier's metrics on the eval split (from the first finished cell holding them)."""
-    for r in results.cells:
-        if r.done and r.majority and r.majority.get("macro_f1") is not None:
-            return r.majority
-    return None
 
 
 def diff_text(d: Mapping[str, Any]) -> str:

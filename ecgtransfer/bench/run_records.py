@@ -173,15 +173,15 @@ def transfer_of(report: Mapping[str, Any], *, multilabel_source: SegmentStore | 
 
 
 def load_report_text(run_dir: Path) -> str | None:
-    """One line from the ``load_report`` of a cell's ``run.json`` (a ``LoadReport.to_dict()``): the source, how
-    many tensors loaded, which were re-initialised, adapted, unexpected or missing, and the head's shapes.
-    ``None`` when no weights were loaded (or ``run.json`` is unreadable)."""
-    try:
-        report = read_json_object(run_dir / "run.json", "run record").get("load_report")
-    except EcgTransferError:
-        return None
-    if not isinstance(report, dict):
-        return None
+    """One line from the ``load_report`` of a cell's ``run.json`` (:func:`load_report_line`); ``None`` when no
+    weights were loaded (or ``run.json`` is unreadable)."""
+    report = load_report_of(run_dir)
+    return None if report is None else load_report_line(report)
+
+
+def load_report_line(report: Mapping[str, Any]) -> str:
+    """One line from a load report (a ``LoadReport.to_dict()``): the source, how many tensors loaded, which were
+    re-initialised, adapted, unexpected or missing, and the head's shapes."""
 
     def shape(s: Any) -> str:
         return "None" if s is None else "(" + ", ".join(str(int(x)) for x in s) + ")"

@@ -58,7 +58,7 @@ from ecgtransfer.bench.config_toml import load_config
 from ecgtransfer.bench.grid import cells as grid_cells
 from ecgtransfer.bench.hardware import hardware_info
 from ecgtransfer.bench.report import write_reports
-from ecgtransfer.bench.results import BenchResults, read_results, upgrade_cell_counts
+from ecgtransfer.bench.results import read_results, upgrade_cell_counts
 from ecgtransfer.bench.run_records import RECORD_CONFUSION_VERSION, utc_now
 from ecgtransfer.bench.source import SourceModels, source_settings
 from ecgtransfer.bench.sweep_run import SweepRuns
@@ -76,7 +76,7 @@ class BenchResult:
 
     Attributes:
         out: the output directory.
-        results: the content of ``results.json`` (:meth:`typed` gives it as :class:`BenchResults`).
+        results: the content of ``results.json`` (:func:`~ecgtransfer.bench.results.read_results` reads it typed).
         paths: ``{"results", "md", "html", "figures"}``.
         computed: keys of the cells trained by this call.
         reused: keys of finished cells loaded from ``OUT/cells``.
@@ -95,10 +95,6 @@ class BenchResult:
     @property
     def summary(self) -> dict[str, Any]:
         return self.results["summary"]
-
-    @property
-    def typed(self) -> BenchResults:
-        return BenchResults.from_dict(self.results, self.out / "results.json")
 
     @property
     def complete(self) -> bool:
@@ -196,12 +192,12 @@ class _Bench(SourceModels, CellRuns, SweepRuns, ResultsAssembly):
     def check_arms(self) -> None:
         """Mark arms whose prerequisites are missing as skipped, with the reason."""
         self.open_source()  # the source store of ecg and pooled arms, and the pooled store
-        from ecgtransfer.models.weight_registry import WEIGHT_NAMES, imagenet_unavailable
+        from ecgtransfer.models.weight_registry import imagenet_unavailable, is_weight_name
 
         for a in self.cfg.arms:
             if a.name in self.skipped:
                 continue
-            if a.init in WEIGHT_NAMES:
+            if is_weight_name(a.init):  # any case, as the arm's check and the loader take it
                 reason = imagenet_unavailable(a.init, cache=self.imagenet_checks)
                 if reason:
                     self.skipped[a.name] = reason

@@ -29,13 +29,9 @@ from ecgtransfer.physionet.catalog import Database
 
 log = logging.getLogger(__package__)  # the package's logger: log lines name "ecgtransfer.conversion"
 
-TARGETS_EXTRA = ptbxl.TARGETS_EXTRA
-FOLD_EXTRA = ptbxl.FOLD_EXTRA
-
-
 def level_extra(level: str) -> str:
     """The name of the extra holding ``level``'s targets (``targets_superdiagnostic``)."""
-    return f"{TARGETS_EXTRA}_{ptbxl.check_level(level)}"
+    return f"{ptbxl.TARGETS_EXTRA}_{ptbxl.check_level(level)}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ class MultilabelPlan:
 
     def manifest_entry(self) -> dict[str, Any]:
         """``manifest["multilabel"]``: the level, the targets extra and every level's label names."""
-        return {"level": self.level, "targets": TARGETS_EXTRA, "fold": FOLD_EXTRA, "rate": self.rate,
+        return {"level": self.level, "targets": ptbxl.TARGETS_EXTRA, "fold": ptbxl.FOLD_EXTRA, "rate": self.rate,
                 "levels": {k: list(v) for k, v in self.levels.items()}}
 
 
@@ -135,7 +131,7 @@ def plan_multilabel(db: Database, vdir: Path, *, records: Sequence[str] | str | 
             continue
         chosen.append((row.ecg_id, vdir / row.filename(rate_n)))
         first[row.ecg_id] = int(np.flatnonzero(hot[level])[0])
-        extras[row.ecg_id] = {TARGETS_EXTRA: hot[level], FOLD_EXTRA: np.int64(row.strat_fold),
+        extras[row.ecg_id] = {ptbxl.TARGETS_EXTRA: hot[level], ptbxl.FOLD_EXTRA: np.int64(row.strat_fold),
                               **{level_extra(lv): v for lv, v in hot.items()}}
     if unlabelled:
         log.info("ptb-xl: %d record(s) have no %s label and are left out, as the benchmark does", len(unlabelled),
@@ -147,4 +143,4 @@ def plan_multilabel(db: Database, vdir: Path, *, records: Sequence[str] | str | 
                           unlabelled=tuple(unlabelled))
 
 
-__all__ = ["MultilabelPlan", "plan_multilabel", "TARGETS_EXTRA", "FOLD_EXTRA", "level_extra"]
+__all__ = ["MultilabelPlan", "plan_multilabel", "level_extra"]

@@ -593,9 +593,9 @@ class _Run:
         unless a requested record is missing from a local listing (the mirror's may have gained it)."""
         requested, records_file = self.requested, self.records_file
         sums, listed = self.load_index(refresh_index)
-        if not self.fetcher.index_fresh and _resolve_records(requested, listed, self.aliases)[1]:
-            log.info("record(s) %s not in the local %s; fetching the index again",
-                     ", ".join(_resolve_records(requested, listed, self.aliases)[1]), records_file)
+        missing = [] if self.fetcher.index_fresh else _resolve_records(requested, listed, self.aliases)[1]
+        if missing:
+            log.info("record(s) %s not in the local %s; fetching the index again", ", ".join(missing), records_file)
             sums, listed = self.load_index(True)
         return sums, listed
 

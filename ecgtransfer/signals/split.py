@@ -68,8 +68,9 @@ SPLIT_RULE_VERSION = 2
 
 #: the database of de Chazal et al. 2004's inter-patient protocol (mitdb) and its training (DS1) and test (DS2)
 #: records, as the catalog holds them (``Database.dechazal_records``)
-DECHAZAL_DATABASE: str = dechazal_database().name
-DS1, DS2 = dechazal_database().dechazal_records or ((), ())  # set: dechazal_database finds the one that has them
+_DECHAZAL = dechazal_database()
+DECHAZAL_DATABASE: str = _DECHAZAL.name
+DS1, DS2 = _DECHAZAL.dechazal_records or ((), ())  # set: dechazal_database finds the one that has them
 
 
 @dataclass
