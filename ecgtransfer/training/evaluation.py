@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -94,11 +93,8 @@ class LoadedRun:
 
 def is_multilabel_run(run_dir: str | os.PathLike) -> bool:
     """Whether ``run_dir`` holds a multilabel run (``run.json`` ``task``; :mod:`ecgtransfer.training.multilabel`)."""
-    path = Path(run_dir) / "run.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("task") == "multilabel"
-    except (OSError, ValueError, AttributeError):
-        return False
+    run = peek_json(Path(run_dir) / "run.json")  # None for a missing, unreadable or non-regular file
+    return run is not None and run.get("task") == "multilabel"
 
 
 def _json_object(path: Path, what: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from ecgtransfer._atomic import atomic_write_json, atomic_write_text
 from ecgtransfer.errors import ConfigError, TrainingError
+from ecgtransfer.imaging import check_finite
 from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint, seed_everything
 from ecgtransfer.training.config import TrainConfig
@@ -120,7 +121,8 @@ class _Setup:
     targets: np.ndarray  # [N, K] float32 multi-hot
     spec: Any
     model: torch.nn.Module
-    encoder: torch.nn.Module | None
+    encoder: torch.nn.Module | None  # validation and test (checks its batches for NaN/inf)
+    train_encoder: torch.nn.Module | None  # the train step's (its batch is checked in the loss read-back)
     dtype: torch.dtype | None
     channels_last: bool
     optimizer: torch.optim.Optimizer
@@ -134,10 +136,9 @@ def _build_setup(store: SegmentStore, cfg: TrainConfig, split: Any | None) -> _S
     """Threads, device, seed, parts (train and validation must not be empty), model and precision, the tiered
     optimiser and its schedule, the per-label positive weights; in this order (the seed before the weights)."""
     from ecgtransfer.models.tiers import build_optimizer
-    from ecgtransfer.training.schedules import build_scheduler
+    from ecgtransfer.training.run_setup import schedule_of, set_threads
 
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    set_threads(cfg)  # the single-label run's rule (capped: libgomp aborts on a huge count)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     parts = _parts(store, cfg, split)
@@ -157,13 +158,12 @@ def _build_setup(store: SegmentStore, cfg: TrainConfig, split: Any | None) -> _S
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     optimizer = build_optimizer(model, cfg.tier_config())
     steps_per_epoch = max(1, len(parts["train"]) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    total = min(total, cfg.max_steps) if cfg.max_steps else total
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(0.05 * total))
-    scheduler = build_scheduler(optimizer, kind=cfg.scheduler, total_steps=total,
-                                warmup_steps=min(warmup, max(total - 1, 0)))
+    scheduler = schedule_of(optimizer, cfg, steps_per_epoch)[2]
     pw = pos_weights(y_all[parts["train"]]) if cfg.imbalance == "weighted" else None
-    return _Setup(device=device, parts=parts, targets=y_all, spec=spec, model=model, encoder=encoder, dtype=dtype,
+    # the train step checks its batch for NaN/inf in its one read-back from the device, not in the encoder
+    train_encoder = None if encoder is None else cfg.image_encoder(store.fs, check_finite_values=False).to(device)
+    return _Setup(device=device, parts=parts, targets=y_all, spec=spec, model=model, encoder=encoder,
+                  train_encoder=train_encoder, dtype=dtype,
                   channels_last=channels_last, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                   steps_per_epoch=steps_per_epoch, pos_weight=pw)
 
@@ -201,10 +201,14 @@ def _train_epoch(store: SegmentStore, cfg: TrainConfig, run: _Setup, epoch: int,
             continue
         x = torch.from_numpy(store.batch(idx)).to(run.device)
         y = torch.from_numpy(run.targets[idx]).to(run.device)
-        logits = logits_of(model, run.encoder, x, dtype=run.dtype, channels_last=run.channels_last)  # float32
+        finite = torch.isfinite(x).all()
+        logits = logits_of(model, run.train_encoder, x, dtype=run.dtype, channels_last=run.channels_last)  # float32
         loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
+        loss_v, finite_v = torch.stack([loss.detach(), finite.to(loss.dtype)]).tolist()  # one device sync a step
+        if not finite_v and run.encoder is not None:  # the image encoder's refusal of a NaN/inf batch, as before
+            check_finite(x, name="encode")
+        if not math.isfinite(loss_v):
+            raise TrainingError(f"the training loss became {loss_v} at epoch {epoch + 1}, step "
                                 f"{step + 1}; lower the learning rates")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # fp16: scaled; otherwise the scaler is a no-op
@@ -215,7 +219,7 @@ def _train_epoch(store: SegmentStore, cfg: TrainConfig, run: _Setup, epoch: int,
         scaler.update()
         run.scheduler.step()
         step += 1
-        loss_sum += float(loss.detach()) * len(idx)
+        loss_sum += loss_v * len(idx)
         n_seen += len(idx)
         if cfg.max_steps and step >= cfg.max_steps:
             break
@@ -298,7 +302,7 @@ def score(model: torch.nn.Module, encoder: torch.nn.Module | None, store: Segmen
     m = multilabel_metrics(y, p, store.class_names)
     m["intervals"] = bootstrap_intervals(y, p, store.patient_ids[idx], store.class_names, seed=seed,
                                          replicates=REPLICATES if replicates is None else replicates)
-    m["n_patients"] = int(len(np.unique(store.patient_ids[idx])))
+    m["n_patients"] = m["intervals"]["n_patients"]  # the patients the bootstrap drew from
     return m
 
 

@@ -150,8 +150,8 @@ def check_data(store: SegmentStore, parts: dict[str, np.ndarray]) -> None:
                             "classification needs at least two")
 
 
-def build_runtime(cfg: TrainConfig) -> Runtime:
-    """Set the thread count, pick the device and join the torchrun process group (when launched by torchrun)."""
+def set_threads(cfg: TrainConfig) -> None:
+    """torch's CPU thread count from ``cfg.num_threads`` (unset: torch's own), at most :func:`max_threads`."""
     if cfg.num_threads:
         from ecgtransfer._validate import max_threads
 
@@ -159,6 +159,24 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
             log.warning("num_threads %d is more than %d (4 per CPU); using %d", cfg.num_threads, max_threads(),
                         max_threads())
         torch.set_num_threads(min(cfg.num_threads, max_threads()))
+
+
+def schedule_of(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int, Any]:
+    """``(total steps, warm-up steps, scheduler)`` of a run of ``steps_per_epoch``: ``epochs`` of them, at most
+    ``max_steps``; warm-up ``warmup_steps`` or 5% of the total (and short of it)."""
+    from ecgtransfer.training.schedules import build_scheduler
+
+    total = cfg.epochs * steps_per_epoch
+    total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(0.05 * total_steps))
+    warmup_steps = min(warmup, max(total_steps - 1, 0))
+    scheduler = build_scheduler(optimizer, kind=cfg.scheduler, total_steps=total_steps, warmup_steps=warmup_steps)
+    return total_steps, warmup_steps, scheduler
+
+
+def build_runtime(cfg: TrainConfig) -> Runtime:
+    """Set the thread count, pick the device and join the torchrun process group (when launched by torchrun)."""
+    set_threads(cfg)
     device = resolve_device(cfg.device)
     own_pg = D.launched_by_torchrun() and not torch.distributed.is_initialized()
     dist = D.init_distributed(device.type)
@@ -270,7 +288,6 @@ def build_optimisation(store: SegmentStore, cfg: TrainConfig, data: DataParts, n
     """The tiered optimizer of ``nets.model``, the batch plan of this rank, the schedule over the run's steps
     (warm-up: ``warmup_steps`` or 5% of them), the fp16 scaler, the loss's class weights and the augmentation."""
     from ecgtransfer.models.tiers import build_optimizer
-    from ecgtransfer.training.schedules import build_scheduler
 
     device, dist = runtime.device, runtime.dist
     optimizer = build_optimizer(nets.model, cfg.tier_config())
@@ -278,11 +295,7 @@ def build_optimisation(store: SegmentStore, cfg: TrainConfig, data: DataParts, n
     plan = BatchPlan(data.run.parts["train"], data.run_labels, cfg.batch_size, cfg.seed,
                      balanced=cfg.imbalance == "sampler", rank=dist.rank, world_size=dist.world_size)
     steps_per_epoch = len(plan)
-    total = cfg.epochs * steps_per_epoch
-    total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(round(0.05 * total_steps))
-    warmup_steps = min(warmup, max(total_steps - 1, 0))
-    scheduler = build_scheduler(optimizer, kind=cfg.scheduler, total_steps=total_steps, warmup_steps=warmup_steps)
+    total_steps, warmup_steps, scheduler = schedule_of(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=nets.dtype == torch.float16)
     k = len(data.run.class_names)
     w = class_weights(data.run_labels[data.run.parts["train"]], k) if cfg.imbalance == "weighted" else np.ones(k)
