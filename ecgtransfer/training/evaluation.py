@@ -22,7 +22,8 @@ from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.data import class_subset, make_split, resolve_rr
 from ecgtransfer.training.decision import DECISION_USES, DecisionRule, scored
 from ecgtransfer.training.metrics import plot_confusion_matrix
-from ecgtransfer.training.runtime import amp_dtype, resolve_device, use_channels_last
+from ecgtransfer.training.precision import run_precision
+from ecgtransfer.training.runtime import resolve_device
 from ecgtransfer.training.scoring import PartScores, score_part
 
 log = logging.getLogger(__name__)
@@ -139,8 +140,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best", device: st
     model.eval()
     run_file = run_dir / "run.json"
     run = _json_object(run_file, "run record") if os.path.lexists(run_file) else {}
-    dtype = amp_dtype(cfg.amp, dev)  # the run's choices, resolved for this device (as the engine does)
-    channels_last = use_channels_last(cfg.channels_last, dev, dtype)
+    dtype, channels_last = run_precision(cfg.amp, cfg.channels_last, dev)  # the run's choices, on this device
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

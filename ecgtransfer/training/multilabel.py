@@ -42,7 +42,7 @@ from ecgtransfer.store import SegmentStore
 from ecgtransfer.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint, seed_everything
 from ecgtransfer.training.config import TrainConfig
 from ecgtransfer.training.multilabel_metrics import auc_table, bootstrap_intervals, multilabel_metrics
-from ecgtransfer.training.precision import amp_dtype, describe as describe_precision, dtype_name, use_channels_last
+from ecgtransfer.training.precision import describe as describe_precision, dtype_name, run_precision
 from ecgtransfer.training.run_files import read_json_object, read_split
 from ecgtransfer.training.runtime import environment, infer, logits_of, resolve_device
 from ecgtransfer.training.scoring import score_part
@@ -93,10 +93,9 @@ def _spec(cfg: TrainConfig, store: SegmentStore, k: int) -> Any:
 
 
 def precision_of(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """``(autocast dtype or None, channels_last)`` of ``cfg`` on ``device``: the single-label engine's rules
-    (:func:`ecgtransfer.training.precision.amp_dtype`, :func:`~ecgtransfer.training.precision.use_channels_last`)."""
-    dtype = amp_dtype(cfg.amp, device)
-    return dtype, use_channels_last(cfg.channels_last, device, dtype)
+    """``(autocast dtype or None, channels_last)`` of ``cfg`` on ``device`` (:func:`~ecgtransfer.training.precision.
+    run_precision`, the single-label runs' rule)."""
+    return run_precision(cfg.amp, cfg.channels_last, device)
 
 
 def _probs(model: torch.nn.Module, encoder: torch.nn.Module | None, store: SegmentStore, idx: np.ndarray,

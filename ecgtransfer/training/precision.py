@@ -130,6 +130,13 @@ def use_channels_last(choice: str, device: torch.device, dtype: torch.dtype | No
     return device.type == "cpu" and dtype == torch.bfloat16
 
 
+def run_precision(amp: str, channels_last: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, channels_last)`` of a run's ``amp`` and ``channels_last`` choices on ``device``: what
+    training, ``evaluate`` and the multi-label runs all use (:func:`amp_dtype`, then :func:`use_channels_last`)."""
+    dtype = amp_dtype(amp, device)
+    return dtype, use_channels_last(channels_last, device, dtype)
+
+
 def dtype_name(dtype: torch.dtype | None) -> str:
     """``"bfloat16"``, ``"float16"`` or ``"float32"`` (no autocast), as ``run.json`` records it."""
     return "float32" if dtype is None else str(dtype).replace("torch.", "")

@@ -42,7 +42,8 @@ from ecgtransfer.training.data import (
     validation_weights,
 )
 from ecgtransfer.training.precision import describe as describe_precision
-from ecgtransfer.training.runtime import amp_dtype, resolve_device, set_determinism, use_channels_last
+from ecgtransfer.training.precision import run_precision
+from ecgtransfer.training.runtime import resolve_device, set_determinism
 
 #: the engine's logger: setup messages (precision, threads) keep the logger name a run has always logged under
 log = logging.getLogger("ecgtransfer.training.engine")
@@ -273,8 +274,7 @@ def build_model_parts(store: SegmentStore, cfg: TrainConfig, data: DataParts, ru
                          rr_dim=data.rr_dim)
     weights = init_weights(cfg, runtime.dist, resuming=resuming)
     model = build_model(spec, weights=weights, class_names=data.run.class_names, head=cfg.init_head).to(device)
-    dtype = amp_dtype(cfg.amp, device)
-    channels_last = use_channels_last(cfg.channels_last, device, dtype)
+    dtype, channels_last = run_precision(cfg.amp, cfg.channels_last, device)
     if runtime.dist.is_main:
         log.info("%s", describe_precision(cfg.amp, cfg.channels_last, device, dtype, channels_last))
     if channels_last:
