@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ecgtransfer.bench.checks import same_fraction
 from ecgtransfer.bench.config import BenchConfig
 from ecgtransfer.bench.grid import fraction_label
 from ecgtransfer.bench.results import BenchResults, CellResult, Contrast, Primary, Summary
@@ -319,7 +320,7 @@ def contrast_pairs(config: BenchConfig) -> list[tuple[Any, ...]]:
     prim = getattr(config, "primary", None)
     if prim is not None:
         at = float(prim.fraction if prim.fraction is not None else max(config.fractions))
-        if not any(p[:2] == (prim.arm, prim.baseline) and (len(p) == 2 or abs(p[2] - at) < 1e-12) for p in pairs):
+        if not any(p[:2] == (prim.arm, prim.baseline) and (len(p) == 2 or same_fraction(p[2], at)) for p in pairs):
             # declared at fractions: the primary at its own fraction only; else (older configs) at every fraction
             pairs.insert(0, (prim.arm, prim.baseline, at) if any(len(p) == 3 for p in pairs) else
                          (prim.arm, prim.baseline))
@@ -395,12 +396,12 @@ def contrasts(config: BenchConfig, records: Sequence[CellResult | Mapping[str, A
     out: list[Contrast] = []
     for arm, base, *at in contrast_pairs(config):
         for (a, enc, frac), rows in sorted(by.items(), key=lambda kv: (kv[0][1], -kv[0][2])):
-            if a != arm or (base, enc, frac) not in by or (at and abs(at[0] - frac) > 1e-12):
+            if a != arm or (base, enc, frac) not in by or (at and not same_fraction(at[0], frac)):
                 continue
             brows = by[(base, enc, frac)]
             d = bootstrap_contrast(config, rows, brows, eval_split) or _seed_contrast(rows, brows, eval_split)
             is_primary = bool(prim and prim["arm"] == arm and prim["baseline"] == base and prim["encoding"] == enc
-                              and abs(prim["fraction"] - frac) < 1e-12)
+                              and same_fraction(prim["fraction"], frac))
             why = no_verdict.get(arm) or no_verdict.get(base) or below_majority(rows, brows, eval_split)
             out.append({"arm": arm, "baseline": base, "encoding": enc, "fraction": frac,
                         "label": f"{arm} - {base}, {enc}, {fraction_label(frac)}", "primary": is_primary,

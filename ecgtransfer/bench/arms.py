@@ -91,6 +91,12 @@ class ArmConfig:
     def pretrained(self) -> bool:
         return self.init != "scratch"
 
+    @property
+    def uses_source(self) -> bool:
+        """Whether the arm needs the ``[source]`` store: it starts from the source model (``init = "ecg"``) or trains
+        on the pooled store (``train_data = "pooled"``)."""
+        return self.init == "ecg" or self.train_data == "pooled"
+
     def check(self, where: str, *, has_source: bool, encodings: Sequence[str]) -> None:
         """Raise :class:`ConfigError` naming the key when this arm is inconsistent (``where``: e.g. ``"bench.toml
         arm 'tuned'"``): its choices, then its learning rates and sweeps. ``has_source``: the bench has a

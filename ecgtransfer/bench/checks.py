@@ -12,6 +12,11 @@ from typing import Any, Mapping, Sequence
 from ecgtransfer.errors import ConfigError
 
 
+def same_fraction(a: float, b: float) -> bool:
+    """Whether two training-data fractions are the same one (equal up to float rounding, 1e-12)."""
+    return abs(a - b) <= 1e-12
+
+
 def config_error(where: str, msg: str) -> ConfigError:
     """``ConfigError("<where>: <msg>")``."""
     return ConfigError(f"{where}: {msg}")

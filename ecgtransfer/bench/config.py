@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ecgtransfer.bench.arms import OPTIM_MODES, ArmConfig
-from ecgtransfer.bench.checks import check_nameable, check_positive_int, check_setting_values, config_error
+from ecgtransfer.bench.checks import (check_nameable, check_positive_int, check_setting_values, config_error,
+                                     same_fraction)
 from ecgtransfer.bench.stats import BOOTSTRAP_REPLICATES
 from ecgtransfer.bench.sweeps import SETTING_KEYS
 from ecgtransfer._validate import check_seed
@@ -170,7 +171,7 @@ class PrimaryContrast:
                 raise config_error(where, f"names no arm {x!r}; arms are {list(names)}")
         if self.arm == self.baseline:
             raise config_error(where, "arm and baseline are the same arm")
-        if self.fraction is not None and all(abs(self.fraction - f) > 1e-12 for f in fractions):
+        if self.fraction is not None and not any(same_fraction(self.fraction, f) for f in fractions):
             raise config_error(where, f"fraction {self.fraction} is not one of the fractions {list(fractions)}")
         if self.encoding is not None and self.encoding not in encodings:
             raise config_error(where, f"encoding {self.encoding!r} is not one of the encodings {list(encodings)}")
@@ -397,7 +398,7 @@ class BenchConfig:
         check_nameable(where, "lr_sweep", self.lr_sweep)
         for key in SETTING_KEYS:
             check_setting_values(where, key, getattr(self, key))
-        if self.sweep_fraction is not None and all(abs(self.sweep_fraction - f) > 1e-12 for f in self.fractions):
+        if self.sweep_fraction is not None and not any(same_fraction(self.sweep_fraction, f) for f in self.fractions):
             raise config_error(where, f"sweep_fraction {self.sweep_fraction} is not one of the fractions "
                                       f"{list(self.fractions)}")
 
@@ -407,7 +408,7 @@ class BenchConfig:
             for x in (a, b):
                 if x not in names:
                     raise config_error(where, f"contrast [{a!r}, {b!r}] names no arm {x!r}; arms are {list(names)}")
-            if at and all(abs(at[0] - f) > 1e-12 for f in self.fractions):
+            if at and not any(same_fraction(at[0], f) for f in self.fractions):
                 raise config_error(where, f"contrast [{a!r}, {b!r}, {at[0]}]: fraction {at[0]} is not one of the "
                                           f"fractions {list(self.fractions)}")
 

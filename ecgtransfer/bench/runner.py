@@ -178,7 +178,7 @@ class _Bench(SourceModels, CellRuns, SweepRuns, ResultsAssembly):
              "record_confusion": RECORD_CONFUSION_VERSION}
         for name, value in settings.items():  # only swept points carry them: earlier cells keep their fingerprints
             d[f"{name}_swept"] = float(value)
-        if arm.init == "ecg" or arm.train_data == "pooled":  # only these arms depend on the source task
+        if arm.uses_source:  # only these arms depend on the source task
             d["source_store"] = self.source_hash
             d["source"] = source_settings(self.cfg.source)
         return json.loads(json.dumps(d, sort_keys=True, default=str))

@@ -174,7 +174,7 @@ class SourceModels:
         self.source_lead: int | str | None = None  # the source model's encoder lead ([source].lead)
         self.source_input = ""  # what the source model reads, in words
         self.pooled_store: SegmentStore | None = None
-        if any(a.init == "ecg" or a.train_data == "pooled" for a in self.cfg.arms):
+        if any(a.uses_source for a in self.cfg.arms):
             try:
                 self.source_store = SegmentStore(self.cfg.source_store_path)
                 self.source_hash = self.source_store.manifest_hash
@@ -193,7 +193,7 @@ class SourceModels:
             except StoreError as exc:
                 self.source_store = None
                 for a in self.cfg.arms:
-                    if a.init == "ecg" or a.train_data == "pooled":
+                    if a.uses_source:
                         self.skipped[a.name] = f"source store unavailable: {exc}"
         else:
             self.source_store = None
