@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ecgtransfer.conversion.config import ConvertConfig
 from ecgtransfer.errors import StoreError
-from ecgtransfer.store import MANIFEST, SegmentStore, open_existing
+from ecgtransfer.store import SegmentStore, open_existing
 
 
 def _differences(manifest: Mapping[str, Any], cfg: ConvertConfig, sources: dict[str, str]) -> list[str]:
@@ -25,26 +25,30 @@ def _differences(manifest: Mapping[str, Any], cfg: ConvertConfig, sources: dict[
     return diff or ["database/task"]
 
 
-def existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool) -> SegmentStore | None:
-    """The store at ``out`` if it already holds exactly this conversion; raises if it holds another one."""
+def existing_store(out: Path, cfg: ConvertConfig, sources: dict[str, str], overwrite: bool
+                   ) -> tuple[SegmentStore | None, str | None]:
+    """``(store, stale)``: the store at ``out`` if it already holds exactly this conversion (else None; one that holds
+    another conversion raises unless ``overwrite``), opened once (:func:`~ecgtransfer.store.open_existing`); and,
+    when it is this very conversion (parameters and source files) made by another version of the R-peak detector,
+    why it is to be converted again although nobody asked to overwrite it (``stale``; None otherwise)."""
+    stale: list[str] = []
+
     def differs(store: SegmentStore) -> str | None:
         diff = _differences(store.manifest, cfg, sources)
+        if cfg.detector is not None and diff == ["detector"]:
+            stale.append(_stale_message(out, cfg, store.manifest))
         return f"a different conversion (differs in: {', '.join(diff)})" if diff else None
 
-    return open_existing(out, differs, overwrite=overwrite)
-
-
-def stale_reason(out: Path, cfg: ConvertConfig, sources: dict[str, str]) -> str | None:
-    """Why the store at ``out`` is to be converted again although nobody asked to overwrite it: it is this very
-    conversion (parameters and source files) made by another version of the R-peak detector; None otherwise."""
-    if cfg.detector is None or not (out / MANIFEST).is_file():
-        return None
     try:
-        manifest = SegmentStore(out).manifest
+        store = open_existing(out, differs, overwrite=overwrite)
     except StoreError:
-        return None  # damaged: refused (or overwritten) as before
-    if _differences(manifest, cfg, sources) != ["detector"]:
-        return None
+        if stale:  # only the detector changed: converted again without being asked to overwrite
+            return None, stale[0]
+        raise
+    return store, (stale[0] if stale else None)
+
+
+def _stale_message(out: Path, cfg: ConvertConfig, manifest: Mapping[str, Any]) -> str:
     was = (manifest.get("parameters") or {}).get("detector")
     made = f"version {was}" if was is not None else "version 1 (stores made before versions were recorded)"
     return (f"{out} holds beats found by the R-peak detector {made}; this ecgtransfer detects with version "

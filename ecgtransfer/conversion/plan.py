@@ -19,7 +19,7 @@ from ecgtransfer.conversion.beats import beat_sides
 from ecgtransfer.conversion.config import (BEAT_TASKS, DEFAULT_AFTER, DEFAULT_BAND, DEFAULT_BEFORE, DEFAULT_FILTER,
                                           DEFAULT_FILTER_ORDER, DEFAULT_WINDOW, DETECTOR_TASKS, DTYPES,
                                           ConvertConfig)
-from ecgtransfer.conversion.existing import existing_store, stale_reason
+from ecgtransfer.conversion.existing import existing_store
 from ecgtransfer.conversion.multilabel import MultilabelPlan, plan_multilabel
 from ecgtransfer.conversion.records import hash_sources, labels_for, read_headers, resolve_records, version_dir
 from ecgtransfer.conversion.windows import window_steps
@@ -281,8 +281,8 @@ def plan_conversion(database: str, *, data: str | os.PathLike, out: str | os.Pat
                   rhythm_classes=rhythm_classes, filter=filter, filter_order=filter_order, normalize=normalize,
                   dtype=dtype)
     # read only: a store left aside by an interrupted overwrite is restored by execute, which checks again
-    stale = stale_reason(out, cfg, sources)
-    up_to_date = existing_store(out, cfg, sources, overwrite or stale is not None) is not None
+    existing, stale = existing_store(out, cfg, sources, overwrite)
+    up_to_date = existing is not None
     planned = _planned_records(db, sel)
     return ConversionPlan(database=db, config=cfg, records=planned, lead_names=lead_names, source_files=sources,
                           data=data, out=out, jobs=min(n_workers, len(planned)), overwrite=overwrite,

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ecgtransfer.conversion.config import (DEFAULT_AFTER, DEFAULT_BAND, DEFAULT_BEFORE, DEFAULT_FILTER,
                                           DEFAULT_FILTER_ORDER, DEFAULT_WINDOW)
-from ecgtransfer.conversion.existing import existing_store, stale_reason
+from ecgtransfer.conversion.existing import existing_store
 from ecgtransfer.conversion.plan import ConversionPlan, plan_conversion
 from ecgtransfer.conversion.config import RecordJob
 from ecgtransfer.conversion.workers import run_record_jobs
@@ -73,11 +73,10 @@ def execute(plan: ConversionPlan, *, progress: bool = True) -> SegmentStore:
     """
     db, cfg, out = plan.database, plan.config, plan.out
     recover_interrupted(out)  # an overwrite killed between its renames leaves the previous store aside
-    stale = stale_reason(out, cfg, plan.source_files)
+    existing, stale = existing_store(out, cfg, plan.source_files, plan.overwrite)
     if stale is not None:
         log.warning("%s", stale)
     overwrite = plan.overwrite or stale is not None
-    existing = existing_store(out, cfg, plan.source_files, overwrite)
     if existing is not None:
         log.info("%s is up to date (same parameters and source files); skipping conversion", out)
         return existing
