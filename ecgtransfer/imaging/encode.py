@@ -217,12 +217,7 @@ def _encode(x: Any, encoding: str, size: int, *, fs: float | None, lead: int | s
 
     sources, n_out = _render_sources(x, series, encoding, size, fs=fs, lead=lead, colour=colour, channels=channels,
                                      params=params, window=window)
-    if normalize:
-        if mean is None or std is None or mean.shape[0] != n_out:
-            mean, std = imagenet_stats(n_out, series.device, series.dtype)
-        mean, std = mean.to(series.dtype).reshape(-1), std.to(series.dtype).reshape(-1)
-    else:
-        mean = std = None
+    mean, std = _normalisation(normalize, mean, std, n_out, series.device, series.dtype)
     if colour == "colormap" and encoding != "stack":
         table = lut if lut is not None else colormap_lut(cmap, series.device, series.dtype)
         return _colormap(sources[0], flat_input, table.to(series.dtype), mean, std)
@@ -299,6 +294,18 @@ def _render_sources(x: torch.Tensor, series: torch.Tensor, encoding: str, size: 
             n_out = 3
     return sources, n_out
 
+
+def _normalisation(normalize: bool, mean: torch.Tensor | None, std: torch.Tensor | None, n_out: int,
+                   device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The per-channel ``(mean [n_out], std [n_out])`` of the ImageNet normalisation in ``dtype`` (the given ones
+    when they fit ``n_out`` channels, else :func:`imagenet_stats`); ``(None, None)`` without ``normalize``."""
+    if not normalize:
+        return None, None
+    if mean is None or std is None or mean.shape[0] != n_out:
+        mean, std = imagenet_stats(n_out, device, dtype)
+    return mean.to(dtype).reshape(-1), std.to(dtype).reshape(-1)
+
+
 def _encode_grid(x: torch.Tensor, encoding: str, size: int, *, fs: float | None, colour: str, cmap: str,
                  normalize: bool, params: Mapping[str, Any], lut: torch.Tensor | None, mean: torch.Tensor | None,
                  std: torch.Tensor | None, window: torch.Tensor | None) -> torch.Tensor:
@@ -315,12 +322,7 @@ def _encode_grid(x: torch.Tensor, encoding: str, size: int, *, fs: float | None,
         r, c = k % rows, k // rows
         grid[:, r * th:(r + 1) * th, c * tw:(c + 1) * tw] = tiles[:, k]
     flat = (x.amax(dim=-1) == x.amin(dim=-1)).all(dim=1)  # [B]: every lead flat gives a zero image
-    if normalize:
-        if mean is None or std is None or mean.shape[0] != 3:
-            mean, std = imagenet_stats(3, x.device, x.dtype)
-        mean, std = mean.to(x.dtype).reshape(-1), std.to(x.dtype).reshape(-1)
-    else:
-        mean = std = None
+    mean, std = _normalisation(normalize, mean, std, 3, x.device, x.dtype)
     if colour == "colormap":
         table = lut if lut is not None else colormap_lut(cmap, x.device, x.dtype)
         return _colormap(grid, flat, table.to(x.dtype), mean, std)
